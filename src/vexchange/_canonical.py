@@ -1,0 +1,92 @@
+"""The canonical byte form of a record, and the digests built on it. Only this module hashes records.
+
+Record digest (documented normatively in docs/formats/canonical.md)::
+
+    SHA-256( JSON array, UTF-8, no whitespace, object keys sorted at every depth:
+             ["vxr1", id, namespace, NFC(text), metadata, created_at_ms, updated_at_ms,
+              [[vector_name, model, dims, hex(SHA-256(float32 little-endian bytes))], ...]] )
+
+Vectors are listed by name in code-point order. JSON numbers are written as orjson writes them:
+integers in decimal, floats in the shortest form that reads back to the same float64.
+``score``, ``source_store``, ``modality``, ``id_type`` and unknown keys are not content and are
+left out, so a record keeps its digest when it moves between stores.
+
+Namespace digest: the sum of the record digests, read as big-endian 256-bit integers, modulo
+2**256, as 64 hex digits. A sum does not depend on order, and unlike XOR a duplicate record does
+not cancel itself out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+import orjson
+
+from .record import MemoryRecord
+
+__all__ = ["NamespaceDigest", "canonical_bytes", "record_digest"]
+
+_MOD = 1 << 256
+_OPTS = orjson.OPT_SORT_KEYS
+
+
+def canonical_bytes(record: MemoryRecord) -> bytes:
+    text = record.text
+    if text is not None and not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    vectors = [
+        [name, vec.model, vec.dims, hashlib.sha256(vec.data).hexdigest()]
+        for name, vec in sorted(record.vectors.items())
+    ]
+    body = [
+        "vxr1",
+        record.id,
+        record.namespace,
+        text,
+        record.metadata,
+        record.created_at,
+        record.updated_at,
+        vectors,
+    ]
+    return orjson.dumps(body, option=_OPTS)
+
+
+def record_digest(record: MemoryRecord) -> bytes:
+    """The 32-byte SHA-256 digest of a record's canonical bytes."""
+    return hashlib.sha256(canonical_bytes(record)).digest()
+
+
+class NamespaceDigest:
+    """Order-independent digest of a multiset of records, with its count."""
+
+    __slots__ = ("count", "_sum")
+
+    def __init__(self, count: int = 0, hexsum: str | None = None) -> None:
+        self.count = count
+        self._sum = int(hexsum, 16) if hexsum else 0
+
+    def add(self, digest: bytes) -> None:
+        self.count += 1
+        self._sum = (self._sum + int.from_bytes(digest, "big")) % _MOD
+
+    @property
+    def hex(self) -> str:
+        return f"{self._sum:064x}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"count": self.count, "digest": self.hex}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> NamespaceDigest:
+        return cls(int(data["count"]), str(data["digest"]))  # type: ignore[call-overload]
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, NamespaceDigest)
+            and self.count == other.count
+            and self._sum == other._sum
+        )
+
+    def __repr__(self) -> str:
+        return f"NamespaceDigest(count={self.count}, digest={self.hex[:16]}...)"

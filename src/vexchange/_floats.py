@@ -1,0 +1,149 @@
+"""Exact float32 <-> JSON number conversion.
+
+Writing: orjson writes a float32 array in the shortest decimal form that reads back to the same
+float32 (Ryu). Reading: JSON parsers give float64, and rounding the float64 to float32 is a
+*second* rounding. It gives the wrong float32 exactly when the decimal lies close to the midpoint
+between two float32 values and the first rounding lands on that midpoint (an exhaustive check of
+all 2**32 patterns found such values; see tests/test_floats.py). So:
+
+* the reader finds elements whose float64 value is exactly a float32 midpoint and settles them
+  from the decimal text itself, with exact rational arithmetic; and
+* the writer, for the few float32 values whose shortest decimal has that property, writes the
+  float64 form of the value instead (up to 17 digits), which any float64 parser followed by a
+  cast to float32 reads exactly. So Vex and other float64 readers get the same bits too.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import orjson
+
+_F32 = np.dtype("<f4")
+_MIN_NORMAL = float(np.finfo(np.float32).tiny)
+_LOW29 = np.uint64((1 << 29) - 1)
+_HALF29 = np.uint64(1 << 28)
+_NUMBER_TYPES = frozenset({float, int})
+
+
+class VectorValueError(ValueError):
+    """A vector that is not a non-empty list of finite numbers."""
+
+
+def decode_vector(values: Any, raw_text: bytes | None = None) -> bytes:
+    """Convert a parsed JSON array to float32 little-endian bytes, exactly.
+
+    ``raw_text`` is the JSON text of the array (or of the whole line holding it); it is needed
+    only in the rare midpoint case and re-read then.
+    """
+    if not isinstance(values, list) or not values:
+        raise VectorValueError("vector must be a non-empty list of numbers")
+    kinds = set(map(type, values))
+    if not kinds <= _NUMBER_TYPES:
+        bad = next(v for v in values if type(v) not in _NUMBER_TYPES)
+        raise VectorValueError(f"vector holds a non-number: {bad!r}")
+    wide = np.array(values, dtype=np.float64)
+    narrow = wide.astype(_F32)
+    if not np.isfinite(narrow).all():
+        idx = int(np.flatnonzero(~np.isfinite(narrow))[0])
+        raise VectorValueError(
+            f"vector value {values[idx]!r} at index {idx} does not fit in float32"
+        )
+    suspects = _midpoint_mask(wide)
+    if suspects.any():
+        narrow = _settle_midpoints(wide, narrow, suspects, values, raw_text)
+    return narrow.tobytes()
+
+
+def _midpoint_mask(wide: np.ndarray) -> np.ndarray:
+    """Elements whose float64 value is exactly halfway between two float32 values."""
+    bits = wide.view(np.uint64)
+    mask = (bits & _LOW29) == _HALF29
+    tiny = (np.abs(wide) < _MIN_NORMAL) & (wide != 0)
+    if tiny.any():
+        scaled = np.abs(wide[tiny]) * 2.0**150
+        mask[tiny] = (scaled == np.floor(scaled)) & (np.fmod(scaled, 2.0) == 1.0)
+    return mask  # type: ignore[no-any-return]
+
+
+def _settle_midpoints(
+    wide: np.ndarray, narrow: np.ndarray, suspects: np.ndarray, values: list[Any], raw: bytes | None
+) -> np.ndarray:
+    decimals = _decimal_texts(values, raw)
+    out = narrow.copy()
+    for idx in np.flatnonzero(suspects):
+        exact = Fraction(Decimal(decimals[idx])) if decimals else None
+        out[idx] = _round_to_f32(exact, float(wide[idx]), narrow[idx])
+    return out
+
+
+def _round_to_f32(exact: Fraction | None, mid: float, tie_even: np.float32) -> np.float32:
+    if exact is None or exact == Fraction(mid):
+        return tie_even
+    below = np.nextafter(np.float32(mid), np.float32(-np.inf), dtype=np.float32)
+    above = np.nextafter(np.float32(mid), np.float32(np.inf), dtype=np.float32)
+    # mid is not a float32; ``np.float32(mid)`` rounded it to one of its two neighbours.
+    lo, hi = (below, tie_even) if tie_even > mid else (tie_even, above)
+    return hi if exact > Fraction(mid) else lo
+
+
+def _decimal_texts(values: list[Any], raw: bytes | None) -> list[str] | None:
+    """Re-read the decimal text of each element; None when the text is not available."""
+    if raw is None:
+        return None
+    found: list[list[str]] = []
+
+    def keep(obj: Any) -> Any:
+        return obj
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        return dict(pairs)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list) and len(node) == len(values) and all(
+            isinstance(x, str) for x in node
+        ):
+            found.append(node)
+        elif isinstance(node, list):
+            for x in node:
+                walk(x)
+        elif isinstance(node, dict):
+            for x in node.values():
+                walk(x)
+
+    doc = json.loads(raw, parse_float=keep, parse_int=keep, object_pairs_hook=hook)
+    walk(doc)
+    for candidate in found:
+        if np.array_equal(np.array([float(x) for x in candidate]), np.array(values, dtype=float)):
+            return candidate
+    return None
+
+
+def encode_vector(data: bytes) -> bytes:
+    """JSON array text for float32 bytes that every float64-then-float32 reader reads exactly."""
+    arr = np.frombuffer(data, dtype=_F32)
+    text = orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)
+    return text if not _needs_wide_form(arr) else _wide_form(arr)
+
+
+def _needs_wide_form(arr: np.ndarray) -> bool:
+    if not _DOUBLE_ROUNDING_HAZARDS.size:
+        return False
+    bits = arr.view(np.uint32) & np.uint32(0x7FFFFFFF)
+    pos = np.searchsorted(_DOUBLE_ROUNDING_HAZARDS, bits)
+    pos[pos == _DOUBLE_ROUNDING_HAZARDS.size] = 0
+    return bool((_DOUBLE_ROUNDING_HAZARDS[pos] == bits).any())
+
+
+def _wide_form(arr: np.ndarray) -> bytes:
+    return orjson.dumps(arr.astype(np.float64), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+# Positive float32 bit patterns whose shortest decimal form double-rounds to another float32
+# when read as float64 and then cast. An exhaustive scan of all 2**31 positive finite patterns
+# (bench/float32_scan.py) found exactly one: 0x15AE43FD, 7.038531e-26 (and its negative).
+_DOUBLE_ROUNDING_HAZARDS = np.array([363742205], dtype=np.uint32)

@@ -1,0 +1,103 @@
+"""The public functions. Each ``vex`` command calls exactly one of them, with the same names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._time import parse_timestamp
+from .connectors import _registry
+from .connectors._base import Connector
+from .engine.progress import Progress
+from .engine.receipt import Receipt
+from .engine.run import RunOptions, run
+from .errors import UsageError
+from .sidecar import record_import
+from .spec import StoreSpec
+
+__all__ = ["export", "import_", "migrate", "open_store"]
+
+Location = str | Path | StoreSpec | Connector
+
+
+def open_store(location: Location, *, secrets: Mapping[str, str] | None = None) -> Connector:
+    """A connector for a URL, a file path, a parsed spec, or a connector (returned as is)."""
+    if isinstance(location, Connector):
+        return location
+    spec = location if isinstance(location, StoreSpec) else StoreSpec.parse(str(location), secrets=secrets)
+    return _registry.get(spec.scheme).from_spec(spec)
+
+
+def migrate(
+    source: Location,
+    target: Location,
+    *,
+    namespaces: Sequence[str] | None = None,
+    limit: int | None = None,
+    since: str | int | None = None,
+    until: str | int | None = None,
+    batch_size: int = 500,
+    retries: int = 3,
+    dry_run: bool = False,
+    resume: bool = False,
+    allow_skips: bool = False,
+    receipt: str | Path | None = None,
+    rejects: str | Path | None = None,
+    progress: Progress | None = None,
+    operation: str = "migrate",
+) -> Receipt:
+    """Copy every selected record from ``source`` to ``target`` and return the run's receipt.
+
+    Records that cannot be written are skipped with a reason, counted in the receipt and written
+    to the rejects file (``<target>.rejects.jsonl`` unless ``rejects`` says otherwise). The
+    receipt goes to ``<target>.receipt.json`` unless ``receipt`` says otherwise. A run that
+    stops can be continued with ``resume=True``. Raises MigrationError when a run stops.
+    """
+    src, dst = open_store(source), open_store(target)
+    options = RunOptions(
+        namespaces=list(namespaces) if namespaces else None, limit=limit,
+        since=_timestamp_option("since", since), until=_timestamp_option("until", until),
+        batch_size=batch_size, retries=retries, dry_run=dry_run, resume=resume,
+        allow_skips=allow_skips,
+    )
+    base = _run_base(dst)
+    receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")
+    rejects_path = Path(rejects) if rejects else base.with_name(base.name + ".rejects.jsonl")
+    try:
+        result = run(src, dst, operation=operation, options=options, receipt_path=receipt_path,
+                     rejects_path=rejects_path, progress=progress)
+    finally:
+        src.close()
+        dst.close()
+    if not dry_run and getattr(src, "name", "") == "vmig":
+        record_import(Path(src.spec.path or ""), dst.describe()["location"], result.counts.written)
+    return result
+
+
+def export(source: Location, output: str | Path, **options: Any) -> Receipt:
+    """Write a store's records to a file (``.vmig.jsonl``): ``migrate`` into a file target."""
+    return migrate(source, StoreSpec.parse(str(output)), operation="export", **options)
+
+
+def import_(input: str | Path, target: Location, **options: Any) -> Receipt:
+    """Load a file's records into a store: ``migrate`` from a file source.
+
+    The file's sidecar gets an entry in its import history (export fields are left alone).
+    """
+    return migrate(StoreSpec.parse(str(input)), target, operation="import", **options)
+
+
+def _timestamp_option(name: str, value: str | int | None) -> int | None:
+    try:
+        return parse_timestamp(value)
+    except ValueError as err:
+        raise UsageError(f"--{name}: {err}") from None
+
+
+def _run_base(target: Connector) -> Path:
+    """Where receipts and rejects go: beside a file target, else in the working directory."""
+    path = getattr(target, "path", None)
+    if isinstance(path, Path):
+        return path
+    return Path.cwd() / f"vex-{target.name}"

@@ -1,0 +1,257 @@
+"""Looking at data without moving it: ``inspect``, ``validate`` and ``verify``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._canonical import NamespaceDigest, record_digest
+from ._time import format_timestamp
+from .api import Location, open_store
+from .codecs.vmig import RecordError, decode_object
+from .connectors._base import Connector, Reject
+from .engine.receipt import load_receipt
+from .errors import UsageError
+from .record import MemoryRecord, nested_keys
+from .sidecar import read_sidecar, verify_checksum
+
+__all__ = ["inspect", "validate", "verify"]
+
+_PAGE = 1000
+_LISTED = 50
+
+
+def _items(store: Connector) -> Iterator[MemoryRecord | Reject]:
+    for page in store.read(batch_size=_PAGE):
+        yield from page.items
+
+
+def inspect(location: Location) -> dict[str, Any]:
+    """Counts, models, dims, namespaces, sources, time range, and the sidecar's state."""
+    store = open_store(location)
+    counts: Counter[str] = Counter()
+    models: Counter[str] = Counter()
+    dims: Counter[str] = Counter()
+    namespaces: Counter[str] = Counter()
+    sources: Counter[str] = Counter()
+    unreadable: Counter[str] = Counter()
+    first: int | None = None
+    last: int | None = None
+    with store:
+        for item in _items(store):
+            if isinstance(item, Reject):
+                unreadable[item.reason] += 1
+                continue
+            counts["records"] += 1
+            counts["with_vector" if item.vectors else "without_vector"] += 1
+            counts["with_text" if item.text else "without_text"] += 1
+            namespaces[item.namespace if item.namespace is not None else "(none)"] += 1
+            sources[item.source_store or "(none)"] += 1
+            for name, vec in item.vectors.items():
+                dims[f"{name}:{vec.dims}" if name else str(vec.dims)] += 1
+                models[vec.model or "(none)"] += 1
+            if item.created_at is not None:
+                first = item.created_at if first is None else min(first, item.created_at)
+                last = item.created_at if last is None else max(last, item.created_at)
+    report: dict[str, Any] = {
+        "location": store.describe()["location"],
+        "records": counts["records"],
+        "with_vector": counts["with_vector"], "without_vector": counts["without_vector"],
+        "with_text": counts["with_text"], "without_text": counts["without_text"],
+        "unreadable": dict(unreadable),
+        "namespaces": dict(namespaces.most_common()), "models": dict(models.most_common()),
+        "dims": dict(dims.most_common()), "sources": dict(sources.most_common()),
+        "created_from": None if first is None else format_timestamp(first),
+        "created_to": None if last is None else format_timestamp(last),
+    }
+    path = getattr(store, "path", None)
+    if store.name == "vmig" and isinstance(path, Path):
+        report["sidecar"] = _sidecar_state(path, counts["records"] + sum(unreadable.values()))
+    return report
+
+
+def _sidecar_state(path: Path, records: int) -> dict[str, Any]:
+    meta = read_sidecar(path)
+    if meta is None:
+        return {"status": "missing"}
+    check = verify_checksum(path)
+    return {
+        "status": check["status"], "record_count": meta.get("record_count"),
+        "record_count_matches": meta.get("record_count") == records,
+        "exported_at": meta.get("exported_at"), "source_store": meta.get("source_store"),
+        "imported_to": meta.get("imported_to"), "imported_at": meta.get("imported_at"),
+    }
+
+
+# ------------------------------------------------------------------------------------ validate
+
+
+def validate(path: str | Path) -> dict[str, Any]:
+    """Check every record of a .vmig.jsonl file. ``ok`` is False on any error.
+
+    Errors: unreadable line, missing or duplicate id, non-finite or non-numeric vector values,
+    ``dims`` disagreeing with the vector or with other records, metadata that is not flat,
+    fields of the wrong type. Warning: a record with text but no vector (re-embeddable).
+    """
+    file = Path(path)
+    if not file.exists():
+        raise UsageError(f"no such file: {file}")
+    errors: list[dict[str, Any]] = []
+    error_counts: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    seen: dict[int, int] = {}
+    dims: dict[str, tuple[int, int]] = {}
+    records = 0
+
+    def error(line: int, reason: str, detail: str, record_id: str | None = None) -> None:
+        error_counts[reason] += 1
+        if len(errors) < 1000:
+            errors.append({"line": line, "id": record_id, "reason": reason, "detail": detail})
+
+    for line_no, obj, raw in _lines(file):
+        records += 1
+        if isinstance(obj, Exception):
+            error(line_no, "bad_json", str(obj))
+            continue
+        try:
+            record = decode_object(obj, raw)
+        except RecordError as err:
+            error(line_no, err.reason, err.detail, err.record_id)
+            continue
+        key = hash((record.namespace, record.id))
+        if key in seen:
+            error(line_no, "duplicate_id", f"id {record.id!r} also on line {seen[key]}", record.id)
+        else:
+            seen[key] = line_no
+        raw_meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if isinstance(raw_meta, dict) and nested_keys(raw_meta):
+            error(line_no, "nested_metadata",
+                  f"metadata is not flat: {', '.join(nested_keys(raw_meta))}", record.id)
+        for name, vec in record.vectors.items():
+            expect = dims.setdefault(name, (vec.dims, line_no))
+            if expect[0] != vec.dims:
+                error(line_no, "dims_inconsistent",
+                      f"{vec.dims} dims; line {expect[1]} has {expect[0]}", record.id)
+        if not record.vectors and record.text:
+            warnings["text_only_reembeddable"] += 1
+    return {"file": str(file), "records": records, "ok": not error_counts,
+            "error_counts": dict(error_counts), "errors": errors, "warnings": dict(warnings)}
+
+
+def _lines(file: Path) -> Iterator[tuple[int, Any, bytes]]:
+    with open(file, "rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            line = raw[3:] if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
+            line = line.strip()
+            if not line or line.startswith(b"#"):
+                continue
+            try:
+                yield line_no, orjson.loads(line), line
+            except orjson.JSONDecodeError as err:
+                yield line_no, err, line
+
+
+# -------------------------------------------------------------------------------------- verify
+
+
+def verify(
+    target: Location,
+    *,
+    receipt: str | Path | None = None,
+    against: Location | None = None,
+    namespaces: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Prove a target holds what it should. ``ok`` is False on any difference.
+
+    * a .vmig.jsonl file alone: its checksum and record count against its sidecar;
+    * ``receipt``: record counts and order-independent digests per namespace against what the
+      receipt says was written;
+    * ``against`` a source: record by record, naming ids missing, extra or changed.
+    """
+    store = open_store(target)
+    report: dict[str, Any] = {"target": store.describe()["location"], "checks": []}
+    path = getattr(store, "path", None)
+    if store.name == "vmig" and isinstance(path, Path):
+        if not path.exists():
+            raise UsageError(f"no such file: {path}")
+        report["checks"].append(_check_file(path))
+    if receipt is not None:
+        report["checks"].append(_check_receipt(store, Path(receipt)))
+    if against is not None:
+        report["checks"].append(_check_against(store, open_store(against), namespaces))
+    if not report["checks"]:
+        raise UsageError("nothing to verify against",
+                         hint="give --receipt RECEIPT or --against SOURCE (or verify a .vmig.jsonl file)")
+    report["ok"] = all(c["ok"] for c in report["checks"])
+    return report
+
+
+def _check_file(path: Path) -> dict[str, Any]:
+    result = verify_checksum(path)
+    meta = read_sidecar(path) or {}
+    lines = sum(1 for _, _, _ in _lines(path))
+    count_ok = meta.get("record_count") in (None, lines)
+    return {"check": "checksum", "ok": result.ok and count_ok, "status": result["status"],
+            "records": lines, "sidecar_record_count": meta.get("record_count")}
+
+
+def _digests(store: Connector, namespaces: Sequence[str] | None = None) -> dict[str, NamespaceDigest]:
+    out: dict[str, NamespaceDigest] = {}
+    for item in _items(store):
+        if isinstance(item, MemoryRecord) and (not namespaces or item.namespace in namespaces):
+            out.setdefault(item.namespace or "", NamespaceDigest()).add(record_digest(item))
+    return out
+
+
+def _check_receipt(store: Connector, path: Path) -> dict[str, Any]:
+    saved = load_receipt(path)
+    with store:
+        actual = _digests(store, [n for n in saved.namespaces] or None)
+    differences = []
+    for ns, pair in saved.namespaces.items():
+        expected = NamespaceDigest.from_dict(pair.written)
+        got = actual.get(ns, NamespaceDigest())
+        if expected.count == 0 and got.count == 0:
+            continue
+        if got != expected:
+            differences.append({"namespace": ns, "expected_count": expected.count,
+                                "actual_count": got.count,
+                                "digest_matches": got.hex == expected.hex})
+    return {"check": "receipt", "receipt": str(path), "ok": not differences,
+            "namespaces": len(saved.namespaces), "differences": differences}
+
+
+def _check_against(target: Connector, source: Connector,
+                   namespaces: Sequence[str] | None) -> dict[str, Any]:
+    expected: dict[tuple[str | None, str], bytes] = {}
+    with source:
+        for item in _items(source):
+            if isinstance(item, MemoryRecord) and (not namespaces or item.namespace in namespaces):
+                expected[(item.namespace, item.id)] = record_digest(item)[:16]
+    missing_total = len(expected)
+    changed: list[str] = []
+    extra: list[str] = []
+    matched = 0
+    with target:
+        for item in _items(target):
+            if not isinstance(item, MemoryRecord) or (namespaces and item.namespace not in namespaces):
+                continue
+            digest = expected.pop((item.namespace, item.id), None)
+            if digest is None:
+                extra.append(item.id)
+            elif digest != record_digest(item)[:16]:
+                changed.append(item.id)
+            else:
+                matched += 1
+    missing = [rid for (_, rid) in list(expected)[:_LISTED]]
+    return {
+        "check": "against", "source": source.describe()["location"],
+        "ok": not (expected or changed or extra), "matched": matched,
+        "source_records": missing_total, "missing": len(expected), "changed": len(changed),
+        "extra": len(extra), "missing_ids": missing, "changed_ids": changed[:_LISTED],
+        "extra_ids": extra[:_LISTED],
+    }

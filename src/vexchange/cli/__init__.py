@@ -1,0 +1,254 @@
+"""``vex``: a thin command line over the library. Each command calls one public function.
+
+Exit codes (docs/errors.md): 0 success; 1 a run failed or stopped (resumable); 2 usage error;
+3 integrity failure (validate found errors, verify found differences, checksum mismatch);
+4 finished but records were skipped and --allow-skips was not given; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from .. import api, checks
+from .._version import __version__
+from ..connectors import _registry
+from ..engine.receipt import Receipt
+from ..errors import MigrationError, UsageError, VexError, exit_code_for
+from ..spec import StoreSpec
+from ._render import CliProgress, print_mapping, print_summary
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_SKIPPED = 4
+_FILE_CONNECTORS = {"vmig", "jsonl"}
+
+
+def _run_options(fn: F) -> F:
+    decorators = [
+        click.option("--namespace", "namespaces", multiple=True, metavar="NS",
+                     help="Only records in this namespace (repeatable)."),
+        click.option("--limit", type=click.IntRange(min=0), help="Stop after this many records."),
+        click.option("--since", help="Only records created at or after this time (ISO-8601 or epoch)."),
+        click.option("--until", help="Only records created before this time (ISO-8601 or epoch)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True),
+        click.option("--retries", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Attempts per batch on transient failures (backoff with jitter)."),
+        click.option("--dry-run", is_flag=True, help="Read, check and count; write nothing."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint."),
+        click.option("--allow-skips", is_flag=True,
+                     help="Exit 0 even when records were skipped (they are still in the rejects file)."),
+        click.option("--receipt", type=click.Path(dir_okay=False), help="Receipt path [default: <target>.receipt.json]."),
+        click.option("--rejects", type=click.Path(dir_okay=False), help="Rejects path [default: <target>.rejects.jsonl]."),
+        click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON on stdout."),
+        click.option("--quiet", is_flag=True, help="No progress bar and no summary."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="vex")
+def cli() -> None:
+    """vexchange: move agent and vector memory between stores and files, with proof.
+
+    \b
+    vex export  --from vektor --db memory.db --output memory.vmig.jsonl
+    vex import  --from memory.vmig.jsonl --to vektor --db copy.db
+    vex migrate vektor:///data/memory.db other.vmig.jsonl
+    vex verify  other.vmig.jsonl --against vektor:///data/memory.db
+    """
+
+
+def _location(value: str | None, *, db: str | None, path: str | None, role: str) -> str | StoreSpec:
+    """A URL or path as given, or a connector name completed by --db / --file / --output."""
+    if not value:
+        raise UsageError(f"give the {role}")
+    if ":" in value or "/" in value or "." in value:
+        return value
+    if value == "vektor":
+        if not db:
+            raise UsageError(f"the vektor {role} needs --db PATH")
+        return StoreSpec("vektor", db)
+    if value in _FILE_CONNECTORS:
+        if not path:
+            flag = "--file" if role == "source" else "--output"
+            raise UsageError(f"the {value} {role} needs {flag} PATH")
+        return StoreSpec("vmig", path)
+    _registry.get(value)
+    raise UsageError(f"give {value} as a URL, e.g. {value}://HOST/COLLECTION")
+
+
+def _run(ctx: click.Context, call: Callable[..., Receipt], *args: Any, as_json: bool,
+         quiet: bool, **options: Any) -> None:
+    options["since"] = options.get("since") or None
+    options["until"] = options.get("until") or None
+    progress = None if quiet or as_json else CliProgress()
+    receipt = call(*args, progress=progress, **options)
+    if as_json:
+        click.echo(orjson.dumps(receipt.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    elif not quiet:
+        print_summary(receipt)
+    if receipt.counts.skipped_total and not options.get("allow_skips"):
+        ctx.exit(EXIT_SKIPPED)
+
+
+@cli.command()
+@click.argument("source_url", required=False)
+@click.option("--from", "from_", metavar="CONNECTOR|URL", help="Source: a connector name or URL.")
+@click.option("--db", help="Database path for the vektor connector.")
+@click.option("--output", "-o", required=True, help="Output file (.vmig.jsonl).")
+@_run_options
+@click.pass_context
+def export(ctx: click.Context, source_url: str | None, from_: str | None, db: str | None,
+           output: str, **options: Any) -> None:
+    """Write a store's records to a .vmig.jsonl file with its sidecar and a receipt."""
+    source = _location(source_url or from_, db=db, path=None, role="source")
+    _run(ctx, api.export, source, output, **options)
+
+
+@cli.command(name="import")
+@click.argument("input_file", required=False)
+@click.option("--from", "from_", metavar="FILE", help="The .vmig.jsonl file to import.")
+@click.option("--to", "to", metavar="CONNECTOR|URL", required=True, help="Target store.")
+@click.option("--db", help="Database path for the vektor connector.")
+@click.option("--output", help="Output file when the target is a file connector.")
+@_run_options
+@click.pass_context
+def import_(ctx: click.Context, input_file: str | None, from_: str | None, to: str,
+            db: str | None, output: str | None, **options: Any) -> None:
+    """Load a .vmig.jsonl file into a store."""
+    source = input_file or from_
+    if not source:
+        raise UsageError("give the file to import: vex import --from FILE --to TARGET")
+    target = _location(to, db=db, path=output, role="target")
+    _run(ctx, api.import_, source, target, **options)
+
+
+@cli.command()
+@click.argument("source_url", required=False)
+@click.argument("target_url", required=False)
+@click.option("--from", "from_", metavar="CONNECTOR|URL")
+@click.option("--to", "to", metavar="CONNECTOR|URL")
+@click.option("--db", help="Database path for the side that is a vektor connector.")
+@click.option("--file", "file_", help="Input file when the source is a file connector.")
+@click.option("--output", help="Output file when the target is a file connector.")
+@_run_options
+@click.pass_context
+def migrate(ctx: click.Context, source_url: str | None, target_url: str | None,
+            from_: str | None, to: str | None, db: str | None, file_: str | None,
+            output: str | None, **options: Any) -> None:
+    """Copy records from one store to another: vex migrate SOURCE_URL TARGET_URL."""
+    src, dst = source_url or from_, target_url or to
+    if src == "vektor" and dst == "vektor":
+        raise UsageError("both sides are vektor: give two URLs, "
+                         "vex migrate vektor:///a.db vektor:///b.db")
+    source = _location(src, db=db, path=file_, role="source")
+    target = _location(dst, db=db, path=output, role="target")
+    _run(ctx, api.migrate, source, target, **options)
+
+
+@cli.command(name="inspect")
+@click.argument("location")
+@click.option("--json", "as_json", is_flag=True)
+def inspect_cmd(location: str, as_json: bool) -> None:
+    """Counts, models, dims, namespaces, sources, time range and sidecar state."""
+    report = checks.inspect(location)
+    _emit(report, as_json)
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def validate(ctx: click.Context, file: str, as_json: bool) -> None:
+    """Check every record of a .vmig.jsonl file; exit 3 on any error."""
+    report = checks.validate(file)
+    _emit(report, as_json)
+    if not report["ok"]:
+        ctx.exit(3)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--receipt", type=click.Path(dir_okay=False), help="Compare with a run's receipt.")
+@click.option("--against", metavar="SOURCE", help="Compare record by record with a source.")
+@click.option("--namespace", "namespaces", multiple=True, metavar="NS")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def verify(ctx: click.Context, target: str, receipt: str | None, against: str | None,
+           namespaces: tuple[str, ...], as_json: bool) -> None:
+    """Prove a target holds what it should (checksum, receipt digests, or a source)."""
+    report = checks.verify(target, receipt=receipt, against=against, namespaces=namespaces or None)
+    _emit(report, as_json)
+    if not report["ok"]:
+        ctx.exit(3)
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Work here [default: a new temp dir].")
+@click.option("--records", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def demo(ctx: click.Context, directory: str | None, records: int, as_json: bool) -> None:
+    """Build a demo VEKTOR database, export it, import it into a new one, and verify the copy."""
+    from ..demo import demo as run_demo
+
+    report = run_demo(directory, records=records, progress=None if as_json else CliProgress())
+    _emit(report, as_json)
+    if not report["verified"]:
+        ctx.exit(3)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def connectors(as_json: bool) -> None:
+    """List connectors and whether their extras are installed."""
+    rows = {}
+    for name, entry in _registry.available().items():
+        missing = _registry.missing_requirement(entry)
+        rows[name] = "installed" if not missing else f'missing: pip install "vexchange[{entry.extra or name}]"'
+    _emit(rows, as_json)
+
+
+def _emit(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_mapping(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the CLI and turns errors into messages and exit codes (no tracebacks)."""
+    try:
+        code = cli.main(args=argv, prog_name="vex", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except click.exceptions.Exit as done:
+        return int(done.exit_code or 0)
+    except click.ClickException as err:
+        err.show()
+        return 2
+    except click.exceptions.Abort:
+        click.echo("vex: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("\nvex: interrupted; rerun the same command with --resume to continue", err=True)
+        return 130
+    except MigrationError as err:
+        click.echo(f"vex: error: {err}", err=True)
+        if err.receipt is not None:
+            click.echo(f"  receipt: {err.receipt.checkpoint_file and 'checkpoint kept, ' or ''}"
+                       f"status {err.receipt.status}", err=True)
+        return exit_code_for(err)
+    except VexError as err:
+        click.echo(f"vex: error: {err}", err=True)
+        return exit_code_for(err)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure codecs: records to bytes and back."""

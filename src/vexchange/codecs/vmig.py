@@ -1,0 +1,240 @@
+"""The .vmig.jsonl line codec: one MemoryRecord <-> one JSON line. Pure: no files, no clocks.
+
+A line starts with the twelve keys Vex writes, in Vex's order, so Vex reads our files::
+
+    id, text, vector, model, dims, namespace, metadata, created_at, source_store, modality,
+    score, vex_version
+
+then vexchange's extension keys, which a Vex reader ignores, only when they carry something:
+
+    updated_at     ISO-8601 UTC, like created_at
+    id_type        "int" when the source's id was an integer (the id itself is always a string)
+    vectors        named vectors: {"name": {"vector": [...], "model": ..., "dims": n}}
+    metadata_json  keys of ``metadata`` whose values were nested and are written as JSON text
+
+and last, any keys the reader did not know, as they were. docs/formats/vmig.md is the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .._floats import VectorValueError, decode_vector, encode_vector
+from .._time import format_timestamp, parse_timestamp
+from ..record import DEFAULT_VECTOR, MemoryRecord, Vector, is_flat_value
+
+__all__ = ["FORMAT_VERSION", "KNOWN_KEYS", "RecordError", "decode_object", "encode_record"]
+
+FORMAT_VERSION = "1.0.0"
+"""The value of ``vex_version`` in every line: the Vex record format version we follow."""
+
+VEX_KEYS = (
+    "id", "text", "vector", "model", "dims", "namespace", "metadata", "created_at",
+    "source_store", "modality", "score", "vex_version",
+)  # fmt: skip
+EXTENSION_KEYS = ("updated_at", "id_type", "vectors", "metadata_json")
+KNOWN_KEYS = frozenset(VEX_KEYS + EXTENSION_KEYS)
+
+_DUMP_OPTS = orjson.OPT_APPEND_NEWLINE
+
+
+class RecordError(ValueError):
+    """A line that is valid JSON but not a usable record. ``reason`` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str, record_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.record_id = record_id
+
+
+# ---------------------------------------------------------------------------------------- write
+
+
+def encode_record(record: MemoryRecord) -> bytes:
+    """One JSON line, newline included."""
+    default = record.vectors.get(DEFAULT_VECTOR)
+    metadata, json_keys = _flatten_metadata(record.metadata)
+    line: dict[str, Any] = {
+        "id": record.id,
+        "text": record.text,
+        "vector": orjson.Fragment(encode_vector(default.data)) if default else None,
+        "model": default.model if default else None,
+        "dims": default.dims if default else None,
+        "namespace": record.namespace,
+        "metadata": metadata,
+        "created_at": None if record.created_at is None else format_timestamp(record.created_at),
+        "source_store": record.source_store,
+        "modality": record.modality,
+        "score": record.score,
+        "vex_version": FORMAT_VERSION,
+    }
+    if record.updated_at is not None:
+        line["updated_at"] = format_timestamp(record.updated_at)
+    if record.id_type != "str":
+        line["id_type"] = record.id_type
+    named = {k: v for k, v in record.vectors.items() if k != DEFAULT_VECTOR}
+    if named:
+        line["vectors"] = {
+            name: {"vector": orjson.Fragment(encode_vector(v.data)), "model": v.model, "dims": v.dims}
+            for name, v in named.items()
+        }
+    if json_keys:
+        line["metadata_json"] = json_keys
+    for key, value in record.extra.items():
+        line.setdefault(key, value)
+    return orjson.dumps(line, option=_DUMP_OPTS)
+
+
+def _flatten_metadata(
+    metadata: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Nested values become JSON text so the line stays flat for Vex; their keys are listed."""
+    if not metadata:
+        return metadata, []
+    nested = [k for k, v in metadata.items() if not is_flat_value(v)]
+    if not nested:
+        return metadata, []
+    flat = dict(metadata)
+    for key in nested:
+        flat[key] = orjson.dumps(metadata[key], option=orjson.OPT_SORT_KEYS).decode()
+    return flat, nested
+
+
+# ----------------------------------------------------------------------------------------- read
+
+
+def decode_object(obj: Any, raw: bytes | None = None) -> MemoryRecord:
+    """Build a record from one parsed line. Raises RecordError naming what is wrong.
+
+    ``raw`` is the line's text, used only to settle float32 rounding exactly (see _floats).
+    """
+    if not isinstance(obj, dict):
+        raise RecordError("not_an_object", f"line is a JSON {type(obj).__name__}, not an object")
+    record_id, id_type = _decode_id(obj.get("id"))
+    declared = obj.get("id_type")
+    if declared is not None:
+        if declared not in ("int", "str") or (declared == "int" and not _is_int_text(record_id)):
+            raise RecordError("bad_field", f"id_type {declared!r} does not fit id {record_id!r}",
+                              record_id)
+        id_type = declared
+    try:
+        return _decode_fields(obj, record_id, id_type, raw)
+    except RecordError as err:
+        err.record_id = record_id
+        raise
+
+
+def _decode_fields(obj: dict[str, Any], record_id: str, id_type: Any, raw: bytes | None) -> MemoryRecord:
+    vectors = _decode_vectors(obj, raw)
+    metadata = _decode_metadata(obj.get("metadata"), obj.get("metadata_json"))
+    return MemoryRecord(
+        id=record_id,
+        text=_optional_str(obj, "text"),
+        vectors=vectors,
+        namespace=_optional_str(obj, "namespace"),
+        metadata=metadata,
+        created_at=_timestamp(obj, "created_at"),
+        updated_at=_timestamp(obj, "updated_at"),
+        source_store=_optional_str(obj, "source_store"),
+        score=_optional_number(obj, "score"),
+        modality=_optional_str(obj, "modality") if "modality" in obj else "text",
+        id_type=id_type,
+        extra={k: v for k, v in obj.items() if k not in KNOWN_KEYS},
+    )
+
+
+def _decode_id(value: Any) -> tuple[str, Any]:
+    if isinstance(value, str) and value != "":
+        return value, "str"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value), "int"
+    if value is None or value == "":
+        raise RecordError("missing_id", "record has no id")
+    raise RecordError("bad_id", f"id must be a string or an integer, got {value!r}")
+
+
+def _is_int_text(text: str) -> bool:
+    body = text[1:] if text.startswith("-") else text
+    return body.isdigit() and str(int(text)) == text
+
+
+def _decode_vectors(obj: dict[str, Any], raw: bytes | None) -> dict[str, Vector]:
+    vectors: dict[str, Vector] = {}
+    if obj.get("vector") is not None:
+        vectors[DEFAULT_VECTOR] = _decode_one_vector(
+            obj["vector"], obj.get("model"), obj.get("dims"), "vector", raw
+        )
+    elif obj.get("model") is not None and not isinstance(obj["model"], str):
+        raise RecordError("bad_field", "model must be a string")
+    named = obj.get("vectors")
+    if named is None:
+        return vectors
+    if not isinstance(named, dict):
+        raise RecordError("bad_field", "vectors must be an object of named vectors")
+    for name, entry in named.items():
+        if not isinstance(entry, dict) or name == DEFAULT_VECTOR:
+            raise RecordError("bad_vector", f"named vector {name!r} must be an object with a vector")
+        vectors[name] = _decode_one_vector(
+            entry.get("vector"), entry.get("model"), entry.get("dims"), f"vectors.{name}", raw
+        )
+    return vectors
+
+
+def _decode_one_vector(values: Any, model: Any, dims: Any, where: str, raw: bytes | None) -> Vector:
+    try:
+        data = decode_vector(values, raw)
+    except VectorValueError as err:
+        raise RecordError("bad_vector", f"{where}: {err}") from None
+    if model is not None and not isinstance(model, str):
+        raise RecordError("bad_field", f"{where}: model must be a string")
+    if dims is not None and dims != len(data) // 4:
+        raise RecordError(
+            "dims_mismatch", f"{where}: dims says {dims!r} but the vector has {len(data) // 4} values"
+        )
+    return Vector(data, model)
+
+
+def _decode_metadata(value: Any, json_keys: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RecordError("bad_metadata", f"metadata must be an object, got {type(value).__name__}")
+    if not json_keys:
+        return value
+    if not isinstance(json_keys, list):
+        raise RecordError("bad_field", "metadata_json must be a list of metadata keys")
+    out = dict(value)
+    for key in json_keys:
+        if not isinstance(out.get(key), str):
+            raise RecordError("bad_metadata", f"metadata_json names {key!r}, which is not JSON text")
+        try:
+            out[key] = orjson.loads(out[key])
+        except orjson.JSONDecodeError:
+            raise RecordError("bad_metadata", f"metadata {key!r} is not valid JSON text") from None
+    return out
+
+
+def _optional_str(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise RecordError("bad_field", f"{key} must be a string or null, got {value!r}")
+
+
+def _optional_number(obj: dict[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise RecordError("bad_field", f"{key} must be a number or null, got {value!r}")
+
+
+def _timestamp(obj: dict[str, Any], key: str) -> int | None:
+    try:
+        return parse_timestamp(obj.get(key))
+    except ValueError as err:
+        raise RecordError("bad_timestamp", f"{key}: {err}") from None

@@ -1,0 +1,121 @@
+"""The connector interface: what a store must offer the engine, and what it declares it can hold.
+
+A connector is bound to one store location (``from_spec``). Reading yields ``Page``s of records
+and rejects with an opaque resume cursor. Writing goes through a ``Writer``: idempotent upserts
+by id, a checkpoint after each acknowledged batch, then ``finish`` (or ``abort``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar, NamedTuple
+
+import msgspec
+
+from ..record import MemoryRecord
+from ..spec import StoreSpec
+
+__all__ = ["Capabilities", "Connector", "Page", "Reject", "Writer"]
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    """Declared up front; the engine plans from it and the docs render it."""
+
+    read: bool
+    write: bool
+    namespaces: bool = True
+    """Each record keeps its own namespace."""
+    named_vectors: bool = False
+    """More than one vector per record."""
+    null_vectors: bool = True
+    """A record may have no vector at all."""
+    fixed_dims: bool = False
+    """All default vectors in one store must share one size."""
+    nested_metadata: bool = True
+    """Metadata values may be objects or lists of objects (else they are encoded as JSON text)."""
+
+
+class Reject(msgspec.Struct, kw_only=True):
+    """A record that was not written, and why. Goes to the rejects file and the receipt's counts."""
+
+    reason: str
+    detail: str
+    id: str | None = None
+    namespace: str | None = None
+    location: str | None = None
+    record: Any = None
+    """The record as a JSON-ready object (or the raw input line), so nothing is lost."""
+
+
+class Page(NamedTuple):
+    items: list[MemoryRecord | Reject]
+    cursor: str | None
+    """Opaque position after this page; ``read(after=cursor)`` continues from here."""
+
+
+class Writer(ABC):
+    """A write session into one store. Writes are upserts by id, so a batch may be retried."""
+
+    def target_dims(self) -> dict[str, int]:
+        """Vector sizes the target already fixes, by vector name ({} when it fixes none)."""
+        return {}
+
+    @abstractmethod
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        """Write a batch; return the records the store refused, each with its reason."""
+
+    def checkpoint(self) -> dict[str, Any]:
+        """State to keep after an acknowledged batch, handed back as ``resume`` to continue."""
+        return {}
+
+    @abstractmethod
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Make the output complete and visible (commit, rename, write the sidecar)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Stop after a failure; keep what was acknowledged so the run can resume."""
+
+
+class Connector(ABC):
+    """A store at one location that can be read, written, or both."""
+
+    name: ClassVar[str]
+    extra: ClassVar[str | None] = None
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, spec: StoreSpec) -> None:
+        self.spec = spec
+
+    @classmethod
+    def from_spec(cls, spec: StoreSpec) -> Connector:
+        """Validate and bind a parsed spec. No I/O happens here."""
+        return cls(spec)
+
+    def describe(self) -> dict[str, Any]:
+        """Where and what this store is, for receipts and sidecars; never holds a secret."""
+        return {"connector": self.name, "location": self.spec.redacted()}
+
+    def same_location(self, other: Connector) -> bool:
+        """True when both connectors point at the same store (refused as source and target)."""
+        return self.describe() == other.describe()
+
+    def count(self) -> int | None:
+        """Records in the store, when cheap to know (drives the progress bar)."""
+        return None
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        raise NotImplementedError(f"{self.name} cannot be read")
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False) -> Writer:
+        raise NotImplementedError(f"{self.name} cannot be written")
+
+    def close(self) -> None:
+        """Release connections and file handles."""
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,243 @@
+"""VEKTOR Slipstream SQLite: the two table layouts, and the mapping between rows and records.
+
+Layout "slipstream" (current SDK): ``memories(id INTEGER PRIMARY KEY, agent_id, content, summary,
+importance, tags, namespace, pinned, memory_type, confidence, source_db, edge_type, potential,
+created_at INTEGER epoch seconds, updated_at, vector BLOB float32)`` plus an FTS5 index.
+Layout "legacy" (Vex 0.0.1-0.3): ``memories(id TEXT PRIMARY KEY, content, embedding BLOB,
+metadata TEXT JSON, created_at TEXT ISO, namespace)``.
+
+What the columns cannot hold exactly (a string id in an INTEGER key, millisecond timestamps,
+a vector's model, named vectors, metadata keys without a column, an integer written into a REAL
+column...) goes to one side table, ``vexchange_records``, as *overrides*: only the fields that
+differ from what the row alone gives back. Each entry carries a fingerprint of its row; if
+Slipstream later edits that row, the fingerprint no longer matches and the row wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .._time import parse_timestamp
+from ..record import DEFAULT_VECTOR, MemoryRecord, Vector
+
+SIDE_TABLE = "vexchange_records"
+
+SIDE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {SIDE_TABLE} (
+  row_key     TEXT PRIMARY KEY,
+  source_id   TEXT,
+  fingerprint TEXT NOT NULL,
+  overrides   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {SIDE_TABLE}_source_id ON {SIDE_TABLE}(source_id);
+"""
+
+SLIPSTREAM_DDL = """
+CREATE TABLE memories (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  agent_id    TEXT    NOT NULL DEFAULT 'default',
+  content     TEXT    NOT NULL,
+  summary     TEXT,
+  importance  REAL    DEFAULT 1.0,
+  tags        TEXT    DEFAULT '',
+  namespace   TEXT    DEFAULT 'default',
+  pinned      INTEGER DEFAULT 0,
+  memory_type TEXT    DEFAULT 'semantic',
+  confidence  REAL    DEFAULT 1.0,
+  source_db   TEXT,
+  edge_type   TEXT    DEFAULT 'semantic',
+  potential   TEXT,
+  created_at  INTEGER DEFAULT (strftime('%s','now')),
+  updated_at  INTEGER DEFAULT (strftime('%s','now')),
+  vector      BLOB
+);
+CREATE TABLE memory_edges (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  agent_id   TEXT    NOT NULL DEFAULT 'default',
+  source_id  INTEGER NOT NULL,
+  target_id  INTEGER NOT NULL,
+  edge_type  TEXT    NOT NULL DEFAULT 'related',
+  weight     REAL    DEFAULT 1.0,
+  created_at INTEGER DEFAULT (strftime('%s','now'))
+);
+CREATE INDEX idx_memories_namespace ON memories(namespace);
+CREATE INDEX idx_memories_agent     ON memories(agent_id);
+CREATE VIRTUAL TABLE memories_fts USING fts5(content, tags, content='memories', content_rowid='id');
+CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+  INSERT INTO memories_fts(rowid, content, tags) VALUES (new.id, new.content, new.tags);
+END;
+CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+  INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.id, old.content, old.tags);
+END;
+CREATE TRIGGER memories_fts_update AFTER UPDATE ON memories BEGIN
+  INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.id, old.content, old.tags);
+  INSERT INTO memories_fts(rowid, content, tags) VALUES (new.id, new.content, new.tags);
+END;
+"""
+
+_CORE = {"id", "content", "namespace", "created_at", "updated_at", "vector", "embedding", "metadata"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    kind: str  # "slipstream" or "legacy"
+    columns: tuple[str, ...]
+    vector_column: str | None
+    int_ids: bool
+    epoch_times: bool
+
+    @property
+    def meta_columns(self) -> tuple[str, ...]:
+        """Columns that become metadata keys (slipstream layout)."""
+        return tuple(c for c in self.columns if c not in _CORE)
+
+
+def detect_layout(db: sqlite3.Connection) -> Layout | None:
+    """The layout of ``memories``, or None when there is no such table."""
+    info = db.execute("PRAGMA table_info(memories)").fetchall()
+    if not info:
+        return None
+    columns = tuple(row[1] for row in info)
+    types = {row[1]: (row[2] or "").upper() for row in info}
+    vector = "vector" if "vector" in columns else ("embedding" if "embedding" in columns else None)
+    int_ids = "INT" in types.get("id", "")
+    legacy = "metadata" in columns and not int_ids
+    return Layout(
+        kind="legacy" if legacy else "slipstream",
+        columns=columns,
+        vector_column=vector,
+        int_ids=int_ids,
+        epoch_times="INT" in types.get("created_at", "INT"),
+    )
+
+
+# ------------------------------------------------------------------------------ row -> record
+
+
+def row_to_record(layout: Layout, row: dict[str, Any]) -> MemoryRecord:
+    """The record a row gives on its own (before overrides). Raises ValueError on a bad row."""
+    blob = row.get(layout.vector_column) if layout.vector_column else None
+    vectors = {DEFAULT_VECTOR: Vector.from_blob(blob)} if blob is not None else {}
+    if layout.kind == "legacy":
+        metadata = _legacy_metadata(row.get("metadata"))
+    else:
+        metadata = {c: _column_value(c, row[c]) for c in layout.meta_columns}
+    raw_id = row["id"]
+    return MemoryRecord(
+        id=str(raw_id),
+        id_type="int" if isinstance(raw_id, int) else "str",
+        text=row.get("content"),
+        vectors=vectors,
+        namespace=row.get("namespace"),
+        metadata=metadata,
+        created_at=parse_timestamp(row.get("created_at")),
+        updated_at=parse_timestamp(row.get("updated_at")),
+        source_store="vektor",
+    )
+
+
+def _legacy_metadata(raw: Any) -> dict[str, Any] | None:
+    if raw is None or raw == "":
+        return None
+    value = orjson.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("metadata column is not a JSON object")
+    return value
+
+
+def _column_value(column: str, value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if column == "tags" and isinstance(value, str) and not value.startswith("["):
+        return value.split(",") if value else []
+    return value
+
+
+# ------------------------------------------------------------------------------ record -> row
+
+
+def record_to_row(layout: Layout, record: MemoryRecord) -> dict[str, Any]:
+    """Column values for a record (without the id); missing columns take the table defaults."""
+    row: dict[str, Any] = {"content": record.text if record.text is not None else ""}
+    vec = record.vectors.get(DEFAULT_VECTOR)
+    if layout.vector_column:
+        row[layout.vector_column] = vec.data if vec else None
+    if "namespace" in layout.columns and record.namespace is not None:
+        row["namespace"] = record.namespace
+    for field in ("created_at", "updated_at"):
+        ms = getattr(record, field)
+        if field in layout.columns and ms is not None:
+            row[field] = _time_value(layout, ms)
+    if layout.kind == "legacy":
+        if "metadata" in layout.columns and record.metadata is not None:
+            row["metadata"] = orjson.dumps(record.metadata).decode()
+        return row
+    for key, value in (record.metadata or {}).items():
+        if key in layout.meta_columns and value is not None:
+            row[key] = _to_column(key, value)
+    return row
+
+
+def _time_value(layout: Layout, ms: int) -> Any:
+    from .._time import format_timestamp
+
+    return ms // 1000 if layout.epoch_times else format_timestamp(ms)
+
+
+def _to_column(key: str, value: Any) -> Any:
+    if key == "tags" and isinstance(value, list) and all(isinstance(t, str) for t in value):
+        return ",".join(value)
+    if isinstance(value, (list, dict)):
+        return orjson.dumps(value).decode()
+    return value
+
+
+# --------------------------------------------------------------------------------- overrides
+
+
+def fingerprint(row: dict[str, Any]) -> str:
+    """A digest of a row's stored values, so stale overrides are never applied."""
+    values = [v.hex() if isinstance(v, bytes) else v for _, v in sorted(row.items())]
+    return hashlib.sha256(orjson.dumps(values)).hexdigest()[:32]
+
+
+def overrides_for(original: MemoryRecord, derived: MemoryRecord) -> dict[str, Any]:
+    """The fields of ``original`` that the row alone does not give back exactly."""
+    out: dict[str, Any] = {}
+    for field in ("id", "id_type", "text", "namespace", "created_at", "updated_at", "score",
+                  "modality"):
+        if _strict(getattr(original, field)) != _strict(getattr(derived, field)):
+            out[field] = getattr(original, field)
+    if _strict(original.metadata) != _strict(derived.metadata):
+        out["metadata"] = original.metadata
+    if original.extra:
+        out["extra"] = original.extra
+    if original.vectors != derived.vectors:
+        out["vectors"] = {
+            name: {"model": v.model, "data": None if derived.vectors.get(name, None) is not None
+                   and derived.vectors[name].data == v.data else base64.b64encode(v.data).decode()}
+            for name, v in original.vectors.items()
+        }
+    return out
+
+
+def apply_overrides(record: MemoryRecord, overrides: dict[str, Any]) -> MemoryRecord:
+    changes = {k: v for k, v in overrides.items() if k not in ("vectors",)}
+    if "vectors" in overrides:
+        vectors: dict[str, Vector] = {}
+        for name, entry in overrides["vectors"].items():
+            data = record.vectors[name].data if entry["data"] is None else base64.b64decode(entry["data"])
+            vectors[name] = Vector(data, entry["model"])
+        changes["vectors"] = vectors
+    return record.replace(**changes)
+
+
+def _strict(value: Any) -> bytes:
+    """A type-exact comparison key (1, 1.0 and True differ)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)

@@ -1,0 +1,350 @@
+"""``vektor``: a VEKTOR Slipstream SQLite memory database. docs/connectors/vektor.md.
+
+URL forms: ``vektor:///abs/path/memory.db``, ``vektor:relative.db``, or ``--from vektor --db x.db``.
+
+Reading opens the file read-only and pages by rowid (keyset), so memory is flat and a run can
+resume from the last rowid. Every column that is not id, content, namespace, a timestamp or the
+vector becomes a metadata key (agent_id, tags, importance, memory_type, pinned, summary, ...).
+
+Writing creates a Slipstream-layout database when the file does not exist, and otherwise writes
+in the layout it finds. Each batch is one transaction: a failure leaves the database as it was
+before that batch. Rows are upserted (re-runs never duplicate). The FTS index stays correct:
+existing triggers do their work, and where a trigger is missing the connector updates
+``memories_fts`` itself. Triggers are never dropped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import LayoutMismatchError, TransientError, UsageError
+from ..record import MemoryRecord
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, Writer
+from ._vektor_schema import (
+    SIDE_DDL,
+    SIDE_TABLE,
+    SLIPSTREAM_DDL,
+    Layout,
+    apply_overrides,
+    detect_layout,
+    fingerprint,
+    overrides_for,
+    record_to_row,
+    row_to_record,
+)
+
+__all__ = ["VektorConnector"]
+
+_BUSY_TIMEOUT_MS = 5000
+_INT64_MAX = (1 << 63) - 1
+
+
+class VektorConnector(Connector):
+    name = "vektor"
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True)
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        path = spec.path or spec.params.get("db")
+        if not path:
+            raise UsageError("vektor needs a database path: vektor:///path/memory.db or --db PATH")
+        self.path = Path(path)
+
+    def describe(self) -> dict[str, Any]:
+        return {"connector": "vektor", "location": str(self.path.resolve())}
+
+    # ------------------------------------------------------------------------------ reading
+
+    def _open_read(self) -> tuple[sqlite3.Connection, Layout]:
+        if not self.path.exists():
+            raise UsageError(f"no such database: {self.path}")
+        db = _connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+        return db, _require_layout(db, self.path)
+
+    def count(self) -> int | None:
+        db, _ = self._open_read()
+        with _translated(self.path, "count"):
+            try:
+                return int(db.execute("SELECT COUNT(*) FROM memories").fetchone()[0])
+            finally:
+                db.close()
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        db, layout = self._open_read()
+        try:
+            yield from self._pages(db, layout, batch_size, int(after) if after else None)
+        finally:
+            db.close()
+
+    def _pages(self, db: sqlite3.Connection, layout: Layout, batch_size: int,
+               last: int | None) -> Iterator[Page]:
+        has_side = _has_table(db, SIDE_TABLE)
+        columns = ", ".join(f'm."{c}"' for c in layout.columns)
+        side = f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s ON s.row_key = CAST(m.{_key_column(layout)} AS TEXT)" if has_side else "NULL, NULL FROM memories m"
+        sql = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"
+        cursor = last if last is not None else -(1 << 63)
+        while True:
+            with _translated(self.path, "read"):
+                rows = db.execute(sql, (cursor, batch_size)).fetchall()
+            if not rows:
+                yield Page([], None)
+                return
+            items = [self._item(layout, row) for row in rows]
+            cursor = rows[-1][0]
+            yield Page(items, str(cursor) if len(rows) == batch_size else None)
+            if len(rows) < batch_size:
+                return
+
+    def _item(self, layout: Layout, row: tuple[Any, ...]) -> MemoryRecord | Reject:
+        values = dict(zip(layout.columns, row[1:-2]))
+        fp, overrides = row[-2], row[-1]
+        try:
+            record = row_to_record(layout, values)
+        except ValueError as err:
+            return Reject(reason="bad_row", detail=str(err), id=str(values.get("id")),
+                          namespace=values.get("namespace"),
+                          location=f"{self.path} rowid {row[0]}", record=_row_json(values))
+        if overrides is not None and fp == fingerprint(values):
+            record = apply_overrides(record, orjson.loads(overrides))
+        return record
+
+    # ------------------------------------------------------------------------------ writing
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False) -> Writer:
+        return VektorWriter(self.path, dry_run=dry_run)
+
+
+class VektorWriter(Writer):
+    def __init__(self, path: Path, *, dry_run: bool) -> None:
+        self.path = path
+        self.dry_run = dry_run
+        creating = not path.exists()
+        if creating and dry_run:
+            self.db = _connect(":memory:")
+        else:
+            from .._atomic import check_writable
+
+            check_writable(path) if creating else None
+            self.db = _connect(str(path))
+        with _translated(path, "open"):
+            if creating:
+                self.db.executescript(SLIPSTREAM_DDL)
+            self.layout = _require_layout(self.db, path)
+            if not dry_run:
+                self.db.executescript(SIDE_DDL)
+        self.fts = _FtsPlan.inspect(self.db)
+
+    def target_dims(self) -> dict[str, int]:
+        col = self.layout.vector_column
+        if not col:
+            return {}
+        row = self.db.execute(
+            f'SELECT length("{col}") FROM memories WHERE "{col}" IS NOT NULL LIMIT 1').fetchone()
+        return {"": row[0] // 4} if row and row[0] else {}
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if self.dry_run:
+            return []
+        with _translated(self.path, "write"):
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                rejects = self._write_batch(batch)
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        return rejects
+
+    def _write_batch(self, batch: list[MemoryRecord]) -> list[Reject]:
+        rejects: list[Reject] = []
+        written: list[tuple[MemoryRecord, Any]] = []
+        for record in batch:
+            key = self._row_key(record)
+            if key is _CONFLICT:
+                rejects.append(Reject(reason="id_conflict", id=record.id, namespace=record.namespace,
+                                      detail="id is already used by another record in this run"))
+                continue
+            written.append((record, self._upsert(key, record_to_row(self.layout, record))))
+        self._store_overrides(written)
+        return rejects
+
+    def _row_key(self, record: MemoryRecord) -> Any:
+        if not self.layout.int_ids:
+            return record.id
+        as_int = _canonical_int(record.id)
+        if as_int is not None:
+            return as_int
+        found = self.db.execute(f"SELECT row_key FROM {SIDE_TABLE} WHERE source_id = ?",
+                                (record.id,)).fetchone()
+        return int(found[0]) if found else None
+
+    def _upsert(self, key: Any, row: dict[str, Any]) -> Any:
+        exists = key is not None and self.db.execute(
+            "SELECT 1 FROM memories WHERE id = ?", (key,)).fetchone() is not None
+        if exists:
+            self.fts.before_update(self.db, key)
+            sets = ", ".join(f'"{c}" = ?' for c in row)
+            self.db.execute(f"UPDATE memories SET {sets} WHERE id = ?", (*row.values(), key))
+            self.fts.after_update(self.db, key)
+            return key
+        cols = ([] if key is None else ["id"]) + list(row)
+        values = ([] if key is None else [key]) + list(row.values())
+        names = ", ".join(f'"{c}"' for c in cols)
+        marks = ", ".join("?" * len(cols))
+        cur = self.db.execute(f"INSERT INTO memories ({names}) VALUES ({marks})", values)
+        new_key = key if key is not None else cur.lastrowid
+        self.fts.after_insert(self.db, new_key)
+        return new_key
+
+    def _store_overrides(self, written: list[tuple[MemoryRecord, Any]]) -> None:
+        layout = self.layout
+        columns = ", ".join(f'"{c}"' for c in layout.columns)
+        for record, key in written:
+            row = self.db.execute(f"SELECT {columns} FROM memories WHERE id = ?", (key,)).fetchone()
+            values = dict(zip(layout.columns, row))
+            overrides = overrides_for(record, row_to_record(layout, values))
+            source_id = record.id if str(key) != record.id else None
+            if overrides or source_id:
+                self.db.execute(
+                    f"INSERT OR REPLACE INTO {SIDE_TABLE} (row_key, source_id, fingerprint, overrides)"
+                    " VALUES (?, ?, ?, ?)",
+                    (str(key), source_id, fingerprint(values), orjson.dumps(overrides).decode()))
+            else:
+                self.db.execute(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", (str(key),))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.db.close()
+
+    def abort(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self.db.close()
+
+
+_CONFLICT = object()
+
+
+class _FtsPlan:
+    """Keeps ``memories_fts`` in step where the database has no trigger doing it."""
+
+    def __init__(self, columns: list[str], external: bool, triggers: set[str]) -> None:
+        self.columns = columns
+        self.external = external
+        self.triggers = triggers
+
+    @classmethod
+    def inspect(cls, db: sqlite3.Connection) -> _FtsPlan:
+        sql_row = db.execute("SELECT sql FROM sqlite_master WHERE name = 'memories_fts'").fetchone()
+        if sql_row is None:
+            return cls([], False, set())
+        columns = [r[1] for r in db.execute("PRAGMA table_info(memories_fts)")]
+        triggers = {
+            str(r[0]).upper() for r in db.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'memories'"
+                " AND sql LIKE '%memories_fts%'")
+        }
+        events = {e for e in ("INSERT", "UPDATE", "DELETE") if any(f"AFTER {e}" in t for t in triggers)}
+        return cls(columns, "CONTENT=" in str(sql_row[0]).upper().replace(" ", ""), events)
+
+    def _values(self, db: sqlite3.Connection, key: Any) -> list[Any]:
+        cols = ", ".join(f'"{c}"' for c in self.columns)
+        return list(db.execute(f"SELECT {cols} FROM memories WHERE id = ?", (key,)).fetchone())
+
+    def _insert(self, db: sqlite3.Connection, key: Any) -> None:
+        cols = ", ".join(["rowid"] + [f'"{c}"' for c in self.columns])
+        marks = ", ".join("?" * (len(self.columns) + 1))
+        db.execute(f"INSERT INTO memories_fts ({cols}) VALUES ({marks})", [key, *self._values(db, key)])
+
+    def after_insert(self, db: sqlite3.Connection, key: Any) -> None:
+        if self.columns and "INSERT" not in self.triggers:
+            self._insert(db, key)
+
+    def before_update(self, db: sqlite3.Connection, key: Any) -> None:
+        if not self.columns or "UPDATE" in self.triggers:
+            return
+        if self.external:
+            cols = ", ".join(["memories_fts", "rowid"] + [f'"{c}"' for c in self.columns])
+            marks = ", ".join("?" * (len(self.columns) + 2))
+            db.execute(f"INSERT INTO memories_fts ({cols}) VALUES ({marks})",
+                       ["delete", key, *self._values(db, key)])
+        else:
+            db.execute("DELETE FROM memories_fts WHERE rowid = ?", (key,))
+
+    def after_update(self, db: sqlite3.Connection, key: Any) -> None:
+        if self.columns and "UPDATE" not in self.triggers:
+            self._insert(db, key)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
+    db = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    return db
+
+
+def _require_layout(db: sqlite3.Connection, path: Path) -> Layout:
+    with _translated(path, "open"):
+        layout = detect_layout(db)
+    if layout is None:
+        raise LayoutMismatchError(
+            f"{path} has no memories table: it is not a VEKTOR Slipstream database",
+            connector="vektor", operation="open")
+    if layout.kind == "slipstream" and "content" not in layout.columns:
+        raise LayoutMismatchError(f"{path}: the memories table has no content column",
+                                  connector="vektor", operation="open")
+    return layout
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
+def _key_column(layout: Layout) -> str:
+    return "id"
+
+
+def _canonical_int(text: str) -> int | None:
+    if not text or not (text.isdigit() or (text[0] == "-" and text[1:].isdigit())):
+        return None
+    value = int(text)
+    return value if str(value) == text and -_INT64_MAX <= value <= _INT64_MAX else None
+
+
+def _row_json(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in values.items()}
+
+
+class _translated:
+    """Turn sqlite3 errors into vexchange errors that say what to do."""
+
+    def __init__(self, path: Path, operation: str) -> None:
+        self.path = path
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        if not isinstance(err, sqlite3.Error):
+            return
+        text = str(err)
+        if "locked" in text or "busy" in text:
+            raise TransientError(f"{self.path} is locked by another program ({text})",
+                                 connector="vektor", operation=self.operation,
+                                 hint="close the program holding the database, then --resume") from err
+        if isinstance(err, sqlite3.DatabaseError) and "not a database" in text:
+            raise LayoutMismatchError(f"{self.path} is not a SQLite database",
+                                      connector="vektor", operation=self.operation) from err
+        if "readonly" in text or "unable to open" in text:
+            raise UsageError(f"cannot {self.operation} {self.path}: {text}") from err
+        raise LayoutMismatchError(f"{self.path}: {self.operation} failed: {text}",
+                                  connector="vektor", operation=self.operation) from err

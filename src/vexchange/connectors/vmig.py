@@ -1,0 +1,172 @@
+"""``vmig`` (alias ``jsonl``): a .vmig.jsonl file as a store. docs/connectors/vmig.md.
+
+Reading streams line by line at constant memory. Blank lines and lines starting with ``#`` are
+skipped; a UTF-8 BOM is ignored. A line that is not JSON, or not a usable record, becomes a
+``Reject`` naming the file and line, and reading goes on. The cursor is ``"<byte offset>:<line>"``.
+
+Writing goes to ``<file>.partial``, is renamed into place when the run finishes, and is followed
+by the sidecar (record count, SHA-256 of the bytes, source, namespaces, dims, models).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .._atomic import AtomicOutput
+from ..codecs.vmig import RecordError, decode_object, encode_record
+from ..errors import InvalidSpecError, UsageError
+from ..record import MemoryRecord
+from ..sidecar import read_sidecar, write_sidecar
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, Writer
+
+__all__ = ["VmigConnector", "read_file"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class VmigConnector(Connector):
+    name = "vmig"
+    capabilities = Capabilities(read=True, write=True, named_vectors=True)
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        if not spec.path:
+            raise InvalidSpecError("vmig needs a file path, e.g. memory.vmig.jsonl")
+        self.path = Path(spec.path)
+
+    def describe(self) -> dict[str, Any]:
+        return {"connector": "vmig", "location": str(self.path.resolve())}
+
+    def count(self) -> int | None:
+        meta = read_sidecar(self.path) if self.path.exists() else None
+        value = meta.get("record_count") if meta else None
+        return value if isinstance(value, int) else None
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        return read_file(self.path, batch_size=batch_size, after=after)
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False) -> Writer:
+        return VmigWriter(self.path, resume=resume, dry_run=dry_run)
+
+
+def read_file(path: Path, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+    """Stream records (and rejects) from a .vmig.jsonl file."""
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, not a .vmig.jsonl file")
+    offset, line_no = _parse_cursor(after)
+    items: list[MemoryRecord | Reject] = []
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            line_no += 1
+            offset += len(raw)
+            item = _decode_line(raw[3:] if line_no == 1 and raw.startswith(_BOM) else raw, path, line_no)
+            if item is not None:
+                items.append(item)
+                if len(items) >= batch_size:
+                    yield Page(items, f"{offset}:{line_no}")
+                    items = []
+    yield Page(items, None)
+
+
+def _parse_cursor(after: str | None) -> tuple[int, int]:
+    if not after:
+        return 0, 0
+    offset, _, line = after.partition(":")
+    return int(offset), int(line)
+
+
+def _decode_line(raw: bytes, path: Path, line_no: int) -> MemoryRecord | Reject | None:
+    line = raw.strip()
+    if not line or line.startswith(b"#"):
+        return None
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as err:
+        return Reject(
+            reason="bad_json",
+            detail=f"not valid JSON: {err}",
+            location=f"{path} line {line_no}",
+            record=line.decode("utf-8", "replace"),
+        )
+    try:
+        return decode_object(obj, line)
+    except RecordError as err:
+        return Reject(
+            reason=err.reason,
+            detail=err.detail,
+            id=err.record_id,
+            namespace=obj.get("namespace") if isinstance(obj, dict) else None,
+            location=f"{path} line {line_no}",
+            record=obj,
+        )
+
+
+class VmigWriter(Writer):
+    def __init__(self, path: Path, *, resume: dict[str, Any] | None, dry_run: bool) -> None:
+        self.path = path
+        state = resume or {}
+        self.count: int = state.get("count", 0)
+        self.namespaces: Counter[str] = Counter(state.get("namespaces", {}))
+        self.dims: Counter[str] = Counter(state.get("dims", {}))
+        self.models: Counter[str] = Counter(state.get("models", {}))
+        self.out = None if dry_run else AtomicOutput(path, resume_size=state.get("size"))
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        lines: list[bytes] = []
+        rejects: list[Reject] = []
+        for record in batch:
+            try:
+                lines.append(encode_record(record))
+            except (TypeError, orjson.JSONEncodeError) as err:
+                rejects.append(Reject(reason="unencodable", detail=str(err), id=record.id,
+                                      namespace=record.namespace))
+                continue
+            self._tally(record)
+        if self.out is not None:
+            self.out.write(b"".join(lines))
+        return rejects
+
+    def _tally(self, record: MemoryRecord) -> None:
+        self.count += 1
+        self.namespaces[record.namespace if record.namespace is not None else ""] += 1
+        for name, vec in record.vectors.items():
+            self.dims[f"{name}:{vec.dims}" if name else str(vec.dims)] += 1
+            if vec.model:
+                self.models[vec.model] += 1
+
+    def checkpoint(self) -> dict[str, Any]:
+        size = None
+        if self.out is not None:
+            self.out._file.flush()
+            size = self.out.size
+        return {"size": size, "count": self.count, "namespaces": dict(self.namespaces),
+                "dims": dict(self.dims), "models": dict(self.models)}
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        if self.out is None:
+            return
+        self.out.commit()
+        source = summary.get("source", {})
+        write_sidecar(self.path, {
+            "source_store": source.get("connector"),
+            "source_version": source.get("version"),
+            "source_location": source.get("location"),
+            "record_count": self.count,
+            "checksum": f"sha256:{self.out.sha256}",
+            "namespaces": dict(sorted(self.namespaces.items())),
+            "dims": dict(sorted(self.dims.items())),
+            "models": dict(sorted(self.models.items())),
+        })
+
+    def abort(self) -> None:
+        if self.out is not None:
+            self.out.close_partial()

@@ -1,0 +1,43 @@
+"""The quick-start job: a VEKTOR database -> .vmig.jsonl -> a new VEKTOR database, verified.
+
+Everything happens in one directory (a new temporary one unless given), with nothing to install
+beyond vexchange itself: the demo database is built by ``vexchange.testing.vektor_fixture``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .api import export, import_
+from .checks import verify
+from .engine.progress import Progress
+from .testing.vektor_fixture import build
+
+__all__ = ["demo"]
+
+
+def demo(directory: str | Path | None = None, *, records: int = 5000,
+         progress: Progress | None = None) -> dict[str, Any]:
+    """Run the round trip and return what happened, with paths to every file it wrote."""
+    where = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="vex-demo-"))
+    where.mkdir(parents=True, exist_ok=True)
+    source = where / "slipstream-memory.db"
+    if not source.exists():
+        build(source, n=records, edge_cases=True)
+    exported = export(f"vektor:{source}", where / "memory.vmig.jsonl", allow_skips=True,
+                      progress=progress)
+    copy = where / "copy.db"
+    copy.unlink(missing_ok=True)
+    imported = import_(where / "memory.vmig.jsonl", f"vektor:{copy}", progress=progress)
+    checked = verify(f"vektor:{copy}", against=f"vektor:{source}")
+    return {
+        "directory": str(where),
+        "exported": exported.counts.written,
+        "skipped_on_export": exported.counts.skipped,
+        "imported": imported.counts.written,
+        "verified": checked["ok"],
+        "verify": checked["checks"][0],
+        "files": sorted(p.name for p in where.iterdir()),
+    }

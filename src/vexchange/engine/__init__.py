@@ -1,0 +1,1 @@
+"""The migration engine: read -> transform -> write at constant memory, with receipts."""

@@ -1,0 +1,96 @@
+"""Receipts: the JSON record of one run, written whatever the outcome.
+
+A receipt names source and target (never a secret), the options, counts per outcome and reject
+reason, an order-independent digest per namespace of what was selected from the source and of
+what the target acknowledged, versions, timings, and the error if the run stopped. ``vex verify``
+compares a target with the ``written`` digests. docs/receipts.md describes every field.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .._atomic import atomic_write_bytes
+from .._version import __version__
+from ..errors import DecodeError
+
+__all__ = ["RECEIPT_VERSION", "Counts", "NamespaceDigests", "Receipt", "load_receipt", "versions"]
+
+RECEIPT_VERSION = 1
+
+
+class Counts(msgspec.Struct, kw_only=True):
+    read: int = 0
+    """Records and unreadable entries seen in the source."""
+    filtered: int = 0
+    """Left out on purpose by --namespace, --since, --until or --limit."""
+    selected: int = 0
+    """Records the run set out to write."""
+    written: int = 0
+    """Records the target acknowledged."""
+    skipped: dict[str, int] = {}
+    """Records not written, by reason; every one is in the rejects file."""
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+class NamespaceDigests(msgspec.Struct, kw_only=True):
+    source: dict[str, Any] = {}
+    written: dict[str, Any] = {}
+
+
+class Receipt(msgspec.Struct, kw_only=True):
+    receipt_version: int = RECEIPT_VERSION
+    run_id: str
+    status: str
+    """completed, completed_with_skips, dry_run, failed or interrupted."""
+    operation: str
+    source: dict[str, Any]
+    target: dict[str, Any]
+    options: dict[str, Any]
+    counts: Counts
+    namespaces: dict[str, NamespaceDigests] = {}
+    rejects_file: str | None = None
+    checkpoint_file: str | None = None
+    retries: int = 0
+    versions: dict[str, str] = {}
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    records_per_s: float | None = None
+    error: str | None = None
+    resumed: bool = False
+
+    def write(self, path: Path) -> None:
+        atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(self), indent=2) + b"\n")
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+def load_receipt(path: Path) -> Receipt:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Receipt)
+    except FileNotFoundError:
+        raise DecodeError("no such receipt file", location=str(path)) from None
+    except msgspec.DecodeError as err:
+        raise DecodeError(f"not a vexchange receipt ({err})", location=str(path)) from None
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import orjson
+
+    return {
+        "vexchange": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "orjson": orjson.__version__,
+        "msgspec": msgspec.__version__,
+    }

@@ -1,0 +1,354 @@
+"""The run loop: read a page, select, check, write with retry, checkpoint; then receipt.
+
+Memory stays flat: one page is in flight at a time; what grows with the run is counters, the
+per-namespace digests, and an 8-byte hash per selected id to catch duplicate ids.
+
+Every record the source yields ends in exactly one place: written, filtered out on purpose
+(counted), or rejected with a reason (counted, and written to the rejects file). The receipt's
+counts add up: read = filtered + selected; selected = written + skipped (for a finished run).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .._canonical import NamespaceDigest, record_digest
+from .._time import format_timestamp, utc_now_ms
+from ..connectors._base import Connector, Page, Reject, Writer
+from ..errors import MigrationError, TransientError, UsageError, VexError
+from ..codecs.vmig import encode_record
+from ..record import MemoryRecord
+from .checkpoint import Checkpoint, RejectsFile
+from .progress import NoProgress, Progress
+from .receipt import Counts, NamespaceDigests, Receipt, versions
+from .retry import RetryPolicy
+
+__all__ = ["RunOptions", "run"]
+
+_CHECKPOINT_EVERY_S = 1.0
+
+
+@dataclass
+class RunOptions:
+    """Everything that shapes a run, with the library's defaults (the CLI repeats none of them)."""
+
+    namespaces: Sequence[str] | None = None
+    limit: int | None = None
+    since: int | None = None
+    until: int | None = None
+    batch_size: int = 500
+    retries: int = 3
+    dry_run: bool = False
+    resume: bool = False
+    allow_skips: bool = False
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError("batch_size must be at least 1")
+        if self.retries < 1:
+            raise UsageError("retries must be at least 1 (it counts the first attempt)")
+        if self.limit is not None and self.limit < 0:
+            raise UsageError("limit must not be negative")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "namespaces": list(self.namespaces) if self.namespaces else None,
+            "limit": self.limit,
+            "since": None if self.since is None else format_timestamp(self.since),
+            "until": None if self.until is None else format_timestamp(self.until),
+            "batch_size": self.batch_size,
+            "retries": self.retries,
+            "dry_run": self.dry_run,
+            "allow_skips": self.allow_skips,
+        }
+
+
+@dataclass
+class _State:
+    counts: Counts = field(default_factory=Counts)
+    source_digests: dict[str, NamespaceDigest] = field(default_factory=dict)
+    written_digests: dict[str, NamespaceDigest] = field(default_factory=dict)
+    seen_ids: set[int] = field(default_factory=set)
+    pinned_dims: dict[str, int] = field(default_factory=dict)
+    cursor: str | None = None
+
+
+def run(
+    source: Connector,
+    target: Connector,
+    *,
+    operation: str,
+    options: RunOptions,
+    receipt_path: Path,
+    rejects_path: Path,
+    progress: Progress | None = None,
+    retry: RetryPolicy | None = None,
+) -> Receipt:
+    options.validate()
+    if source.same_location(target):
+        raise UsageError("source and target are the same store; refusing to overwrite the input")
+    progress = progress or NoProgress()
+    retry = retry or RetryPolicy(attempts=options.retries)
+    checkpoint = Checkpoint(receipt_path.with_name(receipt_path.name + ".checkpoint"))
+    state, run_id, resumed = _start_state(checkpoint, source, target, options)
+    rejects = RejectsFile(rejects_path, append=resumed)
+    writer = target.open_writer(resume=checkpoint.target_state if resumed else None,
+                                dry_run=options.dry_run)
+    state.pinned_dims.update(writer.target_dims())
+    started = time.monotonic()
+    started_at = format_timestamp(utc_now_ms())
+
+    def make_receipt(status: str, error: str | None = None) -> Receipt:
+        elapsed = time.monotonic() - started
+        return Receipt(
+            run_id=run_id, status=status, operation=operation,
+            source=source.describe(), target=target.describe(), options=options.as_dict(),
+            counts=state.counts, namespaces=_namespace_digests(state),
+            rejects_file=str(rejects_path) if rejects.count else None,
+            checkpoint_file=str(checkpoint.path) if checkpoint.path.exists() else None,
+            retries=retry.retried, versions=versions(), started_at=started_at,
+            finished_at=format_timestamp(utc_now_ms()), duration_s=round(elapsed, 3),
+            records_per_s=round(state.counts.written / elapsed, 1) if elapsed > 0 else None,
+            error=error, resumed=resumed,
+        )
+
+    progress.start(source.count())
+    try:
+        _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint, run_id)
+        writer.finish({"source": source.describe(), "counts": _counts_summary(state.counts)})
+    except (VexError, OSError, KeyboardInterrupt) as err:
+        writer.abort()
+        rejects.close()
+        progress.close()
+        interrupted = isinstance(err, KeyboardInterrupt)
+        receipt = make_receipt("interrupted" if interrupted else "failed",
+                               "interrupted" if interrupted else str(err))
+        receipt.write(receipt_path)
+        if interrupted:
+            raise
+        raise MigrationError(
+            f"{operation} stopped after {state.counts.written} records were written: {err}",
+            receipt=receipt,
+            hint="fix the cause, then rerun the same command with --resume to continue",
+        ) from err
+    rejects.close()
+    progress.close()
+    checkpoint.remove()
+    status = "dry_run" if options.dry_run else (
+        "completed_with_skips" if state.counts.skipped_total else "completed")
+    receipt = make_receipt(status)
+    receipt.write(receipt_path)
+    return receipt
+
+
+def _counts_summary(counts: Counts) -> dict[str, Any]:
+    return {"selected": counts.selected, "written": counts.written, "skipped": dict(counts.skipped)}
+
+
+def _start_state(
+    checkpoint: Checkpoint, source: Connector, target: Connector, options: RunOptions
+) -> tuple[_State, str, bool]:
+    if not options.resume:
+        checkpoint.remove()
+        return _State(), uuid.uuid4().hex, False
+    saved = checkpoint.load()
+    if saved is None:
+        raise UsageError(
+            f"nothing to resume: no checkpoint at {checkpoint.path}",
+            hint="run without --resume to start a new run",
+        )
+    if saved["source"] != source.describe() or saved["target"] != target.describe():
+        raise UsageError("the checkpoint belongs to another source or target; refusing to resume")
+    state = _State(pinned_dims=dict(saved.get("pinned_dims", {})))
+    _restore(state, saved)
+    return state, saved["run_id"], True
+
+
+def _loop(
+    source: Connector, target: Connector, writer: Writer, options: RunOptions, state: _State,
+    rejects: RejectsFile, retry: RetryPolicy, progress: Progress, checkpoint: Checkpoint,
+    run_id: str,
+) -> None:
+    """Process pages; after each acknowledged page the state is snapshotted for the checkpoint.
+
+    On failure the checkpoint gets the last snapshot, so a resumed run repeats the failed page
+    in full (writes are idempotent upserts) and counts nothing twice.
+    """
+    last_saved = time.monotonic()
+    snapshot = _snapshot(writer, state, source, target, run_id)
+    try:
+        for page in _pages(source, options.batch_size, state.cursor, retry):
+            batch, digests, limit_reached = _select(page, options, state, target, rejects)
+            if batch:
+                refused = retry.call(lambda: writer.write(batch))
+                _account_written(batch, digests, refused, state, rejects)
+            state.cursor = page.cursor
+            progress.advance(state.counts.read, state.counts.written, state.counts.skipped_total)
+            if page.cursor is None or limit_reached:
+                return
+            snapshot = _snapshot(writer, state, source, target, run_id)
+            if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
+                rejects.flush()
+                checkpoint.save(snapshot)
+                last_saved = time.monotonic()
+    except BaseException:
+        rejects.flush()
+        checkpoint.save(snapshot)
+        _restore(state, snapshot)
+        raise
+
+
+def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy) -> Iterator[Page]:
+    """Pages from the source; a transient read failure reopens the read at the last cursor."""
+    failures = 0
+    while True:
+        try:
+            for page in source.read(batch_size=batch_size, after=cursor):
+                failures = 0
+                yield page
+                cursor = page.cursor
+            return
+        except TransientError as err:
+            failures += 1
+            if failures >= retry.attempts:
+                raise
+            retry.retried += 1
+            retry.sleep(retry.delay(failures, err))
+
+
+def _select(
+    page: Page, options: RunOptions, state: _State, target: Connector, rejects: RejectsFile
+) -> tuple[list[MemoryRecord], list[bytes], bool]:
+    batch: list[MemoryRecord] = []
+    digests: list[bytes] = []
+    counts = state.counts
+    for item in page.items:
+        if options.limit is not None and counts.selected >= options.limit:
+            return batch, digests, True
+        counts.read += 1
+        if isinstance(item, Reject):
+            _skip(item, state, rejects)
+            continue
+        if not _wanted(item, options):
+            counts.filtered += 1
+            continue
+        counts.selected += 1
+        ns_key = item.namespace or ""
+        digest = record_digest(item)
+        state.source_digests.setdefault(ns_key, NamespaceDigest()).add(digest)
+        problem = _problem(item, state, target)
+        if problem:
+            _skip(_reject_record(item, *problem), state, rejects)
+            continue
+        batch.append(item)
+        digests.append(digest)
+    return batch, digests, options.limit is not None and counts.selected >= options.limit
+
+
+def _wanted(record: MemoryRecord, options: RunOptions) -> bool:
+    if options.namespaces and record.namespace not in options.namespaces:
+        return False
+    if options.since is not None and (record.created_at is None or record.created_at < options.since):
+        return False
+    if options.until is not None and (record.created_at is None or record.created_at >= options.until):
+        return False
+    return True
+
+
+def _problem(record: MemoryRecord, state: _State, target: Connector) -> tuple[str, str] | None:
+    """Why the target cannot take this record, or None."""
+    key = hash((record.namespace, record.id))
+    if key in state.seen_ids:
+        return "duplicate_id", f"id {record.id!r} already appeared in namespace {record.namespace!r}"
+    state.seen_ids.add(key)
+    caps = target.capabilities
+    if not record.vectors and not caps.null_vectors:
+        return "no_vector", f"{target.name} cannot store a record without a vector"
+    if not caps.named_vectors and any(name for name in record.vectors):
+        return "named_vectors_unsupported", f"{target.name} holds one vector per record"
+    for name, vec in record.vectors.items():
+        want = state.pinned_dims.get(name)
+        if want is None and caps.fixed_dims:
+            state.pinned_dims[name] = vec.dims
+        elif want is not None and want != vec.dims:
+            label = f"vector {name!r}" if name else "vector"
+            return "dims_mismatch", f"{label} has {vec.dims} dims; the target holds {want}"
+    return None
+
+
+def _reject_record(record: MemoryRecord, reason: str, detail: str) -> Reject:
+    return Reject(reason=reason, detail=detail, id=record.id, namespace=record.namespace,
+                  record=_record_json(record))
+
+
+def _record_json(record: MemoryRecord) -> Any:
+    """The record as a .vmig.jsonl object, so a rejects file can be fixed and imported again."""
+    return orjson.loads(encode_record(record))
+
+
+def _skip(reject: Reject, state: _State, rejects: RejectsFile) -> None:
+    skipped = state.counts.skipped
+    skipped[reject.reason] = skipped.get(reject.reason, 0) + 1
+    rejects.add(reject)
+
+
+def _account_written(
+    batch: list[MemoryRecord], digests: list[bytes], refused: list[Reject], state: _State,
+    rejects: RejectsFile,
+) -> None:
+    by_key = {(r.namespace, r.id): r for r in batch}
+    for reject in refused:
+        match = by_key.get((reject.namespace, reject.id))
+        if match is not None and reject.record is None:
+            reject.record = _record_json(match)
+        _skip(reject, state, rejects)
+    refused_keys = {(r.namespace, r.id) for r in refused}
+    for record, digest in zip(batch, digests):
+        if refused_keys and (record.namespace, record.id) in refused_keys:
+            continue
+        state.counts.written += 1
+        state.written_digests.setdefault(record.namespace or "", NamespaceDigest()).add(digest)
+
+
+def _namespace_digests(state: _State) -> dict[str, NamespaceDigests]:
+    names = sorted(set(state.source_digests) | set(state.written_digests))
+    return {
+        ns: NamespaceDigests(
+            source=state.source_digests.get(ns, NamespaceDigest()).to_dict(),
+            written=state.written_digests.get(ns, NamespaceDigest()).to_dict(),
+        )
+        for ns in names
+    }
+
+
+def _snapshot(
+    writer: Writer, state: _State, source: Connector, target: Connector, run_id: str
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "source": source.describe(),
+        "target": target.describe(),
+        "cursor": state.cursor,
+        "target_state": writer.checkpoint(),
+        "counts": {"read": state.counts.read, "filtered": state.counts.filtered,
+                   "selected": state.counts.selected, "written": state.counts.written,
+                   "skipped": dict(state.counts.skipped)},
+        "source_digests": {k: v.to_dict() for k, v in state.source_digests.items()},
+        "written_digests": {k: v.to_dict() for k, v in state.written_digests.items()},
+        "pinned_dims": dict(state.pinned_dims),
+    }
+
+
+def _restore(state: _State, snapshot: dict[str, Any]) -> None:
+    """Roll the in-memory state back to a snapshot, so a failure receipt counts what is durable."""
+    state.counts = Counts(**snapshot["counts"])
+    state.source_digests = {k: NamespaceDigest.from_dict(v) for k, v in snapshot["source_digests"].items()}
+    state.written_digests = {k: NamespaceDigest.from_dict(v) for k, v in snapshot["written_digests"].items()}
+    state.cursor = snapshot["cursor"]

@@ -1,0 +1,124 @@
+"""MemoryRecord: the one data model every format and connector maps to and from.
+
+Vectors are held as raw float32 little-endian bytes rather than arrays. That makes a record a
+plain value: two records are equal exactly when every vector is equal bit for bit, and the bytes
+are what the canonical digest hashes. :meth:`Vector.array` gives a zero-copy numpy view.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+
+__all__ = ["DEFAULT_VECTOR", "MemoryRecord", "Vector", "is_flat_value"]
+
+DEFAULT_VECTOR = ""
+"""The name of the unnamed default vector (``vector`` in a .vmig.jsonl line)."""
+
+_F32 = np.dtype("<f4")
+
+
+class Vector(msgspec.Struct, frozen=True):
+    """A dense float32 vector and the model that produced it."""
+
+    data: bytes
+    model: str | None = None
+
+    @property
+    def dims(self) -> int:
+        return len(self.data) // 4
+
+    def array(self) -> np.ndarray:
+        """A read-only float32 view of the bytes (no copy)."""
+        return np.frombuffer(self.data, dtype=_F32)
+
+    def tolist(self) -> list[float]:
+        return self.array().tolist()  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_values(cls, values: Iterable[float] | np.ndarray, model: str | None = None) -> Vector:
+        """Build from numbers; raises ValueError for an empty or non-finite vector."""
+        arr = np.asarray(values, dtype=_F32)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError("a vector must be a non-empty list of numbers")
+        if not np.isfinite(arr).all():
+            raise ValueError(_non_finite_message(arr))
+        return cls(arr.tobytes(), model)
+
+    @classmethod
+    def from_blob(cls, blob: bytes, model: str | None = None) -> Vector:
+        """Build from raw float32 little-endian bytes; refuses a length that is not 4*dims."""
+        if len(blob) == 0 or len(blob) % 4:
+            raise ValueError(
+                f"vector blob of {len(blob)} bytes is not a whole number of float32 values"
+            )
+        arr = np.frombuffer(blob, dtype=_F32)
+        if not np.isfinite(arr).all():
+            raise ValueError(_non_finite_message(arr))
+        return cls(bytes(blob), model)
+
+
+def _non_finite_message(arr: np.ndarray) -> str:
+    bad = np.flatnonzero(~np.isfinite(arr))
+    return f"vector has {len(bad)} non-finite value(s) (NaN or infinity), first at index {bad[0]}"
+
+
+class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One memory: id, text, named vectors, namespace, metadata and timestamps.
+
+    ``id`` is always a string; ``id_type`` records that the source used an integer so that it can
+    be restored. Timestamps are UTC epoch milliseconds. ``vectors`` maps a name to a vector; the
+    unnamed default vector has the name ``""``. ``metadata`` keeps JSON types (str, int, float,
+    bool, None, lists of scalars; nested values are allowed here and are encoded by each format as
+    its documentation says). ``extra`` carries keys a format does not know, so they survive a
+    read-write round trip.
+    """
+
+    id: str
+    text: str | None = None
+    vectors: dict[str, Vector] = {}
+    namespace: str | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+    source_store: str | None = None
+    score: float | None = None
+    modality: str | None = "text"
+    id_type: Literal["str", "int"] = "str"
+    extra: dict[str, Any] = {}
+
+    @property
+    def vector(self) -> Vector | None:
+        """The default (unnamed) vector, if any."""
+        return self.vectors.get(DEFAULT_VECTOR)
+
+    def replace(self, **changes: Any) -> MemoryRecord:
+        return msgspec.structs.replace(self, **changes)
+
+
+def is_flat_value(value: Any) -> bool:
+    """True for a JSON scalar or a list of scalars: what "flat metadata" allows."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return not (isinstance(value, float) and not math.isfinite(value))
+    if isinstance(value, list):
+        return all(
+            v is None or (isinstance(v, (str, bool, int, float)) and not isinstance(v, dict))
+            for v in value
+        )
+    return False
+
+
+def nested_keys(metadata: Mapping[str, Any] | None) -> list[str]:
+    """Keys whose values are not flat (objects, lists holding objects or lists)."""
+    if not metadata:
+        return []
+    return [k for k, v in metadata.items() if not is_flat_value(v)]
+
+
+if sys.byteorder != "little":  # pragma: no cover - every supported platform is little-endian
+    raise ImportError("vexchange assumes a little-endian platform for zero-copy float32 views")

@@ -1,0 +1,124 @@
+"""The ``.vmig.meta.json`` sidecar: what a data file holds and the checksum that proves it.
+
+Path rule: ``x.vmig.jsonl`` has ``x.vmig.meta.json``; any other data file ``f`` has
+``f.meta.json``. The data file itself is never the sidecar path (Vex's bug 2).
+
+Checksum: ``"sha256:<hex>"`` over the data file's bytes exactly. Verification also accepts Vex's
+convention, the bytes without the final newline, and says which one matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._atomic import atomic_write_bytes
+from ._time import format_timestamp, utc_now_ms
+from ._version import __version__
+from .codecs.vmig import FORMAT_VERSION
+from .errors import DecodeError
+
+__all__ = ["SIDECAR_FORMAT", "ChecksumResult", "file_checksum", "record_import", "sidecar_path",
+           "read_sidecar", "verify_checksum", "write_sidecar"]
+
+SIDECAR_FORMAT = "vexchange-sidecar/1"
+
+
+def sidecar_path(data_path: Path) -> Path:
+    name = data_path.name
+    if name.lower().endswith(".vmig.jsonl"):
+        return data_path.with_name(name[: -len(".vmig.jsonl")] + ".vmig.meta.json")
+    return data_path.with_name(name + ".meta.json")
+
+
+def write_sidecar(data_path: Path, fields: dict[str, Any]) -> Path:
+    """Write a fresh export sidecar. ``fields`` must hold record_count, checksum and the source."""
+    body: dict[str, Any] = {
+        "exported_at": format_timestamp(utc_now_ms()),
+        "source_store": fields.get("source_store"),
+        "source_version": fields.get("source_version"),
+        "record_count": fields["record_count"],
+        "checksum": fields["checksum"],
+        "vex_version": FORMAT_VERSION,
+        "format": SIDECAR_FORMAT,
+        "writer": f"vexchange {__version__}",
+    }
+    body.update({k: v for k, v in fields.items() if k not in body})
+    path = sidecar_path(data_path)
+    atomic_write_bytes(path, orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+    return path
+
+
+def read_sidecar(data_path: Path) -> dict[str, Any] | None:
+    path = sidecar_path(data_path)
+    if not path.exists():
+        return None
+    try:
+        value = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as err:
+        raise DecodeError(f"sidecar is not valid JSON ({err})", location=str(path)) from None
+    if not isinstance(value, dict):
+        raise DecodeError("sidecar is not a JSON object", location=str(path))
+    return value
+
+
+def record_import(data_path: Path, target: str, records: int) -> None:
+    """Append an import to the sidecar's history, keeping Vex's imported_to/imported_at current.
+
+    Export fields (exported_at, checksum, record_count) are never touched.
+    """
+    current = read_sidecar(data_path)
+    if current is None:
+        return
+    now = format_timestamp(utc_now_ms())
+    history = current.get("imports")
+    current["imports"] = (history if isinstance(history, list) else []) + [
+        {"imported_to": target, "imported_at": now, "records": records}
+    ]
+    current["imported_to"] = target
+    current["imported_at"] = now
+    atomic_write_bytes(sidecar_path(data_path), orjson.dumps(current, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def file_checksum(path: Path) -> tuple[str, str]:
+    """SHA-256 of the whole file, and of the file without its final newline (Vex's form)."""
+    whole, trimmed = hashlib.sha256(), hashlib.sha256()
+    held = b""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            whole.update(chunk)
+            trimmed.update(held + chunk[:-1])
+            held = chunk[-1:]
+    if held != b"\n":
+        trimmed.update(held)
+    return whole.hexdigest(), trimmed.hexdigest()
+
+
+class ChecksumResult(dict[str, Any]):
+    """``status`` is "ok", "ok-vex-convention", "mismatch" or "no-sidecar"/"no-checksum"."""
+
+    @property
+    def ok(self) -> bool:
+        return str(self["status"]).startswith("ok")
+
+
+def verify_checksum(data_path: Path) -> ChecksumResult:
+    meta = read_sidecar(data_path)
+    if meta is None:
+        return ChecksumResult(status="no-sidecar", sidecar=str(sidecar_path(data_path)))
+    recorded = meta.get("checksum")
+    if not isinstance(recorded, str) or not recorded.startswith("sha256:"):
+        return ChecksumResult(status="no-checksum", sidecar=str(sidecar_path(data_path)))
+    expected = recorded.split(":", 1)[1].lower()
+    whole, trimmed = file_checksum(data_path)
+    if expected == whole:
+        status = "ok"
+    elif expected == trimmed:
+        status = "ok-vex-convention"
+    else:
+        status = "mismatch"
+    return ChecksumResult(status=status, expected=expected, actual=whole,
+                          sidecar=str(sidecar_path(data_path)))

@@ -1,0 +1,1 @@
+"""Test helpers shipped with vexchange: fixture builders and hypothesis strategies."""
