@@ -47,7 +47,8 @@ def decode_vector(values: Any, raw_text: bytes | None = None) -> bytes:
         bad = next(v for v in values if type(v) not in _NUMBER_TYPES)
         raise VectorValueError(f"vector holds a non-number: {bad!r}")
     wide = np.array(values, dtype=np.float64)
-    narrow = wide.astype(_F32)
+    with np.errstate(over="ignore"):
+        narrow = wide.astype(_F32)
     if not np.isfinite(narrow).all():
         idx = int(np.flatnonzero(~np.isfinite(narrow))[0])
         raise VectorValueError(

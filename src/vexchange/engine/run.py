@@ -98,10 +98,10 @@ def run(
     retry = retry or RetryPolicy(attempts=options.retries)
     checkpoint = Checkpoint(receipt_path.with_name(receipt_path.name + ".checkpoint"))
     state, run_id, resumed = _start_state(checkpoint, source, target, options)
-    rejects = RejectsFile(rejects_path, append=resumed)
+    total = source.count()  # opens the source: a missing or foreign store fails before any output
     writer = target.open_writer(resume=checkpoint.target_state if resumed else None,
                                 dry_run=options.dry_run)
-    state.pinned_dims.update(writer.target_dims())
+    rejects = RejectsFile(rejects_path, append=resumed)
     started = time.monotonic()
     started_at = format_timestamp(utc_now_ms())
 
@@ -119,19 +119,22 @@ def run(
             error=error, resumed=resumed,
         )
 
-    progress.start(source.count())
+    progress.start(total)
     try:
+        state.pinned_dims.update(writer.target_dims())
         _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint, run_id)
         writer.finish({"source": source.describe(), "counts": _counts_summary(state.counts)})
-    except (VexError, OSError, KeyboardInterrupt) as err:
+    except BaseException as err:
         writer.abort()
         rejects.close()
         progress.close()
         interrupted = isinstance(err, KeyboardInterrupt)
+        if not isinstance(err, (VexError, OSError, KeyboardInterrupt)):
+            raise
         receipt = make_receipt("interrupted" if interrupted else "failed",
                                "interrupted" if interrupted else str(err))
         receipt.write(receipt_path)
-        if interrupted:
+        if interrupted or isinstance(err, UsageError):
             raise
         raise MigrationError(
             f"{operation} stopped after {state.counts.written} records were written: {err}",

@@ -1,0 +1,149 @@
+"""VEKTOR -> vmig -> VEKTOR and vmig -> vmig, bit for bit, on both table layouts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vexchange
+from vexchange.connectors.vmig import read_file
+from vexchange.record import MemoryRecord
+from vexchange.testing.vektor_fixture import Fixture
+
+
+def records(path: Path) -> list[MemoryRecord]:
+    return [r for page in read_file(path, batch_size=100) for r in page.items
+            if isinstance(r, MemoryRecord)]
+
+
+def rows(db: Path) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT * FROM memories ORDER BY rowid").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("layout", ["slipstream", "legacy"])
+def test_vektor_vmig_vektor_is_bit_exact(layout: str, request: pytest.FixtureRequest,
+                                          tmp_path: Path) -> None:
+    fx: Fixture = request.getfixturevalue(layout)
+    first = tmp_path / "a.vmig.jsonl"
+    receipt = vexchange.export(f"vektor:{fx.path}", first, allow_skips=True)
+    assert receipt.counts.written == fx.records - 1
+    assert receipt.counts.skipped == {"bad_row": 1}  # the truncated blob, never truncated silently
+
+    copy = tmp_path / ("copy.db" if layout == "slipstream" else "copy-legacy.db")
+    if layout == "legacy":  # write into the same layout
+        sqlite3.connect(copy).executescript(
+            "CREATE TABLE memories (id TEXT PRIMARY KEY, content TEXT, embedding BLOB,"
+            " metadata TEXT, created_at TEXT, namespace TEXT);")
+    vexchange.import_(first, f"vektor:{copy}")
+    second = tmp_path / "b.vmig.jsonl"
+    vexchange.export(f"vektor:{copy}", second)
+    assert first.read_bytes() == second.read_bytes()
+
+    source_rows = [r for r in rows(fx.path) if str(r[0]) != fx.edge_ids["truncated_blob"]]
+    assert _comparable(rows(copy), layout) == _comparable(source_rows, layout)  # every byte
+
+
+def _comparable(table: list[tuple], layout: str) -> list[tuple]:
+    """Legacy metadata is JSON text: compare it parsed (its spacing is not content)."""
+    if layout == "slipstream":
+        return table
+    return [(*r[:3], json.loads(r[3]), *r[4:]) for r in table]
+
+
+def test_exported_records_keep_every_column_and_type(slipstream: Fixture, tmp_path: Path) -> None:
+    out = tmp_path / "a.vmig.jsonl"
+    vexchange.export(f"vektor:{slipstream.path}", out, allow_skips=True)
+    by_id = {r.id: r for r in records(out)}
+    one = by_id["5"]
+    assert one.id_type == "int" and one.namespace == "default"
+    assert set(one.metadata or {}) >= {"agent_id", "tags", "importance", "memory_type", "pinned",
+                                       "summary", "confidence", "potential", "source_db"}
+    assert isinstance(one.metadata["importance"], float)
+    assert isinstance(one.metadata["pinned"], int)
+    assert one.created_at == (1_735_689_600 + 5 * 37) * 1000
+    assert one.updated_at == one.created_at + 60_000
+    con = sqlite3.connect(slipstream.path)
+    blob = con.execute("SELECT vector FROM memories WHERE id = 5").fetchone()[0]
+    assert one.vector is not None and one.vector.data == blob
+    edge = slipstream.edge_ids
+    assert by_id[edge["null_vector"]].vectors == {}
+    assert by_id[edge["unicode"]].text == "naïve café — 日本語 🚀 \"quoted\" 'single' \\backslash"
+    assert by_id[edge["newlines"]].text == "line one\nline two\r\nline three\ttabbed"
+    assert by_id[edge["far_future"]].created_at == 4_102_444_800_000
+    assert by_id[edge["far_past"]].created_at == 0
+    assert by_id[edge["nested"]].metadata["tags"] == '["edge", "case"]'  # raw text kept
+
+
+def test_legacy_nested_metadata_survives(legacy: Fixture, tmp_path: Path) -> None:
+    out = tmp_path / "a.vmig.jsonl"
+    vexchange.export(f"vektor:{legacy.path}", out, allow_skips=True)
+    nested = {r.id: r for r in records(out)}[legacy.edge_ids["nested"]]
+    assert nested.metadata["nested"] == {"a": 1, "b": [1, 2.5, None]}
+    assert nested.metadata["flag"] is True
+    assert vexchange.validate(out)["ok"]  # written flat: nested values as JSON text
+
+
+def test_vmig_to_vmig_is_byte_identical(slipstream: Fixture, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.vmig.jsonl", tmp_path / "b.vmig.jsonl"
+    vexchange.export(f"vektor:{slipstream.path}", a, allow_skips=True)
+    vexchange.migrate(a, b)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_records_from_other_stores_survive_a_slipstream_database(tmp_path: Path) -> None:
+    vec = np.array([0.1, -2.5, 7.038531e-26, 3.4028235e38], dtype="<f4").tobytes()
+    original = [
+        MemoryRecord(id="mem-a", text=None, namespace=None, metadata={"n": 3, "x": 1.0, "b": True,
+                     "l": ["a,b", "c"], "deep": {"k": [1, {"z": None}]}, "importance": 2},
+                     vectors={"": vexchange.Vector(vec, "bge-small"),
+                              "title": vexchange.Vector(vec[:8], "other")},
+                     created_at=1_700_000_000_123, updated_at=None, extra={"custom": [1, 2]}),
+        MemoryRecord(id="42", id_type="str", text="plain", namespace="n1", metadata=None),
+        MemoryRecord(id="-7", id_type="int", text="negative int id", namespace="n1"),
+    ]
+    src = tmp_path / "in.vmig.jsonl"
+    from vexchange.codecs.vmig import encode_record
+
+    src.write_bytes(b"".join(encode_record(r) for r in original))
+    vexchange.import_(src, f"vektor:{tmp_path / 'x.db'}")
+    out = tmp_path / "out.vmig.jsonl"
+    vexchange.export(f"vektor:{tmp_path / 'x.db'}", out)
+    back = {r.id: r.replace(source_store=None) for r in records(out)}
+    assert back == {r.id: r for r in original}
+
+
+def test_reimport_never_duplicates_and_keeps_fts(slipstream: Fixture, tmp_path: Path) -> None:
+    out = tmp_path / "a.vmig.jsonl"
+    vexchange.export(f"vektor:{slipstream.path}", out, allow_skips=True)
+    target = tmp_path / "t.db"
+    vexchange.import_(out, f"vektor:{target}")
+    vexchange.import_(out, f"vektor:{target}")
+    con = sqlite3.connect(target)
+    assert con.execute("SELECT COUNT(*) FROM memories").fetchone()[0] == slipstream.records - 1
+    hits = con.execute("SELECT COUNT(*) FROM memories_fts WHERE memories_fts MATCH 'café'").fetchone()
+    assert hits[0] == 1
+    triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    assert "memories_fts_insert" in triggers
+
+
+def test_import_into_existing_slipstream_db_with_insert_trigger_only(
+        slipstream: Fixture, tmp_path: Path) -> None:
+    """The fixture has only Slipstream's insert trigger: updates must keep FTS right by hand."""
+    out = tmp_path / "a.vmig.jsonl"
+    vexchange.export(f"vektor:{slipstream.path}", out, namespaces=["work"])
+    lines = out.read_bytes().replace(b"memory 4:", b"edited memory 4:")
+    out.write_bytes(lines)
+    (tmp_path / "a.vmig.meta.json").unlink()
+    vexchange.import_(out, f"vektor:{slipstream.path}")
+    con = sqlite3.connect(slipstream.path)
+    assert con.execute("SELECT COUNT(*) FROM memories_fts WHERE memories_fts MATCH 'edited'").fetchone()[0] == 1
+    con.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
+    assert con.execute("SELECT COUNT(*) FROM memories").fetchone()[0] == slipstream.records
