@@ -88,7 +88,7 @@ def _round_to_f32(exact: Fraction | None, mid: float, tie_even: np.float32) -> n
     below = np.nextafter(np.float32(mid), np.float32(-np.inf), dtype=np.float32)
     above = np.nextafter(np.float32(mid), np.float32(np.inf), dtype=np.float32)
     # mid is not a float32; ``np.float32(mid)`` rounded it to one of its two neighbours.
-    lo, hi = (below, tie_even) if tie_even > mid else (tie_even, above)
+    lo, hi = (below, tie_even) if float(tie_even) > mid else (tie_even, above)  # float64 compare
     return hi if exact > Fraction(mid) else lo
 
 
@@ -127,17 +127,13 @@ def _decimal_texts(values: list[Any], raw: bytes | None) -> list[str] | None:
 def encode_vector(data: bytes) -> bytes:
     """JSON array text for float32 bytes that every float64-then-float32 reader reads exactly."""
     arr = np.frombuffer(data, dtype=_F32)
-    text = orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)
-    return text if not _needs_wide_form(arr) else _wide_form(arr)
+    return _wide_form(arr) if needs_wide_form(data) else orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _needs_wide_form(arr: np.ndarray) -> bool:
-    if not _DOUBLE_ROUNDING_HAZARDS.size:
-        return False
-    bits = arr.view(np.uint32) & np.uint32(0x7FFFFFFF)
-    pos = np.searchsorted(_DOUBLE_ROUNDING_HAZARDS, bits)
-    pos[pos == _DOUBLE_ROUNDING_HAZARDS.size] = 0
-    return bool((_DOUBLE_ROUNDING_HAZARDS[pos] == bits).any())
+def needs_wide_form(data: bytes) -> bool:
+    """True when the vector may hold a double-rounding hazard (checked as raw bytes: fast, and a
+    match at an unaligned offset only costs a longer, still exact, output)."""
+    return any(pattern in data for pattern in _HAZARD_BYTES)
 
 
 def _wide_form(arr: np.ndarray) -> bytes:
@@ -148,3 +144,6 @@ def _wide_form(arr: np.ndarray) -> bytes:
 # when read as float64 and then cast. An exhaustive scan of all 2**31 positive finite patterns
 # (bench/float32_scan.py) found exactly one: 0x15AE43FD, 7.038531e-26 (and its negative).
 _DOUBLE_ROUNDING_HAZARDS = np.array([363742205], dtype=np.uint32)
+_HAZARD_BYTES = tuple(
+    int(bits | sign).to_bytes(4, "little") for bits in _DOUBLE_ROUNDING_HAZARDS for sign in (0, 1 << 31)
+)

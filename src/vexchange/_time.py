@@ -10,6 +10,7 @@ Precision below one millisecond is truncated (documented in docs/formats/vmig.md
 from __future__ import annotations
 
 import datetime as _dt
+import time as _time
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _MS_THRESHOLD = 10**11
@@ -56,6 +57,11 @@ def _parse_iso(text: str) -> int:
 
 def format_timestamp(ms: int) -> str:
     """ISO-8601 UTC with exactly three fractional digits, e.g. ``2025-01-01T00:00:00.000Z``."""
+    seconds, millis = divmod(ms, 1000)
+    if 0 <= seconds < 253_402_300_800:  # years 1970-9999: the fast path
+        t = _time.gmtime(seconds)
+        return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
+                f"{t.tm_sec:02d}.{millis:03d}Z")
     m = _moment(ms)
     return (
         f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"

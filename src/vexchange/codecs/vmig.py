@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 
-from .._floats import VectorValueError, decode_vector, encode_vector
+from .._floats import VectorValueError, decode_vector, encode_vector, needs_wide_form
 from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, Vector, is_flat_value
 
@@ -37,7 +38,8 @@ VEX_KEYS = (
 EXTENSION_KEYS = ("updated_at", "id_type", "vectors", "metadata_json")
 KNOWN_KEYS = frozenset(VEX_KEYS + EXTENSION_KEYS)
 
-_DUMP_OPTS = orjson.OPT_APPEND_NEWLINE
+_DUMP_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+_F32 = np.dtype("<f4")
 
 
 class RecordError(ValueError):
@@ -60,7 +62,7 @@ def encode_record(record: MemoryRecord) -> bytes:
     line: dict[str, Any] = {
         "id": record.id,
         "text": record.text,
-        "vector": orjson.Fragment(encode_vector(default.data)) if default else None,
+        "vector": _vector_value(default.data) if default else None,
         "model": default.model if default else None,
         "dims": default.dims if default else None,
         "namespace": record.namespace,
@@ -78,7 +80,7 @@ def encode_record(record: MemoryRecord) -> bytes:
     named = {k: v for k, v in record.vectors.items() if k != DEFAULT_VECTOR}
     if named:
         line["vectors"] = {
-            name: {"vector": orjson.Fragment(encode_vector(v.data)), "model": v.model, "dims": v.dims}
+            name: {"vector": _vector_value(v.data), "model": v.model, "dims": v.dims}
             for name, v in named.items()
         }
     if json_keys:
@@ -88,12 +90,25 @@ def encode_record(record: MemoryRecord) -> bytes:
     return orjson.dumps(line, option=_DUMP_OPTS)
 
 
+def _vector_value(data: bytes) -> Any:
+    """A float32 array orjson writes in shortest form, or the exact wide text for a hazard."""
+    if needs_wide_form(data):
+        return orjson.Fragment(encode_vector(data))
+    return np.frombuffer(data, dtype=_F32)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _flatten_metadata(
     metadata: dict[str, Any] | None,
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """Nested values become JSON text so the line stays flat for Vex; their keys are listed."""
     if not metadata:
         return metadata, []
+    if all(type(v) in _SCALARS for v in metadata.values()):
+        if all(v == v for v in metadata.values() if type(v) is float):
+            return metadata, []
     nested = [k for k, v in metadata.items() if not is_flat_value(v)]
     if not nested:
         return metadata, []

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import sqlite3
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -92,7 +93,7 @@ class Layout:
     int_ids: bool
     epoch_times: bool
 
-    @property
+    @cached_property
     def meta_columns(self) -> tuple[str, ...]:
         """Columns that become metadata keys (slipstream layout)."""
         return tuple(c for c in self.columns if c not in _CORE)

@@ -1,0 +1,145 @@
+"""The .vmig.jsonl codec: property tests, float32 exactness, Vex files, sidecars."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vexchange
+from vexchange._floats import decode_vector
+from vexchange.codecs.vmig import decode_object, encode_record
+from vexchange.connectors.vmig import read_file
+from vexchange.record import MemoryRecord, Vector
+from vexchange.sidecar import verify_checksum
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text())
+metadata_values = st.one_of(scalars, st.lists(scalars, max_size=4),
+                            st.dictionaries(st.text(max_size=5), scalars, max_size=3))
+float32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
+vectors = st.lists(float32s, min_size=1, max_size=24).map(lambda v: np.array(v, dtype="<f4").tobytes())
+timestamps = st.one_of(st.none(), st.integers(-62_135_596_800_000, 253_402_300_799_999))
+
+records = st.builds(
+    MemoryRecord,
+    id=st.one_of(st.text(min_size=1), st.integers(-(2**62), 2**62).map(str)),
+    text=st.one_of(st.none(), st.text()),
+    vectors=st.dictionaries(st.one_of(st.just(""), st.text(min_size=1, max_size=6)),
+                            st.builds(Vector, vectors, st.one_of(st.none(), st.text(max_size=8))),
+                            max_size=3),
+    namespace=st.one_of(st.none(), st.text(max_size=10)),
+    metadata=st.one_of(st.none(), st.dictionaries(st.text(max_size=8).filter(
+        lambda k: k not in ()), metadata_values, max_size=5)),
+    created_at=timestamps, updated_at=timestamps,
+    source_store=st.one_of(st.none(), st.text(max_size=6)),
+    score=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records)
+def test_encode_decode_round_trip(record: MemoryRecord) -> None:
+    line = encode_record(record)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    back = decode_object(orjson.loads(line), line)
+    expected = record.replace(id_type="int") if _int_text(record.id) and record.id_type == "int" else record
+    assert back == expected
+    assert encode_record(back) == line  # and the bytes are stable
+
+
+def _int_text(text: str) -> bool:
+    body = text[1:] if text.startswith("-") else text
+    return body.isdigit() and str(int(text)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(float32s, min_size=1, max_size=64))
+def test_float32_text_reads_back_bit_exact(values: list[float]) -> None:
+    data = np.array(values, dtype="<f4").tobytes()
+    line = encode_record(MemoryRecord(id="x", vectors={"": Vector(data)}))
+    obj = json.loads(line)  # any float64 reader
+    assert np.array(obj["vector"], dtype=np.float64).astype("<f4").tobytes() == data
+
+
+def test_the_double_rounding_value_is_exact_both_ways() -> None:
+    hazard = np.array([363742205], dtype=np.uint32).view("<f4")  # 7.038531e-26
+    data = np.concatenate([hazard, -hazard]).tobytes()
+    line = encode_record(MemoryRecord(id="h", vectors={"": Vector(data)}))
+    assert b"7.038531e-26" not in line  # the wide form is written instead
+    assert np.array(json.loads(line)["vector"]).astype("<f4").tobytes() == data
+    # and a file from another writer holding the short form still reads exactly
+    short = b'{"id":"h","vector":[7.038531e-26,-7.038531e-26]}'
+    assert np.float32(float("7.038531e-26")).view(np.uint32) != 363742205  # naive read is wrong
+    assert decode_object(orjson.loads(short), short).vectors[""].data == data
+
+
+def test_vector_value_checks() -> None:
+    for bad in ([], [1, "2"], [True, 1.0], [None], [1e39], "1,2"):
+        try:
+            decode_vector(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad!r}")
+
+
+def test_reads_vex_08_and_03_files(tmp_path: Path) -> None:
+    vex = tmp_path / "vex.vmig.jsonl"
+    vex.write_bytes(
+        b"\xef\xbb\xbf# exported by vex 0.8.8\n"
+        b'{"id":12,"text":"int id, epoch seconds","vector":[0.5,0.25],"model":null,"dims":2,'
+        b'"namespace":null,"metadata":null,"created_at":1735689600,"source_store":"vektor",'
+        b'"modality":"text","score":null,"vex_version":"1.0.0"}\n'
+        b"\n"
+        b'{"id":"a1b2","text":"only an id and text","vex_version":"1.0.0","future_key":{"x":[1]}}\n'
+    )
+    got = [r for p in read_file(vex, batch_size=10) for r in p.items]
+    assert [r.id for r in got] == ["12", "a1b2"]
+    assert got[0].id_type == "int" and got[0].created_at == 1_735_689_600_000
+    assert got[1].vectors == {} and got[1].extra == {"future_key": {"x": [1]}}
+    out = tmp_path / "out.vmig.jsonl"
+    vexchange.migrate(vex, out)
+    again = [r for p in read_file(out, batch_size=10) for r in p.items]
+    assert again == [r.replace(source_store=r.source_store) for r in got]
+    assert b'"future_key":{"x":[1]}' in out.read_bytes()  # unknown keys survive
+
+
+def test_sidecar_checksum_both_conventions(tmp_path: Path) -> None:
+    data = tmp_path / "m.vmig.jsonl"
+    data.write_bytes(encode_record(MemoryRecord(id="1", text="t")))
+    import hashlib
+
+    meta = tmp_path / "m.vmig.meta.json"
+    meta.write_text(json.dumps({"checksum": "sha256:" + hashlib.sha256(data.read_bytes()).hexdigest()}))
+    assert verify_checksum(data)["status"] == "ok"
+    meta.write_text(json.dumps({"checksum": "sha256:" + hashlib.sha256(data.read_bytes()[:-1]).hexdigest()}))
+    assert verify_checksum(data)["status"] == "ok-vex-convention"
+    data.write_bytes(data.read_bytes().replace(b'"t"', b'"T"'))
+    assert verify_checksum(data)["status"] == "mismatch"
+    assert not vexchange.verify(data)["ok"]
+
+
+def test_sidecar_for_other_names_never_overwrites_data(tmp_path: Path) -> None:
+    src = tmp_path / "in.vmig.jsonl"
+    src.write_bytes(encode_record(MemoryRecord(id="1", text="t")))
+    out = tmp_path / "out.jsonl"
+    vexchange.migrate(src, out)
+    assert out.read_bytes() == src.read_bytes()
+    assert json.loads((tmp_path / "out.jsonl.meta.json").read_text())["record_count"] == 1
+    history = json.loads((tmp_path / "in.vmig.meta.json").read_text()) if (tmp_path / "in.vmig.meta.json").exists() else None
+    assert history is None  # no sidecar to update: none is invented
+
+
+def test_timestamps_keep_milliseconds() -> None:
+    from vexchange._time import format_timestamp, parse_timestamp
+
+    for ms in (0, 1, -1, 1_735_689_600_123, 4_102_444_800_000, -62_135_596_800_000):
+        assert parse_timestamp(format_timestamp(ms)) == ms
+    assert parse_timestamp("2025-01-01T02:00:00.5+02:00") == 1_735_689_600_500
+    assert parse_timestamp(1_735_689_600) == parse_timestamp(1_735_689_600_000)
+    assert math.isclose(parse_timestamp(1.5) or 0, 1500)
