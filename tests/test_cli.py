@@ -1,0 +1,99 @@
+"""The CLI is a thin layer: seed forms, URL forms, --json, inspect/validate/verify exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vexchange.cli import main
+from vexchange.testing.vektor_fixture import Fixture
+
+
+def vex(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_seed_forms_round_trip(slipstream: Fixture, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.vmig.jsonl"
+    code, stdout, _ = vex(capsys, "export", "--from", "vektor", "--db", str(slipstream.path),
+                          "--output", str(out), "--allow-skips")
+    assert code == 0 and "export summary" in stdout
+    code, _, _ = vex(capsys, "import", "--from", str(out), "--to", "vektor", "--db", str(tmp_path / "c.db"))
+    assert code == 0
+    code, _, _ = vex(capsys, "migrate", "--from", "vektor", "--db", str(tmp_path / "c.db"),
+                     "--to", "jsonl", "--output", str(tmp_path / "again.jsonl"))
+    assert code == 0
+    assert (tmp_path / "again.jsonl").read_bytes() == out.read_bytes()
+    code, stdout, _ = vex(capsys, "verify", f"vektor:{tmp_path / 'c.db'}", "--against",
+                          f"vektor:{slipstream.path}", "--json")
+    report = json.loads(stdout)
+    assert code == 0 and report["ok"] and report["checks"][0]["matched"] == slipstream.records - 1
+
+
+def test_url_form_same_kind_migration_and_receipt_verify(
+        slipstream: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "b.db"
+    code, stdout, _ = vex(capsys, "migrate", f"vektor:{slipstream.path}", f"vektor:{target}",
+                          "--namespace", "work", "--namespace", "edge", "--json", "--allow-skips")
+    receipt = json.loads(stdout)
+    assert code == 0 and set(receipt["namespaces"]) == {"work", "edge"}
+    assert receipt["counts"]["filtered"] > 0
+    code, stdout, _ = vex(capsys, "verify", f"vektor:{target}", "--receipt", str(tmp_path / "b.db.receipt.json"))
+    assert code == 0, stdout
+
+
+def test_limit_since_until(slipstream: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = vex(capsys, "export", f"vektor:{slipstream.path}", "-o", str(tmp_path / "l.vmig.jsonl"),
+                          "--limit", "7", "--json")
+    assert code == 0 and json.loads(stdout)["counts"]["written"] == 7
+    code, stdout, _ = vex(capsys, "export", f"vektor:{slipstream.path}", "-o", str(tmp_path / "s.vmig.jsonl"),
+                          "--since", "2025-01-01T00:01:00Z", "--until", "2025-01-01T00:02:00Z", "--json",
+                          "--allow-skips")  # the unreadable truncated-blob row is still counted
+    # ids 2 and 3 have created_at 00:01:14 and 00:01:51
+    assert code == 0 and json.loads(stdout)["counts"]["written"] == 2
+
+
+def test_dry_run_writes_nothing(slipstream: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = vex(capsys, "import", "--from", "x.vmig.jsonl", "--to", "vektor")
+    assert code == 2
+    out = tmp_path / "d.vmig.jsonl"
+    code, stdout, _ = vex(capsys, "export", f"vektor:{slipstream.path}", "-o", str(out), "--dry-run",
+                          "--json", "--allow-skips")
+    assert code == 0 and json.loads(stdout)["status"] == "dry_run" and not out.exists()
+    target = tmp_path / "never.db"
+    code, _, _ = vex(capsys, "migrate", f"vektor:{slipstream.path}", f"vektor:{target}", "--dry-run",
+                     "--quiet", "--allow-skips")
+    assert code == 0 and not target.exists()
+
+
+def test_validate_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.vmig.jsonl"
+    bad.write_text('{"id":"1","vector":[1,2]}\n{"id":"1","vector":[1,2]}\n{"id":"2","vector":[1,2,3]}\n'
+                   '{"id":"3","metadata":{"deep":{"a":1}}}\n{"id":"4","vector":[1,2],"dims":3}\n')
+    code, stdout, _ = vex(capsys, "validate", str(bad), "--json")
+    report = json.loads(stdout)
+    assert code == 3 and report["error_counts"] == {"duplicate_id": 1, "dims_inconsistent": 1,
+                                                    "nested_metadata": 1, "dims_mismatch": 1}
+    code, stdout, _ = vex(capsys, "inspect", str(bad), "--json")
+    summary = json.loads(stdout)
+    assert code == 0 and summary["records"] == 4 and summary["sidecar"] == {"status": "missing"}
+
+
+def test_help_and_connectors_need_no_extras(capsys: pytest.CaptureFixture[str]) -> None:
+    assert vex(capsys, "--help")[0] == 0
+    code, stdout, _ = vex(capsys, "connectors", "--json")
+    assert code == 0 and json.loads(stdout)["vektor"] == "installed"
+
+
+def test_secrets_never_reach_receipts(tmp_path: Path) -> None:
+    from vexchange.spec import StoreSpec
+
+    spec = StoreSpec.parse("vektor:x.db?api_key=hunter2&token=abc", secrets={"api_key": "s3cret"})
+    assert "hunter2" not in spec.redacted() and "abc" not in spec.redacted()
+    assert "s3cret" not in repr(spec) and "hunter2" not in repr(spec)
