@@ -114,16 +114,8 @@ class ConnectorError(VexError):
 class TransientError(ConnectorError):
     """A failure that may go away on retry (locked database, timeout, 429, 5xx)."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        connector: str | None = None,
-        operation: str | None = None,
-        hint: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, connector=connector, operation=operation, hint=hint)
+    def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
         self.retry_after = retry_after
 
 
