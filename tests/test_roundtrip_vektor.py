@@ -147,3 +147,21 @@ def test_import_into_existing_slipstream_db_with_insert_trigger_only(
     assert con.execute("SELECT COUNT(*) FROM memories_fts WHERE memories_fts MATCH 'edited'").fetchone()[0] == 1
     con.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
     assert con.execute("SELECT COUNT(*) FROM memories").fetchone()[0] == slipstream.records
+
+
+def test_same_id_in_two_namespaces_is_a_counted_conflict_not_an_overwrite(tmp_path: Path) -> None:
+    """VEKTOR ids are global: the second record must be skipped with a reason, never overwrite."""
+    from vexchange.codecs.vmig import encode_record
+
+    src = tmp_path / "in.vmig.jsonl"
+    src.write_bytes(encode_record(MemoryRecord(id="7", text="in a", namespace="a"))
+                    + encode_record(MemoryRecord(id="7", text="in b", namespace="b")))
+    target = tmp_path / "t.db"
+    receipt = vexchange.import_(src, f"vektor:{target}", allow_skips=True)
+    assert receipt.counts.written == 1 and receipt.counts.skipped == {"id_conflict": 1}
+    assert rows(target)[0][2] == "in a"
+    # and an existing row of another namespace is never overwritten by a later import either
+    later = tmp_path / "later.vmig.jsonl"
+    later.write_bytes(encode_record(MemoryRecord(id="7", text="from elsewhere", namespace="c")))
+    again = vexchange.import_(later, f"vektor:{target}", allow_skips=True)
+    assert again.counts.skipped == {"id_conflict": 1} and rows(target)[0][2] == "in a"

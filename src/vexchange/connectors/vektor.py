@@ -167,11 +167,15 @@ class VektorWriter(Writer):
         written: list[tuple[MemoryRecord, Any]] = []
         for record in batch:
             key = self._row_key(record)
-            if key is _CONFLICT:
-                rejects.append(Reject(reason="id_conflict", id=record.id, namespace=record.namespace,
-                                      detail="id is already used by another record in this run"))
+            found = self._existing(key)
+            if found is not None and _clash(found[0], record.namespace):
+                rejects.append(Reject(
+                    reason="id_conflict", id=record.id, namespace=record.namespace,
+                    detail=f"row {key} already holds a memory of namespace {found[0]!r}; VEKTOR ids"
+                           " are global, so it is not overwritten"))
                 continue
-            written.append((record, self._upsert(key, record_to_row(self.layout, record))))
+            row = record_to_row(self.layout, record)
+            written.append((record, self._upsert(key, row, exists=found is not None)))
         self._store_overrides(written)
         return rejects
 
@@ -185,9 +189,15 @@ class VektorWriter(Writer):
                                 (record.id,)).fetchone()
         return int(found[0]) if found else None
 
-    def _upsert(self, key: Any, row: dict[str, Any]) -> Any:
-        exists = key is not None and self.db.execute(
-            "SELECT 1 FROM memories WHERE id = ?", (key,)).fetchone() is not None
+    def _existing(self, key: Any) -> tuple[Any] | None:
+        """``(namespace,)`` of the row holding ``key``, or None when there is no such row."""
+        if key is None:
+            return None
+        column = '"namespace"' if "namespace" in self.layout.columns else "NULL"
+        found = self.db.execute(f"SELECT {column} FROM memories WHERE id = ?", (key,)).fetchone()
+        return None if found is None else (found[0],)
+
+    def _upsert(self, key: Any, row: dict[str, Any], *, exists: bool) -> Any:
         if exists:
             self.fts.before_update(self.db, key)
             sets = ", ".join(f'"{c}" = ?' for c in row)
@@ -228,7 +238,9 @@ class VektorWriter(Writer):
         self.db.close()
 
 
-_CONFLICT = object()
+def _clash(existing: Any, incoming: str | None) -> bool:
+    """An upsert may not move a memory out of another namespace (ids are global in VEKTOR)."""
+    return incoming is not None and existing is not None and existing != incoming
 
 
 class _FtsPlan:
