@@ -143,3 +143,22 @@ def test_timestamps_keep_milliseconds() -> None:
     assert parse_timestamp("2025-01-01T02:00:00.5+02:00") == 1_735_689_600_500
     assert parse_timestamp(1_735_689_600) == parse_timestamp(1_735_689_600_000)
     assert math.isclose(parse_timestamp(1.5) or 0, 1500)
+
+
+def test_non_finite_metadata_is_refused_not_written_as_null(tmp_path: Path) -> None:
+    from vexchange.connectors.vmig import VmigWriter
+
+    writer = VmigWriter(tmp_path / "o.vmig.jsonl", resume=None, dry_run=False)
+    bad = [MemoryRecord(id="a", metadata={"x": float("nan")}),
+           MemoryRecord(id="b", metadata={"deep": {"y": [1.0, float("inf")]}})]
+    refused = writer.write(bad + [MemoryRecord(id="c", metadata={"ok": 1.5})])
+    assert [(r.id, r.reason) for r in refused] == [("a", "bad_metadata"), ("b", "bad_metadata")]
+    writer.finish({})
+    assert (tmp_path / "o.vmig.jsonl").read_bytes().count(b"\n") == 1
+
+
+def test_rejects_keep_records_that_cannot_be_encoded() -> None:
+    from vexchange.engine.run import _record_json
+
+    kept = _record_json(MemoryRecord(id="a", namespace="n", metadata={"x": float("nan")}))
+    assert kept["id"] == "a" and "nan" in kept["unencodable"]

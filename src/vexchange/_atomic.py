@@ -60,17 +60,19 @@ class AtomicOutput:
         self._hash.update(data)
         self.size += len(data)
 
-    def flush(self) -> None:
-        """Push written bytes to the OS so a checkpointed size is really on disk."""
+    def flush(self, *, sync: bool = False) -> None:
+        """Push written bytes to the OS (enough to survive the process being killed); with
+        ``sync`` also to the disk (done once, at commit, to keep checkpoints cheap)."""
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if sync:
+            os.fsync(self._file.fileno())
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
     def commit(self) -> None:
-        self.flush()
+        self.flush(sync=True)
         self._file.close()
         os.replace(self.partial, self.path)
 

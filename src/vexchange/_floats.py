@@ -101,9 +101,6 @@ def _decimal_texts(values: list[Any], raw: bytes | None) -> list[str] | None:
     def keep(obj: Any) -> Any:
         return obj
 
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        return dict(pairs)
-
     def walk(node: Any) -> None:
         if isinstance(node, list) and len(node) == len(values) and all(
             isinstance(x, str) for x in node
@@ -116,7 +113,7 @@ def _decimal_texts(values: list[Any], raw: bytes | None) -> list[str] | None:
             for x in node.values():
                 walk(x)
 
-    doc = json.loads(raw, parse_float=keep, parse_int=keep, object_pairs_hook=hook)
+    doc = json.loads(raw, parse_float=keep, parse_int=keep)
     walk(doc)
     for candidate in found:
         if np.array_equal(np.array([float(x) for x in candidate]), np.array(values, dtype=float)):
@@ -124,20 +121,17 @@ def _decimal_texts(values: list[Any], raw: bytes | None) -> list[str] | None:
     return None
 
 
-def encode_vector(data: bytes) -> bytes:
-    """JSON array text for float32 bytes that every float64-then-float32 reader reads exactly."""
+def vector_json(data: bytes) -> np.ndarray | orjson.Fragment:
+    """What to hand orjson (with OPT_SERIALIZE_NUMPY) for a vector: the float32 array, written in
+    shortest form, or, when the vector may hold a double-rounding hazard, its exact float64 text.
+
+    The hazard check is a byte search: fast, and a match at an unaligned offset only costs a
+    longer, still exact, output.
+    """
     arr = np.frombuffer(data, dtype=_F32)
-    return _wide_form(arr) if needs_wide_form(data) else orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def needs_wide_form(data: bytes) -> bool:
-    """True when the vector may hold a double-rounding hazard (checked as raw bytes: fast, and a
-    match at an unaligned offset only costs a longer, still exact, output)."""
-    return any(pattern in data for pattern in _HAZARD_BYTES)
-
-
-def _wide_form(arr: np.ndarray) -> bytes:
-    return orjson.dumps(arr.astype(np.float64), option=orjson.OPT_SERIALIZE_NUMPY)
+    if any(pattern in data for pattern in _HAZARD_BYTES):
+        return orjson.Fragment(orjson.dumps(arr.astype(np.float64), option=orjson.OPT_SERIALIZE_NUMPY))
+    return arr
 
 
 # Positive float32 bit patterns whose shortest decimal form double-rounds to another float32

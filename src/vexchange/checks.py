@@ -14,6 +14,7 @@ from ._time import format_timestamp
 from .api import Location, open_store
 from .codecs.vmig import RecordError, decode_object
 from .connectors._base import Connector, Reject
+from .connectors.vmig import iter_lines
 from .engine.receipt import load_receipt
 from .errors import UsageError
 from .record import MemoryRecord, nested_keys
@@ -143,16 +144,11 @@ def validate(path: str | Path) -> dict[str, Any]:
 
 
 def _lines(file: Path) -> Iterator[tuple[int, Any, bytes]]:
-    with open(file, "rb") as handle:
-        for line_no, raw in enumerate(handle, 1):
-            line = raw[3:] if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
-            line = line.strip()
-            if not line or line.startswith(b"#"):
-                continue
-            try:
-                yield line_no, orjson.loads(line), line
-            except orjson.JSONDecodeError as err:
-                yield line_no, err, line
+    for line_no, _, line in iter_lines(file):
+        try:
+            yield line_no, orjson.loads(line), line
+        except orjson.JSONDecodeError as err:
+            yield line_no, err, line
 
 
 # -------------------------------------------------------------------------------------- verify
@@ -193,7 +189,7 @@ def verify(
 def _check_file(path: Path) -> dict[str, Any]:
     result = verify_checksum(path)
     meta = read_sidecar(path) or {}
-    lines = sum(1 for _, _, _ in _lines(path))
+    lines = sum(1 for _ in iter_lines(path))  # counting needs no parsing
     count_ok = meta.get("record_count") in (None, lines)
     return {"check": "checksum", "ok": result.ok and count_ok, "status": result["status"],
             "records": lines, "sidecar_record_count": meta.get("record_count")}

@@ -103,14 +103,15 @@ class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 def is_flat_value(value: Any) -> bool:
     """True for a JSON scalar or a list of scalars: what "flat metadata" allows."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return not (isinstance(value, float) and not math.isfinite(value))
     if isinstance(value, list):
-        return all(
-            v is None or (isinstance(v, (str, bool, int, float)) and not isinstance(v, dict))
-            for v in value
-        )
-    return False
+        return all(_is_scalar(v) for v in value)
+    return _is_scalar(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (str, bool, int))
 
 
 def nested_keys(metadata: Mapping[str, Any] | None) -> list[str]:

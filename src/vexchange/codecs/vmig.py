@@ -17,12 +17,12 @@ and last, any keys the reader did not know, as they were. docs/formats/vmig.md i
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import numpy as np
 import orjson
 
-from .._floats import VectorValueError, decode_vector, encode_vector, needs_wide_form
+from .._floats import VectorValueError, decode_vector, vector_json
 from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, Vector, is_flat_value
 
@@ -39,7 +39,6 @@ EXTENSION_KEYS = ("updated_at", "id_type", "vectors", "metadata_json")
 KNOWN_KEYS = frozenset(VEX_KEYS + EXTENSION_KEYS)
 
 _DUMP_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
-_F32 = np.dtype("<f4")
 
 
 class RecordError(ValueError):
@@ -62,7 +61,7 @@ def encode_record(record: MemoryRecord) -> bytes:
     line: dict[str, Any] = {
         "id": record.id,
         "text": record.text,
-        "vector": _vector_value(default.data) if default else None,
+        "vector": vector_json(default.data) if default else None,
         "model": default.model if default else None,
         "dims": default.dims if default else None,
         "namespace": record.namespace,
@@ -80,7 +79,7 @@ def encode_record(record: MemoryRecord) -> bytes:
     named = {k: v for k, v in record.vectors.items() if k != DEFAULT_VECTOR}
     if named:
         line["vectors"] = {
-            name: {"vector": _vector_value(v.data), "model": v.model, "dims": v.dims}
+            name: {"vector": vector_json(v.data), "model": v.model, "dims": v.dims}
             for name, v in named.items()
         }
     if json_keys:
@@ -88,13 +87,6 @@ def encode_record(record: MemoryRecord) -> bytes:
     for key, value in record.extra.items():
         line.setdefault(key, value)
     return orjson.dumps(line, option=_DUMP_OPTS)
-
-
-def _vector_value(data: bytes) -> Any:
-    """A float32 array orjson writes in shortest form, or the exact wide text for a hazard."""
-    if needs_wide_form(data):
-        return orjson.Fragment(encode_vector(data))
-    return np.frombuffer(data, dtype=_F32)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -106,9 +98,12 @@ def _flatten_metadata(
     """Nested values become JSON text so the line stays flat for Vex; their keys are listed."""
     if not metadata:
         return metadata, []
-    if all(type(v) in _SCALARS for v in metadata.values()):
-        if all(v == v for v in metadata.values() if type(v) is float):
-            return metadata, []
+    if all(type(v) in _SCALARS and v == v for v in metadata.values()):  # common case; NaN != NaN
+        return metadata, []
+    for key, value in metadata.items():
+        if not _finite(value):
+            raise RecordError("bad_metadata", f"metadata {key!r} holds a NaN or infinite number,"
+                              " which JSON cannot carry")
     nested = [k for k, v in metadata.items() if not is_flat_value(v)]
     if not nested:
         return metadata, []
@@ -116,6 +111,16 @@ def _flatten_metadata(
     for key in nested:
         flat[key] = orjson.dumps(metadata[key], option=orjson.OPT_SORT_KEYS).decode()
     return flat, nested
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 # ----------------------------------------------------------------------------------------- read

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from .._time import parse_timestamp
+from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, Vector
 
 SIDE_TABLE = "vexchange_records"
@@ -186,8 +186,6 @@ def record_to_row(layout: Layout, record: MemoryRecord) -> dict[str, Any]:
 
 
 def _time_value(layout: Layout, ms: int) -> Any:
-    from .._time import format_timestamp
-
     return ms // 1000 if layout.epoch_times else format_timestamp(ms)
 
 
@@ -220,12 +218,16 @@ def overrides_for(original: MemoryRecord, derived: MemoryRecord) -> dict[str, An
     if original.extra:
         out["extra"] = original.extra
     if original.vectors != derived.vectors:
-        out["vectors"] = {
-            name: {"model": v.model, "data": None if derived.vectors.get(name, None) is not None
-                   and derived.vectors[name].data == v.data else base64.b64encode(v.data).decode()}
-            for name, v in original.vectors.items()
-        }
+        out["vectors"] = {name: _vector_override(v, derived.vectors.get(name))
+                          for name, v in original.vectors.items()}
     return out
+
+
+def _vector_override(original: Vector, in_row: Vector | None) -> dict[str, Any]:
+    """A vector's model, and its bytes unless the row's vector column already holds them."""
+    same_bytes = in_row is not None and in_row.data == original.data
+    return {"model": original.model,
+            "data": None if same_bytes else base64.b64encode(original.data).decode()}
 
 
 def apply_overrides(record: MemoryRecord, overrides: dict[str, Any]) -> MemoryRecord:

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from .._atomic import check_writable
 from ..errors import LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
@@ -86,7 +87,7 @@ class VektorConnector(Connector):
                last: int | None) -> Iterator[Page]:
         has_side = _has_table(db, SIDE_TABLE)
         columns = ", ".join(f'm."{c}"' for c in layout.columns)
-        side = f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s ON s.row_key = CAST(m.{_key_column(layout)} AS TEXT)" if has_side else "NULL, NULL FROM memories m"
+        side = f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s ON s.row_key = CAST(m.id AS TEXT)" if has_side else "NULL, NULL FROM memories m"
         sql = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"
         cursor = last if last is not None else -(1 << 63)
         while True:
@@ -128,9 +129,8 @@ class VektorWriter(Writer):
         if creating and dry_run:
             self.db = _connect(":memory:")
         else:
-            from .._atomic import check_writable
-
-            check_writable(path) if creating else None
+            if creating:
+                check_writable(path)
             self.db = _connect(str(path))
         with _translated(path, "open"):
             if creating:
@@ -318,10 +318,6 @@ def _require_layout(db: sqlite3.Connection, path: Path) -> Layout:
 
 def _has_table(db: sqlite3.Connection, name: str) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
-
-
-def _key_column(layout: Layout) -> str:
-    return "id"
 
 
 def _canonical_int(text: str) -> int | None:

@@ -25,7 +25,7 @@ from ..sidecar import read_sidecar, write_sidecar
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, Writer
 
-__all__ = ["VmigConnector", "read_file"]
+__all__ = ["VmigConnector", "iter_lines", "read_file"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -55,6 +55,22 @@ class VmigConnector(Connector):
         return VmigWriter(self.path, resume=resume, dry_run=dry_run)
 
 
+def iter_lines(path: Path, *, offset: int = 0, line_no: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """``(line number, byte offset after the line, line)`` for every line that holds data.
+
+    Blank lines and ``#`` comments are skipped and a leading UTF-8 BOM is dropped; the one place
+    that knows these reading rules.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            line_no += 1
+            offset += len(raw)
+            line = (raw[3:] if line_no == 1 and raw.startswith(_BOM) else raw).strip()
+            if line and not line.startswith(b"#"):
+                yield line_no, offset, line
+
+
 def read_file(path: Path, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
     """Stream records (and rejects) from a .vmig.jsonl file."""
     if not path.exists():
@@ -63,17 +79,11 @@ def read_file(path: Path, *, batch_size: int, after: str | None = None) -> Itera
         raise UsageError(f"{path} is a directory, not a .vmig.jsonl file")
     offset, line_no = _parse_cursor(after)
     items: list[MemoryRecord | Reject] = []
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        for raw in handle:
-            line_no += 1
-            offset += len(raw)
-            item = _decode_line(raw[3:] if line_no == 1 and raw.startswith(_BOM) else raw, path, line_no)
-            if item is not None:
-                items.append(item)
-                if len(items) >= batch_size:
-                    yield Page(items, f"{offset}:{line_no}")
-                    items = []
+    for line_no, offset, line in iter_lines(path, offset=offset, line_no=line_no):
+        items.append(_decode_line(line, path, line_no))
+        if len(items) >= batch_size:
+            yield Page(items, f"{offset}:{line_no}")
+            items = []
     yield Page(items, None)
 
 
@@ -84,10 +94,7 @@ def _parse_cursor(after: str | None) -> tuple[int, int]:
     return int(offset), int(line)
 
 
-def _decode_line(raw: bytes, path: Path, line_no: int) -> MemoryRecord | Reject | None:
-    line = raw.strip()
-    if not line or line.startswith(b"#"):
-        return None
+def _decode_line(line: bytes, path: Path, line_no: int) -> MemoryRecord | Reject:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as err:
@@ -126,6 +133,10 @@ class VmigWriter(Writer):
         for record in batch:
             try:
                 lines.append(encode_record(record))
+            except RecordError as err:
+                rejects.append(Reject(reason=err.reason, detail=err.detail, id=record.id,
+                                      namespace=record.namespace))
+                continue
             except (TypeError, orjson.JSONEncodeError) as err:
                 rejects.append(Reject(reason="unencodable", detail=str(err), id=record.id,
                                       namespace=record.namespace))
@@ -146,7 +157,7 @@ class VmigWriter(Writer):
     def checkpoint(self) -> dict[str, Any]:
         size = None
         if self.out is not None:
-            self.out._file.flush()
+            self.out.flush()
             size = self.out.size
         return {"size": size, "count": self.count, "namespaces": dict(self.namespaces),
                 "dims": dict(self.dims), "models": dict(self.models)}

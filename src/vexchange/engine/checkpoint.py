@@ -21,7 +21,6 @@ class Checkpoint:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.target_state: dict[str, Any] | None = None
 
     def save(self, state: dict[str, Any]) -> None:
         atomic_write_bytes(self.path, orjson.dumps(state))
@@ -34,7 +33,6 @@ class Checkpoint:
         except orjson.JSONDecodeError:
             raise DecodeError("checkpoint is damaged; run again without --resume",
                               location=str(self.path)) from None
-        self.target_state = state.get("target_state")
         return state  # type: ignore[no-any-return]
 
     def remove(self) -> None:
@@ -53,7 +51,8 @@ class RejectsFile:
         self._append = append
         self._file: BinaryIO | None = None
         if append and path.exists():
-            self.count = sum(1 for _ in open(path, "rb"))
+            with open(path, "rb") as existing:
+                self.count = sum(1 for _ in existing)
 
     def add(self, reject: Reject) -> None:
         if self._file is None:

@@ -97,10 +97,10 @@ def run(
     progress = progress or NoProgress()
     retry = retry or RetryPolicy(attempts=options.retries)
     checkpoint = Checkpoint(receipt_path.with_name(receipt_path.name + ".checkpoint"))
-    state, run_id, resumed = _start_state(checkpoint, source, target, options)
+    state, run_id, target_state = _start_state(checkpoint, source, target, options)
+    resumed = target_state is not None
     total = source.count()  # opens the source: a missing or foreign store fails before any output
-    writer = target.open_writer(resume=checkpoint.target_state if resumed else None,
-                                dry_run=options.dry_run)
+    writer = target.open_writer(resume=target_state, dry_run=options.dry_run)
     rejects = RejectsFile(rejects_path, append=resumed)
     started = time.monotonic()
     started_at = format_timestamp(utc_now_ms())
@@ -157,10 +157,11 @@ def _counts_summary(counts: Counts) -> dict[str, Any]:
 
 def _start_state(
     checkpoint: Checkpoint, source: Connector, target: Connector, options: RunOptions
-) -> tuple[_State, str, bool]:
+) -> tuple[_State, str, dict[str, Any] | None]:
+    """Fresh state, or the checkpoint's state and the target's resume state (never None then)."""
     if not options.resume:
         checkpoint.remove()
-        return _State(), uuid.uuid4().hex, False
+        return _State(), uuid.uuid4().hex, None
     saved = checkpoint.load()
     if saved is None:
         raise UsageError(
@@ -171,7 +172,7 @@ def _start_state(
         raise UsageError("the checkpoint belongs to another source or target; refusing to resume")
     state = _State(pinned_dims=dict(saved.get("pinned_dims", {})))
     _restore(state, saved)
-    return state, saved["run_id"], True
+    return state, saved["run_id"], saved.get("target_state") or {}
 
 
 def _loop(
@@ -292,8 +293,12 @@ def _reject_record(record: MemoryRecord, reason: str, detail: str) -> Reject:
 
 
 def _record_json(record: MemoryRecord) -> Any:
-    """The record as a .vmig.jsonl object, so a rejects file can be fixed and imported again."""
-    return orjson.loads(encode_record(record))
+    """The record as a .vmig.jsonl object, so a rejects file can be fixed and imported again;
+    its repr when the record cannot be encoded (which may be why it was refused)."""
+    try:
+        return orjson.loads(encode_record(record))
+    except (ValueError, TypeError):
+        return {"id": record.id, "namespace": record.namespace, "unencodable": repr(record)}
 
 
 def _skip(reject: Reject, state: _State, rejects: RejectsFile) -> None:
@@ -306,13 +311,14 @@ def _account_written(
     batch: list[MemoryRecord], digests: list[bytes], refused: list[Reject], state: _State,
     rejects: RejectsFile,
 ) -> None:
-    by_key = {(r.namespace, r.id): r for r in batch}
-    for reject in refused:
-        match = by_key.get((reject.namespace, reject.id))
-        if match is not None and reject.record is None:
-            reject.record = _record_json(match)
-        _skip(reject, state, rejects)
     refused_keys = {(r.namespace, r.id) for r in refused}
+    if refused:
+        by_key = {(r.namespace, r.id): r for r in batch}
+        for reject in refused:
+            match = by_key.get((reject.namespace, reject.id))
+            if match is not None and reject.record is None:
+                reject.record = _record_json(match)
+            _skip(reject, state, rejects)
     for record, digest in zip(batch, digests):
         if refused_keys and (record.namespace, record.id) in refused_keys:
             continue
