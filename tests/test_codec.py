@@ -162,3 +162,26 @@ def test_rejects_keep_records_that_cannot_be_encoded() -> None:
 
     kept = _record_json(MemoryRecord(id="a", namespace="n", metadata={"x": float("nan")}))
     assert kept["id"] == "a" and "nan" in kept["unencodable"]
+
+
+def test_fast_line_parser_agrees_with_orjson_on_awkward_lines() -> None:
+    from vexchange.codecs.vmig import parse_line
+
+    awkward = [
+        b'{"id":"1","vector":[0.5,-2,1e-7],"text":"plain"}',
+        b'{"id":"2","vector":null,"metadata":{"vector":[1,2]}}',        # only a nested one
+        b'{"id":"3","vector":0,"metadata":{"vector":[1,2]}}',           # placeholder look-alike
+        b'{"id":"4","metadata":{"vector":[1]},"vector":[1.5]}',         # two occurrences
+        b'{"id":"5", "vector": [1.5, 2.5]}',                           # spaces after the colon
+        b'{"id":"6","vector":[],"text":"x"}',                           # empty
+        b'{"id":"7","vector":[true,1],"text":"x"}',                     # not numbers
+        b'{"id":"8","text":"\\"vector\\":[9]","vector":[3.25]}',        # the key inside a string
+        b'{"id":"9","vector":[1,[2]]}',                                 # nested array
+    ]
+    for line in awkward:
+        fast, plain = parse_line(line), orjson.loads(line)
+        vector = fast.get("vector")
+        if isinstance(vector, np.ndarray):
+            assert vector.tolist() == plain["vector"], line
+            fast = {**fast, "vector": plain["vector"]}
+        assert fast == plain, line

@@ -16,6 +16,7 @@ all 2**32 patterns found such values; see tests/test_floats.py). So:
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -25,6 +26,9 @@ import orjson
 
 _F32 = np.dtype("<f4")
 _MIN_NORMAL = float(np.finfo(np.float32).tiny)
+# The largest float64 that still rounds to float32's largest finite value (FLT_MAX + half an ulp,
+# exclusive): 2**128 - 2**103 rounds to infinity under ties-to-even.
+_F32_ROUNDS_TO_MAX = float(np.nextafter(2.0**128 - 2.0**103, 0.0))
 _LOW29 = np.uint64((1 << 29) - 1)
 _HALF29 = np.uint64(1 << 28)
 _NUMBER_TYPES = frozenset({float, int})
@@ -35,29 +39,69 @@ class VectorValueError(ValueError):
 
 
 def decode_vector(values: Any, raw_text: bytes | None = None) -> bytes:
-    """Convert a parsed JSON array to float32 little-endian bytes, exactly.
+    """Convert a parsed JSON array (a list, or a float64 array from :func:`parse_number_array`)
+    to float32 little-endian bytes, exactly.
 
     ``raw_text`` is the JSON text of the array (or of the whole line holding it); it is needed
     only in the rare midpoint case and re-read then.
     """
-    if not isinstance(values, list) or not values:
+    if isinstance(values, np.ndarray):
+        wide = values
+    elif not isinstance(values, list):
         raise VectorValueError("vector must be a non-empty list of numbers")
-    kinds = set(map(type, values))
-    if not kinds <= _NUMBER_TYPES:
+    elif not set(map(type, values)) <= _NUMBER_TYPES:
         bad = next(v for v in values if type(v) not in _NUMBER_TYPES)
         raise VectorValueError(f"vector holds a non-number: {bad!r}")
-    wide = np.array(values, dtype=np.float64)
-    with np.errstate(over="ignore"):
-        narrow = wide.astype(_F32)
-    if not np.isfinite(narrow).all():
-        idx = int(np.flatnonzero(~np.isfinite(narrow))[0])
+    else:
+        wide = np.array(values, dtype=np.float64)
+    if wide.size == 0:
+        raise VectorValueError("vector must be a non-empty list of numbers")
+    largest = float(np.abs(wide).max())
+    if not largest <= _F32_ROUNDS_TO_MAX:  # also catches NaN; checked before the cast, which
+        idx = int(np.flatnonzero(~(np.abs(wide) <= _F32_ROUNDS_TO_MAX))[0])  # would warn
         raise VectorValueError(
-            f"vector value {values[idx]!r} at index {idx} does not fit in float32"
+            f"vector value {float(wide[idx])!r} at index {idx} is not a finite number within"
+            " float32 range"
         )
+    narrow = wide.astype(_F32)
     suspects = _midpoint_mask(wide)
     if suspects.any():
         narrow = _settle_midpoints(wide, narrow, suspects, values, raw_text)
     return narrow.tobytes()
+
+
+def parse_number_array(text: bytes) -> np.ndarray | None:
+    """Parse the JSON text of a flat array of numbers straight into float64, without making a
+    Python float per element (simdjson). None when simdjson is missing or the text is anything
+    else, in which case the caller parses it the ordinary way.
+    """
+    parser = _simdjson_parser()
+    if parser is None:
+        return None
+    try:
+        doc = parser.parse(text)
+        buffer = doc.as_buffer(of_type="d")
+    except (ValueError, TypeError, RuntimeError, AttributeError):
+        return None
+    finally:
+        doc = None  # the parser may be reused only once its document is gone
+    return np.frombuffer(buffer, dtype=np.float64)
+
+
+_LOCAL = threading.local()
+
+
+def _simdjson_parser() -> Any:
+    parser = getattr(_LOCAL, "parser", False)
+    if parser is False:
+        try:
+            import simdjson
+        except ImportError:  # pragma: no cover - a platform without its wheel
+            parser = None
+        else:
+            parser = simdjson.Parser()
+        _LOCAL.parser = parser
+    return parser
 
 
 def _midpoint_mask(wide: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .._atomic import AtomicOutput
-from ..codecs.vmig import RecordError, decode_object, encode_record
+from ..codecs.vmig import RecordError, decode_object, encode_record, parse_line
 from ..errors import InvalidSpecError, UsageError
 from ..record import MemoryRecord
 from ..sidecar import read_sidecar, write_sidecar
@@ -96,7 +96,7 @@ def _parse_cursor(after: str | None) -> tuple[int, int]:
 
 def _decode_line(line: bytes, path: Path, line_no: int) -> MemoryRecord | Reject:
     try:
-        obj = orjson.loads(line)
+        obj = parse_line(line)
     except orjson.JSONDecodeError as err:
         return Reject(
             reason="bad_json",
