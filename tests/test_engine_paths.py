@@ -120,3 +120,14 @@ def test_persistent_failure_stops_with_receipt_and_resume_completes(
     con = sqlite3.connect(target)
     assert con.execute("SELECT COUNT(*) FROM memories").fetchone()[0] == slipstream.records - 1
     assert vexchange.verify(f"vektor:{target}", against=f"vektor:{slipstream.path}")["ok"]
+
+
+def test_verify_receipt_with_records_that_have_no_namespace(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "a.vmig.jsonl"
+    src.write_text('{"id": "1", "text": "no namespace", "vector": [0.5, 1.5]}\n'
+                   '{"id": "2", "text": "with one", "namespace": "n", "vector": [0.5, 2.5]}\n')
+    vexchange.migrate(src, f"vektor:{tmp_path / 't.db'}")
+    code, stdout, _ = vex(capsys, "verify", f"vektor:{tmp_path / 't.db'}", "--receipt",
+                          str(tmp_path / "t.db.receipt.json"), "--json")
+    assert code == 0, stdout

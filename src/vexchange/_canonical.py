@@ -25,7 +25,7 @@ import orjson
 
 from .record import MemoryRecord
 
-__all__ = ["NamespaceDigest", "canonical_bytes", "record_digest"]
+__all__ = ["NamespaceDigest", "canonical_bytes", "namespace_key", "record_digest"]
 
 _MOD = 1 << 256
 _OPTS = orjson.OPT_SORT_KEYS
@@ -50,6 +50,11 @@ def canonical_bytes(record: MemoryRecord) -> bytes:
         vectors,
     ]
     return orjson.dumps(body, option=_OPTS)
+
+
+def namespace_key(namespace: str | None) -> str:
+    """How receipts name a namespace: itself, and ``""`` for records that have none."""
+    return namespace or ""
 
 
 def record_digest(record: MemoryRecord) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ._canonical import NamespaceDigest, record_digest
+from ._canonical import NamespaceDigest, namespace_key, record_digest
 from ._time import format_timestamp
 from .api import Location, open_store
 from .codecs.vmig import RecordError, decode_object
@@ -195,18 +195,19 @@ def _check_file(path: Path) -> dict[str, Any]:
             "records": lines, "sidecar_record_count": meta.get("record_count")}
 
 
-def _digests(store: Connector, namespaces: Sequence[str] | None = None) -> dict[str, NamespaceDigest]:
+def _digests(store: Connector, keys: set[str]) -> dict[str, NamespaceDigest]:
+    """Digests per receipt namespace key, for the records whose key is in ``keys``."""
     out: dict[str, NamespaceDigest] = {}
     for item in _items(store):
-        if isinstance(item, MemoryRecord) and (not namespaces or item.namespace in namespaces):
-            out.setdefault(item.namespace or "", NamespaceDigest()).add(record_digest(item))
+        if isinstance(item, MemoryRecord) and (key := namespace_key(item.namespace)) in keys:
+            out.setdefault(key, NamespaceDigest()).add(record_digest(item))
     return out
 
 
 def _check_receipt(store: Connector, path: Path) -> dict[str, Any]:
     saved = load_receipt(path)
     with store:
-        actual = _digests(store, [n for n in saved.namespaces] or None)
+        actual = _digests(store, set(saved.namespaces))
     differences = []
     for ns, pair in saved.namespaces.items():
         expected = NamespaceDigest.from_dict(pair.written)

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .._canonical import NamespaceDigest, record_digest
+from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
 from ..connectors._base import Connector, Page, Reject, Writer
 from ..errors import MigrationError, TransientError, UsageError, VexError
@@ -244,9 +244,8 @@ def _select(
             counts.filtered += 1
             continue
         counts.selected += 1
-        ns_key = item.namespace or ""
         digest = record_digest(item)
-        state.source_digests.setdefault(ns_key, NamespaceDigest()).add(digest)
+        state.source_digests.setdefault(namespace_key(item.namespace), NamespaceDigest()).add(digest)
         problem = _problem(item, state, target)
         if problem:
             _skip(_reject_record(item, *problem), state, rejects)
@@ -323,7 +322,7 @@ def _account_written(
         if refused_keys and (record.namespace, record.id) in refused_keys:
             continue
         state.counts.written += 1
-        state.written_digests.setdefault(record.namespace or "", NamespaceDigest()).add(digest)
+        state.written_digests.setdefault(namespace_key(record.namespace), NamespaceDigest()).add(digest)
 
 
 def _namespace_digests(state: _State) -> dict[str, NamespaceDigests]:
