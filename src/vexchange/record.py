@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-__all__ = ["DEFAULT_VECTOR", "MemoryRecord", "Vector", "is_flat_value"]
+__all__ = ["DEFAULT_VECTOR", "MemoryRecord", "Vector", "canonical_int", "is_flat_value"]
 
 DEFAULT_VECTOR = ""
 """The name of the unnamed default vector (``vector`` in a .vmig.jsonl line)."""
@@ -99,6 +99,18 @@ class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     def replace(self, **changes: Any) -> MemoryRecord:
         return msgspec.structs.replace(self, **changes)
+
+
+def canonical_int(text: str) -> int | None:
+    """The integer a string id spells in canonical decimal ("42", "-7"; not "042", "+1", "¹").
+
+    ASCII digits only: ``str.isdigit`` also accepts digits such as "¹" that ``int`` refuses.
+    """
+    body = text[1:] if text.startswith("-") else text
+    if not (body.isascii() and body.isdigit()):
+        return None
+    value = int(text)
+    return value if str(value) == text else None
 
 
 def is_flat_value(value: Any) -> bool:

@@ -24,7 +24,7 @@ import orjson
 
 from .._floats import VectorValueError, decode_vector, parse_number_array, vector_json
 from .._time import format_timestamp, parse_timestamp
-from ..record import DEFAULT_VECTOR, MemoryRecord, Vector, is_flat_value
+from ..record import DEFAULT_VECTOR, MemoryRecord, Vector, canonical_int, is_flat_value
 
 __all__ = ["FORMAT_VERSION", "KNOWN_KEYS", "RecordError", "decode_object", "encode_record", "parse_line"]
 
@@ -165,7 +165,7 @@ def decode_object(obj: Any, raw: bytes | None = None) -> MemoryRecord:
     record_id, id_type = _decode_id(obj.get("id"))
     declared = obj.get("id_type")
     if declared is not None:
-        if declared not in ("int", "str") or (declared == "int" and not _is_int_text(record_id)):
+        if declared not in ("int", "str") or (declared == "int" and canonical_int(record_id) is None):
             raise RecordError("bad_field", f"id_type {declared!r} does not fit id {record_id!r}",
                               record_id)
         id_type = declared
@@ -203,11 +203,6 @@ def _decode_id(value: Any) -> tuple[str, Any]:
     if value is None or value == "":
         raise RecordError("missing_id", "record has no id")
     raise RecordError("bad_id", f"id must be a string or an integer, got {value!r}")
-
-
-def _is_int_text(text: str) -> bool:
-    body = text[1:] if text.startswith("-") else text
-    return body.isdigit() and str(int(text)) == text
 
 
 def _decode_vectors(obj: dict[str, Any], raw: bytes | None) -> dict[str, Vector]:

@@ -24,7 +24,7 @@ import orjson
 
 from .._atomic import check_writable
 from ..errors import LayoutMismatchError, TransientError, UsageError
-from ..record import MemoryRecord
+from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, Writer
 from ._vektor_schema import (
@@ -182,7 +182,7 @@ class VektorWriter(Writer):
     def _row_key(self, record: MemoryRecord) -> Any:
         if not self.layout.int_ids:
             return record.id
-        as_int = _canonical_int(record.id)
+        as_int = _rowid_for(record.id)
         if as_int is not None:
             return as_int
         found = self.db.execute(f"SELECT row_key FROM {SIDE_TABLE} WHERE source_id = ?",
@@ -320,11 +320,10 @@ def _has_table(db: sqlite3.Connection, name: str) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
 
-def _canonical_int(text: str) -> int | None:
-    if not text or not (text.isdigit() or (text[0] == "-" and text[1:].isdigit())):
-        return None
-    value = int(text)
-    return value if str(value) == text and -_INT64_MAX <= value <= _INT64_MAX else None
+def _rowid_for(text: str) -> int | None:
+    """The rowid a string id maps to directly: a canonical integer within SQLite's int64."""
+    value = canonical_int(text)
+    return value if value is not None and -_INT64_MAX <= value <= _INT64_MAX else None
 
 
 def _row_json(values: dict[str, Any]) -> dict[str, Any]:
