@@ -106,6 +106,7 @@ def test_locked_database_is_a_clear_error_and_resumable(
         holder.close()
     assert code == 1
     assert "locked" in err and "--resume" in err
+    assert "checkpoint: " in err and err.count("t.db.receipt.json.checkpoint") == 1
 
 
 def test_read_only_output_directory(slipstream: Fixture, tmp_path: Path,

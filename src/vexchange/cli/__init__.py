@@ -241,9 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except MigrationError as err:
         click.echo(f"vex: error: {err}", err=True)
-        if err.receipt is not None:
-            click.echo(f"  receipt: {err.receipt.checkpoint_file and 'checkpoint kept, ' or ''}"
-                       f"status {err.receipt.status}", err=True)
+        if err.receipt is not None and err.receipt.checkpoint_file:
+            click.echo(f"  checkpoint: {err.receipt.checkpoint_file}", err=True)
         return exit_code_for(err)
     except VexError as err:
         click.echo(f"vex: error: {err}", err=True)
