@@ -98,7 +98,7 @@ def test_locked_database_is_a_clear_error_and_resumable(
     monkeypatch.setattr("vexchange.connectors.vektor._BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr("vexchange.engine.retry.time.sleep", lambda s: None)
     holder = sqlite3.connect(target, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("BEGIN IMMEDIATE")  # what a writing Slipstream holds: readers go on, writers wait
     try:
         code, _, err = vex(capsys, "import", "--from", str(src), "--to", "vektor", "--db", str(target))
     finally:
@@ -184,3 +184,23 @@ def test_unknown_connector_and_bad_timestamp(tmp_path: Path, capsys: pytest.Capt
     src.write_text(good_line("1") + "\n")
     code, _, err = vex(capsys, "migrate", str(src), str(tmp_path / "b.vmig.jsonl"), "--since", "yesterday")
     assert code == 2 and "--since" in err
+
+
+def test_database_locked_before_the_run_starts(slipstream: Fixture, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "a.vmig.jsonl"
+    vexchange.export(f"vektor:{slipstream.path}", src, allow_skips=True)
+    target = tmp_path / "t.db"
+    vexchange.import_(src, f"vektor:{target}", limit=10)
+    monkeypatch.setattr("vexchange.connectors.vektor._BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr("vexchange.engine.retry.time.sleep", lambda s: None)
+    holder = sqlite3.connect(target, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # not even readers may open it
+    try:
+        code, _, err = vex(capsys, "import", "--from", str(src), "--to", "vektor", "--db", str(target))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 1 and "locked" in err and "nothing was written" in err
+    assert "--resume" not in err  # there is nothing to resume

@@ -347,7 +347,7 @@ class _translated:
         if "locked" in text or "busy" in text:
             raise TransientError(f"{self.path} is locked by another program ({text})",
                                  connector="vektor", operation=self.operation,
-                                 hint="close the program holding the database, then --resume") from err
+                                 hint="close the program holding the database, then run again") from err
         if isinstance(err, sqlite3.DatabaseError) and "not a database" in text:
             raise LayoutMismatchError(f"{self.path} is not a SQLite database",
                                       connector="vektor", operation=self.operation) from err

@@ -100,7 +100,7 @@ def run(
     state, run_id, target_state = _start_state(checkpoint, source, target, options)
     resumed = target_state is not None
     total = source.count()  # opens the source: a missing or foreign store fails before any output
-    writer = target.open_writer(resume=target_state, dry_run=options.dry_run)
+    writer = _open_writer(target, target_state, options, retry, operation)
     rejects = RejectsFile(rejects_path, append=resumed)
     started = time.monotonic()
     started_at = format_timestamp(utc_now_ms())
@@ -139,7 +139,8 @@ def run(
         raise MigrationError(
             f"{operation} stopped after {state.counts.written} records were written: {err}",
             receipt=receipt,
-            hint="fix the cause, then rerun the same command with --resume to continue",
+            hint="fix the cause, then rerun the same command with --resume to continue"
+            if checkpoint.path.exists() else "fix the cause, then rerun the same command",
         ) from err
     rejects.close()
     progress.close()
@@ -149,6 +150,18 @@ def run(
     receipt = make_receipt(status)
     receipt.write(receipt_path)
     return receipt
+
+
+def _open_writer(target: Connector, target_state: dict[str, Any] | None, options: RunOptions,
+                 retry: RetryPolicy, operation: str) -> Writer:
+    """Open the target, retrying transient failures (a locked database, a busy server)."""
+    try:
+        return retry.call(lambda: target.open_writer(resume=target_state, dry_run=options.dry_run))
+    except TransientError as err:
+        raise MigrationError(
+            f"{operation} could not start, nothing was written: {err}",
+            hint="rerun the same command when the target is available",
+        ) from err
 
 
 def _counts_summary(counts: Counts) -> dict[str, Any]:
