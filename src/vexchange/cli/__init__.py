@@ -105,7 +105,7 @@ def _run(ctx: click.Context, call: Callable[..., Receipt], *args: Any, as_json: 
 @click.option("--output", "-o", required=True, help="Output file (.vmig.jsonl).")
 @_run_options
 @click.pass_context
-def export(ctx: click.Context, source_url: str | None, from_: str | None, db: str | None,
+def export(ctx: click.Context, /, source_url: str | None, from_: str | None, db: str | None,
            output: str, **options: Any) -> None:
     """Write a store's records to a .vmig.jsonl file with its sidecar and a receipt."""
     source = _location(source_url or from_, db=db, path=None, role="source")
@@ -120,7 +120,7 @@ def export(ctx: click.Context, source_url: str | None, from_: str | None, db: st
 @click.option("--output", help="Output file when the target is a file connector.")
 @_run_options
 @click.pass_context
-def import_(ctx: click.Context, input_file: str | None, from_: str | None, to: str,
+def import_(ctx: click.Context, /, input_file: str | None, from_: str | None, to: str,
             db: str | None, output: str | None, **options: Any) -> None:
     """Load a .vmig.jsonl file into a store."""
     source = input_file or from_
@@ -140,7 +140,7 @@ def import_(ctx: click.Context, input_file: str | None, from_: str | None, to: s
 @click.option("--output", help="Output file when the target is a file connector.")
 @_run_options
 @click.pass_context
-def migrate(ctx: click.Context, source_url: str | None, target_url: str | None,
+def migrate(ctx: click.Context, /, source_url: str | None, target_url: str | None,
             from_: str | None, to: str | None, db: str | None, file_: str | None,
             output: str | None, **options: Any) -> None:
     """Copy records from one store to another: vex migrate SOURCE_URL TARGET_URL."""

@@ -325,7 +325,8 @@ def _account_written(
 ) -> None:
     refused_keys = {(r.namespace, r.id) for r in refused}
     if refused:
-        by_key = {(r.namespace, r.id): r for r in batch}
+        by_key: dict[tuple[str | None, str | None], MemoryRecord] = {
+            (r.namespace, r.id): r for r in batch}
         for reject in refused:
             match = by_key.get((reject.namespace, reject.id))
             if match is not None and reject.record is None:

@@ -17,6 +17,7 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ CREATE TABLE memories (id TEXT PRIMARY KEY, content TEXT, embedding BLOB, metada
                        created_at TEXT, namespace TEXT);
 """
 BASE_TS = 1_735_689_600  # 2025-01-01T00:00:00Z
+Row = tuple[Any, ...]
 
 
 @dataclass
@@ -88,7 +90,7 @@ def _unit_vectors(rng: np.random.Generator, count: int, dims: int) -> np.ndarray
     return v.astype("<f4")
 
 
-def _rows(rng: np.random.Generator, start: int, stop: int, dims: int, layout: str) -> list[tuple]:
+def _rows(rng: np.random.Generator, start: int, stop: int, dims: int, layout: str) -> list[Row]:
     vectors = _unit_vectors(rng, stop - start + 1, dims)
     words = rng.integers(0, len(WORDS), size=(stop - start + 1, 12))
     rows = []
@@ -101,7 +103,7 @@ def _rows(rng: np.random.Generator, start: int, stop: int, dims: int, layout: st
 
 
 def _row(layout: str, i: int, text: str, blob: bytes | None, ts: int, ns: str, tags: list[str],
-         tag_text: str | None = None, extra_meta: dict | None = None) -> tuple:
+         tag_text: str | None = None, extra_meta: dict[str, Any] | None = None) -> Row:
     if layout == "slipstream":
         return (i, AGENTS[i % 3], text, text[:40] if i % 7 == 0 else None, float(1 + i % 5),
                 tag_text if tag_text is not None else ",".join(tags), ns, 1 if i % 50 == 0 else 0,
@@ -112,7 +114,7 @@ def _row(layout: str, i: int, text: str, blob: bytes | None, ts: int, ns: str, t
     return (f"mem-{i:07d}", text, blob, json.dumps(meta), format_timestamp(ts * 1000), ns)
 
 
-def _insert(db: sqlite3.Connection, layout: str, rows: list[tuple]) -> None:
+def _insert(db: sqlite3.Connection, layout: str, rows: list[Row]) -> None:
     if layout == "slipstream":
         db.executemany(
             "INSERT INTO memories (id, agent_id, content, summary, importance, tags, namespace,"
@@ -124,7 +126,9 @@ def _insert(db: sqlite3.Connection, layout: str, rows: list[tuple]) -> None:
 
 def _add_edge_cases(db: sqlite3.Connection, rng: np.random.Generator, first: int, dims: int,
                     layout: str) -> dict[str, str]:
-    vec = lambda: _unit_vectors(rng, 1, dims)[0].tobytes()  # noqa: E731
+    def vec() -> bytes:
+        return bytes(_unit_vectors(rng, 1, dims)[0].tobytes())
+
     cases = [
         ("null_vector", "text only, no vector", None, BASE_TS, {}),
         ("truncated_blob", "vector blob three bytes short", vec()[:-3], BASE_TS, {}),
