@@ -88,9 +88,9 @@ def test_not_a_vektor_database(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert not (tmp_path / "o.vmig.jsonl").exists()
 
 
-def test_locked_database_is_a_clear_error_and_resumable(
-        slipstream: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def _import_while_locked(slipstream: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                         monkeypatch: pytest.MonkeyPatch, lock: str) -> tuple[int, str]:
+    """Import into a database that another connection holds with ``BEGIN <lock>``."""
     src = tmp_path / "a.vmig.jsonl"
     vexchange.export(f"vektor:{slipstream.path}", src, allow_skips=True)
     target = tmp_path / "t.db"
@@ -98,12 +98,20 @@ def test_locked_database_is_a_clear_error_and_resumable(
     monkeypatch.setattr("vexchange.connectors.vektor._BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr("vexchange.engine.retry.time.sleep", lambda s: None)
     holder = sqlite3.connect(target, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # what a writing Slipstream holds: readers go on, writers wait
+    holder.execute(f"BEGIN {lock}")
     try:
         code, _, err = vex(capsys, "import", "--from", str(src), "--to", "vektor", "--db", str(target))
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+    return code, err
+
+
+def test_locked_database_is_a_clear_error_and_resumable(
+        slipstream: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # IMMEDIATE is what a writing Slipstream holds: readers go on, writers wait
+    code, err = _import_while_locked(slipstream, tmp_path, capsys, monkeypatch, "IMMEDIATE")
     assert code == 1
     assert "locked" in err and "--resume" in err
     assert "checkpoint: " in err and err.count("t.db.receipt.json.checkpoint") == 1
@@ -189,18 +197,7 @@ def test_unknown_connector_and_bad_timestamp(tmp_path: Path, capsys: pytest.Capt
 def test_database_locked_before_the_run_starts(slipstream: Fixture, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "a.vmig.jsonl"
-    vexchange.export(f"vektor:{slipstream.path}", src, allow_skips=True)
-    target = tmp_path / "t.db"
-    vexchange.import_(src, f"vektor:{target}", limit=10)
-    monkeypatch.setattr("vexchange.connectors.vektor._BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr("vexchange.engine.retry.time.sleep", lambda s: None)
-    holder = sqlite3.connect(target, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")  # not even readers may open it
-    try:
-        code, _, err = vex(capsys, "import", "--from", str(src), "--to", "vektor", "--db", str(target))
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    # EXCLUSIVE: not even readers may open it, so the run cannot start
+    code, err = _import_while_locked(slipstream, tmp_path, capsys, monkeypatch, "EXCLUSIVE")
     assert code == 1 and "locked" in err and "nothing was written" in err
     assert "--resume" not in err  # there is nothing to resume
