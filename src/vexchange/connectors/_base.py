@@ -16,7 +16,21 @@ import msgspec
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 
-__all__ = ["Capabilities", "Connector", "Page", "Reject", "Writer"]
+__all__ = ["METRICS", "Capabilities", "Connector", "Page", "Reject", "VectorSpace", "Writer"]
+
+METRICS = ("cosine", "dot", "euclidean", "manhattan")
+"""Distance metrics by their vexchange names; each connector maps them to its store's names."""
+
+
+class VectorSpace(msgspec.Struct, frozen=True, kw_only=True):
+    """What a store declares about one named vector: its size and distance metric.
+
+    Carried from source to target (the target creates collections and indexes with it), and
+    into sidecars and receipts, so a metric is never lost in a migration.
+    """
+
+    dims: int | None = None
+    metric: str | None = None
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,7 +47,10 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     fixed_dims: bool = False
     """All default vectors in one store must share one size."""
     nested_metadata: bool = True
-    """Metadata values may be objects or lists of objects (else they are encoded as JSON text)."""
+    """Metadata values may be objects or lists of objects natively (else the connector keeps
+    them, as JSON, in its reserved field; nothing is dropped either way)."""
+    normalises: tuple[str, ...] = ()
+    """Metrics for which the store keeps vectors L2-normalised, not as written (Qdrant cosine)."""
 
 
 class Reject(msgspec.Struct, kw_only=True):
@@ -64,6 +81,10 @@ class Writer(ABC):
     @abstractmethod
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
         """Write a batch; return the records the store refused, each with its reason."""
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        """Dims and metric per vector name as the target holds them now (for the receipt)."""
+        return {}
 
     def checkpoint(self) -> dict[str, Any]:
         """State to keep after an acknowledged batch, handed back as ``resume`` to continue."""
@@ -105,10 +126,17 @@ class Connector(ABC):
         """Records in the store, when cheap to know (drives the progress bar)."""
         return None
 
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        """Size and metric of each named vector, as the store declares them ({} when unknown)."""
+        return {}
+
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         raise NotImplementedError(f"{self.name} cannot be read")
 
-    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False) -> Writer:
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        """A write session. ``spaces`` is what the source declares (dims, metric per vector);
+        a connector that creates collections or indexes uses it, and ignores it otherwise."""
         raise NotImplementedError(f"{self.name} cannot be written")
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ class Entry:
 
 
 _BUILTINS: dict[str, Entry] = {
+    "chroma": Entry("vexchange.connectors.chroma:ChromaConnector", "chroma", ("chromadb",)),
     "jsonl": Entry("vexchange.connectors.vmig:VmigConnector"),
     "vektor": Entry("vexchange.connectors.vektor:VektorConnector"),
     "vmig": Entry("vexchange.connectors.vmig:VmigConnector"),

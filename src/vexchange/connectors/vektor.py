@@ -26,7 +26,7 @@ from .._atomic import check_writable
 from ..errors import LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, Writer
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._vektor_schema import (
     SIDE_DDL,
     SIDE_TABLE,
@@ -117,7 +117,8 @@ class VektorConnector(Connector):
 
     # ------------------------------------------------------------------------------ writing
 
-    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False) -> Writer:
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return VektorWriter(self.path, dry_run=dry_run)
 
 

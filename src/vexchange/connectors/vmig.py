@@ -23,7 +23,7 @@ from ..errors import InvalidSpecError, UsageError
 from ..record import MemoryRecord
 from ..sidecar import read_sidecar, write_sidecar
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, Writer
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 
 __all__ = ["VmigConnector", "iter_lines", "read_file"]
 
@@ -48,11 +48,20 @@ class VmigConnector(Connector):
         value = meta.get("record_count") if meta else None
         return value if isinstance(value, int) else None
 
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        meta = read_sidecar(self.path) if self.path.exists() else None
+        saved = meta.get("vector_spaces") if meta else None
+        if not isinstance(saved, dict):
+            return {}
+        return {name: VectorSpace(dims=s.get("dims"), metric=s.get("metric"))
+                for name, s in saved.items() if isinstance(s, dict)}
+
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         return read_file(self.path, batch_size=batch_size, after=after)
 
-    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False) -> Writer:
-        return VmigWriter(self.path, resume=resume, dry_run=dry_run)
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return VmigWriter(self.path, resume=resume, dry_run=dry_run, spaces=spaces)
 
 
 def iter_lines(path: Path, *, offset: int = 0, line_no: int = 0) -> Iterator[tuple[int, int, bytes]]:
@@ -118,8 +127,10 @@ def _decode_line(line: bytes, path: Path, line_no: int) -> MemoryRecord | Reject
 
 
 class VmigWriter(Writer):
-    def __init__(self, path: Path, *, resume: dict[str, Any] | None, dry_run: bool) -> None:
+    def __init__(self, path: Path, *, resume: dict[str, Any] | None, dry_run: bool,
+                 spaces: dict[str, VectorSpace] | None = None) -> None:
         self.path = path
+        self.spaces = spaces or {}
         state = resume or {}
         self.count: int = state.get("count", 0)
         self.namespaces: Counter[str] = Counter(state.get("namespaces", {}))
@@ -154,6 +165,9 @@ class VmigWriter(Writer):
             if vec.model:
                 self.models[vec.model] += 1
 
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return dict(self.spaces)
+
     def checkpoint(self) -> dict[str, Any]:
         size = None
         if self.out is not None:
@@ -176,6 +190,9 @@ class VmigWriter(Writer):
             "namespaces": dict(sorted(self.namespaces.items())),
             "dims": dict(sorted(self.dims.items())),
             "models": dict(sorted(self.models.items())),
+            **({"vector_spaces": {name: {"dims": sp.dims, "metric": sp.metric}
+                                  for name, sp in sorted(self.spaces.items())}}
+               if self.spaces else {}),
         })
 
     def abort(self) -> None:

@@ -57,8 +57,9 @@ class RejectsFile:
     def add(self, reject: Reject) -> None:
         if self._file is None:
             self._file = open(self.path, "ab" if self._append else "wb")
-        self._file.write(orjson.dumps(msgspec.to_builtins(reject), default=str,
-                                      option=orjson.OPT_APPEND_NEWLINE))
+        fields = {name: getattr(reject, name) for name in reject.__struct_fields__}
+        self._file.write(orjson.dumps(
+            fields, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
         self.count += 1
 
     def flush(self) -> None:

@@ -66,6 +66,8 @@ class Receipt(msgspec.Struct, kw_only=True):
     records_per_s: float | None = None
     error: str | None = None
     resumed: bool = False
+    vector_spaces: dict[str, Any] = {}
+    """Dims and metric per vector name, as the source declared them and as the target holds them."""
 
     def write(self, path: Path) -> None:
         atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(self), indent=2) + b"\n")

@@ -21,7 +21,7 @@ import orjson
 
 from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
-from ..connectors._base import Connector, Page, Reject, Writer
+from ..connectors._base import Connector, Page, Reject, VectorSpace, Writer
 from ..errors import MigrationError, TransientError, UsageError, VexError
 from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
@@ -100,7 +100,8 @@ def run(
     state, run_id, target_state = _start_state(checkpoint, source, target, options)
     resumed = target_state is not None
     total = source.count()  # opens the source: a missing or foreign store fails before any output
-    writer = _open_writer(target, target_state, options, retry, operation)
+    spaces = source.vector_spaces()
+    writer = _open_writer(target, target_state, options, retry, operation, spaces)
     rejects = RejectsFile(rejects_path, append=resumed)
     started = time.monotonic()
     started_at = format_timestamp(utc_now_ms())
@@ -117,6 +118,7 @@ def run(
             finished_at=format_timestamp(utc_now_ms()), duration_s=round(elapsed, 3),
             records_per_s=round(state.counts.written / elapsed, 1) if elapsed > 0 else None,
             error=error, resumed=resumed,
+            vector_spaces={"source": _spaces_json(spaces), "target": _spaces_json(writer.vector_spaces())},
         )
 
     progress.start(total)
@@ -152,11 +154,16 @@ def run(
     return receipt
 
 
+def _spaces_json(spaces: dict[str, VectorSpace]) -> dict[str, Any]:
+    return {name: {"dims": sp.dims, "metric": sp.metric} for name, sp in sorted(spaces.items())}
+
+
 def _open_writer(target: Connector, target_state: dict[str, Any] | None, options: RunOptions,
-                 retry: RetryPolicy, operation: str) -> Writer:
+                 retry: RetryPolicy, operation: str, spaces: dict[str, VectorSpace]) -> Writer:
     """Open the target, retrying transient failures (a locked database, a busy server)."""
     try:
-        return retry.call(lambda: target.open_writer(resume=target_state, dry_run=options.dry_run))
+        return retry.call(lambda: target.open_writer(resume=target_state, dry_run=options.dry_run,
+                                                     spaces=spaces))
     except TransientError as err:
         raise MigrationError(
             f"{operation} could not start, nothing was written: {err}",

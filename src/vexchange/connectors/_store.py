@@ -1,0 +1,131 @@
+"""What the store connectors (Chroma, Qdrant, pgvector, LanceDB, Milvus, Redis) share:
+namespace-conflict checks on write, metric names, and turning SDK exceptions into vexchange
+errors so that a stopped server or a wrong key is a clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..errors import CapabilityError, PermanentError, TransientError, UsageError, VexError
+from ..record import MemoryRecord
+from ._base import Reject, VectorSpace, Writer
+
+__all__ = ["StoreWriter", "metric_for", "metric_from", "require_path_or_host", "translated", "unique_dims"]
+
+_MISSING = object()
+
+
+def metric_for(connector: str, metric: str | None, names: Mapping[str, str],
+               default: str = "cosine") -> str:
+    """The store's name for a vexchange metric; CapabilityError when the store lacks it."""
+    chosen = metric or default
+    if chosen not in names:
+        raise CapabilityError(
+            f"{connector} has no {chosen!r} distance; it offers {', '.join(sorted(names))}",
+            hint="choose another metric in the source's sidecar, or another target store")
+    return names[chosen]
+
+
+def metric_from(names: Mapping[str, str], store_metric: str | None) -> str | None:
+    """The vexchange name for a store's metric name (None when unknown)."""
+    if store_metric is None:
+        return None
+    lowered = str(store_metric).lower()
+    return next((ours for ours, theirs in names.items() if theirs.lower() == lowered), None)
+
+
+def unique_dims(batch: list[MemoryRecord]) -> dict[str, int]:
+    """Vector sizes in a batch by name (the engine has already made them agree)."""
+    dims: dict[str, int] = {}
+    for record in batch:
+        for name, vec in record.vectors.items():
+            dims.setdefault(name, vec.dims)
+    return dims
+
+
+@contextlib.contextmanager
+def translated(connector: str, operation: str, *, transient: tuple[type[BaseException], ...] = (),
+               permanent: tuple[type[BaseException], ...] = (),
+               hint: str | None = None) -> Iterator[None]:
+    """Map an SDK's exceptions: ``transient`` ones (connection refused, timeouts) may be retried;
+    ``permanent`` ones (auth, schema) stop the run. Other exceptions pass through untouched,
+    as they are bugs to report, not user mistakes."""
+    try:
+        yield
+    except VexError:
+        raise
+    except transient as err:
+        raise TransientError(f"{connector} {operation} failed: {_message(err)}",
+                             connector=connector, operation=operation) from err
+    except permanent as err:
+        raise PermanentError(f"{connector} {operation} failed: {_message(err)}",
+                             connector=connector, operation=operation, hint=hint) from err
+
+
+def _message(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
+
+
+class StoreWriter(Writer):
+    """Upserts by id, refusing a record whose id a record of another namespace holds.
+
+    Stores that keep the namespace as a field hold one record per id, so writing namespace B's
+    "42" over namespace A's "42" would lose A's record silently. Such a record is refused as
+    ``id_conflict`` (counted, in the rejects file); keep each namespace in its own collection
+    to hold both.
+    """
+
+    dry_run: bool = False
+
+    @abstractmethod
+    def store_id(self, record: MemoryRecord) -> Any:
+        """The id the store keeps for a record."""
+
+    @abstractmethod
+    def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        """Namespace of each id that exists in the store."""
+
+    @abstractmethod
+    def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        """Write ``(store id, record)`` pairs; the records refused, with reasons."""
+
+    namespaced_ids: bool = False
+    """True when the store keys records by (namespace, id), so no conflict can happen."""
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if self.dry_run or not batch:
+            return []
+        keyed = [(self.store_id(r), r) for r in batch]
+        if self.namespaced_ids:
+            return self.upsert(keyed)
+        existing = self.namespaces_of([k for k, _ in keyed])
+        rows: list[tuple[Any, MemoryRecord]] = []
+        rejects: list[Reject] = []
+        seen: dict[Any, Any] = {}
+        for key, record in keyed:
+            holder = seen.get(key, existing.get(key, _MISSING))
+            if holder is not _MISSING and holder != record.namespace:
+                rejects.append(Reject(
+                    reason="id_conflict", id=record.id, namespace=record.namespace,
+                    detail=f"id {record.id!r} is already held by a record of namespace {holder!r};"
+                           " this store keeps one record per id, so it is not overwritten"))
+                continue
+            seen[key] = record.namespace
+            rows.append((key, record))
+        return rejects + (self.upsert(rows) if rows else [])
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Store writes are durable per batch; nothing to commit at the end."""
+
+    def abort(self) -> None:
+        """Acknowledged batches stay; a resumed run upserts the rest."""
+
+
+def require_path_or_host(connector: str, path: str | None, host: str | None, example: str) -> None:
+    if not path and not host:
+        raise UsageError(f"{connector} needs a location, e.g. {example}")

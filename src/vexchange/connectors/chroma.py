@@ -1,0 +1,210 @@
+"""``chroma``: a Chroma 1.x collection, embedded (persistent path) or over HTTP (v2 API).
+docs/connectors/chroma.md.
+
+URL forms::
+
+    chroma:///abs/dir?collection=memories        embedded PersistentClient
+    chroma:relative/dir?collection=memories
+    chroma://host:8000/memories                  HttpClient (token: VEX_CHROMA_TOKEN)
+
+Chroma holds one embedding per record, and every record needs one; text goes to ``documents``.
+Chroma metadata holds str, int, float, bool and non-empty lists of one of those; nulls, empty or
+mixed lists and nested objects are kept in the reserved ``_vex`` key as JSON. Chroma changes
+the last bit of some floats (90.28571428571429 reads back as 90.28571428571428), so floats are
+written natively for filtering and also kept exactly in ``_vex``, which wins on read. Nothing ever
+passes through Chroma's default embedding function (it would download a model): every write
+carries its embeddings and the collection is opened with ``embedding_function=None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import chromadb
+from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+import httpx
+import numpy as np
+
+from ..errors import UsageError
+from ..record import MemoryRecord
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._payload import PayloadLayout, has_float, scalar_or_scalar_list
+from ._store import StoreWriter, metric_for, metric_from, translated
+
+__all__ = ["ChromaConnector"]
+
+_METRICS = {"cosine": "cosine", "dot": "ip", "euclidean": "l2"}
+_DEFAULT_COLLECTION = "memories"
+_LAYOUT = PayloadLayout(text_key=None, native=scalar_or_scalar_list, inexact=has_float,
+                        vex_as_text=True)
+_TRANSIENT = (httpx.TransportError, ConnectionError, TimeoutError)
+
+
+class ChromaConnector(Connector):
+    name = "chroma"
+    extra = "chroma"
+    capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
+                                fixed_dims=True, nested_metadata=False)
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        if spec.host:
+            self.collection_name = (spec.path or "").strip("/") or spec.params.get(
+                "collection", _DEFAULT_COLLECTION)
+        elif spec.path:
+            self.collection_name = spec.params.get("collection", _DEFAULT_COLLECTION)
+        else:
+            raise UsageError("chroma needs a location: chroma:///path/dir?collection=NAME"
+                             " or chroma://host:8000/NAME")
+        if not 3 <= len(self.collection_name) <= 512:
+            raise UsageError(f"Chroma collection names have 3 to 512 characters:"
+                             f" {self.collection_name!r}")
+        self._client: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        where = (f"http://{self.spec.host}:{self.spec.port or 8000}" if self.spec.host
+                 else str(self.spec.path))
+        return {"connector": "chroma", "location": f"{where}#{self.collection_name}"}
+
+    def _translated(self, operation: str) -> Any:
+        return translated("chroma", operation, transient=_TRANSIENT,
+                          permanent=(ValueError, chromadb.errors.ChromaError),
+                          hint="check the Chroma location, collection name and token")
+
+    def client(self) -> Any:
+        if self._client is None:
+            with self._translated("connect"):
+                if self.spec.host:
+                    token = self.spec.secret("token")
+                    headers = {"x-chroma-token": token} if token else None
+                    self._client = chromadb.HttpClient(
+                        host=self.spec.host, port=self.spec.port or 8000, headers=headers,
+                        tenant=self.spec.params.get("tenant", DEFAULT_TENANT),
+                        database=self.spec.params.get("database", DEFAULT_DATABASE),
+                        settings=Settings(anonymized_telemetry=False))
+                else:
+                    self._check_path()
+                    self._client = chromadb.PersistentClient(
+                        path=str(self.spec.path),
+                        settings=Settings(anonymized_telemetry=False))
+        return self._client
+
+    def _check_path(self) -> None:
+        path = Path(str(self.spec.path))
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path} is a file; a Chroma database is a directory",
+                             hint="give the directory Chroma persists into")
+
+    def collection(self, *, create_with: str | None = None) -> Any:
+        """The collection; created with metric ``create_with`` when missing and asked to."""
+        client = self.client()
+        with self._translated("open collection"):
+            if create_with is None:
+                try:
+                    return client.get_collection(self.collection_name, embedding_function=None)
+                except chromadb.errors.NotFoundError:
+                    raise UsageError(f"Chroma has no collection {self.collection_name!r}"
+                                     f" at {self.describe()['location']}") from None
+            return client.get_or_create_collection(
+                self.collection_name, embedding_function=None,
+                metadata={"hnsw:space": create_with})
+
+    def count(self) -> int | None:
+        collection = self.collection()
+        with self._translated("count"):
+            return int(collection.count())
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return _spaces(self.collection())
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        collection = self.collection()
+        offset = int(after) if after else 0
+        while True:
+            with self._translated("read"):
+                got = collection.get(include=["embeddings", "metadatas", "documents"],
+                                     limit=batch_size, offset=offset)
+            ids = got["ids"]
+            items = [_item(i, got, rid) for i, rid in enumerate(ids)]
+            offset += len(ids)
+            more = len(ids) == batch_size
+            yield Page(items, str(offset) if more else None)
+            if not more:
+                return
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return ChromaWriter(self, dry_run=dry_run, spaces=spaces or {})
+
+    def close(self) -> None:
+        self._client = None
+
+
+def _spaces(collection: Any) -> dict[str, VectorSpace]:
+    config = getattr(collection, "configuration_json", None) or {}
+    space = ((config.get("hnsw") or {}).get("space") or (config.get("spann") or {}).get("space")
+             or (collection.metadata or {}).get("hnsw:space") or "l2")
+    first = collection.get(limit=1, include=["embeddings"])
+    embeddings = first.get("embeddings")
+    dims = len(embeddings[0]) if embeddings is not None and len(embeddings) else None
+    return {"": VectorSpace(dims=dims, metric=metric_from(_METRICS, space))}
+
+
+def _item(i: int, got: dict[str, Any], rid: str) -> MemoryRecord | Reject:
+    metadata = got["metadatas"][i] or {}
+    embedding = got["embeddings"][i] if got["embeddings"] is not None else None
+    vectors = {} if embedding is None else {"": np.asarray(embedding, dtype="<f4").tobytes()}
+    try:
+        record = _LAYOUT.unpack(metadata, store_id=rid, vectors=vectors)
+    except ValueError as err:
+        return Reject(reason="bad_payload", detail=str(err), id=rid, record=metadata)
+    text = got["documents"][i]
+    return record if text is None else record.replace(text=text)
+
+
+class ChromaWriter(StoreWriter):
+    def __init__(self, store: ChromaConnector, *, dry_run: bool,
+                 spaces: dict[str, VectorSpace]) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self.metric = metric_for("chroma", spaces.get("", VectorSpace()).metric, _METRICS)
+        self._collection: Any = None
+        self._existing_spaces: dict[str, VectorSpace] = {}
+        try:
+            self._collection = store.collection()
+            self._existing_spaces = _spaces(self._collection)
+        except UsageError:
+            if dry_run:
+                return
+            self._collection = store.collection(create_with=self.metric)
+
+    def target_dims(self) -> dict[str, int]:
+        dims = self._existing_spaces.get("", VectorSpace()).dims
+        return {"": dims} if dims else {}
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        if self._collection is None:
+            return {}
+        with self.store._translated("describe"):
+            return _spaces(self._collection)
+
+    def store_id(self, record: MemoryRecord) -> str:
+        return record.id
+
+    def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        with self.store._translated("read"):
+            got = self._collection.get(ids=ids, include=["metadatas"])
+        return {rid: (meta or {}).get("namespace") for rid, meta in zip(got["ids"], got["metadatas"])}
+
+    def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        records = [r for _, r in rows]
+        embeddings = np.stack([r.vectors[""].array() for r in records])
+        with self.store._translated("upsert"):
+            self._collection.upsert(
+                ids=[k for k, _ in rows], embeddings=embeddings,
+                metadatas=[_LAYOUT.pack(r) for r in records],
+                documents=[r.text for r in records])
+        return []
