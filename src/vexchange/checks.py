@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ._canonical import NamespaceDigest, namespace_key, record_digest
@@ -17,7 +18,7 @@ from .connectors._base import Connector, Reject
 from .connectors.vmig import iter_lines
 from .engine.receipt import load_receipt
 from .errors import UsageError
-from .record import MemoryRecord, nested_keys
+from .record import MemoryRecord, Vector, nested_keys
 from .sidecar import read_sidecar, verify_checksum
 
 __all__ = ["inspect", "validate", "verify"]
@@ -224,31 +225,92 @@ def _check_receipt(store: Connector, path: Path) -> dict[str, Any]:
 
 def _check_against(target: Connector, source: Connector,
                    namespaces: Sequence[str] | None) -> dict[str, Any]:
-    expected: dict[tuple[str | None, str], bytes] = {}
+    """Record by record. A target that keeps some metric's vectors L2-normalised (Qdrant cosine)
+    gets a second look at a changed record: when everything but the vectors matches and each
+    vector points the same way, the record is counted as "normalised" (unit length now) or
+    "rounded" (same length, last bits changed, as Chroma's cosine space does); neither is an
+    error, as both are documented behaviours of the store."""
+    caps = target.capabilities
+    normalises = bool(caps.normalises or caps.rounds)
+    expected: dict[tuple[str | None, str], tuple[bytes, bytes | None]] = {}
     with source:
         for item in _items(source):
             if isinstance(item, MemoryRecord) and (not namespaces or item.namespace in namespaces):
-                expected[(item.namespace, item.id)] = record_digest(item)[:16]
+                expected[(item.namespace, item.id)] = (
+                    record_digest(item)[:16], _direction(item) if normalises else None)
     missing_total = len(expected)
     changed: list[str] = []
     extra: list[str] = []
-    matched = 0
+    normalised = rounded = matched = 0
     with target:
         for item in _items(target):
             if not isinstance(item, MemoryRecord) or (namespaces and item.namespace not in namespaces):
                 continue
-            digest = expected.pop((item.namespace, item.id), None)
-            if digest is None:
+            want = expected.pop((item.namespace, item.id), None)
+            if want is None:
                 extra.append(item.id)
-            elif digest != record_digest(item)[:16]:
-                changed.append(item.id)
-            else:
+            elif want[0] == record_digest(item)[:16]:
                 matched += 1
+            elif want[1] is not None and (kind := _same_direction(want[1], item)):
+                if kind == "normalised":
+                    normalised += 1
+                else:
+                    rounded += 1
+            else:
+                changed.append(item.id)
     missing = [rid for (_, rid) in list(expected)[:_LISTED]]
     return {
         "check": "against", "source": source.describe()["location"],
-        "ok": not (expected or changed or extra), "matched": matched,
+        "ok": not (expected or changed or extra), "matched": matched, "normalised": normalised,
+        "rounded": rounded,
         "source_records": missing_total, "missing": len(expected), "changed": len(changed),
         "extra": len(extra), "missing_ids": missing, "changed_ids": changed[:_LISTED],
         "extra_ids": extra[:_LISTED],
     }
+
+
+_SKETCH = 8
+
+
+def _direction(record: MemoryRecord) -> bytes:
+    """A small fingerprint of a record: the digest of everything but the vector values, then
+    for each vector its length and its unit vector projected on 8 fixed random directions
+    (36 bytes a vector; memory stays flat)."""
+    parts = [_rest_digest(record)]
+    for name in sorted(record.vectors):
+        parts.append(_projection(record.vectors[name].array()).tobytes())
+    return b"".join(parts)
+
+
+def _rest_digest(record: MemoryRecord) -> bytes:
+    bare = {n: Vector(b"", v.model) for n, v in record.vectors.items()}
+    return record_digest(record.replace(vectors=bare))[:16]
+
+
+def _projection(values: np.ndarray) -> np.ndarray:
+    """[length, 8 projections of the unit vector] as float32."""
+    wide = values.astype(np.float64)
+    norm = float(np.linalg.norm(wide))
+    unit = wide / norm if norm else wide
+    directions = np.random.default_rng(len(values)).standard_normal((len(values), _SKETCH))
+    directions /= np.linalg.norm(directions, axis=0)
+    return np.concatenate([[norm], unit @ directions]).astype("<f4")
+
+
+def _same_direction(fingerprint: bytes, record: MemoryRecord) -> str | None:
+    """"normalised" or "rounded" when only the vectors' values differ and each keeps its
+    direction; None otherwise."""
+    if fingerprint[:16] != _rest_digest(record):
+        return None
+    size = (_SKETCH + 1) * 4
+    kind = "rounded"
+    for i, name in enumerate(sorted(record.vectors)):
+        got = _projection(record.vectors[name].array())
+        want = np.frombuffer(fingerprint[16 + i * size: 16 + (i + 1) * size], dtype="<f4")
+        if not np.allclose(got[1:], want[1:], atol=1e-4):
+            return None
+        if abs(float(got[0]) - 1.0) < 1e-4 and abs(float(want[0]) - 1.0) >= 1e-4:
+            kind = "normalised"
+        elif not np.isclose(got[0], want[0], rtol=1e-5):
+            return None
+    return kind

@@ -51,6 +51,9 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     them, as JSON, in its reserved field; nothing is dropped either way)."""
     normalises: tuple[str, ...] = ()
     """Metrics for which the store keeps vectors L2-normalised, not as written (Qdrant cosine)."""
+    rounds: tuple[str, ...] = ()
+    """Metrics for which the store may change the last bits of vector values while keeping
+    their direction and length (Chroma cosine)."""
 
 
 class Reject(msgspec.Struct, kw_only=True):

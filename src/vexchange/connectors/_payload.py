@@ -26,7 +26,7 @@ import orjson
 
 from ..record import MemoryRecord, Vector, canonical_int
 
-__all__ = ["PayloadLayout", "VEX_KEY", "has_float", "scalar_or_scalar_list", "uuid_for"]
+__all__ = ["PayloadLayout", "VEX_KEY", "has_float", "json_exact", "scalar_or_scalar_list", "uuid_for"]
 
 VEX_KEY = "_vex"
 _FORMAT = 1
@@ -44,6 +44,22 @@ def scalar_or_scalar_list(value: Any) -> bool:
     if isinstance(value, list):
         return bool(value) and all(type(v) is type(value[0]) and _scalar(v) for v in value)
     return _scalar(value)
+
+
+def json_exact(value: Any) -> bool:
+    """Values any JSON store keeps exactly: integers within 64 bits, finite floats, strings,
+    booleans, null, and lists and objects of those (at any depth)."""
+    if isinstance(value, (str, bool)) or value is None:
+        return True
+    if isinstance(value, int):
+        return -(1 << 63) <= value < 1 << 63
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if isinstance(value, list):
+        return all(json_exact(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and json_exact(v) for k, v in value.items())
+    return False
 
 
 def has_float(value: Any) -> bool:
@@ -142,8 +158,8 @@ class PayloadLayout:
         models = vex.get("models") or {}
         record_id = str(vex.get("id", store_id))
         kind: Literal["str", "int"] = "str"
-        if (vex.get("id_type") or (id_type if "id" not in vex else None)) == "int" and (
-                canonical_int(record_id) is not None):
+        declared = vex.get("id_type", "str") if vex else id_type  # foreign data: the store's type
+        if declared == "int" and canonical_int(record_id) is not None:
             kind = "int"
         return MemoryRecord(
             id=record_id,

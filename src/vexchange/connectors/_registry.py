@@ -37,6 +37,7 @@ class Entry:
 
 _BUILTINS: dict[str, Entry] = {
     "chroma": Entry("vexchange.connectors.chroma:ChromaConnector", "chroma", ("chromadb",)),
+    "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),
     "jsonl": Entry("vexchange.connectors.vmig:VmigConnector"),
     "vektor": Entry("vexchange.connectors.vektor:VektorConnector"),
     "vmig": Entry("vexchange.connectors.vmig:VmigConnector"),

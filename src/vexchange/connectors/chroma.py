@@ -11,7 +11,9 @@ Chroma holds one embedding per record, and every record needs one; text goes to 
 Chroma metadata holds str, int, float, bool and non-empty lists of one of those; nulls, empty or
 mixed lists and nested objects are kept in the reserved ``_vex`` key as JSON. Chroma changes
 the last bit of some floats (90.28571428571429 reads back as 90.28571428571428), so floats are
-written natively for filtering and also kept exactly in ``_vex``, which wins on read. Nothing ever
+written natively for filtering and also kept exactly in ``_vex``, which wins on read.
+In a cosine collection Chroma changes the last bit of some vector values (it keeps their
+direction and length); ``verify`` reports such records as "rounded". Other metrics are exact. Nothing ever
 passes through Chroma's default embedding function (it would download a model): every write
 carries its embeddings and the collection is opened with ``embedding_function=None``.
 """
@@ -47,7 +49,7 @@ class ChromaConnector(Connector):
     name = "chroma"
     extra = "chroma"
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
-                                fixed_dims=True, nested_metadata=False)
+                                fixed_dims=True, nested_metadata=False, rounds=("cosine",))
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

@@ -161,7 +161,8 @@ class ConnectorConformance:
     def test_metric_and_dims_are_carried(self, tmp_path: Path, new_location: NewLocation) -> None:
         target = new_location("spaces")
         self.load(tmp_path, target, self.records(5), metric="euclidean")
-        spaces = open_store(target).vector_spaces()
+        with open_store(target) as store:
+            spaces = store.vector_spaces()
         assert spaces.get("") == VectorSpace(dims=self.dims, metric="euclidean"), spaces
 
     def test_rerun_writes_no_duplicates(self, tmp_path: Path, new_location: NewLocation) -> None:
@@ -226,6 +227,31 @@ class ConnectorConformance:
         migrate(source, target, receipt=tmp_path / "v.json", rejects=tmp_path / "v.rejects.jsonl")
         report = verify(target, against=source)
         assert report["ok"], report
+
+    def test_normalised_vectors_are_reported_as_such(
+            self, tmp_path: Path, new_location: NewLocation) -> None:
+        records = self.records(12)
+        source = write_vmig(tmp_path / "src.vmig.jsonl", records, metric="cosine")
+        target = new_location("cosine")
+        migrate(source, target, receipt=tmp_path / "c.json", rejects=tmp_path / "c.rejects.jsonl")
+        report = verify(target, against=source)["checks"][0]
+        assert report["ok"], report
+        with open_store(target) as store:
+            caps = store.capabilities
+            normalising = "cosine" in caps.normalises or "cosine" in caps.rounds
+        with_vectors = sum(1 for r in records if r.vectors)
+        if normalising:
+            # qdrant-client's local mode normalises in memory but not on disk: either is fine,
+            # as long as every vector is exactly the input or exactly its direction
+            assert report["normalised"] + report["rounded"] + report["matched"] == len(records), report
+            back = read_all(target)
+            for record, unit in zip(records, unit_records(records)):
+                for name, vec in record.vectors.items():
+                    got = back[(record.namespace, record.id)].vectors[name].array()
+                    assert np.allclose(got, vec.array(), rtol=1e-6) or np.allclose(
+                        got, unit.vectors[name].array(), atol=1e-6)
+        else:
+            assert report["matched"] == len(records), report
 
     def test_broken_location_gives_a_clear_error(self, tmp_path: Path,
                                                   broken_location: Location) -> None:

@@ -30,6 +30,8 @@ from pathlib import Path
 __all__ = ["Server", "start", "start_all", "stop_all"]
 
 KINDS = ("chroma", "milvus", "redis", "postgres")
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Servers this process started, kept so they are waited for, not left as zombies."""
 
 
 @dataclass
@@ -61,6 +63,12 @@ class Server:
 
 
 def _reaped(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return False
+        del _CHILDREN[pid]
+        return True
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -96,6 +104,7 @@ def _spawn(cmd: list[str], workdir: Path, kind: str, env: dict[str, str] | None 
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
     return proc, log
 
 

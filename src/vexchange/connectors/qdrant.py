@@ -1,0 +1,260 @@
+"""``qdrant``: a Qdrant collection, on a server or in qdrant-client's local mode.
+docs/connectors/qdrant.md.
+
+URL forms::
+
+    qdrant://host:6333/memories                 server (API key: VEX_QDRANT_API_KEY; ?https=true)
+    qdrant:///abs/dir?collection=memories       local mode (qdrant-client's embedded storage)
+
+Both go through the same ``QdrantClient`` calls, so the server path is the local path's code.
+
+* Ids: unsigned integers and canonical UUIDs are kept as Qdrant ids; any other id becomes a
+  deterministic UUIDv5 and the original is kept in the payload and restored on export.
+* Vectors: every named vector; the default vector is Qdrant's unnamed vector (name ``""``).
+  A missing collection is created with the source's dims and metric (cosine when unknown).
+* Qdrant stores cosine vectors L2-normalised: ``verify`` reports such records as
+  "normalised", not "changed".
+* Payload: metadata at the top level, text under ``text``, namespace under ``namespace``, the
+  rest in ``_vex`` (JSON text, so integers beyond 64 bits and every float survive).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from ..errors import PermanentError, TransientError, UsageError
+from ..record import MemoryRecord, canonical_int
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._payload import PayloadLayout, json_exact, uuid_for
+from ._store import StoreWriter, metric_for, metric_from, translated
+
+__all__ = ["QdrantConnector"]
+
+_METRICS = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhattan": "Manhattan"}
+_DEFAULT_COLLECTION = "memories"
+_LAYOUT = PayloadLayout(native=json_exact, vex_as_text=True)
+_TRANSIENT = (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError)
+
+
+class QdrantConnector(Connector):
+    name = "qdrant"
+    extra = "qdrant"
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
+                                normalises=("cosine",))
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        if spec.host:
+            self.collection_name = (spec.path or "").strip("/") or _DEFAULT_COLLECTION
+        elif spec.path:
+            self.collection_name = spec.params.get("collection", _DEFAULT_COLLECTION)
+        else:
+            raise UsageError("qdrant needs a location: qdrant://host:6333/COLLECTION"
+                             " or qdrant:///path/dir?collection=NAME")
+        self._client: QdrantClient | None = None
+
+    def describe(self) -> dict[str, Any]:
+        if self.spec.host:
+            scheme = "https" if self.spec.params.get("https") == "true" else "http"
+            where = f"{scheme}://{self.spec.host}:{self.spec.port or 6333}"
+        else:
+            where = str(self.spec.path)
+        return {"connector": "qdrant", "location": f"{where}#{self.collection_name}"}
+
+    def translated(self, operation: str) -> Any:
+        return _Translated(operation)
+
+    def client(self) -> QdrantClient:
+        if self._client is None:
+            with self.translated("connect"):
+                if self.spec.host:
+                    self._client = QdrantClient(
+                        host=self.spec.host, port=self.spec.port or 6333,
+                        https=self.spec.params.get("https") == "true",
+                        api_key=self.spec.secret("api_key"), timeout=30,
+                        check_compatibility=False)
+                else:
+                    self._client = QdrantClient(path=str(self.spec.path))
+        return self._client
+
+    def exists(self) -> bool:
+        with self.translated("open"):
+            return bool(self.client().collection_exists(self.collection_name))
+
+    def _require(self) -> None:
+        if not self.exists():
+            raise UsageError(f"Qdrant has no collection {self.collection_name!r}"
+                             f" at {self.describe()['location']}")
+
+    def count(self) -> int | None:
+        self._require()
+        with self.translated("count"):
+            return int(self.client().count(self.collection_name, exact=True).count)
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        self._require()
+        with self.translated("describe"):
+            info = self.client().get_collection(self.collection_name)
+        vectors = info.config.params.vectors
+        if isinstance(vectors, models.VectorParams):
+            vectors = {"": vectors}
+        return {name: VectorSpace(dims=p.size, metric=metric_from(_METRICS, p.distance.value))
+                for name, p in (vectors or {}).items()}
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        self._require()
+        offset: Any = orjson.loads(after) if after else None
+        while True:
+            with self.translated("scroll"):
+                points, next_offset = self.client().scroll(
+                    self.collection_name, limit=batch_size, offset=offset,
+                    with_payload=True, with_vectors=True)
+            items = [_item(p) for p in points]
+            offset = next_offset
+            yield Page(items, None if offset is None else orjson.dumps(offset).decode())
+            if offset is None:
+                return
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return QdrantWriter(self, dry_run=dry_run, spaces=spaces or {})
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class _Translated:
+    """Qdrant errors by HTTP status: 429 and 5xx are transient, 4xx (auth, schema) are not."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.inner = translated("qdrant", operation, transient=_TRANSIENT,
+                                permanent=(ValueError, RuntimeError),
+                                hint="check the Qdrant location, collection and API key")
+
+    def __enter__(self) -> None:
+        self.inner.__enter__()
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> bool | None:
+        if isinstance(err, UnexpectedResponse):
+            message = f"qdrant {self.operation} failed: HTTP {err.status_code} {err.reason_phrase}"
+            if err.status_code == 429 or err.status_code >= 500:
+                raise TransientError(message, connector="qdrant", operation=self.operation) from err
+            hint = ("check VEX_QDRANT_API_KEY" if err.status_code in (401, 403)
+                    else "check the collection's schema")
+            raise PermanentError(message, connector="qdrant", operation=self.operation,
+                                 hint=hint) from err
+        return self.inner.__exit__(kind, err, tb)
+
+
+def _item(point: Any) -> MemoryRecord | Reject:
+    raw = point.vector
+    vectors: dict[str, bytes] = {}
+    named = raw if isinstance(raw, dict) else ({"": raw} if raw is not None else {})
+    for name, values in named.items():
+        if isinstance(values, list) and values and not isinstance(values[0], list):
+            vectors[name] = np.asarray(values, dtype="<f4").tobytes()
+        else:
+            return Reject(reason="unsupported_vector", id=str(point.id),
+                          detail=f"vector {name!r} is sparse or a multivector; vexchange keeps"
+                                 " dense vectors only")
+    try:
+        return _LAYOUT.unpack(point.payload or {}, store_id=str(point.id), vectors=vectors,
+                              id_type="int" if isinstance(point.id, int) else "str")
+    except ValueError as err:
+        return Reject(reason="bad_payload", detail=str(err), id=str(point.id), record=point.payload)
+
+
+def point_id(record_id: str) -> int | str:
+    """The Qdrant id for a record id: itself when Qdrant can hold it, else a UUIDv5."""
+    value = canonical_int(record_id)
+    if value is not None and 0 <= value < 1 << 64:
+        return value
+    try:
+        if str(uuid.UUID(record_id)) == record_id:
+            return record_id
+    except ValueError:
+        pass
+    return uuid_for(record_id)
+
+
+class QdrantWriter(StoreWriter):
+    def __init__(self, store: QdrantConnector, *, dry_run: bool,
+                 spaces: dict[str, VectorSpace]) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self.spaces = spaces
+        self.exists = store.exists()
+        self.held: dict[str, VectorSpace] = store.vector_spaces() if self.exists else {}
+        for space in spaces.values():
+            metric_for("qdrant", space.metric, _METRICS)  # refuse an unknown metric up front
+
+    def target_dims(self) -> dict[str, int]:
+        return {name: s.dims for name, s in self.held.items() if s.dims}
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return dict(self.held)
+
+    def _create(self, batch: list[MemoryRecord]) -> None:
+        wanted: dict[str, VectorSpace] = {}
+        for name, space in self.spaces.items():
+            if space.dims:
+                wanted[name] = space
+        for record in batch:
+            for name, vec in record.vectors.items():
+                if name not in wanted:
+                    wanted[name] = VectorSpace(dims=vec.dims, metric=(self.spaces.get(name) or VectorSpace()).metric)
+        config = {name: models.VectorParams(size=s.dims or 0, distance=models.Distance(
+            metric_for("qdrant", s.metric, _METRICS))) for name, s in wanted.items()}
+        with self.store.translated("create collection"):
+            self.store.client().create_collection(self.store.collection_name, vectors_config=config)
+            if self.store.spec.host:  # local mode has no payload indexes (and warns)
+                self.store.client().create_payload_index(
+                    self.store.collection_name, _LAYOUT.namespace_key or "namespace",
+                    models.PayloadSchemaType.KEYWORD)
+        self.exists = True
+        self.held = self.store.vector_spaces()
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if not self.exists and not self.dry_run and batch:
+            self._create(batch)
+        return super().write(batch)
+
+    def store_id(self, record: MemoryRecord) -> Any:
+        return point_id(record.id)
+
+    def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        with self.store.translated("retrieve"):
+            found = self.store.client().retrieve(
+                self.store.collection_name, ids=ids, with_payload=["namespace"], with_vectors=False)
+        return {p.id: (p.payload or {}).get("namespace") for p in found}
+
+    def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        points: list[models.PointStruct] = []
+        rejects: list[Reject] = []
+        for key, record in rows:
+            unknown = [n for n in record.vectors if n not in self.held]
+            if unknown:
+                rejects.append(Reject(
+                    reason="unknown_vector", id=record.id, namespace=record.namespace,
+                    detail=f"the collection has no vector named {unknown[0]!r}"
+                           f" (it has {sorted(self.held)})"))
+                continue
+            points.append(models.PointStruct(
+                id=key, payload=_LAYOUT.pack(record, store_id=str(key)),
+                vector={n: v.tolist() for n, v in record.vectors.items()}))
+        if points:
+            with self.store.translated("upsert"):
+                self.store.client().upsert(self.store.collection_name, points=points, wait=True)
+        return rejects

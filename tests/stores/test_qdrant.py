@@ -1,0 +1,27 @@
+"""Qdrant through qdrant-client's local mode (the same client calls as a server). A Qdrant
+server cannot run here; the server path differs only in how the client is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vexchange.testing.conformance import ConnectorConformance
+
+pytest.importorskip("qdrant_client")
+
+
+class TestQdrantLocal(ConnectorConformance):
+    bulk = 3000
+
+    @pytest.fixture
+    def new_location(self, tmp_path: Path) -> Any:
+        return lambda name: f"qdrant://{tmp_path}/qdrant-{name}?collection=c-{name}"
+
+    @pytest.fixture
+    def broken_location(self) -> str:
+        from vexchange.testing.servers import free_port
+
+        return f"qdrant://127.0.0.1:{free_port()}/memories"
