@@ -149,9 +149,10 @@ class _Translated:
     def __exit__(self, kind: Any, err: Any, tb: Any) -> bool | None:
         if isinstance(err, UnexpectedResponse):
             message = f"qdrant {self.operation} failed: HTTP {err.status_code} {err.reason_phrase}"
-            if err.status_code == 429 or err.status_code >= 500:
+            status = err.status_code or 0
+            if status == 429 or status >= 500:
                 raise TransientError(message, connector="qdrant", operation=self.operation) from err
-            hint = ("check VEX_QDRANT_API_KEY" if err.status_code in (401, 403)
+            hint = ("check VEX_QDRANT_API_KEY" if status in (401, 403)
                     else "check the collection's schema")
             raise PermanentError(message, connector="qdrant", operation=self.operation,
                                  hint=hint) from err
