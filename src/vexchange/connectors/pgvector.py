@@ -1,0 +1,433 @@
+"""``pgvector``: a PostgreSQL table with pgvector columns. docs/connectors/pgvector.md.
+
+URL form::
+
+    pgvector://host:5432/dbname?table=memories&user=postgres&schema=public
+    (password: VEX_PGVECTOR_PASSWORD or --target-secret password=...; ?sslmode=require)
+
+Tables the connector creates::
+
+    id text PRIMARY KEY, namespace text, text text, embedding vector(N),
+    "embedding_<name>" vector(M) per named vector, metadata jsonb, vex json,
+    created_at timestamptz, updated_at timestamptz
+    + an HNSW index per vector column with the source's metric (when dims <= 2000)
+    + a table comment recording which column holds which named vector
+
+Any other table with vector columns can be read: the single-column primary key is the id, each
+``vector`` column a vector (one column: the default vector), ``namespace``/``text`` (or
+``content``, ``document``) columns are used when present, a ``metadata`` jsonb column is spread
+into metadata and every other column becomes a metadata key.
+
+Writes go through ``COPY`` (binary) into a temporary staging table, then one
+``INSERT ... ON CONFLICT (id) DO UPDATE`` per batch, in one transaction: a failed batch leaves
+the table as it was. Vectors travel in pgvector's binary form, so float32 bits are exact.
+``metadata`` is jsonb (filterable); values jsonb cannot hold exactly (-0.0, NUL characters) and
+everything else without a column are kept in ``vex``, a ``json`` column, which keeps its text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import orjson
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.types.json import Json, Jsonb
+
+from ..errors import PermanentError, TransientError, UsageError
+from ..record import MemoryRecord
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._payload import PayloadLayout, json_exact
+from ._store import StoreWriter, metric_for, metric_from
+
+__all__ = ["PgvectorConnector"]
+
+_OPS = {"cosine": "vector_cosine_ops", "dot": "vector_ip_ops", "euclidean": "vector_l2_ops",
+        "manhattan": "vector_l1_ops"}
+_HNSW_MAX_DIMS = 2000
+_TEXT_COLUMNS = ("text", "content", "document", "page_content")
+
+
+def _pg_exact(value: Any) -> bool:
+    """What jsonb keeps exactly: JSON without -0.0 and without NUL characters."""
+    if isinstance(value, float):
+        return math.isfinite(value) and not (value == 0.0 and math.copysign(1, value) < 0)
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, list):
+        return all(_pg_exact(v) for v in value)
+    if isinstance(value, dict):
+        return all("\x00" not in k and _pg_exact(v) for k, v in value.items())
+    return json_exact(value)
+
+
+_LAYOUT = PayloadLayout(text_key=None, namespace_key=None, native=_pg_exact)
+
+
+class _Table:
+    """What a table holds, read from the catalog: columns, vector columns, metrics, key."""
+
+    def __init__(self, conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+        rows = conn.execute(
+            """SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
+                WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY a.attnum""", (schema, table)).fetchall()
+        self.exists = bool(rows)
+        self.columns = [r[0] for r in rows]
+        self.types = {r[0]: r[2] for r in rows}
+        self.vector_dims = {r[0]: _dims_of(r[1]) for r in rows if r[2] == "vector"}
+        key = conn.execute(
+            """SELECT a.attname FROM pg_index i JOIN pg_attribute a
+                   ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                WHERE i.indrelid = to_regclass(%s) AND i.indisprimary""",
+            (f'"{schema}"."{table}"',)).fetchall() if rows else []
+        self.key = key[0][0] if len(key) == 1 else None
+        comment = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')",
+                               (f'"{schema}"."{table}"',)).fetchone() if rows else None
+        saved = _json_or_none(comment[0] if comment else None)
+        self.own = isinstance(saved, dict) and saved.get("vexchange") == 1
+        if self.own and isinstance(saved, dict):
+            self.vector_names: dict[str, str] = {c: n for n, c in saved["vectors"].items()}
+        elif len(self.vector_dims) == 1:
+            self.vector_names = {next(iter(self.vector_dims)): ""}
+        else:
+            self.vector_names = {c: ("" if c == "embedding" else c) for c in self.vector_dims}
+        self.metrics: dict[str, str | None] = {c: None for c in self.vector_dims}
+        if rows:
+            for column, opclass in conn.execute(
+                    """SELECT a.attname, o.opcname FROM pg_index i
+                         JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                         JOIN pg_opclass o ON o.oid = i.indclass[0]
+                        WHERE i.indrelid = to_regclass(%s) AND am.amname IN ('hnsw', 'ivfflat')""",
+                    (f'"{schema}"."{table}"',)).fetchall():
+                if column in self.metrics:
+                    self.metrics[column] = metric_from(_OPS, opclass)
+        self.text_column = next((c for c in _TEXT_COLUMNS if self.types.get(c) in ("text", "varchar")), None)
+
+    def spaces(self) -> dict[str, VectorSpace]:
+        return {self.vector_names[c]: VectorSpace(dims=d, metric=self.metrics.get(c))
+                for c, d in self.vector_dims.items()}
+
+
+def _dims_of(type_text: str) -> int | None:
+    if "(" not in type_text:
+        return None
+    return int(type_text.split("(", 1)[1].rstrip(")"))
+
+
+def _json_or_none(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class PgvectorConnector(Connector):
+    name = "pgvector"
+    extra = "pgvector"
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True)
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        if not spec.host:
+            raise UsageError("pgvector needs a server: pgvector://host:5432/dbname?table=NAME")
+        self.dbname = (spec.path or "").strip("/") or "postgres"
+        self.schema = spec.params.get("schema", "public")
+        self.table = spec.params.get("table", "memories")
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        user = self.spec.params.get("user", "postgres")
+        return {"connector": "pgvector", "location": f"postgresql://{user}@{self.spec.host}:"
+                f"{self.spec.port or 5432}/{self.dbname}#{self.schema}.{self.table}"}
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.table)
+
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            with translated_pg("connect"):
+                self._conn = psycopg.connect(
+                    host=self.spec.host, port=self.spec.port or 5432, dbname=self.dbname,
+                    user=self.spec.params.get("user", "postgres"),
+                    password=self.spec.secret("password"),
+                    sslmode=self.spec.params.get("sslmode", "prefer"), connect_timeout=10,
+                    autocommit=True)
+                try:
+                    register_vector(self._conn)
+                except psycopg.ProgrammingError as err:
+                    raise UsageError(f"the database {self.dbname!r} has no pgvector extension",
+                                     hint="run CREATE EXTENSION vector; in it") from err
+        return self._conn
+
+    def describe_table(self) -> _Table:
+        with translated_pg("describe"):
+            return _Table(self.conn(), self.schema, self.table)
+
+    def _readable(self) -> _Table:
+        table = self.describe_table()
+        if not table.exists:
+            raise UsageError(f"no table {self.schema}.{self.table} in {self.describe()['location']}")
+        if table.key is None:
+            raise UsageError(f"table {self.schema}.{self.table} needs a single-column primary key"
+                             " to be read in pages")
+        return table
+
+    def count(self) -> int | None:
+        self._readable()
+        with translated_pg("count"):
+            row = self.conn().execute(sql.SQL("SELECT count(*) FROM {}").format(self.ident)).fetchone()
+        return int(row[0]) if row else 0
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self._readable().spaces()
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        table = self._readable()
+        assert table.key is not None
+        key = sql.Identifier(table.key)
+        query = sql.SQL("SELECT * FROM {t} WHERE {k} > %s ORDER BY {k} LIMIT %s").format(
+            t=self.ident, k=key)
+        first = sql.SQL("SELECT * FROM {t} ORDER BY {k} LIMIT %s").format(t=self.ident, k=key)
+        cursor: Any = orjson.loads(after) if after else None
+        while True:
+            with translated_pg("read"), self.conn().cursor(binary=True) as cur:
+                if cursor is None:
+                    cur.execute(first, (batch_size,))
+                else:
+                    cur.execute(query, (cursor, batch_size))
+                names = [d.name for d in cur.description or []]
+                rows = cur.fetchall()
+            if rows:
+                cursor = rows[-1][names.index(table.key)]
+            items = [_item(table, dict(zip(names, row))) for row in rows]
+            more = len(rows) == batch_size
+            yield Page(items, orjson.dumps(cursor).decode() if more else None)
+            if not more:
+                return
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return PgvectorWriter(self, dry_run=dry_run, spaces=spaces or {})
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class translated_pg:
+    """Connection trouble is transient; a refused login or a schema error is not."""
+
+    _PERMANENT_STATES = ("28", "3D", "42")  # auth, no such database, syntax or missing object
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        if not isinstance(err, psycopg.Error):
+            return
+        state = err.sqlstate or ""
+        message = f"pgvector {self.operation} failed: {str(err).strip().splitlines()[0][:400]}"
+        if isinstance(err, psycopg.OperationalError) and not (
+                state.startswith(self._PERMANENT_STATES) or "password" in str(err)
+                or "does not exist" in str(err)):
+            raise TransientError(message, connector="pgvector", operation=self.operation) from err
+        raise PermanentError(message, connector="pgvector", operation=self.operation,
+                             hint="check the host, database, user, VEX_PGVECTOR_PASSWORD and"
+                                  " table") from err
+
+
+def _item(table: _Table, row: dict[str, Any]) -> MemoryRecord | Reject:
+    key = table.key or "id"
+    vectors: dict[str, bytes] = {}
+    for column in table.vector_dims:
+        value = row.pop(column, None)
+        if value is not None:
+            vectors[table.vector_names[column]] = np.asarray(value.to_numpy(), dtype="<f4").tobytes()
+    raw_id = row.pop(key)
+    store_id = str(raw_id)
+    times: dict[str, int | None] = {}
+    if table.own:
+        payload = row.pop("metadata", None) or {}
+        payload["_vex"] = row.pop("vex", None)
+        text, namespace = row.pop("text", None), row.pop("namespace", None)
+    else:
+        payload = {}
+        meta = row.pop("metadata", None)
+        if isinstance(meta, dict):
+            payload.update(meta)
+        text = row.pop(table.text_column, None) if table.text_column else None
+        namespace = row.pop("namespace", None)
+        times = {"created_at": _ms(row.pop("created_at", None)),
+                 "updated_at": _ms(row.pop("updated_at", None))}
+        payload.update({k: _jsonable(v) for k, v in row.items()})
+    try:
+        record = _LAYOUT.unpack(payload, store_id=store_id, vectors=vectors, namespace=namespace,
+                                id_type="int" if isinstance(raw_id, int) else "str")
+    except ValueError as err:
+        return Reject(reason="bad_row", detail=str(err), id=store_id)
+    if text is not None:
+        record = record.replace(text=text)
+    return record.replace(**times) if times else record
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (int, float, str, bool, list, dict)) or value is None:
+        return value
+    return str(value)
+
+
+def _ms(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return int(aware.timestamp() * 1000)
+    if isinstance(value, int):
+        return value if value >= 10**11 else value * 1000
+    return None
+
+
+def _ts(ms: int | None) -> datetime | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+class PgvectorWriter(StoreWriter):
+    namespaced_ids = True  # conflicts are caught by the upsert itself (see upsert)
+
+    def __init__(self, store: PgvectorConnector, *, dry_run: bool,
+                 spaces: dict[str, VectorSpace]) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self.spaces = spaces
+        for space in spaces.values():
+            metric_for("pgvector", space.metric, _OPS)
+        self.table = store.describe_table()
+        if self.table.exists and not self.table.own:
+            raise UsageError(
+                f"table {store.schema}.{store.table} exists and was not created by vexchange;"
+                " writing into it could break its schema",
+                hint="choose a new table name with ?table=NAME")
+
+    def target_dims(self) -> dict[str, int]:
+        return {self.table.vector_names[c]: d for c, d in self.table.vector_dims.items() if d}
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self.table.spaces() if self.table.exists else {}
+
+    def _create(self, batch: list[MemoryRecord]) -> None:
+        wanted = {n: s for n, s in self.spaces.items() if s.dims}
+        for record in batch:
+            for name, vec in record.vectors.items():
+                wanted.setdefault(name, VectorSpace(dims=vec.dims, metric=None))
+        columns = {name: ("embedding" if name == "" else f"embedding_{name}") for name in wanted}
+        vector_defs = [sql.SQL("{} vector({})").format(sql.Identifier(c), sql.Literal(wanted[n].dims))
+                       for n, c in sorted(columns.items())]
+        conn = self.store.conn()
+        with translated_pg("create table"), conn.transaction():
+            conn.execute(sql.SQL(
+                "CREATE TABLE {t} (id text PRIMARY KEY, namespace text, text text, {vectors},"
+                " metadata jsonb, vex json, created_at timestamptz, updated_at timestamptz)").format(
+                t=self.store.ident, vectors=sql.SQL(", ").join(vector_defs)))
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                self.store.ident, sql.Literal(orjson.dumps({"vexchange": 1, "vectors": columns}).decode())))
+            for name, column in columns.items():
+                space = wanted[name]
+                if (space.dims or 0) <= _HNSW_MAX_DIMS:
+                    ops = metric_for("pgvector", space.metric or self.spaces.get(name, VectorSpace()).metric, _OPS)
+                    conn.execute(sql.SQL("CREATE INDEX ON {} USING hnsw ({} {})").format(
+                        self.store.ident, sql.Identifier(column), sql.SQL(ops)))
+        self.table = self.store.describe_table()
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if not self.table.exists and not self.dry_run and batch:
+            self._create(batch)
+        return super().write(batch)
+
+    def store_id(self, record: MemoryRecord) -> str:
+        return record.id
+
+    def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:  # pragma: no cover
+        return {}
+
+    def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        """COPY the batch into a staging table, then upsert it; a row whose id another
+        namespace holds is left alone (the WHERE of DO UPDATE) and reported as id_conflict."""
+        columns_of = {n: c for c, n in self.table.vector_names.items()}
+        vector_columns = sorted(self.table.vector_dims)
+        rejects: list[Reject] = []
+        staged: list[tuple[MemoryRecord, list[Any]]] = []
+        for _, record in rows:
+            problem = _refusal(record, columns_of)
+            if problem:
+                rejects.append(Reject(reason=problem[0], detail=problem[1], id=record.id,
+                                      namespace=record.namespace))
+                continue
+            payload = _LAYOUT.pack(record)
+            vex = payload.pop("_vex")
+            by_column = {columns_of[n]: v.array() for n, v in record.vectors.items()}
+            staged.append((record, [
+                record.id, record.namespace, record.text,
+                *[by_column.get(c) for c in vector_columns],
+                Jsonb(payload) if record.metadata is not None else None, Json(vex),
+                _ts(record.created_at), _ts(record.updated_at)]))
+        if not staged:
+            return rejects
+        names = ["id", "namespace", "text", *vector_columns, "metadata", "vex", "created_at",
+                 "updated_at"]
+        types = ["text", "text", "text", *["vector"] * len(vector_columns), "jsonb", "json",
+                 "timestamptz", "timestamptz"]
+        idents = sql.SQL(", ").join(map(sql.Identifier, names))
+        updates = sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in names[1:])
+        conn = self.store.conn()
+        with translated_pg("upsert"), conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS vex_stage"
+                                " (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS").format(self.store.ident))
+            with cur.copy(sql.SQL("COPY vex_stage ({}) FROM STDIN WITH (FORMAT BINARY)").format(idents)) as copy:
+                copy.set_types(types)
+                for _, values in staged:
+                    copy.write_row(values)
+            cur.execute(sql.SQL(
+                "INSERT INTO {t} AS t ({cols}) SELECT {cols} FROM vex_stage ON CONFLICT (id) DO UPDATE"
+                " SET {updates} WHERE t.namespace IS NOT DISTINCT FROM EXCLUDED.namespace"
+                " RETURNING t.id").format(t=self.store.ident, cols=idents, updates=updates))
+            done = {r[0] for r in cur.fetchall()}
+        for record, _ in staged:
+            if record.id not in done:
+                rejects.append(Reject(
+                    reason="id_conflict", id=record.id, namespace=record.namespace,
+                    detail=f"id {record.id!r} is already held by a row of another namespace;"
+                           " the table keeps one row per id, so it is not overwritten"))
+        return rejects
+
+
+def _refusal(record: MemoryRecord, columns_of: dict[str, str]) -> tuple[str, str] | None:
+    unknown = [n for n in record.vectors if n not in columns_of]
+    if unknown:
+        return "unknown_vector", f"the table has no column for vector {unknown[0]!r}"
+    if record.text is not None and "\x00" in record.text:
+        return "nul_in_text", "PostgreSQL text cannot hold a NUL character"
+    if "\x00" in record.id or (record.namespace and "\x00" in record.namespace):
+        return "nul_in_id", "PostgreSQL text cannot hold a NUL character"
+    return None
