@@ -23,6 +23,8 @@ import unicodedata
 
 import orjson
 
+from ._json import with_big_ints_as_fragments
+
 from .record import MemoryRecord
 
 __all__ = ["NamespaceDigest", "canonical_bytes", "namespace_key", "record_digest"]
@@ -49,7 +51,10 @@ def canonical_bytes(record: MemoryRecord) -> bytes:
         record.updated_at,
         vectors,
     ]
-    return orjson.dumps(body, option=_OPTS)
+    try:
+        return orjson.dumps(body, option=_OPTS)
+    except TypeError:  # an integer beyond 64 bits
+        return orjson.dumps(with_big_ints_as_fragments(body), option=_OPTS)
 
 
 def namespace_key(namespace: str | None) -> str:

@@ -88,7 +88,7 @@ class StoreSpec:
         return f"StoreSpec({self.redacted()!r}, secrets={hidden})"
 
 
-_FILE_SCHEMES = frozenset({"vektor", "vmig", "jsonl", "cartridge"})
+_FILE_SCHEMES = frozenset({"vektor", "vmig", "jsonl", "cartridge", "lancedb", "qdrant-edge"})
 
 
 def _port(parts: urllib.parse.SplitResult) -> int | None:

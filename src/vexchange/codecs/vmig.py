@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from .._json import loads_exact, may_hold_big_int, with_big_ints_as_fragments
+
 from .._floats import VectorValueError, decode_vector, parse_number_array, vector_json
 from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, Vector, canonical_int, is_flat_value
@@ -86,7 +88,12 @@ def encode_record(record: MemoryRecord) -> bytes:
         line["metadata_json"] = json_keys
     for key, value in record.extra.items():
         line.setdefault(key, value)
-    return orjson.dumps(line, option=_DUMP_OPTS)
+    try:
+        return orjson.dumps(line, option=_DUMP_OPTS)
+    except TypeError:  # an integer beyond 64 bits: written exactly as a raw fragment
+        for key in ("metadata", *record.extra):
+            line[key] = with_big_ints_as_fragments(line[key])
+        return orjson.dumps(line, option=_DUMP_OPTS)
 
 
 def _flatten_metadata(
@@ -112,7 +119,8 @@ def _flatten_metadata(
         return metadata, []
     flat = dict(metadata)
     for key in nested:
-        flat[key] = orjson.dumps(metadata[key], option=orjson.OPT_SORT_KEYS).decode()
+        flat[key] = orjson.dumps(with_big_ints_as_fragments(metadata[key]),
+                                 option=orjson.OPT_SORT_KEYS).decode()
     return flat, nested
 
 
@@ -138,6 +146,8 @@ def parse_line(line: bytes) -> Any:
     The fast path is taken only when ``"vector":`` occurs once, is followed by ``[``, and the rest
     parses with the placeholder at the top level; anything else is parsed the ordinary way.
     """
+    if may_hold_big_int(line):
+        return loads_exact(line)  # orjson would turn integers beyond 64 bits into floats
     if line.count(_VECTOR_KEY) == 1:
         start = line.find(_VECTOR_KEY) + len(_VECTOR_KEY)
         end = line.find(b"]", start)
@@ -255,7 +265,7 @@ def _decode_metadata(value: Any, json_keys: Any) -> dict[str, Any] | None:
         if not isinstance(out.get(key), str):
             raise RecordError("bad_metadata", f"metadata_json names {key!r}, which is not JSON text")
         try:
-            out[key] = orjson.loads(out[key])
+            out[key] = loads_exact(out[key])
         except orjson.JSONDecodeError:
             raise RecordError("bad_metadata", f"metadata {key!r} is not valid JSON text") from None
     return out

@@ -22,8 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-import orjson
-
+from .._json import dumps_exact, loads_exact
 from ..record import MemoryRecord, Vector, canonical_int
 
 __all__ = ["PayloadLayout", "VEX_KEY", "has_float", "json_exact", "scalar_or_scalar_list", "uuid_for"]
@@ -129,7 +128,7 @@ class PayloadLayout:
             vex["models"] = models
         if record.extra:
             vex["extra"] = record.extra
-        payload[VEX_KEY] = orjson.dumps(vex).decode() if self.vex_as_text else vex
+        payload[VEX_KEY] = dumps_exact(vex) if self.vex_as_text else vex
         return payload
 
     def unpack(
@@ -182,8 +181,8 @@ def _vex_of(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, (str, bytes)):
         try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
+            value = loads_exact(value)
+        except ValueError:
             raise ValueError(f"reserved field {VEX_KEY!r} is not JSON") from None
     if not isinstance(value, dict):
         raise ValueError(f"reserved field {VEX_KEY!r} is not an object")

@@ -37,6 +37,8 @@ class Entry:
 
 _BUILTINS: dict[str, Entry] = {
     "chroma": Entry("vexchange.connectors.chroma:ChromaConnector", "chroma", ("chromadb",)),
+    "lancedb": Entry("vexchange.connectors.lancedb:LanceDBConnector", "lancedb",
+                     ("lancedb", "pyarrow")),
     "pgvector": Entry("vexchange.connectors.pgvector:PgvectorConnector", "pgvector",
                       ("psycopg", "pgvector")),
     "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from .._json import dumps_exact, loads_exact, with_big_ints_as_fragments
 from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, Vector
 
@@ -146,7 +147,7 @@ def row_to_record(layout: Layout, row: dict[str, Any]) -> MemoryRecord:
 def _legacy_metadata(raw: Any) -> dict[str, Any] | None:
     if raw is None or raw == "":
         return None
-    value = orjson.loads(raw)
+    value = loads_exact(raw)
     if not isinstance(value, dict):
         raise ValueError("metadata column is not a JSON object")
     return value
@@ -177,7 +178,7 @@ def record_to_row(layout: Layout, record: MemoryRecord) -> dict[str, Any]:
             row[field] = _time_value(layout, ms)
     if layout.kind == "legacy":
         if "metadata" in layout.columns and record.metadata is not None:
-            row["metadata"] = orjson.dumps(record.metadata).decode()
+            row["metadata"] = dumps_exact(record.metadata)
         return row
     for key, value in (record.metadata or {}).items():
         if key in layout.meta_columns and value is not None:
@@ -193,7 +194,7 @@ def _to_column(key: str, value: Any) -> Any:
     if key == "tags" and isinstance(value, list) and all(isinstance(t, str) for t in value):
         return ",".join(value)
     if isinstance(value, (list, dict)):
-        return orjson.dumps(value).decode()
+        return dumps_exact(value)
     return value
 
 
@@ -243,4 +244,4 @@ def apply_overrides(record: MemoryRecord, overrides: dict[str, Any]) -> MemoryRe
 
 def _strict(value: Any) -> bytes:
     """A type-exact comparison key (1, 1.0 and True differ)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(with_big_ints_as_fragments(value), option=orjson.OPT_SORT_KEYS)

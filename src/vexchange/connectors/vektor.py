@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from .._atomic import check_writable
+from .._json import dumps_exact, loads_exact
 from ..errors import LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
@@ -112,7 +113,7 @@ class VektorConnector(Connector):
                           namespace=values.get("namespace"),
                           location=f"{self.path} rowid {row[0]}", record=_row_json(values))
         if overrides is not None and fp == fingerprint(values):
-            record = apply_overrides(record, orjson.loads(overrides))
+            record = apply_overrides(record, loads_exact(overrides))
         return record
 
     # ------------------------------------------------------------------------------ writing
@@ -226,7 +227,7 @@ class VektorWriter(Writer):
                 self.db.execute(
                     f"INSERT OR REPLACE INTO {SIDE_TABLE} (row_key, source_id, fingerprint, overrides)"
                     " VALUES (?, ?, ?, ?)",
-                    (str(key), source_id, fingerprint(values), orjson.dumps(overrides).decode()))
+                    (str(key), source_id, fingerprint(values), dumps_exact(overrides)))
             else:
                 self.db.execute(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", (str(key),))
 

@@ -23,7 +23,8 @@ _BASE_MS = 1_735_689_600_123
 def every_metadata_type() -> dict[str, object]:
     """One metadata value of every kind a record may hold."""
     return {
-        "s": "text value", "empty": "", "i": 42, "neg": -7, "big": 2**53 + 1, "f": 0.1,
+        "s": "text value", "empty": "", "i": 42, "neg": -7, "big": 2**53 + 1, "huge": 2**70,
+        "neg_zero": -0.0, "f": 0.1,
         "whole_float": 2.0, "t": True, "no": False, "null": None, "tags": ["a", "b"],
         "nums": [1, 2, 3], "floats": [0.5, 1.5], "empty_list": [],
         "nested": {"k": [1, {"deep": "x"}]}, "text": "a metadata key named like a field",

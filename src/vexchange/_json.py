@@ -1,0 +1,51 @@
+"""JSON that keeps every integer exact.
+
+orjson, used everywhere for speed, refuses to write integers beyond 64 bits and, worse, reads
+them back as floats without a word. These helpers take the slow, exact road only when a value
+or a text may hold such an integer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+__all__ = ["dumps_exact", "loads_exact", "may_hold_big_int", "with_big_ints_as_fragments"]
+
+_LONG_NUMBER = re.compile(rb"\d{19,}")
+_INT64 = range(-(1 << 63), 1 << 64)
+
+
+def may_hold_big_int(text: bytes) -> bool:
+    """True when the text has a run of 19 or more digits (a cheap, conservative test)."""
+    return _LONG_NUMBER.search(text) is not None
+
+
+def loads_exact(text: str | bytes) -> Any:
+    raw = text.encode() if isinstance(text, str) else text
+    if may_hold_big_int(raw):
+        return json.loads(raw)
+    return orjson.loads(raw)
+
+
+def dumps_exact(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return orjson.dumps(with_big_ints_as_fragments(value)).decode()
+
+
+def with_big_ints_as_fragments(value: Any) -> Any:
+    """A copy in which integers orjson cannot write are raw JSON fragments."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if value in _INT64 else orjson.Fragment(str(value))
+    if isinstance(value, list):
+        return [with_big_ints_as_fragments(v) for v in value]
+    if isinstance(value, dict):
+        return {k: with_big_ints_as_fragments(v) for k, v in value.items()}
+    return value

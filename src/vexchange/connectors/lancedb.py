@@ -1,0 +1,269 @@
+"""``lancedb``: a LanceDB table (embedded; LanceDB has no open-source server).
+docs/connectors/lancedb.md.
+
+URL form: ``lancedb:///abs/dir?table=memories`` (or ``lancedb:relative/dir?table=...``).
+
+Tables the connector creates::
+
+    id string not null, namespace string, text string,
+    vector fixed_size_list<float32>[N]          the default vector
+    "vector_<name>" fixed_size_list<float32>[M] one per named vector
+    metadata string (JSON), vex string (JSON), created_at timestamp[ms, UTC], updated_at ...
+    schema metadata "vexchange": which column holds which vector, and each vector's metric
+
+LanceDB chooses the metric at query or index time, not per table, so the metric lives in the
+schema metadata. Writes are ``merge_insert`` on ``id`` (upserts: a re-run never duplicates).
+Any other table can be read: an ``id`` column (else the row position), every fixed-size float
+list column as a vector, ``text``/``namespace`` when present, other columns as metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from ..errors import UsageError
+from ..record import MemoryRecord
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from .._json import dumps_exact, loads_exact
+from ._payload import PayloadLayout, json_exact
+from ._store import StoreWriter, metric_for, translated
+
+__all__ = ["LanceDBConnector"]
+
+_METRICS = {"cosine": "cosine", "dot": "dot", "euclidean": "l2"}
+_LAYOUT = PayloadLayout(text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
+_SCHEMA_KEY = b"vexchange"
+_TS = pa.timestamp("ms", tz="UTC")
+
+
+class LanceDBConnector(Connector):
+    name = "lancedb"
+    extra = "lancedb"
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True)
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        if not spec.path:
+            raise UsageError("lancedb needs a directory: lancedb:///path/dir?table=NAME")
+        self.path = Path(spec.path)
+        self.table_name = spec.params.get("table", "memories")
+        self._db: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"connector": "lancedb", "location": f"{self.path.resolve()}#{self.table_name}"}
+
+    def _translated(self, operation: str) -> Any:
+        return translated("lancedb", operation, transient=(TimeoutError,),
+                          permanent=(OSError, RuntimeError, ValueError, pa.ArrowException))
+
+    def db(self) -> Any:
+        if self._db is None:
+            if self.path.exists() and not self.path.is_dir():
+                raise UsageError(f"{self.path} is a file; a LanceDB database is a directory")
+            with self._translated("connect"):
+                self._db = lancedb.connect(str(self.path))
+        return self._db
+
+    def open_table(self) -> Any | None:
+        if not self.path.exists():
+            return None
+        db = self.db()
+        with self._translated("open table"):
+            if self.table_name not in db.list_tables().tables:
+                return None
+            return db.open_table(self.table_name)
+
+    def _require(self) -> Any:
+        table = self.open_table()
+        if table is None:
+            raise UsageError(f"LanceDB has no table {self.table_name!r} at {self.path}")
+        return table
+
+    def count(self) -> int | None:
+        table = self._require()
+        with self._translated("count"):
+            return int(table.count_rows())
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return _Shape(self._require().schema).spaces()
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        table = self._require()
+        shape = _Shape(table.schema)
+        offset = int(after) if after else 0
+        while True:
+            with self._translated("read"):
+                batch = table.search().offset(offset).limit(batch_size).to_arrow()
+            items = [shape.record(batch, i, offset + i) for i in range(batch.num_rows)]
+            offset += batch.num_rows
+            more = batch.num_rows == batch_size
+            yield Page(items, str(offset) if more else None)
+            if not more:
+                return
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return LanceDBWriter(self, dry_run=dry_run, spaces=spaces or {})
+
+    def close(self) -> None:
+        self._db = None
+
+
+class _Shape:
+    """How a table's columns map to record fields."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        saved = orjson.loads((schema.metadata or {}).get(_SCHEMA_KEY, b"null"))
+        self.own = isinstance(saved, dict)
+        vector_columns = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)
+                          and pa.types.is_floating(f.type.value_type)]
+        self.dims = {f.name: f.type.list_size for f in schema if f.name in vector_columns}
+        if self.own and isinstance(saved, dict):
+            self.names = {c: n for n, c in saved["vectors"].items()}
+            self.metrics: dict[str, str | None] = dict(saved.get("metrics", {}))
+        else:
+            single = len(vector_columns) == 1
+            self.names = {c: ("" if single or c == "vector" else c) for c in vector_columns}
+            self.metrics = {}
+
+    def spaces(self) -> dict[str, VectorSpace]:
+        return {self.names[c]: VectorSpace(dims=d, metric=self.metrics.get(self.names[c]))
+                for c, d in self.dims.items()}
+
+    def record(self, batch: pa.Table, i: int, position: int) -> MemoryRecord | Reject:
+        row = {name: batch.column(name)[i] for name in batch.column_names}
+        vectors: dict[str, bytes] = {}
+        for column, name in self.names.items():
+            cell = row.pop(column, None)
+            if cell is not None and cell.is_valid:
+                vectors[name] = np.asarray(cell.values.to_numpy(zero_copy_only=False),
+                                           dtype="<f4").tobytes()
+        plain = {k: v.as_py() for k, v in row.items()}
+        try:
+            if self.own:
+                meta = plain.get("metadata")
+                payload = loads_exact(meta) if meta else {}
+                payload["_vex"] = plain.get("vex")
+                record = _LAYOUT.unpack(payload, store_id=plain["id"], vectors=vectors,
+                                        namespace=plain.get("namespace"))
+                return record.replace(text=plain.get("text"))
+            rid = plain.pop("id", None)
+            text = plain.pop("text", None)
+            namespace = plain.pop("namespace", None)
+            payload = {k: (v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v)
+                       for k, v in plain.items()}
+            record = _LAYOUT.unpack(payload, store_id=str(position if rid is None else rid),
+                                    vectors=vectors, namespace=namespace,
+                                    id_type="int" if rid is None or isinstance(rid, int) else "str")
+            return record.replace(text=text) if isinstance(text, str) else record
+        except (ValueError, KeyError, orjson.JSONDecodeError) as err:
+            return Reject(reason="bad_row", detail=str(err), id=str(plain.get("id", position)))
+
+
+class LanceDBWriter(StoreWriter):
+    def __init__(self, store: LanceDBConnector, *, dry_run: bool,
+                 spaces: dict[str, VectorSpace]) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self.spaces = spaces
+        for space in spaces.values():
+            metric_for("lancedb", space.metric, _METRICS)
+        self.table = store.open_table()
+        self.shape = _Shape(self.table.schema) if self.table is not None else None
+        if self.shape is not None and not self.shape.own:
+            raise UsageError(f"table {store.table_name!r} was not created by vexchange;"
+                             " writing into it could break its schema",
+                             hint="choose a new table with ?table=NAME")
+
+    def target_dims(self) -> dict[str, int]:
+        return {s.names[c]: d for s in [self.shape] if s for c, d in s.dims.items()}
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self.shape.spaces() if self.shape else {}
+
+    def _create(self, batch: list[MemoryRecord]) -> None:
+        wanted = {n: s for n, s in self.spaces.items() if s.dims}
+        for record in batch:
+            for name, vec in record.vectors.items():
+                wanted.setdefault(name, VectorSpace(dims=vec.dims))
+        columns = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
+        metrics = {name: metric_for("lancedb", s.metric, _METRICS) and (s.metric or "cosine")
+                   for name, s in wanted.items()}
+        fields = [pa.field("id", pa.string(), nullable=False), pa.field("namespace", pa.string()),
+                  pa.field("text", pa.string()),
+                  *[pa.field(c, pa.list_(pa.float32(), wanted[n].dims or 0)) for n, c in columns.items()],
+                  pa.field("metadata", pa.string()), pa.field("vex", pa.string()),
+                  pa.field("created_at", _TS), pa.field("updated_at", _TS)]
+        meta = orjson.dumps({"vectors": columns, "metrics": metrics, "format": 1})
+        with self.store._translated("create table"):
+            self.table = self.store.db().create_table(
+                self.store.table_name, schema=pa.schema(fields, metadata={_SCHEMA_KEY: meta}))
+        self.shape = _Shape(self.table.schema)
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if self.table is None and not self.dry_run and batch:
+            self._create(batch)
+        return super().write(batch)
+
+    def store_id(self, record: MemoryRecord) -> str:
+        return record.id
+
+    def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        assert self.table is not None
+        quoted = ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
+        with self.store._translated("read"):
+            found = (self.table.search().where(f"id IN ({quoted})")
+                     .select(["id", "namespace"]).limit(len(ids) + 1).to_arrow())
+        return dict(zip(found.column("id").to_pylist(), found.column("namespace").to_pylist()))
+
+    def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        assert self.shape is not None and self.table is not None
+        columns_of = {n: c for c, n in self.shape.names.items()}
+        rejects: list[Reject] = []
+        kept: list[MemoryRecord] = []
+        for _, record in rows:
+            unknown = [n for n in record.vectors if n not in columns_of]
+            if unknown:
+                rejects.append(Reject(reason="unknown_vector", id=record.id,
+                                      namespace=record.namespace,
+                                      detail=f"the table has no column for vector {unknown[0]!r}"))
+            else:
+                kept.append(record)
+        if not kept:
+            return rejects
+        data: dict[str, Any] = {
+            "id": [r.id for r in kept], "namespace": [r.namespace for r in kept],
+            "text": [r.text for r in kept]}
+        for name, column in columns_of.items():
+            dims = self.shape.dims[column]
+            flat = np.zeros((len(kept), dims), dtype="<f4")
+            valid = np.zeros(len(kept), dtype=bool)
+            for i, record in enumerate(kept):
+                vec = record.vectors.get(name)
+                if vec is not None:
+                    flat[i] = vec.array()
+                    valid[i] = True
+            data[column] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), dims,
+                                                             mask=pa.array(~valid))
+        packed = [_LAYOUT.pack(r) for r in kept]
+        data["metadata"] = [dumps_exact({k: v for k, v in p.items() if k != "_vex"})
+                            if r.metadata is not None else None for p, r in zip(packed, kept)]
+        data["vex"] = [p["_vex"] for p in packed]
+        data["created_at"] = pa.array([r.created_at for r in kept], type=pa.int64()).cast(_TS)
+        data["updated_at"] = pa.array([r.updated_at for r in kept], type=pa.int64()).cast(_TS)
+        table = pa.table(data, schema=self.table.schema)
+        with self.store._translated("upsert"):
+            (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+             .execute(table, on_bad_vectors="null"))
+        return rejects
+
