@@ -39,6 +39,7 @@ _BUILTINS: dict[str, Entry] = {
     "chroma": Entry("vexchange.connectors.chroma:ChromaConnector", "chroma", ("chromadb",)),
     "lancedb": Entry("vexchange.connectors.lancedb:LanceDBConnector", "lancedb",
                      ("lancedb", "pyarrow")),
+    "redis": Entry("vexchange.connectors.redis:RedisConnector", "redis", ("redis",)),
     "pgvector": Entry("vexchange.connectors.pgvector:PgvectorConnector", "pgvector",
                       ("psycopg", "pgvector")),
     "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),

@@ -1,0 +1,294 @@
+"""``redis``: Redis hashes indexed by RediSearch (Redis 8, Redis Stack, Valkey + the module).
+docs/connectors/redis.md.
+
+URL form::
+
+    redis://host:6379/0?index=memories           (password: VEX_REDIS_PASSWORD; ?user=NAME)
+
+One hash per record at ``<prefix><id>`` (prefix ``<index>:`` unless ``?prefix=`` says
+otherwise). Fields: ``id``, ``namespace`` (TAG), ``text`` (TEXT), ``vector`` and
+``vector_<name>`` (float32 little-endian bytes, so vectors are bit-exact), ``metadata`` and
+``_vex`` (JSON text), ``created_at``/``updated_at`` (NUMERIC, epoch ms). A missing index is
+created with the source's dims and metric (HNSW). Each batch is one MULTI/EXEC transaction that
+replaces each record's hash, so fields a record no longer has do not linger.
+
+Reading walks the keys with SCAN (a stateless cursor, so a run can resume); hashes written by
+other tools are read too: every VECTOR attribute of the index is a vector, other fields become
+metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from .._json import dumps_exact, loads_exact
+from ..errors import PermanentError, TransientError, UsageError
+from ..record import MemoryRecord
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._payload import PayloadLayout, json_exact
+from ._store import StoreWriter, metric_for, metric_from
+
+__all__ = ["RedisConnector"]
+
+_METRICS = {"cosine": "COSINE", "dot": "IP", "euclidean": "L2"}
+_LAYOUT = PayloadLayout(text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
+
+
+class _Index:
+    """An index's vector attributes (from FT.INFO) and vexchange's note of their names."""
+
+    def __init__(self, info: dict[str, Any] | None, note: dict[str, Any] | None) -> None:
+        self.exists = info is not None
+        self.fields: dict[str, VectorSpace] = {}
+        for attr in (info or {}).get("attributes", []):
+            pairs = dict(zip(attr[::2], attr[1::2]))
+            if _text(pairs.get("type")) == "VECTOR":
+                self.fields[_text(pairs["attribute"])] = VectorSpace(
+                    dims=int(pairs["dim"]), metric=metric_from(_METRICS, _text(pairs.get("distance_metric"))))
+        self.own = note is not None
+        if note is not None:
+            self.names: dict[str, str] = {f: n for n, f in note["vectors"].items()}
+        elif len(self.fields) == 1:
+            self.names = {next(iter(self.fields)): ""}
+        else:
+            self.names = {f: ("" if f == "vector" else f) for f in self.fields}
+
+    def spaces(self) -> dict[str, VectorSpace]:
+        return {self.names[f]: s for f, s in self.fields.items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisConnector(Connector):
+    name = "redis"
+    extra = "redis"
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True)
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        if not spec.host:
+            raise UsageError("redis needs a server: redis://host:6379/0?index=NAME")
+        self.db_number = int((spec.path or "/0").strip("/") or 0)
+        self.index = spec.params.get("index", "memories")
+        self.prefix = spec.params.get("prefix", f"{self.index}:")
+        self.note_key = f"vexchange:index:{self.index}"
+        self._client: redis.Redis | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"connector": "redis", "location": f"redis://{self.spec.host}:{self.spec.port or 6379}"
+                f"/{self.db_number}#{self.index}"}
+
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis(
+                host=self.spec.host or "127.0.0.1", port=self.spec.port or 6379, db=self.db_number,
+                username=self.spec.params.get("user"), password=self.spec.secret("password"),
+                socket_timeout=30, socket_connect_timeout=10)
+            with translated_redis("connect"):
+                self._client.ping()
+        return self._client
+
+    def describe_index(self) -> _Index:
+        client = self.client()
+        with translated_redis("describe"):
+            try:
+                info = client.ft(self.index).info()
+            except redis.ResponseError as err:
+                if "unknown index" not in str(err).lower() and "no such index" not in str(err).lower():
+                    raise
+                info = None
+            note = client.get(self.note_key)
+        return _Index(info, loads_exact(note) if note else None)
+
+    def _require(self) -> _Index:
+        index = self.describe_index()
+        if not index.exists:
+            raise UsageError(f"Redis has no search index {self.index!r} at {self.describe()['location']}")
+        return index
+
+    def count(self) -> int | None:
+        self._require()
+        with translated_redis("count"):
+            return int(self.client().ft(self.index).info()["num_docs"])
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self._require().spaces()
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        index = self._require()
+        client = self.client()
+        cursor = int(after) if after else 0
+        pattern = _escape_glob(self.prefix) + "*"
+        while True:
+            keys: list[bytes] = []
+            with translated_redis("scan"):
+                while len(keys) < batch_size:
+                    cursor, found = client.scan(cursor, match=pattern, count=batch_size)
+                    keys.extend(found)
+                    if cursor == 0:
+                        break
+                pipe = client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hgetall(key)
+                hashes = pipe.execute()
+            items = [self._item(index, key, fields) for key, fields in zip(keys, hashes) if fields]
+            yield Page(items, str(cursor) if cursor else None)
+            if cursor == 0:
+                return
+
+    def _item(self, index: _Index, key: bytes, fields: dict[bytes, bytes]) -> MemoryRecord | Reject:
+        store_id = key.decode("utf-8", "replace")[len(self.prefix):]
+        try:
+            vectors: dict[str, bytes] = {}
+            for field, name in index.names.items():
+                blob = fields.pop(field.encode(), None)
+                if blob is not None:
+                    if len(blob) != 4 * (index.fields[field].dims or 0):
+                        raise ValueError(f"field {field!r} holds {len(blob)} bytes, not"
+                                         f" {index.fields[field].dims} float32 values")
+                    vectors[name] = bytes(blob)
+            if index.own:
+                meta = fields.get(b"metadata")
+                payload = loads_exact(meta) if meta else {}
+                payload["_vex"] = fields.get(b"_vex", b"").decode() or None
+                store_id = fields[b"id"].decode()
+            else:
+                payload = {k.decode(): v.decode() for k, v in fields.items()
+                           if k not in (b"namespace", b"text")}
+            namespace = fields.get(b"namespace")
+            record = _LAYOUT.unpack(payload, store_id=store_id, vectors=vectors,
+                                    namespace=None if namespace is None else namespace.decode())
+        except (ValueError, UnicodeDecodeError, KeyError) as err:
+            return Reject(reason="bad_hash", detail=str(err), id=store_id,
+                          location=f"{self.describe()['location']} key {key!r}")
+        text = fields.get(b"text")
+        return record if text is None else record.replace(text=text.decode())
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return RedisWriter(self, dry_run=dry_run, spaces=spaces or {})
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class translated_redis:
+    """Connection trouble and timeouts are transient; a refused login or a bad command is not."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        if not isinstance(err, redis.RedisError):
+            return
+        message = f"redis {self.operation} failed: {type(err).__name__}: {err}"[:500]
+        if isinstance(err, redis.AuthenticationError) or "NOAUTH" in str(err) or "WRONGPASS" in str(err):
+            raise PermanentError(message, connector="redis", operation=self.operation,
+                                 hint="check VEX_REDIS_PASSWORD and ?user=") from err
+        if isinstance(err, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
+            raise TransientError(message, connector="redis", operation=self.operation) from err
+        raise PermanentError(message, connector="redis", operation=self.operation,
+                             hint="is the RediSearch module loaded?") from err
+
+
+class RedisWriter(StoreWriter):
+    def __init__(self, store: RedisConnector, *, dry_run: bool,
+                 spaces: dict[str, VectorSpace]) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self.spaces = spaces
+        for space in spaces.values():
+            metric_for("redis", space.metric, _METRICS)
+        self.index = store.describe_index()
+        if self.index.exists and not self.index.own:
+            raise UsageError(f"index {store.index!r} was not created by vexchange; writing"
+                             " hashes for it could break its schema",
+                             hint="choose a new index with ?index=NAME")
+
+    def target_dims(self) -> dict[str, int]:
+        return {n: s.dims for n, s in self.index.spaces().items() if s.dims}
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self.index.spaces()
+
+    def _create(self, batch: list[MemoryRecord]) -> None:
+        wanted = {n: s for n, s in self.spaces.items() if s.dims}
+        for record in batch:
+            for name, vec in record.vectors.items():
+                wanted.setdefault(name, VectorSpace(dims=vec.dims))
+        fields = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
+        schema: list[Any] = ["namespace", "TAG", "text", "TEXT", "created_at", "NUMERIC"]
+        for name, field in fields.items():
+            metric = metric_for("redis", wanted[name].metric or self.spaces.get(name, VectorSpace()).metric, _METRICS)
+            schema += [field, "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", str(wanted[name].dims),
+                       "DISTANCE_METRIC", metric]
+        client = self.store.client()
+        with translated_redis("create index"):
+            client.set(self.store.note_key, dumps_exact({"vexchange": 1, "vectors": fields}))
+            client.execute_command("FT.CREATE", self.store.index, "ON", "HASH", "PREFIX", "1",
+                                   self.store.prefix, "SCHEMA", *schema)
+        self.index = self.store.describe_index()
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if not self.index.exists and not self.dry_run and batch:
+            self._create(batch)
+        return super().write(batch)
+
+    def store_id(self, record: MemoryRecord) -> str:
+        return record.id
+
+    def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        pipe = self.store.client().pipeline(transaction=False)
+        for rid in ids:
+            pipe.hmget(self.store.prefix + rid, ["id", "namespace"])
+        with translated_redis("read"):
+            found = pipe.execute()
+        return {rid: (ns.decode() if ns is not None else None)
+                for rid, (held, ns) in zip(ids, found) if held is not None}
+
+    def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        fields_of = {n: f for f, n in self.index.names.items()}
+        rejects: list[Reject] = []
+        pipe = self.store.client().pipeline(transaction=True)
+        for key, record in rows:
+            unknown = [n for n in record.vectors if n not in fields_of]
+            if unknown:
+                rejects.append(Reject(reason="unknown_vector", id=record.id, namespace=record.namespace,
+                                      detail=f"the index has no field for vector {unknown[0]!r}"))
+                continue
+            payload = _LAYOUT.pack(record)
+            mapping: dict[str, Any] = {"id": record.id, "_vex": payload.pop("_vex")}
+            if record.metadata is not None:
+                mapping["metadata"] = dumps_exact(payload)
+            if record.namespace is not None:
+                mapping["namespace"] = record.namespace
+            if record.text is not None:
+                mapping["text"] = record.text
+            if record.created_at is not None:
+                mapping["created_at"] = record.created_at
+            if record.updated_at is not None:
+                mapping["updated_at"] = record.updated_at
+            for name, vec in record.vectors.items():
+                mapping[fields_of[name]] = vec.data
+            redis_key = self.store.prefix + key
+            pipe.delete(redis_key)
+            pipe.hset(redis_key, mapping=mapping)
+        with translated_redis("upsert"):
+            pipe.execute()
+        return rejects
+
