@@ -40,6 +40,7 @@ _BUILTINS: dict[str, Entry] = {
     "lancedb": Entry("vexchange.connectors.lancedb:LanceDBConnector", "lancedb",
                      ("lancedb", "pyarrow")),
     "redis": Entry("vexchange.connectors.redis:RedisConnector", "redis", ("redis",)),
+    "milvus": Entry("vexchange.connectors.milvus:MilvusConnector", "milvus", ("pymilvus",)),
     "pgvector": Entry("vexchange.connectors.pgvector:PgvectorConnector", "pgvector",
                       ("psycopg", "pgvector")),
     "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),

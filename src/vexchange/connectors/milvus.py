@@ -1,0 +1,341 @@
+"""``milvus``: a Milvus collection, on a server (or Zilliz) or in Milvus Lite. docs/connectors/milvus.md.
+
+URL forms::
+
+    milvus://host:19530/memories                 server (token: VEX_MILVUS_TOKEN; ?db=NAME, ?https=true)
+    milvus:///abs/path/milvus.db?collection=memories   Milvus Lite, embedded
+
+Collections the connector creates (Milvus Lite has no nullable fields, so nothing is nullable)::
+
+    id VARCHAR primary key, namespace VARCHAR, text ARRAY<VARCHAR> (the text in pieces of at most
+    65,535 bytes, so long text is kept whole; [] for no text), metadata JSON, vex ARRAY<VARCHAR>
+    (JSON text), created_at / updated_at INT64 (epoch ms, 0 when unknown), and one FLOAT_VECTOR
+    field per named vector (``vector`` for the default one), each indexed with the source's metric.
+
+Every record needs every vector field the collection has (Milvus vectors cannot be null); a
+record missing one is refused with a reason. Reading pages by primary key (``id > last``), so a
+run can resume; collections of any shape can be read (INT64 or VARCHAR keys, dynamic fields).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from .._json import dumps_exact, loads_exact
+from ..errors import PermanentError, TransientError, UsageError
+from ..record import MemoryRecord
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._payload import PayloadLayout, json_exact
+from ._store import StoreWriter, metric_for, metric_from
+
+__all__ = ["MilvusConnector"]
+
+_METRICS = {"cosine": "COSINE", "dot": "IP", "euclidean": "L2"}
+_LAYOUT = PayloadLayout(text_key=None, namespace_key=None, native=json_exact)
+_PIECE = 65_535
+_MAX_PIECES = 4096
+_NO_NAMESPACE = "namespace_null"
+
+
+def _pieces(text: str) -> list[str]:
+    """UTF-8 pieces of at most 65,535 bytes, cut between characters."""
+    data = text.encode()
+    out: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(start + _PIECE, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:
+            end -= 1
+        out.append(data[start:end].decode())
+        start = end
+    return out or [""]
+
+
+class _Collection:
+    """A collection's shape: key field, vector fields with dims and metrics, our own layout."""
+
+    def __init__(self, client: MilvusClient, name: str) -> None:
+        info = client.describe_collection(name)
+        fields = info["fields"]
+        self.key = next(f["name"] for f in fields if f.get("is_primary"))
+        self.key_is_int = next(f["type"] for f in fields if f.get("is_primary")) == DataType.INT64
+        self.vector_dims = {f["name"]: int(f["params"]["dim"]) for f in fields
+                            if f["type"] == DataType.FLOAT_VECTOR}
+        self.own = bool(info.get("properties", {}).get("vexchange")) or {
+            "vex", "metadata", "namespace", "text"} <= {f["name"] for f in fields}
+        self.names = {c: ("" if c == "vector" or len(self.vector_dims) == 1 else c.removeprefix("vector_"))
+                      for c in self.vector_dims}
+        if self.own:
+            self.names = {c: ("" if c == "vector" else c.removeprefix("vector_")) for c in self.vector_dims}
+        self.metrics: dict[str, str | None] = {}
+        for field in self.vector_dims:
+            try:
+                index = client.describe_index(name, field) or {}
+            except MilvusException:
+                index = {}
+            self.metrics[field] = metric_from(_METRICS, index.get("metric_type"))
+        self.scalars = [f["name"] for f in fields if f["name"] not in self.vector_dims]
+
+    def spaces(self) -> dict[str, VectorSpace]:
+        return {self.names[f]: VectorSpace(dims=d, metric=self.metrics.get(f))
+                for f, d in self.vector_dims.items()}
+
+
+class MilvusConnector(Connector):
+    name = "milvus"
+    extra = "milvus"
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, null_vectors=False,
+                                fixed_dims=True)
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        if spec.host:
+            self.collection_name = (spec.path or "").strip("/") or "memories"
+        elif spec.path:
+            self.collection_name = spec.params.get("collection", "memories")
+        else:
+            raise UsageError("milvus needs a location: milvus://host:19530/COLLECTION or"
+                             " milvus:///path/milvus.db?collection=NAME")
+        self._client: MilvusClient | None = None
+
+    def describe(self) -> dict[str, Any]:
+        if self.spec.host:
+            scheme = "https" if self.spec.params.get("https") == "true" else "http"
+            where = f"{scheme}://{self.spec.host}:{self.spec.port or 19530}"
+        else:
+            where = str(self.spec.path)
+        return {"connector": "milvus", "location": f"{where}#{self.collection_name}"}
+
+    def client(self) -> MilvusClient:
+        if self._client is None:
+            with translated_milvus("connect"):
+                if self.spec.host:
+                    scheme = "https" if self.spec.params.get("https") == "true" else "http"
+                    self._client = MilvusClient(
+                        uri=f"{scheme}://{self.spec.host}:{self.spec.port or 19530}",
+                        token=self.spec.secret("token") or "", db_name=self.spec.params.get("db", ""),
+                        timeout=10)
+                else:
+                    self._client = MilvusClient(str(self.spec.path))
+        return self._client
+
+    def shape(self) -> _Collection | None:
+        client = self.client()
+        with translated_milvus("describe"):
+            if not client.has_collection(self.collection_name):
+                return None
+            return _Collection(client, self.collection_name)
+
+    def _require(self) -> _Collection:
+        shape = self.shape()
+        if shape is None:
+            raise UsageError(f"Milvus has no collection {self.collection_name!r} at"
+                             f" {self.describe()['location']}")
+        return shape
+
+    def count(self) -> int | None:
+        self._require()
+        with translated_milvus("count"):
+            rows = self.client().query(self.collection_name, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self._require().spaces()
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        shape = self._require()
+        client = self.client()
+        last: Any = orjson.loads(after) if after else None
+        while True:
+            condition = "" if last is None else f"{shape.key} > {_literal(last)}"
+            with translated_milvus("query"):
+                rows = client.query(self.collection_name, filter=condition, limit=batch_size,
+                                    output_fields=["*"])
+            keys = [r[shape.key] for r in rows]
+            if keys != sorted(keys) or (last is not None and keys and keys[0] <= last):
+                raise PermanentError("Milvus returned a page out of primary-key order; reading"
+                                     " on could skip records", connector="milvus", operation="read")
+            items = [_item(shape, dict(r)) for r in rows]
+            if keys:
+                last = keys[-1]
+            more = len(rows) == batch_size
+            yield Page(items, orjson.dumps(last).decode() if more else None)
+            if not more:
+                return
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return MilvusWriter(self, dry_run=dry_run, spaces=spaces or {})
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return orjson.dumps(str(value)).decode()  # a double-quoted string with JSON escapes
+
+
+class translated_milvus:
+    """Unreachable servers and timeouts are transient; schema and auth errors are not."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        if not isinstance(err, MilvusException):
+            return
+        text = str(getattr(err, "message", "") or err)
+        message = f"milvus {self.operation} failed: {text}"[:500]
+        if any(word in text.lower() for word in ("unavailable", "fail connecting", "timeout",
+                                                  "deadline", "connection")):
+            raise TransientError(message, connector="milvus", operation=self.operation) from err
+        raise PermanentError(message, connector="milvus", operation=self.operation,
+                             hint="check the Milvus location, collection and VEX_MILVUS_TOKEN") from err
+
+
+def _item(shape: _Collection, row: dict[str, Any]) -> MemoryRecord | Reject:
+    raw_id = row.pop(shape.key)
+    vectors = {shape.names[f]: np.asarray(row.pop(f), dtype="<f4").tobytes()
+               for f in shape.vector_dims if row.get(f) is not None}
+    try:
+        if shape.own:
+            vex = loads_exact("".join(row.get("vex") or []) or "{}")
+            payload = dict(row.get("metadata") or {})
+            namespace = None if vex.pop(_NO_NAMESPACE, False) else row.get("namespace")
+            pieces = row.get("text") or []
+            payload["_vex"] = vex
+            record = _LAYOUT.unpack(payload, store_id=str(raw_id), vectors=vectors,
+                                    namespace=namespace)
+            return record.replace(text="".join(pieces)) if pieces else record
+        text = row.pop("text", None)
+        namespace = row.pop("namespace", None)
+        record = _LAYOUT.unpack(row, store_id=str(raw_id), vectors=vectors,
+                                namespace=namespace if isinstance(namespace, str) else None,
+                                id_type="int" if shape.key_is_int else "str")
+        return record.replace(text=text) if isinstance(text, str) else record
+    except (ValueError, orjson.JSONDecodeError) as err:
+        return Reject(reason="bad_row", detail=str(err), id=str(raw_id))
+
+
+class MilvusWriter(StoreWriter):
+    def __init__(self, store: MilvusConnector, *, dry_run: bool,
+                 spaces: dict[str, VectorSpace]) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self.spaces = spaces
+        for space in spaces.values():
+            metric_for("milvus", space.metric, _METRICS)
+        self.shape = store.shape()
+        if self.shape is not None and not self.shape.own:
+            raise UsageError(f"collection {store.collection_name!r} was not created by vexchange;"
+                             " writing into it could break its schema",
+                             hint="choose a new collection name")
+
+    def target_dims(self) -> dict[str, int]:
+        return {n: s.dims for n, s in self.shape.spaces().items() if s.dims} if self.shape else {}
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self.shape.spaces() if self.shape else {}
+
+    def _create(self, batch: list[MemoryRecord]) -> None:
+        wanted = {n: s for n, s in self.spaces.items() if s.dims}
+        for record in batch:
+            for name, vec in record.vectors.items():
+                wanted.setdefault(name, VectorSpace(dims=vec.dims))
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, max_length=_PIECE, is_primary=True)
+        schema.add_field("namespace", DataType.VARCHAR, max_length=_PIECE)
+        schema.add_field("text", DataType.ARRAY, element_type=DataType.VARCHAR,
+                         max_capacity=_MAX_PIECES, max_length=_PIECE)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("vex", DataType.ARRAY, element_type=DataType.VARCHAR,
+                         max_capacity=_MAX_PIECES, max_length=_PIECE)
+        schema.add_field("created_at", DataType.INT64)
+        schema.add_field("updated_at", DataType.INT64)
+        index = MilvusClient.prepare_index_params()
+        for name in sorted(wanted):
+            field = "vector" if name == "" else f"vector_{name}"
+            schema.add_field(field, DataType.FLOAT_VECTOR, dim=wanted[name].dims)
+            metric = metric_for("milvus", wanted[name].metric or self.spaces.get(name, VectorSpace()).metric, _METRICS)
+            index.add_index(field, index_type="AUTOINDEX", metric_type=metric)
+        client = self.store.client()
+        with translated_milvus("create collection"):
+            client.create_collection(self.store.collection_name, schema=schema, index_params=index,
+                                     properties={"vexchange": "1"})
+        self.shape = self.store.shape()
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if self.shape is None and not self.dry_run and batch:
+            self._create(batch)
+        return super().write(batch)
+
+    def store_id(self, record: MemoryRecord) -> str:
+        return record.id
+
+    def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        listed = ", ".join(_literal(i) for i in ids)
+        with translated_milvus("query"):
+            rows = self.store.client().query(self.store.collection_name, filter=f"id in [{listed}]",
+                                             output_fields=["namespace", "vex"])
+        held: dict[Any, str | None] = {}
+        for row in rows:
+            vex = loads_exact("".join(row.get("vex") or []) or "{}")
+            held[row["id"]] = None if vex.get(_NO_NAMESPACE) else row.get("namespace")
+        return held
+
+    def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        assert self.shape is not None
+        fields_of = {n: f for f, n in self.shape.names.items()}
+        rejects: list[Reject] = []
+        data: list[dict[str, Any]] = []
+        for _, record in rows:
+            problem = _refusal(record, fields_of)
+            if problem is None:
+                payload = _LAYOUT.pack(record)
+                vex = payload.pop("_vex")
+                if record.namespace is None:
+                    vex[_NO_NAMESPACE] = True
+                text_pieces = _pieces(record.text) if record.text is not None else []
+                vex_pieces = _pieces(dumps_exact(vex))
+                if max(len(text_pieces), len(vex_pieces)) > _MAX_PIECES:
+                    problem = ("too_large", "text or fields beyond 256 MB do not fit a Milvus row")
+            if problem is not None:
+                rejects.append(Reject(reason=problem[0], detail=problem[1], id=record.id,
+                                      namespace=record.namespace))
+                continue
+            row = {"id": record.id, "namespace": record.namespace or "", "text": text_pieces,
+                   "metadata": payload, "vex": vex_pieces, "created_at": record.created_at or 0,
+                   "updated_at": record.updated_at or 0}
+            for name, vec in record.vectors.items():
+                row[fields_of[name]] = vec.array()
+            data.append(row)
+        if data:
+            with translated_milvus("upsert"):
+                self.store.client().upsert(self.store.collection_name, data)
+        return rejects
+
+
+def _refusal(record: MemoryRecord, fields_of: dict[str, str]) -> tuple[str, str] | None:
+    unknown = [n for n in record.vectors if n not in fields_of]
+    if unknown:
+        return "unknown_vector", f"the collection has no field for vector {unknown[0]!r}"
+    missing = [n for n in fields_of if n not in record.vectors]
+    if missing:
+        return "missing_vector", (f"Milvus needs every vector field; this record has no vector"
+                                  f" {missing[0]!r}")
+    if len(record.id.encode()) > _PIECE:
+        return "id_too_long", "Milvus keys hold at most 65,535 bytes"
+    return None
