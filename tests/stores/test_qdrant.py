@@ -25,3 +25,20 @@ class TestQdrantLocal(ConnectorConformance):
         from vexchange.testing.servers import free_port
 
         return f"qdrant://127.0.0.1:{free_port()}/memories"
+
+
+class TestQdrantEdge(ConnectorConformance):
+    """The real Qdrant engine (segments, WAL, normalising cosine vectors), in-process."""
+
+    expect_normalised = True
+
+    @pytest.fixture
+    def new_location(self, tmp_path: Path) -> Any:
+        pytest.importorskip("qdrant_edge")
+        return lambda name: f"qdrant-edge://{tmp_path}/edge-{name}"
+
+    @pytest.fixture
+    def broken_location(self, tmp_path: Path) -> str:
+        (tmp_path / "not-a-shard").mkdir()
+        (tmp_path / "not-a-shard" / "stray.txt").write_text("not a shard")
+        return f"qdrant-edge://{tmp_path}/not-a-shard"

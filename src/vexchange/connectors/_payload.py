@@ -62,9 +62,14 @@ def json_exact(value: Any) -> bool:
 
 
 def has_float(value: Any) -> bool:
-    """A float, or a list holding one."""
-    return isinstance(value, float) or (isinstance(value, list) and any(
-        isinstance(v, float) for v in value))
+    """A float, or a list or object holding one at any depth."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, list):
+        return any(has_float(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_float(v) for v in value.values())
+    return False
 
 
 def _scalar(value: Any) -> bool:

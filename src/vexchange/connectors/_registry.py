@@ -43,6 +43,8 @@ _BUILTINS: dict[str, Entry] = {
     "milvus": Entry("vexchange.connectors.milvus:MilvusConnector", "milvus", ("pymilvus",)),
     "pgvector": Entry("vexchange.connectors.pgvector:PgvectorConnector", "pgvector",
                       ("psycopg", "pgvector")),
+    "qdrant-edge": Entry("vexchange.connectors.qdrant_edge:QdrantEdgeConnector", "qdrant-edge",
+                         ("qdrant_edge",)),
     "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),
     "jsonl": Entry("vexchange.connectors.vmig:VmigConnector"),
     "vektor": Entry("vexchange.connectors.vektor:VektorConnector"),

@@ -20,28 +20,26 @@ Both go through the same ``QdrantClient`` calls, so the server path is the local
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import numpy as np
 import orjson
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ..errors import PermanentError, TransientError, UsageError
-from ..record import MemoryRecord, canonical_int
+from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
-from ._payload import PayloadLayout, json_exact, uuid_for
+from ._qdrant_common import LAYOUT as _LAYOUT
+from ._qdrant_common import METRICS as _METRICS
+from ._qdrant_common import point_id, record_from_point
 from ._store import StoreWriter, metric_for, metric_from, translated
 
 __all__ = ["QdrantConnector"]
 
-_METRICS = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhattan": "Manhattan"}
 _DEFAULT_COLLECTION = "memories"
-_LAYOUT = PayloadLayout(native=json_exact, vex_as_text=True)
 _TRANSIENT = (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError)
 
 
@@ -118,7 +116,7 @@ class QdrantConnector(Connector):
                 points, next_offset = self.client().scroll(
                     self.collection_name, limit=batch_size, offset=offset,
                     with_payload=True, with_vectors=True)
-            items = [_item(p) for p in points]
+            items = [record_from_point(p.id, p.vector, p.payload) for p in points]
             offset = next_offset
             yield Page(items, None if offset is None else orjson.dumps(offset).decode())
             if offset is None:
@@ -157,37 +155,6 @@ class _Translated:
             raise PermanentError(message, connector="qdrant", operation=self.operation,
                                  hint=hint) from err
         return self.inner.__exit__(kind, err, tb)
-
-
-def _item(point: Any) -> MemoryRecord | Reject:
-    raw = point.vector
-    vectors: dict[str, bytes] = {}
-    named = raw if isinstance(raw, dict) else ({"": raw} if raw is not None else {})
-    for name, values in named.items():
-        if isinstance(values, list) and values and not isinstance(values[0], list):
-            vectors[name] = np.asarray(values, dtype="<f4").tobytes()
-        else:
-            return Reject(reason="unsupported_vector", id=str(point.id),
-                          detail=f"vector {name!r} is sparse or a multivector; vexchange keeps"
-                                 " dense vectors only")
-    try:
-        return _LAYOUT.unpack(point.payload or {}, store_id=str(point.id), vectors=vectors,
-                              id_type="int" if isinstance(point.id, int) else "str")
-    except ValueError as err:
-        return Reject(reason="bad_payload", detail=str(err), id=str(point.id), record=point.payload)
-
-
-def point_id(record_id: str) -> int | str:
-    """The Qdrant id for a record id: itself when Qdrant can hold it, else a UUIDv5."""
-    value = canonical_int(record_id)
-    if value is not None and 0 <= value < 1 << 64:
-        return value
-    try:
-        if str(uuid.UUID(record_id)) == record_id:
-            return record_id
-    except ValueError:
-        pass
-    return uuid_for(record_id)
 
 
 class QdrantWriter(StoreWriter):

@@ -1,0 +1,52 @@
+"""What the Qdrant server/local connector and the Qdrant Edge connector share (no SDK import):
+metric names, the payload layout, id mapping, and turning a point into a record."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+
+from ..record import MemoryRecord, canonical_int
+from ._base import Reject
+from ._payload import PayloadLayout, has_float, json_exact, uuid_for
+
+__all__ = ["LAYOUT", "METRICS", "point_id", "record_from_point"]
+
+METRICS = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhattan": "Manhattan"}
+LAYOUT = PayloadLayout(native=json_exact, inexact=has_float, vex_as_text=True)
+"""Qdrant parses payload floats with serde_json's fast (not always correctly rounded) parser:
+90.28571428571429 comes back as 90.28571428571428 from the Edge engine. Floats are written for
+filtering and kept exactly in ``_vex`` too."""
+
+
+def point_id(record_id: str) -> int | str:
+    """The Qdrant id for a record id: itself when Qdrant can hold it, else a UUIDv5."""
+    value = canonical_int(record_id)
+    if value is not None and 0 <= value < 1 << 64:
+        return value
+    try:
+        if str(uuid.UUID(record_id)) == record_id:
+            return record_id
+    except ValueError:
+        pass
+    return uuid_for(record_id)
+
+
+def record_from_point(pid: Any, raw: Any, payload: dict[str, Any] | None) -> MemoryRecord | Reject:
+    """A point (id, vector as a list or a dict by name, payload) as a record."""
+    vectors: dict[str, bytes] = {}
+    named = raw if isinstance(raw, dict) else ({"": raw} if raw is not None else {})
+    for name, values in named.items():
+        if isinstance(values, list) and values and not isinstance(values[0], list):
+            vectors[name] = np.asarray(values, dtype="<f4").tobytes()
+        else:
+            return Reject(reason="unsupported_vector", id=str(pid),
+                          detail=f"vector {name!r} is sparse or a multivector; vexchange keeps"
+                                 " dense vectors only")
+    try:
+        return LAYOUT.unpack(payload or {}, store_id=str(pid), vectors=vectors,
+                             id_type="int" if isinstance(pid, int) else "str")
+    except ValueError as err:
+        return Reject(reason="bad_payload", detail=str(err), id=str(pid), record=payload)

@@ -1,0 +1,166 @@
+"""``qdrant-edge``: a Qdrant Edge shard directory (``qdrant-edge-py``, the Qdrant engine's own
+segment and shard code, in-process; the on-disk format of a server shard). docs/connectors/qdrant.md.
+
+URL form: ``qdrant-edge:///abs/shard-dir`` (or ``qdrant-edge:relative/dir``).
+
+Same mapping as the ``qdrant`` connector (ids, named vectors, payload, ``_vex``). The shard's
+vector configuration is read from its ``edge_config.json``. A missing shard is created with the
+source's dims and metric. Cosine vectors are stored normalised by the engine; ``verify``
+reports them as "normalised".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import qdrant_edge as qe
+
+from ..errors import PermanentError, UsageError
+from ..record import MemoryRecord
+from ..spec import StoreSpec
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._qdrant_common import LAYOUT, METRICS, point_id, record_from_point
+from ._store import StoreWriter, metric_for, metric_from, translated
+
+__all__ = ["QdrantEdgeConnector"]
+
+_CONFIG = "edge_config.json"
+
+
+def _translated(operation: str) -> Any:
+    return translated("qdrant-edge", operation, permanent=(RuntimeError, ValueError, OSError),
+                      hint="is the directory a Qdrant Edge shard, and not open elsewhere?")
+
+
+class QdrantEdgeConnector(Connector):
+    name = "qdrant-edge"
+    extra = "qdrant-edge"
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
+                                normalises=("cosine",))
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__(spec)
+        if not spec.path:
+            raise UsageError("qdrant-edge needs a shard directory: qdrant-edge:///path/shard")
+        self.path = Path(spec.path)
+        self._shard: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"connector": "qdrant-edge", "location": str(self.path.resolve())}
+
+    def is_shard(self) -> bool:
+        return (self.path / _CONFIG).is_file()
+
+    def shard(self, *, create: dict[str, VectorSpace] | None = None) -> Any:
+        if self._shard is None:
+            if self.is_shard():
+                with _translated("open"):
+                    self._shard = qe.EdgeShard.load(str(self.path))
+            elif create is not None:
+                if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+                    raise UsageError(f"{self.path} exists and is not a Qdrant Edge shard")
+                self.path.mkdir(parents=True, exist_ok=True)
+                config = qe.EdgeConfig(vectors={
+                    name: qe.EdgeVectorParams(size=space.dims, distance=getattr(
+                        qe.Distance, metric_for("qdrant-edge", space.metric, METRICS)))
+                    for name, space in create.items()})
+                with _translated("create"):
+                    self._shard = qe.EdgeShard.create(str(self.path), config)
+            else:
+                raise UsageError(f"{self.path} is not a Qdrant Edge shard (no {_CONFIG})")
+        return self._shard
+
+    def count(self) -> int | None:
+        shard = self.shard()
+        with _translated("count"):
+            return int(shard.count(qe.CountRequest()))
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        if not self.is_shard():
+            raise UsageError(f"{self.path} is not a Qdrant Edge shard (no {_CONFIG})")
+        try:
+            config = orjson.loads((self.path / _CONFIG).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as err:
+            raise PermanentError(f"cannot read {self.path / _CONFIG}: {err}",
+                                 connector="qdrant-edge", operation="describe") from err
+        return {name: VectorSpace(dims=params.get("size"),
+                                  metric=metric_from(METRICS, params.get("distance")))
+                for name, params in (config.get("vectors") or {}).items()}
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        shard = self.shard()
+        offset: Any = orjson.loads(after) if after else None
+        while True:
+            with _translated("scroll"):
+                points, offset = shard.scroll(qe.ScrollRequest(
+                    offset=offset, limit=batch_size, with_vector=True, with_payload=True))
+            items = [record_from_point(p.id, p.vector, p.payload) for p in points]
+            yield Page(items, None if offset is None else orjson.dumps(offset).decode())
+            if offset is None:
+                return
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return QdrantEdgeWriter(self, dry_run=dry_run, spaces=spaces or {})
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+
+
+class QdrantEdgeWriter(StoreWriter):
+    def __init__(self, store: QdrantEdgeConnector, *, dry_run: bool,
+                 spaces: dict[str, VectorSpace]) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self.spaces = spaces
+        for space in spaces.values():
+            metric_for("qdrant-edge", space.metric, METRICS)
+        self.held = store.vector_spaces() if store.is_shard() else {}
+
+    def target_dims(self) -> dict[str, int]:
+        return {n: s.dims for n, s in self.held.items() if s.dims}
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return dict(self.held)
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if not self.held and not self.dry_run and batch:
+            wanted = {n: s for n, s in self.spaces.items() if s.dims}
+            for record in batch:
+                for name, vec in record.vectors.items():
+                    wanted.setdefault(name, VectorSpace(dims=vec.dims))
+            self.store.shard(create={n: VectorSpace(dims=s.dims, metric=s.metric or (
+                self.spaces.get(n) or VectorSpace()).metric) for n, s in wanted.items()})
+            self.held = self.store.vector_spaces()
+        return super().write(batch)
+
+    def store_id(self, record: MemoryRecord) -> Any:
+        return point_id(record.id)
+
+    def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        with _translated("retrieve"):
+            found = self.store.shard().retrieve(ids, True, False)
+        return {p.id: (p.payload or {}).get("namespace") for p in found}
+
+    def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        points = []
+        rejects: list[Reject] = []
+        for key, record in rows:
+            unknown = [n for n in record.vectors if n not in self.held]
+            if unknown:
+                rejects.append(Reject(reason="unknown_vector", id=record.id, namespace=record.namespace,
+                                      detail=f"the shard has no vector named {unknown[0]!r}"))
+                continue
+            points.append(qe.Point(id=key, vector={n: v.tolist() for n, v in record.vectors.items()},
+                                   payload=LAYOUT.pack(record, store_id=str(key))))
+        if points:
+            shard = self.store.shard()
+            with _translated("upsert"):
+                shard.update(qe.UpdateOperation.upsert_points(points))
+                shard.flush()
+        return rejects
