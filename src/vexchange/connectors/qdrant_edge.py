@@ -64,7 +64,7 @@ class QdrantEdgeConnector(Connector):
                     raise UsageError(f"{self.path} exists and is not a Qdrant Edge shard")
                 self.path.mkdir(parents=True, exist_ok=True)
                 config = qe.EdgeConfig(vectors={
-                    name: qe.EdgeVectorParams(size=space.dims, distance=getattr(
+                    name: qe.EdgeVectorParams(size=space.dims or 0, distance=getattr(
                         qe.Distance, metric_for("qdrant-edge", space.metric, METRICS)))
                     for name, space in create.items()})
                 with _translated("create"):
