@@ -165,3 +165,25 @@ def test_same_id_in_two_namespaces_is_a_counted_conflict_not_an_overwrite(tmp_pa
     later.write_bytes(encode_record(MemoryRecord(id="7", text="from elsewhere", namespace="c")))
     again = vexchange.import_(later, f"vektor:{target}", allow_skips=True)
     assert again.counts.skipped == {"id_conflict": 1} and rows(target)[0][2] == "in a"
+
+
+def test_string_ids_never_take_the_rowid_of_a_later_integer_id(tmp_path: Path) -> None:
+    """A string id in an integer-id database gets a rowid below zero: an integer id arriving
+    later (in this run or the next) finds its own row free, and nothing is overwritten."""
+    from vexchange.testing.conformance import read_all, write_vmig
+    from vexchange.record import Vector
+
+    vec = Vector(np.ones(4, dtype="<f4").tobytes())
+    first = [MemoryRecord(id="mem-a", namespace="x", vectors={"": vec}, source_store="qdrant"),
+             MemoryRecord(id="note-b", namespace="x", vectors={"": vec})]
+    later = [MemoryRecord(id=str(i), id_type="int", namespace="x", vectors={"": vec}) for i in (1, 2)]
+    target = f"vektor://{tmp_path}/m.db"
+    vexchange.migrate(write_vmig(tmp_path / "a.vmig.jsonl", first, metric="dot"), target,
+                      receipt=tmp_path / "a.json", rejects=tmp_path / "a.rej")
+    receipt = vexchange.migrate(write_vmig(tmp_path / "b.vmig.jsonl", later), target,
+                                receipt=tmp_path / "b.json", rejects=tmp_path / "b.rej")
+    assert receipt.counts.written == 2 and not receipt.counts.skipped
+    back = read_all(target)
+    assert set(back) == {("x", "mem-a"), ("x", "note-b"), ("x", "1"), ("x", "2")}
+    assert back[("x", "mem-a")].source_store == "qdrant"
+    assert vexchange.open_store(target).vector_spaces()[""].metric == "dot"

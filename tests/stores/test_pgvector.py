@@ -46,6 +46,6 @@ def test_reads_a_table_vexchange_did_not_create(store_servers: Any) -> None:
     got = read_all(f"pgvector://{server.host}:{server.port}/postgres?table={table}")
     record = got[(None, "7")]
     assert record.id_type == "int" and record.text == "hello"
-    assert record.metadata == {"a": 1, "lang": "en"}
+    assert record.metadata == {"a": 1, "lang": "en"} and record.source_store == "pgvector"
     assert record.created_at == 1735787045678
     assert record.vectors[""].tolist() == [1.0, 2.0, 3.0]

@@ -82,6 +82,7 @@ class PayloadLayout:
 
     def __init__(
         self,
+        store: str,
         *,
         text_key: str | None = "text",
         # None: the connector keeps the text itself (Chroma documents, a text column)
@@ -93,6 +94,8 @@ class PayloadLayout:
         """``native``: values the store holds as they are. ``inexact``: native values the store
         may change (Chroma rounds some floats), written natively for filtering *and* kept
         exactly in ``_vex``, which wins on read."""
+        self.store = store
+        """Named as ``source_store`` of records vexchange did not write (Vex does the same)."""
         self.text_key = text_key
         self.namespace_key = namespace_key
         self.native = native
@@ -173,7 +176,7 @@ class PayloadLayout:
             metadata=metadata,
             created_at=vex.get("created_at"),
             updated_at=vex.get("updated_at"),
-            source_store=vex.get("source_store"),
+            source_store=vex.get("source_store") if vex else self.store,
             score=vex.get("score"),
             modality=vex.get("modality", "text"),
             id_type=kind,

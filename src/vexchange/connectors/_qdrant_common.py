@@ -15,7 +15,7 @@ from ._payload import PayloadLayout, has_float, json_exact, uuid_for
 __all__ = ["LAYOUT", "METRICS", "point_id", "record_from_point"]
 
 METRICS = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhattan": "Manhattan"}
-LAYOUT = PayloadLayout(native=json_exact, inexact=has_float, vex_as_text=True)
+LAYOUT = PayloadLayout("qdrant", native=json_exact, inexact=has_float, vex_as_text=True)
 """Qdrant parses payload floats with serde_json's fast (not always correctly rounded) parser:
 90.28571428571429 comes back as 90.28571428571428 from the Edge engine. Floats are written for
 filtering and kept exactly in ``_vex`` too."""

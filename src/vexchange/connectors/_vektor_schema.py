@@ -30,6 +30,9 @@ from ..record import DEFAULT_VECTOR, MemoryRecord, Vector
 
 SIDE_TABLE = "vexchange_records"
 
+SPACES_TABLE = "vexchange_vector_spaces"
+"""Dims and metric of each vector name, as the source of the last import declared them (VEKTOR
+itself has no notion of a metric)."""
 SIDE_DDL = f"""
 CREATE TABLE IF NOT EXISTS {SIDE_TABLE} (
   row_key     TEXT PRIMARY KEY,
@@ -38,6 +41,11 @@ CREATE TABLE IF NOT EXISTS {SIDE_TABLE} (
   overrides   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {SIDE_TABLE}_source_id ON {SIDE_TABLE}(source_id);
+CREATE TABLE IF NOT EXISTS {SPACES_TABLE} (
+  name   TEXT PRIMARY KEY,
+  dims   INTEGER,
+  metric TEXT
+);
 """
 
 SLIPSTREAM_DDL = """
@@ -211,7 +219,7 @@ def overrides_for(original: MemoryRecord, derived: MemoryRecord) -> dict[str, An
     """The fields of ``original`` that the row alone does not give back exactly."""
     out: dict[str, Any] = {}
     for field in ("id", "id_type", "text", "namespace", "created_at", "updated_at", "score",
-                  "modality"):
+                  "modality", "source_store"):
         if _strict(getattr(original, field)) != _strict(getattr(derived, field)):
             out[field] = getattr(original, field)
     if _strict(original.metadata) != _strict(derived.metadata):

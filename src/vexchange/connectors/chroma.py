@@ -40,7 +40,7 @@ __all__ = ["ChromaConnector"]
 
 _METRICS = {"cosine": "cosine", "dot": "ip", "euclidean": "l2"}
 _DEFAULT_COLLECTION = "memories"
-_LAYOUT = PayloadLayout(text_key=None, native=scalar_or_scalar_list, inexact=has_float,
+_LAYOUT = PayloadLayout("chroma", text_key=None, native=scalar_or_scalar_list, inexact=has_float,
                         vex_as_text=True)
 _TRANSIENT = (httpx.TransportError, ConnectionError, TimeoutError)
 

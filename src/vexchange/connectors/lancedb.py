@@ -40,7 +40,7 @@ from ._store import StoreWriter, metric_for, translated
 __all__ = ["LanceDBConnector"]
 
 _METRICS = {"cosine": "cosine", "dot": "dot", "euclidean": "l2"}
-_LAYOUT = PayloadLayout(text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
+_LAYOUT = PayloadLayout("lancedb", text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
 _SCHEMA_KEY = b"vexchange"
 _TS = pa.timestamp("ms", tz="UTC")
 

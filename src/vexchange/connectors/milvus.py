@@ -37,7 +37,7 @@ from ._store import StoreWriter, metric_for, metric_from
 __all__ = ["MilvusConnector"]
 
 _METRICS = {"cosine": "COSINE", "dot": "IP", "euclidean": "L2"}
-_LAYOUT = PayloadLayout(text_key=None, namespace_key=None, native=json_exact)
+_LAYOUT = PayloadLayout("milvus", text_key=None, namespace_key=None, native=json_exact)
 _PIECE = 65_535
 _MAX_PIECES = 4096
 _NO_NAMESPACE = "namespace_null"

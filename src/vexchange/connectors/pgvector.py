@@ -67,7 +67,7 @@ def _pg_exact(value: Any) -> bool:
     return json_exact(value)
 
 
-_LAYOUT = PayloadLayout(text_key=None, namespace_key=None, native=_pg_exact)
+_LAYOUT = PayloadLayout("pgvector", text_key=None, namespace_key=None, native=_pg_exact)
 
 
 class _Table:

@@ -35,7 +35,7 @@ from ._store import StoreWriter, metric_for, metric_from
 __all__ = ["RedisConnector"]
 
 _METRICS = {"cosine": "COSINE", "dot": "IP", "euclidean": "L2"}
-_LAYOUT = PayloadLayout(text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
+_LAYOUT = PayloadLayout("redis", text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
 
 
 class _Index:

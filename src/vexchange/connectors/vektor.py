@@ -31,6 +31,7 @@ from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._vektor_schema import (
     SIDE_DDL,
     SIDE_TABLE,
+    SPACES_TABLE,
     SLIPSTREAM_DDL,
     Layout,
     apply_overrides,
@@ -77,6 +78,14 @@ class VektorConnector(Connector):
             finally:
                 db.close()
 
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        db, layout = self._open_read()
+        try:
+            with _translated(self.path, "describe"):
+                return _spaces(db, layout)
+        finally:
+            db.close()
+
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         db, layout = self._open_read()
         try:
@@ -120,11 +129,12 @@ class VektorConnector(Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
-        return VektorWriter(self.path, dry_run=dry_run)
+        return VektorWriter(self.path, dry_run=dry_run, spaces=spaces or {})
 
 
 class VektorWriter(Writer):
-    def __init__(self, path: Path, *, dry_run: bool) -> None:
+    def __init__(self, path: Path, *, dry_run: bool,
+                 spaces: dict[str, VectorSpace] | None = None) -> None:
         self.path = path
         self.dry_run = dry_run
         creating = not path.exists()
@@ -140,7 +150,23 @@ class VektorWriter(Writer):
             self.layout = _require_layout(self.db, path)
             if not dry_run:
                 self.db.executescript(SIDE_DDL)
+        self._unsaved_spaces = dict(spaces or {})
         self.fts = _FtsPlan.inspect(self.db)
+
+    def _save_spaces(self) -> None:
+        """Inside the first batch's transaction: no write happens before the first batch."""
+        for name, space in self._unsaved_spaces.items():
+            if space.metric or space.dims:
+                self.db.execute(f"INSERT OR REPLACE INTO {SPACES_TABLE} VALUES (?, ?, ?)",
+                                (name, space.dims, space.metric))
+        self._unsaved_spaces = {}
+
+    _spaces_at_close: dict[str, VectorSpace] | None = None
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        if self._spaces_at_close is not None:
+            return self._spaces_at_close
+        return _spaces(self.db, self.layout)
 
     def target_dims(self) -> dict[str, int]:
         col = self.layout.vector_column
@@ -156,6 +182,7 @@ class VektorWriter(Writer):
         with _translated(self.path, "write"):
             try:
                 self.db.execute("BEGIN IMMEDIATE")
+                self._save_spaces()
                 rejects = self._write_batch(batch)
                 self.db.execute("COMMIT")
             except BaseException:
@@ -169,7 +196,15 @@ class VektorWriter(Writer):
         written: list[tuple[MemoryRecord, Any]] = []
         for record in batch:
             key = self._row_key(record)
+            if key is None:
+                key = self._fresh_key()
             found = self._existing(key)
+            if found is not None and found[1] != record.id:
+                rejects.append(Reject(
+                    reason="id_conflict", id=record.id, namespace=record.namespace,
+                    detail=f"row {key} already holds the memory {found[1]!r}; it is not"
+                           " overwritten"))
+                continue
             if found is not None and _clash(found[0], record.namespace):
                 rejects.append(Reject(
                     reason="id_conflict", id=record.id, namespace=record.namespace,
@@ -191,13 +226,19 @@ class VektorWriter(Writer):
                                 (record.id,)).fetchone()
         return int(found[0]) if found else None
 
-    def _existing(self, key: Any) -> tuple[Any] | None:
-        """``(namespace,)`` of the row holding ``key``, or None when there is no such row."""
-        if key is None:
-            return None
+    def _fresh_key(self) -> int:
+        """A rowid for a string id in an integer-id database: below every existing row and
+        below zero, so it never takes the place of an integer id a source may bring later."""
+        lowest = self.db.execute("SELECT MIN(id) FROM memories").fetchone()[0]
+        return min(int(lowest or 0), 0) - 1
+
+    def _existing(self, key: Any) -> tuple[Any, str] | None:
+        """``(namespace, record id)`` of the row holding ``key``, or None when there is none."""
         column = '"namespace"' if "namespace" in self.layout.columns else "NULL"
-        found = self.db.execute(f"SELECT {column} FROM memories WHERE id = ?", (key,)).fetchone()
-        return None if found is None else (found[0],)
+        found = self.db.execute(
+            f"SELECT {column}, s.source_id FROM memories m LEFT JOIN {SIDE_TABLE} s"
+            " ON s.row_key = CAST(m.id AS TEXT) WHERE m.id = ?", (key,)).fetchone()
+        return None if found is None else (found[0], found[1] or str(key))
 
     def _upsert(self, key: Any, row: dict[str, Any], *, exists: bool) -> Any:
         if exists:
@@ -232,11 +273,19 @@ class VektorWriter(Writer):
                 self.db.execute(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", (str(key),))
 
     def finish(self, summary: dict[str, Any]) -> None:
-        self.db.close()
+        self._close()
 
     def abort(self) -> None:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
+        self._close()
+
+    def _close(self) -> None:
+        """Close, keeping what the receipt asks about afterwards."""
+        try:
+            self._spaces_at_close = _spaces(self.db, self.layout)
+        except sqlite3.Error:
+            self._spaces_at_close = {}
         self.db.close()
 
 
@@ -320,6 +369,20 @@ def _require_layout(db: sqlite3.Connection, path: Path) -> Layout:
 
 def _has_table(db: sqlite3.Connection, name: str) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
+def _spaces(db: sqlite3.Connection, layout: Layout) -> dict[str, VectorSpace]:
+    """What an import recorded, else the default vector's size from the first row."""
+    if _has_table(db, SPACES_TABLE):
+        saved = {name: VectorSpace(dims=dims, metric=metric)
+                 for name, dims, metric in db.execute(f"SELECT name, dims, metric FROM {SPACES_TABLE}")}
+        if saved:
+            return saved
+    col = layout.vector_column
+    if not col:
+        return {}
+    row = db.execute(f'SELECT length("{col}") FROM memories WHERE "{col}" IS NOT NULL LIMIT 1').fetchone()
+    return {"": VectorSpace(dims=row[0] // 4)} if row and row[0] else {}
 
 
 def _rowid_for(text: str) -> int | None:

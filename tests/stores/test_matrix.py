@@ -1,0 +1,76 @@
+"""Every pair of connectors: source file -> A -> B -> file, and `verify` passes for each.
+
+The dataset is what every store here can hold (one vector per record, no record without a
+vector, the "dot" metric so no store normalises), with every metadata type, unicode, long
+text, missing text and namespaces. For each A the data is loaded once, then copied into
+every other B; each B is exported and verified against the original file and against A.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vexchange import migrate, verify
+from vexchange.testing.conformance import read_all, write_vmig
+from vexchange.testing.records import sample_records
+
+STORES = ("vektor", "chroma", "qdrant", "qdrant-edge", "pgvector", "lancedb", "milvus", "redis")
+_MODULES = {"chroma": "chromadb", "qdrant": "qdrant_client", "qdrant-edge": "qdrant_edge",
+            "pgvector": "psycopg", "lancedb": "lancedb", "milvus": "pymilvus", "redis": "redis"}
+
+
+def locations(tmp_path: Path, servers: Any) -> dict[str, Callable[[str], str]]:
+    run = uuid.uuid4().hex[:6]
+
+    def server(kind: str) -> Any:
+        return servers[kind]
+
+    return {
+        "vektor": lambda n: f"vektor://{tmp_path}/{n}.db",
+        "chroma": lambda n: f"chroma://{tmp_path}/chroma-{n}?collection=c-{n}",
+        "qdrant": lambda n: f"qdrant://{tmp_path}/qdrant-{n}?collection={n}",
+        "qdrant-edge": lambda n: f"qdrant-edge://{tmp_path}/edge-{n}",
+        "pgvector": lambda n: (f"pgvector://{server('postgres').host}:{server('postgres').port}"
+                               f"/postgres?table=m{run}_{n.replace('-', '_')}"),
+        "lancedb": lambda n: f"lancedb://{tmp_path}/lance?table={n}",
+        "milvus": lambda n: (f"milvus://{server('milvus').host}:{server('milvus').port}"
+                             f"/m{run}_{n.replace('-', '_')}"),
+        "redis": lambda n: (f"redis://{server('redis').host}:{server('redis').port}/0"
+                            f"?index=m{run}{n}"),
+    }
+
+
+@pytest.mark.parametrize("first", STORES)
+def test_every_pair_moves_the_data_unchanged(first: str, tmp_path: Path, store_servers: Any) -> None:
+    for kind in STORES:
+        if kind in _MODULES:
+            pytest.importorskip(_MODULES[kind])
+    records = list(sample_records(25, dims=8, null_vectors=False, seed=5))
+    source = write_vmig(tmp_path / "source.vmig.jsonl", records, metric="dot")
+    where = locations(tmp_path, store_servers)
+    a = where[first](f"a-{first}")
+    receipt = migrate(source, a, receipt=tmp_path / "a.json", rejects=tmp_path / "a.rejects.jsonl")
+    assert receipt.counts.written == len(records), (first, receipt.counts)
+    failures = []
+    for second in STORES:
+        if second == first:
+            continue
+        b = where[second](f"b-{first}-{second}")
+        out = tmp_path / f"{first}-{second}.vmig.jsonl"
+        migrate(a, b, receipt=tmp_path / f"{second}.json", rejects=tmp_path / f"{second}.rej.jsonl")
+        migrate(b, out, receipt=tmp_path / f"{second}.out.json",
+                rejects=tmp_path / f"{second}.out.rej.jsonl")
+        report = verify(out, against=source)
+        if not report["ok"]:
+            failures.append((second, report["checks"]))
+            continue
+        back = verify(b, against=a)
+        if not back["ok"]:
+            failures.append((second, back["checks"]))
+        assert len(read_all(out)) == len(records)
+    assert not failures, failures
