@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,16 @@ Location = str | Path | StoreSpec | Connector
 
 
 def open_store(location: Location, *, secrets: Mapping[str, str] | None = None) -> Connector:
-    """A connector for a URL, a file path, a parsed spec, or a connector (returned as is)."""
+    """A connector for a URL, a file path, a parsed spec, or a connector (returned as is).
+
+    ``secrets`` (API keys, passwords, tokens by name) override ``VEX_<CONNECTOR>_<NAME>``
+    environment variables; they never appear in receipts, sidecars or logs."""
     if isinstance(location, Connector):
         return location
-    spec = location if isinstance(location, StoreSpec) else StoreSpec.parse(str(location), secrets=secrets)
+    if isinstance(location, StoreSpec):
+        spec = dataclasses.replace(location, secrets={**location.secrets, **(secrets or {})})
+    else:
+        spec = StoreSpec.parse(str(location), secrets=secrets)
     return _registry.get(spec.scheme).from_spec(spec)
 
 
@@ -46,6 +53,9 @@ def migrate(
     rejects: str | Path | None = None,
     progress: Progress | None = None,
     operation: str = "migrate",
+    metric: str | None = None,
+    source_secrets: Mapping[str, str] | None = None,
+    target_secrets: Mapping[str, str] | None = None,
 ) -> Receipt:
     """Copy every selected record from ``source`` to ``target`` and return the run's receipt.
 
@@ -53,13 +63,17 @@ def migrate(
     to the rejects file (``<target>.rejects.jsonl`` unless ``rejects`` says otherwise). The
     receipt goes to ``<target>.receipt.json`` unless ``receipt`` says otherwise. A run that
     stops can be continued with ``resume=True``. Raises MigrationError when a run stops.
+
+    ``metric`` (cosine, dot, euclidean, manhattan) sets the distance a target creates its
+    collection or index with, for sources that do not declare one (the default is cosine).
     """
-    src, dst = open_store(source), open_store(target)
+    src = open_store(source, secrets=source_secrets)
+    dst = open_store(target, secrets=target_secrets)
     options = RunOptions(
         namespaces=list(namespaces) if namespaces else None, limit=limit,
         since=_timestamp_option("since", since), until=_timestamp_option("until", until),
         batch_size=batch_size, retries=retries, dry_run=dry_run, resume=resume,
-        allow_skips=allow_skips,
+        allow_skips=allow_skips, metric=metric,
     )
     base = _run_base(dst)
     receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")

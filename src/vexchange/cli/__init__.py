@@ -28,6 +28,16 @@ EXIT_SKIPPED = 4
 _FILE_CONNECTORS = {"vmig", "jsonl"}
 
 
+def _secrets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, e.g. api_key=...; got {item.split('=')[0]!r}")
+        out[name.strip().lower()] = value
+    return out
+
+
 def _run_options(fn: F) -> F:
     decorators = [
         click.option("--namespace", "namespaces", multiple=True, metavar="NS",
@@ -44,6 +54,14 @@ def _run_options(fn: F) -> F:
                      help="Exit 0 even when records were skipped (they are still in the rejects file)."),
         click.option("--receipt", type=click.Path(dir_okay=False), help="Receipt path [default: <target>.receipt.json]."),
         click.option("--rejects", type=click.Path(dir_okay=False), help="Rejects path [default: <target>.rejects.jsonl]."),
+        click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean", "manhattan"]),
+                     help="Distance a target creates its collection with, when the source"
+                          " declares none [default: cosine]."),
+        click.option("--source-secret", "source_secrets", multiple=True, metavar="NAME=VALUE",
+                     callback=_secrets, help="A secret for the source (api_key, password, token);"
+                     " prefer VEX_<CONNECTOR>_<NAME> variables, which stay out of process lists."),
+        click.option("--target-secret", "target_secrets", multiple=True, metavar="NAME=VALUE",
+                     callback=_secrets, help="A secret for the target, like --source-secret."),
         click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON on stdout."),
         click.option("--quiet", is_flag=True, help="No progress bar and no summary."),
     ]

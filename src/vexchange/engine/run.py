@@ -21,7 +21,7 @@ import orjson
 
 from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
-from ..connectors._base import Connector, Page, Reject, VectorSpace, Writer
+from ..connectors._base import METRICS, Connector, Page, Reject, VectorSpace, Writer
 from ..errors import MigrationError, TransientError, UsageError, VexError
 from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
@@ -48,6 +48,8 @@ class RunOptions:
     dry_run: bool = False
     resume: bool = False
     allow_skips: bool = False
+    metric: str | None = None
+    """Distance for targets to create with, overriding what the source declares."""
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -56,6 +58,8 @@ class RunOptions:
             raise UsageError("retries must be at least 1 (it counts the first attempt)")
         if self.limit is not None and self.limit < 0:
             raise UsageError("limit must not be negative")
+        if self.metric is not None and self.metric not in METRICS:
+            raise UsageError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +71,7 @@ class RunOptions:
             "retries": self.retries,
             "dry_run": self.dry_run,
             "allow_skips": self.allow_skips,
+            "metric": self.metric,
         }
 
 
@@ -100,7 +105,7 @@ def run(
     state, run_id, target_state = _start_state(checkpoint, source, target, options)
     resumed = target_state is not None
     total = source.count()  # opens the source: a missing or foreign store fails before any output
-    spaces = source.vector_spaces()
+    spaces = _with_metric(source.vector_spaces(), options.metric)
     writer = _open_writer(target, target_state, options, retry, operation, spaces)
     rejects = RejectsFile(rejects_path, append=resumed)
     started = time.monotonic()
@@ -152,6 +157,13 @@ def run(
     receipt = make_receipt(status)
     receipt.write(receipt_path)
     return receipt
+
+
+def _with_metric(spaces: dict[str, VectorSpace], metric: str | None) -> dict[str, VectorSpace]:
+    if metric is None:
+        return spaces
+    named = spaces or {"": VectorSpace()}
+    return {name: VectorSpace(dims=s.dims, metric=metric) for name, s in named.items()}
 
 
 def _spaces_json(spaces: dict[str, VectorSpace]) -> dict[str, Any]:

