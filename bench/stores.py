@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,7 +109,6 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
             register_vector(conn)
             conn.execute(f"CREATE TABLE native (id text PRIMARY KEY, text text, embedding vector({dims}),"
                          " metadata jsonb)")
-            conn.execute("CREATE INDEX ON native USING hnsw (embedding vector_cosine_ops)")
             with conn.cursor() as cur, cur.copy(
                     "COPY native (id, text, embedding, metadata) FROM STDIN WITH (FORMAT BINARY)") as copy:
                 copy.set_types(["text", "text", "vector", "jsonb"])
@@ -116,6 +116,8 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
                     for r in batch:
                         copy.write_row([r["id"], r["text"], np.asarray(r["vector"], dtype=np.float32),
                                         Jsonb(r["metadata"])])
+            conn.execute("SET maintenance_work_mem = '256MB'")  # index after loading, as pgvector advises
+            conn.execute("CREATE INDEX ON native USING hnsw (embedding vector_cosine_ops)")
     elif store == "lancedb":
         import lancedb
         import pyarrow as pa
@@ -306,6 +308,7 @@ def main() -> int:
     parser.add_argument("--dims", type=int, default=384)
     parser.add_argument("--stores", default="chroma,qdrant-edge,pgvector,lancedb,milvus,redis")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped
     from vexchange.testing import servers as srv
     from vexchange.testing.conformance import write_vmig
     from vexchange.testing.records import sample_records

@@ -44,7 +44,7 @@ def migrate(
     limit: int | None = None,
     since: str | int | None = None,
     until: str | int | None = None,
-    batch_size: int = 500,
+    batch_size: int | None = None,
     retries: int = 3,
     dry_run: bool = False,
     resume: bool = False,

@@ -49,3 +49,24 @@ def test_reads_a_table_vexchange_did_not_create(store_servers: Any) -> None:
     assert record.metadata == {"a": 1, "lang": "en"} and record.source_store == "pgvector"
     assert record.created_at == 1735787045678
     assert record.vectors[""].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_hnsw_index_is_built_with_the_metric_after_loading(store_servers: Any, tmp_path: Any) -> None:
+    import psycopg
+
+    from vexchange import migrate
+    from vexchange.testing.conformance import write_vmig
+    from vexchange.testing.records import sample_records
+
+    server = store_servers["postgres"]
+    table = f"idx_{uuid.uuid4().hex[:8]}"
+    source = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(50, named=("title",))),
+                        metric="euclidean")
+    migrate(source, f"pgvector://{server.host}:{server.port}/postgres?table={table}",
+            receipt=tmp_path / "r.json")
+    with psycopg.connect(host=server.host, port=server.port, user="postgres",
+                         dbname="postgres") as conn:
+        found = sorted(r[0] for r in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%hnsw%%'",
+            (table,)).fetchall())
+    assert len(found) == 2 and all("vector_l2_ops" in d for d in found), found

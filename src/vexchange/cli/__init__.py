@@ -45,7 +45,9 @@ def _run_options(fn: F) -> F:
         click.option("--limit", type=click.IntRange(min=0), help="Stop after this many records."),
         click.option("--since", help="Only records created at or after this time (ISO-8601 or epoch)."),
         click.option("--until", help="Only records created before this time (ISO-8601 or epoch)."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1),
+                     help="Records per page and per write [default: the target's preferred"
+                          " size, else 500]."),
         click.option("--retries", type=click.IntRange(min=1), default=3, show_default=True,
                      help="Attempts per batch on transient failures (backoff with jitter)."),
         click.option("--dry-run", is_flag=True, help="Read, check and count; write nothing."),

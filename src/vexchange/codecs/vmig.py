@@ -145,22 +145,26 @@ def parse_line(line: bytes) -> Any:
 
     The fast path is taken only when ``"vector":`` occurs once, is followed by ``[``, and the rest
     parses with the placeholder at the top level; anything else is parsed the ordinary way.
+
+    Text that may hold an integer beyond 64 bits is parsed exactly (orjson would make it a
+    float); only the part outside the vector is scanned for one, which keeps the check cheap.
     """
-    if may_hold_big_int(line):
-        return loads_exact(line)  # orjson would turn integers beyond 64 bits into floats
     if line.count(_VECTOR_KEY) == 1:
         start = line.find(_VECTOR_KEY) + len(_VECTOR_KEY)
         end = line.find(b"]", start)
         if line[start:start + 1] == b"[" and end > 0:
             wide = parse_number_array(line[start:end + 1])
             if wide is not None:
+                rest = line[:start] + b"0" + line[end + 1:]
                 try:
-                    obj = orjson.loads(line[:start] + b"0" + line[end + 1:])
-                except orjson.JSONDecodeError:
+                    obj = loads_exact(rest) if may_hold_big_int(rest) else orjson.loads(rest)
+                except ValueError:
                     obj = None
                 if isinstance(obj, dict) and type(obj.get("vector")) is int and obj["vector"] == 0:
                     obj["vector"] = wide
                     return obj
+    if may_hold_big_int(line):
+        return loads_exact(line)
     return orjson.loads(line)
 
 

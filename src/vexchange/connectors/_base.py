@@ -51,6 +51,8 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     them, as JSON, in its reserved field; nothing is dropped either way)."""
     normalises: tuple[str, ...] = ()
     """Metrics for which the store keeps vectors L2-normalised, not as written (Qdrant cosine)."""
+    preferred_batch: int | None = None
+    """Records per write the store handles best (the default batch size when writing to it)."""
     rounds: tuple[str, ...] = ()
     """Metrics for which the store may change the last bits of vector values while keeping
     their direction and length (Chroma cosine)."""

@@ -49,7 +49,8 @@ class ChromaConnector(Connector):
     name = "chroma"
     extra = "chroma"
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
-                                fixed_dims=True, nested_metadata=False, rounds=("cosine",))
+                                fixed_dims=True, nested_metadata=False, rounds=("cosine",),
+                                preferred_batch=5000)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)
@@ -202,11 +203,13 @@ class ChromaWriter(StoreWriter):
         return {rid: (meta or {}).get("namespace") for rid, meta in zip(got["ids"], got["metadatas"])}
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
-        records = [r for _, r in rows]
-        embeddings = np.stack([r.vectors[""].array() for r in records])
         with self.store._translated("upsert"):
-            self._collection.upsert(
-                ids=[k for k, _ in rows], embeddings=embeddings,
-                metadatas=[_LAYOUT.pack(r) for r in records],
-                documents=[r.text for r in records])
+            limit = int(self.store.client().get_max_batch_size())
+            for start in range(0, len(rows), limit):
+                records = [r for _, r in rows[start:start + limit]]
+                self._collection.upsert(
+                    ids=[r.id for r in records],
+                    embeddings=np.stack([r.vectors[""].array() for r in records]),
+                    metadatas=[_LAYOUT.pack(r) for r in records],
+                    documents=[r.text for r in records])
         return []

@@ -94,6 +94,8 @@ class _Table:
                                (f'"{schema}"."{table}"',)).fetchone() if rows else None
         saved = _json_or_none(comment[0] if comment else None)
         self.own = isinstance(saved, dict) and saved.get("vexchange") == 1
+        self.saved: dict[str, Any] = saved if self.own else {}
+        self.pending_indexes: list[str] = list(self.saved.get("pending_indexes", []))
         if self.own and isinstance(saved, dict):
             self.vector_names: dict[str, str] = {c: n for n, c in saved["vectors"].items()}
         elif len(self.vector_dims) == 1:
@@ -111,6 +113,10 @@ class _Table:
                     (f'"{schema}"."{table}"',)).fetchall():
                 if column in self.metrics:
                     self.metrics[column] = metric_from(_OPS, opclass)
+        for name, metric in self.saved.get("metrics", {}).items():
+            column = self.saved["vectors"].get(name)
+            if column in self.metrics and self.metrics[column] is None:
+                self.metrics[column] = metric
         self.text_column = next((c for c in _TEXT_COLUMNS if self.types.get(c) in ("text", "varchar")), None)
 
     def spaces(self) -> dict[str, VectorSpace]:
@@ -312,6 +318,11 @@ def _ts(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
+def _comment(conn: psycopg.Connection[Any], ident: sql.Identifier, value: dict[str, Any]) -> None:
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+        ident, sql.Literal(orjson.dumps(value).decode())))
+
+
 class PgvectorWriter(StoreWriter):
     namespaced_ids = True  # conflicts are caught by the upsert itself (see upsert)
 
@@ -349,14 +360,29 @@ class PgvectorWriter(StoreWriter):
                 "CREATE TABLE {t} (id text PRIMARY KEY, namespace text, text text, {vectors},"
                 " metadata jsonb, vex json, created_at timestamptz, updated_at timestamptz)").format(
                 t=self.store.ident, vectors=sql.SQL(", ").join(vector_defs)))
-            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
-                self.store.ident, sql.Literal(orjson.dumps({"vexchange": 1, "vectors": columns}).decode())))
-            for name, column in columns.items():
-                space = wanted[name]
-                if (space.dims or 0) <= _HNSW_MAX_DIMS:
-                    ops = metric_for("pgvector", space.metric or self.spaces.get(name, VectorSpace()).metric, _OPS)
-                    conn.execute(sql.SQL("CREATE INDEX ON {} USING hnsw ({} {})").format(
-                        self.store.ident, sql.Identifier(column), sql.SQL(ops)))
+            metrics = {name: (space.metric or self.spaces.get(name, VectorSpace()).metric or "cosine")
+                       for name, space in wanted.items()}
+            pending = [columns[n] for n in sorted(columns) if (wanted[n].dims or 0) <= _HNSW_MAX_DIMS]
+            _comment(conn, self.store.ident, {"vexchange": 1, "vectors": columns, "metrics": metrics,
+                                             "pending_indexes": pending})
+        self.table = self.store.describe_table()
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Build the HNSW indexes of a table this connector created, now that it is loaded
+        (pgvector builds an index much faster over loaded data than row by row). A run that
+        stops first leaves them pending in the table comment; the next run builds them."""
+        if self.dry_run or not self.table.exists or not self.table.pending_indexes:
+            return
+        conn = self.store.conn()
+        by_column = {c: n for n, c in self.table.saved["vectors"].items()}
+        with translated_pg("create index"), conn.transaction():
+            conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            for column in self.table.pending_indexes:
+                metric = self.table.saved.get("metrics", {}).get(by_column[column]) or "cosine"
+                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} {})").format(
+                    sql.Identifier(f"{self.store.table}_{column}_hnsw"[:63]), self.store.ident,
+                    sql.Identifier(column), sql.SQL(_OPS[metric])))
+            _comment(conn, self.store.ident, {**self.table.saved, "pending_indexes": []})
         self.table = self.store.describe_table()
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:

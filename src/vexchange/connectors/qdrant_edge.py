@@ -162,5 +162,17 @@ class QdrantEdgeWriter(StoreWriter):
             shard = self.store.shard()
             with _translated("upsert"):
                 shard.update(qe.UpdateOperation.upsert_points(points))
-                shard.flush()
         return rejects
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Updates are in the shard's write-ahead log as soon as ``update`` returns (a killed
+        run loses none of them); flushing writes the segments once, at the end."""
+        self._flush()
+
+    def abort(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.store._shard is not None:
+            with _translated("flush"):
+                self.store._shard.flush()

@@ -10,6 +10,7 @@ counts add up: read = filtered + selected; selected = written + skipped (for a f
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,7 @@ from .retry import RetryPolicy
 __all__ = ["RunOptions", "run"]
 
 _CHECKPOINT_EVERY_S = 1.0
+DEFAULT_BATCH = 500
 
 
 @dataclass
@@ -43,7 +45,8 @@ class RunOptions:
     limit: int | None = None
     since: int | None = None
     until: int | None = None
-    batch_size: int = 500
+    batch_size: int | None = None
+    """Records per page and per write; None: the target's preferred size, else 500."""
     retries: int = 3
     dry_run: bool = False
     resume: bool = False
@@ -52,7 +55,7 @@ class RunOptions:
     """Distance for targets to create with, overriding what the source declares."""
 
     def validate(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise UsageError("batch_size must be at least 1")
         if self.retries < 1:
             raise UsageError("retries must be at least 1 (it counts the first attempt)")
@@ -97,6 +100,9 @@ def run(
     retry: RetryPolicy | None = None,
 ) -> Receipt:
     options.validate()
+    if options.batch_size is None:
+        options = dataclasses.replace(
+            options, batch_size=target.capabilities.preferred_batch or DEFAULT_BATCH)
     if source.same_location(target):
         raise UsageError("source and target are the same store; refusing to overwrite the input")
     progress = progress or NoProgress()
@@ -220,7 +226,7 @@ def _loop(
     last_saved = time.monotonic()
     snapshot = _snapshot(writer, state, source, target, run_id)
     try:
-        for page in _pages(source, options.batch_size, state.cursor, retry):
+        for page in _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry):
             batch, digests, limit_reached = _select(page, options, state, target, rejects)
             if batch:
                 refused = retry.call(lambda: writer.write(batch))

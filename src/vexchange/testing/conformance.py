@@ -22,6 +22,9 @@ with what went in, bit for bit.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -93,6 +96,25 @@ class _Interrupting(Connector):
             if handed >= self.pages:
                 raise KeyboardInterrupt
             yield page
+
+
+class _Slow(_Interrupting):
+    """A source that pauses after each page, so a test can kill the run midway."""
+
+    def __init__(self, inner: Connector, delay: float) -> None:
+        super().__init__(inner, pages=1 << 62)
+        self.delay = delay
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        for page in self.inner.read(batch_size=batch_size, after=after):
+            yield page
+            time.sleep(self.delay)
+
+
+def run_slowly(source: str, target: str, receipt: str, rejects: str, delay: float) -> None:
+    """The run the killed-run test kills: a migrate whose source pauses after each page."""
+    migrate(_Slow(open_store(source), delay), target, batch_size=40, receipt=receipt,
+            rejects=rejects)
 
 
 class ConnectorConformance:
@@ -186,6 +208,34 @@ class ConnectorConformance:
             migrate(_Interrupting(open_store(source), pages=3), target, **options)
         receipt = migrate(source, target, resume=True, **options)
         assert receipt.counts.written == len(records), receipt.counts
+        self.assert_same(records, read_all(target))
+
+    def test_resume_after_the_process_is_killed(
+            self, tmp_path: Path, new_location: NewLocation) -> None:
+        """SIGKILL, not an exception: nothing of the run's own cleanup happens."""
+        records = self.records(400)
+        source = write_vmig(tmp_path / "src.vmig.jsonl", records, metric=self.metric)
+        target = new_location("killed")
+        if not isinstance(target, str):
+            pytest.skip("the killed run needs the target as a URL")
+        receipt, rejects = tmp_path / "k.json", tmp_path / "k.rejects.jsonl"
+        checkpoint = receipt.with_name(receipt.name + ".checkpoint")
+        code = (f"from vexchange.testing.conformance import run_slowly; run_slowly("
+                f"{str(source)!r}, {target!r}, {str(receipt)!r}, {str(rejects)!r}, 0.2)")
+        proc = subprocess.Popen([sys.executable, "-c", code])
+        try:
+            deadline = time.monotonic() + 120
+            while not checkpoint.exists():
+                assert proc.poll() is None, "the run ended before it could be killed"
+                assert time.monotonic() < deadline, "no checkpoint appeared"
+                time.sleep(0.02)
+            time.sleep(0.3)  # a page or two beyond the checkpoint: they are repeated, not doubled
+        finally:
+            proc.kill()
+            proc.wait()
+        result = migrate(source, target, resume=True, batch_size=40, receipt=receipt,
+                         rejects=rejects)
+        assert result.counts.written == len(records), result.counts
         self.assert_same(records, read_all(target))
 
     def test_many_records_in_small_batches(self, tmp_path: Path, new_location: NewLocation) -> None:
