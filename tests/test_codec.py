@@ -15,7 +15,7 @@ import vexchange
 from vexchange._floats import decode_vector
 from vexchange.codecs.vmig import decode_object, encode_record
 from vexchange.connectors.vmig import read_file
-from vexchange.record import MemoryRecord, Vector
+from vexchange.record import MemoryRecord, SparseVector, Vector
 from vexchange.sidecar import verify_checksum
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
@@ -39,6 +39,10 @@ records = st.builds(
     created_at=timestamps, updated_at=timestamps,
     source_store=st.one_of(st.none(), st.text(max_size=6)),
     score=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+    sparse=st.dictionaries(st.text(min_size=1, max_size=6), st.builds(
+        lambda pairs, model: SparseVector.from_values(list(pairs), list(pairs.values()), model),
+        st.dictionaries(st.integers(0, 2**32 - 1), float32s, max_size=8),
+        st.one_of(st.none(), st.text(max_size=5))), max_size=2),
 )
 
 

@@ -6,6 +6,10 @@ Record digest (documented normatively in docs/formats/canonical.md)::
              ["vxr1", id, namespace, NFC(text), metadata, created_at_ms, updated_at_ms,
               [[vector_name, model, dims, hex(SHA-256(float32 little-endian bytes))], ...]] )
 
+A record with sparse vectors appends one more element (records without keep their digest)::
+
+              [[name, model, nnz, hex(SHA-256(uint32 LE indices)), hex(SHA-256(float32 LE values))], ...]
+
 Vectors are listed by name in code-point order. JSON numbers are written as orjson writes them:
 integers in decimal, floats in the shortest form that reads back to the same float64.
 ``score``, ``source_store``, ``modality``, ``id_type`` and unknown keys are not content and are
@@ -51,6 +55,12 @@ def canonical_bytes(record: MemoryRecord) -> bytes:
         record.updated_at,
         vectors,
     ]
+    if record.sparse:
+        body.append([
+            [name, sp.model, sp.nnz, hashlib.sha256(sp.indices).hexdigest(),
+             hashlib.sha256(sp.values).hexdigest()]
+            for name, sp in sorted(record.sparse.items())
+        ])
     try:
         return orjson.dumps(body, option=_OPTS)
     except TypeError:  # an integer beyond 64 bits

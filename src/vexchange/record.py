@@ -15,7 +15,8 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-__all__ = ["DEFAULT_VECTOR", "MemoryRecord", "Vector", "canonical_int", "is_flat_value"]
+__all__ = ["DEFAULT_VECTOR", "MemoryRecord", "SparseVector", "Vector", "canonical_int",
+           "is_flat_value"]
 
 DEFAULT_VECTOR = ""
 """The name of the unnamed default vector (``vector`` in a .vmig.jsonl line)."""
@@ -63,6 +64,48 @@ class Vector(msgspec.Struct, frozen=True):
         return cls(bytes(blob), model)
 
 
+_U32 = np.dtype("<u4")
+
+
+class SparseVector(msgspec.Struct, frozen=True):
+    """A sparse vector (BM25, SPLADE): strictly increasing uint32 indices and their float32
+    values, both little-endian bytes, so equality is bit-exact like ``Vector``."""
+
+    indices: bytes
+    values: bytes
+    model: str | None = None
+
+    @property
+    def nnz(self) -> int:
+        return len(self.indices) // 4
+
+    def index_array(self) -> np.ndarray:
+        return np.frombuffer(self.indices, dtype=_U32)
+
+    def value_array(self) -> np.ndarray:
+        return np.frombuffer(self.values, dtype=_F32)
+
+    @classmethod
+    def from_values(cls, indices: Iterable[int] | np.ndarray, values: Iterable[float] | np.ndarray,
+                    model: str | None = None) -> SparseVector:
+        """Build from numbers; sorts by index. ValueError for negative, too large or repeated
+        indices, non-finite values, or lengths that differ."""
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
+        val = np.asarray(values, dtype=_F32)
+        if idx.ndim != 1 or val.ndim != 1 or len(idx) != len(val):
+            raise ValueError("a sparse vector needs as many values as indices")
+        if len(idx) and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0
+                         or idx.max() >= 1 << 32):
+            raise ValueError("sparse indices must be integers from 0 to 2**32-1")
+        if not np.isfinite(val).all():
+            raise ValueError(_non_finite_message(val))
+        order = np.argsort(idx, kind="stable")
+        idx, val = idx[order].astype(_U32), val[order]
+        if len(idx) > 1 and (np.diff(idx.astype(np.int64)) == 0).any():
+            raise ValueError("sparse indices must not repeat")
+        return cls(idx.tobytes(), val.tobytes(), model)
+
+
 def _non_finite_message(arr: np.ndarray) -> str:
     bad = np.flatnonzero(~np.isfinite(arr))
     return f"vector has {len(bad)} non-finite value(s) (NaN or infinity), first at index {bad[0]}"
@@ -76,7 +119,7 @@ class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):
     unnamed default vector has the name ``""``. ``metadata`` keeps JSON types (str, int, float,
     bool, None, lists of scalars; nested values are allowed here and are encoded by each format as
     its documentation says). ``extra`` carries keys a format does not know, so they survive a
-    read-write round trip.
+    read-write round trip. ``sparse`` holds named sparse vectors.
     """
 
     id: str
@@ -91,6 +134,7 @@ class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):
     modality: str | None = "text"
     id_type: Literal["str", "int"] = "str"
     extra: dict[str, Any] = {}
+    sparse: dict[str, SparseVector] = {}
 
     @property
     def vector(self) -> Vector | None:

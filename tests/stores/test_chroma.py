@@ -44,3 +44,20 @@ class TestChromaServer(ConnectorConformance):
         from vexchange.testing.servers import free_port
 
         return f"chroma://127.0.0.1:{free_port()}/memories"
+
+
+class TestChromaCollectionPerNamespace(ConnectorConformance):
+    named_vectors = ()
+    null_vectors = False
+    same_id_in_namespaces = True
+    bulk = 2000
+
+    @pytest.fixture
+    def new_location(self, tmp_path: Path) -> Any:
+        return lambda name: f"chroma://{tmp_path}/chroma-{name}?collection=c-{name}&namespaces=collections"
+
+    @pytest.fixture
+    def broken_location(self) -> str:
+        from vexchange.testing.servers import free_port
+
+        return f"chroma://127.0.0.1:{free_port()}/memories?namespaces=collections"

@@ -50,7 +50,7 @@ def test_every_pair_moves_the_data_unchanged(first: str, tmp_path: Path, store_s
     for kind in STORES:
         if kind in _MODULES:
             pytest.importorskip(_MODULES[kind])
-    records = list(sample_records(25, dims=8, null_vectors=False, seed=5))
+    records = list(sample_records(25, dims=8, null_vectors=False, seed=5, sparse=True))
     source = write_vmig(tmp_path / "source.vmig.jsonl", records, metric="dot")
     where = locations(tmp_path, store_servers)
     a = where[first](f"a-{first}")

@@ -26,3 +26,23 @@ class TestMilvus(ConnectorConformance):
         from vexchange.testing.servers import free_port
 
         return f"milvus://127.0.0.1:{free_port()}/memories"
+
+
+class TestMilvusCollectionPerNamespace(ConnectorConformance):
+    null_vectors = False
+    same_id_in_namespaces = True
+    bulk = 2000
+
+    @pytest.fixture
+    def new_location(self, store_servers: Any) -> Any:
+        server = store_servers["milvus"]
+        run = uuid.uuid4().hex[:8]
+        return lambda name: (f"milvus://{server.host}:{server.port}/c{run}_{name}"
+                             "?namespaces=collections")
+
+    @pytest.fixture
+    def broken_location(self) -> str:
+        from vexchange.testing.servers import free_port
+
+        return f"milvus://127.0.0.1:{free_port()}/memories?namespaces=collections"
+

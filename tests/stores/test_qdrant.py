@@ -42,3 +42,20 @@ class TestQdrantEdge(ConnectorConformance):
         (tmp_path / "not-a-shard").mkdir()
         (tmp_path / "not-a-shard" / "stray.txt").write_text("not a shard")
         return f"qdrant-edge://{tmp_path}/not-a-shard"
+
+
+class TestQdrantCollectionPerNamespace(ConnectorConformance):
+    """?namespaces=collections: each namespace in its own collection."""
+
+    same_id_in_namespaces = True
+    bulk = 2000
+
+    @pytest.fixture
+    def new_location(self, tmp_path: Path) -> Any:
+        return lambda name: f"qdrant://{tmp_path}/qdrant-{name}?collection=c{name}&namespaces=collections"
+
+    @pytest.fixture
+    def broken_location(self) -> str:
+        from vexchange.testing.servers import free_port
+
+        return f"qdrant://127.0.0.1:{free_port()}/memories?namespaces=collections"

@@ -11,6 +11,7 @@ then vexchange's extension keys, which a Vex reader ignores, only when they carr
     id_type        "int" when the source's id was an integer (the id itself is always a string)
     vectors        named vectors: {"name": {"vector": [...], "model": ..., "dims": n}}
     metadata_json  keys of ``metadata`` whose values were nested and are written as JSON text
+    sparse_vectors {"name": {"indices": [...], "values": [...], "model": ...}}
 
 and last, any keys the reader did not know, as they were. docs/formats/vmig.md is the reference.
 """
@@ -20,13 +21,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .._json import loads_exact, may_hold_big_int, with_big_ints_as_fragments
 
 from .._floats import VectorValueError, decode_vector, parse_number_array, vector_json
 from .._time import format_timestamp, parse_timestamp
-from ..record import DEFAULT_VECTOR, MemoryRecord, Vector, canonical_int, is_flat_value
+from ..record import DEFAULT_VECTOR, MemoryRecord, SparseVector, Vector, canonical_int, is_flat_value
 
 __all__ = ["FORMAT_VERSION", "KNOWN_KEYS", "RecordError", "decode_object", "encode_record", "parse_line"]
 
@@ -37,7 +39,7 @@ VEX_KEYS = (
     "id", "text", "vector", "model", "dims", "namespace", "metadata", "created_at",
     "source_store", "modality", "score", "vex_version",
 )  # fmt: skip
-EXTENSION_KEYS = ("updated_at", "id_type", "vectors", "metadata_json")
+EXTENSION_KEYS = ("updated_at", "id_type", "vectors", "metadata_json", "sparse_vectors")
 KNOWN_KEYS = frozenset(VEX_KEYS + EXTENSION_KEYS)
 
 _DUMP_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
@@ -86,6 +88,12 @@ def encode_record(record: MemoryRecord) -> bytes:
         }
     if json_keys:
         line["metadata_json"] = json_keys
+    if record.sparse:
+        line["sparse_vectors"] = {
+            name: {"indices": sp.index_array().tolist(), "values": vector_json(sp.values),
+                   "model": sp.model}
+            for name, sp in record.sparse.items()
+        }
     for key, value in record.extra.items():
         line.setdefault(key, value)
     try:
@@ -206,7 +214,33 @@ def _decode_fields(obj: dict[str, Any], record_id: str, id_type: Any, raw: bytes
         modality=_optional_str(obj, "modality") if "modality" in obj else "text",
         id_type=id_type,
         extra={k: v for k, v in obj.items() if k not in KNOWN_KEYS},
+        sparse=_decode_sparse(obj.get("sparse_vectors"), raw),
     )
+
+
+def _decode_sparse(value: Any, raw: bytes | None) -> dict[str, SparseVector]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError("bad_field", "sparse_vectors must be an object of named sparse vectors")
+    out: dict[str, SparseVector] = {}
+    for name, entry in value.items():
+        where = f"sparse_vectors.{name}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("indices"), list):
+            raise RecordError("bad_vector", f"{where} must be an object with indices and values")
+        indices = entry["indices"]
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+            raise RecordError("bad_vector", f"{where}: indices must be integers")
+        try:
+            values = decode_vector(entry.get("values"), raw) if indices else b""
+            sparse = SparseVector.from_values(indices, np.frombuffer(values, dtype="<f4"),
+                                              entry.get("model"))
+        except (VectorValueError, ValueError) as err:
+            raise RecordError("bad_vector", f"{where}: {err}") from None
+        if sparse.values != values:
+            raise RecordError("bad_vector", f"{where}: indices must be in increasing order")
+        out[name] = sparse
+    return out
 
 
 def _decode_id(value: Any) -> tuple[str, Any]:

@@ -18,12 +18,13 @@ text plus metadata, so any collection can be exported.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from .._json import dumps_exact, loads_exact
-from ..record import MemoryRecord, Vector, canonical_int
+from ..record import MemoryRecord, SparseVector, Vector, canonical_int
 
 __all__ = ["PayloadLayout", "VEX_KEY", "has_float", "json_exact", "scalar_or_scalar_list", "uuid_for"]
 
@@ -103,8 +104,11 @@ class PayloadLayout:
         self.vex_as_text = vex_as_text
         self.reserved = {k for k in (text_key, namespace_key, VEX_KEY) if k}
 
-    def pack(self, record: MemoryRecord, *, store_id: str | None = None) -> dict[str, Any]:
-        """The payload for a record. ``store_id``: the id the store keeps, when not record.id."""
+    def pack(self, record: MemoryRecord, *, store_id: str | None = None,
+             native_sparse: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+        """The payload for a record. ``store_id``: the id the store keeps, when not record.id.
+        Sparse vectors the store holds natively are named in ``native_sparse``; the others
+        are kept in ``_vex`` (indices and values as base64 of their little-endian bytes)."""
         payload: dict[str, Any] = {}
         vex: dict[str, Any] = {"v": _FORMAT}
         if record.metadata is not None:
@@ -136,6 +140,15 @@ class PayloadLayout:
             vex["models"] = models
         if record.extra:
             vex["extra"] = record.extra
+        kept = {name: {"indices": base64.b64encode(sp.indices).decode(),
+                       "values": base64.b64encode(sp.values).decode(), "model": sp.model}
+                for name, sp in record.sparse.items() if name not in native_sparse}
+        if kept:
+            vex["sparse"] = kept
+        native_models = {name: sp.model for name, sp in record.sparse.items()
+                         if name in native_sparse and sp.model}
+        if native_models:
+            vex["sparse_models"] = native_models
         payload[VEX_KEY] = dumps_exact(vex) if self.vex_as_text else vex
         return payload
 
@@ -147,11 +160,13 @@ class PayloadLayout:
         vectors: Mapping[str, bytes],
         namespace: str | None = None,
         id_type: str | None = None,
+        sparse: Mapping[str, tuple[bytes, bytes]] | None = None,
     ) -> MemoryRecord:
         """The record a payload describes. ``vectors``: float32 bytes by vector name.
 
         ``namespace`` is given when the store keeps it outside the payload (a collection or
         partition name). ``id_type`` is the type the store's own id has, for foreign data.
+        ``sparse``: sparse vectors the store holds natively, as (indices, values) bytes.
         Raises ValueError for a reserved field that is not what vexchange writes.
         """
         rest = dict(payload)
@@ -181,7 +196,17 @@ class PayloadLayout:
             modality=vex.get("modality", "text"),
             id_type=kind,
             extra=vex.get("extra") or {},
+            sparse=_sparse(vex, sparse or {}),
         )
+
+
+def _sparse(vex: dict[str, Any], native: Mapping[str, tuple[bytes, bytes]]) -> dict[str, SparseVector]:
+    models = vex.get("sparse_models") or {}
+    out = {name: SparseVector(idx, val, models.get(name)) for name, (idx, val) in native.items()}
+    for name, entry in (vex.get("sparse") or {}).items():
+        out[name] = SparseVector(base64.b64decode(entry["indices"]), base64.b64decode(entry["values"]),
+                                 entry.get("model"))
+    return out
 
 
 def _vex_of(value: Any) -> dict[str, Any]:

@@ -37,16 +37,21 @@ def point_id(record_id: str) -> int | str:
 def record_from_point(pid: Any, raw: Any, payload: dict[str, Any] | None) -> MemoryRecord | Reject:
     """A point (id, vector as a list or a dict by name, payload) as a record."""
     vectors: dict[str, bytes] = {}
+    sparse: dict[str, tuple[bytes, bytes]] = {}
     named = raw if isinstance(raw, dict) else ({"": raw} if raw is not None else {})
     for name, values in named.items():
-        if isinstance(values, list) and values and not isinstance(values[0], list):
+        if hasattr(values, "indices") and hasattr(values, "values"):
+            order = np.argsort(np.asarray(values.indices, dtype=np.int64), kind="stable")
+            sparse[name] = (np.asarray(values.indices, dtype="<u4")[order].tobytes(),
+                            np.asarray(values.values, dtype="<f4")[order].tobytes())
+        elif isinstance(values, list) and values and not isinstance(values[0], list):
             vectors[name] = np.asarray(values, dtype="<f4").tobytes()
         else:
             return Reject(reason="unsupported_vector", id=str(pid),
-                          detail=f"vector {name!r} is sparse or a multivector; vexchange keeps"
-                                 " dense vectors only")
+                          detail=f"vector {name!r} is a multivector; vexchange keeps dense and"
+                                 " sparse vectors")
     try:
-        return LAYOUT.unpack(payload or {}, store_id=str(pid), vectors=vectors,
+        return LAYOUT.unpack(payload or {}, store_id=str(pid), vectors=vectors, sparse=sparse,
                              id_type="int" if isinstance(pid, int) else "str")
     except ValueError as err:
         return Reject(reason="bad_payload", detail=str(err), id=str(pid), record=payload)

@@ -103,7 +103,7 @@ class StoreWriter(Writer):
         keyed = [(self.store_id(r), r) for r in batch]
         if self.namespaced_ids:
             return self.upsert(keyed)
-        existing = self.namespaces_of([k for k, _ in keyed])
+        existing = self.namespaces_of(list(dict.fromkeys(k for k, _ in keyed)))
         rows: list[tuple[Any, MemoryRecord]] = []
         rejects: list[Reject] = []
         seen: dict[Any, Any] = {}

@@ -26,7 +26,7 @@ import orjson
 
 from .._json import dumps_exact, loads_exact, with_big_ints_as_fragments
 from .._time import format_timestamp, parse_timestamp
-from ..record import DEFAULT_VECTOR, MemoryRecord, Vector
+from ..record import DEFAULT_VECTOR, MemoryRecord, SparseVector, Vector
 
 SIDE_TABLE = "vexchange_records"
 
@@ -226,6 +226,10 @@ def overrides_for(original: MemoryRecord, derived: MemoryRecord) -> dict[str, An
         out["metadata"] = original.metadata
     if original.extra:
         out["extra"] = original.extra
+    if original.sparse:
+        out["sparse"] = {name: {"indices": base64.b64encode(sp.indices).decode(),
+                                "values": base64.b64encode(sp.values).decode(), "model": sp.model}
+                         for name, sp in original.sparse.items()}
     if original.vectors != derived.vectors:
         out["vectors"] = {name: _vector_override(v, derived.vectors.get(name))
                           for name, v in original.vectors.items()}
@@ -240,7 +244,11 @@ def _vector_override(original: Vector, in_row: Vector | None) -> dict[str, Any]:
 
 
 def apply_overrides(record: MemoryRecord, overrides: dict[str, Any]) -> MemoryRecord:
-    changes = {k: v for k, v in overrides.items() if k not in ("vectors",)}
+    changes = {k: v for k, v in overrides.items() if k not in ("vectors", "sparse")}
+    if "sparse" in overrides:
+        changes["sparse"] = {
+            name: SparseVector(base64.b64decode(e["indices"]), base64.b64decode(e["values"]), e["model"])
+            for name, e in overrides["sparse"].items()}
     if "vectors" in overrides:
         vectors: dict[str, Vector] = {}
         for name, entry in overrides["vectors"].items():

@@ -34,6 +34,8 @@ from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, has_float, scalar_or_scalar_list
+from ._split import split
+from ._split import wanted as split_wanted
 from ._store import StoreWriter, metric_for, metric_from, translated
 
 __all__ = ["ChromaConnector"]
@@ -66,6 +68,18 @@ class ChromaConnector(Connector):
             raise UsageError(f"Chroma collection names have 3 to 512 characters:"
                              f" {self.collection_name!r}")
         self._client: Any = None
+
+    @classmethod
+    def from_spec(cls, spec: StoreSpec) -> Connector:
+        store = cls(spec)
+        if not split_wanted(spec):
+            return store
+        return split(store, store.collection_names)
+
+    def collection_names(self) -> list[str]:
+        client = self.client()
+        with self._translated("list collections"):
+            return [c.name for c in client.list_collections()]
 
     def describe(self) -> dict[str, Any]:
         where = (f"http://{self.spec.host}:{self.spec.port or 8000}" if self.spec.host

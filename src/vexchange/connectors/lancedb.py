@@ -48,7 +48,9 @@ _TS = pa.timestamp("ms", tz="UTC")
 class LanceDBConnector(Connector):
     name = "lancedb"
     extra = "lancedb"
-    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True)
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
+                                preferred_batch=10_000)
+    """Large batches: each merge_insert is a commit that scans the table's keys."""
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

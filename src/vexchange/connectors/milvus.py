@@ -32,6 +32,8 @@ from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
+from ._split import split
+from ._split import wanted as split_wanted
 from ._store import StoreWriter, metric_for, metric_from
 
 __all__ = ["MilvusConnector"]
@@ -41,6 +43,7 @@ _LAYOUT = PayloadLayout("milvus", text_key=None, namespace_key=None, native=json
 _PIECE = 65_535
 _MAX_PIECES = 4096
 _NO_NAMESPACE = "namespace_null"
+_FETCH = 4000
 
 
 def _pieces(text: str) -> list[str]:
@@ -91,6 +94,7 @@ class MilvusConnector(Connector):
     name = "milvus"
     extra = "milvus"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, null_vectors=False,
+                                preferred_batch=2000,
                                 fixed_dims=True)
 
     def __init__(self, spec: StoreSpec) -> None:
@@ -103,6 +107,18 @@ class MilvusConnector(Connector):
             raise UsageError("milvus needs a location: milvus://host:19530/COLLECTION or"
                              " milvus:///path/milvus.db?collection=NAME")
         self._client: MilvusClient | None = None
+
+    @classmethod
+    def from_spec(cls, spec: StoreSpec) -> Connector:
+        store = cls(spec)
+        if not split_wanted(spec):
+            return store
+        return split(store, store.collection_names)
+
+    def collection_names(self) -> list[str]:
+        client = self.client()
+        with translated_milvus("list collections"):
+            return [str(name) for name in client.list_collections()]
 
     def describe(self) -> dict[str, Any]:
         if self.spec.host:
@@ -152,21 +168,26 @@ class MilvusConnector(Connector):
         shape = self._require()
         client = self.client()
         last: Any = orjson.loads(after) if after else None
+        fetch = max(batch_size, _FETCH)  # each query costs about the same whatever its size
         while True:
             condition = "" if last is None else f"{shape.key} > {_literal(last)}"
             with translated_milvus("query"):
-                rows = client.query(self.collection_name, filter=condition, limit=batch_size,
+                rows = client.query(self.collection_name, filter=condition, limit=fetch,
                                     output_fields=["*"])
             keys = [r[shape.key] for r in rows]
             if keys != sorted(keys) or (last is not None and keys and keys[0] <= last):
                 raise PermanentError("Milvus returned a page out of primary-key order; reading"
                                      " on could skip records", connector="milvus", operation="read")
-            items = [_item(shape, dict(r)) for r in rows]
-            if keys:
-                last = keys[-1]
-            more = len(rows) == batch_size
-            yield Page(items, orjson.dumps(last).decode() if more else None)
-            if not more:
+            if not rows:
+                yield Page([], None)
+                return
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start:start + batch_size]
+                last = chunk[-1][shape.key]
+                more = start + batch_size < len(rows) or len(rows) == fetch
+                yield Page([_item(shape, dict(r)) for r in chunk],
+                           orjson.dumps(last).decode() if more else None)
+            if len(rows) < fetch:
                 return
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
@@ -289,12 +310,16 @@ class MilvusWriter(StoreWriter):
         listed = ", ".join(_literal(i) for i in ids)
         with translated_milvus("query"):
             rows = self.store.client().query(self.store.collection_name, filter=f"id in [{listed}]",
-                                             output_fields=["namespace", "vex"])
+                                             output_fields=["namespace", "vex"],
+                                             consistency_level="Strong")
         held: dict[Any, str | None] = {}
         for row in rows:
             vex = loads_exact("".join(row.get("vex") or []) or "{}")
             held[row["id"]] = None if vex.get(_NO_NAMESPACE) else row.get("namespace")
+        self._held = set(held)
         return held
+
+    _held: set[Any] = set()
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         assert self.shape is not None
@@ -322,9 +347,16 @@ class MilvusWriter(StoreWriter):
             for name, vec in record.vectors.items():
                 row[fields_of[name]] = vec.array()
             data.append(row)
-        if data:
-            with translated_milvus("upsert"):
-                self.store.client().upsert(self.store.collection_name, data)
+        # ids the store already holds are upserted (Milvus upsert is a delete plus an insert);
+        # the others, usually all of them, take the cheaper insert. A retried batch finds its
+        # own rows held and upserts them, so nothing is ever written twice.
+        fresh = [row for row in data if row["id"] not in self._held]
+        again = [row for row in data if row["id"] in self._held]
+        with translated_milvus("upsert"):
+            if fresh:
+                self.store.client().insert(self.store.collection_name, fresh)
+            if again:
+                self.store.client().upsert(self.store.collection_name, again)
         return rejects
 
 

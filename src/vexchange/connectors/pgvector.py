@@ -403,8 +403,13 @@ class PgvectorWriter(StoreWriter):
         vector_columns = sorted(self.table.vector_dims)
         rejects: list[Reject] = []
         staged: list[tuple[MemoryRecord, list[Any]]] = []
+        in_batch: dict[str, str | None] = {}
         for _, record in rows:
             problem = _refusal(record, columns_of)
+            if problem is None and record.id in in_batch:
+                problem = ("id_conflict", f"id {record.id!r} is also in this batch for namespace"
+                           f" {in_batch[record.id]!r}; the table keeps one row per id")
+            in_batch.setdefault(record.id, record.namespace)
             if problem:
                 rejects.append(Reject(reason=problem[0], detail=problem[1], id=record.id,
                                       namespace=record.namespace))

@@ -35,6 +35,8 @@ from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._qdrant_common import LAYOUT as _LAYOUT
 from ._qdrant_common import METRICS as _METRICS
 from ._qdrant_common import point_id, record_from_point
+from ._split import split
+from ._split import wanted as split_wanted
 from ._store import StoreWriter, metric_for, metric_from, translated
 
 __all__ = ["QdrantConnector"]
@@ -47,6 +49,7 @@ class QdrantConnector(Connector):
     name = "qdrant"
     extra = "qdrant"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
+                                preferred_batch=1000,
                                 normalises=("cosine",))
 
     def __init__(self, spec: StoreSpec) -> None:
@@ -59,6 +62,18 @@ class QdrantConnector(Connector):
             raise UsageError("qdrant needs a location: qdrant://host:6333/COLLECTION"
                              " or qdrant:///path/dir?collection=NAME")
         self._client: QdrantClient | None = None
+        self._sparse_names: set[str] = set()
+
+    @classmethod
+    def from_spec(cls, spec: StoreSpec) -> Connector:
+        store = cls(spec)
+        if not split_wanted(spec):
+            return store
+        return split(store, store.collection_names)
+
+    def collection_names(self) -> list[str]:
+        with self.translated("list collections"):
+            return [c.name for c in self.client().get_collections().collections]
 
     def describe(self) -> dict[str, Any]:
         if self.spec.host:
@@ -105,6 +120,7 @@ class QdrantConnector(Connector):
         vectors = info.config.params.vectors
         if isinstance(vectors, models.VectorParams):
             vectors = {"": vectors}
+        self._sparse_names = set(info.config.params.sparse_vectors or {})
         return {name: VectorSpace(dims=p.size, metric=metric_from(_METRICS, p.distance.value))
                 for name, p in (vectors or {}).items()}
 
@@ -185,8 +201,11 @@ class QdrantWriter(StoreWriter):
                     wanted[name] = VectorSpace(dims=vec.dims, metric=(self.spaces.get(name) or VectorSpace()).metric)
         config = {name: models.VectorParams(size=s.dims or 0, distance=models.Distance(
             metric_for("qdrant", s.metric, _METRICS))) for name, s in wanted.items()}
+        sparse = {name for record in batch for name in record.sparse}
         with self.store.translated("create collection"):
-            self.store.client().create_collection(self.store.collection_name, vectors_config=config)
+            self.store.client().create_collection(
+                self.store.collection_name, vectors_config=config,
+                sparse_vectors_config={n: models.SparseVectorParams() for n in sorted(sparse)} or None)
             if self.store.spec.host:  # local mode has no payload indexes (and warns)
                 self.store.client().create_payload_index(
                     self.store.collection_name, _LAYOUT.namespace_key or "namespace",
@@ -219,9 +238,15 @@ class QdrantWriter(StoreWriter):
                     detail=f"the collection has no vector named {unknown[0]!r}"
                            f" (it has {sorted(self.held)})"))
                 continue
+            native = self.store._sparse_names & set(record.sparse)
+            vector: dict[str, Any] = {n: v.tolist() for n, v in record.vectors.items()}
+            for name in native:
+                sp = record.sparse[name]
+                vector[name] = models.SparseVector(indices=sp.index_array().tolist(),
+                                                   values=sp.value_array().tolist())
             points.append(models.PointStruct(
-                id=key, payload=_LAYOUT.pack(record, store_id=str(key)),
-                vector={n: v.tolist() for n, v in record.vectors.items()}))
+                id=key, payload=_LAYOUT.pack(record, store_id=str(key), native_sparse=native),
+                vector=vector))
         if points:
             with self.store.translated("upsert"):
                 self.store.client().upsert(self.store.collection_name, points=points, wait=True)

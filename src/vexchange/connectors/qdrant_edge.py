@@ -39,6 +39,7 @@ class QdrantEdgeConnector(Connector):
     name = "qdrant-edge"
     extra = "qdrant-edge"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
+                                preferred_batch=2000,
                                 normalises=("cosine",))
 
     def __init__(self, spec: StoreSpec) -> None:
@@ -54,7 +55,13 @@ class QdrantEdgeConnector(Connector):
     def is_shard(self) -> bool:
         return (self.path / _CONFIG).is_file()
 
-    def shard(self, *, create: dict[str, VectorSpace] | None = None) -> Any:
+    def sparse_names(self) -> set[str]:
+        if not self.is_shard():
+            return set()
+        return set(orjson.loads((self.path / _CONFIG).read_bytes()).get("sparse_vectors") or {})
+
+    def shard(self, *, create: dict[str, VectorSpace] | None = None,
+              sparse: set[str] | None = None) -> Any:
         if self._shard is None:
             if self.is_shard():
                 with _translated("open"):
@@ -66,7 +73,8 @@ class QdrantEdgeConnector(Connector):
                 config = qe.EdgeConfig(vectors={
                     name: qe.EdgeVectorParams(size=space.dims or 0, distance=getattr(
                         qe.Distance, metric_for("qdrant-edge", space.metric, METRICS)))
-                    for name, space in create.items()})
+                    for name, space in create.items()},
+                    sparse_vectors={n: qe.EdgeSparseVectorParams() for n in sorted(sparse or ())})
                 with _translated("create"):
                     self._shard = qe.EdgeShard.create(str(self.path), config)
             else:
@@ -121,6 +129,7 @@ class QdrantEdgeWriter(StoreWriter):
         for space in spaces.values():
             metric_for("qdrant-edge", space.metric, METRICS)
         self.held = store.vector_spaces() if store.is_shard() else {}
+        self.sparse = store.sparse_names()
 
     def target_dims(self) -> dict[str, int]:
         return {n: s.dims for n, s in self.held.items() if s.dims}
@@ -135,8 +144,10 @@ class QdrantEdgeWriter(StoreWriter):
                 for name, vec in record.vectors.items():
                     wanted.setdefault(name, VectorSpace(dims=vec.dims))
             self.store.shard(create={n: VectorSpace(dims=s.dims, metric=s.metric or (
-                self.spaces.get(n) or VectorSpace()).metric) for n, s in wanted.items()})
+                self.spaces.get(n) or VectorSpace()).metric) for n, s in wanted.items()},
+                sparse={name for record in batch for name in record.sparse})
             self.held = self.store.vector_spaces()
+            self.sparse = self.store.sparse_names()
         return super().write(batch)
 
     def store_id(self, record: MemoryRecord) -> Any:
@@ -156,8 +167,14 @@ class QdrantEdgeWriter(StoreWriter):
                 rejects.append(Reject(reason="unknown_vector", id=record.id, namespace=record.namespace,
                                       detail=f"the shard has no vector named {unknown[0]!r}"))
                 continue
-            points.append(qe.Point(id=key, vector={n: v.tolist() for n, v in record.vectors.items()},
-                                   payload=LAYOUT.pack(record, store_id=str(key))))
+            native = self.sparse & set(record.sparse)
+            vector: dict[str, Any] = {n: v.tolist() for n, v in record.vectors.items()}
+            for name in native:
+                sp = record.sparse[name]
+                vector[name] = qe.SparseVector(indices=sp.index_array().tolist(),
+                                               values=sp.value_array().tolist())
+            points.append(qe.Point(id=key, vector=vector,
+                                   payload=LAYOUT.pack(record, store_id=str(key), native_sparse=native)))
         if points:
             shard = self.store.shard()
             with _translated("upsert"):

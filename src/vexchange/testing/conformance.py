@@ -127,6 +127,9 @@ class ConnectorConformance:
     metric: ClassVar[str] = "dot"
     """The metric the dataset declares; stores that normalise cosine vectors are tested
     bit-exact with "dot" and separately for the "normalised" report with "cosine"."""
+    same_id_in_namespaces: ClassVar[bool] = False
+    """True for a store (or mode) that keeps each namespace apart, so one id may appear in
+    several namespaces; else such a record must be a counted ``id_conflict``."""
     expect_normalised: ClassVar[bool] = False
     """True for a store known to hand back cosine vectors normalised (Qdrant's engine)."""
     dims: ClassVar[int] = 8
@@ -144,7 +147,7 @@ class ConnectorConformance:
 
     def records(self, n: int, **options: Any) -> list[MemoryRecord]:
         return list(sample_records(n, dims=self.dims, named=self.named_vectors,
-                                   null_vectors=self.null_vectors, **options))
+                                   null_vectors=self.null_vectors, sparse=True, **options))
 
     def load(self, tmp_path: Path, target: Location, records: list[MemoryRecord], *,
              metric: str | None = None, **options: Any) -> Any:
@@ -246,6 +249,18 @@ class ConnectorConformance:
         got = read_all(target, batch_size=1000)
         assert len(got) == self.bulk
         self.assert_same(records, got)
+
+    def test_same_id_in_two_namespaces(self, tmp_path: Path, new_location: NewLocation) -> None:
+        first = self.records(3)
+        twins = [r.replace(namespace="other", text=f"twin of {r.id}") for r in first]
+        target = new_location("twins")
+        receipt = self.load(tmp_path, target, first + twins)
+        if self.same_id_in_namespaces:
+            assert receipt.counts.written == 6, receipt.counts
+            self.assert_same(first + twins, read_all(target))
+        else:
+            assert receipt.counts.written == 3 and receipt.counts.skipped == {"id_conflict": 3}
+            self.assert_same(first, read_all(target))
 
     def test_one_record(self, tmp_path: Path, new_location: NewLocation) -> None:
         records = self.records(1)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..record import MemoryRecord, Vector
+from ..record import MemoryRecord, SparseVector, Vector
 
 __all__ = ["every_metadata_type", "sample_records"]
 
@@ -42,11 +42,13 @@ def sample_records(
     seed: int = 11,
     unit: bool = False,
     model: str | None = "test-model",
+    sparse: bool = False,
 ) -> Iterator[MemoryRecord]:
     """``n`` records; the first ones are edge cases, the rest are ordinary.
 
     ``named``: extra vector names each record also carries. ``unit``: L2-normalised vectors
-    (for stores that keep cosine vectors normalised).
+    (for stores that keep cosine vectors normalised). ``sparse``: every third record also
+    carries a sparse vector named ``bm25``.
     """
     rng = np.random.default_rng(seed)
 
@@ -71,9 +73,15 @@ def sample_records(
             created_at=_BASE_MS + i * 1001,
             updated_at=_BASE_MS + i * 2003 if i % 2 else None,
             source_store="sample",
+            sparse=_sparse(rng) if sparse and i % 3 == 0 else {},
         )
         edge = _edge(i, record, null_vectors)
         yield edge if edge is not None else record
+
+
+def _sparse(rng: np.random.Generator) -> dict[str, SparseVector]:
+    indices = np.sort(rng.choice(30_000, size=int(rng.integers(1, 12)), replace=False))
+    return {"bm25": SparseVector.from_values(indices, rng.random(len(indices)), model="bm25-test")}
 
 
 def _edge(i: int, record: MemoryRecord, null_vectors: bool) -> MemoryRecord | None:
