@@ -42,12 +42,12 @@ import orjson
 BATCH = 1000
 
 
-def batches(path: str) -> Iterator[list[dict[str, Any]]]:
+def batches(path: str, size: int = 1000) -> Iterator[list[dict[str, Any]]]:
     out: list[dict[str, Any]] = []
     with open(path, "rb") as handle:
         for line in handle:
             out.append(orjson.loads(line))
-            if len(out) == BATCH:
+            if len(out) == size:
                 yield out
                 out = []
     if out:
@@ -144,7 +144,7 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
         index = MilvusClient.prepare_index_params()
         index.add_index("vector", index_type="AUTOINDEX", metric_type="COSINE")
         client.create_collection("native", schema=schema, index_params=index)
-        for batch in batches(file):
+        for batch in batches(file, 250):  # Milvus Lite's fastest call size (see milvus.py)
             client.insert("native", [{"id": r["id"], "text": (r["text"] or "")[:16000],
                                       "metadata": r["metadata"] or {},
                                       "vector": np.asarray(r["vector"], dtype=np.float32)} for r in batch])

@@ -49,8 +49,8 @@ class LanceDBConnector(Connector):
     name = "lancedb"
     extra = "lancedb"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
-                                preferred_batch=10_000)
-    """Large batches: each merge_insert is a commit that scans the table's keys."""
+                                preferred_batch=5000)
+    """Large batches: each write is a commit, and each looks up the batch's ids in the table."""
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)
@@ -226,7 +226,11 @@ class LanceDBWriter(StoreWriter):
         with self.store._translated("read"):
             found = (self.table.search().where(f"id IN ({quoted})")
                      .select(["id", "namespace"]).limit(len(ids) + 1).to_arrow())
-        return dict(zip(found.column("id").to_pylist(), found.column("namespace").to_pylist()))
+        held = dict(zip(found.column("id").to_pylist(), found.column("namespace").to_pylist()))
+        self._held = set(held)
+        return held
+
+    _held: set[Any] = set()
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         assert self.shape is not None and self.table is not None
@@ -264,8 +268,15 @@ class LanceDBWriter(StoreWriter):
         data["created_at"] = pa.array([r.created_at for r in kept], type=pa.int64()).cast(_TS)
         data["updated_at"] = pa.array([r.updated_at for r in kept], type=pa.int64()).cast(_TS)
         table = pa.table(data, schema=self.table.schema)
+        # ids the table does not hold are appended (cheap); the others are merged by id
+        # (a commit that joins on the key). A retried batch finds its rows held and merges them.
+        again = np.array([r.id in self._held for r in kept], dtype=bool)
         with self.store._translated("upsert"):
-            (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
-             .execute(table, on_bad_vectors="null"))
+            if not again.all():
+                self.table.add(table.filter(pa.array(~again)), on_bad_vectors="null")
+            if again.any():
+                (self.table.merge_insert("id").when_matched_update_all()
+                 .when_not_matched_insert_all().execute(table.filter(pa.array(again)),
+                                                        on_bad_vectors="null"))
         return rejects
 

@@ -43,7 +43,9 @@ _LAYOUT = PayloadLayout("milvus", text_key=None, namespace_key=None, native=json
 _PIECE = 65_535
 _MAX_PIECES = 4096
 _NO_NAMESPACE = "namespace_null"
-_FETCH = 4000
+_FETCH = 250
+"""Rows per query and per insert: Milvus Lite's cost per call grows faster than its size
+(20k rows: 5.8 s in calls of 250, 16.4 s in calls of 2,000)."""
 
 
 def _pieces(text: str) -> list[str]:
@@ -94,7 +96,7 @@ class MilvusConnector(Connector):
     name = "milvus"
     extra = "milvus"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, null_vectors=False,
-                                preferred_batch=2000,
+                                preferred_batch=_FETCH,
                                 fixed_dims=True)
 
     def __init__(self, spec: StoreSpec) -> None:
@@ -168,7 +170,7 @@ class MilvusConnector(Connector):
         shape = self._require()
         client = self.client()
         last: Any = orjson.loads(after) if after else None
-        fetch = max(batch_size, _FETCH)  # each query costs about the same whatever its size
+        fetch = min(batch_size, _FETCH)
         while True:
             condition = "" if last is None else f"{shape.key} > {_literal(last)}"
             with translated_milvus("query"):

@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+
+from .._floats import Float32Bytes, decode_rows
 
 from .._atomic import AtomicOutput
 from ..codecs.vmig import RecordError, decode_object, encode_record, parse_line
@@ -87,13 +90,39 @@ def read_file(path: Path, *, batch_size: int, after: str | None = None) -> Itera
     if path.is_dir():
         raise UsageError(f"{path} is a directory, not a .vmig.jsonl file")
     offset, line_no = _parse_cursor(after)
-    items: list[MemoryRecord | Reject] = []
+    lines: list[tuple[int, bytes]] = []
     for line_no, offset, line in iter_lines(path, offset=offset, line_no=line_no):
-        items.append(_decode_line(line, path, line_no))
-        if len(items) >= batch_size:
-            yield Page(items, f"{offset}:{line_no}")
-            items = []
-    yield Page(items, None)
+        lines.append((line_no, line))
+        if len(lines) >= batch_size:
+            yield Page(_decode_page(lines, path), f"{offset}:{line_no}")
+            lines = []
+    yield Page(_decode_page(lines, path), None)
+
+
+def _decode_page(lines: list[tuple[int, bytes]], path: Path) -> list[MemoryRecord | Reject]:
+    """Parse a page of lines, convert their default vectors to float32 together, then build
+    the records (see _floats.decode_rows: the per-vector numpy overhead is paid once a page)."""
+    parsed: list[Any] = []
+    for line_no, line in lines:
+        try:
+            parsed.append(parse_line(line))
+        except orjson.JSONDecodeError as err:
+            parsed.append(Reject(reason="bad_json", detail=f"not valid JSON: {err}",
+                                 location=f"{path} line {line_no}",
+                                 record=line.decode("utf-8", "replace")))
+    by_size: dict[int, list[dict[str, Any]]] = {}
+    for obj in parsed:
+        if isinstance(obj, dict) and type(obj.get("vector")) is np.ndarray and obj["vector"].ndim == 1:
+            by_size.setdefault(obj["vector"].size, []).append(obj)
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        narrow, slow = decode_rows(np.stack([obj["vector"] for obj in group]))
+        for obj, row, careful in zip(group, narrow, slow):
+            if not careful:
+                obj["vector"] = Float32Bytes(row.tobytes())
+    return [obj if isinstance(obj, Reject) else _decode_parsed(obj, line, path, line_no)
+            for obj, (line_no, line) in zip(parsed, lines)]
 
 
 def _parse_cursor(after: str | None) -> tuple[int, int]:
@@ -103,19 +132,12 @@ def _parse_cursor(after: str | None) -> tuple[int, int]:
     return int(offset), int(line)
 
 
-def _decode_line(line: bytes, path: Path, line_no: int) -> MemoryRecord | Reject:
-    try:
-        obj = parse_line(line)
-    except orjson.JSONDecodeError as err:
-        return Reject(
-            reason="bad_json",
-            detail=f"not valid JSON: {err}",
-            location=f"{path} line {line_no}",
-            record=line.decode("utf-8", "replace"),
-        )
+def _decode_parsed(obj: Any, line: bytes, path: Path, line_no: int) -> MemoryRecord | Reject:
     try:
         return decode_object(obj, line)
     except RecordError as err:
+        if isinstance(obj, dict) and type(obj.get("vector")) is Float32Bytes:
+            obj["vector"] = np.frombuffer(obj["vector"], dtype="<f4").tolist()
         return Reject(
             reason=err.reason,
             detail=err.detail,
