@@ -82,6 +82,27 @@ class StoreWriter(Writer):
 
     dry_run: bool = False
 
+    def __init__(self, store: Any, *, dry_run: bool, spaces: dict[str, VectorSpace],
+                 metrics: Mapping[str, str]) -> None:
+        """Keep the store and what the source declares; refuse, before any write, a metric
+        the store does not offer."""
+        self.store = store
+        self.dry_run = dry_run
+        self.spaces = spaces
+        for space in spaces.values():
+            metric_for(store.name, space.metric, metrics)
+
+    def spaces_to_create(self, batch: list[MemoryRecord]) -> dict[str, VectorSpace]:
+        """Each vector a new collection needs: what the source declares (dims and metric),
+        completed from the first batch for vectors it does not declare."""
+        wanted = {name: space for name, space in self.spaces.items() if space.dims}
+        for record in batch:
+            for name, vec in record.vectors.items():
+                if name not in wanted:
+                    declared = self.spaces.get(name) or VectorSpace()
+                    wanted[name] = VectorSpace(dims=vec.dims, metric=declared.metric)
+        return wanted
+
     @abstractmethod
     def store_id(self, record: MemoryRecord) -> Any:
         """The id the store keeps for a record."""

@@ -185,8 +185,7 @@ def _item(i: int, got: dict[str, Any], rid: str) -> MemoryRecord | Reject:
 class ChromaWriter(StoreWriter):
     def __init__(self, store: ChromaConnector, *, dry_run: bool,
                  spaces: dict[str, VectorSpace]) -> None:
-        self.store = store
-        self.dry_run = dry_run
+        super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.metric = metric_for("chroma", spaces.get("", VectorSpace()).metric, _METRICS)
         self._collection: Any = None
         self._existing_spaces: dict[str, VectorSpace] = {}

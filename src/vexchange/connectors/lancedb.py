@@ -175,11 +175,7 @@ class _Shape:
 class LanceDBWriter(StoreWriter):
     def __init__(self, store: LanceDBConnector, *, dry_run: bool,
                  spaces: dict[str, VectorSpace]) -> None:
-        self.store = store
-        self.dry_run = dry_run
-        self.spaces = spaces
-        for space in spaces.values():
-            metric_for("lancedb", space.metric, _METRICS)
+        super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.table = store.open_table()
         self.shape = _Shape(self.table.schema) if self.table is not None else None
         if self.shape is not None and not self.shape.own:
@@ -194,10 +190,7 @@ class LanceDBWriter(StoreWriter):
         return self.shape.spaces() if self.shape else {}
 
     def _create(self, batch: list[MemoryRecord]) -> None:
-        wanted = {n: s for n, s in self.spaces.items() if s.dims}
-        for record in batch:
-            for name, vec in record.vectors.items():
-                wanted.setdefault(name, VectorSpace(dims=vec.dims))
+        wanted = self.spaces_to_create(batch)
         columns = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
         metrics = {name: metric_for("lancedb", s.metric, _METRICS) and (s.metric or "cosine")
                    for name, s in wanted.items()}

@@ -256,11 +256,7 @@ def _item(shape: _Collection, row: dict[str, Any]) -> MemoryRecord | Reject:
 class MilvusWriter(StoreWriter):
     def __init__(self, store: MilvusConnector, *, dry_run: bool,
                  spaces: dict[str, VectorSpace]) -> None:
-        self.store = store
-        self.dry_run = dry_run
-        self.spaces = spaces
-        for space in spaces.values():
-            metric_for("milvus", space.metric, _METRICS)
+        super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.shape = store.shape()
         if self.shape is not None and not self.shape.own:
             raise UsageError(f"collection {store.collection_name!r} was not created by vexchange;"
@@ -274,10 +270,7 @@ class MilvusWriter(StoreWriter):
         return self.shape.spaces() if self.shape else {}
 
     def _create(self, batch: list[MemoryRecord]) -> None:
-        wanted = {n: s for n, s in self.spaces.items() if s.dims}
-        for record in batch:
-            for name, vec in record.vectors.items():
-                wanted.setdefault(name, VectorSpace(dims=vec.dims))
+        wanted = self.spaces_to_create(batch)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, max_length=_PIECE, is_primary=True)
         schema.add_field("namespace", DataType.VARCHAR, max_length=_PIECE)
@@ -292,7 +285,7 @@ class MilvusWriter(StoreWriter):
         for name in sorted(wanted):
             field = "vector" if name == "" else f"vector_{name}"
             schema.add_field(field, DataType.FLOAT_VECTOR, dim=wanted[name].dims)
-            metric = metric_for("milvus", wanted[name].metric or self.spaces.get(name, VectorSpace()).metric, _METRICS)
+            metric = metric_for("milvus", wanted[name].metric, _METRICS)
             index.add_index(field, index_type="AUTOINDEX", metric_type=metric)
         client = self.store.client()
         with translated_milvus("create collection"):

@@ -328,11 +328,7 @@ class PgvectorWriter(StoreWriter):
 
     def __init__(self, store: PgvectorConnector, *, dry_run: bool,
                  spaces: dict[str, VectorSpace]) -> None:
-        self.store = store
-        self.dry_run = dry_run
-        self.spaces = spaces
-        for space in spaces.values():
-            metric_for("pgvector", space.metric, _OPS)
+        super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_OPS)
         self.table = store.describe_table()
         if self.table.exists and not self.table.own:
             raise UsageError(
@@ -347,10 +343,7 @@ class PgvectorWriter(StoreWriter):
         return self.table.spaces() if self.table.exists else {}
 
     def _create(self, batch: list[MemoryRecord]) -> None:
-        wanted = {n: s for n, s in self.spaces.items() if s.dims}
-        for record in batch:
-            for name, vec in record.vectors.items():
-                wanted.setdefault(name, VectorSpace(dims=vec.dims, metric=None))
+        wanted = self.spaces_to_create(batch)
         columns = {name: ("embedding" if name == "" else f"embedding_{name}") for name in wanted}
         vector_defs = [sql.SQL("{} vector({})").format(sql.Identifier(c), sql.Literal(wanted[n].dims))
                        for n, c in sorted(columns.items())]
@@ -360,7 +353,7 @@ class PgvectorWriter(StoreWriter):
                 "CREATE TABLE {t} (id text PRIMARY KEY, namespace text, text text, {vectors},"
                 " metadata jsonb, vex json, created_at timestamptz, updated_at timestamptz)").format(
                 t=self.store.ident, vectors=sql.SQL(", ").join(vector_defs)))
-            metrics = {name: (space.metric or self.spaces.get(name, VectorSpace()).metric or "cosine")
+            metrics = {name: (space.metric or "cosine")
                        for name, space in wanted.items()}
             pending = [columns[n] for n in sorted(columns) if (wanted[n].dims or 0) <= _HNSW_MAX_DIMS]
             _comment(conn, self.store.ident, {"vexchange": 1, "vectors": columns, "metrics": metrics,

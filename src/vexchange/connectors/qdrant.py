@@ -176,13 +176,9 @@ class _Translated:
 class QdrantWriter(StoreWriter):
     def __init__(self, store: QdrantConnector, *, dry_run: bool,
                  spaces: dict[str, VectorSpace]) -> None:
-        self.store = store
-        self.dry_run = dry_run
-        self.spaces = spaces
+        super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.exists = store.exists()
         self.held: dict[str, VectorSpace] = store.vector_spaces() if self.exists else {}
-        for space in spaces.values():
-            metric_for("qdrant", space.metric, _METRICS)  # refuse an unknown metric up front
 
     def target_dims(self) -> dict[str, int]:
         return {name: s.dims for name, s in self.held.items() if s.dims}
@@ -191,14 +187,7 @@ class QdrantWriter(StoreWriter):
         return dict(self.held)
 
     def _create(self, batch: list[MemoryRecord]) -> None:
-        wanted: dict[str, VectorSpace] = {}
-        for name, space in self.spaces.items():
-            if space.dims:
-                wanted[name] = space
-        for record in batch:
-            for name, vec in record.vectors.items():
-                if name not in wanted:
-                    wanted[name] = VectorSpace(dims=vec.dims, metric=(self.spaces.get(name) or VectorSpace()).metric)
+        wanted = self.spaces_to_create(batch)
         config = {name: models.VectorParams(size=s.dims or 0, distance=models.Distance(
             metric_for("qdrant", s.metric, _METRICS))) for name, s in wanted.items()}
         sparse = {name for record in batch for name in record.sparse}

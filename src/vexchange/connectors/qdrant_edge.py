@@ -123,11 +123,7 @@ class QdrantEdgeConnector(Connector):
 class QdrantEdgeWriter(StoreWriter):
     def __init__(self, store: QdrantEdgeConnector, *, dry_run: bool,
                  spaces: dict[str, VectorSpace]) -> None:
-        self.store = store
-        self.dry_run = dry_run
-        self.spaces = spaces
-        for space in spaces.values():
-            metric_for("qdrant-edge", space.metric, METRICS)
+        super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=METRICS)
         self.held = store.vector_spaces() if store.is_shard() else {}
         self.sparse = store.sparse_names()
 
@@ -139,13 +135,8 @@ class QdrantEdgeWriter(StoreWriter):
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
         if not self.held and not self.dry_run and batch:
-            wanted = {n: s for n, s in self.spaces.items() if s.dims}
-            for record in batch:
-                for name, vec in record.vectors.items():
-                    wanted.setdefault(name, VectorSpace(dims=vec.dims))
-            self.store.shard(create={n: VectorSpace(dims=s.dims, metric=s.metric or (
-                self.spaces.get(n) or VectorSpace()).metric) for n, s in wanted.items()},
-                sparse={name for record in batch for name in record.sparse})
+            self.store.shard(create=self.spaces_to_create(batch),
+                             sparse={name for record in batch for name in record.sparse})
             self.held = self.store.vector_spaces()
             self.sparse = self.store.sparse_names()
         return super().write(batch)

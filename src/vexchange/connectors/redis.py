@@ -209,11 +209,7 @@ class translated_redis:
 class RedisWriter(StoreWriter):
     def __init__(self, store: RedisConnector, *, dry_run: bool,
                  spaces: dict[str, VectorSpace]) -> None:
-        self.store = store
-        self.dry_run = dry_run
-        self.spaces = spaces
-        for space in spaces.values():
-            metric_for("redis", space.metric, _METRICS)
+        super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.index = store.describe_index()
         if self.index.exists and not self.index.own:
             raise UsageError(f"index {store.index!r} was not created by vexchange; writing"
@@ -227,14 +223,11 @@ class RedisWriter(StoreWriter):
         return self.index.spaces()
 
     def _create(self, batch: list[MemoryRecord]) -> None:
-        wanted = {n: s for n, s in self.spaces.items() if s.dims}
-        for record in batch:
-            for name, vec in record.vectors.items():
-                wanted.setdefault(name, VectorSpace(dims=vec.dims))
+        wanted = self.spaces_to_create(batch)
         fields = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
         schema: list[Any] = ["namespace", "TAG", "text", "TEXT", "created_at", "NUMERIC"]
         for name, field in fields.items():
-            metric = metric_for("redis", wanted[name].metric or self.spaces.get(name, VectorSpace()).metric, _METRICS)
+            metric = metric_for("redis", wanted[name].metric, _METRICS)
             schema += [field, "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", str(wanted[name].dims),
                        "DISTANCE_METRIC", metric]
         client = self.store.client()
