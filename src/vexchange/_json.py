@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps_exact", "loads_exact", "may_hold_big_int", "with_big_ints_as_fragments"]
+__all__ = ["dumps_exact", "holds_huge_float", "loads_exact", "may_hold_big_int",
+           "with_big_ints_as_fragments"]
 
 _LONG_NUMBER = re.compile(rb"\d{19,}")
 _INT64 = range(-(1 << 63), 1 << 64)
@@ -22,6 +23,19 @@ _INT64 = range(-(1 << 63), 1 << 64)
 def may_hold_big_int(text: bytes) -> bool:
     """True when the text has a run of 19 or more digits (a cheap, conservative test)."""
     return _LONG_NUMBER.search(text) is not None
+
+
+def holds_huge_float(value: Any) -> bool:
+    """True when a parsed value holds a float of 2**63 or more in magnitude: what orjson makes
+    of an integer beyond 64 bits (or a float written that large; reparsing those is harmless).
+    Much cheaper than scanning the text, since most values are small."""
+    if type(value) is float:
+        return abs(value) >= 9.2e18
+    if type(value) is dict:
+        return any(holds_huge_float(v) for v in value.values())
+    if type(value) is list:
+        return any(holds_huge_float(v) for v in value)
+    return False
 
 
 def loads_exact(text: str | bytes) -> Any:

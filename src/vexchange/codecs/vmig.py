@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .._json import loads_exact, may_hold_big_int, with_big_ints_as_fragments
+from .._json import holds_huge_float, loads_exact, with_big_ints_as_fragments
 
 from .._floats import VectorValueError, decode_vector, parse_number_array, vector_json
 from .._time import format_timestamp, parse_timestamp
@@ -154,8 +154,8 @@ def parse_line(line: bytes) -> Any:
     The fast path is taken only when ``"vector":`` occurs once, is followed by ``[``, and the rest
     parses with the placeholder at the top level; anything else is parsed the ordinary way.
 
-    Text that may hold an integer beyond 64 bits is parsed exactly (orjson would make it a
-    float); only the part outside the vector is scanned for one, which keeps the check cheap.
+    A line whose parse holds a float of 2**63 or more is parsed again exactly: orjson makes
+    integers beyond 64 bits floats, json keeps them integers.
     """
     if line.count(_VECTOR_KEY) == 1:
         start = line.find(_VECTOR_KEY) + len(_VECTOR_KEY)
@@ -165,15 +165,16 @@ def parse_line(line: bytes) -> Any:
             if wide is not None:
                 rest = line[:start] + b"0" + line[end + 1:]
                 try:
-                    obj = loads_exact(rest) if may_hold_big_int(rest) else orjson.loads(rest)
+                    obj = orjson.loads(rest)
+                    if holds_huge_float(obj):
+                        obj = loads_exact(rest)
                 except ValueError:
                     obj = None
                 if isinstance(obj, dict) and type(obj.get("vector")) is int and obj["vector"] == 0:
                     obj["vector"] = wide
                     return obj
-    if may_hold_big_int(line):
-        return loads_exact(line)
-    return orjson.loads(line)
+    obj = orjson.loads(line)
+    return loads_exact(line) if holds_huge_float(obj) else obj
 
 
 
