@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import error_class
 
-__all__ = ["MAX_DEPTH", "decode", "encode", "nfc"]
+__all__ = ["MAX_DEPTH", "decode", "decode_prefix", "encode", "nfc"]
 
 MAX_DEPTH = 32
 """Nesting limit of the extended profile (§4.10); deeper payloads are ERR_CORRUPT."""
@@ -127,6 +127,12 @@ def _encode_raw_str(raw: bytes, out: bytearray) -> None:
 
 
 # ----------------------------------------------------------------------------------- decode
+
+
+def decode_prefix(data: bytes, *, max_depth: int = MAX_DEPTH) -> tuple[Any, int]:
+    """Decode the one value ``data`` starts with: (value, the offset where it ends)."""
+    reader = _Reader(memoryview(data), max_depth)
+    return reader.value(0), reader.pos
 
 
 def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
