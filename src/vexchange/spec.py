@@ -22,7 +22,7 @@ from .errors import InvalidSpecError
 
 __all__ = ["StoreSpec"]
 
-_SUFFIX_SCHEMES = ((".vmig.jsonl", "vmig"), (".jsonl", "vmig"))
+_SUFFIX_SCHEMES = ((".vmig.jsonl", "vmig"), (".jsonl", "vmig"), (".mg", "mg"))
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class StoreSpec:
                 return cls(scheme, text, secrets=dict(secrets or {}))
         raise InvalidSpecError(
             f"cannot tell which store {text!r} is",
-            hint="give a URL such as vektor:///path/memory.db, or a file ending in .vmig.jsonl"
+            hint="give a URL such as vektor:///path/memory.db, or a file ending in .vmig.jsonl, .mg"
             " or .jsonl",
         )
 
@@ -88,7 +88,7 @@ class StoreSpec:
         return f"StoreSpec({self.redacted()!r}, secrets={hidden})"
 
 
-_FILE_SCHEMES = frozenset({"vektor", "vmig", "jsonl", "cartridge", "lancedb", "qdrant-edge"})
+_FILE_SCHEMES = frozenset({"vektor", "vmig", "jsonl", "cartridge", "lancedb", "qdrant-edge", "mg"})
 
 
 def _port(parts: urllib.parse.SplitResult) -> int | None:

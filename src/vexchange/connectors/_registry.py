@@ -46,6 +46,7 @@ _BUILTINS: dict[str, Entry] = {
     "qdrant-edge": Entry("vexchange.connectors.qdrant_edge:QdrantEdgeConnector", "qdrant-edge",
                          ("qdrant_edge",)),
     "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),
+    "mg": Entry("vexchange.connectors.mg:MgConnector"),
     "jsonl": Entry("vexchange.connectors.vmig:VmigConnector"),
     "vektor": Entry("vexchange.connectors.vektor:VektorConnector"),
     "vmig": Entry("vexchange.connectors.vmig:VmigConnector"),

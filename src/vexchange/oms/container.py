@@ -122,6 +122,10 @@ class MgWriter:
         finally:
             self._region.close()
 
+    def discard(self) -> None:
+        """Give up: nothing is written."""
+        self._region.close()
+
     def __enter__(self) -> MgWriter:
         return self
 

@@ -1,0 +1,187 @@
+"""Memory records as OMS grains, and back, losslessly. docs/formats/oms.md has the table.
+
+A record becomes a **Belief** grain (the seed guidance for vector-store memories)::
+
+    subject     the record id                relation  "remembers"
+    object      the text ("" when none)      confidence 1.0
+    created_at  created_at (ms; 0 when none) namespace the namespace (absent when none)
+    embedding_refs  one entry per vector: vector_id "<id>#<name>", model, dimensions,
+                    distance_metric, modality_source "text", chunk_index 0, chunk_text
+    vexchange   (an unknown field to other readers, kept by every conformant one) what the
+                Belief fields cannot say: id type, metadata, updated_at, source_store, score,
+                modality, unknown keys, sparse vectors, whether text/created_at were absent,
+                the names of the vectors
+
+Grains reference vectors and never embed them (OMS "references, not blobs"), so the vectors go
+to a companion file ``<file>.vectors``, one entry per vector in grain order, keyed by
+``vector_id``: ``u32 key length, key (UTF-8), u32 dims, dims float32 LE``. Reading a grain
+without our ``vexchange`` field gives a record whose id is the grain's content address, text
+its content/object/description, and metadata its other fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from .._json import dumps_exact, loads_exact
+from ..record import MemoryRecord, SparseVector, Vector
+from .canonical import nfc
+from .errors import error_class
+from .grain import Grain
+
+__all__ = ["VectorFileReader", "VectorFileWriter", "grain_from_record", "record_from_grain"]
+
+RELATION = "remembers"
+VEX_FIELD = "vexchange"
+
+
+def grain_from_record(record: MemoryRecord, metrics: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """The full-name Belief grain of a record (vectors referenced, not embedded)."""
+    refs = []
+    for name, vec in record.vectors.items():
+        ref: dict[str, Any] = {"vector_id": vector_id(record, name), "model": vec.model or "unknown",
+                               "dimensions": vec.dims, "modality_source": "text", "chunk_index": 0}
+        metric = (metrics or {}).get(name)
+        if metric:
+            ref["distance_metric"] = metric
+        if record.text:
+            ref["chunk_text"] = record.text
+        refs.append(ref)
+    extra: dict[str, Any] = {"v": 1, "vectors": list(record.vectors)}
+    if record.id_type != "str":
+        extra["id_type"] = record.id_type
+    if record.text is None:
+        extra["no_text"] = True
+    if record.created_at is None:
+        extra["no_created_at"] = True
+    if record.metadata is not None:  # JSON bytes: grain strings are NFC-normalised, bytes are not
+        extra["metadata"] = dumps_exact(record.metadata).encode()
+    for name in ("updated_at", "source_store", "score"):
+        if getattr(record, name) is not None:
+            extra[name] = getattr(record, name)
+    if record.modality != "text":
+        extra["modality"] = record.modality if record.modality is not None else False
+    if record.extra:
+        extra["extra"] = dumps_exact(record.extra).encode()
+    raw = {name: value.encode() for name, value in (("id", record.id), ("text", record.text),
+                                                    ("namespace", record.namespace),
+                                                    ("source_store", record.source_store))
+           if isinstance(value, str) and nfc(value) != value}
+    if raw:
+        extra["raw"] = raw
+    if record.sparse:
+        extra["sparse"] = {n: [sp.indices, sp.values, sp.model] for n, sp in record.sparse.items()}
+    models = {n: v.model for n, v in record.vectors.items()}
+    if any(m is None for m in models.values()):
+        extra["no_model"] = [n for n, m in models.items() if m is None]
+    grain: dict[str, Any] = {
+        "type": "belief", "subject": record.id, "relation": RELATION,
+        "object": record.text or "", "confidence": 1.0,
+        "created_at": record.created_at if record.created_at is not None else 0,
+        "source_type": "imported", VEX_FIELD: extra,
+    }
+    if record.namespace is not None:
+        grain["namespace"] = record.namespace
+    if refs:
+        grain["embedding_refs"] = refs
+    return grain
+
+
+def vector_id(record: MemoryRecord, name: str) -> str:
+    """The key of a vector in the companion file; NFC, as the grain's copy of it is."""
+    return nfc(f"{record.id}#{name}")
+
+
+def record_from_grain(grain: Grain, vectors: dict[str, bytes]) -> MemoryRecord:
+    """The record a grain holds; ``vectors`` by vector_id, from the companion file."""
+    fields = grain.fields
+    extra = fields.get(VEX_FIELD)
+    if not isinstance(extra, dict) or grain.type != "belief":
+        return _foreign(grain, vectors)
+    refs = fields.get("embedding_refs") or []
+    no_model = set(extra.get("no_model", []))
+    named: dict[str, Vector] = {}
+    for name, ref in zip(extra.get("vectors", []), refs):
+        data = vectors.get(ref.get("vector_id"))
+        if data is None:
+            raise error_class("ERR_INTEGRITY")(f"vector {ref.get('vector_id')!r} is not in the vector file")
+        named[name] = Vector(data, None if name in no_model else ref.get("model"))
+    modality = extra.get("modality", "text")
+    raw = {k: v.decode() for k, v in (extra.get("raw") or {}).items()}
+    metadata = loads_exact(extra["metadata"]) if "metadata" in extra else None
+    return MemoryRecord(
+        id=raw.get("id", fields["subject"]), id_type=extra.get("id_type", "str"),
+        text=None if extra.get("no_text") else raw.get("text", fields.get("object", "")),
+        vectors=named, namespace=raw.get("namespace", fields.get("namespace")), metadata=metadata,
+        created_at=None if extra.get("no_created_at") else fields.get("created_at"),
+        updated_at=extra.get("updated_at"),
+        source_store=raw.get("source_store", extra.get("source_store")),
+        score=extra.get("score"), modality=None if modality is False else modality,
+        extra=loads_exact(extra["extra"]) if "extra" in extra else {},
+        sparse={n: SparseVector(bytes(i), bytes(v), m) for n, (i, v, m) in (extra.get("sparse") or {}).items()},
+    )
+
+
+def _foreign(grain: Grain, vectors: dict[str, bytes]) -> MemoryRecord:
+    fields = dict(grain.fields)
+    text = next((fields[k] for k in ("content", "object", "description", "conclusion")
+                 if isinstance(fields.get(k), str)), None)
+    named: dict[str, Vector] = {}
+    for i, ref in enumerate(fields.get("embedding_refs") or []):
+        data = vectors.get(str(ref.get("vector_id"))) if isinstance(ref, dict) else None
+        if data is not None:
+            named["" if i == 0 else str(ref.get("vector_id"))] = Vector(data, ref.get("model"))
+    metadata = {k: _jsonable(v) for k, v in fields.items()
+                if k not in ("created_at", "namespace", "embedding_refs")}
+    return MemoryRecord(id=grain.address, text=text, vectors=named,
+                        namespace=fields.get("namespace"), metadata=metadata,
+                        created_at=fields.get("created_at"), source_store="oms")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class VectorFileWriter:
+    """The companion vector file, written in grain order."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle  # anything with write(bytes): a file, an AtomicOutput
+
+    def add(self, key: str, data: bytes) -> None:
+        raw = key.encode()
+        self.handle.write(struct.pack(">I", len(raw)) + raw + struct.pack(">I", len(data) // 4) + data)
+
+
+class VectorFileReader:
+    """Entries of a companion vector file, in order."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        while True:
+            head = self.handle.read(4)
+            if not head:
+                return
+            key = self._take(struct.unpack(">I", self._whole(head, 4))[0]).decode()
+            dims = struct.unpack(">I", self._take(4))[0]
+            yield key, self._take(4 * dims)
+
+    def _take(self, n: int) -> bytes:
+        return self._whole(self.handle.read(n), n)
+
+    @staticmethod
+    def _whole(data: bytes, n: int) -> bytes:
+        if len(data) != n:
+            raise error_class("ERR_CORRUPT")("the vector file is truncated")
+        return data

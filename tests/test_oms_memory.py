@@ -1,0 +1,60 @@
+"""Memory as OMS grains: VEKTOR -> .mg (+ vectors) -> .vmig.jsonl is lossless, and `.mg` is a
+format the engine reads and writes like any other."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vexchange import export, migrate, verify
+from vexchange.cli import main
+from vexchange.oms.container import MgReader
+from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig
+from vexchange.testing.records import sample_records
+from vexchange.testing.vektor_fixture import Fixture
+
+
+def test_vektor_to_grains_to_vmig_is_lossless(slipstream: Fixture, tmp_path: Path) -> None:
+    source = f"vektor://{slipstream.path}"
+    grains = tmp_path / "memory.mg"
+    receipt = export(source, grains, allow_skips=True)
+    assert receipt.counts.written == receipt.counts.selected  # the truncated blob is unreadable
+    assert (tmp_path / "memory.mg.vectors").exists()
+    with MgReader(grains) as reader:
+        assert reader.verify()["grains"] == receipt.counts.written
+        assert reader[0].type == "belief" and reader[0].fields["embedding_refs"]
+    out = tmp_path / "back.vmig.jsonl"
+    migrate(grains, out)
+    assert verify(out, against=grains)["ok"]
+    assert verify(grains, against=source)["ok"]
+
+
+def test_every_field_survives_grains(tmp_path: Path) -> None:
+    records = list(sample_records(40, named=("title",), sparse=True))
+    records[3] = records[3].replace(text="cafe\u0301 not NFC", id="i\u0301d", id_type="str",
+                                    namespace="n\u0303s")
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="dot")
+    grains = tmp_path / "m.mg"
+    receipt = migrate(source, grains)
+    assert receipt.counts.written == 40, receipt.counts
+    ConnectorConformance.assert_same(records, read_all(grains))
+    from vexchange import open_store
+    with open_store(grains) as store:
+        assert store.vector_spaces()[""].metric == "dot"
+
+
+def test_cli_export_and_migrate_with_mg(tmp_path: Path) -> None:
+    records = list(sample_records(12))
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records)
+    assert main(["migrate", str(source), str(tmp_path / "m.mg"), "--quiet"]) == 0
+    assert main(["migrate", str(tmp_path / "m.mg"), str(tmp_path / "b.vmig.jsonl"), "--quiet"]) == 0
+    assert main(["verify", str(tmp_path / "b.vmig.jsonl"), "--against", str(source)]) == 0
+
+
+def test_grains_from_elsewhere_are_read(tmp_path: Path) -> None:
+    vectors = json.loads((Path(__file__).parent / "data" / "oms-test-vectors.json").read_text())
+    path = tmp_path / "foreign.mg"
+    path.write_bytes(bytes.fromhex(vectors["mg_file_vectors"][0]["file_hex"]))
+    got = read_all(path)
+    assert {r.id for r in got.values()} == set(vectors["mg_file_vectors"][0]["grain_content_addresses"])
+    assert "dark mode" in {r.text for r in got.values()}
