@@ -58,3 +58,27 @@ def test_grains_from_elsewhere_are_read(tmp_path: Path) -> None:
     got = read_all(path)
     assert {r.id for r in got.values()} == set(vectors["mg_file_vectors"][0]["grain_content_addresses"])
     assert "dark mode" in {r.text for r in got.values()}
+
+
+def test_vex_grains_commands(tmp_path: Path, capsys: object) -> None:
+    vectors = json.loads((Path(__file__).parent / "data" / "oms-test-vectors.json").read_text())
+    source = tmp_path / "grains.jsonl"
+    source.write_text("\n".join(json.dumps(v["input"]) for v in vectors["vectors"]) + "\n")
+    assert main(["grains", "encode", str(source), "-o", str(tmp_path / "g.mg")]) == 0
+    assert main(["grains", "verify", str(tmp_path / "g.mg")]) == 0
+    assert main(["grains", "inspect", str(tmp_path / "g.mg"), "--json"]) == 0
+    assert main(["grains", "decode", str(tmp_path / "g.mg"), "--index", "0"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert vectors["vectors"][0]["expected_content_address"] in out
+    assert '"subject":"user"' in out
+    assert main(["grains", "decode", str(tmp_path / "g.mg"), "--index", "99"]) == 2
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(vectors["vectors"][5]["input"]))
+    assert main(["grains", "encode", str(one), "-o", str(tmp_path / "one.blob")]) == 0
+    import hashlib
+    blob = (tmp_path / "one.blob").read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == vectors["vectors"][5]["expected_content_address"]
+    broken = bytearray((tmp_path / "g.mg").read_bytes())
+    broken[-1] ^= 1
+    (tmp_path / "bad.mg").write_bytes(bytes(broken))
+    assert main(["grains", "verify", str(tmp_path / "bad.mg")]) == 3

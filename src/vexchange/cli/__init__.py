@@ -210,6 +210,57 @@ def verify(ctx: click.Context, target: str, receipt: str | None, against: str | 
         ctx.exit(3)
 
 
+@cli.group()
+def grains() -> None:
+    """OMS memory grains and .mg files: inspect, verify, decode, encode."""
+
+
+@grains.command(name="inspect")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True)
+def grains_inspect(file: str, as_json: bool) -> None:
+    """Grain count, types, namespaces and flags of a .mg file."""
+    from ..oms.tools import inspect_grains
+
+    _emit(inspect_grains(file), as_json)
+
+
+@grains.command(name="verify")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def grains_verify(ctx: click.Context, file: str, as_json: bool) -> None:
+    """Footer checksum and every grain's address; exit 3 on any failure."""
+    from ..oms.tools import verify_grains
+
+    report = verify_grains(file)
+    _emit(report, as_json)
+    if not report["ok"]:
+        ctx.exit(3)
+
+
+@grains.command(name="decode")
+@click.argument("file")
+@click.option("--index", type=click.IntRange(min=0), help="Only grain N of a .mg file.")
+def grains_decode(file: str, index: int | None) -> None:
+    """Print grains as JSON with full field names (one per line)."""
+    from ..oms.tools import decode_grains
+
+    for grain in decode_grains(file, index=index):
+        click.echo(orjson.dumps(grain).decode())
+
+
+@grains.command(name="encode")
+@click.argument("input")
+@click.option("--output", "-o", required=True, help="A .mg file, or a file for one raw blob.")
+def grains_encode(input: str, output: str) -> None:
+    """Build canonical grains from JSON (full field names) and print their addresses."""
+    from ..oms.tools import encode_grains
+
+    for address in encode_grains(input, output):
+        click.echo(address)
+
+
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Work here [default: a new temp dir].")
 @click.option("--records", type=click.IntRange(min=1), default=5000, show_default=True)
