@@ -42,7 +42,14 @@ def encode(value: Any) -> bytes:
 def _encode(value: Any, out: bytearray, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise error_class("ERR_CORRUPT")(f"nesting deeper than {MAX_DEPTH} levels")
-    if value is None:
+    kind = type(value)
+    if kind is str:  # the common cases first, by exact type
+        _encode_raw_str(nfc(value).encode(), out)
+    elif kind is float and math.isfinite(value):
+        out += b"\xcb" + struct.pack(">d", value)
+    elif kind is int and 0 <= value < 128:
+        out.append(value)
+    elif value is None:
         out.append(0xC0)
     elif value is True:
         out.append(0xC3)
@@ -131,13 +138,13 @@ def _encode_raw_str(raw: bytes, out: bytearray) -> None:
 
 def decode_prefix(data: bytes, *, max_depth: int = MAX_DEPTH) -> tuple[Any, int]:
     """Decode the one value ``data`` starts with: (value, the offset where it ends)."""
-    reader = _Reader(memoryview(data), max_depth)
+    reader = _Reader(bytes(data), max_depth)
     return reader.value(0), reader.pos
 
 
 def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Decode exactly one value that fills ``data``; OMSError for anything else."""
-    reader = _Reader(memoryview(data), max_depth)
+    reader = _Reader(bytes(data), max_depth)
     value = reader.value(0)
     if reader.pos != len(data):
         raise error_class("ERR_CORRUPT")(f"{len(data) - reader.pos} bytes after the payload")
@@ -145,12 +152,12 @@ def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
 
 
 class _Reader:
-    def __init__(self, data: memoryview, max_depth: int) -> None:
+    def __init__(self, data: bytes, max_depth: int) -> None:
         self.data = data
         self.pos = 0
         self.max_depth = max_depth
 
-    def take(self, n: int) -> memoryview:
+    def take(self, n: int) -> bytes:
         end = self.pos + n
         if end > len(self.data):
             raise error_class("ERR_CORRUPT")(
@@ -165,7 +172,17 @@ class _Reader:
     def value(self, depth: int) -> Any:
         if depth > self.max_depth:
             raise error_class("ERR_CORRUPT")(f"nesting deeper than {self.max_depth} levels")
-        tag = self.take(1)[0]
+        if self.pos >= len(self.data):
+            raise error_class("ERR_CORRUPT")(f"truncated: a value was expected at offset {self.pos}")
+        tag = self.data[self.pos]
+        self.pos += 1
+        if 0xA0 <= tag <= 0xBF:  # fixstr: the most common value in a grain
+            return self.string(tag & 0x1F)
+        if tag == 0xCB:
+            number = _DOUBLE.unpack(self.take(8))[0]
+            if not math.isfinite(number):
+                raise error_class("ERR_FLOAT_INVALID")(f"float {number!r} at offset {self.pos}")
+            return number
         if tag <= 0x7F:
             return tag
         if tag >= 0xE0:
@@ -206,11 +223,15 @@ class _Reader:
         return int(self.unpack((">B", ">H", ">I")[width], (1, 2, 4)[width]))
 
     def string(self, n: int) -> str:
+        end = self.pos + n
+        if end > len(self.data):
+            raise error_class("ERR_CORRUPT")(f"truncated: a {n}-byte string at offset {self.pos}")
         try:
-            text = bytes(self.take(n)).decode()
+            text = self.data[self.pos:end].decode()
         except UnicodeDecodeError:
-            raise error_class("ERR_CORRUPT")(f"string at offset {self.pos - n} is not UTF-8") from None
-        if text.startswith(_BOM):
+            raise error_class("ERR_CORRUPT")(f"string at offset {self.pos} is not UTF-8") from None
+        self.pos = end
+        if text and text[0] == _BOM:
             raise error_class("ERR_CORRUPT")(f"string at offset {self.pos - n} starts with a BOM")
         return text
 
@@ -233,5 +254,6 @@ class _Reader:
         return out
 
 
+_DOUBLE = struct.Struct(">d")
 _SIMPLE = {0xCC: (">B", 1), 0xCD: (">H", 2), 0xCE: (">I", 4), 0xCF: (">Q", 8),
            0xD0: (">b", 1), 0xD1: (">h", 2), 0xD2: (">i", 4), 0xD3: (">q", 8)}

@@ -8,6 +8,8 @@ unchanged both ways. Only the top-level map and the entries of ``content_refs``,
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 __all__ = ["COMMON", "CONTENT_REF", "EMBEDDING_REF", "RELATED_TO", "TYPE_FIELDS", "NESTED",
            "compact_map", "expand_map"]
 
@@ -93,9 +95,13 @@ NESTED = {"content_refs": CONTENT_REF, "embedding_refs": EMBEDDING_REF, "related
 """Array fields whose map entries are compacted too, by their full name."""
 
 
+@lru_cache(maxsize=None)
 def compact_map(kind: str) -> dict[str, str]:
+    """Full name -> short key for a type (shared, cached: do not modify)."""
     return {**COMMON, **TYPE_FIELDS.get(kind, {})}
 
 
+@lru_cache(maxsize=None)
 def expand_map(kind: str) -> dict[str, str]:
+    """Short key -> full name for a type (shared, cached: do not modify)."""
     return {short: full for full, short in compact_map(kind).items()}

@@ -113,7 +113,7 @@ def encode_grain(grain: dict[str, Any], *, sensitivity: int | None = None,
     """
     kind, type_byte = type_of(grain.get("type"), strict=strict_types)
     grain = _with_epoch_ms(grain)
-    validate(kind, grain)
+    validate(kind, grain, floats_checked=True)  # the encoder refuses other non-finite floats
     for name in _INDEX_LAYER:
         if name in grain:
             raise error_class("ERR_SCHEMA")(f"{name} is index-layer data and never in a blob")
@@ -165,15 +165,18 @@ def _compact(kind: str, grain: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def validate(kind: str, grain: dict[str, Any]) -> None:
+def validate(kind: str, grain: dict[str, Any], *, floats_checked: bool = False) -> None:
     """The §8 required fields and the §19.3 value rules, in the order the spec implies
     (a non-finite float is ERR_FLOAT_INVALID before it is ERR_RANGE)."""
-    _check_floats(grain)
+    if not floats_checked:
+        _check_floats(grain)
     created = grain.get("created_at")
     if not isinstance(created, int) or isinstance(created, bool):
         raise error_class("ERR_SCHEMA")("Missing required field: created_at (int epoch ms)")
     for name in _UNIT_FLOATS:
         value = grain.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise error_class("ERR_FLOAT_INVALID")(f"{name} {value!r} is not finite")
         if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
             raise error_class("ERR_RANGE")(f"{name} {value!r} is outside [0.0, 1.0]")
     for name in _COUNTS:
@@ -251,7 +254,7 @@ def decode_grain(blob: bytes, *, strict_types: bool = False, validate_fields: bo
                 f"payload type {payload['t']!r} does not match header type 0x{type_byte:02x}")
     fields = _expand(kind, payload)
     if known and validate_fields:
-        validate(kind, fields)
+        validate(kind, fields, floats_checked=True)  # the decoder refuses non-finite floats
     if "structural_tags" in fields and (flags >> 6) & 3 < minimum_sensitivity(fields["structural_tags"]):
         raise error_class("ERR_SENSITIVITY_MISMATCH")(
             "the header's sensitivity bits are lower than the structural tags require")
