@@ -82,3 +82,42 @@ def test_vex_grains_commands(tmp_path: Path, capsys: object) -> None:
     broken[-1] ^= 1
     (tmp_path / "bad.mg").write_bytes(bytes(broken))
     assert main(["grains", "verify", str(tmp_path / "bad.mg")]) == 3
+
+
+SHAPED = {
+    "conversation": [{"role": "user", "content": "hi", "timestamp": "2026-01-15T10:00:00Z",
+                      "session_id": "s1", "lang": "en"}],
+    "tool_call": [{"tool": "search", "input": {"q": "x"}, "output": {"hits": 3},
+                   "timestamp": 1768471200, "call_id": "c1"}],
+    "state": [{"state": {"memory_blocks": ["a"]}, "plan": ["next"], "timestamp": 1768471200000}],
+    "runbook": [{"trigger": "deploy", "steps": ["build", "ship"], "timestamp": 1768471200}],
+    "sensor": [{"sensor_id": "t1", "sensor_type": "temperature", "reading": 21.5,
+                "timestamp": 1768471200, "unit": "C"}],
+    "task": [{"description": "write docs", "status": "done", "priority": 2,
+              "due": "2026-02-01T00:00:00Z", "timestamp": 1768471200}],
+}
+TYPES = {"conversation": "event", "tool_call": "action", "state": "state", "runbook": "workflow",
+         "sensor": "observation", "task": "goal"}
+
+
+def test_each_memory_shape_becomes_its_grain_type(tmp_path: Path) -> None:
+    from vexchange.oms.tools import decode_grains, encode_grains
+
+    for shape, lines in SHAPED.items():
+        source = tmp_path / f"{shape}.jsonl"
+        source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+        out = tmp_path / f"{shape}.mg"
+        assert main(["grains", "encode", str(source), "-o", str(out), "--shape", shape,
+                     "--namespace", "team:app"]) == 0
+        [grain] = decode_grains(out)
+        assert grain["type"] == TYPES[shape]
+        assert grain["fields"]["namespace"] == "team:app"
+    [event] = decode_grains(tmp_path / "conversation.mg")
+    assert event["fields"]["context"] == {"lang": "en"} and event["fields"]["role"] == "user"
+    [goal] = decode_grains(tmp_path / "task.mg")
+    assert goal["fields"]["goal_state"] == "satisfied"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"role": "user", "timestamp": 1}) + "\n")
+    assert main(["grains", "encode", str(bad), "-o", str(tmp_path / "bad.mg"), "--shape",
+                 "conversation"]) == 2
+    assert encode_grains  # library entry point exists

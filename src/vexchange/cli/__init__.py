@@ -253,11 +253,15 @@ def grains_decode(file: str, index: int | None) -> None:
 @grains.command(name="encode")
 @click.argument("input")
 @click.option("--output", "-o", required=True, help="A .mg file, or a file for one raw blob.")
-def grains_encode(input: str, output: str) -> None:
-    """Build canonical grains from JSON (full field names) and print their addresses."""
+@click.option("--shape", type=click.Choice(["conversation", "tool_call", "state", "runbook",
+                                            "sensor", "task"]),
+              help="The input is a JSONL log of this shape (docs/formats/oms.md).")
+@click.option("--namespace", help="Namespace of every grain (overrides the lines').")
+def grains_encode(input: str, output: str, shape: str | None, namespace: str | None) -> None:
+    """Build canonical grains from JSON (full field names) or a shaped log; print addresses."""
     from ..oms.tools import encode_grains
 
-    for address in encode_grains(input, output):
+    for address in encode_grains(input, output, shape=shape, namespace=namespace):
         click.echo(address)
 
 

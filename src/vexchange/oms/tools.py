@@ -88,9 +88,22 @@ def _unplain(value: Any) -> Any:
     return value
 
 
-def encode_grains(input: str | Path, output: str | Path) -> list[str]:
+def encode_grains(input: str | Path, output: str | Path, *, shape: str | None = None,
+                  namespace: str | None = None) -> list[str]:
     """Canonical grains from JSON (one object, or one per line; full field names; bytes as
-    ``{"$base64": ...}``): a .mg file when ``output`` ends in .mg, else one raw blob."""
+    ``{"$base64": ...}``): a .mg file when ``output`` ends in .mg, else one raw blob.
+
+    With ``shape`` (conversation, tool_call, state, runbook, sensor, task) the input is a
+    JSONL log of that shape (see vexchange.oms.shapes); ``namespace`` then overrides the lines'."""
+    if not Path(input).is_file():
+        raise UsageError(f"no such file: {input}")
+    if shape is not None:
+        from .shapes import grains_from_jsonl
+
+        if Path(output).suffix != ".mg":
+            raise UsageError("a shaped log becomes many grains: write them to a .mg file")
+        with MgWriter(output) as writer:
+            return [writer.add(blob) for blob in grains_from_jsonl(input, shape, namespace=namespace)]
     text = Path(input).read_text(encoding="utf-8").strip()
     try:
         objects = [orjson.loads(text)] if text.startswith("{") and "\n{" not in text else [
