@@ -125,3 +125,64 @@ def test_huge_declared_lengths_fail_fast() -> None:
                     b"\x91" * 10_000 + b"\xc0"):
         with pytest.raises(OMSError):
             decode_msgpack(payload)
+
+
+from vexchange.oms.grain import TYPE_BYTES, reencode  # noqa: E402
+
+_text = st.text(min_size=1, max_size=12)
+_unit = st.floats(0.0, 1.0)
+_REQUIRED = {
+    "belief": {"subject": _text, "relation": _text, "object": _text, "confidence": _unit},
+    "event": {"content": _text},
+    "state": {"context": st.dictionaries(st.text(max_size=5), _text, max_size=3)},
+    "workflow": {"steps": st.lists(_text, min_size=1, max_size=3), "trigger": _text},
+    "action": {"tool_name": _text, "input": st.dictionaries(st.text(max_size=5), _text, max_size=2),
+               "content": _text, "is_error": st.booleans()},
+    "observation": {"observer_id": _text, "observer_type": _text},
+    "goal": {"description": _text, "goal_state": st.sampled_from(["active", "satisfied", "failed", "suspended"])},
+    "reasoning": {},
+    "consensus": {"participating_observers": st.lists(_text, max_size=3), "threshold": st.integers(0, 9),
+                  "agreement_count": st.integers(0, 9), "dissent_count": st.integers(0, 9)},
+    "consent": {"subject_did": _text, "grantee_did": _text, "scope": st.lists(_text, max_size=2),
+                "is_withdrawal": st.just(False)},
+}
+_extras = st.dictionaries(st.sampled_from(["importance", "user_id", "structural_tags", "x-unknown",
+                                           "related_to", "embedding_refs"]),
+                          st.just(None), max_size=4)
+
+
+@st.composite
+def grains(draw: Any) -> dict[str, Any]:
+    kind = draw(st.sampled_from(sorted(TYPE_BYTES)))
+    grain: dict[str, Any] = {"type": kind, "created_at": draw(st.integers(0, 4_000_000_000_000)),
+                             "namespace": draw(st.text(max_size=8))}
+    grain.update({name: draw(strategy) for name, strategy in _REQUIRED[kind].items()})
+    for name in draw(_extras):
+        grain[name] = {
+            "importance": draw(_unit), "user_id": draw(_text),
+            "structural_tags": draw(st.lists(st.sampled_from(["pii:email", "reg:gdpr", "x"]), max_size=2)),
+            "x-unknown": draw(json_values),
+            "related_to": [{"hash": "a" * 64, "relation_type": "supports", "weight": draw(_unit)}],
+            "embedding_refs": [{"vector_id": draw(_text), "model": "m", "dimensions": 384}],
+        }[name]
+    return grain
+
+
+@settings(max_examples=300, deadline=None)
+@given(grains())
+def test_round_trip_procedure_holds_for_grains_of_every_type(grain: dict[str, Any]) -> None:
+    blob = encode_grain(grain)
+    decoded = decode_grain(blob)
+    assert reencode(decoded) == blob
+    assert encode_grain(decoded.fields) == blob
+    assert decoded.address == content_address(blob)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0x0B, 0xFF), st.dictionaries(st.text(max_size=6), json_values, max_size=5))
+def test_unknown_types_survive_byte_for_byte(type_byte: int, fields: dict[str, Any]) -> None:
+    payload = encode_msgpack({**fields, "t": "x-future-type"})
+    blob = bytes([1, 0, type_byte, 0, 0, 0, 0, 0, 1]) + payload
+    grain = decode_grain(blob)
+    assert grain.type == f"0x{type_byte:02x}"
+    assert reencode(grain) == blob

@@ -21,7 +21,7 @@ from .canonical import decode, encode, nfc
 from .errors import error_class
 from .fields import NESTED, compact_map, expand_map
 
-__all__ = ["Grain", "TYPE_BYTES", "content_address", "decode_grain", "encode_grain",
+__all__ = ["Grain", "TYPE_BYTES", "content_address", "decode_grain", "encode_grain", "reencode",
            "verify_address"]
 
 VERSION = 0x01
@@ -224,6 +224,17 @@ _NON_EMPTY = frozenset({"subject", "relation", "content", "trigger", "observer_i
                         "observer_type", "description"})
 
 
+def reencode(grain: Grain) -> bytes:
+    """Serialize a decoded grain again, header included as it was read: the round-trip
+    procedure of §21 (serialize, hash, deserialize, serialize again, same bytes). Works for
+    grain types this version does not know (their fields pass through as an opaque map)."""
+    kind = TYPE_NAMES.get(grain.type_byte, "")
+    payload = _compact(kind, grain.fields)
+    header = bytes([VERSION, grain.flags, grain.type_byte]) + grain.namespace_hash.to_bytes(
+        2, "big") + struct.pack(">I", grain.created_at_s)
+    return header + encode(payload)
+
+
 # ----------------------------------------------------------------------------------- decode
 
 
@@ -272,5 +283,7 @@ def _expand(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
             inner = {s: f for f, s in NESTED[full].items()}
             value = [{inner.get(k, k): v for k, v in entry.items()} if isinstance(entry, dict)
                      else entry for entry in value]
+        if full in out:
+            raise error_class("ERR_CORRUPT")(f"keys {short!r} and another both mean {full!r}")
         out[full] = value
     return out
