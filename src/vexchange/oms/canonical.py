@@ -89,8 +89,17 @@ def _encode(value: Any, out: bytearray, depth: int) -> None:
         out += bytes([0x80 | n]) if n < 16 else (
             b"\xde" + struct.pack(">H", n) if n < 65536 else b"\xdf" + struct.pack(">I", n))
         for raw in sorted(items):
-            _encode_raw_str(raw, out)
-            _encode(items[raw], out, depth + 1)
+            if len(raw) < 32:  # the usual short key, inline
+                out.append(0xA0 | len(raw))
+                out += raw
+            else:
+                _encode_raw_str(raw, out)
+            item = items[raw]
+            if type(item) is str and len(item) < 32 and item.isascii():  # a short value, inline
+                out.append(0xA0 | len(item))
+                out += item.encode()
+            else:
+                _encode(item, out, depth + 1)
     else:
         raise error_class("ERR_CORRUPT")(f"cannot encode {type(value).__name__} in a grain")
 
