@@ -96,10 +96,15 @@ def test_address_checks(vector: dict[str, Any]) -> None:
     assert caught.value.code == vector["expected_error"]
 
 
+def _no_bom(text: str) -> bool:
+    return not text.startswith("\ufeff")  # a writer refuses these (§4.4); tested apart
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20).filter(_no_bom),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8).filter(_no_bom), inner, max_size=4),
     max_leaves=12)
 
 
@@ -129,14 +134,14 @@ def test_huge_declared_lengths_fail_fast() -> None:
 
 from vexchange.oms.grain import TYPE_BYTES, reencode  # noqa: E402
 
-_text = st.text(min_size=1, max_size=12)
+_text = st.text(min_size=1, max_size=12).filter(_no_bom)
 _unit = st.floats(0.0, 1.0)
 _REQUIRED = {
     "belief": {"subject": _text, "relation": _text, "object": _text, "confidence": _unit},
     "event": {"content": _text},
-    "state": {"context": st.dictionaries(st.text(max_size=5), _text, max_size=3)},
+    "state": {"context": st.dictionaries(st.text(max_size=5).filter(_no_bom), _text, max_size=3)},
     "workflow": {"steps": st.lists(_text, min_size=1, max_size=3), "trigger": _text},
-    "action": {"tool_name": _text, "input": st.dictionaries(st.text(max_size=5), _text, max_size=2),
+    "action": {"tool_name": _text, "input": st.dictionaries(st.text(max_size=5).filter(_no_bom), _text, max_size=2),
                "content": _text, "is_error": st.booleans()},
     "observation": {"observer_id": _text, "observer_type": _text},
     "goal": {"description": _text, "goal_state": st.sampled_from(["active", "satisfied", "failed", "suspended"])},
@@ -155,7 +160,7 @@ _extras = st.dictionaries(st.sampled_from(["importance", "user_id", "structural_
 def grains(draw: Any) -> dict[str, Any]:
     kind = draw(st.sampled_from(sorted(TYPE_BYTES)))
     grain: dict[str, Any] = {"type": kind, "created_at": draw(st.integers(0, 4_000_000_000_000)),
-                             "namespace": draw(st.text(max_size=8))}
+                             "namespace": draw(st.text(max_size=8).filter(_no_bom))}
     grain.update({name: draw(strategy) for name, strategy in _REQUIRED[kind].items()})
     for name in draw(_extras):
         grain[name] = {
@@ -179,10 +184,22 @@ def test_round_trip_procedure_holds_for_grains_of_every_type(grain: dict[str, An
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0x0B, 0xFF), st.dictionaries(st.text(max_size=6), json_values, max_size=5))
+@given(st.integers(0x0B, 0xFF), st.dictionaries(st.text(max_size=6).filter(_no_bom), json_values,
+                                                max_size=5))
 def test_unknown_types_survive_byte_for_byte(type_byte: int, fields: dict[str, Any]) -> None:
-    payload = encode_msgpack({**fields, "t": "x-future-type"})
+    try:
+        payload = encode_msgpack({**fields, "t": "x-future-type"})
+    except OMSError as err:  # what a writer must refuse (a string starting with a BOM)
+        assert err.code == "ERR_CORRUPT"
+        return
     blob = bytes([1, 0, type_byte, 0, 0, 0, 0, 0, 1]) + payload
     grain = decode_grain(blob)
     assert grain.type == f"0x{type_byte:02x}"
     assert reencode(grain) == blob
+
+
+def test_a_writer_refuses_strings_that_start_with_a_bom() -> None:
+    for value in ("\ufeffx", {"\ufeffkey": 1}, ["ok", "\ufeff" + "long" * 20]):
+        with pytest.raises(OMSError) as caught:
+            encode_msgpack(value)
+        assert caught.value.code == "ERR_CORRUPT"

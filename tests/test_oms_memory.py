@@ -33,6 +33,8 @@ def test_every_field_survives_grains(tmp_path: Path) -> None:
     records = list(sample_records(40, named=("title",), sparse=True))
     records[3] = records[3].replace(text="cafe\u0301 not NFC", id="i\u0301d", id_type="str",
                                     namespace="n\u0303s")
+    records[4] = records[4].replace(text="\ufeffstarts with a BOM", id="\ufeffbom-id",
+                                    source_store="\ufeffsrc")
     source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="dot")
     grains = tmp_path / "m.mg"
     receipt = migrate(source, grains)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import AtomicOutput
+from .._json import loads_exact
 from ..errors import UsageError
 from ..oms.container import MgReader, MgWriter
 from ..oms.errors import OMSError
@@ -62,7 +63,9 @@ class MgConnector(Connector):
             if not len(reader):
                 return {}
             grain = reader[0]
-        names = (grain.fields.get("vexchange") or {}).get("vectors", [])
+        packed = grain.fields.get("vexchange")
+        names = [name for name, _ in loads_exact(packed).get("vectors", [])] if isinstance(
+            packed, bytes) else []
         refs = grain.fields.get("embedding_refs") or []
         return {name: VectorSpace(dims=ref.get("dimensions"),
                                   metric=_OUR_METRICS.get(ref.get("distance_metric")))

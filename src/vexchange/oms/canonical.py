@@ -27,6 +27,7 @@ MAX_DEPTH = 32
 """Nesting limit of the extended profile (§4.10); deeper payloads are ERR_CORRUPT."""
 
 _BOM = "\ufeff"
+_BOM_BYTES = _BOM.encode()
 
 
 def nfc(text: str) -> str:
@@ -82,6 +83,8 @@ def _encode(value: Any, out: bytearray, depth: int) -> None:
             if item is None:
                 continue
             raw = nfc(key).encode()
+            if raw.startswith(_BOM_BYTES):
+                raise error_class("ERR_CORRUPT")(f"map key {key!r} starts with a BOM (§4.4)")
             if raw in items:
                 raise error_class("ERR_CORRUPT")(f"duplicate key {key!r} after NFC normalisation")
             items[raw] = item
@@ -130,6 +133,8 @@ def _encode_str(text: str, out: bytearray) -> None:
 
 
 def _encode_raw_str(raw: bytes, out: bytearray) -> None:
+    if raw.startswith(_BOM_BYTES):
+        raise error_class("ERR_CORRUPT")("a string must not start with a BOM (§4.4)")
     n = len(raw)
     if n < 32:
         out.append(0xA0 | n)
@@ -253,14 +258,23 @@ class _Reader:
         if 2 * n > len(self.data) - self.pos:
             raise error_class("ERR_CORRUPT")(f"map of {n} entries cannot fit the data left")
         out: dict[str, Any] = {}
+        data = self.data
         for _ in range(n):
-            key = self.value(depth + 1)
+            tag = data[self.pos] if self.pos < len(data) else 0
+            # keys are short strings: decoded here, without the general dispatch
+            key = self.string_at(tag & 0x1F) if 0xA0 <= tag <= 0xBF else self.value(depth + 1)
             if not isinstance(key, str):
                 raise error_class("ERR_CORRUPT")(f"map key {key!r} is not a string")
             if key in out:
                 raise error_class("ERR_CORRUPT")(f"duplicate map key {key!r}")
-            out[key] = self.value(depth + 1)
+            tag = data[self.pos] if self.pos < len(data) else 0
+            out[key] = self.string_at(tag & 0x1F) if 0xA0 <= tag <= 0xBF else self.value(depth + 1)
         return out
+
+    def string_at(self, n: int) -> str:
+        """A fixstr whose tag is at ``pos``."""
+        self.pos += 1
+        return self.string(n)
 
 
 _DOUBLE = struct.Struct(">d")

@@ -38,90 +38,80 @@ RELATION = "remembers"
 VEX_FIELD = "vexchange"
 
 
+def _safe(text: str) -> str:
+    """A string a grain can carry: NFC, no leading BOM (§4.4), never empty."""
+    return nfc(text).lstrip("\ufeff") or "-"
+
+
 def grain_from_record(record: MemoryRecord, metrics: dict[str, str | None] | None = None) -> dict[str, Any]:
-    """The full-name Belief grain of a record (vectors referenced, not embedded)."""
+    """The full-name Belief grain of a record (vectors referenced, not embedded).
+
+    The grain's own string fields carry NFC, BOM-free forms (the canonical rules); the record
+    itself travels exactly in ``vexchange``, as JSON bytes, which no normalisation touches."""
     refs = []
     for name, vec in record.vectors.items():
-        ref: dict[str, Any] = {"vector_id": vector_id(record, name), "model": vec.model or "unknown",
-                               "dimensions": vec.dims, "modality_source": "text", "chunk_index": 0}
+        ref: dict[str, Any] = {"vector_id": vector_id(record, name),
+                               "model": _safe(vec.model or "unknown"), "dimensions": vec.dims,
+                               "modality_source": "text", "chunk_index": 0}
         metric = (metrics or {}).get(name)
         if metric:
             ref["distance_metric"] = metric
         if record.text:
-            ref["chunk_text"] = record.text
+            ref["chunk_text"] = _safe(record.text)
         refs.append(ref)
-    extra: dict[str, Any] = {"v": 1, "vectors": list(record.vectors)}
-    if record.id_type != "str":
-        extra["id_type"] = record.id_type
-    if record.text is None:
-        extra["no_text"] = True
-    if record.created_at is None:
-        extra["no_created_at"] = True
-    if record.metadata is not None:  # JSON bytes: grain strings are NFC-normalised, bytes are not
-        extra["metadata"] = dumps_exact(record.metadata).encode()
-    for name in ("updated_at", "source_store", "score"):
-        if getattr(record, name) is not None:
-            extra[name] = getattr(record, name)
-    if record.modality != "text":
-        extra["modality"] = record.modality if record.modality is not None else False
-    if record.extra:
-        extra["extra"] = dumps_exact(record.extra).encode()
-    raw = {name: value.encode() for name, value in (("id", record.id), ("text", record.text),
-                                                    ("namespace", record.namespace),
-                                                    ("source_store", record.source_store))
-           if isinstance(value, str) and nfc(value) != value}
-    if raw:
-        extra["raw"] = raw
-    if record.sparse:
-        extra["sparse"] = {n: [sp.indices, sp.values, sp.model] for n, sp in record.sparse.items()}
-    models = {n: v.model for n, v in record.vectors.items()}
-    if any(m is None for m in models.values()):
-        extra["no_model"] = [n for n, m in models.items() if m is None]
+    exact: dict[str, Any] = {
+        "v": 2, "id": record.id, "id_type": record.id_type, "text": record.text,
+        "namespace": record.namespace, "metadata": record.metadata,
+        "created_at": record.created_at, "updated_at": record.updated_at,
+        "source_store": record.source_store, "score": record.score, "modality": record.modality,
+        "extra": record.extra,
+        "vectors": [[name, vec.model] for name, vec in record.vectors.items()],
+        "sparse": {n: [base64.b64encode(sp.indices).decode(), base64.b64encode(sp.values).decode(),
+                       sp.model] for n, sp in record.sparse.items()},
+    }
     grain: dict[str, Any] = {
-        "type": "belief", "subject": record.id, "relation": RELATION,
-        "object": record.text or "", "confidence": 1.0,
+        "type": "belief", "subject": _safe(record.id), "relation": RELATION,
+        "object": _safe(record.text) if record.text else "", "confidence": 1.0,
         "created_at": record.created_at if record.created_at is not None else 0,
-        "source_type": "imported", VEX_FIELD: extra,
+        "source_type": "imported", VEX_FIELD: dumps_exact(exact).encode(),
     }
     if record.namespace is not None:
-        grain["namespace"] = record.namespace
+        grain["namespace"] = _safe(record.namespace) if record.namespace else ""
     if refs:
         grain["embedding_refs"] = refs
     return grain
 
 
 def vector_id(record: MemoryRecord, name: str) -> str:
-    """The key of a vector in the companion file; NFC, as the grain's copy of it is."""
-    return nfc(f"{record.id}#{name}")
+    """The key of a vector in the companion file, as the grain carries it."""
+    return _safe(f"{record.id}#{name}")
 
 
 def record_from_grain(grain: Grain, vectors: dict[str, bytes]) -> MemoryRecord:
     """The record a grain holds; ``vectors`` by vector_id, from the companion file."""
     fields = grain.fields
-    extra = fields.get(VEX_FIELD)
-    if not isinstance(extra, dict) or grain.type != "belief":
+    packed = fields.get(VEX_FIELD)
+    if not isinstance(packed, bytes) or grain.type != "belief":
         return _foreign(grain, vectors)
+    try:
+        exact = loads_exact(packed)
+    except ValueError as err:
+        raise error_class("ERR_CORRUPT")(f"the {VEX_FIELD} field is not JSON: {err}") from None
     refs = fields.get("embedding_refs") or []
-    no_model = set(extra.get("no_model", []))
     named: dict[str, Vector] = {}
-    for name, ref in zip(extra.get("vectors", []), refs):
+    for (name, model), ref in zip(exact.get("vectors", []), refs):
         data = vectors.get(ref.get("vector_id"))
         if data is None:
             raise error_class("ERR_INTEGRITY")(f"vector {ref.get('vector_id')!r} is not in the vector file")
-        named[name] = Vector(data, None if name in no_model else ref.get("model"))
-    modality = extra.get("modality", "text")
-    raw = {k: v.decode() for k, v in (extra.get("raw") or {}).items()}
-    metadata = loads_exact(extra["metadata"]) if "metadata" in extra else None
+        named[name] = Vector(data, model)
     return MemoryRecord(
-        id=raw.get("id", fields["subject"]), id_type=extra.get("id_type", "str"),
-        text=None if extra.get("no_text") else raw.get("text", fields.get("object", "")),
-        vectors=named, namespace=raw.get("namespace", fields.get("namespace")), metadata=metadata,
-        created_at=None if extra.get("no_created_at") else fields.get("created_at"),
-        updated_at=extra.get("updated_at"),
-        source_store=raw.get("source_store", extra.get("source_store")),
-        score=extra.get("score"), modality=None if modality is False else modality,
-        extra=loads_exact(extra["extra"]) if "extra" in extra else {},
-        sparse={n: SparseVector(bytes(i), bytes(v), m) for n, (i, v, m) in (extra.get("sparse") or {}).items()},
+        id=exact["id"], id_type=exact.get("id_type", "str"), text=exact.get("text"),
+        vectors=named, namespace=exact.get("namespace"), metadata=exact.get("metadata"),
+        created_at=exact.get("created_at"), updated_at=exact.get("updated_at"),
+        source_store=exact.get("source_store"), score=exact.get("score"),
+        modality=exact.get("modality"), extra=exact.get("extra") or {},
+        sparse={n: SparseVector(base64.b64decode(i), base64.b64decode(v), m)
+                for n, (i, v, m) in (exact.get("sparse") or {}).items()},
     )
 
 
