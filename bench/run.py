@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,13 +25,15 @@ OPS = {
 }
 
 
-def measure(code: str) -> tuple[float, float]:
+def measure(code: str, *, setup: str = "import vexchange") -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of ``code`` run after ``setup`` in a fresh Python process."""
     # VmHWM is the peak RSS of this process image; it resets on exec, unlike a forked child's
     # ru_maxrss, which starts at the parent's size.
-    script = (f"import time, vexchange\nt=time.perf_counter()\n{code}\nsecs=time.perf_counter()-t\n"
+    script = (f"import time\n{setup}\nt=time.perf_counter()\n{code}\nsecs=time.perf_counter()-t\n"
               "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
               "print(secs, int(hwm) / 1024)")
-    proc = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, check=False)
+    proc = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, check=False,
+                          env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step failed: {code}")
     secs, rss = proc.stdout.decode().strip().splitlines()[-1].split()

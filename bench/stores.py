@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -38,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+import run  # bench/run.py: the shared fresh-process measurement
 
 BATCH = 1000
 
@@ -290,16 +291,7 @@ def locations(store: str, work: Path, servers: dict[str, Any], tag: str) -> tupl
 
 
 def measure(code: str) -> tuple[float, float]:
-    script = ("import sys, time\nsys.path.insert(0, 'bench')\nimport vexchange, stores\n"
-              f"t=time.perf_counter()\n{code}\nsecs=time.perf_counter()-t\n"
-              "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-              "print(secs, int(hwm) / 1024)")
-    proc = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, check=False,
-                          env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark step failed: {code}")
-    secs, rss = proc.stdout.decode().strip().splitlines()[-1].split()
-    return float(secs), float(rss)
+    return run.measure(code, setup="import sys\nsys.path.insert(0, 'bench')\nimport vexchange, stores")
 
 
 def main() -> int:
@@ -346,8 +338,8 @@ def main() -> int:
         srv.stop_all(running)
         shutil.rmtree(work, ignore_errors=True)
     n = args.records
-    print(f"\n| store | import vexchange rec/s | import native rec/s | ratio | export vexchange rec/s"
-          f" | export native rec/s | ratio | peak RSS vexchange import / export (MB) |")
+    print("\n| store | import vexchange rec/s | import native rec/s | ratio | export vexchange rec/s"
+          " | export native rec/s | ratio | peak RSS vexchange import / export (MB) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['store']} | {n / r['import_vex_s']:,.0f} | {n / r['import_native_s']:,.0f} |"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -292,9 +293,17 @@ def _projection(values: np.ndarray) -> np.ndarray:
     wide = values.astype(np.float64)
     norm = float(np.linalg.norm(wide))
     unit = wide / norm if norm else wide
-    directions = np.random.default_rng(len(values)).standard_normal((len(values), _SKETCH))
+    return np.concatenate([[norm], unit @ _directions(len(values))]).astype("<f4")
+
+
+@lru_cache(maxsize=32)
+def _directions(dims: int) -> np.ndarray:
+    """The 8 fixed random unit axes for vectors of ``dims`` values (made once per size, not
+    twice per record)."""
+    directions = np.random.default_rng(dims).standard_normal((dims, _SKETCH))
     directions /= np.linalg.norm(directions, axis=0)
-    return np.concatenate([[norm], unit @ directions]).astype("<f4")
+    directions.setflags(write=False)
+    return directions
 
 
 def _same_direction(fingerprint: bytes, record: MemoryRecord) -> str | None:

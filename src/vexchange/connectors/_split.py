@@ -15,8 +15,9 @@ is ``[namespace, child cursor]``); writing routes each record to its namespace's
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -24,7 +25,7 @@ from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 
-__all__ = ["NamespaceSplit", "collection_for", "namespace_of", "split", "wanted"]
+__all__ = ["CollectionStore", "NamespaceSplit", "collection_for", "namespace_of", "split", "wanted"]
 
 _SAFE = re.compile(r"[A-Za-z0-9_]{0,39}[A-Za-z0-9]")
 _SEP = "__"
@@ -59,8 +60,11 @@ class NamespaceSplit(Connector):
 
     def __init__(self, spec: StoreSpec, *, name: str, capabilities: Capabilities,
                  child: Callable[[str | None], Connector], existing: Callable[[], list[str | None]],
-                 location: str) -> None:
+                 location: str, close: Callable[[], None]) -> None:
+        """``child(namespace)`` gives the connector of one namespace's collection; they share
+        one client, which ``close`` releases once."""
         super().__init__(spec)
+        self._close = close
         self.name = name  # type: ignore[misc]
         self.capabilities = capabilities  # type: ignore[misc]
         self._child = child
@@ -111,13 +115,9 @@ class NamespaceSplit(Connector):
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return _SplitWriter(self, dry_run=dry_run, spaces=spaces or {})
 
-    _close_shared: Callable[[], None] = staticmethod(lambda: None)
-
     def close(self) -> None:
-        for child in self._children.values():
-            child.close()
         self._children.clear()
-        self._close_shared()
+        self._close()
 
 
 class _SplitWriter(Writer):
@@ -175,7 +175,7 @@ def wanted(spec: StoreSpec, *, also: tuple[str, ...] = ()) -> bool:
     return mode == "collections"
 
 
-def split(base: Any, list_collections: Callable[[], list[str]]) -> NamespaceSplit:
+def split(base: CollectionStore, list_collections: Callable[[], list[str]]) -> NamespaceSplit:
     """Wrap ``base`` (a connector with ``collection_name`` and a lazily built, shareable
     ``client()``) so that each namespace is a copy of it bound to its own collection."""
     import copy
@@ -186,8 +186,7 @@ def split(base: Any, list_collections: Callable[[], list[str]]) -> NamespaceSpli
         base.client()  # one client for all children (embedded stores lock their directory)
         clone = copy.copy(base)
         clone.collection_name = collection_for(root, namespace)
-        clone.close = lambda: None  # the shared client is closed once, by the split
-        return clone  # type: ignore[no-any-return]
+        return clone
 
     def existing() -> list[str | None]:
         found = []
@@ -199,6 +198,38 @@ def split(base: Any, list_collections: Callable[[], list[str]]) -> NamespaceSpli
 
     described = base.describe()
     wrapper = NamespaceSplit(base.spec, name=base.name, capabilities=base.capabilities,
-                             child=child, existing=existing, location=described["location"])
-    wrapper._close_shared = base.close
+                             child=child, existing=existing, location=described["location"],
+                             close=base.close)
     return wrapper
+
+
+class CollectionStore(Connector):
+    """A connector bound to one collection of a store that holds many (Chroma, Qdrant,
+    Milvus). ``?namespaces=collections`` turns it into one collection per namespace."""
+
+    collection_name: str
+    default_port: ClassVar[int]
+
+    def server_url(self) -> str | None:
+        """``http(s)://host:port`` of a server location (``?https=true``), None for a path."""
+        if not self.spec.host:
+            return None
+        scheme = "https" if self.spec.params.get("https") == "true" else "http"
+        return f"{scheme}://{self.spec.host}:{self.spec.port or self.default_port}"
+
+    def describe(self) -> dict[str, Any]:
+        where = self.server_url() or str(self.spec.path)
+        return {"connector": self.name, "location": f"{where}#{self.collection_name}"}
+
+    @classmethod
+    def from_spec(cls, spec: StoreSpec) -> Connector:
+        store = cls(spec)
+        return split(store, store.collection_names) if wanted(spec) else store
+
+    @abstractmethod
+    def client(self) -> Any:
+        """The store's client, built once and shared by the per-namespace copies."""
+
+    @abstractmethod
+    def collection_names(self) -> list[str]:
+        """Every collection of the store (to find ``<base>__<namespace>`` ones)."""

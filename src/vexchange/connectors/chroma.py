@@ -32,10 +32,9 @@ import numpy as np
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, has_float, scalar_or_scalar_list
-from ._split import split
-from ._split import wanted as split_wanted
+from ._split import CollectionStore
 from ._store import StoreWriter, metric_for, metric_from, translated
 
 __all__ = ["ChromaConnector"]
@@ -47,9 +46,10 @@ _LAYOUT = PayloadLayout("chroma", text_key=None, native=scalar_or_scalar_list, i
 _TRANSIENT = (httpx.TransportError, ConnectionError, TimeoutError)
 
 
-class ChromaConnector(Connector):
+class ChromaConnector(CollectionStore):
     name = "chroma"
     extra = "chroma"
+    default_port = 8000
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
                                 fixed_dims=True, nested_metadata=False, rounds=("cosine",),
                                 preferred_batch=5000)
@@ -69,22 +69,10 @@ class ChromaConnector(Connector):
                              f" {self.collection_name!r}")
         self._client: Any = None
 
-    @classmethod
-    def from_spec(cls, spec: StoreSpec) -> Connector:
-        store = cls(spec)
-        if not split_wanted(spec):
-            return store
-        return split(store, store.collection_names)
-
     def collection_names(self) -> list[str]:
         client = self.client()
         with self._translated("list collections"):
             return [c.name for c in client.list_collections()]
-
-    def describe(self) -> dict[str, Any]:
-        where = (f"http://{self.spec.host}:{self.spec.port or 8000}" if self.spec.host
-                 else str(self.spec.path))
-        return {"connector": "chroma", "location": f"{where}#{self.collection_name}"}
 
     def _translated(self, operation: str) -> Any:
         return translated("chroma", operation, transient=_TRANSIENT,
@@ -98,7 +86,7 @@ class ChromaConnector(Connector):
                     token = self.spec.secret("token")
                     headers = {"x-chroma-token": token} if token else None
                     self._client = chromadb.HttpClient(
-                        host=self.spec.host, port=self.spec.port or 8000, headers=headers,
+                        host=self.spec.host, port=self.spec.port or self.default_port, headers=headers,
                         tenant=self.spec.params.get("tenant", DEFAULT_TENANT),
                         database=self.spec.params.get("database", DEFAULT_DATABASE),
                         settings=Settings(anonymized_telemetry=False))

@@ -30,10 +30,9 @@ from .._json import dumps_exact, loads_exact
 from ..errors import PermanentError, TransientError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
-from ._split import split
-from ._split import wanted as split_wanted
+from ._split import CollectionStore
 from ._store import StoreWriter, metric_for, metric_from
 
 __all__ = ["MilvusConnector"]
@@ -92,9 +91,10 @@ class _Collection:
                 for f, d in self.vector_dims.items()}
 
 
-class MilvusConnector(Connector):
+class MilvusConnector(CollectionStore):
     name = "milvus"
     extra = "milvus"
+    default_port = 19530
     capabilities = Capabilities(read=True, write=True, named_vectors=True, null_vectors=False,
                                 preferred_batch=_FETCH,
                                 fixed_dims=True)
@@ -110,33 +110,18 @@ class MilvusConnector(Connector):
                              " milvus:///path/milvus.db?collection=NAME")
         self._client: MilvusClient | None = None
 
-    @classmethod
-    def from_spec(cls, spec: StoreSpec) -> Connector:
-        store = cls(spec)
-        if not split_wanted(spec):
-            return store
-        return split(store, store.collection_names)
-
     def collection_names(self) -> list[str]:
         client = self.client()
         with translated_milvus("list collections"):
             return [str(name) for name in client.list_collections()]
 
-    def describe(self) -> dict[str, Any]:
-        if self.spec.host:
-            scheme = "https" if self.spec.params.get("https") == "true" else "http"
-            where = f"{scheme}://{self.spec.host}:{self.spec.port or 19530}"
-        else:
-            where = str(self.spec.path)
-        return {"connector": "milvus", "location": f"{where}#{self.collection_name}"}
-
     def client(self) -> MilvusClient:
         if self._client is None:
             with translated_milvus("connect"):
-                if self.spec.host:
-                    scheme = "https" if self.spec.params.get("https") == "true" else "http"
+                url = self.server_url()
+                if url:
                     self._client = MilvusClient(
-                        uri=f"{scheme}://{self.spec.host}:{self.spec.port or 19530}",
+                        uri=url,
                         token=self.spec.secret("token") or "", db_name=self.spec.params.get("db", ""),
                         timeout=10)
                 else:

@@ -44,7 +44,7 @@ from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
-from ._store import StoreWriter, metric_for, metric_from
+from ._store import StoreWriter, metric_from
 
 __all__ = ["PgvectorConnector"]
 

@@ -31,12 +31,11 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from ..errors import PermanentError, TransientError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Page, Reject, VectorSpace, Writer
 from ._qdrant_common import LAYOUT as _LAYOUT
 from ._qdrant_common import METRICS as _METRICS
 from ._qdrant_common import point_id, record_from_point
-from ._split import split
-from ._split import wanted as split_wanted
+from ._split import CollectionStore
 from ._store import StoreWriter, metric_for, metric_from, translated
 
 __all__ = ["QdrantConnector"]
@@ -45,9 +44,10 @@ _DEFAULT_COLLECTION = "memories"
 _TRANSIENT = (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError)
 
 
-class QdrantConnector(Connector):
+class QdrantConnector(CollectionStore):
     name = "qdrant"
     extra = "qdrant"
+    default_port = 6333
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=1000,
                                 normalises=("cosine",))
@@ -64,24 +64,9 @@ class QdrantConnector(Connector):
         self._client: QdrantClient | None = None
         self._sparse_names: set[str] = set()
 
-    @classmethod
-    def from_spec(cls, spec: StoreSpec) -> Connector:
-        store = cls(spec)
-        if not split_wanted(spec):
-            return store
-        return split(store, store.collection_names)
-
     def collection_names(self) -> list[str]:
         with self.translated("list collections"):
             return [c.name for c in self.client().get_collections().collections]
-
-    def describe(self) -> dict[str, Any]:
-        if self.spec.host:
-            scheme = "https" if self.spec.params.get("https") == "true" else "http"
-            where = f"{scheme}://{self.spec.host}:{self.spec.port or 6333}"
-        else:
-            where = str(self.spec.path)
-        return {"connector": "qdrant", "location": f"{where}#{self.collection_name}"}
 
     def translated(self, operation: str) -> Any:
         return _Translated(operation)
@@ -91,7 +76,7 @@ class QdrantConnector(Connector):
             with self.translated("connect"):
                 if self.spec.host:
                     self._client = QdrantClient(
-                        host=self.spec.host, port=self.spec.port or 6333,
+                        host=self.spec.host, port=self.spec.port or self.default_port,
                         https=self.spec.params.get("https") == "true",
                         api_key=self.spec.secret("api_key"), timeout=30,
                         check_compatibility=False)

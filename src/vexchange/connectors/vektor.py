@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .._atomic import check_writable
 from .._json import dumps_exact, loads_exact
 from ..errors import LayoutMismatchError, TransientError, UsageError

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import msgspec
 import orjson
 
 from .._atomic import atomic_write_bytes
