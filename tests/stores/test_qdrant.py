@@ -59,3 +59,26 @@ class TestQdrantCollectionPerNamespace(ConnectorConformance):
         from vexchange.testing.servers import free_port
 
         return f"qdrant://127.0.0.1:{free_port()}/memories?namespaces=collections"
+
+
+def test_http_statuses_decide_what_is_retried() -> None:
+    """The server path's error handling (no Qdrant server runs here): 429 and 5xx are retried,
+    401/403 name the API key, other 4xx name the schema."""
+    import httpx
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    from vexchange.connectors.qdrant import QdrantConnector
+    from vexchange.errors import PermanentError, TransientError
+    from vexchange.spec import StoreSpec
+
+    store = QdrantConnector(StoreSpec.parse("qdrant://qdrant.example:6333/memories"))
+
+    def failing(status: int) -> Exception:
+        with pytest.raises((TransientError, PermanentError)) as caught:
+            with store.translated("upsert"):
+                raise UnexpectedResponse(status, "reason", b"{}", httpx.Headers())
+        return caught.value
+
+    assert isinstance(failing(429), TransientError) and isinstance(failing(503), TransientError)
+    assert "VEX_QDRANT_API_KEY" in str(failing(401))
+    assert "schema" in str(failing(400))

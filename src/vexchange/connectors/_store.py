@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import CapabilityError, PermanentError, TransientError, UsageError, VexError
@@ -47,23 +47,37 @@ def unique_dims(batch: list[MemoryRecord]) -> dict[str, int]:
     return dims
 
 
+Verdict = tuple[str, str | None]
+"""``("transient" | "permanent", hint)`` for an SDK exception."""
+
+
 @contextlib.contextmanager
 def translated(connector: str, operation: str, *, transient: tuple[type[BaseException], ...] = (),
-               permanent: tuple[type[BaseException], ...] = (),
-               hint: str | None = None) -> Iterator[None]:
-    """Map an SDK's exceptions: ``transient`` ones (connection refused, timeouts) may be retried;
-    ``permanent`` ones (auth, schema) stop the run. Other exceptions pass through untouched,
-    as they are bugs to report, not user mistakes."""
+               permanent: tuple[type[BaseException], ...] = (), hint: str | None = None,
+               classify: Callable[[BaseException], Verdict | None] | None = None) -> Iterator[None]:
+    """Map an SDK's exceptions: transient ones (connection refused, timeouts) may be retried;
+    permanent ones (auth, schema) stop the run. ``classify`` decides for exceptions whose
+    class alone does not tell (an HTTP status, an SQLSTATE); otherwise the ``transient`` and
+    ``permanent`` classes do. Other exceptions pass through untouched, as they are bugs to
+    report, not user mistakes."""
     try:
         yield
     except VexError:
         raise
-    except transient as err:
-        raise TransientError(f"{connector} {operation} failed: {_message(err)}",
-                             connector=connector, operation=operation) from err
-    except permanent as err:
-        raise PermanentError(f"{connector} {operation} failed: {_message(err)}",
-                             connector=connector, operation=operation, hint=hint) from err
+    except Exception as err:
+        verdict = classify(err) if classify else None
+        if verdict is None:
+            if isinstance(err, transient):
+                verdict = ("transient", None)
+            elif isinstance(err, permanent):
+                verdict = ("permanent", hint)
+            else:
+                raise
+        message = f"{connector} {operation} failed: {_message(err)}"
+        if verdict[0] == "transient":
+            raise TransientError(message, connector=connector, operation=operation) from err
+        raise PermanentError(message, connector=connector, operation=operation,
+                             hint=verdict[1] or hint) from err
 
 
 def _message(err: BaseException) -> str:

@@ -27,13 +27,13 @@ import orjson
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from .._json import dumps_exact, loads_exact
-from ..errors import PermanentError, TransientError, UsageError
+from ..errors import PermanentError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
 from ._split import CollectionStore
-from ._store import StoreWriter, metric_for, metric_from
+from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 
 __all__ = ["MilvusConnector"]
 
@@ -193,25 +193,19 @@ def _literal(value: Any) -> str:
     return orjson.dumps(str(value)).decode()  # a double-quoted string with JSON escapes
 
 
-class translated_milvus:
+def _classify_milvus(err: BaseException) -> Verdict | None:
     """Unreachable servers and timeouts are transient; schema and auth errors are not."""
-
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
-
-    def __enter__(self) -> None:
+    if not isinstance(err, MilvusException):
         return None
+    text = str(getattr(err, "message", "") or err).lower()
+    if any(word in text for word in ("unavailable", "fail connecting", "timeout", "deadline",
+                                     "connection")):
+        return ("transient", None)
+    return ("permanent", "check the Milvus location, collection and VEX_MILVUS_TOKEN")
 
-    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
-        if not isinstance(err, MilvusException):
-            return
-        text = str(getattr(err, "message", "") or err)
-        message = f"milvus {self.operation} failed: {text}"[:500]
-        if any(word in text.lower() for word in ("unavailable", "fail connecting", "timeout",
-                                                  "deadline", "connection")):
-            raise TransientError(message, connector="milvus", operation=self.operation) from err
-        raise PermanentError(message, connector="milvus", operation=self.operation,
-                             hint="check the Milvus location, collection and VEX_MILVUS_TOKEN") from err
+
+def translated_milvus(operation: str) -> Any:
+    return translated("milvus", operation, classify=_classify_milvus)
 
 
 def _item(shape: _Collection, row: dict[str, Any]) -> MemoryRecord | Reject:

@@ -39,12 +39,12 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
-from ..errors import PermanentError, TransientError, UsageError
+from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
-from ._store import StoreWriter, metric_from
+from ._store import StoreWriter, Verdict, metric_from, translated
 
 __all__ = ["PgvectorConnector"]
 
@@ -234,29 +234,23 @@ class PgvectorConnector(Connector):
             self._conn = None
 
 
-class translated_pg:
+_PERMANENT_STATES = ("28", "3D", "42")  # auth, no such database, syntax or missing object
+_PG_HINT = "check the host, database, user, VEX_PGVECTOR_PASSWORD and table"
+
+
+def _classify_pg(err: BaseException) -> Verdict | None:
     """Connection trouble is transient; a refused login or a schema error is not."""
-
-    _PERMANENT_STATES = ("28", "3D", "42")  # auth, no such database, syntax or missing object
-
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
-
-    def __enter__(self) -> None:
+    if not isinstance(err, psycopg.Error):
         return None
+    text, state = str(err), err.sqlstate or ""
+    if isinstance(err, psycopg.OperationalError) and not (
+            state.startswith(_PERMANENT_STATES) or "password" in text or "does not exist" in text):
+        return ("transient", None)
+    return ("permanent", _PG_HINT)
 
-    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
-        if not isinstance(err, psycopg.Error):
-            return
-        state = err.sqlstate or ""
-        message = f"pgvector {self.operation} failed: {str(err).strip().splitlines()[0][:400]}"
-        if isinstance(err, psycopg.OperationalError) and not (
-                state.startswith(self._PERMANENT_STATES) or "password" in str(err)
-                or "does not exist" in str(err)):
-            raise TransientError(message, connector="pgvector", operation=self.operation) from err
-        raise PermanentError(message, connector="pgvector", operation=self.operation,
-                             hint="check the host, database, user, VEX_PGVECTOR_PASSWORD and"
-                                  " table") from err
+
+def translated_pg(operation: str) -> Any:
+    return translated("pgvector", operation, classify=_classify_pg)
 
 
 def _item(table: _Table, row: dict[str, Any]) -> MemoryRecord | Reject:

@@ -28,7 +28,7 @@ import orjson
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ..errors import PermanentError, TransientError, UsageError
+from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Page, Reject, VectorSpace, Writer
@@ -36,7 +36,7 @@ from ._qdrant_common import LAYOUT as _LAYOUT
 from ._qdrant_common import METRICS as _METRICS
 from ._qdrant_common import point_id, record_from_point
 from ._split import CollectionStore
-from ._store import StoreWriter, metric_for, metric_from, translated
+from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 
 __all__ = ["QdrantConnector"]
 
@@ -69,7 +69,9 @@ class QdrantConnector(CollectionStore):
             return [c.name for c in self.client().get_collections().collections]
 
     def translated(self, operation: str) -> Any:
-        return _Translated(operation)
+        return translated("qdrant", operation, transient=_TRANSIENT,
+                          permanent=(ValueError, RuntimeError), classify=_classify_qdrant,
+                          hint="check the Qdrant location, collection and API key")
 
     def client(self) -> QdrantClient:
         if self._client is None:
@@ -133,29 +135,15 @@ class QdrantConnector(CollectionStore):
             self._client = None
 
 
-class _Translated:
+def _classify_qdrant(err: BaseException) -> Verdict | None:
     """Qdrant errors by HTTP status: 429 and 5xx are transient, 4xx (auth, schema) are not."""
-
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
-        self.inner = translated("qdrant", operation, transient=_TRANSIENT,
-                                permanent=(ValueError, RuntimeError),
-                                hint="check the Qdrant location, collection and API key")
-
-    def __enter__(self) -> None:
-        self.inner.__enter__()
-
-    def __exit__(self, kind: Any, err: Any, tb: Any) -> bool | None:
-        if isinstance(err, UnexpectedResponse):
-            message = f"qdrant {self.operation} failed: HTTP {err.status_code} {err.reason_phrase}"
-            status = err.status_code or 0
-            if status == 429 or status >= 500:
-                raise TransientError(message, connector="qdrant", operation=self.operation) from err
-            hint = ("check VEX_QDRANT_API_KEY" if status in (401, 403)
-                    else "check the collection's schema")
-            raise PermanentError(message, connector="qdrant", operation=self.operation,
-                                 hint=hint) from err
-        return self.inner.__exit__(kind, err, tb)
+    if not isinstance(err, UnexpectedResponse):
+        return None
+    status = err.status_code or 0
+    if status == 429 or status >= 500:
+        return ("transient", None)
+    return ("permanent", "check VEX_QDRANT_API_KEY" if status in (401, 403)
+            else "check the collection's schema")
 
 
 class QdrantWriter(StoreWriter):

@@ -25,12 +25,12 @@ from typing import Any
 import redis
 
 from .._json import dumps_exact, loads_exact
-from ..errors import PermanentError, TransientError, UsageError
+from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
-from ._store import StoreWriter, metric_for, metric_from
+from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 
 __all__ = ["RedisConnector"]
 
@@ -184,26 +184,19 @@ def _escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-class translated_redis:
+def _classify_redis(err: BaseException) -> Verdict | None:
     """Connection trouble and timeouts are transient; a refused login or a bad command is not."""
-
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
-
-    def __enter__(self) -> None:
+    if not isinstance(err, redis.RedisError):
         return None
+    if isinstance(err, redis.AuthenticationError) or "NOAUTH" in str(err) or "WRONGPASS" in str(err):
+        return ("permanent", "check VEX_REDIS_PASSWORD and ?user=")
+    if isinstance(err, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
+        return ("transient", None)
+    return ("permanent", "is the RediSearch module loaded?")
 
-    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
-        if not isinstance(err, redis.RedisError):
-            return
-        message = f"redis {self.operation} failed: {type(err).__name__}: {err}"[:500]
-        if isinstance(err, redis.AuthenticationError) or "NOAUTH" in str(err) or "WRONGPASS" in str(err):
-            raise PermanentError(message, connector="redis", operation=self.operation,
-                                 hint="check VEX_REDIS_PASSWORD and ?user=") from err
-        if isinstance(err, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
-            raise TransientError(message, connector="redis", operation=self.operation) from err
-        raise PermanentError(message, connector="redis", operation=self.operation,
-                             hint="is the RediSearch module loaded?") from err
+
+def translated_redis(operation: str) -> Any:
+    return translated("redis", operation, classify=_classify_redis)
 
 
 class RedisWriter(StoreWriter):
