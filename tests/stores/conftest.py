@@ -43,3 +43,13 @@ def store_servers() -> Iterator[LazyServers]:
     lazy = LazyServers()
     yield lazy
     lazy.close()
+
+
+@pytest.fixture(scope="session")
+def pinecone_emulator() -> Iterator[object]:
+    """The project's Pinecone emulator (no Pinecone runs here), shared by the session."""
+    pytest.importorskip("pinecone")
+    from vexchange.testing.emulators.pinecone import PineconeEmulator
+
+    with PineconeEmulator(api_key="emulator-key") as emulator:
+        yield emulator

@@ -19,12 +19,14 @@ from vexchange import migrate, verify
 from vexchange.testing.conformance import read_all, write_vmig
 from vexchange.testing.records import sample_records
 
-STORES = ("vektor", "chroma", "qdrant", "qdrant-edge", "pgvector", "lancedb", "milvus", "redis")
+STORES = ("vektor", "chroma", "qdrant", "qdrant-edge", "pgvector", "lancedb", "milvus", "redis",
+          "pinecone")
 _MODULES = {"chroma": "chromadb", "qdrant": "qdrant_client", "qdrant-edge": "qdrant_edge",
-            "pgvector": "psycopg", "lancedb": "lancedb", "milvus": "pymilvus", "redis": "redis"}
+            "pgvector": "psycopg", "lancedb": "lancedb", "milvus": "pymilvus", "redis": "redis",
+            "pinecone": "pinecone"}
 
 
-def locations(tmp_path: Path, servers: Any) -> dict[str, Callable[[str], str]]:
+def locations(tmp_path: Path, servers: Any, pinecone: Any) -> dict[str, Callable[[str], str]]:
     run = uuid.uuid4().hex[:6]
 
     def server(kind: str) -> Any:
@@ -42,17 +44,22 @@ def locations(tmp_path: Path, servers: Any) -> dict[str, Callable[[str], str]]:
                              f"/m{run}_{n.replace('-', '_')}"),
         "redis": lambda n: (f"redis://{server('redis').host}:{server('redis').port}/0"
                             f"?index=m{run}{n}"),
+        "pinecone": lambda n: (f"pinecone://m{run}-{n}?controller={pinecone.url}&create=true"
+                               f"&blobs={tmp_path}/blobs"),
     }
 
 
 @pytest.mark.parametrize("first", STORES)
-def test_every_pair_moves_the_data_unchanged(first: str, tmp_path: Path, store_servers: Any) -> None:
+def test_every_pair_moves_the_data_unchanged(first: str, tmp_path: Path, store_servers: Any,
+                                             pinecone_emulator: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     for kind in STORES:
         if kind in _MODULES:
             pytest.importorskip(_MODULES[kind])
+    monkeypatch.setenv("VEX_PINECONE_API_KEY", pinecone_emulator.api_key)
     records = list(sample_records(25, dims=8, null_vectors=False, seed=5, sparse=True))
     source = write_vmig(tmp_path / "source.vmig.jsonl", records, metric="dot")
-    where = locations(tmp_path, store_servers)
+    where = locations(tmp_path, store_servers, pinecone_emulator)
     a = where[first](f"a-{first}")
     receipt = migrate(source, a, receipt=tmp_path / "a.json", rejects=tmp_path / "a.rejects.jsonl")
     assert receipt.counts.written == len(records), (first, receipt.counts)

@@ -105,10 +105,14 @@ class PayloadLayout:
         self.reserved = {k for k in (text_key, namespace_key, VEX_KEY) if k}
 
     def pack(self, record: MemoryRecord, *, store_id: str | None = None,
-             native_sparse: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+             native_sparse: frozenset[str] | set[str] = frozenset(),
+             store_namespace: str | None = None, extra_vex: Mapping[str, Any] | None = None,
+             ) -> dict[str, Any]:
         """The payload for a record. ``store_id``: the id the store keeps, when not record.id.
-        Sparse vectors the store holds natively are named in ``native_sparse``; the others
-        are kept in ``_vex`` (indices and values as base64 of their little-endian bytes)."""
+        ``store_namespace``: the namespace the store keeps, when it cannot keep record.namespace
+        as it is (the original goes into ``_vex``). Sparse vectors the store holds natively are
+        named in ``native_sparse``; the others are kept in ``_vex`` (indices and values as
+        base64 of their little-endian bytes). ``extra_vex``: a connector's own ``_vex`` keys."""
         payload: dict[str, Any] = {}
         vex: dict[str, Any] = {"v": _FORMAT}
         if record.metadata is not None:
@@ -127,6 +131,8 @@ class PayloadLayout:
             payload[self.namespace_key] = record.namespace
         if store_id is not None and store_id != record.id:
             vex["id"] = record.id
+        if store_namespace is not None and store_namespace != record.namespace:
+            vex["namespace"] = record.namespace
         if record.id_type != "str":
             vex["id_type"] = record.id_type
         for name in ("created_at", "updated_at", "source_store", "score"):
@@ -149,6 +155,8 @@ class PayloadLayout:
                          if name in native_sparse and sp.model}
         if native_models:
             vex["sparse_models"] = native_models
+        if extra_vex:
+            vex.update(extra_vex)
         payload[VEX_KEY] = dumps_exact(vex) if self.vex_as_text else vex
         return payload
 
@@ -174,6 +182,8 @@ class PayloadLayout:
         text = rest.pop(self.text_key, None) if self.text_key else None
         if self.namespace_key and self.namespace_key in rest:
             namespace = rest.pop(self.namespace_key)
+        if "namespace" in vex:  # the store could not keep it as it is
+            namespace = vex["namespace"]
         metadata: dict[str, Any] | None = None
         if rest or "metadata" in vex:
             metadata = {**rest, **(vex.get("metadata") or {})}

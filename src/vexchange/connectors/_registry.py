@@ -39,6 +39,7 @@ _BUILTINS: dict[str, Entry] = {
     "chroma": Entry("vexchange.connectors.chroma:ChromaConnector", "chroma", ("chromadb",)),
     "lancedb": Entry("vexchange.connectors.lancedb:LanceDBConnector", "lancedb",
                      ("lancedb", "pyarrow")),
+    "pinecone": Entry("vexchange.connectors.pinecone:PineconeConnector", "pinecone", ("pinecone",)),
     "redis": Entry("vexchange.connectors.redis:RedisConnector", "redis", ("redis",)),
     "milvus": Entry("vexchange.connectors.milvus:MilvusConnector", "milvus", ("pymilvus",)),
     "pgvector": Entry("vexchange.connectors.pgvector:PgvectorConnector", "pgvector",

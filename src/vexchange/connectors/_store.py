@@ -75,7 +75,9 @@ def translated(connector: str, operation: str, *, transient: tuple[type[BaseExce
                 raise
         message = f"{connector} {operation} failed: {_message(err)}"
         if verdict[0] == "transient":
-            raise TransientError(message, connector=connector, operation=operation) from err
+            wait = getattr(err, "retry_after", None)  # a server's Retry-After, where the SDK keeps it
+            raise TransientError(message, connector=connector, operation=operation,
+                                 retry_after=wait if isinstance(wait, (int, float)) else None) from err
         raise PermanentError(message, connector=connector, operation=operation,
                              hint=verdict[1] or hint) from err
 

@@ -1,0 +1,1 @@
+"""Local emulators of stores that cannot run here (Pinecone, Weaviate), driven by their official SDKs in the tests."""

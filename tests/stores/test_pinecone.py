@@ -1,0 +1,258 @@
+"""Pinecone, through the official SDK, against the project's emulator of its documented API
+(no Pinecone runs here): the conformance suite, injected network faults, and the limits."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pinecone")
+
+from vexchange import MigrationError, VexError, migrate, open_store  # noqa: E402
+from vexchange.checks import verify  # noqa: E402
+from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig  # noqa: E402
+from vexchange.testing.emulators.pinecone import Fault, PineconeEmulator  # noqa: E402
+from vexchange.testing.records import sample_records  # noqa: E402
+
+KEY = "emulator-key"  # the session emulator's (conftest.py)
+
+
+@pytest.fixture
+def emulator(pinecone_emulator: PineconeEmulator) -> PineconeEmulator:
+    return pinecone_emulator
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch, emulator: PineconeEmulator) -> Iterator[None]:
+    monkeypatch.setenv("VEX_PINECONE_API_KEY", KEY)
+    emulator.faults.clear()
+    yield
+    emulator.faults.clear()
+
+
+def index_url(emulator: PineconeEmulator, name: str, blobs: Path | None = None, **params: str) -> str:
+    query = {"controller": emulator.url, "create": "true", **params}
+    if blobs is not None:
+        query["blobs"] = str(blobs)
+    return f"pinecone://{name}-{uuid.uuid4().hex[:8]}?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+
+class TestPinecone(ConnectorConformance):
+    named_vectors = ()
+    null_vectors = False
+    same_id_in_namespaces = True
+
+    @pytest.fixture
+    def new_location(self, emulator: PineconeEmulator, tmp_path: Path) -> Any:
+        return lambda name: index_url(emulator, name, tmp_path / "blobs")
+
+    @pytest.fixture
+    def broken_location(self) -> str:
+        from vexchange.testing.servers import free_port
+
+        return f"pinecone://gone?host=http://127.0.0.1:{free_port()}"
+
+
+def load(tmp_path: Path, target: str, records: list[Any], **options: Any) -> Any:
+    source = write_vmig(tmp_path / f"in-{uuid.uuid4().hex[:6]}.vmig.jsonl", records, metric="dot")
+    return migrate(source, target, receipt=tmp_path / "r.json", rejects=tmp_path / "r.rejects.jsonl",
+                   **options)
+
+
+def records(n: int, dims: int = 8, **options: Any) -> list[Any]:
+    """Sample records with texts that fit in Pinecone's 40 KB of metadata."""
+    return [r.replace(text=r.text[:2000]) if r.text else r
+            for r in sample_records(n, dims=dims, null_vectors=False, sparse=True, **options)]
+
+
+def test_rate_limits_and_server_errors_are_retried_and_every_record_lands_once(
+        tmp_path: Path, emulator: PineconeEmulator) -> None:
+    data = records(600)
+    target = index_url(emulator, "faults")
+    emulator.faults.inject(Fault(op="upsert", status=429, retry_after=0.05, times=3, skip=1))
+    emulator.faults.inject(Fault(op="upsert", status=503, times=2, skip=2))
+    emulator.faults.inject(Fault(op="upsert", status=500, times=1, skip=4))
+    receipt = load(tmp_path, target, data, batch_size=100)
+    assert receipt.status == "completed" and receipt.counts.written == 600
+    assert emulator.faults.count("upsert", 429) == 3 and emulator.faults.count("upsert", 503) == 2
+    name = target.split("://")[1].split("?")[0]
+    assert emulator.records(name) == 600
+    emulator.faults.inject(Fault(op="fetch", status=429, retry_after=0.01, times=2))
+    emulator.faults.inject(Fault(op="list", status=503, times=1, skip=3))
+    ConnectorConformance.assert_same(data, read_all(target))
+
+
+def test_a_persistent_failure_stops_with_a_receipt_and_resume_completes_without_duplicates(
+        tmp_path: Path, emulator: PineconeEmulator) -> None:
+    data = [r.replace(namespace="agent") for r in records(500)]  # one request per batch
+    target = index_url(emulator, "persist")
+    source = write_vmig(tmp_path / "src.vmig.jsonl", data, metric="dot")
+    receipt_path = tmp_path / "p.json"
+    fault = emulator.faults.inject(Fault(op="upsert", status=503, retry_after=0, times=-1, skip=3))
+    with pytest.raises(MigrationError) as caught:
+        migrate(source, target, batch_size=50, retries=2, receipt=receipt_path,
+                rejects=tmp_path / "p.rejects.jsonl")
+    assert "503" in str(caught.value) or "pinecone" in str(caught.value).lower()
+    stopped = json.loads(receipt_path.read_text())
+    assert stopped["status"] != "completed"
+    assert stopped["counts"]["written"] == 150  # three acknowledged batches
+    assert receipt_path.with_name(receipt_path.name + ".checkpoint").exists()
+    assert fault.hits > 0
+    emulator.faults.clear()  # the outage ends
+    done = migrate(source, target, batch_size=50, resume=True, receipt=receipt_path,
+                   rejects=tmp_path / "p.rejects.jsonl")
+    assert done.status == "completed" and done.counts.written == 500
+    name = target.split("://")[1].split("?")[0]
+    assert emulator.records(name) == 500
+    ConnectorConformance.assert_same(data, read_all(target))
+
+
+def test_answers_slower_than_the_timeout_are_retried(tmp_path: Path,
+                                                      emulator: PineconeEmulator) -> None:
+    data = records(120)
+    target = index_url(emulator, "slow", timeout="0.4")
+    emulator.faults.inject(Fault(op="upsert", status=None, delay=1.0, times=2, skip=1))
+    receipt = load(tmp_path, target, data, batch_size=40)
+    assert receipt.counts.written == 120
+    ConnectorConformance.assert_same(data, read_all(target))
+
+
+def test_a_record_the_server_refuses_is_rejected_alone_and_the_rest_written(
+        tmp_path: Path, emulator: PineconeEmulator) -> None:
+    data = records(200)
+    bad = {data[17].id, data[150].id}
+    target = index_url(emulator, "partial")
+    emulator.faults.inject(Fault(op="upsert", status=400, times=-1, ids=frozenset(bad),
+                                 message="Vector contains an invalid value"))
+    receipt = load(tmp_path, target, data, batch_size=100, allow_skips=True)
+    assert receipt.counts.written == 198
+    assert receipt.counts.skipped == {"refused_by_store": 2}
+    rejected = [json.loads(line) for line in (tmp_path / "r.rejects.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in rejected} == bad
+    assert all("invalid value" in r["detail"] and r["record"]["vector"] for r in rejected)
+    ConnectorConformance.assert_same([r for r in data if r.id not in bad], read_all(target))
+
+
+def test_requests_stay_within_pinecone_limits(tmp_path: Path, emulator: PineconeEmulator) -> None:
+    """384-dim vectors with 20 KB texts: 2 MB per request binds before 1,000 vectors does; the
+    emulator refuses any request over a limit, so a clean run shows the split was right."""
+    data = [r.replace(text="x" * 20_000) for r in records(400, dims=384)]
+    target = index_url(emulator, "limits")
+    receipt = load(tmp_path, target, data, batch_size=400)
+    assert receipt.counts.written == 400
+    assert emulator.faults.count("upsert", 400) == 0
+    assert emulator.faults.count("upsert", 200) >= 4
+
+
+def test_metadata_beyond_40_kb_is_rejected_or_kept_whole_in_a_blob(
+        tmp_path: Path, emulator: PineconeEmulator) -> None:
+    data = records(5)
+    data[2] = data[2].replace(text="é" * 30_000)
+    plain = index_url(emulator, "big")
+    receipt = load(tmp_path, plain, data, allow_skips=True)
+    assert receipt.counts.skipped == {"metadata_too_large": 1} and receipt.counts.written == 4
+    rejected = json.loads((tmp_path / "r.rejects.jsonl").read_text().splitlines()[0])
+    assert rejected["record"]["text"] == data[2].text and "?blobs=" in rejected["detail"]
+
+    blobs = tmp_path / "blobs"
+    kept = index_url(emulator, "blob", blobs)
+    assert load(tmp_path, kept, data).counts.written == 5
+    ConnectorConformance.assert_same(data, read_all(kept))
+    (blob,) = [p for p in blobs.rglob("*") if p.is_file()]
+    blob.write_bytes(blob.read_bytes().replace(b"\xc3\xa9", b"e", 1))
+    with open_store(kept) as store:
+        items = [i for page in store.read(batch_size=10) for i in page.items]
+    bad = [i for i in items if not hasattr(i, "vectors")]
+    assert len(bad) == 1 and bad[0].reason == "missing_blob" and "hash" in bad[0].detail
+
+
+def test_namespaces_and_ids_pinecone_cannot_hold_are_mapped_and_restored(
+        tmp_path: Path, emulator: PineconeEmulator) -> None:
+    base = records(4)
+    data = [base[0].replace(namespace="mémoire"), base[1].replace(namespace=""),
+            base[2].replace(id="ünïcode-id", id_type="str", namespace=None),
+            base[3].replace(id="y" * 600, id_type="str", namespace="__default__")]
+    target = index_url(emulator, "names")
+    assert load(tmp_path, target, data).counts.written == 4
+    ConnectorConformance.assert_same(data, read_all(target))
+
+
+def test_integers_come_back_as_integers(tmp_path: Path, emulator: PineconeEmulator) -> None:
+    """The service (and the emulator) hand metadata numbers back as floats."""
+    data = [r.replace(metadata={"n": 3, "big": 2**62 + 1, "f": 3.0, "tags": ["a", "b"], "none": None})
+            for r in records(2)]
+    target = index_url(emulator, "ints")
+    load(tmp_path, target, data)
+    back = read_all(target)
+    for record in data:
+        got = back[(record.namespace, record.id)].metadata
+        assert got == record.metadata and type(got["n"]) is int and type(got["f"]) is float
+
+
+def test_wrong_api_key_is_a_clear_error_and_never_written_down(
+        tmp_path: Path, emulator: PineconeEmulator) -> None:
+    target = index_url(emulator, "auth")
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records(3))
+    with pytest.raises(VexError) as caught:
+        migrate(source, target, target_secrets={"api_key": "wrong-secret-key"},
+                receipt=tmp_path / "a.json", rejects=tmp_path / "a.rej")
+    assert "api key" in str(caught.value).lower()
+    for path in tmp_path.rglob("*.json"):
+        assert "wrong-secret-key" not in path.read_text()
+
+
+def test_a_missing_index_says_how_to_create_it(tmp_path: Path, emulator: PineconeEmulator) -> None:
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records(2))
+    target = f"pinecone://absent-{uuid.uuid4().hex[:6]}?controller={emulator.url}"
+    with pytest.raises(VexError) as caught:
+        migrate(source, target, receipt=tmp_path / "m.json", rejects=tmp_path / "m.rej")
+    assert "create=true" in str(caught.value)
+
+
+def test_4900_vektor_records_to_pinecone(tmp_path: Path, emulator: PineconeEmulator,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The size of Vex's headline example, through the CLI, with its summary and receipt."""
+    from vexchange.cli import main
+    from vexchange.testing import vektor_fixture
+
+    db = vektor_fixture.build(tmp_path / "memory.db", n=4900, dims=384)
+    target = index_url(emulator, "vektor")
+    code = main(["migrate", f"vektor://{db.path}", target, "--receipt", str(tmp_path / "v.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "Traceback" not in out + err and "4,900" in out + err
+    receipt = json.loads((tmp_path / "v.json").read_text())
+    assert receipt["counts"]["written"] == 4900 and receipt["status"] == "completed"
+    assert KEY not in (tmp_path / "v.json").read_text()
+    report = verify(target, against=f"vektor://{db.path}")
+    assert report["ok"], report
+
+
+def test_an_index_vexchange_did_not_write_is_exported_whole(tmp_path: Path,
+                                                             emulator: PineconeEmulator) -> None:
+    from pinecone import Pinecone
+
+    name = f"foreign-{uuid.uuid4().hex[:6]}"
+    host = emulator.create_index(name, dimension=3, metric="cosine")
+    index = Pinecone(api_key=KEY).index(host=host)
+    index.upsert(vectors=[{"id": f"doc-{i}", "values": [0.5, i + 1.0, -0.25],
+                           "metadata": {"text": f"chunk {i}", "year": 2020 + i, "tags": ["a"]}}
+                          for i in range(150)], namespace="docs")
+    index.upsert(vectors=[{"id": "plain", "values": [1.0, 0.0, 0.0],
+                           "sparse_values": {"indices": [3, 9], "values": [0.5, 0.125]}}])
+    index.close()
+    back = read_all(f"pinecone://{name}?controller={emulator.url}", batch_size=40)
+    assert len(back) == 151
+    doc = back[("docs", "doc-7")]
+    assert doc.text == "chunk 7" and doc.metadata == {"year": 2027.0, "tags": ["a"]}
+    assert doc.vectors[""].tolist() == [0.5, 8.0, -0.25] and doc.source_store == "pinecone"
+    plain = back[(None, "plain")]
+    assert plain.sparse[""].index_array().tolist() == [3, 9] and plain.metadata is None
+    with open_store(f"pinecone://{name}?host={host}") as store:
+        assert store.count() == 151
+        assert store.vector_spaces()[""].metric == "cosine"
