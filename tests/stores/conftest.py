@@ -53,3 +53,13 @@ def pinecone_emulator() -> Iterator[object]:
 
     with PineconeEmulator(api_key="emulator-key") as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def weaviate_emulator() -> Iterator[object]:
+    """The project's Weaviate emulator (REST schema + gRPC objects; no Weaviate runs here)."""
+    pytest.importorskip("weaviate")
+    from vexchange.testing.emulators.weaviate import WeaviateEmulator
+
+    with WeaviateEmulator(api_key="emulator-key") as emulator:
+        yield emulator

@@ -4,6 +4,7 @@ The dataset is what every store here can hold (one vector per record, no record 
 vector, the "dot" metric so no store normalises), with every metadata type, unicode, long
 text, missing text and namespaces. For each A the data is loaded once, then copied into
 every other B; each B is exported and verified against the original file and against A.
+Pinecone and Weaviate run against the project's emulators of their APIs (none runs here).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from vexchange.testing.conformance import read_all, write_vmig
 from vexchange.testing.records import sample_records
 
 STORES = ("vektor", "chroma", "qdrant", "qdrant-edge", "pgvector", "lancedb", "milvus", "redis",
-          "pinecone")
+          "pinecone", "weaviate")
 _MODULES = {"chroma": "chromadb", "qdrant": "qdrant_client", "qdrant-edge": "qdrant_edge",
             "pgvector": "psycopg", "lancedb": "lancedb", "milvus": "pymilvus", "redis": "redis",
-            "pinecone": "pinecone"}
+            "pinecone": "pinecone", "weaviate": "weaviate"}
 
 
-def locations(tmp_path: Path, servers: Any, pinecone: Any) -> dict[str, Callable[[str], str]]:
+def locations(tmp_path: Path, servers: Any, pinecone: Any,
+              weaviate: Any) -> dict[str, Callable[[str], str]]:
     run = uuid.uuid4().hex[:6]
 
     def server(kind: str) -> Any:
@@ -46,20 +48,23 @@ def locations(tmp_path: Path, servers: Any, pinecone: Any) -> dict[str, Callable
                             f"?index=m{run}{n}"),
         "pinecone": lambda n: (f"pinecone://m{run}-{n}?controller={pinecone.url}&create=true"
                                f"&blobs={tmp_path}/blobs"),
+        "weaviate": lambda n: (f"weaviate://127.0.0.1:{weaviate.http_port}/M{run}_{n.replace('-', '_')}"
+                               f"?grpc_port={weaviate.grpc_port}"),
     }
 
 
 @pytest.mark.parametrize("first", STORES)
 def test_every_pair_moves_the_data_unchanged(first: str, tmp_path: Path, store_servers: Any,
-                                             pinecone_emulator: Any,
+                                             pinecone_emulator: Any, weaviate_emulator: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     for kind in STORES:
         if kind in _MODULES:
             pytest.importorskip(_MODULES[kind])
     monkeypatch.setenv("VEX_PINECONE_API_KEY", pinecone_emulator.api_key)
+    monkeypatch.setenv("VEX_WEAVIATE_API_KEY", weaviate_emulator.api_key)
     records = list(sample_records(25, dims=8, null_vectors=False, seed=5, sparse=True))
     source = write_vmig(tmp_path / "source.vmig.jsonl", records, metric="dot")
-    where = locations(tmp_path, store_servers, pinecone_emulator)
+    where = locations(tmp_path, store_servers, pinecone_emulator, weaviate_emulator)
     a = where[first](f"a-{first}")
     receipt = migrate(source, a, receipt=tmp_path / "a.json", rejects=tmp_path / "a.rejects.jsonl")
     assert receipt.counts.written == len(records), (first, receipt.counts)

@@ -107,18 +107,21 @@ class PayloadLayout:
     def pack(self, record: MemoryRecord, *, store_id: str | None = None,
              native_sparse: frozenset[str] | set[str] = frozenset(),
              store_namespace: str | None = None, extra_vex: Mapping[str, Any] | None = None,
-             ) -> dict[str, Any]:
+             accept: Callable[[str, Any], bool] | None = None) -> dict[str, Any]:
         """The payload for a record. ``store_id``: the id the store keeps, when not record.id.
         ``store_namespace``: the namespace the store keeps, when it cannot keep record.namespace
         as it is (the original goes into ``_vex``). Sparse vectors the store holds natively are
         named in ``native_sparse``; the others are kept in ``_vex`` (indices and values as
-        base64 of their little-endian bytes). ``extra_vex``: a connector's own ``_vex`` keys."""
+        base64 of their little-endian bytes). ``extra_vex``: a connector's own ``_vex`` keys.
+        ``accept``: for stores whose schema fixes each key's type (Weaviate), whether this key
+        may hold this value natively; a value it refuses is kept in ``_vex``."""
         payload: dict[str, Any] = {}
         vex: dict[str, Any] = {"v": _FORMAT}
         if record.metadata is not None:
             leftover: dict[str, Any] = {}
             for key, value in record.metadata.items():
-                if key in self.reserved or not self.native(value):
+                if key in self.reserved or not self.native(value) or (
+                        accept is not None and not accept(key, value)):
                     leftover[key] = value
                 else:
                     payload[key] = value

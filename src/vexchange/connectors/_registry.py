@@ -40,6 +40,7 @@ _BUILTINS: dict[str, Entry] = {
     "lancedb": Entry("vexchange.connectors.lancedb:LanceDBConnector", "lancedb",
                      ("lancedb", "pyarrow")),
     "pinecone": Entry("vexchange.connectors.pinecone:PineconeConnector", "pinecone", ("pinecone",)),
+    "weaviate": Entry("vexchange.connectors.weaviate:WeaviateConnector", "weaviate", ("weaviate",)),
     "redis": Entry("vexchange.connectors.redis:RedisConnector", "redis", ("redis",)),
     "milvus": Entry("vexchange.connectors.milvus:MilvusConnector", "milvus", ("pymilvus",)),
     "pgvector": Entry("vexchange.connectors.pgvector:PgvectorConnector", "pgvector",

@@ -47,8 +47,9 @@ def unique_dims(batch: list[MemoryRecord]) -> dict[str, int]:
     return dims
 
 
-Verdict = tuple[str, str | None]
-"""``("transient" | "permanent", hint)`` for an SDK exception."""
+Verdict = tuple[str, str | None] | tuple[str, str | None, float | None]
+"""``("transient" | "permanent", hint)`` for an SDK exception, optionally with the seconds a
+server asked to wait (a Retry-After the SDK keeps somewhere other than ``err.retry_after``)."""
 
 
 @contextlib.contextmanager
@@ -75,7 +76,7 @@ def translated(connector: str, operation: str, *, transient: tuple[type[BaseExce
                 raise
         message = f"{connector} {operation} failed: {_message(err)}"
         if verdict[0] == "transient":
-            wait = getattr(err, "retry_after", None)  # a server's Retry-After, where the SDK keeps it
+            wait = verdict[2] if len(verdict) > 2 else getattr(err, "retry_after", None)
             raise TransientError(message, connector=connector, operation=operation,
                                  retry_after=wait if isinstance(wait, (int, float)) else None) from err
         raise PermanentError(message, connector=connector, operation=operation,

@@ -1,0 +1,197 @@
+"""Weaviate, through weaviate-client v4 (REST schema, gRPC objects), against the project's
+emulator of the API that client uses (no Weaviate runs here): the conformance suite in both
+namespace modes, injected faults, and collections vexchange did not create."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("weaviate")
+
+from vexchange import MigrationError, VexError, migrate  # noqa: E402
+from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig  # noqa: E402
+from vexchange.testing.emulators.weaviate import Fault, WeaviateEmulator  # noqa: E402
+from vexchange.testing.records import sample_records  # noqa: E402
+
+
+@pytest.fixture
+def emulator(weaviate_emulator: WeaviateEmulator, monkeypatch: pytest.MonkeyPatch,
+             ) -> Iterator[WeaviateEmulator]:
+    monkeypatch.setenv("VEX_WEAVIATE_API_KEY", weaviate_emulator.api_key)
+    weaviate_emulator.faults.clear()
+    yield weaviate_emulator
+    weaviate_emulator.faults.clear()
+
+
+def collection_url(emulator: WeaviateEmulator, name: str, **params: str) -> str:
+    query = {"grpc_port": str(emulator.grpc_port), **params}
+    name = "C" + name.replace("-", "_") + uuid.uuid4().hex[:8]
+    return (f"weaviate://127.0.0.1:{emulator.http_port}/{name}?"
+            + "&".join(f"{k}={v}" for k, v in query.items()))
+
+
+class TestWeaviate(ConnectorConformance):
+    same_id_in_namespaces = True
+    expect_normalised = True
+
+    @pytest.fixture
+    def new_location(self, emulator: WeaviateEmulator) -> Any:
+        return lambda name: collection_url(emulator, name)
+
+    @pytest.fixture
+    def broken_location(self) -> str:
+        from vexchange.testing.servers import free_port
+
+        return f"weaviate://127.0.0.1:{free_port()}/Gone?grpc_port={free_port()}&timeout=2"
+
+
+class TestWeaviateTenants(TestWeaviate):
+    """Each namespace is a tenant of a multi-tenant collection."""
+
+    @pytest.fixture
+    def new_location(self, emulator: WeaviateEmulator) -> Any:
+        return lambda name: collection_url(emulator, name, namespaces="tenants")
+
+
+def records(n: int, **options: Any) -> list[Any]:
+    return list(sample_records(n, dims=8, named=("title",), sparse=True, **options))
+
+
+def load(tmp_path: Path, target: str, data: list[Any], **options: Any) -> Any:
+    source = write_vmig(tmp_path / f"in-{uuid.uuid4().hex[:6]}.vmig.jsonl", data, metric="dot")
+    return migrate(source, target, receipt=tmp_path / "r.json", rejects=tmp_path / "r.rejects.jsonl",
+                   **options)
+
+
+def test_exhausted_unavailable_and_internal_errors_are_retried(
+        tmp_path: Path, emulator: WeaviateEmulator) -> None:
+    data = records(300)
+    target = collection_url(emulator, "faults")
+    emulator.faults.inject(Fault(op="batch", status=429, retry_after=0.05, times=2, skip=1))
+    emulator.faults.inject(Fault(op="batch", status=500, times=1, skip=2))
+    emulator.faults.inject(Fault(op="batch", status=503, times=1, skip=3))
+    receipt = load(tmp_path, target, data, batch_size=60)
+    assert receipt.status == "completed" and receipt.counts.written == 300
+    assert emulator.faults.count("batch", 429) == 2 and emulator.faults.count("batch", 500) == 1
+    emulator.faults.inject(Fault(op="search", status=429, retry_after=0.01, times=2, skip=1))
+    emulator.faults.inject(Fault(op="search", status=500, times=1, skip=4))
+    out = tmp_path / "back.vmig.jsonl"
+    exported = migrate(target, out, batch_size=50, receipt=tmp_path / "e.json",
+                       rejects=tmp_path / "e.rej")
+    assert exported.counts.written == 300 and exported.retries == 3
+    ConnectorConformance.assert_same(data, read_all(out))
+
+
+def test_a_persistent_failure_stops_with_a_receipt_and_resume_completes_without_duplicates(
+        tmp_path: Path, emulator: WeaviateEmulator) -> None:
+    data = [r.replace(namespace="agent") for r in records(400)]
+    target = collection_url(emulator, "persist")
+    source = write_vmig(tmp_path / "src.vmig.jsonl", data, metric="dot")
+    receipt_path = tmp_path / "p.json"
+    emulator.faults.inject(Fault(op="batch", status=500, times=-1, skip=3))
+    with pytest.raises(MigrationError):
+        migrate(source, target, batch_size=50, retries=2, receipt=receipt_path,
+                rejects=tmp_path / "p.rejects.jsonl")
+    stopped = json.loads(receipt_path.read_text())
+    assert stopped["status"] == "failed" and stopped["counts"]["written"] == 150
+    assert "INTERNAL" in stopped["error"] or "injected" in stopped["error"]
+    emulator.faults.clear()
+    done = migrate(source, target, batch_size=50, resume=True, receipt=receipt_path,
+                   rejects=tmp_path / "p.rejects.jsonl")
+    assert done.status == "completed" and done.counts.written == 400
+    name = target.split("/")[3].split("?")[0]
+    assert emulator.objects(name) == 400
+    ConnectorConformance.assert_same(data, read_all(target))
+
+
+def test_answers_slower_than_the_timeout_are_retried(tmp_path: Path,
+                                                      emulator: WeaviateEmulator) -> None:
+    data = records(90)
+    target = collection_url(emulator, "slow", timeout="0.5")
+    emulator.faults.inject(Fault(op="batch", status=None, delay=1.2, times=1, skip=1))
+    receipt = load(tmp_path, target, data, batch_size=30)
+    assert receipt.counts.written == 90
+    ConnectorConformance.assert_same(data, read_all(target))
+
+
+def test_objects_weaviate_refuses_are_rejected_one_by_one(tmp_path: Path,
+                                                          emulator: WeaviateEmulator) -> None:
+    from vexchange.connectors.weaviate import object_uuid
+
+    data = records(120)
+    bad = [data[5], data[77]]
+    target = collection_url(emulator, "partial")
+    emulator.faults.inject(Fault(op="batch", times=-1, message="vector lengths don't match",
+                                 ids=frozenset(object_uuid(r, tenants=False) for r in bad)))
+    receipt = load(tmp_path, target, data, batch_size=50, allow_skips=True)
+    assert receipt.counts.written == 118 and receipt.counts.skipped == {"refused_by_store": 2}
+    rejected = [json.loads(line) for line in (tmp_path / "r.rejects.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in rejected} == {r.id for r in bad}
+    assert all("vector lengths" in r["detail"] for r in rejected)
+    ConnectorConformance.assert_same([r for r in data if r not in bad], read_all(target))
+
+
+def test_a_key_whose_type_changes_keeps_later_values_exactly(tmp_path: Path,
+                                                             emulator: WeaviateEmulator) -> None:
+    base = records(4)
+    data = [base[0].replace(metadata={"n": 3, "Upper": 1, "tags": ["a"], "big": 2**60}),
+            base[1].replace(metadata={"n": "three", "tags": [1, 2], "vector": "x", "id": 5}),
+            base[2].replace(metadata={"n": 4.5, "empty": [], "nested": {"a": [1, {"b": None}]}})]
+    target = collection_url(emulator, "types")
+    assert load(tmp_path, target, data).counts.written == 3
+    ConnectorConformance.assert_same(data, read_all(target))
+
+
+def test_wrong_api_key_is_a_clear_error_and_never_written_down(
+        tmp_path: Path, emulator: WeaviateEmulator) -> None:
+    target = collection_url(emulator, "auth")
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records(3))
+    with pytest.raises(VexError) as caught:
+        migrate(source, target, target_secrets={"api_key": "wrong-secret-key"},
+                receipt=tmp_path / "a.json", rejects=tmp_path / "a.rej")
+    assert "api key" in str(caught.value).lower()
+    for path in tmp_path.rglob("*.json"):
+        assert "wrong-secret-key" not in path.read_text()
+
+
+def test_a_collection_vexchange_did_not_create_is_exported_and_never_written(
+        tmp_path: Path, emulator: WeaviateEmulator) -> None:
+    import weaviate
+    from weaviate.classes.config import Configure, DataType, Property
+    from weaviate.classes.data import DataObject
+    from weaviate.classes.init import Auth
+
+    name = "Foreign" + uuid.uuid4().hex[:8]
+    client = weaviate.connect_to_custom(
+        http_host="127.0.0.1", http_port=emulator.http_port, http_secure=False,
+        grpc_host="127.0.0.1", grpc_port=emulator.grpc_port, grpc_secure=False,
+        auth_credentials=Auth.api_key(emulator.api_key), skip_init_checks=True)
+    try:
+        articles = client.collections.create(
+            name, vector_config=[Configure.Vectors.self_provided(name="body"),
+                                 Configure.Vectors.self_provided(name="summary")],
+            properties=[Property(name="text", data_type=DataType.TEXT),
+                        Property(name="year", data_type=DataType.INT),
+                        Property(name="scores", data_type=DataType.NUMBER_ARRAY)])
+        articles.data.insert_many([
+            DataObject(properties={"text": f"article {i}", "year": 2000 + i, "scores": [0.5, i]},
+                       uuid=uuid.UUID(int=i + 1), vector={"body": [1.0, float(i)], "summary": [0.0, 1.0]})
+            for i in range(130)])
+    finally:
+        client.close()
+    url = f"weaviate://127.0.0.1:{emulator.http_port}/{name}?grpc_port={emulator.grpc_port}"
+    back = read_all(url, batch_size=50)
+    assert len(back) == 130
+    one = back[(None, str(uuid.UUID(int=8)))]
+    assert one.text == "article 7" and one.metadata == {"year": 2007, "scores": [0.5, 7.0]}
+    assert set(one.vectors) == {"body", "summary"} and one.source_store == "weaviate"
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records(2))
+    with pytest.raises(VexError) as caught:
+        migrate(source, url, receipt=tmp_path / "f.json", rejects=tmp_path / "f.rej")
+    assert "not created by vexchange" in str(caught.value)
