@@ -228,6 +228,7 @@ def test_4900_vektor_records_to_pinecone(tmp_path: Path, emulator: PineconeEmula
     assert "Traceback" not in out + err and "4,900" in out + err
     receipt = json.loads((tmp_path / "v.json").read_text())
     assert receipt["counts"]["written"] == 4900 and receipt["status"] == "completed"
+    assert receipt["versions"]["pinecone"].startswith("10.")  # the SDK that wrote it
     assert KEY not in (tmp_path / "v.json").read_text()
     report = verify(target, against=f"vektor://{db.path}")
     assert report["ok"], report
@@ -256,3 +257,21 @@ def test_an_index_vexchange_did_not_write_is_exported_whole(tmp_path: Path,
     with open_store(f"pinecone://{name}?host={host}") as store:
         assert store.count() == 151
         assert store.vector_spaces()[""].metric == "cosine"
+
+
+def test_query_answers_nearest_first(emulator: PineconeEmulator) -> None:
+    """The emulator's query endpoint, through the SDK (documented surface; the connector does
+    not need it, users checking a migrated index do)."""
+    from pinecone import Pinecone
+
+    host = emulator.create_index(f"query-{uuid.uuid4().hex[:6]}", dimension=2, metric="cosine")
+    index = Pinecone(api_key=KEY).index(host=host)
+    try:
+        index.upsert(vectors=[{"id": "east", "values": [1.0, 0.0], "metadata": {"k": "e"}},
+                              {"id": "north", "values": [0.0, 1.0]},
+                              {"id": "north-east", "values": [1.0, 1.0]}], namespace="ns")
+        found = index.query(vector=[0.9, 0.1], top_k=2, namespace="ns", include_metadata=True)
+        assert [m.id for m in found.matches] == ["east", "north-east"]
+        assert found.matches[0].metadata == {"k": "e"} and found.matches[0].score > 0.99
+    finally:
+        index.close()

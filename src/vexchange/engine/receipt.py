@@ -8,7 +8,9 @@ compares a target with the ``written`` digests. docs/receipts.md describes every
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +87,34 @@ def load_receipt(path: Path) -> Receipt:
         raise DecodeError(f"not a vexchange receipt ({err})", location=str(path)) from None
 
 
-def versions() -> dict[str, str]:
+def versions(*extras: str | None) -> dict[str, str]:
+    """Versions of what produced the output: vexchange, Python, the core libraries, and the
+    vendor SDKs of the connectors' extras (read from vexchange's own package metadata, so the
+    list cannot drift from pyproject)."""
     import numpy
     import orjson
 
-    return {
+    found = {
         "vexchange": __version__,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "orjson": orjson.__version__,
         "msgspec": msgspec.__version__,
     }
+    for extra in sorted({e for e in extras if e}):
+        for dist in _extra_distributions(extra):
+            try:
+                found[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return found
+
+
+def _extra_distributions(extra: str) -> list[str]:
+    try:
+        requires = importlib.metadata.requires("vexchange") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    marker = re.compile(r"""extra\s*==\s*["']%s["']""" % re.escape(extra))
+    names = [re.match(r"[A-Za-z0-9_.\-]+", r) for r in requires if marker.search(r)]
+    return [m.group(0) for m in names if m]
