@@ -135,9 +135,19 @@ class StoreWriter(Writer):
     namespaced_ids: bool = False
     """True when the store keys records by (namespace, id), so no conflict can happen."""
 
+    def created(self) -> bool:
+        """Whether the collection, table or index exists yet (stores create it on first write)."""
+        return True
+
+    def create(self, batch: list[MemoryRecord]) -> None:
+        """Create the collection, table or index, sized and named from what the source
+        declares and the first batch's vectors (``spaces_to_create``)."""
+
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
         if self.dry_run or not batch:
             return []
+        if not self.created():
+            self.create(batch)
         keyed = [(self.store_id(r), r) for r in batch]
         if self.namespaced_ids:
             return self.upsert(keyed)

@@ -189,7 +189,7 @@ class LanceDBWriter(StoreWriter):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return self.shape.spaces() if self.shape else {}
 
-    def _create(self, batch: list[MemoryRecord]) -> None:
+    def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
         columns = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
         metrics = {name: metric_for("lancedb", s.metric, _METRICS) and (s.metric or "cosine")
@@ -205,10 +205,8 @@ class LanceDBWriter(StoreWriter):
                 self.store.table_name, schema=pa.schema(fields, metadata={_SCHEMA_KEY: meta}))
         self.shape = _Shape(self.table.schema)
 
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if self.table is None and not self.dry_run and batch:
-            self._create(batch)
-        return super().write(batch)
+    def created(self) -> bool:
+        return self.table is not None
 
     def store_id(self, record: MemoryRecord) -> str:
         return record.id

@@ -248,7 +248,7 @@ class MilvusWriter(StoreWriter):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return self.shape.spaces() if self.shape else {}
 
-    def _create(self, batch: list[MemoryRecord]) -> None:
+    def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, max_length=_PIECE, is_primary=True)
@@ -272,10 +272,8 @@ class MilvusWriter(StoreWriter):
                                      properties={"vexchange": "1"})
         self.shape = self.store.shape()
 
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if self.shape is None and not self.dry_run and batch:
-            self._create(batch)
-        return super().write(batch)
+    def created(self) -> bool:
+        return self.shape is not None
 
     def store_id(self, record: MemoryRecord) -> str:
         return record.id

@@ -336,7 +336,7 @@ class PgvectorWriter(StoreWriter):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return self.table.spaces() if self.table.exists else {}
 
-    def _create(self, batch: list[MemoryRecord]) -> None:
+    def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
         columns = {name: ("embedding" if name == "" else f"embedding_{name}") for name in wanted}
         vector_defs = [sql.SQL("{} vector({})").format(sql.Identifier(c), sql.Literal(wanted[n].dims))
@@ -372,10 +372,8 @@ class PgvectorWriter(StoreWriter):
             _comment(conn, self.store.ident, {**self.table.saved, "pending_indexes": []})
         self.table = self.store.describe_table()
 
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if not self.table.exists and not self.dry_run and batch:
-            self._create(batch)
-        return super().write(batch)
+    def created(self) -> bool:
+        return self.table.exists
 
     def store_id(self, record: MemoryRecord) -> str:
         return record.id

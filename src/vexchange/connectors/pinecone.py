@@ -337,7 +337,7 @@ class PineconeWriter(StoreWriter):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.held)
 
-    def _create(self, batch: list[MemoryRecord]) -> None:
+    def create(self, batch: list[MemoryRecord]) -> None:
         space = self.spaces_to_create(batch).get("") or VectorSpace()
         if not space.dims:
             raise UsageError("cannot create a Pinecone index without knowing the vector size")
@@ -351,10 +351,8 @@ class PineconeWriter(StoreWriter):
         self.exists = True
         self.held = self.store.vector_spaces()
 
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if not self.exists and not self.dry_run and batch:
-            self._create(batch)
-        return super().write(batch)
+    def created(self) -> bool:
+        return self.exists
 
     def store_id(self, record: MemoryRecord) -> str:
         return store_id(record.id)

@@ -159,7 +159,7 @@ class QdrantWriter(StoreWriter):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.held)
 
-    def _create(self, batch: list[MemoryRecord]) -> None:
+    def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
         config = {name: models.VectorParams(size=s.dims or 0, distance=models.Distance(
             metric_for("qdrant", s.metric, _METRICS))) for name, s in wanted.items()}
@@ -175,10 +175,8 @@ class QdrantWriter(StoreWriter):
         self.exists = True
         self.held = self.store.vector_spaces()
 
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if not self.exists and not self.dry_run and batch:
-            self._create(batch)
-        return super().write(batch)
+    def created(self) -> bool:
+        return self.exists
 
     def store_id(self, record: MemoryRecord) -> Any:
         return point_id(record.id)

@@ -133,13 +133,14 @@ class QdrantEdgeWriter(StoreWriter):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.held)
 
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if not self.held and not self.dry_run and batch:
-            self.store.shard(create=self.spaces_to_create(batch),
-                             sparse={name for record in batch for name in record.sparse})
-            self.held = self.store.vector_spaces()
-            self.sparse = self.store.sparse_names()
-        return super().write(batch)
+    def created(self) -> bool:
+        return bool(self.held)
+
+    def create(self, batch: list[MemoryRecord]) -> None:
+        self.store.shard(create=self.spaces_to_create(batch),
+                         sparse={name for record in batch for name in record.sparse})
+        self.held = self.store.vector_spaces()
+        self.sparse = self.store.sparse_names()
 
     def store_id(self, record: MemoryRecord) -> Any:
         return point_id(record.id)

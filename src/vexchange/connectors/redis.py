@@ -215,7 +215,7 @@ class RedisWriter(StoreWriter):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return self.index.spaces()
 
-    def _create(self, batch: list[MemoryRecord]) -> None:
+    def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
         fields = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
         schema: list[Any] = ["namespace", "TAG", "text", "TEXT", "created_at", "NUMERIC"]
@@ -230,10 +230,8 @@ class RedisWriter(StoreWriter):
                                    self.store.prefix, "SCHEMA", *schema)
         self.index = self.store.describe_index()
 
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if not self.index.exists and not self.dry_run and batch:
-            self._create(batch)
-        return super().write(batch)
+    def created(self) -> bool:
+        return self.index.exists
 
     def store_id(self, record: MemoryRecord) -> str:
         return record.id

@@ -371,7 +371,7 @@ class WeaviateWriter(StoreWriter):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return self.store.vector_spaces() if self.exists else {}
 
-    def _create(self, batch: list[MemoryRecord]) -> None:
+    def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
         names = {ours: (_DEFAULT_VECTOR if ours == "" else ours) for ours in sorted(wanted)}
         bad = [n for n in names.values() if not _VECTOR_NAME.fullmatch(n)]
@@ -398,10 +398,8 @@ class WeaviateWriter(StoreWriter):
         self.exists = True
         self._load()
 
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if not self.exists and not self.dry_run and batch:
-            self._create(batch)
-        return super().write(batch)
+    def created(self) -> bool:
+        return self.exists
 
     def store_id(self, record: MemoryRecord) -> str:
         return object_uuid(record, tenants=self.store.tenants)
