@@ -79,11 +79,11 @@ class UnknownConnectorError(UsageError, LookupError):
 
 
 class MissingDependencyError(UsageError, ImportError):
-    """A connector needs an optional extra that is not installed."""
+    """A connector (or an embedder) needs an optional extra that is not installed."""
 
-    def __init__(self, connector: str, module: str, extra: str) -> None:
+    def __init__(self, connector: str, module: str, extra: str, *, kind: str = "connector") -> None:
         super().__init__(
-            f"the {connector} connector needs the Python module {module!r}, which is not installed",
+            f"the {connector} {kind} needs the Python module {module!r}, which is not installed",
             hint=f'pip install "vexchange[{extra}]"',
         )
         self.connector = connector

@@ -1,0 +1,108 @@
+"""Embedders: the real offline models (MiniLM int8 ONNX, the static 64-dim model) against
+reference vectors, and the remote providers against a local server with injected faults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vexchange import VexError
+from vexchange.embed import get_embedder
+from vexchange.testing.emulators.embeddings import EmbeddingServer, Fault, vector_for
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def minilm():  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime")
+    return get_embedder("minilm")
+
+
+def test_minilm_matches_the_reference_model(minilm) -> None:  # type: ignore[no-untyped-def]
+    """Reference vectors: the fp32 sentence-transformers model (torch), computed once."""
+    ref = json.loads((DATA / "minilm-reference.json").read_text())
+    got = minilm.embed(ref["sentences"])
+    want = np.asarray(ref["vectors"], dtype=np.float32)
+    cosines = (got * want).sum(axis=1)
+    for sentence, cosine in zip(ref["sentences"], cosines):
+        # int8 weights: natural sentences agree beyond 0.999; an empty text and a text cut at
+        # 256 tokens drift more (docs/embeddings.md), and an empty text is never embedded
+        edge = sentence == "" or len(sentence) > 1000
+        assert cosine > (0.995 if edge else 0.999), (sentence[:40], cosine)
+    assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+
+
+def test_minilm_is_deterministic_and_batch_independent(minilm) -> None:  # type: ignore[no-untyped-def]
+    texts = [f"memory number {i} about {'gardening' if i % 2 else 'finance'}" for i in range(70)]
+    whole = minilm.embed(texts)
+    one_by_one = np.concatenate([minilm.embed([t]) for t in texts[:5]])
+    assert np.allclose(whole[:5], one_by_one, atol=1e-5)
+    assert np.array_equal(whole, minilm.embed(texts))
+
+
+def test_static_model_is_small_fast_and_semantic() -> None:
+    pytest.importorskip("static_model")
+    static = get_embedder("static")
+    v = static.embed(["the cat sat on the mat", "a small kitten", "quarterly revenue grew"])
+    assert v.shape == (3, 64) and static.model == "tokenlearn-static-model-64"
+    assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_unknown_embedder_is_a_clear_error() -> None:
+    with pytest.raises(VexError) as caught:
+        get_embedder("word2vec")
+    assert "minilm" in (caught.value.hint or "")
+
+
+def test_missing_module_names_the_pip_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(VexError) as caught:
+        get_embedder("minilm")
+    assert 'pip install "vexchange[embed]"' in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("kind", ["openai", "ollama"])
+def test_remote_providers_batch_and_survive_faults(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEX_EMBED_API_KEY", "sk-test")
+    with EmbeddingServer(dims=12, api_key="sk-test") as server:
+        op = "embeddings" if kind == "openai" else "embed"
+        base = f"{server.url}/v1" if kind == "openai" else server.url
+        embedder = get_embedder(f"{kind}+{base}?model=m&batch=10&timeout=0.5")
+        server.faults.inject(Fault(op=op, status=429, retry_after=0.05, times=2))
+        server.faults.inject(Fault(op=op, status=503, times=1, skip=3))
+        server.faults.inject(Fault(op=op, status=None, delay=1.0, times=1, skip=5))
+        texts = [f"text {i}" for i in range(35)]
+        got = embedder.embed(texts)
+        want = np.asarray([vector_for(t, 12) for t in texts], dtype=np.float32)
+        want /= np.linalg.norm(want, axis=1, keepdims=True)
+        assert np.allclose(got, want, atol=1e-6)
+        assert server.batches.count(10) >= 3 and server.batches[-1] == 5
+        assert server.faults.count(op, 429) == 2 and server.faults.count(op, 503) == 1
+        assert embedder.dims == 12
+        embedder.close()
+
+
+def test_remote_errors_name_the_provider_and_the_servers_message(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEX_EMBED_API_KEY", "wrong")
+    with EmbeddingServer(api_key="right") as server:
+        embedder = get_embedder(f"openai+{server.url}/v1?model=m&retries=1")
+        with pytest.raises(VexError) as caught:
+            embedder.embed(["x"])
+        embedder.close()
+        assert "401" in str(caught.value) and "Incorrect API key" in str(caught.value)
+        server.faults.inject(Fault(op="embeddings", status=500, times=-1, message="model crashed"))
+        monkeypatch.setenv("VEX_EMBED_API_KEY", "right")
+        embedder = get_embedder(f"openai+{server.url}/v1?model=m&retries=1")
+        with pytest.raises(VexError) as caught:
+            embedder.embed(["x"])
+        embedder.close()
+        assert "500" in str(caught.value) and "model crashed" in str(caught.value)
