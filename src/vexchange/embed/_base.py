@@ -54,4 +54,5 @@ class Embedder(ABC):
 def normalised(array: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (array / norms).astype(np.float32)
+    out: np.ndarray = (array / norms).astype(np.float32)
+    return out

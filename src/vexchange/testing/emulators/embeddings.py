@@ -18,7 +18,8 @@ __all__ = ["EmbeddingServer", "Fault", "vector_for"]
 
 def vector_for(text: str, dims: int) -> list[float]:
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-    return np.random.default_rng(seed).standard_normal(dims).astype(np.float32).tolist()
+    values: list[float] = np.random.default_rng(seed).standard_normal(dims).astype(np.float32).tolist()
+    return values
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
