@@ -56,6 +56,12 @@ def migrate(
     metric: str | None = None,
     source_secrets: Mapping[str, str] | None = None,
     target_secrets: Mapping[str, str] | None = None,
+    reembed: str | None = None,
+    embed_model: str | None = None,
+    keep_old_vector: str | None = None,
+    on_dims_mismatch: str = "skip",
+    adapter: str | Path | None = None,
+    force_adapter: bool = False,
 ) -> Receipt:
     """Copy every selected record from ``source`` to ``target`` and return the run's receipt.
 
@@ -66,6 +72,11 @@ def migrate(
 
     ``metric`` (cosine, dot, euclidean, manhattan) sets the distance a target creates its
     collection or index with, for sources that do not declare one (the default is cosine).
+
+    New vectors on the way (docs/embeddings.md): ``reembed`` ("all" or "missing") computes
+    default vectors from text with ``embed_model``; ``adapter`` translates them with a trained
+    adapter; ``on_dims_mismatch`` ("skip", "reembed", "adapt") decides for vectors whose size
+    the target does not hold; ``keep_old_vector`` keeps a replaced vector under that name.
     """
     src = open_store(source, secrets=source_secrets)
     dst = open_store(target, secrets=target_secrets)
@@ -73,7 +84,9 @@ def migrate(
         namespaces=list(namespaces) if namespaces else None, limit=limit,
         since=_timestamp_option("since", since), until=_timestamp_option("until", until),
         batch_size=batch_size, retries=retries, dry_run=dry_run, resume=resume,
-        allow_skips=allow_skips, metric=metric,
+        allow_skips=allow_skips, metric=metric, reembed=reembed, embed_model=embed_model,
+        keep_old_vector=keep_old_vector, on_dims_mismatch=on_dims_mismatch,
+        adapter=None if adapter is None else str(adapter), force_adapter=force_adapter,
     )
     base = _run_base(dst)
     receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")

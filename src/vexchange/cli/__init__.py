@@ -64,6 +64,21 @@ def _run_options(fn: F) -> F:
                      " prefer VEX_<CONNECTOR>_<NAME> variables, which stay out of process lists."),
         click.option("--target-secret", "target_secrets", multiple=True, metavar="NAME=VALUE",
                      callback=_secrets, help="A secret for the target, like --source-secret."),
+        click.option("--reembed", type=click.Choice(["all", "missing"]),
+                     help="Compute default vectors from each record's text: for every record, or"
+                          " only those without one (needs --embed-model)."),
+        click.option("--embed-model", metavar="MODEL",
+                     help="minilm, static, st:PATH, openai+URL?model=NAME or ollama+URL?model=NAME."),
+        click.option("--keep-old-vector", metavar="NAME",
+                     help="Keep a replaced vector beside the new one, as a named vector."),
+        click.option("--on-dims-mismatch", type=click.Choice(["skip", "reembed", "adapt"]),
+                     default="skip", show_default=True,
+                     help="A vector whose size the target does not hold: skip the record"
+                          " (counted), re-embed it from its text, or translate it with --adapter."),
+        click.option("--adapter", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Translate default vectors with this adapter (vex adapter train)."),
+        click.option("--force-adapter", is_flag=True,
+                     help="Use an adapter whose measured quality is below the thresholds."),
         click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON on stdout."),
         click.option("--quiet", is_flag=True, help="No progress bar and no summary."),
     ]
@@ -289,6 +304,73 @@ def connectors(as_json: bool) -> None:
         missing = _registry.missing_requirement(entry)
         rows[name] = "installed" if not missing else f'missing: pip install "vexchange[{entry.extra or name}]"'
     _emit(rows, as_json)
+
+
+@cli.group()
+def adapter() -> None:
+    """Adapters between embedding models: train, eval, apply, list (docs/embeddings.md)."""
+
+
+@adapter.command(name="train")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--from-model", metavar="MODEL", help="The source space's embedder (e.g. static).")
+@click.option("--to-model", metavar="MODEL", help="The target space's embedder (e.g. minilm).")
+@click.option("--corpus", type=click.Path(dir_okay=False, exists=True),
+              help="Texts to embed with both models, one per line [default: the generated corpus].")
+@click.option("--pairs", type=click.Path(dir_okay=False, exists=True),
+              help='JSONL of {"source": [...], "target": [...]} instead of a corpus.')
+@click.option("--size", type=click.IntRange(min=100), default=3000, show_default=True,
+              help="Sentences of the generated corpus.")
+@click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.25, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def adapter_train(output: str, from_model: str | None, to_model: str | None, corpus: str | None,
+                  pairs: str | None, size: int, test_fraction: float, seed: int, as_json: bool) -> None:
+    """Learn OUTPUT (.npz, with OUTPUT's .card.json) from model A's space to model B's."""
+    from .. import adapters
+
+    card = adapters.train_adapter(output, from_model=from_model, to_model=to_model, corpus=corpus,
+                                  pairs=pairs, size=size, test_fraction=test_fraction, seed=seed)
+    _emit(card if as_json else {"adapter": output, "method": card["method"],
+                                "params": card["params"], "evaluation": card["evaluation"]}, as_json)
+
+
+@adapter.command(name="eval")
+@click.argument("adapter_file", type=click.Path(dir_okay=False))
+@click.option("--corpus", type=click.Path(dir_okay=False, exists=True))
+@click.option("--pairs", type=click.Path(dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True)
+def adapter_eval(adapter_file: str, corpus: str | None, pairs: str | None, as_json: bool) -> None:
+    """Recompute an adapter's held-out evaluation (it should match its card)."""
+    from .. import adapters
+
+    _emit(adapters.evaluate_adapter(adapter_file, corpus=corpus, pairs=pairs), as_json)
+
+
+@adapter.command(name="apply")
+@click.argument("adapter_file", type=click.Path(dir_okay=False))
+@click.argument("source_url")
+@click.argument("target_url")
+@_run_options
+@click.pass_context
+def adapter_apply(ctx: click.Context, /, adapter_file: str, source_url: str, target_url: str,
+                  **options: Any) -> None:
+    """Migrate SOURCE to TARGET translating vectors with the adapter (migrate --adapter)."""
+    options["adapter"] = adapter_file
+    _run(ctx, api.migrate, source_url, target_url, **options)
+
+
+@adapter.command(name="list")
+@click.argument("directory", type=click.Path(file_okay=False), default=".")
+@click.option("--json", "as_json", is_flag=True)
+def adapter_list(directory: str, as_json: bool) -> None:
+    """The adapters in DIRECTORY and their measured quality."""
+    from .. import adapters
+
+    found = {card["path"]: {"from": card["source"], "to": card["target"], "method": card["method"],
+                            "evaluation": card["evaluation"]}
+             for card in adapters.list_adapters(directory)}
+    _emit(found, as_json)
 
 
 def _emit(report: dict[str, Any], as_json: bool) -> None:

@@ -62,6 +62,13 @@ def print_summary(receipt: Receipt) -> None:
         ("namespaces", f"{len(receipt.namespaces):,}"),
         ("duration", f"{receipt.duration_s or 0:.2f} s  ({receipt.records_per_s or 0:,.0f} records/s)"),
     ]
+    if receipt.embedding:
+        if counts.reembedded or receipt.embedding.get("embedder"):
+            model = (receipt.embedding.get("embedder") or {}).get("model", "")
+            rows.append(("reembedded", f"{counts.reembedded:,}  ({model})"))
+        if counts.adapted or receipt.embedding.get("adapter"):
+            method = (receipt.embedding.get("adapter") or {}).get("method", "")
+            rows.append(("adapted", f"{counts.adapted:,}  ({method} adapter)"))
     if receipt.retries:
         rows.append(("retries", str(receipt.retries)))
     if receipt.rejects_file:

@@ -36,6 +36,10 @@ class Counts(msgspec.Struct, kw_only=True):
     """Records the target acknowledged."""
     skipped: dict[str, int] = {}
     """Records not written, by reason; every one is in the rejects file."""
+    reembedded: int = 0
+    """Selected records whose default vector was computed again from their text."""
+    adapted: int = 0
+    """Selected records whose default vector was translated by an adapter."""
 
     @property
     def skipped_total(self) -> int:
@@ -69,6 +73,8 @@ class Receipt(msgspec.Struct, kw_only=True):
     error: str | None = None
     resumed: bool = False
     vector_spaces: dict[str, Any] = {}
+    embedding: dict[str, Any] | None = None
+    """The embedder and adapter a run used (docs/embeddings.md), else None."""
     """Dims and metric per vector name, as the source declared them and as the target holds them."""
 
     def write(self, path: Path) -> None:

@@ -30,6 +30,8 @@ from .checkpoint import Checkpoint, RejectsFile
 from .progress import NoProgress, Progress
 from .receipt import Counts, NamespaceDigests, Receipt, versions
 from .retry import RetryPolicy
+from .vectors import VectorTransform
+from .vectors import check_options as check_vector_options
 
 __all__ = ["RunOptions", "run"]
 
@@ -53,8 +55,16 @@ class RunOptions:
     allow_skips: bool = False
     metric: str | None = None
     """Distance for targets to create with, overriding what the source declares."""
+    reembed: str | None = None
+    """"all" or "missing": compute default vectors from text (engine/vectors.py)."""
+    embed_model: str | None = None
+    keep_old_vector: str | None = None
+    on_dims_mismatch: str = "skip"
+    adapter: str | None = None
+    force_adapter: bool = False
 
     def validate(self) -> None:
+        check_vector_options(self)
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError("batch_size must be at least 1")
         if self.retries < 1:
@@ -75,6 +85,10 @@ class RunOptions:
             "dry_run": self.dry_run,
             "allow_skips": self.allow_skips,
             "metric": self.metric,
+            **({"reembed": self.reembed, "embed_model": self.embed_model,
+                "keep_old_vector": self.keep_old_vector, "on_dims_mismatch": self.on_dims_mismatch,
+                "adapter": self.adapter, "force_adapter": self.force_adapter}
+               if VectorTransform.wanted(self) else {}),
         }
 
 
@@ -110,8 +124,11 @@ def run(
     checkpoint = Checkpoint(receipt_path.with_name(receipt_path.name + ".checkpoint"))
     state, run_id, target_state = _start_state(checkpoint, source, target, options)
     resumed = target_state is not None
+    transform = _vector_transform(options, retry)
     total = source.count()  # opens the source: a missing or foreign store fails before any output
     spaces = _with_metric(source.vector_spaces(), options.metric)
+    if transform is not None:
+        spaces = transform.spaces(spaces)
     writer = _open_writer(target, target_state, options, retry, operation, spaces)
     rejects = RejectsFile(rejects_path, append=resumed)
     started = time.monotonic()
@@ -131,12 +148,14 @@ def run(
             records_per_s=round(state.counts.written / elapsed, 1) if elapsed > 0 else None,
             error=error, resumed=resumed,
             vector_spaces={"source": _spaces_json(spaces), "target": _spaces_json(writer.vector_spaces())},
+            embedding=transform.describe() if transform else None,
         )
 
     progress.start(total)
     try:
         state.pinned_dims.update(writer.target_dims())
-        _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint, run_id)
+        _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint, run_id,
+              transform)
         writer.finish({"source": source.describe(), "counts": _counts_summary(state.counts)})
     except BaseException as err:
         writer.abort()
@@ -159,11 +178,22 @@ def run(
     rejects.close()
     progress.close()
     checkpoint.remove()
+    if transform:
+        transform.close()
     status = "dry_run" if options.dry_run else (
         "completed_with_skips" if state.counts.skipped_total else "completed")
     receipt = make_receipt(status)
     receipt.write(receipt_path)
     return receipt
+
+
+def _vector_transform(options: RunOptions, retry: RetryPolicy) -> VectorTransform | None:
+    if not VectorTransform.wanted(options):
+        return None
+    return VectorTransform(reembed=options.reembed, embed_model=options.embed_model,
+                           keep_old_vector=options.keep_old_vector,
+                           on_dims_mismatch=options.on_dims_mismatch, adapter=options.adapter,
+                           force_adapter=options.force_adapter, retry=retry)
 
 
 def _with_metric(spaces: dict[str, VectorSpace], metric: str | None) -> dict[str, VectorSpace]:
@@ -217,7 +247,7 @@ def _start_state(
 def _loop(
     source: Connector, target: Connector, writer: Writer, options: RunOptions, state: _State,
     rejects: RejectsFile, retry: RetryPolicy, progress: Progress, checkpoint: Checkpoint,
-    run_id: str,
+    run_id: str, transform: VectorTransform | None = None,
 ) -> None:
     """Process pages; after each acknowledged page the state is snapshotted for the checkpoint.
 
@@ -228,7 +258,7 @@ def _loop(
     snapshot = _snapshot(writer, state, source, target, run_id)
     try:
         for page in _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry):
-            batch, digests, limit_reached = _select(page, options, state, target, rejects)
+            batch, digests, limit_reached = _select(page, options, state, target, rejects, transform)
             if batch:
                 refused = retry.call(lambda: writer.write(batch))
                 _account_written(batch, digests, refused, state, rejects)
@@ -267,14 +297,18 @@ def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryP
 
 
 def _select(
-    page: Page, options: RunOptions, state: _State, target: Connector, rejects: RejectsFile
+    page: Page, options: RunOptions, state: _State, target: Connector, rejects: RejectsFile,
+    transform: VectorTransform | None = None,
 ) -> tuple[list[MemoryRecord], list[bytes], bool]:
-    batch: list[MemoryRecord] = []
-    digests: list[bytes] = []
+    """The page's records the target should take, with the digests of what will be written.
+    Source digests are of the records as read; a transform (new vectors) happens after."""
+    chosen: list[tuple[MemoryRecord, bytes]] = []
     counts = state.counts
+    limit_reached = False
     for item in page.items:
         if options.limit is not None and counts.selected >= options.limit:
-            return batch, digests, True
+            limit_reached = True
+            break
         counts.read += 1
         if isinstance(item, Reject):
             _skip(item, state, rejects)
@@ -285,13 +319,29 @@ def _select(
         counts.selected += 1
         digest = record_digest(item)
         state.source_digests.setdefault(namespace_key(item.namespace), NamespaceDigest()).add(digest)
-        problem = _problem(item, state, target)
-        if problem:
-            _skip(_reject_record(item, *problem), state, rejects)
+        chosen.append((item, digest))
+    changed: list[MemoryRecord | Reject] = [r for r, _ in chosen]
+    if transform is not None and chosen:
+        changed, embedded, adapted = transform.apply([r for r, _ in chosen], state.pinned_dims, target)
+        counts.reembedded += embedded
+        counts.adapted += adapted
+    batch: list[MemoryRecord] = []
+    digests: list[bytes] = []
+    for record, (original, source_digest) in zip(changed, chosen):
+        if isinstance(record, Reject):
+            if record.record is None:
+                record.record = _record_json(original)
+            _skip(record, state, rejects)
             continue
-        batch.append(item)
+        digest = source_digest if record is original else record_digest(record)
+        problem = _problem(record, state, target)
+        if problem:
+            _skip(_reject_record(record, *problem), state, rejects)
+            continue
+        batch.append(record)
         digests.append(digest)
-    return batch, digests, options.limit is not None and counts.selected >= options.limit
+    return batch, digests, limit_reached or (
+        options.limit is not None and counts.selected >= options.limit)
 
 
 def _wanted(record: MemoryRecord, options: RunOptions) -> bool:
@@ -387,7 +437,8 @@ def _snapshot(
         "target_state": writer.checkpoint(),
         "counts": {"read": state.counts.read, "filtered": state.counts.filtered,
                    "selected": state.counts.selected, "written": state.counts.written,
-                   "skipped": dict(state.counts.skipped)},
+                   "skipped": dict(state.counts.skipped), "reembedded": state.counts.reembedded,
+                   "adapted": state.counts.adapted},
         "source_digests": {k: v.to_dict() for k, v in state.source_digests.items()},
         "written_digests": {k: v.to_dict() for k, v in state.written_digests.items()},
         "pinned_dims": dict(state.pinned_dims),

@@ -1,0 +1,115 @@
+"""Adapters between the two real offline models (64-dim static and 384-dim MiniLM), trained and
+evaluated on 2,400 generated sentences: the card's figures, their reproduction by `vex
+adapter eval`, the margin over a random projection, and the refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("static_model")
+
+from vexchange import VexError  # noqa: E402
+from vexchange.adapters import evaluate_adapter, list_adapters, load_adapter, train_adapter  # noqa: E402
+from vexchange.cli import main  # noqa: E402
+
+SIZE = 2400
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("adapters")
+    return {
+        "static-to-minilm": (root / "static-to-minilm.npz",
+                             train_adapter(root / "static-to-minilm.npz", from_model="static",
+                                           to_model="minilm", size=SIZE)),
+        "minilm-to-static": (root / "minilm-to-static.npz",
+                             train_adapter(root / "minilm-to-static.npz", from_model="minilm",
+                                           to_model="static", size=SIZE)),
+    }
+
+
+@pytest.mark.parametrize("name", ["static-to-minilm", "minilm-to-static"])
+def test_the_best_method_beats_a_random_projection_by_a_wide_margin(
+        trained: dict[str, Any], name: str) -> None:
+    _, card = trained[name]
+    evaluation = card["evaluation"]
+    assert card["training"]["pairs"] == SIZE - SIZE // 4 and evaluation["test_pairs"] == SIZE // 4
+    assert evaluation["recall_at_10"] > 0.45 and evaluation["mean_cosine"] > 0.65, evaluation
+    random = evaluation["random_projection"]
+    assert random["recall_at_10"] < 0.05 and abs(random["mean_cosine"]) < 0.1, random
+    assert evaluation["recall_at_10"] > 10 * random["recall_at_10"]
+    methods = {t["method"] for t in card["selection"]}
+    assert methods == {"procrustes", "ridge", "lowrank"}
+    assert card["source"]["dims"] in (64, 384) and card["target"]["dims"] in (64, 384)
+
+
+def test_eval_reproduces_the_cards_figures(trained: dict[str, Any],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path, card = trained["static-to-minilm"]
+    again = evaluate_adapter(path)
+    assert again["mean_cosine"] == pytest.approx(card["evaluation"]["mean_cosine"], abs=2e-4)
+    assert again["recall_at_10"] == pytest.approx(card["evaluation"]["recall_at_10"], abs=2e-3)
+    assert main(["adapter", "eval", str(path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["recall_at_10"] == pytest.approx(card["evaluation"]["recall_at_10"], abs=2e-3)
+
+
+def test_apply_maps_into_the_target_space(trained: dict[str, Any]) -> None:
+    from vexchange.adapters.corpus import sentences
+    from vexchange.embed import get_embedder
+
+    path, _ = trained["static-to-minilm"]
+    adapter = load_adapter(path)
+    texts = sentences(20, seed=99)
+    adapted = adapter.apply(get_embedder("static").embed(texts))
+    truth = get_embedder("minilm").embed(texts)
+    assert adapted.shape == (20, 384) and np.allclose(np.linalg.norm(adapted, axis=1), 1, atol=1e-5)
+    assert float(np.mean(np.sum(adapted * truth, axis=1))) > 0.6
+
+
+def test_tampered_weights_and_weak_adapters_are_refused(trained: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    path, card = trained["minilm-to-static"]
+    copy = tmp_path / "a.npz"
+    shutil.copy(path, copy)
+    shutil.copy(path.with_name(path.name.replace(".npz", ".card.json")), tmp_path / "a.card.json")
+    data = bytearray(copy.read_bytes())
+    data[-10] ^= 1
+    copy.write_bytes(bytes(data))
+    with pytest.raises(VexError) as caught:
+        load_adapter(copy)
+    assert "hash" in str(caught.value)
+
+    weak = dict(card, evaluation={**card["evaluation"], "recall_at_10": 0.1})
+    shutil.copy(path, tmp_path / "weak.npz")
+    (tmp_path / "weak.card.json").write_text(json.dumps(dict(weak, weights="weak.npz")))
+    with pytest.raises(VexError) as caught:
+        load_adapter(tmp_path / "weak.npz")
+    assert "--force-adapter" in (caught.value.hint or "")
+    assert load_adapter(tmp_path / "weak.npz", force=True).target_dims == 64
+
+
+def test_pairs_file_training_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(1)
+    rotation = np.linalg.qr(rng.standard_normal((12, 12)))[0]
+    with open(tmp_path / "pairs.jsonl", "w") as handle:
+        for _ in range(400):
+            x = rng.standard_normal(12)
+            handle.write(json.dumps({"source": x.tolist(), "target": (x @ rotation).tolist()}) + "\n")
+    out = tmp_path / "rot.npz"
+    assert main(["adapter", "train", str(out), "--pairs", str(tmp_path / "pairs.jsonl"), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["evaluation"]["mean_cosine"] > 0.999 and card["evaluation"]["recall_at_10"] > 0.95
+    assert main(["adapter", "list", str(tmp_path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert list(listed) == [str(out)] and [c["path"] for c in list_adapters(tmp_path)] == [str(out)]
+    (tmp_path / "bad.jsonl").write_text('{"source": [1, 2]}\n')
+    assert main(["adapter", "train", str(tmp_path / "b.npz"), "--pairs", str(tmp_path / "bad.jsonl")]) == 1
+    assert "line 1" in capsys.readouterr().err
