@@ -106,3 +106,40 @@ def test_remote_errors_name_the_provider_and_the_servers_message(
             embedder.embed(["x"])
         embedder.close()
         assert "500" in str(caught.value) and "model crashed" in str(caught.value)
+
+
+def test_sentence_transformers_models_are_named_by_path(tmp_path: Path) -> None:
+    """Without sentence-transformers installed (CI has no PyTorch) the message says what to
+    install; with it, a path that is not a model directory is an error, never a download."""
+    import importlib.util
+
+    with pytest.raises(VexError) as caught:
+        get_embedder(f"st:{tmp_path / 'nowhere'}")
+    if importlib.util.find_spec("sentence_transformers") is None:
+        assert "pip install sentence-transformers" in (caught.value.hint or "")
+    else:
+        assert "no sentence-transformers model directory" in str(caught.value)
+
+
+def test_reembed_missing_fills_only_records_without_a_vector(tmp_path: Path) -> None:
+    pytest.importorskip("static_model")
+    from vexchange import migrate
+    from vexchange.record import MemoryRecord, Vector
+    from vexchange.testing.conformance import read_all, write_vmig
+
+    static = get_embedder("static")
+    have = Vector.from_values(static.embed(["kept as it is"])[0], "mine")
+    records = [MemoryRecord(id="a", text="kept as it is", vectors={"": have}),
+               MemoryRecord(id="b", text="a memory without a vector"),
+               MemoryRecord(id="c", text="   ")]
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records)
+    receipt = migrate(source, tmp_path / "out.vmig.jsonl", reembed="missing", embed_model="static",
+                      receipt=tmp_path / "r.json", rejects=tmp_path / "r.rej")
+    assert receipt.counts.reembedded == 1 and receipt.counts.skipped == {"no_text": 1}
+    back = read_all(tmp_path / "out.vmig.jsonl")
+    assert back[(None, "a")].vectors[""] == have
+    assert back[(None, "b")].vectors[""].model == "tokenlearn-static-model-64"
+    with pytest.raises(VexError) as caught:
+        migrate(source, tmp_path / "o2.vmig.jsonl", reembed="all",
+                receipt=tmp_path / "r2.json", rejects=tmp_path / "r2.rej")
+    assert "--embed-model" in (caught.value.hint or "")
