@@ -15,6 +15,9 @@ integers in decimal, floats in the shortest form that reads back to the same flo
 ``score``, ``source_store``, ``modality``, ``id_type`` and unknown keys are not content and are
 left out, so a record keeps its digest when it moves between stores.
 
+Content id (VectorPack): SHA-256 of ``["vxc1", NFC(text), modality, metadata]`` in the same
+form, as 64 hex digits.
+
 Namespace digest: the sum of the record digests, read as big-endian 256-bit integers, modulo
 2**256, as 64 hex digits. A sum does not depend on order, and unlike XOR a duplicate record does
 not cancel itself out.
@@ -31,7 +34,7 @@ from ._json import with_big_ints_as_fragments
 
 from .record import MemoryRecord
 
-__all__ = ["NamespaceDigest", "canonical_bytes", "namespace_key", "record_digest"]
+__all__ = ["NamespaceDigest", "canonical_bytes", "content_id", "namespace_key", "record_digest"]
 
 _MOD = 1 << 256
 _OPTS = orjson.OPT_SORT_KEYS
@@ -65,6 +68,21 @@ def canonical_bytes(record: MemoryRecord) -> bytes:
         return orjson.dumps(body, option=_OPTS)
     except TypeError:  # an integer beyond 64 bits
         return orjson.dumps(with_big_ints_as_fragments(body), option=_OPTS)
+
+
+def content_id(record: MemoryRecord) -> str:
+    """A record's content id (VectorPack): hex SHA-256 of ``["vxc1", NFC(text), modality,
+    metadata]`` in the canonical JSON form above. What the memory says, not where it lives or
+    which vectors were derived from it: the same memory from two stores has one content id."""
+    text = record.text
+    if text is not None and not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    body = ["vxc1", text, record.modality, record.metadata]
+    try:
+        raw = orjson.dumps(body, option=_OPTS)
+    except TypeError:
+        raw = orjson.dumps(with_big_ints_as_fragments(body), option=_OPTS)
+    return hashlib.sha256(raw).hexdigest()
 
 
 def namespace_key(namespace: str | None) -> str:

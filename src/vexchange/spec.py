@@ -22,7 +22,7 @@ from .errors import InvalidSpecError
 
 __all__ = ["StoreSpec"]
 
-_SUFFIX_SCHEMES = ((".vmig.jsonl", "vmig"), (".jsonl", "vmig"), (".mg", "mg"))
+_SUFFIX_SCHEMES = ((".vmig.jsonl", "vmig"), (".jsonl", "vmig"), (".mg", "mg"), (".cartridge", "cartridge"))
 
 
 @dataclass(frozen=True)

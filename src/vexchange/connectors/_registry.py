@@ -49,6 +49,7 @@ _BUILTINS: dict[str, Entry] = {
                          ("qdrant_edge",)),
     "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),
     "mg": Entry("vexchange.connectors.mg:MgConnector"),
+    "cartridge": Entry("vexchange.connectors.cartridge:CartridgeConnector"),
     "jsonl": Entry("vexchange.connectors.vmig:VmigConnector"),
     "vektor": Entry("vexchange.connectors.vektor:VektorConnector"),
     "vmig": Entry("vexchange.connectors.vmig:VmigConnector"),

@@ -1,0 +1,1 @@
+"""VectorPack bundles, SQLite cartridges and micro-packs (docs/formats/vectorpack.md)."""

@@ -1,0 +1,338 @@
+"""The cartridge: one SQLite file that holds an agent's whole memory, readable with nothing but
+Python's ``sqlite3``. docs/formats/vectorpack.md has the schema, version 1.
+
+Writing goes to a staging database ``<file>.partial`` (records upserted by namespace and id,
+in any order), and ``finish`` builds the cartridge from it in canonical order (namespace, then
+id), builds the full-text index, vacuums, and renames it into place. The same records in any
+input order give the same bytes (with the same SQLite library), and an interrupted run leaves
+only the staging file, which ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._canonical import content_id
+from .._json import dumps_exact, loads_exact
+from ..errors import DecodeError, UsageError
+from ..record import MemoryRecord, SparseVector, Vector
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "Cartridge", "CartridgeBuilder", "nskey", "record_row"]
+
+SCHEMA_VERSION = 1
+FORMAT = "vexchange-cartridge"
+PACK_KEYS = ("scores", "lineage", "provenance")
+"""Record extension keys the cartridge also projects into their own tables."""
+SCORE_FIELDS = ("elo", "recency", "trust", "decay")
+
+SCHEMA = """
+CREATE TABLE cartridge (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE embeddings (
+    name TEXT PRIMARY KEY, model TEXT, dims INTEGER NOT NULL, metric TEXT, records INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE records (
+    rid INTEGER PRIMARY KEY,
+    nskey TEXT NOT NULL,
+    namespace TEXT,
+    id TEXT NOT NULL,
+    id_type TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    text TEXT,
+    text_ref TEXT,
+    modality TEXT NOT NULL,
+    created_at INTEGER,
+    updated_at INTEGER,
+    source_store TEXT,
+    payload TEXT NOT NULL,
+    UNIQUE (nskey, id)
+);
+CREATE TABLE vectors (
+    rid INTEGER NOT NULL, name TEXT NOT NULL, model TEXT, dims INTEGER NOT NULL,
+    vector BLOB NOT NULL, PRIMARY KEY (rid, name)
+) WITHOUT ROWID;
+CREATE TABLE sparse_vectors (
+    rid INTEGER NOT NULL, name TEXT NOT NULL, model TEXT, indices BLOB NOT NULL,
+    vals BLOB NOT NULL, PRIMARY KEY (rid, name)
+) WITHOUT ROWID;
+CREATE TABLE scores (
+    rid INTEGER PRIMARY KEY, elo REAL, recency REAL, trust REAL, decay REAL,
+    uses INTEGER NOT NULL DEFAULT 0, helpful INTEGER NOT NULL DEFAULT 0, last_used_at INTEGER
+);
+CREATE TABLE lineage (
+    rid INTEGER NOT NULL, relation TEXT NOT NULL, target TEXT NOT NULL,
+    PRIMARY KEY (rid, relation, target)
+) WITHOUT ROWID;
+CREATE TABLE receipts (
+    rid INTEGER NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (rid, kind)
+) WITHOUT ROWID;
+CREATE TABLE feedback (
+    seq INTEGER PRIMARY KEY, rid INTEGER NOT NULL, at INTEGER NOT NULL, helpful INTEGER NOT NULL,
+    elo_before REAL NOT NULL, elo_after REAL NOT NULL, note TEXT, receipt_sha256 TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE records_fts USING fts5(text, content='records', content_rowid='rid');
+"""
+
+
+def nskey(namespace: str | None) -> str:
+    """The key a namespace sorts by: "" for no namespace, else "=" + name (so None and ""
+    are apart, and no namespace sorts first)."""
+    return "" if namespace is None else "=" + namespace
+
+
+def _check_pack_keys(record: MemoryRecord) -> None:
+    """The contract for the keys the cartridge projects (docs/formats/vectorpack.md)."""
+    extra = record.extra or {}
+    scores = extra.get("scores")
+    if scores is not None:
+        if not isinstance(scores, dict) or any(
+                k in SCORE_FIELDS and (isinstance(v, bool) or not isinstance(v, (int, float)))
+                for k, v in scores.items()):
+            raise ValueError("scores must be an object whose elo, recency, trust and decay are numbers")
+    lineage = extra.get("lineage")
+    if lineage is not None:
+        if not isinstance(lineage, dict) or any(
+                not isinstance(v, list) or not all(isinstance(t, str) for t in v) for v in lineage.values()):
+            raise ValueError("lineage must be an object of lists of record references (strings)")
+    provenance = extra.get("provenance")
+    if provenance is not None and not isinstance(provenance, dict):
+        raise ValueError("provenance must be an object")
+
+
+def record_row(record: MemoryRecord, text_ref: str | None = None) -> tuple[Any, ...]:
+    """The ``records`` row (without rid) of a record; raises ValueError on a contract breach."""
+    _check_pack_keys(record)
+    payload: dict[str, Any] = {}
+    if record.metadata is not None:
+        payload["metadata"] = record.metadata
+    if record.score is not None:
+        payload["score"] = record.score
+    if record.extra:
+        payload["extra"] = record.extra
+    return (nskey(record.namespace), record.namespace, record.id, record.id_type, content_id(record),
+            None if text_ref else record.text, text_ref, record.modality, record.created_at,
+            record.updated_at, record.source_store, dumps_exact(payload))
+
+
+def _projections(rid: int, record: MemoryRecord) -> tuple[list[Any], list[Any], list[Any]]:
+    extra = record.extra or {}
+    scores = extra.get("scores") or {}
+    score_rows = [(rid, *[scores.get(k) for k in SCORE_FIELDS], int(scores.get("uses", 0) or 0),
+                   int(scores.get("helpful", 0) or 0), scores.get("last_used_at"))] if scores else []
+    lineage_rows = [(rid, relation, target) for relation, targets in (extra.get("lineage") or {}).items()
+                    for target in dict.fromkeys(targets)]
+    receipt_rows = [(rid, kind, dumps_exact(value)) for kind, value in (extra.get("provenance") or {}).items()]
+    return score_rows, lineage_rows, receipt_rows
+
+
+class CartridgeBuilder:
+    """Stages records (upserts, any order) and builds the canonical cartridge at ``finish``."""
+
+    def __init__(self, path: Path, *, resume: bool) -> None:
+        self.path = path
+        self.staging = path.with_name(path.name + ".partial")
+        if not resume and self.staging.exists():
+            self.staging.unlink()
+        fresh = not self.staging.exists()
+        self.db = sqlite3.connect(self.staging, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.metrics: dict[str, str | None] = {}
+        if fresh:
+            self.db.executescript(SCHEMA.replace(
+                "CREATE VIRTUAL TABLE records_fts USING fts5(text, content='records', content_rowid='rid');", ""))
+            if path.exists():
+                self._seed(path)
+
+    def _seed(self, existing: Path) -> None:
+        """Writing into an existing cartridge upserts into what it holds: start from its rows."""
+        Cartridge(existing).close()  # refuses a file that is not a cartridge
+        db = self.db
+        db.execute("ATTACH DATABASE ? AS old", (f"file:{existing}?mode=ro",))
+        db.execute("BEGIN")
+        for table in ("records", "vectors", "sparse_vectors", "scores", "lineage", "receipts", "feedback"):
+            db.execute(f"INSERT INTO {table} SELECT * FROM old.{table}")
+        self.metrics = dict(db.execute("SELECT name, metric FROM old.embeddings").fetchall())
+        db.execute("COMMIT")
+        db.execute("DETACH DATABASE old")
+
+    def write(self, records: Sequence[MemoryRecord], text_refs: dict[int, str] | None = None) -> None:
+        """Upsert a batch in one transaction (a record replaces the one with its namespace and id)."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for i, record in enumerate(records):
+                row = record_row(record, (text_refs or {}).get(i))
+                old = db.execute("SELECT rid FROM records WHERE nskey = ? AND id = ?", (row[0], row[2])).fetchone()
+                if old is not None:
+                    for table in ("vectors", "sparse_vectors", "scores", "lineage", "receipts"):
+                        db.execute(f"DELETE FROM {table} WHERE rid = ?", old)
+                    db.execute("DELETE FROM records WHERE rid = ?", old)
+                rid = db.execute(
+                    "INSERT INTO records (nskey, namespace, id, id_type, content_id, text, text_ref,"
+                    " modality, created_at, updated_at, source_store, payload)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row).lastrowid
+                db.executemany("INSERT INTO vectors VALUES (?,?,?,?,?)",
+                               [(rid, name, v.model, v.dims, v.data) for name, v in record.vectors.items()])
+                db.executemany("INSERT INTO sparse_vectors VALUES (?,?,?,?,?)",
+                               [(rid, name, s.model, s.indices, s.values) for name, s in record.sparse.items()])
+                scores, lineage, receipts = _projections(int(rid or 0), record)
+                db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)", scores)
+                db.executemany("INSERT INTO lineage VALUES (?,?,?)", lineage)
+                db.executemany("INSERT INTO receipts VALUES (?,?,?)", receipts)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def finish(self, metrics: dict[str, str | None], info: dict[str, str]) -> None:
+        """Build the cartridge from the staging file, in canonical order, and rename it in."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()
+        building = self.path.with_name(self.path.name + ".building")
+        if building.exists():
+            building.unlink()
+        build(self.staging, building, {**self.metrics, **{k: v for k, v in metrics.items() if v}}, info)
+        os.replace(building, self.path)
+        self.staging.unlink()
+        for suffix in ("-wal", "-shm"):
+            Path(str(self.staging) + suffix).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except sqlite3.ProgrammingError:
+            pass
+
+
+def build(staging: Path, target: Path, metrics: dict[str, str | None], info: dict[str, str]) -> None:
+    """The canonical cartridge from a staging database: the same rows give the same bytes."""
+    db = sqlite3.connect(target, isolation_level=None)
+    try:
+        db.execute("PRAGMA page_size=4096")
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.executescript(SCHEMA)
+        db.execute("ATTACH DATABASE ? AS staging", (str(staging),))
+        db.execute("BEGIN")
+        db.execute("CREATE TEMP TABLE remap (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
+        db.execute("INSERT INTO remap SELECT rid, row_number() OVER (ORDER BY nskey, id)"
+                   " FROM staging.records")
+        db.execute("INSERT INTO records SELECT m.new, r.nskey, r.namespace, r.id, r.id_type,"
+                   " r.content_id, r.text, r.text_ref, r.modality, r.created_at, r.updated_at,"
+                   " r.source_store, r.payload FROM staging.records r JOIN remap m ON m.old = r.rid"
+                   " ORDER BY m.new")
+        for table, columns, order in (("vectors", "name, t.model, t.dims, t.vector", "t.name"),
+                                      ("sparse_vectors", "name, t.model, t.indices, t.vals", "t.name"),
+                                      ("lineage", "relation, t.target", "t.relation, t.target"),
+                                      ("receipts", "kind, t.value", "t.kind")):
+            db.execute(f"INSERT INTO {table} SELECT m.new, t.{columns} FROM staging.{table} t"
+                       f" JOIN remap m ON m.old = t.rid ORDER BY m.new, {order}")
+        db.execute("INSERT INTO scores SELECT m.new, t.elo, t.recency, t.trust, t.decay, t.uses,"
+                   " t.helpful, t.last_used_at FROM staging.scores t JOIN remap m ON m.old = t.rid"
+                   " ORDER BY m.new")
+        db.execute("INSERT INTO feedback SELECT t.seq, m.new, t.at, t.helpful, t.elo_before,"
+                   " t.elo_after, t.note, t.receipt_sha256 FROM staging.feedback t"
+                   " JOIN remap m ON m.old = t.rid ORDER BY t.seq")
+        spaces = db.execute("SELECT name, CASE WHEN count(DISTINCT coalesce(model, '')) = 1"
+                            " THEN max(model) END, max(dims), min(dims), count(*) FROM vectors"
+                            " GROUP BY name ORDER BY name").fetchall()
+        for name, model, dims, low, count in spaces:
+            if dims != low:
+                raise ValueError(f"vector {name!r} has sizes {low} and {dims}; a cartridge holds one"
+                                 " size per vector name")
+            db.execute("INSERT INTO embeddings VALUES (?,?,?,?,?)",
+                       (name, model, dims, metrics.get(name), count))
+        meta = {"format": FORMAT, "schema_version": str(SCHEMA_VERSION),
+                "records": str(db.execute("SELECT count(*) FROM records").fetchone()[0]), **info}
+        db.executemany("INSERT INTO cartridge VALUES (?,?)", sorted(meta.items()))
+        db.execute("INSERT INTO records_fts(records_fts) VALUES ('rebuild')")
+        db.execute("COMMIT")
+        db.execute("DETACH DATABASE staging")
+        db.execute("VACUUM")
+    finally:
+        db.close()
+
+
+class Cartridge:
+    """A finished cartridge, opened read-only (or read-write for ``feedback``)."""
+
+    def __init__(self, path: Path, *, writable: bool = False) -> None:
+        if not path.is_file():
+            raise UsageError(f"no cartridge at {path}")
+        mode = "rw" if writable else "ro"
+        try:
+            self.db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None)
+            meta = dict(self.db.execute("SELECT key, value FROM cartridge").fetchall())
+        except sqlite3.DatabaseError as err:
+            raise DecodeError(f"not a vexchange cartridge ({err})", location=str(path)) from None
+        if meta.get("format") != FORMAT:
+            raise DecodeError(f"not a vexchange cartridge (format {meta.get('format')!r})", location=str(path))
+        if int(meta.get("schema_version", 0)) > SCHEMA_VERSION:
+            raise DecodeError(f"cartridge schema {meta['schema_version']} is newer than this vexchange"
+                              f" reads ({SCHEMA_VERSION})", location=str(path),
+                              hint="upgrade vexchange")
+        self.path, self.meta = path, meta
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM records").fetchone()[0])
+
+    def embeddings(self) -> dict[str, dict[str, Any]]:
+        return {name: {"model": model, "dims": dims, "metric": metric, "records": n}
+                for name, model, dims, metric, n in self.db.execute("SELECT * FROM embeddings")}
+
+    def rows(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        return self.db.execute("SELECT rid, namespace, id, id_type, text, text_ref, modality, created_at,"
+                               " updated_at, source_store, payload FROM records WHERE rid > ?"
+                               " ORDER BY rid LIMIT ?", (after, limit)).fetchall()
+
+    def records(self, after: int, limit: int, text_of: Any = None) -> tuple[list[MemoryRecord], int]:
+        """Up to ``limit`` records after rid ``after``, and the last rid read."""
+        rows = self.rows(after, limit)
+        if not rows:
+            return [], after
+        low, high = rows[0][0], rows[-1][0]
+        vectors: dict[int, dict[str, Vector]] = {}
+        for rid, name, model, blob in self.db.execute(
+                "SELECT rid, name, model, vector FROM vectors WHERE rid BETWEEN ? AND ?", (low, high)):
+            vectors.setdefault(rid, {})[name] = Vector(bytes(blob), model)
+        sparse: dict[int, dict[str, SparseVector]] = {}
+        for rid, name, model, idx, vals in self.db.execute(
+                "SELECT rid, name, model, indices, vals FROM sparse_vectors WHERE rid BETWEEN ? AND ?",
+                (low, high)):
+            sparse.setdefault(rid, {})[name] = SparseVector(bytes(idx), bytes(vals), model)
+        out = []
+        for rid, namespace, rid_id, id_type, text, text_ref, modality, created, updated, store, payload in rows:
+            body = loads_exact(payload)
+            if text_ref is not None:
+                if text_of is None:
+                    raise DecodeError(f"record {rid_id!r} keeps its text in blob {text_ref}; open it"
+                                      " from its VectorPack", location=str(self.path))
+                text = text_of(text_ref)
+            out.append(MemoryRecord(
+                id=rid_id, text=text, vectors=vectors.get(rid, {}), namespace=namespace,
+                metadata=body.get("metadata"), created_at=created, updated_at=updated,
+                source_store=store, score=body.get("score"), modality=modality, id_type=id_type,
+                extra=body.get("extra") or {}, sparse=sparse.get(rid, {})))
+        return out, high
+
+    def iter_vectors(self, name: str = "", chunk: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rids, float32 matrix) in chunks, for exact search at flat memory."""
+        dims = self.embeddings().get(name, {}).get("dims")
+        if dims is None:
+            return
+        cursor = self.db.execute("SELECT rid, vector FROM vectors WHERE name = ? ORDER BY rid", (name,))
+        while True:
+            part = cursor.fetchmany(chunk)
+            if not part:
+                return
+            rids = np.fromiter((r for r, _ in part), dtype=np.int64, count=len(part))
+            matrix = np.frombuffer(b"".join(b for _, b in part), dtype="<f4").reshape(len(part), dims)
+            yield rids, matrix
+
+    def close(self) -> None:
+        self.db.close()
