@@ -22,7 +22,8 @@ from .errors import InvalidSpecError
 
 __all__ = ["StoreSpec"]
 
-_SUFFIX_SCHEMES = ((".vmig.jsonl", "vmig"), (".jsonl", "vmig"), (".mg", "mg"), (".cartridge", "cartridge"))
+_SUFFIX_SCHEMES = ((".vmig.jsonl", "vmig"), (".jsonl", "vmig"), (".mg", "mg"), (".cartridge", "cartridge"),
+                   (".vpack", "vectorpack"))
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class StoreSpec:
         return f"StoreSpec({self.redacted()!r}, secrets={hidden})"
 
 
-_FILE_SCHEMES = frozenset({"vektor", "vmig", "jsonl", "cartridge", "lancedb", "qdrant-edge", "mg"})
+_FILE_SCHEMES = frozenset({"vektor", "vmig", "jsonl", "cartridge", "vectorpack", "lancedb", "qdrant-edge",
+                           "mg"})
 
 
 def _port(parts: urllib.parse.SplitResult) -> int | None:

@@ -307,6 +307,45 @@ def connectors(as_json: bool) -> None:
 
 
 @cli.group()
+def pack() -> None:
+    """VectorPack bundles: create, verify, unpack (docs/formats/vectorpack.md)."""
+
+
+@pack.command(name="create")
+@click.argument("source_url")
+@click.argument("directory")
+@_run_options
+@click.pass_context
+def pack_create(ctx: click.Context, /, source_url: str, directory: str, **options: Any) -> None:
+    """Write SOURCE's records as a VectorPack DIRECTORY (migrate into vectorpack://DIR)."""
+    _run(ctx, api.migrate, source_url, StoreSpec("vectorpack", directory), **options)
+
+
+@pack.command(name="unpack")
+@click.argument("directory")
+@click.argument("target_url")
+@_run_options
+@click.pass_context
+def pack_unpack(ctx: click.Context, /, directory: str, target_url: str, **options: Any) -> None:
+    """Load a VectorPack's records into TARGET (migrate from vectorpack://DIR)."""
+    _run(ctx, api.migrate, StoreSpec("vectorpack", directory), target_url, **options)
+
+
+@pack.command(name="verify")
+@click.argument("directory")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def pack_verify(ctx: click.Context, directory: str, as_json: bool) -> None:
+    """Check every file's hash, the layout, and the cartridge; exit 3 on any problem."""
+    from ..pack.vectorpack import verify_pack
+
+    report = verify_pack(directory)
+    _emit(report, as_json)
+    if not report["ok"]:
+        ctx.exit(3)
+
+
+@cli.group()
 def adapter() -> None:
     """Adapters between embedding models: train, eval, apply, list (docs/embeddings.md)."""
 

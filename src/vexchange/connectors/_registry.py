@@ -50,6 +50,7 @@ _BUILTINS: dict[str, Entry] = {
     "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),
     "mg": Entry("vexchange.connectors.mg:MgConnector"),
     "cartridge": Entry("vexchange.connectors.cartridge:CartridgeConnector"),
+    "vectorpack": Entry("vexchange.connectors.vectorpack:VectorPackConnector"),
     "jsonl": Entry("vexchange.connectors.vmig:VmigConnector"),
     "vektor": Entry("vexchange.connectors.vektor:VektorConnector"),
     "vmig": Entry("vexchange.connectors.vmig:VmigConnector"),

@@ -1,0 +1,306 @@
+"""The VectorPack: a directory bundle of an agent's memory, hashed file by file.
+
+    manifest.yaml            format, schema version, embeddings, counts, every file's SHA-256
+    tables/memory.db         the cartridge (canonical substrate)
+    tables/records.parquet   the same records for pandas, DuckDB, Hugging Face (when pyarrow is there)
+    blobs/sha256/ab/cdef...  texts over 64 KiB, content-addressed
+    receipts/build.json      how the pack was built: schema hash, tool versions, counts
+    indexes/                 derived, rebuildable indexes (none are built by default)
+
+The same records in any order give a byte-identical pack, and re-packing a pack gives the same
+bytes. Nothing in a pack is trusted on read: ``verify_pack`` checks every path, every hash,
+that no file is unlisted and no symlink is present, and the cartridge's own integrity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .._version import __version__
+from ..connectors._blobs import BlobDir, BlobError
+from ..errors import DecodeError, IntegrityError, UsageError
+from ..record import MemoryRecord
+from .cartridge import SCHEMA, SCHEMA_VERSION, Cartridge, CartridgeBuilder
+from .manifest import dump_manifest, load_manifest
+
+__all__ = ["PACK_FORMAT", "PackWriter", "open_pack", "verify_pack"]
+
+PACK_FORMAT = "vectorpack"
+PACK_VERSION = 1
+TEXT_BLOB_BYTES = 64 * 1024
+"""Texts longer than this (UTF-8 bytes) live in blobs/; the cartridge keeps the reference."""
+CARTRIDGE = "tables/memory.db"
+TOP_DIRS = ("tables", "blobs", "receipts", "indexes")
+_CHUNK = 1 << 20
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class PackWriter:
+    """Builds a pack in ``<dir>.partial`` and renames it into place when finished."""
+
+    def __init__(self, directory: Path, *, resume: bool) -> None:
+        if directory.exists():
+            _refuse_to_replace(directory)
+        self.final = directory
+        self.work = directory.with_name(directory.name + ".partial")
+        if not resume and self.work.exists():
+            shutil.rmtree(self.work)
+        (self.work / "tables").mkdir(parents=True, exist_ok=True)
+        self.blobs = BlobDir(self.work / "blobs")
+        self.builder = CartridgeBuilder(self.work / CARTRIDGE, resume=resume)
+
+    def write(self, records: Sequence[MemoryRecord]) -> None:
+        refs: dict[int, str] = {}
+        for i, record in enumerate(records):
+            if record.text is not None and len(record.text) * 4 > TEXT_BLOB_BYTES:
+                data = record.text.encode("utf-8", "surrogatepass")
+                if len(data) > TEXT_BLOB_BYTES:
+                    refs[i] = self.blobs.put(data)
+        self.builder.write(records, refs)
+
+    def finish(self, metrics: dict[str, str | None]) -> None:
+        info = {"created_by": f"vexchange {__version__}"}
+        self.builder.finish(metrics, info)
+        cartridge = Cartridge(self.work / CARTRIDGE)
+        try:
+            parquet = _write_parquet(cartridge, self.work / "tables" / "records.parquet")
+            summary = _summary(cartridge)
+        finally:
+            cartridge.close()
+        tools = {"vexchange": __version__, "sqlite": sqlite3.sqlite_version}
+        if parquet:
+            tools["pyarrow"] = parquet
+        build = {"format": PACK_FORMAT, "pack_version": PACK_VERSION,
+                 "cartridge_schema_version": SCHEMA_VERSION,
+                 "cartridge_schema_sha256": hashlib.sha256(SCHEMA.encode()).hexdigest(),
+                 "tools": tools, **summary}
+        (self.work / "receipts").mkdir(exist_ok=True)
+        (self.work / "receipts" / "build.json").write_bytes(
+            json.dumps(build, indent=2, sort_keys=True).encode() + b"\n")
+        files = {}
+        for path in sorted(p for p in self.work.rglob("*") if p.is_file()):
+            rel = path.relative_to(self.work).as_posix()
+            files[rel] = {"sha256": _sha256(path), "size": path.stat().st_size}
+        manifest = {"format": PACK_FORMAT, "pack_version": PACK_VERSION, "created_by": info["created_by"],
+                    **summary, "files": files}
+        (self.work / "manifest.yaml").write_bytes(dump_manifest(manifest))
+        old = self.final.with_name(self.final.name + ".old")
+        if self.final.exists():
+            os.replace(self.final, old)
+        os.replace(self.work, self.final)
+        if old.exists():
+            shutil.rmtree(old)
+
+    def abort(self) -> None:
+        self.builder.close()
+
+
+def _refuse_to_replace(directory: Path) -> None:
+    """A finished pack is replaced by a new one; anything else is never deleted."""
+    try:
+        _manifest(directory)
+    except (DecodeError, UsageError):
+        raise UsageError(f"{directory} exists and is not a VectorPack; refusing to replace it",
+                         hint="choose a new directory for the pack") from None
+
+
+def _summary(cartridge: Cartridge) -> dict[str, Any]:
+    namespaces = {("" if ns is None else ns): {"records": n, "no_namespace": ns is None}
+                  for ns, n in cartridge.db.execute(
+                      "SELECT namespace, count(*) FROM records GROUP BY nskey ORDER BY nskey")}
+    return {"records": cartridge.count(),
+            "embeddings": {name or "(default)": {k: v for k, v in e.items() if v is not None}
+                           for name, e in cartridge.embeddings().items()},
+            "namespaces": {name or "(none)": v["records"] for name, v in namespaces.items()}}
+
+
+def _write_parquet(cartridge: Cartridge, path: Path) -> str | None:
+    """The records as Parquet, in canonical order, one list<float32> column per vector name;
+    skipped (and noted in the manifest by its absence) when pyarrow is not installed."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    names = sorted(cartridge.embeddings())
+    columns = ["namespace", "id", "id_type", "content_id", "text", "text_ref", "modality",
+               "created_at", "updated_at", "source_store", "payload"]
+    schema = pa.schema([("namespace", pa.string()), ("id", pa.string()), ("id_type", pa.string()),
+                        ("content_id", pa.string()), ("text", pa.string()), ("text_ref", pa.string()),
+                        ("modality", pa.string()), ("created_at", pa.int64()), ("updated_at", pa.int64()),
+                        ("source_store", pa.string()), ("payload", pa.string())]
+                       + [(_vector_column(n), pa.list_(pa.float32())) for n in names])
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        last = 0
+        while True:
+            rows = cartridge.db.execute(
+                "SELECT rid, " + ", ".join(columns) + " FROM records WHERE rid > ? ORDER BY rid LIMIT 20000",
+                (last,)).fetchall()
+            if not rows:
+                break
+            low, high = rows[0][0], rows[-1][0]
+            data: dict[str, list[Any]] = {c: [r[i + 1] for r in rows] for i, c in enumerate(columns)}
+            vectors: dict[str, dict[int, bytes]] = {n: {} for n in names}
+            for rid, name, blob in cartridge.db.execute(
+                    "SELECT rid, name, vector FROM vectors WHERE rid BETWEEN ? AND ?", (low, high)):
+                vectors[name][rid] = blob
+            arrays = [pa.array(data[c], type=schema.field(c).type) for c in columns]
+            for name in names:
+                arrays.append(_vector_array(pa, [vectors[name].get(r[0]) for r in rows]))
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            last = high
+    return str(pa.__version__)
+
+
+def _vector_column(name: str) -> str:
+    return "vector" if name == "" else f"vector__{name}"
+
+
+def _vector_array(pa: Any, blobs: list[bytes | None]) -> Any:
+    import numpy as np
+
+    offsets = [0]
+    parts = []
+    valid = []
+    for blob in blobs:
+        valid.append(blob is not None)
+        if blob is not None:
+            parts.append(np.frombuffer(blob, dtype="<f4"))
+        offsets.append(offsets[-1] + (len(blob) // 4 if blob is not None else 0))
+    values = pa.array(np.concatenate(parts) if parts else np.zeros(0, dtype="<f4"), type=pa.float32())
+    mask = pa.array([not v for v in valid], type=pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values, mask=mask)
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def _safe_relative(rel: str) -> bool:
+    path = PurePosixPath(rel)
+    return (not path.is_absolute() and ".." not in path.parts and "" not in rel.split("/")
+            and "\\" not in rel and path.parts[0] in TOP_DIRS and len(path.parts) >= 2)
+
+
+def verify_pack(directory: str | Path) -> dict[str, Any]:
+    """Every check a pack must pass; ``ok`` is False with each problem named when one fails."""
+    root = Path(directory)
+    problems: list[str] = []
+    manifest = _manifest(root)
+    files = manifest.get("files", {})
+    for rel, entry in sorted(files.items()):
+        if not _safe_relative(rel):
+            problems.append(f"{rel}: path outside the pack layout (absolute, '..' or unknown folder)")
+            continue
+        problem = _check_file(root, rel, entry)
+        if problem:
+            problems.append(problem)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if full.is_symlink():
+                problems.append(f"{rel}: a symlink (packs hold only regular files)")
+            elif full.is_file() and rel != "manifest.yaml" and rel not in files:
+                problems.append(f"{rel}: a file the manifest does not list")
+    if not problems:
+        problems += _check_cartridge(root, files)
+    return {"pack": str(root), "ok": not problems, "files": len(files),
+            "records": manifest.get("records"), "problems": problems}
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    if not root.is_dir():
+        raise UsageError(f"no VectorPack directory at {root}")
+    path = root / "manifest.yaml"
+    if path.is_symlink() or not path.is_file():
+        raise DecodeError("the pack has no manifest.yaml (or it is not a regular file)", location=str(root))
+    manifest = load_manifest(path.read_bytes(), str(path))
+    if manifest.get("format") != PACK_FORMAT:
+        raise DecodeError(f"not a VectorPack manifest (format {manifest.get('format')!r})", location=str(path))
+    if int(manifest.get("pack_version", 0)) > PACK_VERSION:
+        raise DecodeError(f"pack version {manifest['pack_version']} is newer than this vexchange reads",
+                          location=str(path), hint="upgrade vexchange")
+    if not isinstance(manifest.get("files"), dict) or CARTRIDGE not in manifest["files"]:
+        raise DecodeError(f"the manifest lists no {CARTRIDGE}", location=str(path))
+    return manifest
+
+
+def _check_file(root: Path, rel: str, entry: Any) -> str | None:
+    full = root.joinpath(*rel.split("/"))
+    parent = root
+    for part in rel.split("/")[:-1]:
+        parent = parent / part
+        if parent.is_symlink():
+            return f"{rel}: reached through a symlink"
+    if full.is_symlink():
+        return f"{rel}: a symlink (packs hold only regular files)"
+    if not full.is_file():
+        return f"{rel}: missing"
+    if not isinstance(entry, dict) or "sha256" not in entry or "size" not in entry:
+        return f"{rel}: the manifest entry has no sha256 and size"
+    if full.stat().st_size != entry["size"]:
+        return f"{rel}: {full.stat().st_size} bytes, the manifest says {entry['size']}"
+    if _sha256(full) != entry["sha256"]:
+        return f"{rel}: content does not match its SHA-256 in the manifest"
+    return None
+
+
+def _check_cartridge(root: Path, files: dict[str, Any]) -> list[str]:
+    problems = []
+    try:
+        cartridge = Cartridge(root / CARTRIDGE)
+    except (DecodeError, UsageError) as err:
+        return [f"{CARTRIDGE}: {err}"]
+    try:
+        result = cartridge.db.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            problems.append(f"{CARTRIDGE}: SQLite integrity check: {result}")
+        for (ref,) in cartridge.db.execute("SELECT DISTINCT text_ref FROM records WHERE text_ref IS NOT NULL"):
+            try:
+                rel = BlobDir(Path("blobs")).path_of(ref).as_posix()
+            except BlobError as err:
+                problems.append(f"{CARTRIDGE}: {err}")
+                continue
+            if rel not in files:
+                problems.append(f"{CARTRIDGE}: text blob {ref} is not in the pack")
+    except sqlite3.DatabaseError as err:
+        problems.append(f"{CARTRIDGE}: {err}")
+    finally:
+        cartridge.close()
+    return problems
+
+
+def open_pack(directory: str | Path) -> tuple[Cartridge, Callable[[str], str], dict[str, Any]]:
+    """The pack's cartridge (after checking its hash against the manifest), a reader of its
+    text blobs (each checked against its own hash), and the manifest."""
+    root = Path(directory)
+    manifest = _manifest(root)
+    problem = _check_file(root, CARTRIDGE, manifest["files"][CARTRIDGE])
+    if problem:
+        raise IntegrityError(f"the pack is damaged: {problem}", location=str(root),
+                             hint="run vex pack verify for every problem")
+    blobs = BlobDir(root / "blobs")
+    listed = manifest["files"]
+
+    def text_of(ref: str) -> str:
+        rel = BlobDir(Path("blobs")).path_of(ref).as_posix()
+        if rel not in listed or _check_file(root, rel, listed[rel]):
+            raise IntegrityError(f"text blob {ref} is missing from the pack or damaged",
+                                 location=str(root))
+        return blobs.get(ref).decode("utf-8", "surrogatepass")
+
+    return Cartridge(root / CARTRIDGE), text_of, manifest
