@@ -11,7 +11,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -181,4 +180,3 @@ def test_an_interrupted_pack_is_never_left_looking_complete(tmp_path: Path) -> N
             receipt=tmp_path / "r.json", rejects=tmp_path / "r.rej")
     assert verify_pack(tmp_path / "m.vpack")["ok"] and not (tmp_path / "m.vpack.partial").exists()
     ConnectorConformance.assert_same(records, read_all(f"vectorpack://{tmp_path}/m.vpack"))
-    assert np.isfinite(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -343,6 +344,95 @@ def pack_verify(ctx: click.Context, directory: str, as_json: bool) -> None:
     _emit(report, as_json)
     if not report["ok"]:
         ctx.exit(3)
+
+
+def _cartridge_path(location: str) -> str:
+    spec = StoreSpec.parse(location)
+    if spec.scheme != "cartridge" or not spec.path:
+        raise UsageError(f"{location!r} is not a cartridge; give cartridge:///path/memory.db")
+    return spec.path
+
+
+def _vector_file(path: str | None) -> list[float] | None:
+    if path is None:
+        return None
+    try:
+        values = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as err:
+        raise UsageError(f"--vector-file {path}: {err}") from None
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+        raise UsageError(f"--vector-file {path} must hold a JSON list of numbers")
+    return [float(v) for v in values]
+
+
+@cli.command()
+@click.argument("cartridge")
+@click.option("--query", help="Text to search for (embedded with --embed-model).")
+@click.option("--keyword", help="Keyword search over the text (FTS5) instead.")
+@click.option("--vector-file", type=click.Path(dir_okay=False), help="A JSON list of numbers as the query.")
+@click.option("--embed-model", metavar="MODEL", help="Embedder for --query (the cartridge's model).")
+@click.option("--vector", "vector_name", default="", help="Which named vector to search [default: the default].")
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--w-similarity", type=float, default=1.0, show_default=True)
+@click.option("--w-elo", type=float, default=0.1, show_default=True)
+@click.option("--w-recency", type=float, default=0.1, show_default=True)
+@click.option("--half-life-days", type=click.FloatRange(min=0.001), default=30.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def search(cartridge: str, query: str | None, keyword: str | None, vector_file: str | None,
+           embed_model: str | None, vector_name: str, k: int, w_similarity: float, w_elo: float,
+           w_recency: float, half_life_days: float, as_json: bool) -> None:
+    """Ranked search over a cartridge: similarity modulated by Elo and recency."""
+    from ..pack.search import Weights, search as run_search
+
+    hits = run_search(_cartridge_path(cartridge), query=query, keyword=keyword,
+                      vector=_vector_file(vector_file), k=k, embed_model=embed_model,
+                      vector_name=vector_name, weights=Weights(w_similarity, w_elo, w_recency, half_life_days))
+    if as_json:
+        click.echo(orjson.dumps(hits, option=orjson.OPT_INDENT_2).decode())
+        return
+    for hit in hits:
+        text = (hit["text"] or "").replace("\n", " ")
+        click.echo(f"{hit['rank']:>3}  {hit['score']:.4f}  {hit['namespace'] or '-'}/{hit['id']}  {text[:80]}")
+
+
+@cli.command()
+@click.argument("cartridge")
+@click.argument("record_id")
+@click.option("--namespace", help="The record's namespace.")
+@click.option("--helpful/--not-helpful", required=True, help="Whether the memory helped.")
+@click.option("--note", help="Why, for the receipt.")
+@click.option("--json", "as_json", is_flag=True)
+def feedback(cartridge: str, record_id: str, namespace: str | None, helpful: bool, note: str | None,
+             as_json: bool) -> None:
+    """Record that a memory was used and helped (or not): its Elo moves; a receipt is written."""
+    from ..pack.search import feedback as run_feedback
+
+    _emit(run_feedback(_cartridge_path(cartridge), record_id, namespace=namespace, helpful=helpful,
+                       note=note), as_json)
+
+
+@cli.command()
+@click.argument("source_url")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False))
+@click.option("--query", help="Text to select for (embedded with --embed-model).")
+@click.option("--vector-file", type=click.Path(dir_okay=False), help="A JSON list of numbers as the query.")
+@click.option("--embed-model", metavar="MODEL")
+@click.option("--vector", "vector_name", default="", help="Which named vector [default: the default].")
+@click.option("--k", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--quantize", "quantization", type=click.Choice(["int8", "float16"]), default="int8",
+              show_default=True)
+@click.option("--namespace", "namespaces", multiple=True, metavar="NS")
+@click.option("--json", "as_json", is_flag=True)
+def micropack(source_url: str, output: str, query: str | None, vector_file: str | None,
+              embed_model: str | None, vector_name: str, k: int, quantization: str,
+              namespaces: tuple[str, ...], as_json: bool) -> None:
+    """Write the top-K memories for a query as a token-friendly micro-pack (JSONL)."""
+    from ..pack.micropack import micropack as run_micropack
+
+    header = run_micropack(source_url, output, query=query, vector=_vector_file(vector_file), k=k,
+                           embed_model=embed_model, vector_name=vector_name, quantization=quantization,
+                           namespaces=list(namespaces) or None)
+    _emit(header, as_json)
 
 
 @cli.group()
