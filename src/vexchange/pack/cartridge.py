@@ -55,7 +55,7 @@ CREATE TABLE records (
 CREATE TABLE vectors (
     rid INTEGER NOT NULL, name TEXT NOT NULL, model TEXT, dims INTEGER NOT NULL,
     vector BLOB NOT NULL, PRIMARY KEY (rid, name)
-) WITHOUT ROWID;
+);
 CREATE TABLE sparse_vectors (
     rid INTEGER NOT NULL, name TEXT NOT NULL, model TEXT, indices BLOB NOT NULL,
     vals BLOB NOT NULL, PRIMARY KEY (rid, name)
@@ -119,19 +119,43 @@ def record_row(record: MemoryRecord, text_ref: str | None = None) -> tuple[Any, 
             record.updated_at, record.source_store, dumps_exact(payload))
 
 
-def _projections(rid: int, record: MemoryRecord) -> tuple[list[Any], list[Any], list[Any]]:
+def _projections(key: tuple[str, str], record: MemoryRecord) -> tuple[list[Any], list[Any], list[Any]]:
     extra = record.extra or {}
     scores = extra.get("scores") or {}
-    score_rows = [(rid, *[scores.get(k) for k in SCORE_FIELDS], int(scores.get("uses", 0) or 0),
+    score_rows = [(*key, *[scores.get(k) for k in SCORE_FIELDS], int(scores.get("uses", 0) or 0),
                    int(scores.get("helpful", 0) or 0), scores.get("last_used_at"))] if scores else []
-    lineage_rows = [(rid, relation, target) for relation, targets in (extra.get("lineage") or {}).items()
+    lineage_rows = [(*key, relation, target) for relation, targets in (extra.get("lineage") or {}).items()
                     for target in dict.fromkeys(targets)]
-    receipt_rows = [(rid, kind, dumps_exact(value)) for kind, value in (extra.get("provenance") or {}).items()]
+    receipt_rows = [(*key, kind, dumps_exact(value)) for kind, value in (extra.get("provenance") or {}).items()]
     return score_rows, lineage_rows, receipt_rows
 
 
+STAGING = """
+CREATE TABLE s_records (
+    nskey TEXT NOT NULL, id TEXT NOT NULL, namespace TEXT, id_type TEXT NOT NULL,
+    content_id TEXT NOT NULL, text TEXT, text_ref TEXT, modality TEXT NOT NULL, created_at INTEGER,
+    updated_at INTEGER, source_store TEXT, payload TEXT NOT NULL, PRIMARY KEY (nskey, id)
+) WITHOUT ROWID;
+CREATE TABLE s_vectors (nskey TEXT, id TEXT, name TEXT, model TEXT, dims INTEGER, vector BLOB,
+                        PRIMARY KEY (nskey, id, name));
+CREATE TABLE s_sparse_vectors (nskey TEXT, id TEXT, name TEXT, model TEXT, indices BLOB, vals BLOB,
+                               PRIMARY KEY (nskey, id, name)) WITHOUT ROWID;
+CREATE TABLE s_scores (nskey TEXT, id TEXT, elo REAL, recency REAL, trust REAL, decay REAL,
+                       uses INTEGER, helpful INTEGER, last_used_at INTEGER,
+                       PRIMARY KEY (nskey, id)) WITHOUT ROWID;
+CREATE TABLE s_lineage (nskey TEXT, id TEXT, relation TEXT, target TEXT,
+                        PRIMARY KEY (nskey, id, relation, target)) WITHOUT ROWID;
+CREATE TABLE s_receipts (nskey TEXT, id TEXT, kind TEXT, value TEXT,
+                         PRIMARY KEY (nskey, id, kind)) WITHOUT ROWID;
+CREATE TABLE s_feedback (seq INTEGER PRIMARY KEY, nskey TEXT, id TEXT, at INTEGER, helpful INTEGER,
+                         elo_before REAL, elo_after REAL, note TEXT, receipt_sha256 TEXT);
+"""
+_PARTS = ("vectors", "sparse_vectors", "scores", "lineage", "receipts")
+
+
 class CartridgeBuilder:
-    """Stages records (upserts, any order) and builds the canonical cartridge at ``finish``."""
+    """Stages records keyed by (namespace, id), any order, with upserts; ``finish`` builds the
+    canonical cartridge from them."""
 
     def __init__(self, path: Path, *, resume: bool) -> None:
         self.path = path
@@ -140,14 +164,18 @@ class CartridgeBuilder:
             self.staging.unlink()
         fresh = not self.staging.exists()
         self.db = sqlite3.connect(self.staging, isolation_level=None)
+        self.db.execute("PRAGMA page_size=16384")
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # like the .vmig writer: what a batch wrote survives a killed process (the OS has it); a
+        # power loss during a run means running it again
+        self.db.execute("PRAGMA synchronous=OFF")
         self.metrics: dict[str, str | None] = {}
+        self.replacing = not fresh  # a resumed run repeats pages: replace, never add twice
         if fresh:
-            self.db.executescript(SCHEMA.replace(
-                "CREATE VIRTUAL TABLE records_fts USING fts5(text, content='records', content_rowid='rid');", ""))
+            self.db.executescript(STAGING)
             if path.exists():
                 self._seed(path)
+                self.replacing = True
 
     def _seed(self, existing: Path) -> None:
         """Writing into an existing cartridge upserts into what it holds: start from its rows."""
@@ -155,36 +183,52 @@ class CartridgeBuilder:
         db = self.db
         db.execute("ATTACH DATABASE ? AS old", (f"file:{existing}?mode=ro",))
         db.execute("BEGIN")
-        for table in ("records", "vectors", "sparse_vectors", "scores", "lineage", "receipts", "feedback"):
-            db.execute(f"INSERT INTO {table} SELECT * FROM old.{table}")
+        db.execute("INSERT INTO s_records SELECT nskey, id, namespace, id_type, content_id, text,"
+                   " text_ref, modality, created_at, updated_at, source_store, payload FROM old.records")
+        for table, columns in (("vectors", "t.name, t.model, t.dims, t.vector"),
+                               ("sparse_vectors", "t.name, t.model, t.indices, t.vals"),
+                               ("scores", "t.elo, t.recency, t.trust, t.decay, t.uses, t.helpful, t.last_used_at"),
+                               ("lineage", "t.relation, t.target"), ("receipts", "t.kind, t.value")):
+            db.execute(f"INSERT INTO s_{table} SELECT r.nskey, r.id, {columns} FROM old.{table} t"
+                       " JOIN old.records r ON r.rid = t.rid")
+        db.execute("INSERT INTO s_feedback SELECT t.seq, r.nskey, r.id, t.at, t.helpful, t.elo_before,"
+                   " t.elo_after, t.note, t.receipt_sha256 FROM old.feedback t JOIN old.records r"
+                   " ON r.rid = t.rid")
         self.metrics = dict(db.execute("SELECT name, metric FROM old.embeddings").fetchall())
         db.execute("COMMIT")
         db.execute("DETACH DATABASE old")
 
     def write(self, records: Sequence[MemoryRecord], text_refs: dict[int, str] | None = None) -> None:
         """Upsert a batch in one transaction (a record replaces the one with its namespace and id)."""
+        refs = text_refs or {}
+        rows = [record_row(record, refs.get(i)) for i, record in enumerate(records)]
+        keys = [(row[0], row[2]) for row in rows]
+        vectors: list[Any] = []
+        sparse: list[Any] = []
+        scores: list[Any] = []
+        lineage: list[Any] = []
+        receipts: list[Any] = []
+        for key, record in zip(keys, records):
+            vectors.extend((*key, name, v.model, v.dims, v.data) for name, v in record.vectors.items())
+            sparse.extend((*key, name, sp.model, sp.indices, sp.values) for name, sp in record.sparse.items())
+            if record.extra:
+                more = _projections(key, record)
+                scores.extend(more[0])
+                lineage.extend(more[1])
+                receipts.extend(more[2])
         db = self.db
         db.execute("BEGIN")
         try:
-            for i, record in enumerate(records):
-                row = record_row(record, (text_refs or {}).get(i))
-                old = db.execute("SELECT rid FROM records WHERE nskey = ? AND id = ?", (row[0], row[2])).fetchone()
-                if old is not None:
-                    for table in ("vectors", "sparse_vectors", "scores", "lineage", "receipts"):
-                        db.execute(f"DELETE FROM {table} WHERE rid = ?", old)
-                    db.execute("DELETE FROM records WHERE rid = ?", old)
-                rid = db.execute(
-                    "INSERT INTO records (nskey, namespace, id, id_type, content_id, text, text_ref,"
-                    " modality, created_at, updated_at, source_store, payload)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row).lastrowid
-                db.executemany("INSERT INTO vectors VALUES (?,?,?,?,?)",
-                               [(rid, name, v.model, v.dims, v.data) for name, v in record.vectors.items()])
-                db.executemany("INSERT INTO sparse_vectors VALUES (?,?,?,?,?)",
-                               [(rid, name, s.model, s.indices, s.values) for name, s in record.sparse.items()])
-                scores, lineage, receipts = _projections(int(rid or 0), record)
-                db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)", scores)
-                db.executemany("INSERT INTO lineage VALUES (?,?,?)", lineage)
-                db.executemany("INSERT INTO receipts VALUES (?,?,?)", receipts)
+            if self.replacing:
+                for table in _PARTS:
+                    db.executemany(f"DELETE FROM s_{table} WHERE nskey = ? AND id = ?", keys)
+            db.executemany("INSERT OR REPLACE INTO s_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                           [(r[0], r[2], r[1], *r[3:]) for r in rows])
+            db.executemany("INSERT INTO s_vectors VALUES (?,?,?,?,?,?)", vectors)
+            db.executemany("INSERT INTO s_sparse_vectors VALUES (?,?,?,?,?,?)", sparse)
+            db.executemany("INSERT INTO s_scores VALUES (?,?,?,?,?,?,?,?,?)", scores)
+            db.executemany("INSERT INTO s_lineage VALUES (?,?,?,?)", lineage)
+            db.executemany("INSERT INTO s_receipts VALUES (?,?,?,?)", receipts)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -211,33 +255,35 @@ class CartridgeBuilder:
 
 
 def build(staging: Path, target: Path, metrics: dict[str, str | None], info: dict[str, str]) -> None:
-    """The canonical cartridge from a staging database: the same rows give the same bytes."""
+    """The canonical cartridge from a staging database: the same rows, whatever order they were
+    staged in, give the same bytes (fresh file, fixed page size, rows inserted in key order)."""
     db = sqlite3.connect(target, isolation_level=None)
     try:
-        db.execute("PRAGMA page_size=4096")
-        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute("PRAGMA page_size=16384")  # vectors of up to 4,000 dims fit in a page
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
         db.executescript(SCHEMA)
         db.execute("ATTACH DATABASE ? AS staging", (str(staging),))
         db.execute("BEGIN")
-        db.execute("CREATE TEMP TABLE remap (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
-        db.execute("INSERT INTO remap SELECT rid, row_number() OVER (ORDER BY nskey, id)"
-                   " FROM staging.records")
+        db.execute("CREATE TEMP TABLE remap (nskey TEXT, id TEXT, new INTEGER NOT NULL,"
+                   " PRIMARY KEY (nskey, id)) WITHOUT ROWID")
+        db.execute("INSERT INTO remap SELECT nskey, id, row_number() OVER (ORDER BY nskey, id)"
+                   " FROM staging.s_records")
         db.execute("INSERT INTO records SELECT m.new, r.nskey, r.namespace, r.id, r.id_type,"
                    " r.content_id, r.text, r.text_ref, r.modality, r.created_at, r.updated_at,"
-                   " r.source_store, r.payload FROM staging.records r JOIN remap m ON m.old = r.rid"
-                   " ORDER BY m.new")
-        for table, columns, order in (("vectors", "name, t.model, t.dims, t.vector", "t.name"),
-                                      ("sparse_vectors", "name, t.model, t.indices, t.vals", "t.name"),
-                                      ("lineage", "relation, t.target", "t.relation, t.target"),
-                                      ("receipts", "kind, t.value", "t.kind")):
-            db.execute(f"INSERT INTO {table} SELECT m.new, t.{columns} FROM staging.{table} t"
-                       f" JOIN remap m ON m.old = t.rid ORDER BY m.new, {order}")
-        db.execute("INSERT INTO scores SELECT m.new, t.elo, t.recency, t.trust, t.decay, t.uses,"
-                   " t.helpful, t.last_used_at FROM staging.scores t JOIN remap m ON m.old = t.rid"
-                   " ORDER BY m.new")
+                   " r.source_store, r.payload FROM staging.s_records r"
+                   " JOIN remap m ON m.nskey = r.nskey AND m.id = r.id ORDER BY m.new")
+        for table, columns, order in (("vectors", "t.name, t.model, t.dims, t.vector", "t.name"),
+                                      ("sparse_vectors", "t.name, t.model, t.indices, t.vals", "t.name"),
+                                      ("lineage", "t.relation, t.target", "t.relation, t.target"),
+                                      ("receipts", "t.kind, t.value", "t.kind"),
+                                      ("scores", "t.elo, t.recency, t.trust, t.decay, t.uses, t.helpful,"
+                                                 " t.last_used_at", "m.new")):
+            db.execute(f"INSERT INTO {table} SELECT m.new, {columns} FROM staging.s_{table} t"
+                       f" JOIN remap m ON m.nskey = t.nskey AND m.id = t.id ORDER BY m.new, {order}")
         db.execute("INSERT INTO feedback SELECT t.seq, m.new, t.at, t.helpful, t.elo_before,"
-                   " t.elo_after, t.note, t.receipt_sha256 FROM staging.feedback t"
-                   " JOIN remap m ON m.old = t.rid ORDER BY t.seq")
+                   " t.elo_after, t.note, t.receipt_sha256 FROM staging.s_feedback t"
+                   " JOIN remap m ON m.nskey = t.nskey AND m.id = t.id ORDER BY t.seq")
         spaces = db.execute("SELECT name, CASE WHEN count(DISTINCT coalesce(model, '')) = 1"
                             " THEN max(model) END, max(dims), min(dims), count(*) FROM vectors"
                             " GROUP BY name ORDER BY name").fetchall()
@@ -253,7 +299,6 @@ def build(staging: Path, target: Path, metrics: dict[str, str | None], info: dic
         db.execute("INSERT INTO records_fts(records_fts) VALUES ('rebuild')")
         db.execute("COMMIT")
         db.execute("DETACH DATABASE staging")
-        db.execute("VACUUM")
     finally:
         db.close()
 
@@ -320,7 +365,7 @@ class Cartridge:
                 extra=body.get("extra") or {}, sparse=sparse.get(rid, {})))
         return out, high
 
-    def iter_vectors(self, name: str = "", chunk: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(self, name: str = "", chunk: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(rids, float32 matrix) in chunks, for exact search at flat memory."""
         dims = self.embeddings().get(name, {}).get("dims")
         if dims is None:

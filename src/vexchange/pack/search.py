@@ -95,11 +95,11 @@ def _nearest(cartridge: Cartridge, q: np.ndarray, name: str, pool: int) -> dict[
         raise UsageError(f"the cartridge's {name or 'default'} vectors have {dims} dims; the query has {q.size}")
     best_rids = np.zeros(0, dtype=np.int64)
     best_scores = np.zeros(0)
+    q32 = q.astype(np.float32)
     for rids, matrix in cartridge.iter_vectors(name):
-        m = matrix.astype(np.float64)
-        norms = np.linalg.norm(m, axis=1)
+        norms = np.linalg.norm(matrix, axis=1).astype(np.float64)
         norms[norms == 0] = 1.0
-        scores = (m @ q) / norms
+        scores = (matrix @ q32).astype(np.float64) / norms
         best_rids = np.concatenate([best_rids, rids])
         best_scores = np.concatenate([best_scores, scores])
         if best_scores.size > pool:

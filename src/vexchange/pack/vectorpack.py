@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from .._version import __version__
 from ..connectors._blobs import BlobDir, BlobError
 from ..errors import DecodeError, IntegrityError, UsageError
@@ -152,17 +154,13 @@ def _write_parquet(cartridge: Cartridge, path: Path) -> str | None:
                 (last,)).fetchall()
             if not rows:
                 break
-            low, high = rows[0][0], rows[-1][0]
-            data: dict[str, list[Any]] = {c: [r[i + 1] for r in rows] for i, c in enumerate(columns)}
-            vectors: dict[str, dict[int, bytes]] = {n: {} for n in names}
-            for rid, name, blob in cartridge.db.execute(
-                    "SELECT rid, name, vector FROM vectors WHERE rid BETWEEN ? AND ?", (low, high)):
-                vectors[name][rid] = blob
-            arrays = [pa.array(data[c], type=schema.field(c).type) for c in columns]
+            transposed = list(zip(*rows))
+            rids = np.asarray(transposed[0], dtype=np.int64)
+            arrays = [pa.array(transposed[i + 1], type=schema.field(c).type) for i, c in enumerate(columns)]
             for name in names:
-                arrays.append(_vector_array(pa, [vectors[name].get(r[0]) for r in rows]))
+                arrays.append(_vector_array(pa, cartridge, name, rids))
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-            last = high
+            last = int(rids[-1])
     return str(pa.__version__)
 
 
@@ -170,20 +168,17 @@ def _vector_column(name: str) -> str:
     return "vector" if name == "" else f"vector__{name}"
 
 
-def _vector_array(pa: Any, blobs: list[bytes | None]) -> Any:
-    import numpy as np
-
-    offsets = [0]
-    parts = []
-    valid = []
-    for blob in blobs:
-        valid.append(blob is not None)
-        if blob is not None:
-            parts.append(np.frombuffer(blob, dtype="<f4"))
-        offsets.append(offsets[-1] + (len(blob) // 4 if blob is not None else 0))
-    values = pa.array(np.concatenate(parts) if parts else np.zeros(0, dtype="<f4"), type=pa.float32())
-    mask = pa.array([not v for v in valid], type=pa.bool_())
-    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values, mask=mask)
+def _vector_array(pa: Any, cartridge: Cartridge, name: str, rids: np.ndarray) -> Any:
+    """One vector column for a block of records: a list<float32> per record, null where the
+    record has no vector of that name (built from one query, without a Python loop per row)."""
+    found = cartridge.db.execute("SELECT rid, dims, vector FROM vectors WHERE name = ? AND rid"
+                                 " BETWEEN ? AND ? ORDER BY rid", (name, int(rids[0]), int(rids[-1]))).fetchall()
+    has = np.isin(rids, np.fromiter((r for r, _, _ in found), dtype=np.int64, count=len(found)))
+    dims = found[0][1] if found else 0
+    values = np.frombuffer(b"".join(v for _, _, v in found), dtype="<f4")
+    offsets = np.concatenate([[0], np.cumsum(has.astype(np.int32) * dims)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.float32()),
+                                    mask=pa.array(~has))
 
 
 # ----------------------------------------------------------------------------------- reading
