@@ -81,12 +81,13 @@ class PackWriter:
         try:
             parquet = _write_parquet(cartridge, self.work / "tables" / "records.parquet")
             summary = _summary(cartridge)
+            inputs = _inputs(cartridge)
         finally:
             cartridge.close()
         tools = {"vexchange": __version__, "sqlite": sqlite3.sqlite_version}
         if parquet:
             tools["pyarrow"] = parquet
-        build = {"format": PACK_FORMAT, "pack_version": PACK_VERSION,
+        build = {"format": PACK_FORMAT, "pack_version": PACK_VERSION, "inputs": inputs,
                  "cartridge_schema_version": SCHEMA_VERSION,
                  "cartridge_schema_sha256": hashlib.sha256(SCHEMA.encode()).hexdigest(),
                  "tools": tools, **summary}
@@ -118,6 +119,15 @@ def _refuse_to_replace(directory: Path) -> None:
     except (DecodeError, UsageError):
         raise UsageError(f"{directory} exists and is not a VectorPack; refusing to replace it",
                          hint="choose a new directory for the pack") from None
+
+
+def _inputs(cartridge: Cartridge) -> dict[str, Any]:
+    """What went in, without where it came from (so the pack stays byte-identical): the
+    SHA-256 over every record's key and content id, in canonical order."""
+    digest = hashlib.sha256()
+    for nskey, rid, content in cartridge.db.execute("SELECT nskey, id, content_id FROM records ORDER BY rid"):
+        digest.update(f"{nskey}\x1f{rid}\x1f{content}\n".encode("utf-8", "surrogatepass"))
+    return {"records": cartridge.count(), "keys_and_content_sha256": digest.hexdigest()}
 
 
 def _summary(cartridge: Cartridge) -> dict[str, Any]:
