@@ -156,7 +156,11 @@ def _write_parquet(cartridge: Cartridge, path: Path) -> str | None:
                         ("modality", pa.string()), ("created_at", pa.int64()), ("updated_at", pa.int64()),
                         ("source_store", pa.string()), ("payload", pa.string())]
                        + [(_vector_column(n), pa.list_(pa.float32())) for n in names])
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+    vector_columns = [_vector_column(n) for n in names]
+    # float32 vectors do not compress; zstd is kept for the text and JSON columns
+    compression = {c: "zstd" for c in columns} | {c: "none" for c in vector_columns}
+    with pq.ParquetWriter(path, schema, compression=compression,
+                          use_dictionary=columns[:3] + ["modality", "source_store"]) as writer:
         last = 0
         while True:
             rows = cartridge.db.execute(
