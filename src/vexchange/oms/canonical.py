@@ -44,7 +44,9 @@ def _encode(value: Any, out: bytearray, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise error_class("ERR_CORRUPT")(f"nesting deeper than {MAX_DEPTH} levels")
     kind = type(value)
-    if kind is str:  # the common cases first, by exact type
+    if kind is dict:  # a grain's payload
+        _encode_map(value, out, depth)
+    elif kind is str:  # the common cases first, by exact type
         _encode_raw_str(nfc(value).encode(), out)
     elif kind is float and math.isfinite(value):
         out += b"\xcb" + struct.pack(">d", value)
@@ -76,35 +78,73 @@ def _encode(value: Any, out: bytearray, depth: int) -> None:
         for item in value:
             _encode(item, out, depth + 1)
     elif isinstance(value, dict):
-        items: dict[bytes, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise error_class("ERR_CORRUPT")(f"map key {key!r} is not a string")
-            if item is None:
-                continue
-            raw = nfc(key).encode()
-            if raw.startswith(_BOM_BYTES):
-                raise error_class("ERR_CORRUPT")(f"map key {key!r} starts with a BOM (§4.4)")
-            if raw in items:
-                raise error_class("ERR_CORRUPT")(f"duplicate key {key!r} after NFC normalisation")
-            items[raw] = item
-        n = len(items)
-        out += bytes([0x80 | n]) if n < 16 else (
-            b"\xde" + struct.pack(">H", n) if n < 65536 else b"\xdf" + struct.pack(">I", n))
-        for raw in sorted(items):
-            if len(raw) < 32:  # the usual short key, inline
-                out.append(0xA0 | len(raw))
-                out += raw
-            else:
-                _encode_raw_str(raw, out)
-            item = items[raw]
-            if type(item) is str and len(item) < 32 and item.isascii():  # a short value, inline
-                out.append(0xA0 | len(item))
-                out += item.encode()
-            else:
-                _encode(item, out, depth + 1)
+        _encode_map(value, out, depth)
     else:
         raise error_class("ERR_CORRUPT")(f"cannot encode {type(value).__name__} in a grain")
+
+
+def _encode_map(value: dict[Any, Any], out: bytearray, depth: int) -> None:
+    """Keys NFC, sorted by their UTF-8 bytes; null values left out (§4.3); short keys and the
+    common values (short ASCII strings, floats, small and 64-bit integers) written inline."""
+    pairs: list[tuple[Any, Any]] = []
+    for key, item in value.items():
+        if item is None:
+            continue
+        if type(key) is not str or not key.isascii():
+            pairs = _checked_pairs(value)
+            break
+        pairs.append((key, item))  # ASCII: NFC already, no BOM, UTF-8 order = code point order
+    else:
+        pairs.sort()  # keys are unique, so items are never compared
+    n = len(pairs)
+    out += bytes([0x80 | n]) if n < 16 else (
+        b"\xde" + struct.pack(">H", n) if n < 65536 else b"\xdf" + struct.pack(">I", n))
+    for key, item in pairs:
+        raw = key if type(key) is bytes else key.encode()
+        if len(raw) < 32:  # the usual short key, inline
+            out.append(0xA0 | len(raw))
+            out += raw
+        else:
+            _encode_raw_str(raw, out)
+        kind = type(item)
+        if kind is str and item.isascii():
+            size = len(item)
+            if size < 32:
+                out.append(0xA0 | size)
+            elif size < 256:
+                out += bytes((0xD9, size))
+            else:
+                _encode(item, out, depth + 1)
+                continue
+            out += item.encode()
+        elif kind is float and math.isfinite(item):
+            out += b"\xcb" + _DOUBLE.pack(item)
+        elif kind is int and 0 <= item < 128:
+            out.append(item)
+        elif kind is int and 0xFFFFFFFF < item < 1 << 64:  # epoch milliseconds
+            out += b"\xcf" + _UINT64.pack(item)
+        else:
+            _encode(item, out, depth + 1)
+
+
+def _checked_pairs(value: dict[Any, Any]) -> list[tuple[bytes, Any]]:
+    """(UTF-8 key, value) pairs of a map with any keys: NFC, no BOM, no duplicates after NFC."""
+    items: dict[bytes, Any] = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        if not isinstance(key, str):
+            raise error_class("ERR_CORRUPT")(f"map key {key!r} is not a string")
+        raw = nfc(key).encode()
+        if raw.startswith(_BOM_BYTES):
+            raise error_class("ERR_CORRUPT")(f"map key {key!r} starts with a BOM (§4.4)")
+        if raw in items:
+            raise error_class("ERR_CORRUPT")(f"duplicate key {key!r} after NFC normalisation")
+        items[raw] = item
+    return sorted(items.items(), key=lambda pair: pair[0])
+
+
+_UINT64 = struct.Struct(">Q")
 
 
 def _encode_int(value: int, out: bytearray) -> None:
@@ -159,7 +199,12 @@ def decode_prefix(data: bytes, *, max_depth: int = MAX_DEPTH) -> tuple[Any, int]
 def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Decode exactly one value that fills ``data``; OMSError for anything else."""
     reader = _Reader(bytes(data), max_depth)
-    value = reader.value(0)
+    tag = reader.data[0] if reader.data else -1
+    if 0x80 <= tag <= 0x8F:  # a grain's payload: straight to the map
+        reader.pos = 1
+        value: Any = reader.map(tag & 0x0F, 0)
+    else:
+        value = reader.value(0)
     if reader.pos != len(data):
         raise error_class("ERR_CORRUPT")(f"{len(data) - reader.pos} bytes after the payload")
     return value
@@ -255,26 +300,79 @@ class _Reader:
         return [self.value(depth + 1) for _ in range(n)]
 
     def map(self, n: int, depth: int) -> dict[str, Any]:
-        if 2 * n > len(self.data) - self.pos:
+        """A map; short string keys and values (most of a grain) are decoded inline, with the
+        same checks as ``string``: UTF-8, in bounds, no leading BOM."""
+        data = self.data
+        size = len(data)
+        pos = self.pos
+        if 2 * n > size - pos:
             raise error_class("ERR_CORRUPT")(f"map of {n} entries cannot fit the data left")
         out: dict[str, Any] = {}
-        data = self.data
         for _ in range(n):
-            tag = data[self.pos] if self.pos < len(data) else 0
-            # keys are short strings: decoded here, without the general dispatch
-            key = self.string_at(tag & 0x1F) if 0xA0 <= tag <= 0xBF else self.value(depth + 1)
-            if not isinstance(key, str):
-                raise error_class("ERR_CORRUPT")(f"map key {key!r} is not a string")
+            tag = data[pos] if pos < size else 0
+            if 0xA0 <= tag <= 0xBF:
+                end = pos + 1 + (tag & 0x1F)
+                if end > size:
+                    _short_string(data, pos + 1, end, size)  # raises the truncation error
+                try:
+                    key = data[pos + 1:end].decode()
+                except UnicodeDecodeError:
+                    key = _short_string(data, pos + 1, end, size)  # raises
+                if end > pos + 1 and data[pos + 1] == 0xEF:  # maybe a BOM (EF BB BF)
+                    _short_string(data, pos + 1, end, size)
+                pos = end
+            else:
+                self.pos = pos
+                key = self.value(depth + 1)
+                pos = self.pos
+                if not isinstance(key, str):
+                    raise error_class("ERR_CORRUPT")(f"map key {key!r} is not a string")
             if key in out:
                 raise error_class("ERR_CORRUPT")(f"duplicate map key {key!r}")
-            tag = data[self.pos] if self.pos < len(data) else 0
-            out[key] = self.string_at(tag & 0x1F) if 0xA0 <= tag <= 0xBF else self.value(depth + 1)
+            tag = data[pos] if pos < size else 0
+            if 0xA0 <= tag <= 0xBF:
+                end = pos + 1 + (tag & 0x1F)
+                if end > size:
+                    _short_string(data, pos + 1, end, size)
+                try:
+                    text = data[pos + 1:end].decode()
+                except UnicodeDecodeError:
+                    text = _short_string(data, pos + 1, end, size)
+                if end > pos + 1 and data[pos + 1] == 0xEF:  # maybe a BOM
+                    _short_string(data, pos + 1, end, size)
+                out[key] = text
+                pos = end
+            elif tag <= 0x7F:  # positive fixint
+                out[key] = tag
+                pos += 1
+            elif tag == 0xCF and pos + 9 <= size:  # uint64: timestamps
+                out[key] = int.from_bytes(data[pos + 1:pos + 9], "big")
+                pos += 9
+            elif tag == 0xCB and pos + 9 <= size:  # float64: confidences, weights
+                number = _DOUBLE.unpack_from(data, pos + 1)[0]
+                if not math.isfinite(number):
+                    raise error_class("ERR_FLOAT_INVALID")(f"float {number!r} at offset {pos + 9}")
+                out[key] = number
+                pos += 9
+            else:
+                self.pos = pos
+                out[key] = self.value(depth + 1)
+                pos = self.pos
+        self.pos = pos
         return out
 
-    def string_at(self, n: int) -> str:
-        """A fixstr whose tag is at ``pos``."""
-        self.pos += 1
-        return self.string(n)
+
+def _short_string(data: bytes, start: int, end: int, size: int) -> str:
+    """A short string with every check; the inline fast path in ``map`` calls it to raise."""
+    if end > size:
+        raise error_class("ERR_CORRUPT")(f"truncated: a {end - start}-byte string at offset {start}")
+    try:
+        text = data[start:end].decode()
+    except UnicodeDecodeError:
+        raise error_class("ERR_CORRUPT")(f"string at offset {start} is not UTF-8") from None
+    if text[:1] == _BOM:
+        raise error_class("ERR_CORRUPT")(f"string at offset {start} starts with a BOM")
+    return text
 
 
 _DOUBLE = struct.Struct(">d")
