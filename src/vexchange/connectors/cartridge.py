@@ -11,11 +11,11 @@ provenance), which are also projected into their own tables for queries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .._version import __version__
 from ..errors import InvalidSpecError
 from ..pack.cartridge import Cartridge, CartridgeBuilder
 from ..record import MemoryRecord
@@ -43,16 +43,16 @@ class CartridgeConnector(Connector):
         return Cartridge(self.path)
 
     def count(self) -> int | None:
-        with _closing(self.open()) as cart:
+        with closing(self.open()) as cart:
             return cart.count()
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
-        with _closing(self.open()) as cart:
+        with closing(self.open()) as cart:
             return {name: VectorSpace(dims=e["dims"], metric=e["metric"])
                     for name, e in cart.embeddings().items()}
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
-        with _closing(self.open()) as cart:
+        with closing(self.open()) as cart:
             last = int(after or 0)
             while True:
                 records, last_read = cart.records(last, batch_size)
@@ -66,51 +66,41 @@ class CartridgeConnector(Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
-        return CartridgeWriter(self.path, resume=resume is not None, dry_run=dry_run,
-                               spaces=spaces or {})
+        sink = None if dry_run else CartridgeBuilder(self.path, resume=resume is not None)
+        return PackStoreWriter(sink, spaces or {})
 
 
-class _closing:
-    def __init__(self, cart: Cartridge) -> None:
-        self.cart = cart
+class PackSink(Protocol):
+    """A cartridge or VectorPack being built: ``CartridgeBuilder`` or ``PackWriter``."""
 
-    def __enter__(self) -> Cartridge:
-        return self.cart
+    def write(self, records: Sequence[MemoryRecord]) -> list[tuple[MemoryRecord, str]]: ...
 
-    def __exit__(self, *exc: object) -> None:
-        self.cart.close()
+    def finish(self, metrics: dict[str, str | None]) -> None: ...
+
+    def abort(self) -> None: ...
 
 
-class CartridgeWriter(Writer):
-    def __init__(self, path: Path, *, resume: bool, dry_run: bool, spaces: dict[str, VectorSpace]) -> None:
-        self.dry_run, self.spaces, self.path = dry_run, spaces, path
-        self.builder = None if dry_run else CartridgeBuilder(path, resume=resume)
+class PackStoreWriter(Writer):
+    """The engine's writer for a cartridge or a VectorPack: records that break the pack
+    contract are rejected as ``invalid_pack_record``; the rest are staged, and ``finish``
+    builds the artifact with the metrics the source declares."""
+
+    def __init__(self, sink: PackSink | None, spaces: dict[str, VectorSpace]) -> None:
+        self.sink, self.spaces = sink, spaces
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if self.builder is None or not batch:
+        if self.sink is None or not batch:
             return []
-        good: list[MemoryRecord] = []
-        rejects: list[Reject] = []
-        for record in batch:
-            try:
-                from ..pack.cartridge import record_row
-
-                record_row(record)
-                good.append(record)
-            except ValueError as err:
-                rejects.append(Reject(reason="invalid_pack_record", detail=str(err), id=record.id,
-                                      namespace=record.namespace))
-        self.builder.write(good)
-        return rejects
+        return [Reject(reason="invalid_pack_record", detail=why, id=record.id, namespace=record.namespace)
+                for record, why in self.sink.write(batch)]
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.spaces)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        if self.builder is not None:
-            self.builder.finish({name: s.metric for name, s in self.spaces.items()},
-                                {"created_by": f"vexchange {__version__}"})
+        if self.sink is not None:
+            self.sink.finish({name: s.metric for name, s in self.spaces.items()})
 
     def abort(self) -> None:
-        if self.builder is not None:
-            self.builder.close()
+        if self.sink is not None:
+            self.sink.abort()

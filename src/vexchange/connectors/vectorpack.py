@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidSpecError
-from ..pack.cartridge import record_row
 from ..pack.vectorpack import PackWriter, open_pack
-from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, VectorSpace, Writer
+from .cartridge import PackStoreWriter
 
 __all__ = ["VectorPackConnector"]
 
@@ -64,36 +63,5 @@ class VectorPackConnector(Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
-        return VectorPackWriter(self.path, resume=resume is not None, dry_run=dry_run,
-                                spaces=spaces or {})
-
-
-class VectorPackWriter(Writer):
-    def __init__(self, path: Path, *, resume: bool, dry_run: bool, spaces: dict[str, VectorSpace]) -> None:
-        self.spaces = spaces
-        self.pack = None if dry_run else PackWriter(path, resume=resume)
-
-    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        if self.pack is None or not batch:
-            return []
-        good, rejects = [], []
-        for record in batch:
-            try:
-                record_row(record)
-                good.append(record)
-            except ValueError as err:
-                rejects.append(Reject(reason="invalid_pack_record", detail=str(err), id=record.id,
-                                      namespace=record.namespace))
-        self.pack.write(good)
-        return rejects
-
-    def vector_spaces(self) -> dict[str, VectorSpace]:
-        return dict(self.spaces)
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        if self.pack is not None:
-            self.pack.finish({name: s.metric for name, s in self.spaces.items()})
-
-    def abort(self) -> None:
-        if self.pack is not None:
-            self.pack.abort()
+        sink = None if dry_run else PackWriter(self.path, resume=resume is not None)
+        return PackStoreWriter(sink, spaces or {})

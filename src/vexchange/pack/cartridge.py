@@ -20,6 +20,7 @@ import numpy as np
 
 from .._canonical import content_id
 from .._json import dumps_exact, loads_exact
+from .._version import __version__
 from ..errors import DecodeError, UsageError
 from ..record import MemoryRecord, SparseVector, Vector
 
@@ -198,10 +199,21 @@ class CartridgeBuilder:
         db.execute("COMMIT")
         db.execute("DETACH DATABASE old")
 
-    def write(self, records: Sequence[MemoryRecord], text_refs: dict[int, str] | None = None) -> None:
-        """Upsert a batch in one transaction (a record replaces the one with its namespace and id)."""
+    def write(self, records: Sequence[MemoryRecord],
+              text_refs: dict[int, str] | None = None) -> list[tuple[MemoryRecord, str]]:
+        """Upsert a batch in one transaction (a record replaces the one with its namespace and
+        id); returns the records that break the contract, with why, unwritten."""
         refs = text_refs or {}
-        rows = [record_row(record, refs.get(i)) for i, record in enumerate(records)]
+        rows = []
+        kept = []
+        refused = []
+        for i, record in enumerate(records):
+            try:
+                rows.append(record_row(record, refs.get(i)))
+                kept.append(record)
+            except ValueError as err:
+                refused.append((record, str(err)))
+        records = kept
         keys = [(row[0], row[2]) for row in rows]
         vectors: list[Any] = []
         sparse: list[Any] = []
@@ -233,9 +245,11 @@ class CartridgeBuilder:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return refused
 
-    def finish(self, metrics: dict[str, str | None], info: dict[str, str]) -> None:
+    def finish(self, metrics: dict[str, str | None], info: dict[str, str] | None = None) -> None:
         """Build the cartridge from the staging file, in canonical order, and rename it in."""
+        info = info or {"created_by": f"vexchange {__version__}"}
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
         building = self.path.with_name(self.path.name + ".building")
@@ -247,7 +261,8 @@ class CartridgeBuilder:
         for suffix in ("-wal", "-shm"):
             Path(str(self.staging) + suffix).unlink(missing_ok=True)
 
-    def close(self) -> None:
+    def abort(self) -> None:
+        """Keep the staging file (a resumed run continues from it) and let it go."""
         try:
             self.db.close()
         except sqlite3.ProgrammingError:

@@ -65,14 +65,15 @@ class PackWriter:
         self.blobs = BlobDir(self.work / "blobs")
         self.builder = CartridgeBuilder(self.work / CARTRIDGE, resume=resume)
 
-    def write(self, records: Sequence[MemoryRecord]) -> None:
+    def write(self, records: Sequence[MemoryRecord]) -> list[tuple[MemoryRecord, str]]:
+        """Stage a batch (long texts to blobs); the records that break the contract, with why."""
         refs: dict[int, str] = {}
         for i, record in enumerate(records):
             if record.text is not None and len(record.text) * 4 > TEXT_BLOB_BYTES:
                 data = record.text.encode("utf-8", "surrogatepass")
                 if len(data) > TEXT_BLOB_BYTES:
                     refs[i] = self.blobs.put(data)
-        self.builder.write(records, refs)
+        return self.builder.write(records, refs)
 
     def finish(self, metrics: dict[str, str | None]) -> None:
         info = {"created_by": f"vexchange {__version__}"}
@@ -109,7 +110,7 @@ class PackWriter:
             shutil.rmtree(old)
 
     def abort(self) -> None:
-        self.builder.close()
+        self.builder.abort()
 
 
 def _refuse_to_replace(directory: Path) -> None:
