@@ -13,10 +13,11 @@ import pytest
 
 pytest.importorskip("pinecone")
 
-from vexchange import MigrationError, VexError, migrate, open_store  # noqa: E402
+from vexchange import VexError, migrate, open_store  # noqa: E402
 from vexchange.checks import verify  # noqa: E402
 from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig  # noqa: E402
-from vexchange.testing.emulators.pinecone import Fault, PineconeEmulator  # noqa: E402
+from vexchange.testing.emulators.pinecone import PineconeEmulator  # noqa: E402
+from vexchange.testing.faults import FaultConformance  # noqa: E402
 from vexchange.testing.records import sample_records  # noqa: E402
 
 KEY = "emulator-key"  # the session emulator's (conftest.py)
@@ -58,6 +59,21 @@ class TestPinecone(ConnectorConformance):
         return f"pinecone://gone?host=http://127.0.0.1:{free_port()}"
 
 
+class TestPineconeFaults(FaultConformance):
+    """429 with Retry-After, 5xx, slow answers, a persistent outage, refused records."""
+
+    write_op, read_op = "upsert", "fetch"
+
+    @pytest.fixture
+    def new_location(self, emulator: PineconeEmulator) -> Any:
+        return lambda name, **params: index_url(emulator, name, **params)
+
+    def store_key(self, record: Any) -> str:
+        from vexchange.connectors.pinecone import store_id
+
+        return store_id(record.id)
+
+
 def load(tmp_path: Path, target: str, records: list[Any], **options: Any) -> Any:
     source = write_vmig(tmp_path / f"in-{uuid.uuid4().hex[:6]}.vmig.jsonl", records, metric="dot")
     return migrate(source, target, receipt=tmp_path / "r.json", rejects=tmp_path / "r.rejects.jsonl",
@@ -68,74 +84,6 @@ def records(n: int, dims: int = 8, **options: Any) -> list[Any]:
     """Sample records with texts that fit in Pinecone's 40 KB of metadata."""
     return [r.replace(text=r.text[:2000]) if r.text else r
             for r in sample_records(n, dims=dims, null_vectors=False, sparse=True, **options)]
-
-
-def test_rate_limits_and_server_errors_are_retried_and_every_record_lands_once(
-        tmp_path: Path, emulator: PineconeEmulator) -> None:
-    data = records(600)
-    target = index_url(emulator, "faults")
-    emulator.faults.inject(Fault(op="upsert", status=429, retry_after=0.05, times=3, skip=1))
-    emulator.faults.inject(Fault(op="upsert", status=503, times=2, skip=2))
-    emulator.faults.inject(Fault(op="upsert", status=500, times=1, skip=4))
-    receipt = load(tmp_path, target, data, batch_size=100)
-    assert receipt.status == "completed" and receipt.counts.written == 600
-    assert emulator.faults.count("upsert", 429) == 3 and emulator.faults.count("upsert", 503) == 2
-    name = target.split("://")[1].split("?")[0]
-    assert emulator.records(name) == 600
-    emulator.faults.inject(Fault(op="fetch", status=429, retry_after=0.01, times=2))
-    emulator.faults.inject(Fault(op="list", status=503, times=1, skip=3))
-    ConnectorConformance.assert_same(data, read_all(target))
-
-
-def test_a_persistent_failure_stops_with_a_receipt_and_resume_completes_without_duplicates(
-        tmp_path: Path, emulator: PineconeEmulator) -> None:
-    data = [r.replace(namespace="agent") for r in records(500)]  # one request per batch
-    target = index_url(emulator, "persist")
-    source = write_vmig(tmp_path / "src.vmig.jsonl", data, metric="dot")
-    receipt_path = tmp_path / "p.json"
-    fault = emulator.faults.inject(Fault(op="upsert", status=503, retry_after=0, times=-1, skip=3))
-    with pytest.raises(MigrationError) as caught:
-        migrate(source, target, batch_size=50, retries=2, receipt=receipt_path,
-                rejects=tmp_path / "p.rejects.jsonl")
-    assert "503" in str(caught.value) or "pinecone" in str(caught.value).lower()
-    stopped = json.loads(receipt_path.read_text())
-    assert stopped["status"] != "completed"
-    assert stopped["counts"]["written"] == 150  # three acknowledged batches
-    assert receipt_path.with_name(receipt_path.name + ".checkpoint").exists()
-    assert fault.hits > 0
-    emulator.faults.clear()  # the outage ends
-    done = migrate(source, target, batch_size=50, resume=True, receipt=receipt_path,
-                   rejects=tmp_path / "p.rejects.jsonl")
-    assert done.status == "completed" and done.counts.written == 500
-    name = target.split("://")[1].split("?")[0]
-    assert emulator.records(name) == 500
-    ConnectorConformance.assert_same(data, read_all(target))
-
-
-def test_answers_slower_than_the_timeout_are_retried(tmp_path: Path,
-                                                      emulator: PineconeEmulator) -> None:
-    data = records(120)
-    target = index_url(emulator, "slow", timeout="0.4")
-    emulator.faults.inject(Fault(op="upsert", status=None, delay=1.0, times=2, skip=1))
-    receipt = load(tmp_path, target, data, batch_size=40)
-    assert receipt.counts.written == 120
-    ConnectorConformance.assert_same(data, read_all(target))
-
-
-def test_a_record_the_server_refuses_is_rejected_alone_and_the_rest_written(
-        tmp_path: Path, emulator: PineconeEmulator) -> None:
-    data = records(200)
-    bad = {data[17].id, data[150].id}
-    target = index_url(emulator, "partial")
-    emulator.faults.inject(Fault(op="upsert", status=400, times=-1, ids=frozenset(bad),
-                                 message="Vector contains an invalid value"))
-    receipt = load(tmp_path, target, data, batch_size=100, allow_skips=True)
-    assert receipt.counts.written == 198
-    assert receipt.counts.skipped == {"refused_by_store": 2}
-    rejected = [json.loads(line) for line in (tmp_path / "r.rejects.jsonl").read_text().splitlines()]
-    assert {r["id"] for r in rejected} == bad
-    assert all("invalid value" in r["detail"] and r["record"]["vector"] for r in rejected)
-    ConnectorConformance.assert_same([r for r in data if r.id not in bad], read_all(target))
 
 
 def test_requests_stay_within_pinecone_limits(tmp_path: Path, emulator: PineconeEmulator) -> None:

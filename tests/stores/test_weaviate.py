@@ -4,7 +4,6 @@ namespace modes, injected faults, and collections vexchange did not create."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +13,10 @@ import pytest
 
 pytest.importorskip("weaviate")
 
-from vexchange import MigrationError, VexError, migrate  # noqa: E402
+from vexchange import VexError, migrate  # noqa: E402
 from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig  # noqa: E402
-from vexchange.testing.emulators.weaviate import Fault, WeaviateEmulator  # noqa: E402
+from vexchange.testing.emulators.weaviate import WeaviateEmulator  # noqa: E402
+from vexchange.testing.faults import FaultConformance  # noqa: E402
 from vexchange.testing.records import sample_records  # noqa: E402
 
 
@@ -59,6 +59,24 @@ class TestWeaviateTenants(TestWeaviate):
         return lambda name: collection_url(emulator, name, namespaces="tenants")
 
 
+class TestWeaviateFaults(FaultConformance):
+    """RESOURCE_EXHAUSTED with retry-after, INTERNAL, UNAVAILABLE, timeouts, a persistent
+    outage, and objects refused one by one (Weaviate's per-object batch errors)."""
+
+    write_op, read_op = "batch", "search"
+    persistent_status = 500  # the client itself waits 1, 2, 4 ... s on UNAVAILABLE
+    named_vectors = ("title",)
+
+    @pytest.fixture
+    def new_location(self, emulator: WeaviateEmulator) -> Any:
+        return lambda name, **params: collection_url(emulator, name, **params)
+
+    def store_key(self, record: Any) -> str:
+        from vexchange.connectors.weaviate import object_uuid
+
+        return object_uuid(record, tenants=False)
+
+
 def records(n: int, **options: Any) -> list[Any]:
     return list(sample_records(n, dims=8, named=("title",), sparse=True, **options))
 
@@ -67,74 +85,6 @@ def load(tmp_path: Path, target: str, data: list[Any], **options: Any) -> Any:
     source = write_vmig(tmp_path / f"in-{uuid.uuid4().hex[:6]}.vmig.jsonl", data, metric="dot")
     return migrate(source, target, receipt=tmp_path / "r.json", rejects=tmp_path / "r.rejects.jsonl",
                    **options)
-
-
-def test_exhausted_unavailable_and_internal_errors_are_retried(
-        tmp_path: Path, emulator: WeaviateEmulator) -> None:
-    data = records(300)
-    target = collection_url(emulator, "faults")
-    emulator.faults.inject(Fault(op="batch", status=429, retry_after=0.05, times=2, skip=1))
-    emulator.faults.inject(Fault(op="batch", status=500, times=1, skip=2))
-    emulator.faults.inject(Fault(op="batch", status=503, times=1, skip=3))
-    receipt = load(tmp_path, target, data, batch_size=60)
-    assert receipt.status == "completed" and receipt.counts.written == 300
-    assert emulator.faults.count("batch", 429) == 2 and emulator.faults.count("batch", 500) == 1
-    emulator.faults.inject(Fault(op="search", status=429, retry_after=0.01, times=2, skip=1))
-    emulator.faults.inject(Fault(op="search", status=500, times=1, skip=4))
-    out = tmp_path / "back.vmig.jsonl"
-    exported = migrate(target, out, batch_size=50, receipt=tmp_path / "e.json",
-                       rejects=tmp_path / "e.rej")
-    assert exported.counts.written == 300 and exported.retries == 3
-    ConnectorConformance.assert_same(data, read_all(out))
-
-
-def test_a_persistent_failure_stops_with_a_receipt_and_resume_completes_without_duplicates(
-        tmp_path: Path, emulator: WeaviateEmulator) -> None:
-    data = [r.replace(namespace="agent") for r in records(400)]
-    target = collection_url(emulator, "persist")
-    source = write_vmig(tmp_path / "src.vmig.jsonl", data, metric="dot")
-    receipt_path = tmp_path / "p.json"
-    emulator.faults.inject(Fault(op="batch", status=500, times=-1, skip=3))
-    with pytest.raises(MigrationError):
-        migrate(source, target, batch_size=50, retries=2, receipt=receipt_path,
-                rejects=tmp_path / "p.rejects.jsonl")
-    stopped = json.loads(receipt_path.read_text())
-    assert stopped["status"] == "failed" and stopped["counts"]["written"] == 150
-    assert "INTERNAL" in stopped["error"] or "injected" in stopped["error"]
-    emulator.faults.clear()
-    done = migrate(source, target, batch_size=50, resume=True, receipt=receipt_path,
-                   rejects=tmp_path / "p.rejects.jsonl")
-    assert done.status == "completed" and done.counts.written == 400
-    name = target.split("/")[3].split("?")[0]
-    assert emulator.objects(name) == 400
-    ConnectorConformance.assert_same(data, read_all(target))
-
-
-def test_answers_slower_than_the_timeout_are_retried(tmp_path: Path,
-                                                      emulator: WeaviateEmulator) -> None:
-    data = records(90)
-    target = collection_url(emulator, "slow", timeout="0.5")
-    emulator.faults.inject(Fault(op="batch", status=None, delay=1.2, times=1, skip=1))
-    receipt = load(tmp_path, target, data, batch_size=30)
-    assert receipt.counts.written == 90
-    ConnectorConformance.assert_same(data, read_all(target))
-
-
-def test_objects_weaviate_refuses_are_rejected_one_by_one(tmp_path: Path,
-                                                          emulator: WeaviateEmulator) -> None:
-    from vexchange.connectors.weaviate import object_uuid
-
-    data = records(120)
-    bad = [data[5], data[77]]
-    target = collection_url(emulator, "partial")
-    emulator.faults.inject(Fault(op="batch", times=-1, message="vector lengths don't match",
-                                 ids=frozenset(object_uuid(r, tenants=False) for r in bad)))
-    receipt = load(tmp_path, target, data, batch_size=50, allow_skips=True)
-    assert receipt.counts.written == 118 and receipt.counts.skipped == {"refused_by_store": 2}
-    rejected = [json.loads(line) for line in (tmp_path / "r.rejects.jsonl").read_text().splitlines()]
-    assert {r["id"] for r in rejected} == {r.id for r in bad}
-    assert all("vector lengths" in r["detail"] for r in rejected)
-    ConnectorConformance.assert_same([r for r in data if r not in bad], read_all(target))
 
 
 def test_a_key_whose_type_changes_keeps_later_values_exactly(tmp_path: Path,
