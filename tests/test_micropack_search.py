@@ -120,3 +120,28 @@ def test_search_cli(cartridge: Path, capsys: pytest.CaptureFixture[str]) -> None
     hits = json.loads(capsys.readouterr().out)
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert main(["search", f"cartridge://{cartridge}", "--query", "x"]) == 2
+
+
+def test_a_pack_reindexed_answers_like_its_cartridge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vexchange.pack.vectorpack import verify_pack
+
+    records = list(sample_records(400, dims=16, named=("title",), null_vectors=True, seed=2))
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="cosine")
+    migrate(source, f"vectorpack://{tmp_path}/m.vpack", receipt=tmp_path / "r.json",
+            rejects=tmp_path / "r.rej")
+    query = np.random.default_rng(3).standard_normal(16).tolist()
+    plain = search(tmp_path / "m.vpack", vector=query, k=8, now_ms=0)
+    assert main(["pack", "reindex", str(tmp_path / "m.vpack"), "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)["indexes"]
+    assert built["(default)"]["rebuildable"] is True and "title" in built
+    assert verify_pack(tmp_path / "m.vpack")["ok"]  # the index files are listed and hashed
+    indexed = search(tmp_path / "m.vpack", vector=query, k=8, now_ms=0)
+    assert [h["id"] for h in indexed] == [h["id"] for h in plain]
+    assert np.allclose([h["similarity"] for h in indexed], [h["similarity"] for h in plain], atol=1e-5)
+    matrix = next((tmp_path / "m.vpack" / "indexes").glob("default.f32"))
+    data = bytearray(matrix.read_bytes())
+    data[5] ^= 1
+    matrix.write_bytes(bytes(data))
+    with pytest.raises(VexError) as caught:
+        search(tmp_path / "m.vpack", vector=query, k=8)
+    assert "reindex" in (caught.value.hint or "")

@@ -332,6 +332,16 @@ def pack_unpack(ctx: click.Context, /, directory: str, target_url: str, **option
     _run(ctx, api.migrate, StoreSpec("vectorpack", directory), target_url, **options)
 
 
+@pack.command(name="reindex")
+@click.argument("directory")
+@click.option("--json", "as_json", is_flag=True)
+def pack_reindex(directory: str, as_json: bool) -> None:
+    """(Re)build a pack's derived indexes (a flat index per vector), listed in its manifest."""
+    from ..pack.vectorpack import reindex
+
+    _emit(reindex(directory), as_json)
+
+
 @pack.command(name="verify")
 @click.argument("directory")
 @click.option("--json", "as_json", is_flag=True)
@@ -346,11 +356,12 @@ def pack_verify(ctx: click.Context, directory: str, as_json: bool) -> None:
         ctx.exit(3)
 
 
-def _cartridge_path(location: str) -> str:
+def _cartridge_path(location: str, *, pack: bool = False) -> str:
     spec = StoreSpec.parse(location)
-    if spec.scheme != "cartridge" or not spec.path:
-        raise UsageError(f"{location!r} is not a cartridge; give cartridge:///path/memory.db")
-    return spec.path
+    if spec.path and (spec.scheme == "cartridge" or (pack and spec.scheme == "vectorpack")):
+        return spec.path
+    raise UsageError(f"{location!r} is not a cartridge; give cartridge:///path/memory.db"
+                     + (" or vectorpack:///path/memory.vpack" if pack else ""))
 
 
 def _vector_file(path: str | None) -> list[float] | None:
@@ -381,10 +392,10 @@ def _vector_file(path: str | None) -> list[float] | None:
 def search(cartridge: str, query: str | None, keyword: str | None, vector_file: str | None,
            embed_model: str | None, vector_name: str, k: int, w_similarity: float, w_elo: float,
            w_recency: float, half_life_days: float, as_json: bool) -> None:
-    """Ranked search over a cartridge: similarity modulated by Elo and recency."""
+    """Ranked search over a cartridge or a VectorPack: similarity modulated by Elo and recency."""
     from ..pack.search import Weights, search as run_search
 
-    hits = run_search(_cartridge_path(cartridge), query=query, keyword=keyword,
+    hits = run_search(_cartridge_path(cartridge, pack=True), query=query, keyword=keyword,
                       vector=_vector_file(vector_file), k=k, embed_model=embed_model,
                       vector_name=vector_name, weights=Weights(w_similarity, w_elo, w_recency, half_life_days))
     if as_json:

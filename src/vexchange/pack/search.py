@@ -53,15 +53,24 @@ def search(path: str | Path, *, query: str | None = None, vector: list[float] | 
            keyword: str | None = None, k: int = 10, embed_model: str | None = None,
            vector_name: str = "", weights: Weights = Weights(), candidates: int | None = None,
            now_ms: int | None = None) -> list[dict[str, Any]]:
-    """The ``k`` best records of a cartridge for a text query (embedded with ``embed_model``),
-    a vector, or a keyword query; each hit with its score and the terms that made it."""
-    cartridge = Cartridge(Path(path))
+    """The ``k`` best records of a cartridge (or of a VectorPack directory, using its flat index
+    when ``vex pack reindex`` built one) for a text query (embedded with ``embed_model``), a
+    vector, or a keyword query; each hit with its score and the terms that made it."""
+    index = None
+    if Path(path).is_dir():  # a VectorPack: its cartridge, and its flat index when built
+        from .vectorpack import flat_index, open_pack
+
+        cartridge, _, manifest = open_pack(path)
+        index = flat_index(Path(path), manifest, vector_name)
+    else:
+        cartridge = Cartridge(Path(path))
     pool = candidates or max(10 * k, 50)
     try:
         if keyword is not None:
             found = _keyword(cartridge, keyword, pool)
         else:
-            found = _nearest(cartridge, _query_vector(query, vector, embed_model), vector_name, pool)
+            q = _query_vector(query, vector, embed_model)
+            found = _nearest_flat(index, q, pool) if index else _nearest(cartridge, q, vector_name, pool)
         return _rank(cartridge, found, k, weights, now_ms if now_ms is not None else utc_now_ms())
     finally:
         cartridge.close()
@@ -106,6 +115,18 @@ def _nearest(cartridge: Cartridge, q: np.ndarray, name: str, pool: int) -> dict[
             keep = np.argpartition(-best_scores, pool - 1)[:pool]
             best_rids, best_scores = best_rids[keep], best_scores[keep]
     return {int(r): float(s) for r, s in zip(best_rids, best_scores)}
+
+
+def _nearest_flat(index: tuple[np.ndarray, np.ndarray], q: np.ndarray, pool: int) -> dict[int, float]:
+    """Exact search over a memory-mapped matrix of normalised vectors: cosine is a dot product."""
+    rids, matrix = index
+    if matrix.shape[1] != q.size:
+        raise UsageError(f"the index holds {matrix.shape[1]}-dim vectors; the query has {q.size}")
+    q32 = q.astype(np.float32)
+    scores = np.concatenate([matrix[i:i + 65_536] @ q32 for i in range(0, len(matrix), 65_536)]
+                            or [np.zeros(0, dtype=np.float32)]).astype(np.float64)
+    keep = np.argpartition(-scores, min(pool, len(scores)) - 1)[:pool] if len(scores) > pool else slice(None)
+    return {int(r): float(s) for r, s in zip(rids[keep], scores[keep])}
 
 
 def _keyword(cartridge: Cartridge, text: str, pool: int) -> dict[int, float]:

@@ -5,7 +5,7 @@
     tables/records.parquet   the same records for pandas, DuckDB, Hugging Face (when pyarrow is there)
     blobs/sha256/ab/cdef...  texts over 64 KiB, content-addressed
     receipts/build.json      how the pack was built: schema hash, tool versions, counts
-    indexes/                 derived, rebuildable indexes (none are built by default)
+    indexes/                 derived, rebuildable indexes (``vex pack reindex``: a flat index per vector)
 
 The same records in any order give a byte-identical pack, and re-packing a pack gives the same
 bytes. Nothing in a pack is trusted on read: ``verify_pack`` checks every path, every hash,
@@ -32,7 +32,7 @@ from ..record import MemoryRecord
 from .cartridge import SCHEMA, SCHEMA_VERSION, Cartridge, CartridgeBuilder
 from .manifest import dump_manifest, load_manifest
 
-__all__ = ["PACK_FORMAT", "PackWriter", "open_pack", "verify_pack"]
+__all__ = ["PACK_FORMAT", "PackWriter", "flat_index", "open_pack", "reindex", "verify_pack"]
 
 PACK_FORMAT = "vectorpack"
 PACK_VERSION = 1
@@ -314,3 +314,67 @@ def open_pack(directory: str | Path) -> tuple[Cartridge, Callable[[str], str], d
         return blobs.get(ref).decode("utf-8", "surrogatepass")
 
     return Cartridge(root / CARTRIDGE), text_of, manifest
+
+
+# ----------------------------------------------------------------------------------- indexes
+
+
+def index_files(name: str) -> tuple[str, str]:
+    """The pack paths of a vector's flat index: the matrix and its record numbers."""
+    stem = "default" if name == "" else "v-" + name.encode().hex()
+    return f"indexes/{stem}.f32", f"indexes/{stem}.rids"
+
+
+def reindex(directory: str | Path) -> dict[str, Any]:
+    """(Re)build the derived indexes of a pack: for each vector name, a flat index (its vectors
+    L2-normalised, as one contiguous little-endian float32 matrix in record order, and the
+    record numbers as int64), which exact search memory-maps instead of reading SQLite rows.
+    Listed in the manifest with their hashes and marked rebuildable; the pack is verified first."""
+    root = Path(directory)
+    report = verify_pack(root)
+    if not report["ok"]:
+        raise IntegrityError(f"the pack is damaged: {report['problems'][0]}", location=str(root),
+                             hint="run vex pack verify for every problem")
+    manifest = _manifest(root)
+    files = {k: v for k, v in manifest["files"].items() if not k.startswith("indexes/")}
+    shutil.rmtree(root / "indexes", ignore_errors=True)
+    (root / "indexes").mkdir()
+    indexes: dict[str, Any] = {}
+    cartridge = Cartridge(root / CARTRIDGE)
+    try:
+        for name, embedding in sorted(cartridge.embeddings().items()):
+            matrix_rel, rids_rel = index_files(name)
+            rows = 0
+            with open(root / matrix_rel, "wb") as matrix, open(root / rids_rel, "wb") as rid_file:
+                for rids, block in cartridge.iter_vectors(name):
+                    norms = np.linalg.norm(block, axis=1, keepdims=True)
+                    norms[norms == 0] = 1.0
+                    matrix.write((block / norms).astype("<f4").tobytes())
+                    rid_file.write(rids.astype("<i8").tobytes())
+                    rows += len(rids)
+            indexes[name or "(default)"] = {"kind": "flat-normalised-float32", "dims": embedding["dims"],
+                                            "rows": rows, "matrix": matrix_rel, "rids": rids_rel,
+                                            "rebuildable": True}
+            for rel in (matrix_rel, rids_rel):
+                files[rel] = {"sha256": _sha256(root / rel), "size": (root / rel).stat().st_size}
+    finally:
+        cartridge.close()
+    manifest["files"] = files
+    manifest["indexes"] = indexes
+    (root / "manifest.yaml").write_bytes(dump_manifest(manifest))
+    return {"pack": str(root), "indexes": indexes}
+
+
+def flat_index(root: Path, manifest: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A pack's flat index for a vector name, memory-mapped (after checking its hashes), or None."""
+    entry = (manifest.get("indexes") or {}).get(name or "(default)")
+    if not entry:
+        return None
+    for rel in (entry["matrix"], entry["rids"]):
+        problem = _check_file(root, rel, manifest["files"].get(rel))
+        if problem:
+            raise IntegrityError(f"the pack's index is damaged: {problem}", location=str(root),
+                                 hint="rebuild it with vex pack reindex")
+    matrix = np.memmap(root / entry["matrix"], dtype="<f4", mode="r").reshape(entry["rows"], entry["dims"])
+    rids = np.fromfile(root / entry["rids"], dtype="<i8")
+    return rids, matrix
