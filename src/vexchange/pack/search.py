@@ -34,7 +34,7 @@ from .._time import format_timestamp, utc_now_ms
 from ..errors import UsageError
 from .cartridge import Cartridge, nskey
 
-__all__ = ["Weights", "feedback", "search"]
+__all__ = ["Searcher", "Weights", "feedback", "search"]
 
 BASE_ELO = 1200.0
 K_FACTOR = 32.0
@@ -49,31 +49,57 @@ class Weights:
     half_life_days: float = 30.0
 
 
-def search(path: str | Path, *, query: str | None = None, vector: list[float] | None = None,
-           keyword: str | None = None, k: int = 10, embed_model: str | None = None,
-           vector_name: str = "", weights: Weights = Weights(), candidates: int | None = None,
-           now_ms: int | None = None) -> list[dict[str, Any]]:
-    """The ``k`` best records of a cartridge (or of a VectorPack directory, using its flat index
-    when ``vex pack reindex`` built one) for a text query (embedded with ``embed_model``), a
-    vector, or a keyword query; each hit with its score and the terms that made it."""
-    index = None
-    if Path(path).is_dir():  # a VectorPack: its cartridge, and its flat index when built
-        from .vectorpack import flat_index, open_pack
+class Searcher:
+    """A cartridge, or a VectorPack directory, opened once for many queries. A pack is checked
+    when opened (its cartridge's hash, and its flat index's when ``vex pack reindex`` built
+    one, which is then memory-mapped); queries after that cost only the search."""
 
-        cartridge, _, manifest = open_pack(path)
-        index = flat_index(Path(path), manifest, vector_name)
-    else:
-        cartridge = Cartridge(Path(path))
-    pool = candidates or max(10 * k, 50)
-    try:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.manifest: dict[str, Any] | None = None
+        self.indexes: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        if self.path.is_dir():
+            from .vectorpack import open_pack
+
+            self.cartridge, _, self.manifest = open_pack(self.path)
+        else:
+            self.cartridge = Cartridge(self.path)
+
+    def index(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.manifest is None:
+            return None
+        if name not in self.indexes:
+            from .vectorpack import flat_index
+
+            self.indexes[name] = flat_index(self.path, self.manifest, name)
+        return self.indexes[name]
+
+    def search(self, *, query: str | None = None, vector: list[float] | None = None,
+               keyword: str | None = None, k: int = 10, embed_model: str | None = None,
+               vector_name: str = "", weights: Weights = Weights(), candidates: int | None = None,
+               now_ms: int | None = None) -> list[dict[str, Any]]:
+        """The ``k`` best records for a text query (embedded with ``embed_model``), a vector,
+        or a keyword query; each hit with its score and the terms that made it."""
+        pool = candidates or max(10 * k, 50)
         if keyword is not None:
-            found = _keyword(cartridge, keyword, pool)
+            found = _keyword(self.cartridge, keyword, pool)
         else:
             q = _query_vector(query, vector, embed_model)
-            found = _nearest_flat(index, q, pool) if index else _nearest(cartridge, q, vector_name, pool)
-        return _rank(cartridge, found, k, weights, now_ms if now_ms is not None else utc_now_ms())
+            index = self.index(vector_name)
+            found = _nearest_flat(index, q, pool) if index else _nearest(self.cartridge, q, vector_name, pool)
+        return _rank(self.cartridge, found, k, weights, now_ms if now_ms is not None else utc_now_ms())
+
+    def close(self) -> None:
+        self.cartridge.close()
+
+
+def search(path: str | Path, **options: Any) -> list[dict[str, Any]]:
+    """One query (``Searcher.search``'s options) on a cartridge or VectorPack directory."""
+    searcher = Searcher(path)
+    try:
+        return searcher.search(**options)
     finally:
-        cartridge.close()
+        searcher.close()
 
 
 def _query_vector(query: str | None, vector: list[float] | None, embed_model: str | None) -> np.ndarray:
