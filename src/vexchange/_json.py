@@ -29,12 +29,22 @@ def holds_huge_float(value: Any) -> bool:
     """True when a parsed value holds a float of 2**63 or more in magnitude: what orjson makes
     of an integer beyond 64 bits (or a float written that large; reparsing those is harmless).
     Much cheaper than scanning the text, since most values are small."""
-    if type(value) is float:
-        return abs(value) >= 9.2e18
-    if type(value) is dict:
-        return any(holds_huge_float(v) for v in value.values())
-    if type(value) is list:
-        return any(holds_huge_float(v) for v in value)
+    kind = type(value)
+    if kind is float:
+        return bool(abs(value) >= 9.2e18)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return False
+    for item in items:  # a loop, not any(generator): this runs for every line read
+        kind = type(item)
+        if kind is float:
+            if abs(item) >= 9.2e18:
+                return True
+        elif (kind is dict or kind is list) and holds_huge_float(item):
+            return True
     return False
 
 

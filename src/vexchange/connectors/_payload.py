@@ -19,6 +19,7 @@ text plus metadata, so any collection can be exported.
 from __future__ import annotations
 
 import base64
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -49,27 +50,59 @@ def scalar_or_scalar_list(value: Any) -> bool:
 def json_exact(value: Any) -> bool:
     """Values any JSON store keeps exactly: integers within 64 bits, finite floats, strings,
     booleans, null, and lists and objects of those (at any depth)."""
-    if isinstance(value, (str, bool)) or value is None:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return True
-    if isinstance(value, int):
-        return -(1 << 63) <= value < 1 << 63
-    if isinstance(value, float):
-        return value == value and value not in (float("inf"), float("-inf"))
-    if isinstance(value, list):
-        return all(json_exact(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and json_exact(v) for k, v in value.items())
+    if kind is float:
+        return math.isfinite(value)
+    if kind is int:
+        return bool(-(1 << 63) <= value < 1 << 63)
+    if kind is list:
+        for item in value:
+            if not json_exact(item):
+                return False
+        return True
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not json_exact(item):
+                return False
+        return True
+    if isinstance(value, (str, bool, int, float, list, dict)):  # subclasses: the slow road
+        return json_exact(_plain(value))
     return False
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, list):
+        return list(value)
+    return {k: v for k, v in value.items()}
 
 
 def has_float(value: Any) -> bool:
     """A float, or a list or object holding one at any depth."""
-    if isinstance(value, float):
+    kind = type(value)
+    if kind is float:
         return True
-    if isinstance(value, list):
-        return any(has_float(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_float(v) for v in value.values())
+    if kind is list:
+        items = value
+    elif kind is dict:
+        items = value.values()
+    elif isinstance(value, float):
+        return True
+    else:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind is float or ((kind is list or kind is dict) and has_float(item)):
+            return True
     return False
 
 
