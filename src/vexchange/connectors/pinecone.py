@@ -71,6 +71,8 @@ LIST_PAGE = 100
 FETCH_IDS = 100
 """Ids per fetch: they travel in the URL, and 100 ids of 512 characters stay within URL limits."""
 DEFAULT_NAMESPACE_NAMES = ("", "__default__")
+_NUMBER_JSON = 25
+"""The most bytes one number takes in the request's JSON, comma included ("-1.2345678901234567e-308,")."""
 _REQUEST_SLACK = 64 * 1024
 """Room left under the 2 MB request limit for the SDK's own JSON framing."""
 
@@ -286,8 +288,6 @@ class PineconeConnector(Connector):
                     raise BlobError(f"its payload is in blob {vex['blob']}; give ?blobs=DIR to read it")
                 payload = loads_exact(self.blobs.get(vex["blob"]))
                 vex = loads_exact(payload.pop(VEX_KEY))
-            if VEX_KEY not in (vector.metadata or {}):
-                vex = {}
             payload[VEX_KEY] = vex or None
             values = vector.values
             vectors = {"": np.asarray(values, dtype="<f4").tobytes()} if values else {}
@@ -368,14 +368,16 @@ class PineconeWriter(StoreWriter):
             if isinstance(built, Reject):
                 rejects.append(built)
                 continue
-            size = len(orjson.dumps(built))
-            groups.setdefault(store_namespace(record.namespace), []).append((record, built, size))
+            groups.setdefault(store_namespace(record.namespace), []).append((record, *built))
         for namespace, items in groups.items():
             for request in _requests(items):
                 rejects.extend(self._send(namespace, request))
         return rejects
 
-    def _vector(self, key: str, record: MemoryRecord) -> dict[str, Any] | Reject:
+    def _vector(self, key: str, record: MemoryRecord) -> tuple[dict[str, Any], int] | Reject:
+        """The vector Pinecone is sent for a record, and an upper bound of its JSON size (the
+        metadata's measured size plus the longest form of each number), so a request can be
+        kept under 2 MB without encoding every vector twice."""
         dense = record.vectors.get("")
         if dense is None or not np.any(dense.array()):
             return _reject(record, "zero_vector", "Pinecone refuses a dense vector whose values are"
@@ -389,20 +391,23 @@ class PineconeWriter(StoreWriter):
         extra = {"sparse_name": sparse_name} if sparse_name else None
         metadata = _LAYOUT.pack(record, store_id=key, native_sparse=native,
                                 store_namespace=store_namespace(record.namespace), extra_vex=extra)
-        if _size(metadata) > MAX_METADATA_BYTES:
+        size = _size(metadata)
+        if size > MAX_METADATA_BYTES:
             slim = self._to_blob(metadata)
             if slim is None:
                 return _reject(record, "metadata_too_large",
-                               f"its metadata (text included) is {_size(metadata)} bytes; Pinecone"
+                               f"its metadata (text included) is {size} bytes; Pinecone"
                                f" holds {MAX_METADATA_BYTES} per record. Add ?blobs=DIR to keep"
                                " such records whole, with their payload in DIR")
-            metadata = slim
+            metadata, size = slim, _size(slim)
         vector: dict[str, Any] = {"id": key, "values": dense.tolist(), "metadata": metadata}
+        size += len(key.encode()) + _NUMBER_JSON * dense.dims + 64
         if sparse_name is not None:
             sp = record.sparse[sparse_name]
             vector["sparse_values"] = {"indices": sp.index_array().tolist(),
                                        "values": sp.value_array().tolist()}
-        return vector
+            size += 2 * _NUMBER_JSON * sp.nnz
+        return vector, size
 
     def _to_blob(self, metadata: dict[str, Any]) -> dict[str, Any] | None:
         """The full payload into a blob; the record keeps what still fits for filtering."""
