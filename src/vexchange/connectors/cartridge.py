@@ -11,7 +11,7 @@ provenance), which are also projected into their own tables for queries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,21 +53,24 @@ class CartridgeConnector(Connector):
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         with closing(self.open()) as cart:
-            last = int(after or 0)
-            while True:
-                records, last_read = cart.records(last, batch_size)
-                if not records:
-                    yield Page([], None)
-                    return
-                last = last_read
-                yield Page(list(records), str(last) if len(records) == batch_size else None)
-                if len(records) < batch_size:
-                    return
+            yield from cartridge_pages(cart, batch_size, after)
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         sink = None if dry_run else CartridgeBuilder(self.path, resume=resume is not None)
         return PackStoreWriter(sink, spaces or {})
+
+
+def cartridge_pages(cart: Cartridge, batch_size: int, after: str | None,
+                    text_of: Callable[[str], str] | None = None) -> Iterator[Page]:
+    """A cartridge's records in rid order, a page at a time; the cursor is the last rid read."""
+    last = int(after or 0)
+    while True:
+        records, last = cart.records(last, batch_size, text_of)
+        done = len(records) < batch_size
+        yield Page(list(records), None if done else str(last))
+        if done:
+            return
 
 
 class PackSink(Protocol):

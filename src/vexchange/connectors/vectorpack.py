@@ -3,21 +3,23 @@ any store. ``vectorpack:///path/memory.vpack``.
 
 Writing builds the whole pack in ``<dir>.partial`` and renames it into place at the end, so a
 pack is never left looking complete; a second run into the same directory replaces the pack
-(like a file target). Reading checks the manifest and the cartridge's hash first, and each text
-blob against its own hash.
+(like a file target). Reading checks the manifest and the cartridge's hash first (once per
+connector), and each text blob against its own hash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidSpecError
+from ..pack.cartridge import Cartridge
 from ..pack.vectorpack import PackWriter, open_pack
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, VectorSpace, Writer
-from .cartridge import PackStoreWriter
+from .cartridge import PackStoreWriter, cartridge_pages
 
 __all__ = ["VectorPackConnector"]
 
@@ -32,34 +34,32 @@ class VectorPackConnector(Connector):
         if not spec.path:
             raise InvalidSpecError("vectorpack needs a directory: vectorpack:///path/memory.vpack")
         self.path = Path(spec.path)
+        self._checked = False
 
     def describe(self) -> dict[str, Any]:
         return {"connector": "vectorpack", "location": str(self.path.resolve())}
 
+    def open(self) -> tuple[Cartridge, Callable[[str], str], dict[str, Any]]:
+        """The pack's cartridge, text-blob reader and manifest. The cartridge's hash is checked
+        the first time (a run opens the pack for its count, its spaces and its read)."""
+        opened = open_pack(self.path, check_cartridge=not self._checked)
+        self._checked = True
+        return opened
+
     def count(self) -> int | None:
-        cartridge, _, manifest = open_pack(self.path)
+        cartridge, _, manifest = self.open()
         cartridge.close()
         return int(manifest.get("records", 0))
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
-        cartridge, _, _ = open_pack(self.path)
-        try:
+        cartridge, _, _ = self.open()
+        with closing(cartridge):
             return {n: VectorSpace(dims=e["dims"], metric=e["metric"]) for n, e in cartridge.embeddings().items()}
-        finally:
-            cartridge.close()
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
-        cartridge, text_of, _ = open_pack(self.path)
-        try:
-            last = int(after or 0)
-            while True:
-                records, last = cartridge.records(last, batch_size, text_of)
-                done = len(records) < batch_size
-                yield Page(list(records), None if done else str(last))
-                if done:
-                    return
-        finally:
-            cartridge.close()
+        cartridge, text_of, _ = self.open()
+        with closing(cartridge):
+            yield from cartridge_pages(cartridge, batch_size, after, text_of)
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
