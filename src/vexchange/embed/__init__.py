@@ -13,11 +13,14 @@ exact ``pip install`` line.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
+
+import numpy as np
 
 from ..errors import MissingDependencyError, UsageError
 from ._base import Embedder
 
-__all__ = ["EMBEDDERS", "Embedder", "get_embedder"]
+__all__ = ["EMBEDDERS", "Embedder", "get_embedder", "query_vector"]
 
 EMBEDDERS = {
     "minilm": ("sentence-transformers/all-MiniLM-L6-v2, 384 dims, int8 ONNX, offline",
@@ -54,6 +57,28 @@ def get_embedder(name: str) -> Embedder:
     raise UsageError(f"no embedder named {name!r}",
                      hint="use minilm, static, st:/path/to/model, openai+URL?model=NAME or"
                           " ollama+URL?model=NAME")
+
+
+def query_vector(query: str | None, vector: Sequence[float] | None,
+                 embed_model: str | None) -> tuple[np.ndarray, str | None]:
+    """A search query as a unit float64 vector, and the model that embedded it (None for a
+    vector given as such)."""
+    model = None
+    if vector is not None:
+        q = np.asarray(vector, dtype=np.float64)
+    elif query is not None and embed_model:
+        embedder = get_embedder(embed_model)
+        try:
+            q = embedder.embed([query])[0].astype(np.float64)
+        finally:
+            embedder.close()
+        model = embedder.model
+    else:
+        raise UsageError("give a query text with --embed-model, or a query vector (--vector-file)")
+    norm = np.linalg.norm(q)
+    if not norm:
+        raise UsageError("the query vector is all zeros")
+    return q / norm, model
 
 
 def _require(name: str, modules: tuple[str, ...], extra: str) -> None:

@@ -27,8 +27,10 @@ import numpy as np
 
 from .._atomic import atomic_write_bytes
 from .._time import format_timestamp, parse_timestamp
+from ..embed import query_vector
 from ..errors import DecodeError, UsageError
 from ..record import MemoryRecord, Vector
+from .cartridge import nskey
 
 __all__ = ["MICROPACK_VERSION", "Header", "Item", "micropack", "read_micropack"]
 
@@ -47,6 +49,9 @@ class Header(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     query: str | None = None
     query_sha256: str | None = None
     embedder: str | None = None
+    unreadable: int | None = None
+    """Source entries that could not be read, so were not candidates (their reasons are what
+    ``vex validate`` or a migrate's rejects file gives)."""
 
 
 class Item(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -95,31 +100,18 @@ def micropack(source: Any, output: str | Path, *, query: str | None = None,
         raise UsageError("quantization must be int8 or float16")
     if k < 1:
         raise UsageError("k must be at least 1")
-    embedder_model = None
-    if vector is None:
-        if query is None or not embed_model:
-            raise UsageError("give --query with --embed-model, or --vector-file")
-        from ..embed import get_embedder
+    q, embedder_model = query_vector(query, vector, embed_model)
 
-        embedder = get_embedder(embed_model)
-        try:
-            q = embedder.embed([query])[0].astype(np.float64)
-        finally:
-            embedder.close()
-        embedder_model = embedder.model
-    else:
-        q = np.asarray(vector, dtype=np.float64)
-    norm = np.linalg.norm(q)
-    if not norm:
-        raise UsageError("the query vector is all zeros")
-    q = q / norm
-    store = open_store(source)
-    best: list[Any] = []  # (score, _Desc(namespace key), _Desc(id), seq, record)
-    seen = 0
-    with store:
-        for page in store.read(batch_size=2000):
+    unreadable = 0
+
+    def scored(records: Any) -> Any:
+        nonlocal unreadable
+        for page in records:
             for item in page.items:
-                if not isinstance(item, MemoryRecord) or (namespaces and item.namespace not in namespaces):
+                if not isinstance(item, MemoryRecord):
+                    unreadable += 1
+                    continue
+                if namespaces and item.namespace not in namespaces:
                     continue
                 vec = item.vectors.get(vector_name)
                 if vec is None:
@@ -128,23 +120,20 @@ def micropack(source: Any, output: str | Path, *, query: str | None = None,
                     raise UsageError(f"record {item.id!r} has a {vec.dims}-dim vector; the query has {q.size}")
                 a = vec.array().astype(np.float64)
                 n = np.linalg.norm(a)
-                score = float(a @ q / n) if n else 0.0
-                seen += 1
-                # heap of the k best; the worst is on top: low score, then the larger key
-                key = (-1 if item.namespace is None else 0, item.namespace or "")
-                entry = (score, _Desc(key), _Desc(item.id), seen, item)
-                if len(best) < k:
-                    heapq.heappush(best, entry)
-                elif entry > best[0]:
-                    heapq.heapreplace(best, entry)
+                yield (-(float(a @ q / n) if n else 0.0), nskey(item.namespace), item.id, item)
+
+    store = open_store(source)
+    with store:
+        # streamed: only the k best are held; best first, ties by namespace (none first), then id
+        best = heapq.nsmallest(k, scored(store.read(batch_size=2000)), key=lambda e: e[:3])
         location = str(store.describe()["location"])
-    ranked = sorted(best, reverse=True)
     header = Header(micropack=MICROPACK_VERSION, vector=vector_name, dims=int(q.size), metric="cosine",
-                    quantization=quantization, k=k, records=len(ranked), source=location,  # type: ignore[arg-type]
+                    quantization=quantization, k=k, records=len(best), source=location,  # type: ignore[arg-type]
                     query=query, query_sha256=hashlib.sha256(q.astype("<f8").tobytes()).hexdigest(),
-                    embedder=embedder_model)
+                    embedder=embedder_model, unreadable=unreadable or None)
     lines = [msgspec.json.encode(header)]
-    for rank, (score, _, _, _, record) in enumerate(ranked, 1):
+    for rank, (negated, _, _, record) in enumerate(best, 1):
+        score = -negated
         data, scale = quantize(record.vectors[vector_name].array(), quantization)
         lines.append(msgspec.json.encode(Item(
             rank=rank, score=round(score, 6), id=record.id, ns=record.namespace, text=record.text,
@@ -152,24 +141,6 @@ def micropack(source: Any, output: str | Path, *, query: str | None = None,
             vec=data, scale=scale)))
     atomic_write_bytes(Path(output), b"\n".join(lines) + b"\n")
     return msgspec.to_builtins(header)  # type: ignore[no-any-return]
-
-
-class _Desc:
-    """Reverses comparison, so that among equal scores the smaller key ranks first."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __lt__(self, other: _Desc) -> bool:
-        return bool(self.value > other.value)
-
-    def __gt__(self, other: _Desc) -> bool:
-        return bool(self.value < other.value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Desc) and self.value == other.value
 
 
 def read_micropack(path: str | Path) -> tuple[dict[str, Any], list[MemoryRecord]]:

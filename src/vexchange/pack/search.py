@@ -31,6 +31,7 @@ import orjson
 
 from .._json import dumps_exact, loads_exact
 from .._time import format_timestamp, utc_now_ms
+from ..embed import query_vector
 from ..errors import UsageError
 from .cartridge import Cartridge, nskey
 
@@ -84,7 +85,7 @@ class Searcher:
         if keyword is not None:
             found = _keyword(self.cartridge, keyword, pool)
         else:
-            q = _query_vector(query, vector, embed_model)
+            q = query_vector(query, vector, embed_model)[0]
             index = self.index(vector_name)
             found = _nearest_flat(index, q, pool) if index else _nearest(self.cartridge, q, vector_name, pool)
         return _rank(self.cartridge, found, k, weights, now_ms if now_ms is not None else utc_now_ms())
@@ -100,26 +101,6 @@ def search(path: str | Path, **options: Any) -> list[dict[str, Any]]:
         return searcher.search(**options)
     finally:
         searcher.close()
-
-
-def _query_vector(query: str | None, vector: list[float] | None, embed_model: str | None) -> np.ndarray:
-    if vector is not None:
-        q = np.asarray(vector, dtype=np.float64)
-    elif query is not None and embed_model:
-        from ..embed import get_embedder
-
-        embedder = get_embedder(embed_model)
-        try:
-            q = embedder.embed([query])[0].astype(np.float64)
-        finally:
-            embedder.close()
-    else:
-        raise UsageError("give a query with --embed-model, a vector, or --keyword")
-    norm = np.linalg.norm(q)
-    if not norm:
-        raise UsageError("the query vector is all zeros")
-    out: np.ndarray = q / norm
-    return out
 
 
 def _nearest(cartridge: Cartridge, q: np.ndarray, name: str, pool: int) -> dict[int, float]:
