@@ -205,9 +205,7 @@ def inspect_cmd(location: str, as_json: bool) -> None:
 def validate(ctx: click.Context, file: str, as_json: bool) -> None:
     """Check every record of a .vmig.jsonl file; exit 3 on any error."""
     report = checks.validate(file)
-    _emit(report, as_json)
-    if not report["ok"]:
-        ctx.exit(3)
+    _emit_report(ctx, report, as_json)
 
 
 @cli.command()
@@ -221,9 +219,7 @@ def verify(ctx: click.Context, target: str, receipt: str | None, against: str | 
            namespaces: tuple[str, ...], as_json: bool) -> None:
     """Prove a target holds what it should (checksum, receipt digests, or a source)."""
     report = checks.verify(target, receipt=receipt, against=against, namespaces=namespaces or None)
-    _emit(report, as_json)
-    if not report["ok"]:
-        ctx.exit(3)
+    _emit_report(ctx, report, as_json)
 
 
 @cli.group()
@@ -250,9 +246,7 @@ def grains_verify(ctx: click.Context, file: str, as_json: bool) -> None:
     from ..oms.tools import verify_grains
 
     report = verify_grains(file)
-    _emit(report, as_json)
-    if not report["ok"]:
-        ctx.exit(3)
+    _emit_report(ctx, report, as_json)
 
 
 @grains.command(name="decode")
@@ -351,9 +345,7 @@ def pack_verify(ctx: click.Context, directory: str, as_json: bool) -> None:
     from ..pack.vectorpack import verify_pack
 
     report = verify_pack(directory)
-    _emit(report, as_json)
-    if not report["ok"]:
-        ctx.exit(3)
+    _emit_report(ctx, report, as_json)
 
 
 def _cartridge_path(location: str, *, pack: bool = False) -> str:
@@ -511,6 +503,13 @@ def adapter_list(directory: str, as_json: bool) -> None:
                             "evaluation": card["evaluation"]}
              for card in adapters.list_adapters(directory)}
     _emit(found, as_json)
+
+
+def _emit_report(ctx: click.Context, report: dict[str, Any], as_json: bool) -> None:
+    """A check's report; exit 3 (integrity failure) when it is not ok."""
+    _emit(report, as_json)
+    if not report["ok"]:
+        ctx.exit(3)
 
 
 def _emit(report: dict[str, Any], as_json: bool) -> None:

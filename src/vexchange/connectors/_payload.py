@@ -50,40 +50,23 @@ def scalar_or_scalar_list(value: Any) -> bool:
 def json_exact(value: Any) -> bool:
     """Values any JSON store keeps exactly: integers within 64 bits, finite floats, strings,
     booleans, null, and lists and objects of those (at any depth)."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if isinstance(value, (str, bool)) or value is None:
         return True
-    if kind is float:
+    if isinstance(value, float):
         return math.isfinite(value)
-    if kind is int:
+    if isinstance(value, int):
         return bool(-(1 << 63) <= value < 1 << 63)
-    if kind is list:
-        for item in value:
+    if isinstance(value, list):
+        for item in value:  # loops, not all(generator): this runs for every value written
             if not json_exact(item):
                 return False
         return True
-    if kind is dict:
+    if isinstance(value, dict):
         for key, item in value.items():
-            if type(key) is not str or not json_exact(item):
+            if not isinstance(key, str) or not json_exact(item):
                 return False
         return True
-    if isinstance(value, (str, bool, int, float, list, dict)):  # subclasses: the slow road
-        return json_exact(_plain(value))
     return False
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, list):
-        return list(value)
-    return {k: v for k, v in value.items()}
 
 
 def has_float(value: Any) -> bool:
