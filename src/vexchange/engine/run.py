@@ -161,6 +161,8 @@ def run(
         writer.abort()
         rejects.close()
         progress.close()
+        if transform:
+            transform.close()  # a remote embedder's connections
         interrupted = isinstance(err, KeyboardInterrupt)
         if not isinstance(err, (VexError, OSError, KeyboardInterrupt)):
             raise

@@ -101,16 +101,18 @@ class VectorTransform:
                 elif action == "keep" and "" in record.vectors:
                     expected = record.vectors[""].dims
         out: list[MemoryRecord | Reject] = list(records)
-        to_embed = [i for i, a in enumerate(plan) if a == "embed"]
-        texts = [records[i].text or "" for i in to_embed]
-        for i in to_embed:
-            if not (records[i].text or "").strip():
+        embed_at: list[int] = []
+        for i, action in enumerate(plan):
+            if action != "embed":
+                continue
+            if (records[i].text or "").strip():
+                embed_at.append(i)
+            else:
                 out[i] = Reject(reason="no_text", id=records[i].id, namespace=records[i].namespace,
                                 detail="the record needs a new vector and has no text to embed")
-        embed_at = [i for i in to_embed if isinstance(out[i], MemoryRecord)]
         if embed_at and self.embedder is not None:
             embedder = self.embedder
-            batch = [texts[to_embed.index(i)] for i in embed_at]
+            batch = [records[i].text or "" for i in embed_at]
             vectors = self.retry.call(lambda: embedder.embed(batch))
             for i, row in zip(embed_at, vectors):
                 out[i] = self._replace(records[i], Vector(row.astype("<f4").tobytes(), embedder.model))
