@@ -76,6 +76,8 @@ def cartridge_pages(cart: Cartridge, batch_size: int, after: str | None,
 class PackSink(Protocol):
     """A cartridge or VectorPack being built: ``CartridgeBuilder`` or ``PackWriter``."""
 
+    dims: dict[str, int]
+
     def write(self, records: Sequence[MemoryRecord]) -> list[tuple[MemoryRecord, str]]: ...
 
     def finish(self, metrics: dict[str, str | None]) -> None: ...
@@ -96,6 +98,9 @@ class PackStoreWriter(Writer):
             return []
         return [Reject(reason="invalid_pack_record", detail=why, id=record.id, namespace=record.namespace)
                 for record, why in self.sink.write(batch)]
+
+    def target_dims(self) -> dict[str, int]:
+        return dict(self.sink.dims) if self.sink is not None else {}
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.spaces)

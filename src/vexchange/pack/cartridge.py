@@ -21,7 +21,7 @@ import numpy as np
 from .._canonical import content_id
 from .._json import dumps_exact, loads_exact
 from .._version import __version__
-from ..errors import DecodeError, UsageError
+from ..errors import CapabilityError, DecodeError, UsageError
 from ..record import MemoryRecord, SparseVector, Vector
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "Cartridge", "CartridgeBuilder", "nskey", "record_row"]
@@ -171,6 +171,8 @@ class CartridgeBuilder:
         # power loss during a run means running it again
         self.db.execute("PRAGMA synchronous=OFF")
         self.metrics: dict[str, str | None] = {}
+        self.dims: dict[str, int] = {}
+        """Vector sizes the cartridge written into already holds (its records are kept)."""
         self.replacing = not fresh  # a resumed run repeats pages: replace, never add twice
         if fresh:
             self.db.executescript(STAGING)
@@ -195,7 +197,9 @@ class CartridgeBuilder:
         db.execute("INSERT INTO s_feedback SELECT t.seq, r.nskey, r.id, t.at, t.helpful, t.elo_before,"
                    " t.elo_after, t.note, t.receipt_sha256 FROM old.feedback t JOIN old.records r"
                    " ON r.rid = t.rid")
-        self.metrics = dict(db.execute("SELECT name, metric FROM old.embeddings").fetchall())
+        held = db.execute("SELECT name, metric, dims FROM old.embeddings").fetchall()
+        self.metrics = {name: metric for name, metric, _ in held}
+        self.dims = {name: dims for name, _, dims in held}
         db.execute("COMMIT")
         db.execute("DETACH DATABASE old")
 
@@ -304,8 +308,8 @@ def build(staging: Path, target: Path, metrics: dict[str, str | None], info: dic
                             " GROUP BY name ORDER BY name").fetchall()
         for name, model, dims, low, count in spaces:
             if dims != low:
-                raise ValueError(f"vector {name!r} has sizes {low} and {dims}; a cartridge holds one"
-                                 " size per vector name")
+                raise CapabilityError(f"vector {name!r} has sizes {low} and {dims}; a cartridge holds"
+                                      " one size per vector name")
             db.execute("INSERT INTO embeddings VALUES (?,?,?,?,?)",
                        (name, model, dims, metrics.get(name), count))
         meta = {"format": FORMAT, "schema_version": str(SCHEMA_VERSION),

@@ -64,6 +64,8 @@ class PackWriter:
         (self.work / "tables").mkdir(parents=True, exist_ok=True)
         self.blobs = BlobDir(self.work / "blobs")
         self.builder = CartridgeBuilder(self.work / CARTRIDGE, resume=resume)
+        self.dims: dict[str, int] = {}
+        """A pack is built new each time: it fixes no vector size beforehand."""
 
     def write(self, records: Sequence[MemoryRecord]) -> list[tuple[MemoryRecord, str]]:
         """Stage a batch (long texts to blobs); the records that break the contract, with why."""
