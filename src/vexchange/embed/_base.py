@@ -39,7 +39,7 @@ class Embedder(ABC):
         parts = [self.embed_batch(texts[i:i + self.batch_size])
                  for i in range(0, len(texts), self.batch_size)]
         out = np.concatenate(parts).astype(np.float32, copy=False)
-        if out.shape != (len(texts), out.shape[1]):
+        if out.shape[0] != len(texts):
             raise ValueError(f"{self.name} returned {out.shape[0]} vectors for {len(texts)} texts")
         return out
 
