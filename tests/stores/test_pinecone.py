@@ -142,18 +142,6 @@ def test_integers_come_back_as_integers(tmp_path: Path, emulator: PineconeEmulat
         assert got == record.metadata and type(got["n"]) is int and type(got["f"]) is float
 
 
-def test_wrong_api_key_is_a_clear_error_and_never_written_down(
-        tmp_path: Path, emulator: PineconeEmulator) -> None:
-    target = index_url(emulator, "auth")
-    source = write_vmig(tmp_path / "s.vmig.jsonl", records(3))
-    with pytest.raises(VexError) as caught:
-        migrate(source, target, target_secrets={"api_key": "wrong-secret-key"},
-                receipt=tmp_path / "a.json", rejects=tmp_path / "a.rej")
-    assert "api key" in str(caught.value).lower()
-    for path in tmp_path.rglob("*.json"):
-        assert "wrong-secret-key" not in path.read_text()
-
-
 def test_a_missing_index_says_how_to_create_it(tmp_path: Path, emulator: PineconeEmulator) -> None:
     source = write_vmig(tmp_path / "s.vmig.jsonl", records(2))
     target = f"pinecone://absent-{uuid.uuid4().hex[:6]}?controller={emulator.url}"

@@ -1,6 +1,7 @@
 """Fault tests for connectors whose store runs as an emulator with a fault switch
 (``vexchange.testing.emulators``): rate limits, server errors, answers slower than the
-timeout, a persistent outage with resume, and records the store refuses one by one.
+timeout, a persistent outage with resume, records the store refuses one by one, and a wrong
+API key (``--target-secret api_key=...``) that must be a clear error and never written down.
 
     class TestMyStoreFaults(FaultConformance):
         write_op, read_op = "upsert", "fetch"     # the emulator's operation names
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ..api import migrate
-from ..errors import MigrationError
+from ..errors import MigrationError, VexError
 from ..record import MemoryRecord
 from .conformance import ConnectorConformance, read_all, write_vmig
 from .emulators._http import Fault
@@ -129,3 +130,14 @@ class FaultConformance:
         assert {r["id"] for r in rejected} == {r.id for r in bad}
         assert all("refuses this record" in r["detail"] and r["record"]["id"] for r in rejected)
         ConnectorConformance.assert_same([r for r in data if r not in bad], read_all(target))
+
+    def test_a_wrong_api_key_is_a_clear_error_and_never_written_down(
+            self, tmp_path: Path, new_location: Callable[..., str]) -> None:
+        target = new_location("auth")
+        source = write_vmig(tmp_path / "s.vmig.jsonl", self.records(3))
+        with pytest.raises(VexError) as caught:
+            migrate(source, target, target_secrets={"api_key": "wrong-secret-key"},
+                    receipt=tmp_path / "a.json", rejects=tmp_path / "a.rej")
+        assert "api key" in str(caught.value).lower()
+        for path in tmp_path.rglob("*.json"):
+            assert "wrong-secret-key" not in path.read_text()
