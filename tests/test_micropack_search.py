@@ -145,3 +145,54 @@ def test_a_pack_reindexed_answers_like_its_cartridge(tmp_path: Path, capsys: pyt
     with pytest.raises(VexError) as caught:
         search(tmp_path / "m.vpack", vector=query, k=8)
     assert "reindex" in (caught.value.hint or "")
+
+
+def test_a_usearch_index_finds_what_exact_search_finds_and_is_rebuilt_to_the_same_bytes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("usearch")
+    from vexchange.pack.vectorpack import verify_pack
+
+    records = list(sample_records(600, dims=16, named=("title",), null_vectors=True, seed=4))
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="cosine")
+    pack = tmp_path / "m.vpack"
+    migrate(source, f"vectorpack://{pack}", receipt=tmp_path / "r.json", rejects=tmp_path / "r.rej")
+    query = np.random.default_rng(5).standard_normal(16).tolist()
+    exact = search(pack, vector=query, k=5, now_ms=0)
+    assert main(["pack", "reindex", str(pack), "--ann", "usearch", "--json"]) == 0
+    ann = json.loads(capsys.readouterr().out)["indexes"]["(default)"]["ann"]
+    assert ann["kind"] == "usearch-hnsw" and ann["rows"] == sum(1 for r in records if r.vector)
+    assert verify_pack(pack)["ok"]
+    first = (pack / ann["file"]).read_bytes()
+    approximate = search(pack, vector=query, k=5, now_ms=0)
+    # 600 vectors: the graph finds the true neighbours, scored exactly like a scan
+    assert [h["id"] for h in approximate] == [h["id"] for h in exact]
+    assert np.allclose([h["similarity"] for h in approximate], [h["similarity"] for h in exact], atol=1e-5)
+    assert search(pack, vector=query, k=5, now_ms=0, exact=True) == exact
+    assert main(["pack", "reindex", str(pack), "--ann", "usearch"]) == 0
+    assert (pack / ann["file"]).read_bytes() == first  # one thread: a rebuild gives the same bytes
+    capsys.readouterr()
+    data = bytearray(first)
+    data[-3] ^= 1
+    (pack / ann["file"]).write_bytes(bytes(data))
+    assert main(["search", f"vectorpack://{pack}", "--vector-file", str(_query_file(tmp_path, query))]) == 3
+    assert "reindex --ann usearch" in capsys.readouterr().err
+    # --exact does not touch the approximate index (the flat one is intact)
+    assert main(["search", f"vectorpack://{pack}", "--exact", "--vector-file",
+                 str(_query_file(tmp_path, query))]) == 0
+
+
+def _query_file(tmp_path: Path, query: list[float]) -> Path:
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps(query))
+    return path
+
+
+def test_an_approximate_index_without_usearch_names_the_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    source = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(5, dims=4)))
+    migrate(source, f"vectorpack://{tmp_path}/m.vpack", receipt=tmp_path / "r.json", rejects=tmp_path / "r.rej")
+    monkeypatch.setitem(sys.modules, "usearch.index", None)
+    assert main(["pack", "reindex", str(tmp_path / "m.vpack"), "--ann", "usearch"]) == 2
+    assert 'pip install "vexchange[usearch]"' in capsys.readouterr().err

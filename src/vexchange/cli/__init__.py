@@ -328,12 +328,15 @@ def pack_unpack(ctx: click.Context, /, directory: str, target_url: str, **option
 
 @pack.command(name="reindex")
 @click.argument("directory")
+@click.option("--ann", type=click.Choice(["usearch"]), default=None,
+              help="Also build an approximate (HNSW) index; needs vexchange[usearch].")
 @click.option("--json", "as_json", is_flag=True)
-def pack_reindex(directory: str, as_json: bool) -> None:
-    """(Re)build a pack's derived indexes (a flat index per vector), listed in its manifest."""
+def pack_reindex(directory: str, ann: str | None, as_json: bool) -> None:
+    """(Re)build a pack's derived indexes (a flat index per vector, and with --ann an HNSW
+    graph), listed in its manifest."""
     from ..pack.vectorpack import reindex
 
-    _emit(reindex(directory), as_json)
+    _emit(reindex(directory, ann=ann), as_json)
 
 
 @pack.command(name="verify")
@@ -380,16 +383,18 @@ def _vector_file(path: str | None) -> list[float] | None:
 @click.option("--w-elo", type=float, default=0.1, show_default=True)
 @click.option("--w-recency", type=float, default=0.1, show_default=True)
 @click.option("--half-life-days", type=click.FloatRange(min=0.001), default=30.0, show_default=True)
+@click.option("--exact", is_flag=True, help="Scan every vector even when the pack has a usearch index.")
 @click.option("--json", "as_json", is_flag=True)
 def search(cartridge: str, query: str | None, keyword: str | None, vector_file: str | None,
            embed_model: str | None, vector_name: str, k: int, w_similarity: float, w_elo: float,
-           w_recency: float, half_life_days: float, as_json: bool) -> None:
+           w_recency: float, half_life_days: float, exact: bool, as_json: bool) -> None:
     """Ranked search over a cartridge or a VectorPack: similarity modulated by Elo and recency."""
     from ..pack.search import Weights, search as run_search
 
     hits = run_search(_cartridge_path(cartridge, pack=True), query=query, keyword=keyword,
                       vector=_vector_file(vector_file), k=k, embed_model=embed_model,
-                      vector_name=vector_name, weights=Weights(w_similarity, w_elo, w_recency, half_life_days))
+                      vector_name=vector_name, weights=Weights(w_similarity, w_elo, w_recency, half_life_days),
+                      exact=exact)
     if as_json:
         click.echo(orjson.dumps(hits, option=orjson.OPT_INDENT_2).decode())
         return

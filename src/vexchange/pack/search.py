@@ -52,13 +52,18 @@ class Weights:
 
 class Searcher:
     """A cartridge, or a VectorPack directory, opened once for many queries. A pack is checked
-    when opened (its cartridge's hash, and its flat index's when ``vex pack reindex`` built
-    one, which is then memory-mapped); queries after that cost only the search."""
+    when opened (its cartridge's hash, and its indexes' when ``vex pack reindex`` built them,
+    which are then memory-mapped); queries after that cost only the search.
+
+    With a usearch index in the pack (``vex pack reindex --ann usearch``) a vector query takes
+    its candidates from the HNSW graph (approximate: a true neighbour can be missed) and scores
+    them exactly from the flat index; ``exact=True`` scans every vector instead."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.manifest: dict[str, Any] | None = None
         self.indexes: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self.ann: dict[str, Any] = {}
         if self.path.is_dir():
             from .vectorpack import open_pack
 
@@ -75,19 +80,33 @@ class Searcher:
             self.indexes[name] = flat_index(self.path, self.manifest, name)
         return self.indexes[name]
 
+    def ann_index(self, name: str) -> Any:
+        if self.manifest is None:
+            return None
+        if name not in self.ann:
+            from .vectorpack import ann_index
+
+            self.ann[name] = ann_index(self.path, self.manifest, name)
+        return self.ann[name]
+
     def search(self, *, query: str | None = None, vector: list[float] | None = None,
                keyword: str | None = None, k: int = 10, embed_model: str | None = None,
                vector_name: str = "", weights: Weights = Weights(), candidates: int | None = None,
-               now_ms: int | None = None) -> list[dict[str, Any]]:
+               now_ms: int | None = None, exact: bool = False) -> list[dict[str, Any]]:
         """The ``k`` best records for a text query (embedded with ``embed_model``), a vector,
-        or a keyword query; each hit with its score and the terms that made it."""
+        or a keyword query; each hit with its score and the terms that made it. ``exact``
+        ignores an approximate index."""
         pool = candidates or max(10 * k, 50)
         if keyword is not None:
             found = _keyword(self.cartridge, keyword, pool)
         else:
             q = query_vector(query, vector, embed_model)[0]
             index = self.index(vector_name)
-            found = _nearest_flat(index, q, pool) if index else _nearest(self.cartridge, q, vector_name, pool)
+            if index is None:
+                found = _nearest(self.cartridge, q, vector_name, pool)
+            else:
+                ann = None if exact else self.ann_index(vector_name)
+                found = _nearest_flat(index, q, pool) if ann is None else _nearest_ann(ann, index, q, pool)
         return _rank(self.cartridge, found, k, weights, now_ms if now_ms is not None else utc_now_ms())
 
     def close(self) -> None:
@@ -134,6 +153,22 @@ def _nearest_flat(index: tuple[np.ndarray, np.ndarray], q: np.ndarray, pool: int
                             or [np.zeros(0, dtype=np.float32)]).astype(np.float64)
     keep = np.argpartition(-scores, min(pool, len(scores)) - 1)[:pool] if len(scores) > pool else slice(None)
     return {int(r): float(s) for r, s in zip(rids[keep], scores[keep])}
+
+
+def _nearest_ann(ann: Any, index: tuple[np.ndarray, np.ndarray], q: np.ndarray, pool: int) -> dict[int, float]:
+    """Candidates from the HNSW graph, each scored exactly from the flat index (whose rows are
+    in record-number order, so a candidate's row is found by bisection)."""
+    rids, matrix = index
+    if matrix.shape[1] != q.size:
+        raise UsageError(f"the index holds {matrix.shape[1]}-dim vectors; the query has {q.size}")
+    if not len(rids):
+        return {}
+    keys = np.asarray(ann.search(q.astype(np.float32), min(pool, len(rids)), threads=1).keys, dtype=np.int64)
+    rows = np.searchsorted(rids, keys)
+    rows = rows[(rows < len(rids)) & (rids[np.minimum(rows, len(rids) - 1)] == keys)]
+    q32 = q.astype(np.float32)
+    scores = (matrix[np.sort(rows)] @ q32).astype(np.float64)
+    return {int(r): float(s) for r, s in zip(rids[np.sort(rows)], scores)}
 
 
 def _keyword(cartridge: Cartridge, text: str, pool: int) -> dict[int, float]:

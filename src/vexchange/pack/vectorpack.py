@@ -27,12 +27,12 @@ import numpy as np
 
 from .._version import __version__
 from ..connectors._blobs import BlobDir, BlobError
-from ..errors import DecodeError, IntegrityError, UsageError
+from ..errors import DecodeError, IntegrityError, MissingDependencyError, UsageError
 from ..record import MemoryRecord
 from .cartridge import SCHEMA, SCHEMA_VERSION, Cartridge, CartridgeBuilder
 from .manifest import dump_manifest, load_manifest
 
-__all__ = ["PACK_FORMAT", "PackWriter", "flat_index", "open_pack", "reindex", "verify_pack"]
+__all__ = ["PACK_FORMAT", "PackWriter", "ann_index", "flat_index", "open_pack", "reindex", "verify_pack"]
 
 PACK_FORMAT = "vectorpack"
 PACK_VERSION = 1
@@ -160,10 +160,12 @@ def _write_parquet(cartridge: Cartridge, path: Path) -> str | None:
                         ("source_store", pa.string()), ("payload", pa.string())]
                        + [(_vector_column(n), pa.list_(pa.float32())) for n in names])
     vector_columns = [_vector_column(n) for n in names]
-    # float32 vectors do not compress; zstd is kept for the text and JSON columns
-    compression = {c: "zstd" for c in columns} | {c: "none" for c in vector_columns}
-    with pq.ParquetWriter(path, schema, compression=compression,
-                          use_dictionary=columns[:3] + ["modality", "source_store"]) as writer:
+    # float32 vectors and hex hashes barely compress, and min/max statistics of vector elements
+    # help no query: both cost time for nothing. zstd is kept for the text and JSON columns,
+    # dictionaries for the columns that repeat.
+    compression = {c: "zstd" for c in columns} | {c: "none" for c in vector_columns + ["content_id"]}
+    with pq.ParquetWriter(path, schema, compression=compression, write_statistics=columns,
+                          use_dictionary=["namespace", "id_type", "modality", "source_store"]) as writer:
         last = 0
         while True:
             rows = cartridge.db.execute(
@@ -329,11 +331,23 @@ def index_files(name: str) -> tuple[str, str]:
     return f"indexes/{stem}.f32", f"indexes/{stem}.rids"
 
 
-def reindex(directory: str | Path) -> dict[str, Any]:
+ANN_KINDS = ("usearch",)
+"""Approximate indexes ``vex pack reindex --ann`` builds besides the flat one."""
+USEARCH = {"connectivity": 16, "expansion_add": 128, "expansion_search": 64}
+"""The HNSW settings of a usearch index (usearch's defaults, written down so a rebuild matches)."""
+
+
+def reindex(directory: str | Path, *, ann: str | None = None) -> dict[str, Any]:
     """(Re)build the derived indexes of a pack: for each vector name, a flat index (its vectors
     L2-normalised, as one contiguous little-endian float32 matrix in record order, and the
-    record numbers as int64), which exact search memory-maps instead of reading SQLite rows.
+    record numbers as int64), which exact search memory-maps instead of reading SQLite rows;
+    and with ``ann="usearch"`` an HNSW graph over the same vectors (cosine, keyed by record
+    number, built on one thread so a rebuild gives the same bytes), which search then uses to
+    find candidates before scoring them exactly.
     Listed in the manifest with their hashes and marked rebuildable; the pack is verified first."""
+    if ann is not None and ann not in ANN_KINDS:
+        raise UsageError(f"unknown approximate index {ann!r}", hint="use --ann usearch")
+    usearch = _usearch() if ann == "usearch" else None
     root = Path(directory)
     report = verify_pack(root)
     if not report["ok"]:
@@ -356,10 +370,15 @@ def reindex(directory: str | Path) -> dict[str, Any]:
                     matrix.write((block / norms).astype("<f4").tobytes())
                     rid_file.write(rids.astype("<i8").tobytes())
                     rows += len(rids)
-            indexes[name or "(default)"] = {"kind": "flat-normalised-float32", "dims": embedding["dims"],
-                                            "rows": rows, "matrix": matrix_rel, "rids": rids_rel,
-                                            "rebuildable": True}
-            for rel in (matrix_rel, rids_rel):
+            entry: dict[str, Any] = {"kind": "flat-normalised-float32", "dims": embedding["dims"],
+                                     "rows": rows, "matrix": matrix_rel, "rids": rids_rel,
+                                     "rebuildable": True}
+            built = [matrix_rel, rids_rel]
+            if usearch is not None:
+                entry["ann"] = _build_usearch(usearch, root, name, embedding["dims"], rows)
+                built.append(entry["ann"]["file"])
+            indexes[name or "(default)"] = entry
+            for rel in built:
                 files[rel] = {"sha256": _sha256(root / rel), "size": (root / rel).stat().st_size}
     finally:
         cartridge.close()
@@ -367,6 +386,57 @@ def reindex(directory: str | Path) -> dict[str, Any]:
     manifest["indexes"] = indexes
     (root / "manifest.yaml").write_bytes(dump_manifest(manifest))
     return {"pack": str(root), "indexes": indexes}
+
+
+def _usearch() -> Any:
+    try:
+        from usearch.index import Index
+    except ImportError:
+        raise MissingDependencyError("usearch", "usearch", "usearch", kind="index") from None
+    return Index
+
+
+def _build_usearch(index_class: Any, root: Path, name: str, dims: int, rows: int) -> dict[str, Any]:
+    """An HNSW graph over the flat index just written (read back memory-mapped, in blocks)."""
+    import usearch
+
+    matrix_rel, rids_rel = index_files(name)
+    rel = matrix_rel.rsplit(".", 1)[0] + ".usearch"
+    index = index_class(ndim=dims, metric="cos", dtype="f32", **USEARCH)
+    if rows:
+        matrix = np.memmap(root / matrix_rel, dtype="<f4", mode="r").reshape(rows, dims)
+        rids = np.fromfile(root / rids_rel, dtype="<i8")
+        for start in range(0, rows, 65_536):
+            index.add(rids[start:start + 65_536].astype(np.uint64), np.ascontiguousarray(
+                matrix[start:start + 65_536]), threads=1)
+        del matrix
+    index.save(str(root / rel))
+    return {"kind": "usearch-hnsw", "metric": "cos", "file": rel, "rows": rows, **USEARCH,
+            "library": f"usearch {usearch.__version__}", "rebuildable": True}
+
+
+def ann_index(root: Path, manifest: dict[str, Any], name: str) -> Any | None:
+    """A pack's usearch index for a vector name, memory-mapped after checking its hash; None
+    when the pack has none. Needs usearch installed."""
+    entry = ((manifest.get("indexes") or {}).get(name or "(default)") or {}).get("ann")
+    if not entry:
+        return None
+    problem = _check_file(root, entry["file"], manifest["files"].get(entry["file"]))
+    if problem:
+        raise IntegrityError(f"the pack's index is damaged: {problem}", location=str(root),
+                             hint="rebuild it with vex pack reindex --ann usearch")
+    index_class = _usearch()
+    dims = ((manifest.get("indexes") or {}).get(name or "(default)") or {}).get("dims")
+    try:
+        header = index_class.metadata(str(root / entry["file"]))
+    except ValueError:
+        header = None
+    if not header or header.get("dimensions") != dims or header.get("count_present") != entry.get("rows"):
+        raise IntegrityError(f"{entry['file']} is not the usearch index the manifest describes",
+                             location=str(root), hint="rebuild it with vex pack reindex --ann usearch")
+    index = index_class.restore(str(root / entry["file"]), view=True)
+    index.expansion_search = int(entry.get("expansion_search", USEARCH["expansion_search"]))
+    return index
 
 
 def flat_index(root: Path, manifest: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray] | None:
