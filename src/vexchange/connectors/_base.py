@@ -56,6 +56,10 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     rounds: tuple[str, ...] = ()
     """Metrics for which the store may change the last bits of vector values while keeping
     their direction and length (Chroma cosine)."""
+    read_ahead: bool = False
+    """``read`` may run on a second thread, one page ahead of the engine, while the engine
+    writes the page before (the read opens everything it uses itself and shares nothing with
+    a writer). Decoding the next page then overlaps the target's own work."""
 
 
 class Reject(msgspec.Struct, kw_only=True):

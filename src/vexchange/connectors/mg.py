@@ -38,7 +38,7 @@ def vectors_path(path: Path) -> Path:
 
 class MgConnector(Connector):
     name = "mg"
-    capabilities = Capabilities(read=True, write=True, named_vectors=True)
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

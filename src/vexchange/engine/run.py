@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
 from .checkpoint import Checkpoint, RejectsFile
 from .progress import NoProgress, Progress
+from .read_ahead import read_ahead
 from .receipt import Counts, NamespaceDigests, Receipt, versions
 from .retry import RetryPolicy
 from .vectors import VectorTransform
@@ -259,20 +261,24 @@ def _loop(
     last_saved = time.monotonic()
     snapshot = _snapshot(writer, state, source, target, run_id)
     try:
-        for page in _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry):
-            batch, digests, limit_reached = _select(page, options, state, target, rejects, transform)
-            if batch:
-                refused = retry.call(lambda: writer.write(batch))
-                _account_written(batch, digests, refused, state, rejects)
-            state.cursor = page.cursor
-            progress.advance(state.counts.read, state.counts.written, state.counts.skipped_total)
-            if page.cursor is None or limit_reached:
-                return
-            snapshot = _snapshot(writer, state, source, target, run_id)
-            if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
-                rejects.flush()
-                checkpoint.save(snapshot)
-                last_saved = time.monotonic()
+        pages = _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry)
+        if source.capabilities.read_ahead:
+            pages = read_ahead(pages)
+        with closing(pages):  # a read-ahead thread stops here, whatever happened
+            for page in pages:
+                batch, digests, limit_reached = _select(page, options, state, target, rejects, transform)
+                if batch:
+                    refused = retry.call(lambda: writer.write(batch))
+                    _account_written(batch, digests, refused, state, rejects)
+                state.cursor = page.cursor
+                progress.advance(state.counts.read, state.counts.written, state.counts.skipped_total)
+                if page.cursor is None or limit_reached:
+                    return
+                snapshot = _snapshot(writer, state, source, target, run_id)
+                if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
+                    rejects.flush()
+                    checkpoint.save(snapshot)
+                    last_saved = time.monotonic()
     except BaseException:
         rejects.flush()
         checkpoint.save(snapshot)
@@ -280,7 +286,8 @@ def _loop(
         raise
 
 
-def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy) -> Iterator[Page]:
+def _pages(source: Connector, batch_size: int, cursor: str | None,
+           retry: RetryPolicy) -> Generator[Page, None, None]:
     """Pages from the source; a transient read failure reopens the read at the last cursor."""
     failures = 0
     while True:
