@@ -337,16 +337,19 @@ USEARCH = {"connectivity": 16, "expansion_add": 128, "expansion_search": 64}
 """The HNSW settings of a usearch index (usearch's defaults, written down so a rebuild matches)."""
 
 
-def reindex(directory: str | Path, *, ann: str | None = None) -> dict[str, Any]:
+def reindex(directory: str | Path, *, ann: str | None = None, threads: int = 1) -> dict[str, Any]:
     """(Re)build the derived indexes of a pack: for each vector name, a flat index (its vectors
     L2-normalised, as one contiguous little-endian float32 matrix in record order, and the
     record numbers as int64), which exact search memory-maps instead of reading SQLite rows;
     and with ``ann="usearch"`` an HNSW graph over the same vectors (cosine, keyed by record
     number, built on one thread so a rebuild gives the same bytes), which search then uses to
-    find candidates before scoring them exactly.
+    find candidates before scoring them exactly. ``threads`` > 1 (0: every core) builds the
+    graph faster, but then two builds differ in their bytes.
     Listed in the manifest with their hashes and marked rebuildable; the pack is verified first."""
     if ann is not None and ann not in ANN_KINDS:
         raise UsageError(f"unknown approximate index {ann!r}", hint="use --ann usearch")
+    if threads < 0:
+        raise UsageError("threads must be 0 (every core) or more")
     usearch = _usearch() if ann == "usearch" else None
     root = Path(directory)
     report = verify_pack(root)
@@ -375,7 +378,7 @@ def reindex(directory: str | Path, *, ann: str | None = None) -> dict[str, Any]:
                                      "rebuildable": True}
             built = [matrix_rel, rids_rel]
             if usearch is not None:
-                entry["ann"] = _build_usearch(usearch, root, name, embedding["dims"], rows)
+                entry["ann"] = _build_usearch(usearch, root, name, embedding["dims"], rows, threads)
                 built.append(entry["ann"]["file"])
             indexes[name or "(default)"] = entry
             for rel in built:
@@ -396,7 +399,8 @@ def _usearch() -> Any:
     return Index
 
 
-def _build_usearch(index_class: Any, root: Path, name: str, dims: int, rows: int) -> dict[str, Any]:
+def _build_usearch(index_class: Any, root: Path, name: str, dims: int, rows: int,
+                   threads: int) -> dict[str, Any]:
     """An HNSW graph over the flat index just written (read back memory-mapped, in blocks)."""
     import usearch
 
@@ -408,11 +412,12 @@ def _build_usearch(index_class: Any, root: Path, name: str, dims: int, rows: int
         rids = np.fromfile(root / rids_rel, dtype="<i8")
         for start in range(0, rows, 65_536):
             index.add(rids[start:start + 65_536].astype(np.uint64), np.ascontiguousarray(
-                matrix[start:start + 65_536]), threads=1)
+                matrix[start:start + 65_536]), threads=threads)
         del matrix
     index.save(str(root / rel))
     return {"kind": "usearch-hnsw", "metric": "cos", "file": rel, "rows": rows, **USEARCH,
-            "library": f"usearch {usearch.__version__}", "rebuildable": True}
+            "library": f"usearch {usearch.__version__}", "reproducible": threads == 1,
+            "rebuildable": True}
 
 
 def ann_index(root: Path, manifest: dict[str, Any], name: str) -> Any | None:
