@@ -145,6 +145,9 @@ def test_a_pack_reindexed_answers_like_its_cartridge(tmp_path: Path, capsys: pyt
     with pytest.raises(VexError) as caught:
         search(tmp_path / "m.vpack", vector=query, k=8)
     assert "reindex" in (caught.value.hint or "")
+    # and the remedy the hint names works: a damaged index does not stop its own rebuild
+    assert main(["pack", "reindex", str(tmp_path / "m.vpack")]) == 0
+    assert [h["id"] for h in search(tmp_path / "m.vpack", vector=query, k=8, now_ms=0)] == [h["id"] for h in plain]
 
 
 def test_a_usearch_index_finds_what_exact_search_finds_and_is_rebuilt_to_the_same_bytes(
@@ -179,6 +182,13 @@ def test_a_usearch_index_finds_what_exact_search_finds_and_is_rebuilt_to_the_sam
     # --exact does not touch the approximate index (the flat one is intact)
     assert main(["search", f"vectorpack://{pack}", "--exact", "--vector-file",
                  str(_query_file(tmp_path, query))]) == 0
+    from vexchange.pack.vectorpack import reindex
+
+    many = reindex(pack, ann="usearch", threads=0)["indexes"]["(default)"]["ann"]
+    assert many["reproducible"] is False and ann["reproducible"] is True
+    assert search(pack, vector=query, k=5, now_ms=0) == approximate
+    with pytest.raises(VexError, match="threads"):
+        reindex(pack, ann="usearch", threads=-1)
 
 
 def _query_file(tmp_path: Path, query: list[float]) -> Path:

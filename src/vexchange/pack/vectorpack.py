@@ -209,13 +209,17 @@ def _safe_relative(rel: str) -> bool:
             and "\\" not in rel and path.parts[0] in TOP_DIRS and len(path.parts) >= 2)
 
 
-def verify_pack(directory: str | Path) -> dict[str, Any]:
-    """Every check a pack must pass; ``ok`` is False with each problem named when one fails."""
+def verify_pack(directory: str | Path, *, indexes: bool = True) -> dict[str, Any]:
+    """Every check a pack must pass; ``ok`` is False with each problem named when one fails.
+    ``indexes=False`` leaves the derived indexes out (``reindex`` replaces them anyway, so a
+    damaged index must not stop its own repair)."""
     root = Path(directory)
     problems: list[str] = []
     manifest = _manifest(root)
     files = manifest.get("files", {})
     for rel, entry in sorted(files.items()):
+        if not indexes and rel.startswith("indexes/") and _safe_relative(rel):
+            continue
         if not _safe_relative(rel):
             problems.append(f"{rel}: path outside the pack layout (absolute, '..' or unknown folder)")
             continue
@@ -228,6 +232,8 @@ def verify_pack(directory: str | Path) -> dict[str, Any]:
             rel = full.relative_to(root).as_posix()
             if full.is_symlink():
                 problems.append(f"{rel}: a symlink (packs hold only regular files)")
+            elif not indexes and rel.startswith("indexes/"):
+                continue
             elif full.is_file() and rel != "manifest.yaml" and rel not in files:
                 problems.append(f"{rel}: a file the manifest does not list")
     if not problems:
@@ -345,14 +351,15 @@ def reindex(directory: str | Path, *, ann: str | None = None, threads: int = 1) 
     number, built on one thread so a rebuild gives the same bytes), which search then uses to
     find candidates before scoring them exactly. ``threads`` > 1 (0: every core) builds the
     graph faster, but then two builds differ in their bytes.
-    Listed in the manifest with their hashes and marked rebuildable; the pack is verified first."""
+    Listed in the manifest with their hashes and marked rebuildable; the pack is verified
+    first, all but the indexes being replaced (so a damaged index is repaired, not refused)."""
     if ann is not None and ann not in ANN_KINDS:
         raise UsageError(f"unknown approximate index {ann!r}", hint="use --ann usearch")
     if threads < 0:
         raise UsageError("threads must be 0 (every core) or more")
     usearch = _usearch() if ann == "usearch" else None
     root = Path(directory)
-    report = verify_pack(root)
+    report = verify_pack(root, indexes=False)
     if not report["ok"]:
         raise IntegrityError(f"the pack is damaged: {report['problems'][0]}", location=str(root),
                              hint="run vex pack verify for every problem")
