@@ -202,7 +202,8 @@ class PineconeConnector(Connector):
 
     def stats(self, *, fresh: bool = False) -> Any:
         if self._stats is None or fresh:
-            if not self.exists():
+            # whether the index exists is asked once; a refresh needs no control-plane call
+            if self._stats is None and not self.exists():
                 raise UsageError(f"Pinecone has no index {self.index_name!r}",
                                  hint="check the name, or add ?create=true&cloud=aws&region=us-east-1"
                                       " to create it when writing")
