@@ -106,6 +106,9 @@ class StoreWriter(Writer):
         self.store = store
         self.dry_run = dry_run
         self.spaces = spaces
+        self._sent: set[int] | None = None
+        """Hashes of the ids sent so far, kept when this run created the collection: then
+        only those can be in the store, and the rest need no lookup."""
         for space in spaces.values():
             metric_for(store.name, space.metric, metrics)
 
@@ -126,7 +129,8 @@ class StoreWriter(Writer):
 
     @abstractmethod
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
-        """Namespace of each id that exists in the store."""
+        """Namespace of each id that exists in the store. Called for every batch, with an
+        empty list when no id of the batch can be held, so per-batch state is reset."""
 
     @abstractmethod
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
@@ -148,10 +152,11 @@ class StoreWriter(Writer):
             return []
         if not self.created():
             self.create(batch)
+            self._sent = set()
         keyed = [(self.store_id(r), r) for r in batch]
         if self.namespaced_ids:
             return self.upsert(keyed)
-        existing = self.namespaces_of(list(dict.fromkeys(k for k, _ in keyed)))
+        existing = self.namespaces_of(self._maybe_held(list(dict.fromkeys(k for k, _ in keyed))))
         rows: list[tuple[Any, MemoryRecord]] = []
         rejects: list[Reject] = []
         seen: dict[Any, Any] = {}
@@ -166,6 +171,17 @@ class StoreWriter(Writer):
             seen[key] = record.namespace
             rows.append((key, record))
         return rejects + (self.upsert(rows) if rows else [])
+
+    def _maybe_held(self, keys: list[Any]) -> list[Any]:
+        """The ids the store may already hold: all of them, or, in a collection this run
+        created, only ids sent before (a hash match; a collision only costs a lookup). The
+        batch's ids count as sent from here on, before the write, so a retried batch that
+        was partly written is looked up and merged, never added twice."""
+        if self._sent is None:
+            return keys
+        maybe = [k for k in keys if hash(k) in self._sent]
+        self._sent.update(map(hash, keys))
+        return maybe
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Store writes are durable per batch; nothing to commit at the end."""

@@ -11,6 +11,8 @@ reports them as "normalised".
 
 from __future__ import annotations
 
+import uuid
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,9 +148,13 @@ class QdrantEdgeWriter(StoreWriter):
         return point_id(record.id)
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        if not ids:
+            return {}
         with _translated("retrieve"):
             found = self.store.shard().retrieve(ids, True, False)
-        return {p.id: (p.payload or {}).get("namespace") for p in found}
+        # the shard hands UUID ids back as uuid.UUID; ours are strings (point_id)
+        return {(str(p.id) if isinstance(p.id, uuid.UUID) else p.id): (p.payload or {}).get("namespace")
+                for p in found}
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         points = []

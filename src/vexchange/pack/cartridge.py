@@ -233,14 +233,26 @@ class CartridgeBuilder:
                 scores.extend(more[0])
                 lineage.extend(more[1])
                 receipts.extend(more[2])
+        staged = [(r[0], r[2], r[1], *r[3:]) for r in rows]
+        try:
+            self._stage(keys, staged, vectors, sparse, scores, lineage, receipts, replace=self.replacing)
+        except sqlite3.IntegrityError:
+            # a key staged before: this batch is written again (a retry after a failure the
+            # store did not see, or the same record twice); replace what it staged
+            self._stage(keys, staged, vectors, sparse, scores, lineage, receipts, replace=True)
+        return refused
+
+    def _stage(self, keys: list[Any], staged: list[Any], vectors: list[Any], sparse: list[Any],
+               scores: list[Any], lineage: list[Any], receipts: list[Any], *, replace: bool) -> None:
+        """One transaction: plain inserts (a key already staged fails the batch), or with
+        ``replace`` the batch's keys deleted from every table first."""
         db = self.db
         db.execute("BEGIN")
         try:
-            if self.replacing:
-                for table in _PARTS:
+            if replace:
+                for table in ("records", *_PARTS):
                     db.executemany(f"DELETE FROM s_{table} WHERE nskey = ? AND id = ?", keys)
-            db.executemany("INSERT OR REPLACE INTO s_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                           [(r[0], r[2], r[1], *r[3:]) for r in rows])
+            db.executemany("INSERT INTO s_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", staged)
             db.executemany("INSERT INTO s_vectors VALUES (?,?,?,?,?,?)", vectors)
             db.executemany("INSERT INTO s_sparse_vectors VALUES (?,?,?,?,?,?)", sparse)
             db.executemany("INSERT INTO s_scores VALUES (?,?,?,?,?,?,?,?,?)", scores)
@@ -250,7 +262,6 @@ class CartridgeBuilder:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return refused
 
     def finish(self, metrics: dict[str, str | None], info: dict[str, str] | None = None) -> None:
         """Build the cartridge from the staging file, in canonical order, and rename it in."""

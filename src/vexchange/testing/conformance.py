@@ -35,7 +35,7 @@ import pytest
 from ..api import Location, migrate, open_store
 from ..checks import verify
 from ..connectors._base import Connector, Page, VectorSpace
-from ..errors import MigrationError, VexError
+from ..errors import MigrationError, TransientError, VexError
 from ..record import MemoryRecord
 from .records import every_metadata_type, sample_records
 
@@ -262,6 +262,36 @@ class ConnectorConformance:
             assert receipt.counts.written == 3 and receipt.counts.skipped == {"id_conflict": 3}
             self.assert_same(first, read_all(target))
 
+    def test_same_id_in_two_namespaces_across_batches(self, tmp_path: Path,
+                                                      new_location: NewLocation) -> None:
+        """The twin arrives in a later batch, so the store must be asked (or know) who holds
+        its id."""
+        first = self.records(3)
+        twins = [r.replace(namespace="other", text=f"twin of {r.id}") for r in first]
+        target = new_location("twinslater")
+        receipt = self.load(tmp_path, target, first + twins, batch_size=2)
+        expected = first + twins if self.same_id_in_namespaces else first
+        assert receipt.counts.written == len(expected), receipt.counts
+        self.assert_same(expected, read_all(target))
+
+    def test_a_batch_retried_after_it_landed_is_written_once(
+            self, tmp_path: Path, new_location: NewLocation, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The second batch reaches the store, then the call fails as a timeout would; the
+        engine retries the batch, which must update what landed, not add it again."""
+        from ..engine import run as engine_run
+
+        records = self.records(9)
+        target = new_location("landed")
+        opened = engine_run._open_writer
+
+        def flaky_writer(*args: Any, **kwargs: Any) -> Any:
+            return _LandsThenFails(opened(*args, **kwargs), fail_on=2)
+
+        monkeypatch.setattr(engine_run, "_open_writer", flaky_writer)
+        receipt = self.load(tmp_path, target, records, batch_size=3)
+        assert receipt.retries == 1 and receipt.counts.written == 9, receipt
+        self.assert_same(records, read_all(target))
+
     def test_one_record(self, tmp_path: Path, new_location: NewLocation) -> None:
         records = self.records(1)
         target = new_location("one")
@@ -342,3 +372,21 @@ def unit_records(records: list[MemoryRecord]) -> list[MemoryRecord]:
         return Vector((arr / np.linalg.norm(arr)).astype("<f4").tobytes(), v.model)
 
     return [r.replace(vectors={n: norm(v) for n, v in r.vectors.items()}) for r in records]
+
+
+class _LandsThenFails:
+    """A writer whose ``fail_on``-th write reaches the store and then raises a transient
+    error, once (what a timeout after the server applied the write looks like)."""
+
+    def __init__(self, inner: Any, *, fail_on: int) -> None:
+        self.inner, self.fail_on, self.calls = inner, fail_on, 0
+
+    def write(self, batch: list[MemoryRecord]) -> Any:
+        self.calls += 1
+        refused = self.inner.write(batch)
+        if self.calls == self.fail_on:
+            raise TransientError("timed out after the write was applied", retry_after=0)
+        return refused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
