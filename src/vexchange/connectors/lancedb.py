@@ -213,6 +213,9 @@ class LanceDBWriter(StoreWriter):
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
         assert self.table is not None
+        if not ids:
+            self._held = set()
+            return {}
         quoted = ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
         with self.store._translated("read"):
             found = (self.table.search().where(f"id IN ({quoted})")

@@ -279,6 +279,9 @@ class MilvusWriter(StoreWriter):
         return record.id
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        if not ids:
+            self._held = set()
+            return {}
         listed = ", ".join(_literal(i) for i in ids)
         with translated_milvus("query"):
             rows = self.store.client().query(self.store.collection_name, filter=f"id in [{listed}]",
