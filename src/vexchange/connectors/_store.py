@@ -129,8 +129,11 @@ class StoreWriter(Writer):
 
     @abstractmethod
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
-        """Namespace of each id that exists in the store. Called for every batch, with an
-        empty list when no id of the batch can be held, so per-batch state is reset."""
+        """Namespace of each id (never an empty list) that exists in the store."""
+
+    held_ids: set[Any] = set()
+    """The ids of the batch being written that the store already holds (from
+    ``namespaces_of``): a store whose insert and upsert differ in cost inserts the rest."""
 
     @abstractmethod
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
@@ -156,7 +159,9 @@ class StoreWriter(Writer):
         keyed = [(self.store_id(r), r) for r in batch]
         if self.namespaced_ids:
             return self.upsert(keyed)
-        existing = self.namespaces_of(self._maybe_held(list(dict.fromkeys(k for k, _ in keyed))))
+        maybe = self._maybe_held(list(dict.fromkeys(k for k, _ in keyed)))
+        existing = self.namespaces_of(maybe) if maybe else {}
+        self.held_ids = set(existing)
         rows: list[tuple[Any, MemoryRecord]] = []
         rejects: list[Reject] = []
         seen: dict[Any, Any] = {}

@@ -199,8 +199,6 @@ class ChromaWriter(StoreWriter):
         return record.id
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
-        if not ids:
-            return {}
         with self.store._translated("read"):
             got = self._collection.get(ids=ids, include=["metadatas"])
         return {rid: (meta or {}).get("namespace") for rid, meta in zip(got["ids"], got["metadatas"])}

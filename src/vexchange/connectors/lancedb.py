@@ -213,18 +213,11 @@ class LanceDBWriter(StoreWriter):
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
         assert self.table is not None
-        if not ids:
-            self._held = set()
-            return {}
         quoted = ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
         with self.store._translated("read"):
             found = (self.table.search().where(f"id IN ({quoted})")
                      .select(["id", "namespace"]).limit(len(ids) + 1).to_arrow())
-        held = dict(zip(found.column("id").to_pylist(), found.column("namespace").to_pylist()))
-        self._held = set(held)
-        return held
-
-    _held: set[Any] = set()
+        return dict(zip(found.column("id").to_pylist(), found.column("namespace").to_pylist()))
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         assert self.shape is not None and self.table is not None
@@ -264,7 +257,7 @@ class LanceDBWriter(StoreWriter):
         table = pa.table(data, schema=self.table.schema)
         # ids the table does not hold are appended (cheap); the others are merged by id
         # (a commit that joins on the key). A retried batch finds its rows held and merges them.
-        again = np.array([r.id in self._held for r in kept], dtype=bool)
+        again = np.array([r.id in self.held_ids for r in kept], dtype=bool)
         with self.store._translated("upsert"):
             if not again.all():
                 self.table.add(table.filter(pa.array(~again)), on_bad_vectors="null")

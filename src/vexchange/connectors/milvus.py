@@ -279,9 +279,6 @@ class MilvusWriter(StoreWriter):
         return record.id
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
-        if not ids:
-            self._held = set()
-            return {}
         listed = ", ".join(_literal(i) for i in ids)
         with translated_milvus("query"):
             rows = self.store.client().query(self.store.collection_name, filter=f"id in [{listed}]",
@@ -291,10 +288,7 @@ class MilvusWriter(StoreWriter):
         for row in rows:
             vex = loads_exact("".join(row.get("vex") or []) or "{}")
             held[row["id"]] = None if vex.get(_NO_NAMESPACE) else row.get("namespace")
-        self._held = set(held)
         return held
-
-    _held: set[Any] = set()
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         assert self.shape is not None
@@ -325,8 +319,8 @@ class MilvusWriter(StoreWriter):
         # ids the store already holds are upserted (Milvus upsert is a delete plus an insert);
         # the others, usually all of them, take the cheaper insert. A retried batch finds its
         # own rows held and upserts them, so nothing is ever written twice.
-        fresh = [row for row in data if row["id"] not in self._held]
-        again = [row for row in data if row["id"] in self._held]
+        fresh = [row for row in data if row["id"] not in self.held_ids]
+        again = [row for row in data if row["id"] in self.held_ids]
         with translated_milvus("upsert"):
             if fresh:
                 self.store.client().insert(self.store.collection_name, fresh)

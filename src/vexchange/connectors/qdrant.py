@@ -182,8 +182,6 @@ class QdrantWriter(StoreWriter):
         return point_id(record.id)
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
-        if not ids:
-            return {}
         with self.store.translated("retrieve"):
             found = self.store.client().retrieve(
                 self.store.collection_name, ids=ids, with_payload=["namespace"], with_vectors=False)

@@ -148,8 +148,6 @@ class QdrantEdgeWriter(StoreWriter):
         return point_id(record.id)
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
-        if not ids:
-            return {}
         with _translated("retrieve"):
             found = self.store.shard().retrieve(ids, True, False)
         # the shard hands UUID ids back as uuid.UUID; ours are strings (point_id)

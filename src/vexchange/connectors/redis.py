@@ -237,8 +237,6 @@ class RedisWriter(StoreWriter):
         return record.id
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
-        if not ids:
-            return {}
         pipe = self.store.client().pipeline(transaction=False)
         for rid in ids:
             pipe.hmget(self.store.prefix + rid, ["id", "namespace"])
