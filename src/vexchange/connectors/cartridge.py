@@ -48,8 +48,7 @@ class CartridgeConnector(Connector):
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
         with closing(self.open()) as cart:
-            return {name: VectorSpace(dims=e["dims"], metric=e["metric"])
-                    for name, e in cart.embeddings().items()}
+            return cartridge_spaces(cart)
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         with closing(self.open()) as cart:
@@ -59,6 +58,11 @@ class CartridgeConnector(Connector):
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         sink = None if dry_run else CartridgeBuilder(self.path, resume=resume is not None)
         return PackStoreWriter(sink, spaces or {})
+
+
+def cartridge_spaces(cart: Cartridge) -> dict[str, VectorSpace]:
+    """The vector spaces a cartridge declares (its embeddings table)."""
+    return {name: VectorSpace(dims=e["dims"], metric=e["metric"]) for name, e in cart.embeddings().items()}
 
 
 def cartridge_pages(cart: Cartridge, batch_size: int, after: str | None,

@@ -19,7 +19,7 @@ from ..pack.cartridge import Cartridge
 from ..pack.vectorpack import PackWriter, open_pack
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, VectorSpace, Writer
-from .cartridge import PackStoreWriter, cartridge_pages
+from .cartridge import PackStoreWriter, cartridge_pages, cartridge_spaces
 
 __all__ = ["VectorPackConnector"]
 
@@ -54,7 +54,7 @@ class VectorPackConnector(Connector):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         cartridge, _, _ = self.open()
         with closing(cartridge):
-            return {n: VectorSpace(dims=e["dims"], metric=e["metric"]) for n, e in cartridge.embeddings().items()}
+            return cartridge_spaces(cartridge)
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         cartridge, text_of, _ = self.open()

@@ -430,22 +430,21 @@ def _build_usearch(index_class: Any, root: Path, name: str, dims: int, rows: int
 def ann_index(root: Path, manifest: dict[str, Any], name: str) -> Any | None:
     """A pack's usearch index for a vector name, memory-mapped after checking its hash; None
     when the pack has none. Needs usearch installed."""
-    entry = ((manifest.get("indexes") or {}).get(name or "(default)") or {}).get("ann")
+    flat = _index_entry(manifest, name)
+    entry = flat.get("ann")
     if not entry:
         return None
-    problem = _check_file(root, entry["file"], manifest["files"].get(entry["file"]))
-    if problem:
-        raise IntegrityError(f"the pack's index is damaged: {problem}", location=str(root),
-                             hint="rebuild it with vex pack reindex --ann usearch")
+    hint = "rebuild it with vex pack reindex --ann usearch"
+    _check_index_file(root, manifest, entry["file"], hint)
     index_class = _usearch()
-    dims = ((manifest.get("indexes") or {}).get(name or "(default)") or {}).get("dims")
+    dims = flat.get("dims")
     try:
         header = index_class.metadata(str(root / entry["file"]))
     except ValueError:
         header = None
     if not header or header.get("dimensions") != dims or header.get("count_present") != entry.get("rows"):
         raise IntegrityError(f"{entry['file']} is not the usearch index the manifest describes",
-                             location=str(root), hint="rebuild it with vex pack reindex --ann usearch")
+                             location=str(root), hint=hint)
     index = index_class.restore(str(root / entry["file"]), view=True)
     index.expansion_search = int(entry.get("expansion_search", USEARCH["expansion_search"]))
     return index
@@ -453,14 +452,22 @@ def ann_index(root: Path, manifest: dict[str, Any], name: str) -> Any | None:
 
 def flat_index(root: Path, manifest: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray] | None:
     """A pack's flat index for a vector name, memory-mapped (after checking its hashes), or None."""
-    entry = (manifest.get("indexes") or {}).get(name or "(default)")
+    entry = _index_entry(manifest, name)
     if not entry:
         return None
     for rel in (entry["matrix"], entry["rids"]):
-        problem = _check_file(root, rel, manifest["files"].get(rel))
-        if problem:
-            raise IntegrityError(f"the pack's index is damaged: {problem}", location=str(root),
-                                 hint="rebuild it with vex pack reindex")
+        _check_index_file(root, manifest, rel, "rebuild it with vex pack reindex")
     matrix = np.memmap(root / entry["matrix"], dtype="<f4", mode="r").reshape(entry["rows"], entry["dims"])
     rids = np.fromfile(root / entry["rids"], dtype="<i8")
     return rids, matrix
+
+
+def _index_entry(manifest: dict[str, Any], name: str) -> dict[str, Any]:
+    """The manifest's ``indexes`` entry of a vector name ({} when it has none)."""
+    return dict((manifest.get("indexes") or {}).get(name or "(default)") or {})
+
+
+def _check_index_file(root: Path, manifest: dict[str, Any], rel: str, hint: str) -> None:
+    problem = _check_file(root, rel, manifest["files"].get(rel))
+    if problem:
+        raise IntegrityError(f"the pack's index is damaged: {problem}", location=str(root), hint=hint)
