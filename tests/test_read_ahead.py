@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,42 @@ def test_stopping_early_closes_the_source_on_its_own_thread() -> None:
     pages.close()
     assert closed_on == ["vex-read-ahead"]
     assert not _alive()
+
+
+def test_a_run_interrupted_while_writing_stops_the_reader_and_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C arrives on the main thread while the target writes and the next page is being
+    read ahead: the reading thread is stopped, and --resume completes without duplicates."""
+    from vexchange import migrate
+    from vexchange.engine import run as engine_run
+    from vexchange.testing.conformance import read_all, write_vmig
+    from vexchange.testing.records import sample_records
+
+    records = list(sample_records(60))
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records)
+    target = f"cartridge://{tmp_path}/m.db"
+    options = {"batch_size": 10, "receipt": tmp_path / "r.json", "rejects": tmp_path / "r.rej"}
+    opened = engine_run._open_writer
+
+    class Interrupting:
+        def __init__(self, inner: object) -> None:
+            self.inner, self.calls = inner, 0
+
+        def write(self, batch: list) -> list:
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt
+            return self.inner.write(batch)  # type: ignore[attr-defined, no-any-return]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(engine_run, "_open_writer", lambda *a, **k: Interrupting(opened(*a, **k)))
+    with pytest.raises(KeyboardInterrupt):
+        migrate(source, target, **options)
+    assert not _alive()
+    monkeypatch.undo()
+    receipt = migrate(source, target, resume=True, **options)
+    assert receipt.resumed and receipt.counts.written == 60, receipt.counts  # counts carry over
+    got = read_all(target)
+    assert len(got) == len(records) == 60
