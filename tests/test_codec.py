@@ -176,6 +176,8 @@ def test_fast_line_parser_agrees_with_orjson_on_awkward_lines() -> None:
         b'{"id":"7","vector":[true,1],"text":"x"}',                     # not numbers
         b'{"id":"8","text":"\\"vector\\":[9]","vector":[3.25]}',        # the key inside a string
         b'{"id":"9","vector":[1,[2]]}',                                 # nested array
+        b'{"id":"10","metadata":{"a\\"vector":[1,2]},"vector":[4.5]}',  # the key inside a key
+        b'{"id":"11","vector":[4.5],"metadata":{"a\\"vector":[1,2]}}',  # ... after the vector
     ]
     for line in awkward:
         fast, plain = parse_line(line), orjson.loads(line)

@@ -152,17 +152,19 @@ def parse_line(line: bytes) -> Any:
     out and parsed straight into a float64 array (see _floats.parse_number_array).
 
     The fast path is taken only when ``"vector":`` occurs once, is followed by ``[``, and the rest
-    parses with the placeholder at the top level; anything else is parsed the ordinary way.
+    parses with the placeholder at the top level; anything else is parsed the ordinary way. (Once
+    the array parses as numbers it holds no quote, so "once" is checked before and after it only:
+    counting over the whole line cost 1.8 µs a line.)
 
     A line whose parse holds a float of 2**63 or more is parsed again exactly: orjson makes
     integers beyond 64 bits floats, json keeps them integers.
     """
-    if line.count(_VECTOR_KEY) == 1:
-        start = line.find(_VECTOR_KEY) + len(_VECTOR_KEY)
+    start = line.find(_VECTOR_KEY) + len(_VECTOR_KEY)
+    if start >= len(_VECTOR_KEY):
         end = line.find(b"]", start)
         if line[start:start + 1] == b"[" and end > 0:
             wide = parse_number_array(line[start:end + 1])
-            if wide is not None:
+            if wide is not None and line.find(_VECTOR_KEY, end) < 0:
                 rest = line[:start] + b"0" + line[end + 1:]
                 try:
                     obj = orjson.loads(rest)

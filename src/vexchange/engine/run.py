@@ -29,7 +29,7 @@ from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
 from .checkpoint import Checkpoint, RejectsFile
 from .progress import NoProgress, Progress
-from .read_ahead import read_ahead
+from .read_ahead import read_ahead, usable_cpus
 from .receipt import Counts, NamespaceDigests, Receipt, versions
 from .retry import RetryPolicy
 from .vectors import VectorTransform
@@ -262,7 +262,7 @@ def _loop(
     snapshot = _snapshot(writer, state, source, target, run_id)
     try:
         pages = _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry)
-        if source.capabilities.read_ahead:
+        if source.capabilities.read_ahead and usable_cpus() > 1:
             pages = read_ahead(pages)
         with closing(pages):  # a read-ahead thread stops here, whatever happened
             for page in pages:
