@@ -20,7 +20,7 @@ run can resume; collections of any shape can be read (INT64 or VARCHAR keys, dyn
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -237,6 +237,7 @@ class MilvusWriter(StoreWriter):
                  spaces: dict[str, VectorSpace]) -> None:
         super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.shape = store.shape()
+        self._columns: _ColumnSender | Literal[False] | None = None  # None: not looked up yet
         if self.shape is not None and not self.shape.own:
             raise UsageError(f"collection {store.collection_name!r} was not created by vexchange;"
                              " writing into it could break its schema",
@@ -314,19 +315,33 @@ class MilvusWriter(StoreWriter):
                    "metadata": payload, "vex": vex_pieces, "created_at": record.created_at or 0,
                    "updated_at": record.updated_at or 0}
             for name, vec in record.vectors.items():
-                row[fields_of[name]] = vec.array()
+                row[fields_of[name]] = vec.data
             data.append(row)
         # ids the store already holds are upserted (Milvus upsert is a delete plus an insert);
         # the others, usually all of them, take the cheaper insert. A retried batch finds its
         # own rows held and upserts them, so nothing is ever written twice.
         fresh = [row for row in data if row["id"] not in self.held_ids]
         again = [row for row in data if row["id"] in self.held_ids]
+        client = self.store.client()
         with translated_milvus("upsert"):
-            if fresh:
-                self.store.client().insert(self.store.collection_name, fresh)
-            if again:
-                self.store.client().upsert(self.store.collection_name, again)
+            if self._columns is None:
+                self._columns = _ColumnSender.for_client(client)
+            for rows, replace in ((fresh, False), (again, True)):
+                if not rows:
+                    continue
+                if self._columns:
+                    self._columns.send(self.store.collection_name, rows, self.shape.vector_dims,
+                                       replace=replace)
+                elif replace:
+                    client.upsert(self.store.collection_name, _with_arrays(rows, self.shape.vector_dims))
+                else:
+                    client.insert(self.store.collection_name, _with_arrays(rows, self.shape.vector_dims))
         return rejects
+
+
+def _with_arrays(rows: list[dict[str, Any]], vector_dims: dict[str, int]) -> list[dict[str, Any]]:
+    """Rows for pymilvus's own insert: vectors as float32 arrays instead of bytes."""
+    return [{**row, **{f: np.frombuffer(row[f], dtype="<f4") for f in vector_dims}} for row in rows]
 
 
 def _refusal(record: MemoryRecord, fields_of: dict[str, str]) -> tuple[str, str] | None:
@@ -340,3 +355,75 @@ def _refusal(record: MemoryRecord, fields_of: dict[str, str]) -> tuple[str, str]
     if len(record.id.encode()) > _PIECE:
         return "id_too_long", "Milvus keys hold at most 65,535 bytes"
     return None
+
+
+class _ColumnSender:
+    """Sends a batch of rows to a collection vexchange created, as one insert or upsert request
+    built column by column.
+
+    Why: pymilvus packs a row-based insert one value at a time in Python, about 160 µs a row of
+    this schema on the project's machine, 52 µs of it for a 384-dim vector (a protobuf repeated
+    float takes one Python float at a time); that made vexchange's import 0.6 of a native
+    script's with half the fields. Here each scalar column is extended in one call, and each
+    vector column is parsed from the float32 bytes the records already hold: on the wire a packed
+    repeated float is exactly those little-endian bytes, so the values are bit-exact.
+
+    It uses pymilvus's generated protobuf classes, its connection's gRPC stub and the call
+    metadata pymilvus 3 sends (database name, request id), which are not public API. When any of
+    them is missing (another pymilvus), :meth:`for_client` gives False and the public
+    ``insert``/``upsert`` are used: slower, same rows.
+    """
+
+    def __init__(self, client: MilvusClient) -> None:
+        from pymilvus.client.call_context import _api_level_md
+        from pymilvus.grpc_gen import milvus_pb2
+
+        self.client = client
+        self.stub = client._get_connection()._stub
+        self.call_metadata = lambda: _api_level_md(client._generate_call_context())
+        self.requests = {False: milvus_pb2.InsertRequest, True: milvus_pb2.UpsertRequest}
+        self.calls = {False: self.stub.Insert, True: self.stub.Upsert}
+
+    @classmethod
+    def for_client(cls, client: MilvusClient) -> _ColumnSender | Literal[False]:
+        try:
+            return cls(client)
+        except (ImportError, AttributeError):
+            return False
+
+    def send(self, collection: str, rows: list[dict[str, Any]], vector_dims: dict[str, int], *,
+             replace: bool) -> None:
+        request = self.requests[replace](collection_name=collection, num_rows=len(rows))
+        for name in ("id", "namespace"):
+            column = request.fields_data.add(field_name=name, type=DataType.VARCHAR)
+            column.scalars.string_data.data.extend([row[name] for row in rows])
+        for name in ("created_at", "updated_at"):
+            column = request.fields_data.add(field_name=name, type=DataType.INT64)
+            column.scalars.long_data.data.extend([row[name] for row in rows])
+        column = request.fields_data.add(field_name="metadata", type=DataType.JSON)
+        column.scalars.json_data.data.extend([dumps_exact(row["metadata"]).encode() for row in rows])
+        for name in ("text", "vex"):
+            column = request.fields_data.add(field_name=name, type=DataType.ARRAY)
+            pieces = column.scalars.array_data
+            pieces.element_type = DataType.VARCHAR
+            for row in rows:
+                pieces.data.add().string_data.data.extend(row[name])
+        for name, dims in vector_dims.items():
+            column = request.fields_data.add(field_name=name, type=DataType.FLOAT_VECTOR)
+            column.vectors.dim = dims
+            packed = b"".join([row[name] for row in rows])
+            column.vectors.float_vector.MergeFromString(b"\x0a" + _varint(len(packed)) + packed)
+        response = self.calls[replace](request, metadata=self.call_metadata())
+        status = response.status
+        if status.code != 0 or status.error_code != 0:
+            raise MilvusException(code=status.code or status.error_code, message=status.reason)
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf's base-128 length prefix."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
