@@ -145,7 +145,7 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
         index = MilvusClient.prepare_index_params()
         index.add_index("vector", index_type="AUTOINDEX", metric_type="COSINE")
         client.create_collection("native", schema=schema, index_params=index)
-        for batch in batches(file, 250):  # Milvus Lite's fastest call size (see milvus.py)
+        for batch in batches(file, 100):  # Milvus Lite's fastest call size (see milvus.py)
             client.insert("native", [{"id": r["id"], "text": (r["text"] or "")[:16000],
                                       "metadata": r["metadata"] or {},
                                       "vector": np.asarray(r["vector"], dtype=np.float32)} for r in batch])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,3 +47,20 @@ class TestMilvusCollectionPerNamespace(ConnectorConformance):
 
         return f"milvus://127.0.0.1:{free_port()}/memories?namespaces=collections"
 
+
+
+
+def test_pymilvus_public_insert_and_upsert_as_the_fallback(
+        tmp_path: Path, store_servers: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connector builds its own column requests; with another pymilvus it falls back to the
+    public insert and upsert, which must write the same records."""
+    from vexchange.connectors import milvus
+
+    monkeypatch.setattr(milvus._ColumnSender, "for_client", classmethod(lambda cls, client: False))
+    server, run = store_servers["milvus"], uuid.uuid4().hex[:8]
+    suite = TestMilvus()
+    location = lambda name: f"milvus://{server.host}:{server.port}/f{run}_{name}"  # noqa: E731
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    suite.test_round_trip_is_exact(tmp_path / "a", location)
+    suite.test_rerun_writes_no_duplicates(tmp_path / "b", location)  # insert, then upsert

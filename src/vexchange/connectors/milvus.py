@@ -43,8 +43,11 @@ _PIECE = 65_535
 _MAX_PIECES = 4096
 _NO_NAMESPACE = "namespace_null"
 _FETCH = 250
-"""Rows per query and per insert: Milvus Lite's cost per call grows faster than its size
-(20k rows: 5.8 s in calls of 250, 16.4 s in calls of 2,000)."""
+"""Rows per query."""
+_WRITE_ROWS = 100
+"""Rows per insert: Milvus Lite's cost per call grows faster than its size. 10k rows of 384
+dims: 1.7 s in calls of 100, 2.1 s of 250, 4.6 s of 1,000, 7.8 s of 2,000 (pymilvus's own
+insert is fastest at 100 too: 1.69 s, against 1.76 s at 250)."""
 
 
 def _pieces(text: str) -> list[str]:
@@ -96,7 +99,7 @@ class MilvusConnector(CollectionStore):
     extra = "milvus"
     default_port = 19530
     capabilities = Capabilities(read=True, write=True, named_vectors=True, null_vectors=False,
-                                preferred_batch=_FETCH,
+                                preferred_batch=_WRITE_ROWS,
                                 fixed_dims=True)
 
     def __init__(self, spec: StoreSpec) -> None:
