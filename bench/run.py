@@ -25,13 +25,36 @@ OPS = {
 }
 
 
+_WATCH_CHILDREN = """
+import glob, threading
+child_peak = {}
+def _watch():
+    while True:
+        for listing in glob.glob('/proc/self/task/*/children'):
+            for pid in open(listing).read().split():
+                try:
+                    for line in open(f'/proc/{pid}/status'):
+                        if line.startswith('VmHWM'):
+                            child_peak[pid] = max(child_peak.get(pid, 0), int(line.split()[1]))
+                except OSError:
+                    pass
+        time.sleep(0.05)
+threading.Thread(target=_watch, daemon=True).start()
+"""
+
+
 def measure(code: str, *, setup: str = "import vexchange") -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of ``code`` run after ``setup`` in a fresh Python process."""
+    """Seconds and peak RSS (MB) of ``code`` run after ``setup`` in a fresh Python process.
+
+    The RSS is the process's own peak plus the largest peak of a child it started (the engine
+    reads large files in a child process, docs/engine.md), sampled every 50 ms: both run at once.
+    """
     # VmHWM is the peak RSS of this process image; it resets on exec, unlike a forked child's
-    # ru_maxrss, which starts at the parent's size.
-    script = (f"import time\n{setup}\nt=time.perf_counter()\n{code}\nsecs=time.perf_counter()-t\n"
+    # ru_maxrss, which starts at the parent's size (so children are watched through /proc).
+    script = (f"import time\n{setup}\n{_WATCH_CHILDREN}\nt=time.perf_counter()\n{code}\n"
+              "secs=time.perf_counter()-t\n"
               "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-              "print(secs, int(hwm) / 1024)")
+              "print(secs, (int(hwm) + max(child_peak.values(), default=0)) / 1024)")
     proc = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, check=False,
                           env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
     if proc.returncode != 0:

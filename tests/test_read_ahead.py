@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,12 +74,22 @@ def test_stopping_early_closes_the_source_on_its_own_thread() -> None:
     assert not _alive()
 
 
+@pytest.mark.parametrize("mode", ["thread", "process"])
 def test_a_run_interrupted_while_writing_stops_the_reader_and_resumes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     """Ctrl-C arrives on the main thread while the target writes and the next page is being
-    read ahead: the reading thread is stopped, and --resume completes without duplicates."""
+    read ahead, by a thread or a child process: the reader is stopped, and --resume completes
+    without duplicates."""
     from vexchange import migrate
+    from vexchange.engine import read_process
     from vexchange.engine import run as engine_run
+
+    monkeypatch.setenv("VEX_READ_AHEAD", mode)
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
+    children: list[Any] = []
+    popen = read_process.subprocess.Popen
+    monkeypatch.setattr(read_process.subprocess, "Popen",
+                        lambda *a, **k: children.append(popen(*a, **k)) or children[-1])
     from vexchange.testing.conformance import read_all, write_vmig
     from vexchange.testing.records import sample_records
 
@@ -106,6 +117,7 @@ def test_a_run_interrupted_while_writing_stops_the_reader_and_resumes(
     with pytest.raises(KeyboardInterrupt):
         migrate(source, target, **options)
     assert not _alive()
+    assert len(children) == (mode == "process") and all(c.returncode is not None for c in children)
     monkeypatch.undo()
     receipt = migrate(source, target, resume=True, **options)
     assert receipt.resumed and receipt.counts.written == 60, receipt.counts  # counts carry over
@@ -126,6 +138,10 @@ def test_a_process_on_one_cpu_does_not_read_ahead(tmp_path: Path, monkeypatch: p
     migrate(source, tmp_path / "a.vmig.jsonl", batch_size=10)
     assert used == []
     monkeypatch.setattr(engine_run, "usable_cpus", lambda: 2)
+    monkeypatch.setenv("VEX_READ_AHEAD", "off")
+    migrate(source, tmp_path / "c.vmig.jsonl", batch_size=10)
+    assert used == []
+    monkeypatch.delenv("VEX_READ_AHEAD")
     migrate(source, tmp_path / "b.vmig.jsonl", batch_size=10)
     assert used == [True]
     assert len(read_all(str(tmp_path / "b.vmig.jsonl"))) == 30

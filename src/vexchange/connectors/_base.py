@@ -60,6 +60,9 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     """``read`` may run on a second thread, one page ahead of the engine, while the engine
     writes the page before (the read opens everything it uses itself and shares nothing with
     a writer). Decoding the next page then overlaps the target's own work."""
+    read_in_process: bool = False
+    """``read`` may run in a child process (engine/read_process.py): the connector can be
+    rebuilt there from its spec alone, and its pages can be pickled. For large file sources."""
 
 
 class Reject(msgspec.Struct, kw_only=True):

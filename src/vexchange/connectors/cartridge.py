@@ -28,7 +28,8 @@ __all__ = ["CartridgeConnector"]
 class CartridgeConnector(Connector):
     name = "cartridge"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
-                                preferred_batch=2000, read_ahead=True)
+                                preferred_batch=2000, read_ahead=True,
+                                read_in_process=True)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

@@ -38,7 +38,8 @@ def vectors_path(path: Path) -> Path:
 
 class MgConnector(Connector):
     name = "mg"
-    capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True)
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,
+                                read_in_process=True)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

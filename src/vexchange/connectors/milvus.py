@@ -329,16 +329,16 @@ class MilvusWriter(StoreWriter):
         with translated_milvus("upsert"):
             if self._columns is None:
                 self._columns = _ColumnSender.for_client(client)
-            for rows, replace in ((fresh, False), (again, True)):
-                if not rows:
+            for part, replace in ((fresh, False), (again, True)):
+                if not part:
                     continue
                 if self._columns:
-                    self._columns.send(self.store.collection_name, rows, self.shape.vector_dims,
+                    self._columns.send(self.store.collection_name, part, self.shape.vector_dims,
                                        replace=replace)
                 elif replace:
-                    client.upsert(self.store.collection_name, _with_arrays(rows, self.shape.vector_dims))
+                    client.upsert(self.store.collection_name, _with_arrays(part, self.shape.vector_dims))
                 else:
-                    client.insert(self.store.collection_name, _with_arrays(rows, self.shape.vector_dims))
+                    client.insert(self.store.collection_name, _with_arrays(part, self.shape.vector_dims))
         return rejects
 
 
@@ -383,7 +383,8 @@ class _ColumnSender:
 
         self.client = client
         self.stub = client._get_connection()._stub
-        self.call_metadata = lambda: _api_level_md(client._generate_call_context())
+        self.metadata_of = _api_level_md
+        self.context = client._generate_call_context
         self.requests = {False: milvus_pb2.InsertRequest, True: milvus_pb2.UpsertRequest}
         self.calls = {False: self.stub.Insert, True: self.stub.Upsert}
 
@@ -416,7 +417,7 @@ class _ColumnSender:
             column.vectors.dim = dims
             packed = b"".join([row[name] for row in rows])
             column.vectors.float_vector.MergeFromString(b"\x0a" + _varint(len(packed)) + packed)
-        response = self.calls[replace](request, metadata=self.call_metadata())
+        response = self.calls[replace](request, metadata=self.metadata_of(self.context()))
         status = response.status
         if status.code != 0 or status.error_code != 0:
             raise MilvusException(code=status.code or status.error_code, message=status.reason)

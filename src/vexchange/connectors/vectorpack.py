@@ -27,7 +27,8 @@ __all__ = ["VectorPackConnector"]
 class VectorPackConnector(Connector):
     name = "vectorpack"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
-                                preferred_batch=2000, read_ahead=True)
+                                preferred_batch=2000, read_ahead=True,
+                                read_in_process=True)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

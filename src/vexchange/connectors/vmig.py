@@ -35,7 +35,8 @@ _BOM = b"\xef\xbb\xbf"
 
 class VmigConnector(Connector):
     name = "vmig"
-    capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True)
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,
+                                read_in_process=True)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from ..record import MemoryRecord
 from .checkpoint import Checkpoint, RejectsFile
 from .progress import NoProgress, Progress
 from .read_ahead import read_ahead, usable_cpus
+from .read_process import read_ahead_mode, read_in_process, reads_in_process
 from .receipt import Counts, NamespaceDigests, Receipt, versions
 from .retry import RetryPolicy
 from .vectors import VectorTransform
@@ -261,8 +262,11 @@ def _loop(
     last_saved = time.monotonic()
     snapshot = _snapshot(writer, state, source, target, run_id)
     try:
-        pages = _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry)
-        if source.capabilities.read_ahead and usable_cpus() > 1:
+        in_process = reads_in_process(source)
+        pages = _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry,
+                       in_process=in_process)
+        if (not in_process and source.capabilities.read_ahead and usable_cpus() > 1
+                and read_ahead_mode() != "off"):
             pages = read_ahead(pages)
         with closing(pages):  # a read-ahead thread stops here, whatever happened
             for page in pages:
@@ -286,13 +290,17 @@ def _loop(
         raise
 
 
-def _pages(source: Connector, batch_size: int, cursor: str | None,
-           retry: RetryPolicy) -> Generator[Page, None, None]:
-    """Pages from the source; a transient read failure reopens the read at the last cursor."""
+def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
+           in_process: bool = False) -> Generator[Page, None, None]:
+    """Pages from the source; a transient read failure reopens the read at the last cursor.
+    ``in_process``: decoded by a child process (read_process.py)."""
     failures = 0
     while True:
+        pages: Iterator[Page] | None = None
         try:
-            for page in source.read(batch_size=batch_size, after=cursor):
+            pages = (read_in_process(source, batch_size=batch_size, after=cursor) if in_process
+                     else source.read(batch_size=batch_size, after=cursor))
+            for page in pages:
                 failures = 0
                 yield page
                 cursor = page.cursor
@@ -303,6 +311,10 @@ def _pages(source: Connector, batch_size: int, cursor: str | None,
                 raise
             retry.retried += 1
             retry.sleep(retry.delay(failures, err))
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:  # a child process or an open file stops here
+                close()
 
 
 def _select(

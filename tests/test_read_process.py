@@ -1,0 +1,153 @@
+"""Reading in a child process: the same pages, the same errors, a child that always stops,
+and the rules for when the engine uses it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vexchange import VexError, migrate, open_store
+from vexchange.engine import read_process
+from vexchange.engine.read_process import read_in_process, reads_in_process
+from vexchange.errors import ConnectorError, IntegrityError, TransientError
+from vexchange.testing.conformance import read_all, write_vmig
+from vexchange.testing.records import sample_records
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """Every child the reader starts, to check that each one has ended."""
+    started: list[subprocess.Popen[bytes]] = []
+    popen = subprocess.Popen
+
+    def recording(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        child = popen(*args, **kwargs)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(read_process.subprocess, "Popen", recording)
+    return started
+
+
+def _source(tmp_path: Path, n: int = 90) -> Path:
+    path = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(n, named=("title",), sparse=True)))
+    with open(path, "ab") as handle:  # a line that is a reject, not an error
+        handle.write(b'{"id": "broken", "vector": [1, "x"]}\n')
+    return path
+
+
+@pytest.mark.parametrize("kind", ["vmig", "cartridge", "vectorpack"])
+def test_the_child_reads_the_same_pages(tmp_path: Path, kind: str,
+                                        children: list[subprocess.Popen[bytes]]) -> None:
+    source: Any = _source(tmp_path)
+    if kind != "vmig":
+        source = f"{kind}://{tmp_path}/m.{kind}"
+        migrate(_source(tmp_path), source, allow_skips=True)
+    store = open_store(source)
+    direct = list(store.read(batch_size=7))
+    through = list(read_in_process(store, batch_size=7))
+    assert through == direct and len(direct) > 10
+    assert children and all(child.returncode is not None for child in children)
+    resumed = list(read_in_process(store, batch_size=7, after=direct[4].cursor))
+    assert resumed == direct[5:]
+
+
+def test_a_migration_read_in_a_process_writes_the_same_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, children: list[subprocess.Popen[bytes]]) -> None:
+    source = _source(tmp_path)
+    monkeypatch.setenv("VEX_READ_AHEAD", "thread")
+    by_thread = migrate(source, tmp_path / "a.vmig.jsonl", batch_size=10, allow_skips=True)
+    assert not children
+    monkeypatch.setenv("VEX_READ_AHEAD", "process")
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
+    by_process = migrate(source, tmp_path / "b.vmig.jsonl", batch_size=10, allow_skips=True,
+                         rejects=tmp_path / "b.rejects.jsonl")
+    assert len(children) == 1 and children[0].returncode == 0
+    assert (tmp_path / "a.vmig.jsonl").read_bytes() == (tmp_path / "b.vmig.jsonl").read_bytes()
+    assert by_process.counts == by_thread.counts and by_process.counts.skipped_total == 1
+    assert "broken" in (tmp_path / "b.rejects.jsonl").read_text()
+
+
+def test_an_error_in_the_child_is_raised_here_with_its_type(tmp_path: Path) -> None:
+    pack = tmp_path / "m.vpack"
+    migrate(_source(tmp_path), f"vectorpack://{pack}", allow_skips=True)
+    store = open_store(f"vectorpack://{pack}")
+    database = pack / "tables" / "memory.db"
+    data = bytearray(database.read_bytes())
+    data[-10] ^= 1
+    database.write_bytes(bytes(data))
+    with pytest.raises(VexError) as direct:
+        list(store.read(batch_size=10))
+    with pytest.raises(VexError) as through:
+        list(read_in_process(store, batch_size=10))
+    assert type(through.value) is type(direct.value) and str(through.value) == str(direct.value)
+    assert isinstance(through.value, IntegrityError)
+
+
+def test_errors_keep_their_type_and_hint_across_the_pipe() -> None:
+    import pickle
+
+    err = pickle.loads(read_process._pickled_error(TransientError("locked", hint="wait")))
+    assert isinstance(err, TransientError) and err.hint == "wait"
+
+    class Odd(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(a + b)
+
+    described = pickle.loads(read_process._pickled_error(Odd(1, 2)))
+    assert isinstance(described, ConnectorError) and "Odd: 3" in str(described)
+
+
+def test_stopping_early_ends_the_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       children: list[subprocess.Popen[bytes]]) -> None:
+    source = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(3000)))
+    monkeypatch.setenv("VEX_READ_AHEAD", "process")
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
+    receipt = migrate(source, tmp_path / "o.vmig.jsonl", batch_size=10, limit=25)
+    assert receipt.counts.written == 25
+    assert len(children) == 1 and children[0].returncode is not None
+
+
+def test_a_child_that_dies_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(_source(tmp_path))
+    monkeypatch.setattr(read_process.subprocess, "Popen", _popen_that_dies())
+    with pytest.raises(ConnectorError, match="stopped unexpectedly: boom") as err:
+        list(read_in_process(store, batch_size=10))
+    assert "VEX_READ_AHEAD=thread" in str(err.value)
+
+
+def _popen_that_dies() -> Any:
+    popen = subprocess.Popen
+
+    def start(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        kwargs.pop("env", None)
+        return popen([sys.executable, "-c", "import sys; sys.stderr.write('Traceback...\\nboom\\n');"
+                      " sys.exit(1)"], **kwargs)
+
+    return start
+
+
+def test_when_the_engine_reads_in_a_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small = open_store(write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(20))))
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
+    monkeypatch.delenv("VEX_READ_AHEAD", raising=False)
+    assert not reads_in_process(small)  # fewer records than MIN_RECORDS
+    monkeypatch.setattr(read_process, "MIN_RECORDS", 10)
+    assert reads_in_process(small)
+    monkeypatch.setenv("VEX_READ_AHEAD", "thread")
+    assert not reads_in_process(small)
+    monkeypatch.setenv("VEX_READ_AHEAD", "process")
+    assert reads_in_process(small)
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 1)
+    assert not reads_in_process(small)  # one CPU: nothing to overlap with
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
+
+    class Wrapped(type(small)):  # type: ignore[misc]
+        """Not what its spec names in the registry: the child could not rebuild it."""
+
+    assert not reads_in_process(Wrapped(small.spec))
+    assert read_all(str(tmp_path / "s.vmig.jsonl"))
