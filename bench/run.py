@@ -31,13 +31,13 @@ child_peak = {}
 def _watch():
     while True:
         for listing in glob.glob('/proc/self/task/*/children'):
-            for pid in open(listing).read().split():
-                try:
+            try:  # threads and children come and go while we look
+                for pid in open(listing).read().split():
                     for line in open(f'/proc/{pid}/status'):
                         if line.startswith('VmHWM'):
                             child_peak[pid] = max(child_peak.get(pid, 0), int(line.split()[1]))
-                except OSError:
-                    pass
+            except OSError:
+                pass
         time.sleep(0.05)
 threading.Thread(target=_watch, daemon=True).start()
 """

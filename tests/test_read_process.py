@@ -40,11 +40,16 @@ def _source(tmp_path: Path, n: int = 90) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["vmig", "cartridge", "vectorpack"])
+@pytest.mark.parametrize("kind", ["vmig", "cartridge", "vectorpack", "vektor"])
 def test_the_child_reads_the_same_pages(tmp_path: Path, kind: str,
                                         children: list[subprocess.Popen[bytes]]) -> None:
     source: Any = _source(tmp_path)
-    if kind != "vmig":
+    if kind == "vektor":
+        from vexchange.testing.vektor_fixture import build
+
+        build(tmp_path / "v.db", n=90, dims=8, edge_cases=True)
+        source = f"vektor:{tmp_path / 'v.db'}"
+    elif kind != "vmig":
         source = f"{kind}://{tmp_path}/m.{kind}"
         migrate(_source(tmp_path), source, allow_skips=True)
     store = open_store(source)

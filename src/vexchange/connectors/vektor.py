@@ -48,7 +48,8 @@ _INT64_MAX = (1 << 63) - 1
 
 class VektorConnector(Connector):
     name = "vektor"
-    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True)
+    capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
+                                read_ahead=True, read_in_process=True)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

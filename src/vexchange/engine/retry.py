@@ -7,6 +7,7 @@ first try, so the default of 3 means one try and two retries.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random)
     retried: int = 0
     """How many retries this policy has made, for the receipt."""
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def note_retry(self) -> None:
+        """Count one retry. Reads (on the read-ahead thread) and writes (on the main thread)
+        retry through the same policy, and ``+=`` on an attribute is not atomic."""
+        with self._count_lock:
+            self.retried += 1
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -47,6 +55,6 @@ class RetryPolicy:
             except TransientError as err:
                 if attempt == self.attempts:
                     raise
-                self.retried += 1
+                self.note_retry()
                 self.sleep(self.delay(attempt, err))
         raise AssertionError("unreachable")  # pragma: no cover

@@ -309,7 +309,7 @@ def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryP
             failures += 1
             if failures >= retry.attempts:
                 raise
-            retry.retried += 1
+            retry.note_retry()
             retry.sleep(retry.delay(failures, err))
         finally:
             close = getattr(pages, "close", None)
