@@ -147,6 +147,10 @@ def test_when_the_engine_reads_in_a_process(tmp_path: Path, monkeypatch: pytest.
     assert not reads_in_process(small)
     monkeypatch.setenv("VEX_READ_AHEAD", "process")
     assert reads_in_process(small)
+    monkeypatch.setenv("VEX_READ_AHEAD", "fast")
+    with pytest.raises(VexError, match="must be one of auto, process, thread, off"):
+        reads_in_process(small)
+    monkeypatch.setenv("VEX_READ_AHEAD", "process")
     monkeypatch.setattr(read_process, "usable_cpus", lambda: 1)
     assert not reads_in_process(small)  # one CPU: nothing to overlap with
     monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)

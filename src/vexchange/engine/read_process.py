@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from ..connectors import _registry
 from ..connectors._base import Connector, Page
-from ..errors import ConnectorError
+from ..errors import ConnectorError, UsageError, VexError
 from .read_ahead import usable_cpus
 
 __all__ = ["MIN_RECORDS", "read_ahead_mode", "read_in_process", "reads_in_process"]
@@ -47,9 +47,15 @@ _HEADER = 9
 _PAGE, _ERROR, _DONE = b"P", b"E", b"D"
 
 
+_MODES = ("auto", "process", "thread", "off")
+
+
 def read_ahead_mode() -> str:
     """``VEX_READ_AHEAD``: ``auto`` (the default), ``process``, ``thread`` or ``off``."""
-    return os.environ.get("VEX_READ_AHEAD", "auto").strip().lower() or "auto"
+    mode = os.environ.get("VEX_READ_AHEAD", "auto").strip().lower() or "auto"
+    if mode not in _MODES:
+        raise UsageError(f"VEX_READ_AHEAD is {mode!r}; it must be one of {', '.join(_MODES)}")
+    return mode
 
 
 def reads_in_process(source: Connector) -> bool:
@@ -60,7 +66,10 @@ def reads_in_process(source: Connector) -> bool:
         return False
     if mode == "process":
         return True
-    count = source.count()
+    try:
+        count = source.count()
+    except VexError:  # no count, no child: reading itself will say what is wrong
+        return False
     return count is not None and count >= MIN_RECORDS
 
 
