@@ -159,4 +159,6 @@ def test_when_the_engine_reads_in_a_process(tmp_path: Path, monkeypatch: pytest.
         """Not what its spec names in the registry: the child could not rebuild it."""
 
     assert not reads_in_process(Wrapped(small.spec))
+    monkeypatch.setattr(read_process.sys, "executable", "")  # no interpreter to start
+    assert not reads_in_process(small)
     assert read_all(str(tmp_path / "s.vmig.jsonl"))

@@ -64,6 +64,8 @@ def reads_in_process(source: Connector) -> bool:
         return False
     if usable_cpus() < 2 or _registered_class(source) is not type(source):
         return False
+    if not (sys.executable and os.path.exists(sys.executable)):  # an embedded interpreter
+        return False
     if mode == "process":
         return True
     try:
