@@ -113,7 +113,7 @@ def test_a_run_interrupted_while_writing_stops_the_reader_and_resumes(
             return getattr(self.inner, name)
 
     monkeypatch.setattr(engine_run, "_open_writer", lambda *a, **k: Interrupting(opened(*a, **k)))
-    monkeypatch.setattr(engine_run, "usable_cpus", lambda: 2)  # read ahead on any machine
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)  # read ahead on any machine
     with pytest.raises(KeyboardInterrupt):
         migrate(source, target, **options)
     assert not _alive()
@@ -127,6 +127,7 @@ def test_a_run_interrupted_while_writing_stops_the_reader_and_resumes(
 
 def test_a_process_on_one_cpu_does_not_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vexchange import migrate
+    from vexchange.engine import read_process
     from vexchange.engine import run as engine_run
     from vexchange.testing.conformance import read_all, write_vmig
     from vexchange.testing.records import sample_records
@@ -134,10 +135,10 @@ def test_a_process_on_one_cpu_does_not_read_ahead(tmp_path: Path, monkeypatch: p
     used: list[bool] = []
     monkeypatch.setattr(engine_run, "read_ahead", lambda pages: used.append(True) or pages)
     source = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(30)))
-    monkeypatch.setattr(engine_run, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 1)
     migrate(source, tmp_path / "a.vmig.jsonl", batch_size=10)
     assert used == []
-    monkeypatch.setattr(engine_run, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
     monkeypatch.setenv("VEX_READ_AHEAD", "off")
     migrate(source, tmp_path / "c.vmig.jsonl", batch_size=10)
     assert used == []

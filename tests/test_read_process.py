@@ -12,7 +12,7 @@ import pytest
 
 from vexchange import VexError, migrate, open_store
 from vexchange.engine import read_process
-from vexchange.engine.read_process import read_in_process, reads_in_process
+from vexchange.engine.read_process import read_in_process, reading_mode
 from vexchange.errors import ConnectorError, IntegrityError, TransientError
 from vexchange.testing.conformance import read_all, write_vmig
 from vexchange.testing.records import sample_records
@@ -136,29 +136,35 @@ def _popen_that_dies() -> Any:
     return start
 
 
+def in_child(source: Any) -> bool:
+    return reading_mode(source, source.count()) == "process"
+
+
 def test_when_the_engine_reads_in_a_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small = open_store(write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(20))))
     monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
     monkeypatch.delenv("VEX_READ_AHEAD", raising=False)
-    assert not reads_in_process(small)  # fewer records than MIN_RECORDS
+    assert not in_child(small)  # fewer records than MIN_RECORDS
+    assert reading_mode(small, 20) == "thread"
     monkeypatch.setattr(read_process, "MIN_RECORDS", 10)
-    assert reads_in_process(small)
+    assert in_child(small)
     monkeypatch.setenv("VEX_READ_AHEAD", "thread")
-    assert not reads_in_process(small)
+    assert not in_child(small)
     monkeypatch.setenv("VEX_READ_AHEAD", "process")
-    assert reads_in_process(small)
+    assert in_child(small)
     monkeypatch.setenv("VEX_READ_AHEAD", "fast")
     with pytest.raises(VexError, match="must be one of auto, process, thread, off"):
-        reads_in_process(small)
+        in_child(small)
     monkeypatch.setenv("VEX_READ_AHEAD", "process")
     monkeypatch.setattr(read_process, "usable_cpus", lambda: 1)
-    assert not reads_in_process(small)  # one CPU: nothing to overlap with
+    assert not in_child(small)  # one CPU: nothing to overlap with
     monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
 
     class Wrapped(type(small)):  # type: ignore[misc]
-        """Not what its spec names in the registry: the child could not rebuild it."""
+        """Not what its spec names in the registry: made here, it might not behave the same in
+        a child."""
 
-    assert not reads_in_process(Wrapped(small.spec))
+    assert not in_child(Wrapped(small.spec))
     monkeypatch.setattr(read_process.sys, "executable", "")  # no interpreter to start
-    assert not reads_in_process(small)
+    assert not in_child(small)
     assert read_all(str(tmp_path / "s.vmig.jsonl"))

@@ -61,8 +61,8 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     writes the page before (the read opens everything it uses itself and shares nothing with
     a writer). Decoding the next page then overlaps the target's own work."""
     read_in_process: bool = False
-    """``read`` may run in a child process (engine/read_process.py): the connector can be
-    rebuilt there from its spec alone, and its pages can be pickled. For large file sources."""
+    """``read`` may run in a child process (engine/read_process.py): the connector and its
+    pages can be pickled, and reading needs nothing from this process. For large file sources."""
 
 
 class Reject(msgspec.Struct, kw_only=True):

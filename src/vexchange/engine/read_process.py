@@ -6,19 +6,21 @@ under the interpreter lock, and several targets' clients hold that lock while th
 child process has its own interpreter: it decodes page k+1 while this process writes page k.
 
 How: the child is a fresh ``python -m vexchange.engine.read_process`` (not multiprocessing,
-whose "spawn" re-imports the caller's main script). It gets the job on stdin (the connector's
-registry name, its spec, the batch size and the cursor), rebuilds the connector through the
-registry, and writes one frame per page to stdout: one byte of kind (``P`` page, ``E`` error,
-``D`` done), eight bytes of length, a pickle. The pipe holds less than a page, so the child
+whose "spawn" re-imports the caller's main script). It gets the job on stdin (the connector,
+pickled with what it has already checked, such as a pack's hash; the batch size; the cursor)
+and writes one frame per page to stdout: one byte of kind (``P`` page, ``E`` error, ``D``
+done), eight bytes of length, a pickle. The pipe holds less than a page, so the child
 blocks once it is a page ahead: memory stays flat. Pages arrive in order with their cursors,
 so checkpoints, resume and counts are exactly as without it; an error is re-raised here with
 its type (a ``TransientError`` is still retried). The child ignores Ctrl-C: the engine stops
 it, by closing the pipe and killing it, whenever the run ends early. It only reads files.
 
-When (:func:`reads_in_process`): the source declares ``read_in_process``, is exactly the class
-its spec names in the registry (so the child builds the same reader), the process may use two
-or more CPUs, and the source says it holds at least :data:`MIN_RECORDS` records; starting the
-child costs about 0.3 s. ``VEX_READ_AHEAD=process`` forces it, ``thread`` or ``off`` refuse it.
+When (:func:`reading_mode`, the one place the engine decides how it reads): the process may
+use two or more CPUs, the source declares ``read_in_process``, is exactly the class its spec
+names in the registry (a wrapper made in this process would not behave the same in the child),
+and holds at least :data:`MIN_RECORDS` records by its count; starting the child costs about
+0.3 s. Otherwise a source that declares ``read_ahead`` is read on a thread (read_ahead.py).
+``VEX_READ_AHEAD=process`` forces the child at any size, ``thread`` the thread, ``off`` neither.
 """
 
 from __future__ import annotations
@@ -31,22 +33,20 @@ import sys
 import tempfile
 from collections.abc import Generator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from ..connectors import _registry
 from ..connectors._base import Connector, Page
 from ..errors import ConnectorError, UsageError, VexError
 from .read_ahead import usable_cpus
 
-__all__ = ["MIN_RECORDS", "read_ahead_mode", "read_in_process", "reads_in_process"]
+__all__ = ["MIN_RECORDS", "read_ahead_mode", "read_in_process", "reading_mode"]
 
 MIN_RECORDS = 50_000
 """Below this the child's start-up (about 0.3 s) costs more than the overlap gains."""
 
 _HEADER = 9
 _PAGE, _ERROR, _DONE = b"P", b"E", b"D"
-
-
 _MODES = ("auto", "process", "thread", "off")
 
 
@@ -58,35 +58,33 @@ def read_ahead_mode() -> str:
     return mode
 
 
-def reads_in_process(source: Connector) -> bool:
+def reading_mode(source: Connector, count: int | None) -> Literal["process", "thread", "main"]:
+    """How the engine reads ``source`` (which says it holds ``count`` records): in a child
+    process, on a second thread, or on the main thread."""
     mode = read_ahead_mode()
-    if mode not in ("auto", "process") or not source.capabilities.read_in_process:
-        return False
-    if usable_cpus() < 2 or _registered_class(source) is not type(source):
+    if mode == "off" or usable_cpus() < 2:
+        return "main"
+    if mode in ("auto", "process") and _can_run_in_child(source) and (
+            mode == "process" or (count is not None and count >= MIN_RECORDS)):
+        return "process"
+    return "thread" if source.capabilities.read_ahead else "main"
+
+
+def _can_run_in_child(source: Connector) -> bool:
+    if not source.capabilities.read_in_process:
         return False
     if not (sys.executable and os.path.exists(sys.executable)):  # an embedded interpreter
         return False
-    if mode == "process":
-        return True
     try:
-        count = source.count()
-    except VexError:  # no count, no child: reading itself will say what is wrong
+        return _registry.get(source.spec.scheme) is type(source)
+    except VexError:  # not a registered name: read in this process
         return False
-    return count is not None and count >= MIN_RECORDS
-
-
-def _registered_class(source: Connector) -> type[Connector] | None:
-    try:
-        return _registry.get(source.spec.scheme)
-    except Exception:  # noqa: BLE001 - any failure means: read in this process
-        return None
 
 
 def read_in_process(source: Connector, *, batch_size: int,
                     after: str | None = None) -> Generator[Page, None, None]:
     """``source.read(batch_size=..., after=...)``, decoded in a child process."""
-    job = pickle.dumps({"scheme": source.spec.scheme, "spec": source.spec,
-                        "batch_size": batch_size, "after": after})
+    job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after})
     with tempfile.TemporaryFile() as child_stderr:
         child = subprocess.Popen([sys.executable, "-m", "vexchange.engine.read_process"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=child_stderr,
@@ -96,28 +94,25 @@ def read_in_process(source: Connector, *, batch_size: int,
         try:
             child.stdin.write(job)
             child.stdin.close()
-            frame: tuple[bytes, bytes] | None = _read_frame(child.stdout)
-            while frame is not None and frame[0] == _PAGE:
-                items, cursor = pickle.loads(frame[1])
-                # after the last page (no cursor) the engine asks no more, so the frame that
-                # ends the stream is read first: a child that finished is let exit, not killed
-                frame = _read_frame(child.stdout) if cursor is None else None
-                finished = frame is not None and frame[0] == _DONE
-                yield Page(items, cursor)
-                if frame is None:
-                    frame = _read_frame(child.stdout)
-            assert frame is not None
-            kind, body = frame
-            if kind == _DONE:
-                finished = True
-                return
-            if kind == _ERROR:
-                raise pickle.loads(body)
-            child_stderr.seek(0)
-            raise ConnectorError(
-                f"the process reading {source.describe().get('location', 'the source')} stopped"
-                f" unexpectedly: {_tail(child_stderr.read())}",
-                hint="set VEX_READ_AHEAD=thread to read in this process instead")
+            while True:
+                kind, body = _read_frame(child.stdout)
+                if kind == _PAGE:
+                    items, cursor = pickle.loads(body)
+                    # nothing follows the last page (no cursor) but the end frame, and the engine
+                    # asks no more: the child is let exit, not killed
+                    finished = cursor is None
+                    yield Page(items, cursor)
+                elif kind == _DONE:
+                    finished = True
+                    return
+                elif kind == _ERROR:
+                    raise pickle.loads(body)
+                else:
+                    child_stderr.seek(0)
+                    raise ConnectorError(
+                        f"the process reading {source.describe().get('location', 'the source')}"
+                        f" stopped unexpectedly: {_tail(child_stderr.read())}",
+                        hint="set VEX_READ_AHEAD=thread to read in this process instead")
         finally:
             child.stdout.close()
             _stop(child, finished)
@@ -172,7 +167,7 @@ def _child_main() -> None:
     job: dict[str, Any] = pickle.load(sys.stdin.buffer)
     try:
         try:
-            source = _registry.get(job["scheme"]).from_spec(job["spec"])
+            source: Connector = job["source"]
             try:
                 for page in source.read(batch_size=job["batch_size"], after=job["after"]):
                     _write_frame(out, _PAGE, pickle.dumps((page.items, page.cursor), protocol=5))

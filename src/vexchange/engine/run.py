@@ -29,8 +29,8 @@ from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
 from .checkpoint import Checkpoint, RejectsFile
 from .progress import NoProgress, Progress
-from .read_ahead import read_ahead, usable_cpus
-from .read_process import read_ahead_mode, read_in_process, reads_in_process
+from .read_ahead import read_ahead
+from .read_process import read_in_process, reading_mode
 from .receipt import Counts, NamespaceDigests, Receipt, versions
 from .retry import RetryPolicy
 from .vectors import VectorTransform
@@ -129,6 +129,7 @@ def run(
     resumed = target_state is not None
     transform = _vector_transform(options, retry)
     total = source.count()  # opens the source: a missing or foreign store fails before any output
+    reading = reading_mode(source, total)
     spaces = _with_metric(source.vector_spaces(), options.metric)
     if transform is not None:
         spaces = transform.spaces(spaces)
@@ -158,7 +159,7 @@ def run(
     try:
         state.pinned_dims.update(writer.target_dims())
         _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint, run_id,
-              transform)
+              transform, reading)
         writer.finish({"source": source.describe(), "counts": _counts_summary(state.counts)})
     except BaseException as err:
         writer.abort()
@@ -252,7 +253,7 @@ def _start_state(
 def _loop(
     source: Connector, target: Connector, writer: Writer, options: RunOptions, state: _State,
     rejects: RejectsFile, retry: RetryPolicy, progress: Progress, checkpoint: Checkpoint,
-    run_id: str, transform: VectorTransform | None = None,
+    run_id: str, transform: VectorTransform | None = None, reading: str = "main",
 ) -> None:
     """Process pages; after each acknowledged page the state is snapshotted for the checkpoint.
 
@@ -262,11 +263,9 @@ def _loop(
     last_saved = time.monotonic()
     snapshot = _snapshot(writer, state, source, target, run_id)
     try:
-        in_process = reads_in_process(source)
         pages = _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry,
-                       in_process=in_process)
-        if (not in_process and source.capabilities.read_ahead and usable_cpus() > 1
-                and read_ahead_mode() != "off"):
+                       in_process=reading == "process")
+        if reading == "thread":
             pages = read_ahead(pages)
         with closing(pages):  # a read-ahead thread stops here, whatever happened
             for page in pages:
