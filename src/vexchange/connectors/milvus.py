@@ -20,7 +20,7 @@ run can resume; collections of any shape can be read (INT64 or VARCHAR keys, dyn
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
@@ -44,6 +44,22 @@ _MAX_PIECES = 4096
 _NO_NAMESPACE = "namespace_null"
 _FETCH = 250
 """Rows per query."""
+_OWN_FIELDS: dict[str, dict[str, Any]] = {
+    "id": {"datatype": DataType.VARCHAR, "max_length": _PIECE, "is_primary": True},
+    "namespace": {"datatype": DataType.VARCHAR, "max_length": _PIECE},
+    "text": {"datatype": DataType.ARRAY, "element_type": DataType.VARCHAR,
+             "max_capacity": _MAX_PIECES, "max_length": _PIECE},
+    "metadata": {"datatype": DataType.JSON},
+    "vex": {"datatype": DataType.ARRAY, "element_type": DataType.VARCHAR,
+            "max_capacity": _MAX_PIECES, "max_length": _PIECE},
+    "created_at": {"datatype": DataType.INT64},
+    "updated_at": {"datatype": DataType.INT64},
+}
+"""The scalar fields of a collection vexchange creates (vector fields follow, one per name):
+the schema it creates and the requests it sends are both made from this table."""
+_CALL_TIMEOUT_S = 60.0
+"""A write that has not answered by then fails as transient and is retried (the batch is looked
+up and merged, never added twice). pymilvus's own insert has no deadline at all."""
 _WRITE_ROWS = 100
 """Rows per insert: Milvus Lite's cost per call grows faster than its size. 10k rows of 384
 dims: 1.7 s in calls of 100, 2.1 s of 250, 4.6 s of 1,000, 7.8 s of 2,000 (pymilvus's own
@@ -240,7 +256,7 @@ class MilvusWriter(StoreWriter):
                  spaces: dict[str, VectorSpace]) -> None:
         super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.shape = store.shape()
-        self._columns: _ColumnSender | Literal[False] | None = None  # None: not looked up yet
+        self._sender: _ColumnSender | _PublicSender | None = None  # chosen at the first write
         if self.shape is not None and not self.shape.own:
             raise UsageError(f"collection {store.collection_name!r} was not created by vexchange;"
                              " writing into it could break its schema",
@@ -255,15 +271,8 @@ class MilvusWriter(StoreWriter):
     def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.VARCHAR, max_length=_PIECE, is_primary=True)
-        schema.add_field("namespace", DataType.VARCHAR, max_length=_PIECE)
-        schema.add_field("text", DataType.ARRAY, element_type=DataType.VARCHAR,
-                         max_capacity=_MAX_PIECES, max_length=_PIECE)
-        schema.add_field("metadata", DataType.JSON)
-        schema.add_field("vex", DataType.ARRAY, element_type=DataType.VARCHAR,
-                         max_capacity=_MAX_PIECES, max_length=_PIECE)
-        schema.add_field("created_at", DataType.INT64)
-        schema.add_field("updated_at", DataType.INT64)
+        for name, params in _OWN_FIELDS.items():
+            schema.add_field(name, **params)
         index = MilvusClient.prepare_index_params()
         for name in sorted(wanted):
             field = "vector" if name == "" else f"vector_{name}"
@@ -325,26 +334,15 @@ class MilvusWriter(StoreWriter):
         # own rows held and upserts them, so nothing is ever written twice.
         fresh = [row for row in data if row["id"] not in self.held_ids]
         again = [row for row in data if row["id"] in self.held_ids]
-        client = self.store.client()
         with translated_milvus("upsert"):
-            if self._columns is None:
-                self._columns = _ColumnSender.for_client(client)
+            if self._sender is None:
+                client = self.store.client()
+                self._sender = _ColumnSender.for_client(client) or _PublicSender(client)
             for part, replace in ((fresh, False), (again, True)):
-                if not part:
-                    continue
-                if self._columns:
-                    self._columns.send(self.store.collection_name, part, self.shape.vector_dims,
-                                       replace=replace)
-                elif replace:
-                    client.upsert(self.store.collection_name, _with_arrays(part, self.shape.vector_dims))
-                else:
-                    client.insert(self.store.collection_name, _with_arrays(part, self.shape.vector_dims))
+                if part:
+                    self._sender.send(self.store.collection_name, part, self.shape.vector_dims,
+                                      replace=replace)
         return rejects
-
-
-def _with_arrays(rows: list[dict[str, Any]], vector_dims: dict[str, int]) -> list[dict[str, Any]]:
-    """Rows for pymilvus's own insert: vectors as float32 arrays instead of bytes."""
-    return [{**row, **{f: np.frombuffer(row[f], dtype="<f4") for f in vector_dims}} for row in rows]
 
 
 def _refusal(record: MemoryRecord, fields_of: dict[str, str]) -> tuple[str, str] | None:
@@ -373,7 +371,7 @@ class _ColumnSender:
 
     It uses pymilvus's generated protobuf classes, its connection's gRPC stub and the call
     metadata pymilvus 3 sends (database name, request id), which are not public API. When any of
-    them is missing (another pymilvus), :meth:`for_client` gives False and the public
+    them is missing (another pymilvus), :meth:`for_client` gives None and the public
     ``insert``/``upsert`` are used: slower, same rows.
     """
 
@@ -381,7 +379,6 @@ class _ColumnSender:
         from pymilvus.client.call_context import _api_level_md
         from pymilvus.grpc_gen import milvus_pb2
 
-        self.client = client
         self.stub = client._get_connection()._stub
         self.metadata_of = _api_level_md
         self.context = client._generate_call_context
@@ -389,38 +386,58 @@ class _ColumnSender:
         self.calls = {False: self.stub.Insert, True: self.stub.Upsert}
 
     @classmethod
-    def for_client(cls, client: MilvusClient) -> _ColumnSender | Literal[False]:
+    def for_client(cls, client: MilvusClient) -> _ColumnSender | None:
         try:
             return cls(client)
         except (ImportError, AttributeError):
-            return False
+            return None
 
     def send(self, collection: str, rows: list[dict[str, Any]], vector_dims: dict[str, int], *,
              replace: bool) -> None:
+        import grpc
+
         request = self.requests[replace](collection_name=collection, num_rows=len(rows))
-        for name in ("id", "namespace"):
-            column = request.fields_data.add(field_name=name, type=DataType.VARCHAR)
-            column.scalars.string_data.data.extend([row[name] for row in rows])
-        for name in ("created_at", "updated_at"):
-            column = request.fields_data.add(field_name=name, type=DataType.INT64)
-            column.scalars.long_data.data.extend([row[name] for row in rows])
-        column = request.fields_data.add(field_name="metadata", type=DataType.JSON)
-        column.scalars.json_data.data.extend([dumps_exact(row["metadata"]).encode() for row in rows])
-        for name in ("text", "vex"):
-            column = request.fields_data.add(field_name=name, type=DataType.ARRAY)
-            pieces = column.scalars.array_data
-            pieces.element_type = DataType.VARCHAR
-            for row in rows:
-                pieces.data.add().string_data.data.extend(row[name])
+        for name, params in _OWN_FIELDS.items():
+            kind = params["datatype"]
+            column = request.fields_data.add(field_name=name, type=kind)
+            values = [row[name] for row in rows]
+            if kind == DataType.VARCHAR:
+                column.scalars.string_data.data.extend(values)
+            elif kind == DataType.INT64:
+                column.scalars.long_data.data.extend(values)
+            elif kind == DataType.JSON:
+                column.scalars.json_data.data.extend([dumps_exact(v).encode() for v in values])
+            else:  # an ARRAY of VARCHAR pieces
+                pieces = column.scalars.array_data
+                pieces.element_type = params["element_type"]
+                for value in values:
+                    pieces.data.add().string_data.data.extend(value)
         for name, dims in vector_dims.items():
             column = request.fields_data.add(field_name=name, type=DataType.FLOAT_VECTOR)
             column.vectors.dim = dims
             packed = b"".join([row[name] for row in rows])
             column.vectors.float_vector.MergeFromString(b"\x0a" + _varint(len(packed)) + packed)
-        response = self.calls[replace](request, metadata=self.metadata_of(self.context()))
+        try:
+            response = self.calls[replace](request, timeout=_CALL_TIMEOUT_S,
+                                           metadata=self.metadata_of(self.context()))
+        except grpc.RpcError as err:  # what pymilvus's own calls turn into MilvusException
+            raise MilvusException(message=f"{err.code().name}: {err.details()}") from None
         status = response.status
         if status.code != 0 or status.error_code != 0:
             raise MilvusException(code=status.code or status.error_code, message=status.reason)
+
+
+class _PublicSender:
+    """pymilvus's public ``insert`` and ``upsert``: the fallback for :class:`_ColumnSender`."""
+
+    def __init__(self, client: MilvusClient) -> None:
+        self.client = client
+
+    def send(self, collection: str, rows: list[dict[str, Any]], vector_dims: dict[str, int], *,
+             replace: bool) -> None:
+        # pymilvus wants vectors as float32 arrays, not bytes
+        rows = [{**row, **{f: np.frombuffer(row[f], dtype="<f4") for f in vector_dims}} for row in rows]
+        (self.client.upsert if replace else self.client.insert)(collection, rows)
 
 
 def _varint(value: int) -> bytes:
