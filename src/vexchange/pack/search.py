@@ -62,8 +62,7 @@ class Searcher:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.manifest: dict[str, Any] | None = None
-        self.indexes: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
-        self.ann: dict[str, Any] = {}
+        self._derived: dict[tuple[str, str], Any] = {}
         if self.path.is_dir():
             from .vectorpack import open_pack
 
@@ -72,22 +71,23 @@ class Searcher:
             self.cartridge = Cartridge(self.path)
 
     def index(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
-        if self.manifest is None:
-            return None
-        if name not in self.indexes:
-            from .vectorpack import flat_index
-
-            self.indexes[name] = flat_index(self.path, self.manifest, name)
-        return self.indexes[name]
+        """The pack's flat index of vector ``name`` (hash-checked, memory-mapped), if built."""
+        return self._derived_index("flat", name)  # type: ignore[no-any-return]
 
     def ann_index(self, name: str) -> Any:
+        """The pack's usearch graph of vector ``name`` (hash- and header-checked), if built."""
+        return self._derived_index("ann", name)
+
+    def _derived_index(self, kind: str, name: str) -> Any:
+        """Each derived index is checked and loaded once, on first use; a bare cartridge has none."""
         if self.manifest is None:
             return None
-        if name not in self.ann:
-            from .vectorpack import ann_index
+        if (kind, name) not in self._derived:
+            from .vectorpack import ann_index, flat_index
 
-            self.ann[name] = ann_index(self.path, self.manifest, name)
-        return self.ann[name]
+            load = flat_index if kind == "flat" else ann_index
+            self._derived[kind, name] = load(self.path, self.manifest, name)
+        return self._derived[kind, name]
 
     def search(self, *, query: str | None = None, vector: list[float] | None = None,
                keyword: str | None = None, k: int = 10, embed_model: str | None = None,
@@ -165,10 +165,9 @@ def _nearest_ann(ann: Any, index: tuple[np.ndarray, np.ndarray], q: np.ndarray, 
         return {}
     keys = np.asarray(ann.search(q.astype(np.float32), min(pool, len(rids)), threads=1).keys, dtype=np.int64)
     rows = np.searchsorted(rids, keys)
-    rows = rows[(rows < len(rids)) & (rids[np.minimum(rows, len(rids) - 1)] == keys)]
-    q32 = q.astype(np.float32)
-    scores = (matrix[np.sort(rows)] @ q32).astype(np.float64)
-    return {int(r): float(s) for r, s in zip(rids[np.sort(rows)], scores)}
+    rows = np.sort(rows[(rows < len(rids)) & (rids[np.minimum(rows, len(rids) - 1)] == keys)])
+    scores = (matrix[rows] @ q.astype(np.float32)).astype(np.float64)
+    return {int(r): float(s) for r, s in zip(rids[rows], scores)}
 
 
 def _keyword(cartridge: Cartridge, text: str, pool: int) -> dict[int, float]:
