@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from vexchange.engine import read_process
 from vexchange.testing.vektor_fixture import Fixture, build
 
 
@@ -24,3 +27,18 @@ def slipstream(tmp_path: Path) -> Fixture:
 @pytest.fixture
 def legacy(tmp_path: Path) -> Fixture:
     return build(tmp_path / "legacy.db", n=300, dims=16, layout="legacy", edge_cases=True)
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """Every child the reader starts, to check that each one has ended."""
+    started: list[subprocess.Popen[bytes]] = []
+    popen = subprocess.Popen
+
+    def recording(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        child = popen(*args, **kwargs)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(read_process.subprocess, "Popen", recording)
+    return started

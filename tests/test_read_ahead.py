@@ -76,44 +76,23 @@ def test_stopping_early_closes_the_source_on_its_own_thread() -> None:
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_a_run_interrupted_while_writing_stops_the_reader_and_resumes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, children: list[Any]) -> None:
     """Ctrl-C arrives on the main thread while the target writes and the next page is being
     read ahead, by a thread or a child process: the reader is stopped, and --resume completes
     without duplicates."""
     from vexchange import migrate
     from vexchange.engine import read_process
-    from vexchange.engine import run as engine_run
 
     monkeypatch.setenv("VEX_READ_AHEAD", mode)
-    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
-    children: list[Any] = []
-    popen = read_process.subprocess.Popen
-    monkeypatch.setattr(read_process.subprocess, "Popen",
-                        lambda *a, **k: children.append(popen(*a, **k)) or children[-1])
-    from vexchange.testing.conformance import read_all, write_vmig
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)  # read ahead on any machine
+    from vexchange.testing.conformance import fail_a_write, read_all, write_vmig
     from vexchange.testing.records import sample_records
 
     records = list(sample_records(60))
     source = write_vmig(tmp_path / "s.vmig.jsonl", records)
     target = f"cartridge://{tmp_path}/m.db"
     options = {"batch_size": 10, "receipt": tmp_path / "r.json", "rejects": tmp_path / "r.rej"}
-    opened = engine_run._open_writer
-
-    class Interrupting:
-        def __init__(self, inner: object) -> None:
-            self.inner, self.calls = inner, 0
-
-        def write(self, batch: list) -> list:
-            self.calls += 1
-            if self.calls == 3:
-                raise KeyboardInterrupt
-            return self.inner.write(batch)  # type: ignore[attr-defined, no-any-return]
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.inner, name)
-
-    monkeypatch.setattr(engine_run, "_open_writer", lambda *a, **k: Interrupting(opened(*a, **k)))
-    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)  # read ahead on any machine
+    fail_a_write(monkeypatch, fail_on=3, error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         migrate(source, target, **options)
     assert not _alive()

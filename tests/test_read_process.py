@@ -18,21 +18,6 @@ from vexchange.testing.conformance import read_all, write_vmig
 from vexchange.testing.records import sample_records
 
 
-@pytest.fixture
-def children(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
-    """Every child the reader starts, to check that each one has ended."""
-    started: list[subprocess.Popen[bytes]] = []
-    popen = subprocess.Popen
-
-    def recording(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
-        child = popen(*args, **kwargs)
-        started.append(child)
-        return child
-
-    monkeypatch.setattr(read_process.subprocess, "Popen", recording)
-    return started
-
-
 def _source(tmp_path: Path, n: int = 90) -> Path:
     path = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(n, named=("title",), sparse=True)))
     with open(path, "ab") as handle:  # a line that is a reject, not an error

@@ -39,7 +39,7 @@ from ..errors import MigrationError, TransientError, VexError
 from ..record import MemoryRecord
 from .records import every_metadata_type, sample_records
 
-__all__ = ["ConnectorConformance", "read_all", "write_vmig"]
+__all__ = ["ConnectorConformance", "FailingWriter", "fail_a_write", "read_all", "write_vmig"]
 
 NewLocation = Callable[[str], Location]
 
@@ -278,16 +278,10 @@ class ConnectorConformance:
             self, tmp_path: Path, new_location: NewLocation, monkeypatch: pytest.MonkeyPatch) -> None:
         """The second batch reaches the store, then the call fails as a timeout would; the
         engine retries the batch, which must update what landed, not add it again."""
-        from ..engine import run as engine_run
-
         records = self.records(9)
         target = new_location("landed")
-        opened = engine_run._open_writer
-
-        def flaky_writer(*args: Any, **kwargs: Any) -> Any:
-            return _LandsThenFails(opened(*args, **kwargs), fail_on=2)
-
-        monkeypatch.setattr(engine_run, "_open_writer", flaky_writer)
+        fail_a_write(monkeypatch, fail_on=2, after_write=True,
+                     error=TransientError("timed out after the write was applied", retry_after=0))
         receipt = self.load(tmp_path, target, records, batch_size=3)
         assert receipt.retries == 1 and receipt.counts.written == 9, receipt
         self.assert_same(records, read_all(target))
@@ -374,19 +368,34 @@ def unit_records(records: list[MemoryRecord]) -> list[MemoryRecord]:
     return [r.replace(vectors={n: norm(v) for n, v in r.vectors.items()}) for r in records]
 
 
-class _LandsThenFails:
-    """A writer whose ``fail_on``-th write reaches the store and then raises a transient
-    error, once (what a timeout after the server applied the write looks like)."""
+class FailingWriter:
+    """A writer whose ``fail_on``-th write raises ``error``, once: before the write reaches the
+    store, or, with ``after_write``, after it landed (what a timeout after the server applied
+    the write looks like)."""
 
-    def __init__(self, inner: Any, *, fail_on: int) -> None:
-        self.inner, self.fail_on, self.calls = inner, fail_on, 0
+    def __init__(self, inner: Any, *, fail_on: int, error: BaseException, after_write: bool) -> None:
+        self.inner, self.fail_on, self.error, self.after_write = inner, fail_on, error, after_write
+        self.calls = 0
 
     def write(self, batch: list[MemoryRecord]) -> Any:
         self.calls += 1
+        failing = self.calls == self.fail_on
+        if failing and not self.after_write:
+            raise self.error
         refused = self.inner.write(batch)
-        if self.calls == self.fail_on:
-            raise TransientError("timed out after the write was applied", retry_after=0)
+        if failing:
+            raise self.error
         return refused
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def fail_a_write(monkeypatch: pytest.MonkeyPatch, *, fail_on: int, error: BaseException,
+                 after_write: bool = False) -> None:
+    """Make the engine's next run write through a :class:`FailingWriter`."""
+    from ..engine import run as engine_run
+
+    opened = engine_run._open_writer
+    monkeypatch.setattr(engine_run, "_open_writer", lambda *a, **k: FailingWriter(
+        opened(*a, **k), fail_on=fail_on, error=error, after_write=after_write))
