@@ -153,3 +153,15 @@ def test_when_the_engine_reads_in_a_process(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(read_process.sys, "executable", "")  # no interpreter to start
     assert not in_child(small)
     assert read_all(str(tmp_path / "s.vmig.jsonl"))
+
+
+def test_a_wrong_read_ahead_setting_is_a_clear_cli_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from vexchange.cli import main
+
+    source = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(5)))
+    monkeypatch.setenv("VEX_READ_AHEAD", "fast")
+    assert main(["migrate", str(source), str(tmp_path / "o.vmig.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "VEX_READ_AHEAD is 'fast'" in err and "Traceback" not in err
+    assert not (tmp_path / "o.vmig.jsonl").exists()

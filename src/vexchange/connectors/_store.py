@@ -109,6 +109,9 @@ class StoreWriter(Writer):
         self._sent: set[int] | None = None
         """Hashes of the ids sent so far, kept when this run created the collection: then
         only those can be in the store, and the rest need no lookup."""
+        self.held_ids: set[Any] = set()
+        """The ids of the batch being written that the store already holds (from
+        ``namespaces_of``): a store whose insert and upsert differ in cost inserts the rest."""
         for space in spaces.values():
             metric_for(store.name, space.metric, metrics)
 
@@ -130,10 +133,6 @@ class StoreWriter(Writer):
     @abstractmethod
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
         """Namespace of each id (never an empty list) that exists in the store."""
-
-    held_ids: set[Any] = set()
-    """The ids of the batch being written that the store already holds (from
-    ``namespaces_of``): a store whose insert and upsert differ in cost inserts the rest."""
 
     @abstractmethod
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
