@@ -76,3 +76,16 @@ def test_a_metric_the_target_lacks_stops_before_any_write(tmp_path: Path) -> Non
     source = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(3, named=())), metric="manhattan")
     with pytest.raises(CapabilityError, match="manhattan"):
         migrate(source, f"chroma://{tmp_path}/c?collection=mem", receipt=tmp_path / "r.json")
+
+
+@pytest.mark.parametrize("url", ["pgvector://127.0.0.1:1/db?tabel=foo",
+                                 "chroma:///tmp/none?colection=foo"])
+def test_an_unknown_url_option_is_a_usage_error_naming_the_known_ones(url: str) -> None:
+    from vexchange import open_store
+    from vexchange.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        open_store(url)
+    text = str(caught.value)
+    assert "does not know the URL option" in text and "it reads:" in text
+    assert "did you mean" in (caught.value.hint or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,24 @@ def open_store(location: Location, *, secrets: Mapping[str, str] | None = None) 
         spec = dataclasses.replace(location, secrets={**location.secrets, **(secrets or {})})
     else:
         spec = StoreSpec.parse(str(location), secrets=secrets)
-    return _registry.get(spec.scheme).from_spec(spec)
+    connector = _registry.get(spec.scheme)
+    _check_url_options(connector, spec)
+    return connector.from_spec(spec)
+
+
+def _check_url_options(connector: type[Connector], spec: StoreSpec) -> None:
+    """A URL option the connector does not read is a typo until proven otherwise: refuse it
+    (naming the ones it reads) rather than write into a default table or collection."""
+    known = connector.url_options
+    unknown = sorted(set(spec.params) - known) if known is not None else []
+    if unknown:
+        offered = ", ".join(sorted(known)) if known else "none"
+        close = difflib.get_close_matches(unknown[0], sorted(known or ()), n=1)
+        raise UsageError(
+            f"{spec.scheme} does not know the URL option{'s' if len(unknown) > 1 else ''}"
+            f" {', '.join(repr(u) for u in unknown)}; it reads: {offered}",
+            hint=f"did you mean {close[0]!r}?" if close
+            else f"see docs/connectors for the {spec.scheme} location's options")
 
 
 def migrate(

@@ -8,12 +8,44 @@ from typing import Any
 
 import pytest
 
-from vexchange.testing.conformance import ConnectorConformance
+from vexchange.testing.conformance import ConnectorConformance, NativeRow
 
 pytest.importorskip("chromadb")
 
 
-class TestChromaEmbedded(ConnectorConformance):
+def chroma_rows(location: str) -> list[NativeRow]:
+    """Every row of the collection(s) at a location, through chromadb itself."""
+    import urllib.parse
+
+    import chromadb
+    import numpy as np
+
+    parts = urllib.parse.urlsplit(location)
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    if parts.port:
+        client: Any = chromadb.HttpClient(host=parts.hostname, port=parts.port)
+        names = [parts.path.strip("/")]
+    else:
+        client = chromadb.PersistentClient(path=parts.path)
+        names = [params.get("collection", "memories")]
+    if params.get("namespaces") == "collections":
+        names = [c.name for c in client.list_collections()]
+    rows: list[NativeRow] = []
+    for name in names:
+        got = client.get_collection(name, embedding_function=None).get(
+            include=["documents", "embeddings"])
+        for doc, emb in zip(got["documents"], got["embeddings"]):
+            rows.append(NativeRow(doc, np.asarray(emb, dtype="<f4").tobytes()))
+    return rows
+
+
+class _ChromaNative:
+    @pytest.fixture
+    def native_rows(self) -> Any:
+        return chroma_rows
+
+
+class TestChromaEmbedded(_ChromaNative, ConnectorConformance):
     named_vectors = ()
     null_vectors = False
 
@@ -28,7 +60,7 @@ class TestChromaEmbedded(ConnectorConformance):
         return f"chroma://{blocker}?collection=memories"
 
 
-class TestChromaServer(ConnectorConformance):
+class TestChromaServer(_ChromaNative, ConnectorConformance):
     named_vectors = ()
     null_vectors = False
     bulk = 3000
@@ -46,7 +78,7 @@ class TestChromaServer(ConnectorConformance):
         return f"chroma://127.0.0.1:{free_port()}/memories"
 
 
-class TestChromaCollectionPerNamespace(ConnectorConformance):
+class TestChromaCollectionPerNamespace(_ChromaNative, ConnectorConformance):
     named_vectors = ()
     null_vectors = False
     same_id_in_namespaces = True

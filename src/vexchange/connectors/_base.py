@@ -117,6 +117,10 @@ class Connector(ABC):
     name: ClassVar[str]
     extra: ClassVar[str | None] = None
     capabilities: ClassVar[Capabilities]
+    url_options: ClassVar[frozenset[str] | None] = None
+    """The URL query options (``?table=...``) this connector reads. Any other is a usage error
+    that names these, so a typo (``?tabel=``) never writes into a default table. None: the
+    connector does not declare them and nothing is checked (a plugin written before this)."""
 
     def __init__(self, spec: StoreSpec) -> None:
         self.spec = spec

@@ -27,6 +27,7 @@ __all__ = ["CartridgeConnector"]
 
 class CartridgeConnector(Connector):
     name = "cartridge"
+    url_options = frozenset()
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=2000, read_ahead=True,
                                 read_in_process=True)

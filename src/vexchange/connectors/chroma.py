@@ -48,6 +48,7 @@ _TRANSIENT = (httpx.TransportError, ConnectionError, TimeoutError)
 
 class ChromaConnector(CollectionStore):
     name = "chroma"
+    url_options = frozenset({'collection', 'database', 'https', 'namespaces', 'tenant'})
     extra = "chroma"
     default_port = 8000
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,

@@ -47,6 +47,7 @@ _TS = pa.timestamp("ms", tz="UTC")
 
 class LanceDBConnector(Connector):
     name = "lancedb"
+    url_options = frozenset({'table'})
     extra = "lancedb"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=5000)

@@ -38,6 +38,7 @@ def vectors_path(path: Path) -> Path:
 
 class MgConnector(Connector):
     name = "mg"
+    url_options = frozenset()
     capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,
                                 read_in_process=True)
 

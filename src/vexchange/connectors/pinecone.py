@@ -140,6 +140,7 @@ def _translated(operation: str) -> Any:
 
 class PineconeConnector(Connector):
     name = "pinecone"
+    url_options = frozenset({'blobs', 'cloud', 'controller', 'create', 'host', 'region', 'timeout'})
     extra = "pinecone"
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
                                 fixed_dims=True, nested_metadata=False, preferred_batch=500)

@@ -46,6 +46,7 @@ _TRANSIENT = (ResponseHandlingException, httpx.TransportError, ConnectionError, 
 
 class QdrantConnector(CollectionStore):
     name = "qdrant"
+    url_options = frozenset({'collection', 'https', 'namespaces'})
     extra = "qdrant"
     default_port = 6333
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,

@@ -39,6 +39,7 @@ def _translated(operation: str) -> Any:
 
 class QdrantEdgeConnector(Connector):
     name = "qdrant-edge"
+    url_options = frozenset()
     extra = "qdrant-edge"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=2000,

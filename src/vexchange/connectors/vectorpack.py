@@ -26,6 +26,7 @@ __all__ = ["VectorPackConnector"]
 
 class VectorPackConnector(Connector):
     name = "vectorpack"
+    url_options = frozenset()
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=2000, read_ahead=True,
                                 read_in_process=True)

@@ -48,6 +48,7 @@ _INT64_MAX = (1 << 63) - 1
 
 class VektorConnector(Connector):
     name = "vektor"
+    url_options = frozenset({'db'})
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 read_ahead=True, read_in_process=True)
 

@@ -35,6 +35,7 @@ _BOM = b"\xef\xbb\xbf"
 
 class VmigConnector(Connector):
     name = "vmig"
+    url_options = frozenset()
     capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,
                                 read_in_process=True)
 

@@ -191,6 +191,7 @@ def _plain(value: Any) -> Any:
 
 class WeaviateConnector(Connector):
     name = "weaviate"
+    url_options = frozenset({'grpc_host', 'grpc_port', 'namespaces', 'secure', 'timeout'})
     extra = "weaviate"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 nested_metadata=False, normalises=("cosine",), preferred_batch=200)

@@ -27,9 +27,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
+import orjson
 import pytest
 
 from ..api import Location, migrate, open_store
@@ -38,10 +39,24 @@ from ..connectors._base import Connector, Page, VectorSpace
 from ..errors import MigrationError, TransientError, VexError
 from ..record import MemoryRecord
 from .records import every_metadata_type, sample_records
+from .tricky import strict_form, tricky_records
 
-__all__ = ["ConnectorConformance", "FailingWriter", "fail_a_write", "read_all", "write_vmig"]
+__all__ = ["ConnectorConformance", "FailingWriter", "NativeRow", "fail_a_write", "read_all",
+           "write_vmig"]
 
 NewLocation = Callable[[str], Location]
+
+
+class NativeRow(NamedTuple):
+    """One record as the store's own client sees it (no vexchange code on the way): its text
+    and its default vector as float32 little-endian bytes (None where it has none)."""
+
+    text: str | None
+    vector: bytes | None
+
+
+NativeRows = Callable[[Location], list[NativeRow]]
+"""Every row of a location, read with the store's own client."""
 
 
 def write_vmig(path: Path, records: list[MemoryRecord], *, metric: str | None = None) -> Path:
@@ -145,6 +160,31 @@ class ConnectorConformance:
     def broken_location(self) -> Location:  # pragma: no cover - provided by each subclass
         raise NotImplementedError
 
+    @pytest.fixture
+    def native_rows(self) -> NativeRows:  # pragma: no cover - provided by each subclass
+        """Reads a location with the store's own client (its SDK, SQL, files), never with
+        vexchange, so what the suite checks is what the store really holds."""
+        raise NotImplementedError
+
+    tricky_refused: ClassVar[dict[str, str]] = {}
+    """Corpus records (by id) this store refuses, with the reason it gives: what its page in
+    docs/connectors says it cannot hold. Twins of an id in another namespace are added
+    (``id_conflict``) for stores that hold one record per id."""
+
+    def expected_refusals(self, records: list[MemoryRecord]) -> dict[tuple[str | None, str], str]:
+        refused: dict[tuple[str | None, str], str] = {}
+        holder: dict[str, str | None] = {}
+        for record in records:
+            if record.id in self.tricky_refused:
+                refused[(record.namespace, record.id)] = self.tricky_refused[record.id]
+                continue
+            if not self.same_id_in_namespaces:
+                if record.id in holder and holder[record.id] != record.namespace:
+                    refused[(record.namespace, record.id)] = "id_conflict"
+                    continue
+                holder[record.id] = record.namespace
+        return refused
+
     def records(self, n: int, **options: Any) -> list[MemoryRecord]:
         return list(sample_records(n, dims=self.dims, named=self.named_vectors,
                                    null_vectors=self.null_vectors, sparse=True, **options))
@@ -173,7 +213,74 @@ class ConnectorConformance:
                     f" {[getattr(record, f) for f in diffs]!r:.300}, read"
                     f" {[getattr(back, f) for f in diffs]!r:.300}")
 
+    def tricky(self) -> list[MemoryRecord]:
+        return tricky_records(dims=self.dims, named=self.named_vectors,
+                              null_vectors=self.null_vectors)
+
+    @staticmethod
+    def assert_strictly_same(expected: list[MemoryRecord],
+                             got: dict[tuple[str | None, str], MemoryRecord]) -> None:
+        """Like ``assert_same``, and JSON types must match too (3 is not 3.0, -0.0 not 0.0)."""
+        want = {(r.namespace, r.id): r for r in expected}
+        assert set(got) == set(want), (
+            f"missing {sorted(map(str, set(want) - set(got)))[:8]},"
+            f" extra {sorted(map(str, set(got) - set(want)))[:8]}")
+        problems = []
+        for key, record in want.items():
+            back = got[key]
+            diffs = [f for f in record.__struct_fields__
+                     if strict_form(getattr(back, f)) != strict_form(getattr(record, f))]
+            if diffs:
+                problems.append(
+                    f"{key} changed in {diffs}: wrote {[getattr(record, f) for f in diffs]!r:.200},"
+                    f" read {[getattr(back, f) for f in diffs]!r:.200}")
+        assert not problems, "\n".join(problems)
+
     # ------------------------------------------------------------------------------------ tests
+
+    def test_tricky_records_land_exactly_or_are_refused_by_name(
+            self, tmp_path: Path, new_location: NewLocation, native_rows: NativeRows) -> None:
+        """The corpus of testing/tricky.py: each record lands exactly (read back through
+        vexchange and, its text and vector, with the store's own client) or is refused before
+        the write with a counted reason and the whole record in the rejects file; an export
+        gives the same records; the same import again changes nothing."""
+        records = self.tricky()
+        target = new_location("tricky")
+        expected_refused = self.expected_refusals(records)
+        receipt = self.load(tmp_path, target, records)
+        rejects_path = tmp_path / "load.rejects.jsonl"
+        lines = ([orjson.loads(line) for line in rejects_path.read_bytes().splitlines()]
+                 if rejects_path.exists() else [])
+        refused = {(line["namespace"], line["id"]): line["reason"] for line in lines}
+        assert refused == expected_refused, (
+            f"refused {sorted(map(str, refused.items()))}, expected"
+            f" {sorted(map(str, expected_refused.items()))}; details:"
+            f" {[(line['id'], line['detail']) for line in lines]}")
+        assert all(line["record"] is not None and line["detail"] for line in lines), lines
+        assert receipt.counts.skipped_total == len(lines), (receipt.counts, len(lines))
+        kept = [r for r in records if (r.namespace, r.id) not in refused]
+        assert receipt.counts.written == len(kept), receipt.counts
+        self.assert_strictly_same(kept, read_all(target))
+        self._assert_native(native_rows(target), kept)
+        exported = tmp_path / "export.vmig.jsonl"
+        migrate(target, exported, receipt=tmp_path / "e.json", rejects=tmp_path / "e.rejects.jsonl")
+        self.assert_strictly_same(kept, read_all(exported))
+        again = self.load(tmp_path, target, records)
+        assert (again.counts.written, again.counts.skipped) == (
+            receipt.counts.written, receipt.counts.skipped), again.counts
+        self.assert_strictly_same(kept, read_all(target))
+        self._assert_native(native_rows(target), kept)
+
+    @staticmethod
+    def _assert_native(rows: list[NativeRow], kept: list[MemoryRecord]) -> None:
+        assert len(rows) == len(kept), f"the store holds {len(rows)} rows, {len(kept)} were written"
+        def key(text: str | None, vector: bytes | None) -> tuple[str, bytes]:
+            return (text or "", vector or b"")
+        want = sorted(key(r.text, r.vector.data if r.vector else None) for r in kept)
+        have = sorted(key(row.text, row.vector) for row in rows)
+        wrong = [w for w, h in zip(want, have) if w != h]
+        assert not wrong, f"{len(wrong)} rows differ in the store's own view, e.g. {wrong[0]!r:.300}"
+
 
     def test_round_trip_is_exact(self, tmp_path: Path, new_location: NewLocation) -> None:
         records = self.records(40)
