@@ -17,6 +17,7 @@ from vexchange.codecs.vmig import decode_object, encode_record
 from vexchange.connectors.vmig import read_file
 from vexchange.record import MemoryRecord, SparseVector, Vector
 from vexchange.sidecar import verify_checksum
+from vexchange.testing.tricky import strict_form
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
                     st.floats(allow_nan=False, allow_infinity=False), st.text())
@@ -38,7 +39,8 @@ records = st.builds(
         lambda k: k not in ()), metadata_values, max_size=5)),
     created_at=timestamps, updated_at=timestamps,
     source_store=st.one_of(st.none(), st.text(max_size=6)),
-    score=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+    score=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
+                    st.integers(-(2**63), 2**63 - 1)),
     sparse=st.dictionaries(st.text(min_size=1, max_size=6), st.builds(
         lambda pairs, model: SparseVector.from_values(list(pairs), list(pairs.values()), model),
         st.dictionaries(st.integers(0, 2**32 - 1), float32s, max_size=8),
@@ -54,6 +56,7 @@ def test_encode_decode_round_trip(record: MemoryRecord) -> None:
     back = decode_object(orjson.loads(line), line)
     expected = record
     assert back == expected
+    assert strict_form(back) == strict_form(expected)  # JSON types too: 3 stays 3, not 3.0
     assert encode_record(back) == line  # and the bytes are stable
 
 
@@ -199,3 +202,16 @@ def test_unicode_digit_ids_are_strings_everywhere(tmp_path: Path) -> None:
     out = tmp_path / "b.vmig.jsonl"
     vexchange.export(f"vektor:{tmp_path / 't.db'}", out)
     assert [r.id for p in read_file(out, batch_size=5) for r in p.items] == ["¹"]
+
+
+def test_an_integer_score_reads_back_an_integer(tmp_path: Path) -> None:
+    """``score: 3`` in a file is the integer 3 when read, through the codec and the file
+    reader (a float would change the JSON type on the next export)."""
+    path = tmp_path / "s.vmig.jsonl"
+    path.write_bytes(encode_record(MemoryRecord(id="a", score=3))  # type: ignore[arg-type]
+                     + encode_record(MemoryRecord(id="b", score=3.0)))
+    (a, b), = [page.items for page in read_file(path, batch_size=10)]
+    assert isinstance(a, MemoryRecord) and isinstance(b, MemoryRecord)
+    assert type(a.score) is int and a.score == 3
+    assert type(b.score) is float and b.score == 3.0
+    assert b'"score":3,' in encode_record(a) and b'"score":3.0,' in encode_record(b)

@@ -320,11 +320,13 @@ def _optional_str(obj: dict[str, Any], key: str) -> str | None:
 
 
 def _optional_number(obj: dict[str, Any], key: str) -> float | None:
+    """A number as the line holds it: an integer stays an integer (``3`` is not ``3.0``), so
+    a record reads back with the JSON types it was written with."""
     value = obj.get(key)
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return value
     raise RecordError("bad_field", f"{key} must be a number or null, got {value!r}")
 
 
