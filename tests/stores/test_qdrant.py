@@ -8,13 +8,75 @@ from typing import Any
 
 import pytest
 
-from vexchange.testing.conformance import ConnectorConformance
+from vexchange.testing.conformance import ConnectorConformance, NativeRow
 
 pytest.importorskip("qdrant_client")
 
 
+def _row(payload: dict[str, Any] | None, vector: Any) -> NativeRow:
+    """A point as a NativeRow: its ``text`` payload key and its default (unnamed) vector."""
+    import numpy as np
+
+    dense = vector.get("") if isinstance(vector, dict) else vector
+    text = (payload or {}).get("text")
+    return NativeRow(text, None if dense is None else np.asarray(dense, dtype="<f4").tobytes())
+
+
+def qdrant_rows(location: str) -> list[NativeRow]:
+    """Every point of the collection(s) at a local-mode location, through qdrant-client."""
+    import urllib.parse
+
+    from qdrant_client import QdrantClient
+
+    parts = urllib.parse.urlsplit(location)
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    client = QdrantClient(path=parts.path)
+    try:
+        base = params.get("collection", "memories")
+        names = [base]
+        if params.get("namespaces") == "collections":
+            names = [c.name for c in client.get_collections().collections
+                     if c.name == base or c.name.startswith(base + "__")]
+        rows: list[NativeRow] = []
+        for name in names:
+            offset = None
+            while True:
+                points, offset = client.scroll(name, limit=100, offset=offset, with_payload=True,
+                                               with_vectors=True)
+                rows.extend(_row(p.payload, p.vector) for p in points)
+                if offset is None:
+                    break
+        return rows
+    finally:
+        client.close()
+
+
+def edge_rows(location: str) -> list[NativeRow]:
+    """Every point of a Qdrant Edge shard, through qdrant-edge itself."""
+    import urllib.parse
+
+    import qdrant_edge as qe
+
+    shard = qe.EdgeShard.load(urllib.parse.urlsplit(location).path)
+    try:
+        rows: list[NativeRow] = []
+        offset = None
+        while True:
+            points, offset = shard.scroll(qe.ScrollRequest(
+                offset=offset, limit=100, with_vector=True, with_payload=True))
+            rows.extend(_row(p.payload, p.vector) for p in points)
+            if offset is None:
+                return rows
+    finally:
+        shard.close()
+
+
 class TestQdrantLocal(ConnectorConformance):
     bulk = 3000
+
+    @pytest.fixture
+    def native_rows(self) -> Any:
+        return qdrant_rows
 
     @pytest.fixture
     def new_location(self, tmp_path: Path) -> Any:
@@ -33,6 +95,10 @@ class TestQdrantEdge(ConnectorConformance):
     expect_normalised = True
 
     @pytest.fixture
+    def native_rows(self) -> Any:
+        return edge_rows
+
+    @pytest.fixture
     def new_location(self, tmp_path: Path) -> Any:
         pytest.importorskip("qdrant_edge")
         return lambda name: f"qdrant-edge://{tmp_path}/edge-{name}"
@@ -49,6 +115,10 @@ class TestQdrantCollectionPerNamespace(ConnectorConformance):
 
     same_id_in_namespaces = True
     bulk = 2000
+
+    @pytest.fixture
+    def native_rows(self) -> Any:
+        return qdrant_rows
 
     @pytest.fixture
     def new_location(self, tmp_path: Path) -> Any:
