@@ -187,3 +187,91 @@ def test_string_ids_never_take_the_rowid_of_a_later_integer_id(tmp_path: Path) -
     assert set(back) == {("x", "mem-a"), ("x", "note-b"), ("x", "1"), ("x", "2")}
     assert back[("x", "mem-a")].source_store == "qdrant"
     assert vexchange.open_store(target).vector_spaces()[""].metric == "dot"
+
+
+def _import(tmp_path: Path, name: str, batch: list[MemoryRecord], target: Path,
+            **options: object) -> vexchange.Receipt:
+    from vexchange.testing.conformance import write_vmig
+
+    return vexchange.migrate(write_vmig(tmp_path / f"{name}.vmig.jsonl", batch), f"vektor:{target}",
+                             receipt=tmp_path / f"{name}.json", rejects=tmp_path / f"{name}.rej",
+                             **options)
+
+
+def _table(db: Path, name: str) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(f"SELECT * FROM {name} ORDER BY 1").fetchall()
+    finally:
+        con.close()
+
+
+def test_a_record_without_namespace_never_overwrites_one_of_another_namespace(
+        tmp_path: Path) -> None:
+    """No namespace is a namespace of its own (neither "" nor the column's 'default'): in the
+    same batch or a later run, it is a counted conflict with the row of another namespace."""
+    target = tmp_path / "t.db"
+    batch = [MemoryRecord(id="7", id_type="int", text="in a", namespace="a"),
+             MemoryRecord(id="7", id_type="int", text="no namespace", namespace=None),
+             MemoryRecord(id="note", text="none first", namespace=None),
+             MemoryRecord(id="note", text="empty", namespace="")]
+    receipt = _import(tmp_path, "one", batch, target)
+    assert receipt.counts.written == 2 and receipt.counts.skipped == {"id_conflict": 2}
+    later = [MemoryRecord(id="7", id_type="int", text="later, no namespace", namespace=None)]
+    again = _import(tmp_path, "two", later, target)
+    assert again.counts.written == 0 and again.counts.skipped == {"id_conflict": 1}
+    from vexchange.testing.conformance import read_all
+
+    back = read_all(f"vektor:{target}")
+    assert {k: r.text for k, r in back.items()} == {("a", "7"): "in a", (None, "note"): "none first"}
+
+
+def test_a_string_id_like_a_negative_integer_gets_a_row_of_its_own(tmp_path: Path) -> None:
+    """"mem-a" is given row -1; "-1" arriving later (this batch or the next run) must not land
+    on it: it gets a fresh row, and a re-run finds every id where it left it."""
+    from vexchange.testing.conformance import read_all
+
+    target = tmp_path / "t.db"
+    first = [MemoryRecord(id="mem-a", text="a string id", namespace="x"),
+             MemoryRecord(id="-2", text="a negative-looking string id", namespace="x")]
+    later = [MemoryRecord(id="-1", text="minus one", namespace="x"),
+             MemoryRecord(id="-3", id_type="int", text="minus three", namespace="x")]
+    assert _import(tmp_path, "one", first, target).counts.written == 2
+    for run in ("two", "three"):  # the second time, everything is an upsert of its own row
+        receipt = _import(tmp_path, run, later, target)
+        assert receipt.counts.written == 2 and not receipt.counts.skipped, receipt.counts
+    back = read_all(f"vektor:{target}")
+    assert {k: (r.text, r.id_type) for k, r in back.items()} == {
+        ("x", "mem-a"): ("a string id", "str"), ("x", "-2"): ("a negative-looking string id", "str"),
+        ("x", "-1"): ("minus one", "str"), ("x", "-3"): ("minus three", "int")}
+    assert len(rows(target)) == 4
+
+
+def test_the_same_import_twice_changes_nothing(tmp_path: Path) -> None:
+    """Same rows, same side table, same counts, no new conflicts: with string ids, ids without
+    a namespace, negative-looking ids and twins of an id in another namespace."""
+    records = [MemoryRecord(id="shared", namespace=None, text="none"),
+               MemoryRecord(id="shared", namespace="", text="empty"),
+               MemoryRecord(id="shared", namespace="t", text="t"),
+               MemoryRecord(id="mem-a", namespace="t", text="a"),
+               MemoryRecord(id="-1", namespace="t", text="minus one"),
+               MemoryRecord(id="42", id_type="int", namespace="o", text="int"),
+               MemoryRecord(id="42", id_type="int", namespace=None, text="int twin")]
+    target = tmp_path / "t.db"
+    first = _import(tmp_path, "one", records, target, batch_size=3)
+    tables = [_table(target, t) for t in ("memories", "vexchange_records")]
+    second = _import(tmp_path, "two", records, target, batch_size=3)
+    assert first.counts.written == second.counts.written == 4
+    assert first.counts.skipped == second.counts.skipped == {"id_conflict": 3}
+    assert [_table(target, t) for t in ("memories", "vexchange_records")] == tables
+
+
+def test_a_string_id_in_two_namespaces_of_one_batch_is_refused_once(tmp_path: Path) -> None:
+    """The twin is placed after its first holder's id mapping is stored, not at batch end: it
+    is the counted conflict, and there is one row."""
+    target = tmp_path / "t.db"
+    batch = [MemoryRecord(id="mem-x", text="in a", namespace="a"),
+             MemoryRecord(id="mem-x", text="in b", namespace="b")]
+    receipt = _import(tmp_path, "one", batch, target)
+    assert receipt.counts.written == 1 and receipt.counts.skipped == {"id_conflict": 1}
+    assert [r[2] for r in rows(target)] == ["in a"]

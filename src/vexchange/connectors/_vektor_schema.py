@@ -243,6 +243,17 @@ def _vector_override(original: Vector, in_row: Vector | None) -> dict[str, Any]:
             "data": None if same_bytes else base64.b64encode(original.data).decode()}
 
 
+def stored_record(layout: Layout, row: dict[str, Any], row_fingerprint: str | None,
+                  overrides: str | None) -> MemoryRecord:
+    """The record a row reads back as: the row, with its side-table entry where that entry
+    still matches the row. The reader emits this, and the writer asks it who holds a row, so
+    the two never disagree about a memory's id or namespace. Raises ValueError on a bad row."""
+    record = row_to_record(layout, row)
+    if overrides is not None and row_fingerprint == fingerprint(row):
+        record = apply_overrides(record, loads_exact(overrides))
+    return record
+
+
 def apply_overrides(record: MemoryRecord, overrides: dict[str, Any]) -> MemoryRecord:
     changes = {k: v for k, v in overrides.items() if k not in ("vectors", "sparse")}
     if "sparse" in overrides:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._atomic import check_writable
-from .._json import dumps_exact, loads_exact
+from .._json import dumps_exact
 from ..errors import LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
@@ -32,18 +32,19 @@ from ._vektor_schema import (
     SPACES_TABLE,
     SLIPSTREAM_DDL,
     Layout,
-    apply_overrides,
     detect_layout,
     fingerprint,
     overrides_for,
     record_to_row,
     row_to_record,
+    stored_record,
 )
 
 __all__ = ["VektorConnector"]
 
 _BUSY_TIMEOUT_MS = 5000
 _INT64_MAX = (1 << 63) - 1
+_INT64_MIN = -(1 << 63)
 
 
 class VektorConnector(Connector):
@@ -114,16 +115,12 @@ class VektorConnector(Connector):
 
     def _item(self, layout: Layout, row: tuple[Any, ...]) -> MemoryRecord | Reject:
         values = dict(zip(layout.columns, row[1:-2]))
-        fp, overrides = row[-2], row[-1]
         try:
-            record = row_to_record(layout, values)
+            return stored_record(layout, values, row[-2], row[-1])
         except ValueError as err:
             return Reject(reason="bad_row", detail=str(err), id=str(values.get("id")),
                           namespace=values.get("namespace"),
                           location=f"{self.path} rowid {row[0]}", record=_row_json(values))
-        if overrides is not None and fp == fingerprint(values):
-            record = apply_overrides(record, loads_exact(overrides))
-        return record
 
     # ------------------------------------------------------------------------------ writing
 
@@ -192,85 +189,103 @@ class VektorWriter(Writer):
         return rejects
 
     def _write_batch(self, batch: list[MemoryRecord]) -> list[Reject]:
+        """Record by record, each one's row and side-table entry complete before the next is
+        placed: a later record of the same batch sees it exactly as a later run would."""
         rejects: list[Reject] = []
-        written: list[tuple[MemoryRecord, Any]] = []
         for record in batch:
-            key = self._row_key(record)
-            if key is None:
-                key = self._fresh_key()
-            found = self._existing(key)
-            if found is not None and found[1] != record.id:
+            key, holder = self._place(record)
+            if holder is not None and holder.namespace != record.namespace:
                 rejects.append(Reject(
                     reason="id_conflict", id=record.id, namespace=record.namespace,
-                    detail=f"row {key} already holds the memory {found[1]!r}; it is not"
-                           " overwritten"))
+                    detail=f"row {key} already holds the memory {record.id!r} of namespace"
+                           f" {holder.namespace!r}; VEKTOR ids are global (one row per id),"
+                           " so it is not overwritten"))
                 continue
-            if found is not None and _clash(found[0], record.namespace):
-                rejects.append(Reject(
-                    reason="id_conflict", id=record.id, namespace=record.namespace,
-                    detail=f"row {key} already holds a memory of namespace {found[0]!r}; VEKTOR ids"
-                           " are global, so it is not overwritten"))
-                continue
-            row = record_to_row(self.layout, record)
-            written.append((record, self._upsert(key, row, exists=found is not None)))
-        self._store_overrides(written)
+            self._upsert(key, record_to_row(self.layout, record), exists=holder is not None)
+            self._store_overrides(record, key)
         return rejects
 
-    def _row_key(self, record: MemoryRecord) -> Any:
+    def _place(self, record: MemoryRecord) -> tuple[Any, _Holder | None]:
+        """The row key of a record's id, and who holds that row now (None: a new row).
+
+        An id keeps the row it was given before (the side table maps it). Otherwise a
+        canonical integer id is its own rowid, unless another memory already holds that rowid
+        (a string id given a fresh key, say, when "-1" arrives after "mem-a" took row -1):
+        then it gets a fresh key too. Different ids never share a row."""
         if not self.layout.int_ids:
-            return record.id
-        as_int = _rowid_for(record.id)
-        if as_int is not None:
-            return as_int
-        found = self.db.execute(f"SELECT row_key FROM {SIDE_TABLE} WHERE source_id = ?",
-                                (record.id,)).fetchone()
-        return int(found[0]) if found else None
+            return record.id, self._holder(record.id)
+        mapped = self.db.execute(f"SELECT row_key FROM {SIDE_TABLE} WHERE source_id = ?",
+                                 (record.id,)).fetchone()
+        if mapped is not None:
+            return int(mapped[0]), self._holder(int(mapped[0]))
+        direct = _rowid_for(record.id)
+        if direct is not None:
+            holder = self._holder(direct)
+            if holder is None or holder.id == record.id:
+                return direct, holder
+        return self._fresh_key(), None
 
     def _fresh_key(self) -> int:
-        """A rowid for a string id in an integer-id database: below every existing row and
-        below zero, so it never takes the place of an integer id a source may bring later."""
-        lowest = self.db.execute("SELECT MIN(id) FROM memories").fetchone()[0]
-        return min(int(lowest or 0), 0) - 1
+        """A rowid for an id that cannot be its own: below every existing row and below zero,
+        so it never takes the place of a positive integer id a source may bring later (a
+        negative one that finds its rowid taken gets a fresh key as well)."""
+        lowest = int(self.db.execute("SELECT MIN(id) FROM memories").fetchone()[0] or 0)
+        if lowest > _INT64_MIN:
+            return min(lowest, 0) - 1
+        # the bottom of int64 is taken: the highest free negative key
+        if self.db.execute("SELECT 1 FROM memories WHERE id = -1").fetchone() is None:
+            return -1
+        free = self.db.execute(
+            "SELECT m.id + 1 FROM memories m WHERE m.id < -1 AND NOT EXISTS"
+            " (SELECT 1 FROM memories n WHERE n.id = m.id + 1) ORDER BY m.id DESC LIMIT 1"
+        ).fetchone()
+        return int(free[0])
 
-    def _existing(self, key: Any) -> tuple[Any, str] | None:
-        """``(namespace, record id)`` of the row holding ``key``, or None when there is none."""
-        column = '"namespace"' if "namespace" in self.layout.columns else "NULL"
+    def _holder(self, key: Any) -> _Holder | None:
+        """The id and namespace the row at ``key`` reads back as (None: no such row)."""
+        columns = ", ".join(f'm."{c}"' for c in self.layout.columns)
         found = self.db.execute(
-            f"SELECT {column}, s.source_id FROM memories m LEFT JOIN {SIDE_TABLE} s"
-            " ON s.row_key = CAST(m.id AS TEXT) WHERE m.id = ?", (key,)).fetchone()
-        return None if found is None else (found[0], found[1] or str(key))
+            f"SELECT {columns}, s.source_id, s.fingerprint, s.overrides FROM memories m"
+            f" LEFT JOIN {SIDE_TABLE} s ON s.row_key = CAST(m.id AS TEXT) WHERE m.id = ?",
+            (key,)).fetchone()
+        if found is None:
+            return None
+        values = dict(zip(self.layout.columns, found[:-3]))
+        source_id, row_fp, overrides = found[-3:]
+        try:
+            record = stored_record(self.layout, values, row_fp, overrides)
+        except ValueError:  # a bad row is still a row: it holds its own id
+            return _Holder(source_id or str(values["id"]), values.get("namespace"))
+        return _Holder(source_id or record.id, record.namespace)
 
-    def _upsert(self, key: Any, row: dict[str, Any], *, exists: bool) -> Any:
+    def _upsert(self, key: Any, row: dict[str, Any], *, exists: bool) -> None:
         if exists:
             self.fts.before_update(self.db, key)
             sets = ", ".join(f'"{c}" = ?' for c in row)
             self.db.execute(f"UPDATE memories SET {sets} WHERE id = ?", (*row.values(), key))
             self.fts.after_update(self.db, key)
-            return key
-        cols = ([] if key is None else ["id"]) + list(row)
-        values = ([] if key is None else [key]) + list(row.values())
-        names = ", ".join(f'"{c}"' for c in cols)
-        marks = ", ".join("?" * len(cols))
-        cur = self.db.execute(f"INSERT INTO memories ({names}) VALUES ({marks})", values)
-        new_key = key if key is not None else cur.lastrowid
-        self.fts.after_insert(self.db, new_key)
-        return new_key
+            return
+        names = ", ".join(f'"{c}"' for c in ["id", *row])
+        marks = ", ".join("?" * (len(row) + 1))
+        self.db.execute(f"INSERT INTO memories ({names}) VALUES ({marks})", [key, *row.values()])
+        self.fts.after_insert(self.db, key)
 
-    def _store_overrides(self, written: list[tuple[MemoryRecord, Any]]) -> None:
+    def _store_overrides(self, record: MemoryRecord, key: Any) -> None:
+        """Read the row back and keep, in the side table, what it does not give back exactly,
+        and the id the row stands for when that is not its own key."""
         layout = self.layout
         columns = ", ".join(f'"{c}"' for c in layout.columns)
-        for record, key in written:
-            row = self.db.execute(f"SELECT {columns} FROM memories WHERE id = ?", (key,)).fetchone()
-            values = dict(zip(layout.columns, row))
-            overrides = overrides_for(record, row_to_record(layout, values))
-            source_id = record.id if str(key) != record.id else None
-            if overrides or source_id:
-                self.db.execute(
-                    f"INSERT OR REPLACE INTO {SIDE_TABLE} (row_key, source_id, fingerprint, overrides)"
-                    " VALUES (?, ?, ?, ?)",
-                    (str(key), source_id, fingerprint(values), dumps_exact(overrides)))
-            else:
-                self.db.execute(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", (str(key),))
+        row = self.db.execute(f"SELECT {columns} FROM memories WHERE id = ?", (key,)).fetchone()
+        values = dict(zip(layout.columns, row))
+        overrides = overrides_for(record, row_to_record(layout, values))
+        source_id = record.id if str(key) != record.id else None
+        if overrides or source_id:
+            self.db.execute(
+                f"INSERT OR REPLACE INTO {SIDE_TABLE} (row_key, source_id, fingerprint, overrides)"
+                " VALUES (?, ?, ?, ?)",
+                (str(key), source_id, fingerprint(values), dumps_exact(overrides)))
+        else:
+            self.db.execute(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", (str(key),))
 
     def finish(self, summary: dict[str, Any]) -> None:
         self._close()
@@ -289,9 +304,12 @@ class VektorWriter(Writer):
         self.db.close()
 
 
-def _clash(existing: Any, incoming: str | None) -> bool:
-    """An upsert may not move a memory out of another namespace (ids are global in VEKTOR)."""
-    return incoming is not None and existing is not None and existing != incoming
+class _Holder(NamedTuple):
+    """Who a row stands for: a memory id and its namespace (None and "" are two namespaces,
+    and neither is "default": an upsert may not move a memory out of any other one)."""
+
+    id: str
+    namespace: str | None
 
 
 class _FtsPlan:
