@@ -227,24 +227,32 @@ def test_a_record_without_namespace_never_overwrites_one_of_another_namespace(
 
 
 def test_a_string_id_like_a_negative_integer_gets_a_row_of_its_own(tmp_path: Path) -> None:
-    """"mem-a" is given row -1; "-1" arriving later (this batch or the next run) must not land
-    on it: it gets a fresh row, and a re-run finds every id where it left it."""
+    """Ids that are not their own rowid get fresh rowids from the bottom of int64, so "-1" or
+    "-3" keep their own rowid; an id whose rowid a fresh key took anyway ("mem-b" was given
+    -2**63 + 1 before "-9223372036854775807" arrived) gets a fresh row, never that one, and a
+    re-run finds every id where it left it."""
     from vexchange.testing.conformance import read_all
 
     target = tmp_path / "t.db"
+    bottom = str(-(1 << 63) + 1)
     first = [MemoryRecord(id="mem-a", text="a string id", namespace="x"),
-             MemoryRecord(id="-2", text="a negative-looking string id", namespace="x")]
+             MemoryRecord(id="mem-b", text="another", namespace="x")]
     later = [MemoryRecord(id="-1", text="minus one", namespace="x"),
-             MemoryRecord(id="-3", id_type="int", text="minus three", namespace="x")]
+             MemoryRecord(id="-3", id_type="int", text="minus three", namespace="x"),
+             MemoryRecord(id=bottom, id_type="int", text="near the bottom", namespace="x")]
     assert _import(tmp_path, "one", first, target).counts.written == 2
+    assert [r[0] for r in rows(target)] == [-(1 << 63), -(1 << 63) + 1]
     for run in ("two", "three"):  # the second time, everything is an upsert of its own row
         receipt = _import(tmp_path, run, later, target)
-        assert receipt.counts.written == 2 and not receipt.counts.skipped, receipt.counts
+        assert receipt.counts.written == 3 and not receipt.counts.skipped, receipt.counts
     back = read_all(f"vektor:{target}")
     assert {k: (r.text, r.id_type) for k, r in back.items()} == {
-        ("x", "mem-a"): ("a string id", "str"), ("x", "-2"): ("a negative-looking string id", "str"),
-        ("x", "-1"): ("minus one", "str"), ("x", "-3"): ("minus three", "int")}
-    assert len(rows(target)) == 4
+        ("x", "mem-a"): ("a string id", "str"), ("x", "mem-b"): ("another", "str"),
+        ("x", "-1"): ("minus one", "str"), ("x", "-3"): ("minus three", "int"),
+        ("x", bottom): ("near the bottom", "int")}
+    by_rowid = {r[0]: r[2] for r in rows(target)}
+    assert by_rowid[-1] == "minus one" and by_rowid[-3] == "minus three"  # natively, too
+    assert by_rowid[-(1 << 63) + 1] == "another" and len(by_rowid) == 5
 
 
 def test_the_same_import_twice_changes_nothing(tmp_path: Path) -> None:

@@ -45,6 +45,8 @@ __all__ = ["VektorConnector"]
 _BUSY_TIMEOUT_MS = 5000
 _INT64_MAX = (1 << 63) - 1
 _INT64_MIN = -(1 << 63)
+_FRESH_CEILING = -(1 << 62)
+"""Fresh rowids (for ids that are not their own rowid) are taken from [-2**63, -2**62)."""
 
 
 class VektorConnector(Connector):
@@ -99,11 +101,14 @@ class VektorConnector(Connector):
         has_side = _has_table(db, SIDE_TABLE)
         columns = ", ".join(f'm."{c}"' for c in layout.columns)
         side = f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s ON s.row_key = CAST(m.id AS TEXT)" if has_side else "NULL, NULL FROM memories m"
-        sql = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"
-        cursor = last if last is not None else -(1 << 63)
+        # no lower bound before the first page: a row may sit at the lowest rowid, -2**63
+        first = f"SELECT m.rowid, {columns}, {side} ORDER BY m.rowid LIMIT ?"
+        after = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"
+        cursor = last
         while True:
             with _translated(self.path, "read"):
-                rows = db.execute(sql, (cursor, batch_size)).fetchall()
+                rows = (db.execute(first, (batch_size,)) if cursor is None
+                        else db.execute(after, (cursor, batch_size))).fetchall()
             if not rows:
                 yield Page([], None)
                 return
@@ -226,20 +231,13 @@ class VektorWriter(Writer):
         return self._fresh_key(), None
 
     def _fresh_key(self) -> int:
-        """A rowid for an id that cannot be its own: below every existing row and below zero,
-        so it never takes the place of a positive integer id a source may bring later (a
-        negative one that finds its rowid taken gets a fresh key as well)."""
-        lowest = int(self.db.execute("SELECT MIN(id) FROM memories").fetchone()[0] or 0)
-        if lowest > _INT64_MIN:
-            return min(lowest, 0) - 1
-        # the bottom of int64 is taken: the highest free negative key
-        if self.db.execute("SELECT 1 FROM memories WHERE id = -1").fetchone() is None:
-            return -1
-        free = self.db.execute(
-            "SELECT m.id + 1 FROM memories m WHERE m.id < -1 AND NOT EXISTS"
-            " (SELECT 1 FROM memories n WHERE n.id = m.id + 1) ORDER BY m.id DESC LIMIT 1"
-        ).fetchone()
-        return int(free[0])
+        """A rowid for an id that cannot be its own, counted up from the bottom of int64: far
+        from every id a source brings (Slipstream's own ids count up from 1; negative ones
+        such as -1 or -7 keep their own rowid), and always free (one past the highest row of
+        that range). An id whose rowid a fresh key took anyway is placed afresh itself."""
+        top = self.db.execute("SELECT MAX(id) FROM memories WHERE id < ?",
+                              (_FRESH_CEILING,)).fetchone()[0]
+        return _INT64_MIN if top is None else int(top) + 1
 
     def _holder(self, key: Any) -> _Holder | None:
         """The id and namespace the row at ``key`` reads back as (None: no such row)."""
