@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from vexchange.testing.conformance import ConnectorConformance, NativeRow
+from vexchange.api import migrate
+from vexchange.record import MemoryRecord, Vector
+from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
+from vexchange.testing.tricky import strict_form
 
 pytest.importorskip("chromadb")
 
@@ -19,6 +22,7 @@ def chroma_rows(location: str) -> list[NativeRow]:
 
     import chromadb
     import numpy as np
+    from chromadb.config import Settings
 
     parts = urllib.parse.urlsplit(location)
     params = dict(urllib.parse.parse_qsl(parts.query))
@@ -26,10 +30,14 @@ def chroma_rows(location: str) -> list[NativeRow]:
         client: Any = chromadb.HttpClient(host=parts.hostname, port=parts.port)
         names = [parts.path.strip("/")]
     else:
-        client = chromadb.PersistentClient(path=parts.path)
+        # the settings vexchange uses: Chroma keeps one client per path and refuses others
+        client = chromadb.PersistentClient(path=parts.path,
+                                           settings=Settings(anonymized_telemetry=False))
         names = [params.get("collection", "memories")]
     if params.get("namespaces") == "collections":
-        names = [c.name for c in client.list_collections()]
+        base = names[0]
+        names = [c.name for c in client.list_collections()
+                 if c.name == base or c.name.startswith(base + "__")]
     rows: list[NativeRow] = []
     for name in names:
         got = client.get_collection(name, embedding_function=None).get(
@@ -93,3 +101,82 @@ class TestChromaCollectionPerNamespace(_ChromaNative, ConnectorConformance):
         from vexchange.testing.servers import free_port
 
         return f"chroma://127.0.0.1:{free_port()}/memories?namespaces=collections"
+
+
+def _native_metadata(path: Path, collection: str) -> dict[str, Any]:
+    """Each record's metadata as Chroma holds it, by id."""
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    got = client.get_collection(collection, embedding_function=None).get(include=["metadatas"])
+    return dict(zip(got["ids"], got["metadatas"]))
+
+
+def _record(rid: str, metadata: dict[str, Any]) -> MemoryRecord:
+    return MemoryRecord(id=rid, text=f"text of {rid}", metadata=metadata,
+                        vectors={"": Vector.from_values([1.0, 2.0, 3.0])})
+
+
+def _load(tmp_path: Path, target: str, records: list[MemoryRecord], name: str) -> Any:
+    source = write_vmig(tmp_path / f"{name}.vmig.jsonl", records, metric="dot")
+    return migrate(source, target, receipt=tmp_path / f"{name}.json",
+                   rejects=tmp_path / f"{name}.rejects.jsonl")
+
+
+def test_an_update_replaces_the_metadata(tmp_path: Path) -> None:
+    """Chroma merges an upsert's metadata into the old one; vexchange's update must not: a key
+    the new version lacks is gone, in vexchange's view and in Chroma's own."""
+    target = f"chroma://{tmp_path}/db?collection=updates"
+    _load(tmp_path, target, [_record("r", {"kept": 1, "stale": "old", "nested": {"a": 1}})], "first")
+    new = _record("r", {"kept": 2})
+    receipt = _load(tmp_path, target, [new], "second")
+    assert receipt.counts.written == 1, receipt.counts
+    back = read_all(target)[(None, "r")]
+    assert strict_form(back) == strict_form(new), back
+    held = _native_metadata(tmp_path / "db", "updates")["r"]
+    assert held["kept"] == 2 and "stale" not in held, held
+    assert "stale" not in held["_vex"] and "nested" not in held["_vex"], held
+
+
+def test_keys_chroma_refuses_are_kept_in_vex(tmp_path: Path) -> None:
+    """The empty key, ``$``/``#`` keys and ``chroma:document`` would fail Chroma's whole batch;
+    they go to ``_vex`` and the records land whole, the other keys stay filterable."""
+    target = f"chroma://{tmp_path}/db?collection=keys"
+    odd = {"$op": 1, "#field": 2.5, "": "empty", "chroma:document": "doc", "plain": "yes"}
+    records = [_record("odd", odd), _record("fine", {"plain": "too"})]
+    receipt = _load(tmp_path, target, records, "keys")
+    assert (receipt.counts.written, receipt.counts.skipped_total) == (2, 0), receipt.counts
+    back = read_all(target)
+    assert [strict_form(back[(None, r.id)]) for r in records] == [strict_form(r) for r in records]
+    held = _native_metadata(tmp_path / "db", "keys")["odd"]
+    assert held["plain"] == "yes" and not set(odd) - {"plain"} & set(held), held
+
+
+def test_a_record_chroma_refuses_is_a_named_reject(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal the connector cannot foresee (here, faked) fails neither the batch nor the run:
+    a key of a kind Chroma newly refuses goes to ``_vex``; a record Chroma refuses whatever its
+    metadata is one counted reject naming it, and the rest of the batch lands."""
+    from chromadb.api.models.Collection import Collection
+    from chromadb.errors import InvalidArgumentError
+
+    real = Collection.upsert
+
+    def picky(self: Any, *, ids: Any, metadatas: Any, **rest: Any) -> Any:
+        if "refused-id" in ids or any("new-rule" in (m or {}) for m in metadatas):
+            raise InvalidArgumentError("Validation error: metadatas: Invalid metadata at index 0")
+        return real(self, ids=ids, metadatas=metadatas, **rest)
+
+    monkeypatch.setattr(Collection, "upsert", picky)
+    target = f"chroma://{tmp_path}/db?collection=picky"
+    records = [_record("a", {"x": 1}), _record("refused-id", {"x": 2}),
+               _record("b", {"new-rule": True, "x": 3}), _record("c", {})]
+    receipt = _load(tmp_path, target, records, "picky")
+    assert receipt.counts.written == 3 and receipt.counts.skipped == {"refused_by_store": 1}
+    lines = (tmp_path / "picky.rejects.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and "refused-id" in lines[0] and "'x'" in lines[0], lines
+    back = read_all(target)
+    kept = [r for r in records if r.id != "refused-id"]
+    assert sorted(back) == sorted((None, r.id) for r in kept)
+    assert all(strict_form(back[(None, r.id)]) == strict_form(r) for r in kept)

@@ -9,9 +9,12 @@ URL forms::
 
 Chroma holds one embedding per record, and every record needs one; text goes to ``documents``.
 Chroma metadata holds str, int, float, bool and non-empty lists of one of those; nulls, empty or
-mixed lists and nested objects are kept in the reserved ``_vex`` key as JSON. Chroma changes
+mixed lists and nested objects are kept in the reserved ``_vex`` key as JSON, and so are keys
+Chroma refuses (the empty key, keys starting with ``#`` or ``$``, ``chroma:document``). Chroma changes
 the last bit of some floats (90.28571428571429 reads back as 90.28571428571428), so floats are
 written natively for filtering and also kept exactly in ``_vex``, which wins on read.
+Chroma merges an upsert's metadata into the record's old metadata; the writer clears every old
+key the new record lacks, so an update replaces the metadata exactly, as in every other store.
 In a cosine collection Chroma changes the last bit of some vector values (it keeps their
 direction and length); ``verify`` reports such records as "rounded". Other metrics are exact. Nothing ever
 passes through Chroma's default embedding function (it would download a model): every write
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import chromadb
+from chromadb.api.types import META_KEY_CHROMA_DOCUMENT
 from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 import httpx
 import numpy as np
@@ -44,6 +48,21 @@ _DEFAULT_COLLECTION = "memories"
 _LAYOUT = PayloadLayout("chroma", text_key=None, native=scalar_or_scalar_list, inexact=has_float,
                         vex_as_text=True)
 _TRANSIENT = (httpx.TransportError, ConnectionError, TimeoutError)
+_REFUSED = (chromadb.errors.InvalidArgumentError, ValueError)
+"""What Chroma raises for a batch it refuses for its content (a key, a value, an id): it names
+only the batch index, so the batch is written again record by record to find the culprit."""
+
+
+def chroma_key(key: str, value: Any) -> bool:
+    """Whether Chroma takes ``key`` as a metadata key: it refuses the empty key and keys that
+    start with ``#`` or ``$`` (its own fields and query operators), and keeps
+    ``chroma:document`` for itself. A refused key is kept in ``_vex`` instead."""
+    return bool(key) and key[0] not in "#$" and key != META_KEY_CHROMA_DOCUMENT
+
+
+def _nothing_native(key: str, value: Any) -> bool:
+    """For a record Chroma refused with its native keys: keep all its metadata in ``_vex``."""
+    return False
 
 
 class ChromaConnector(CollectionStore):
@@ -178,6 +197,8 @@ class ChromaWriter(StoreWriter):
         self.metric = metric_for("chroma", spaces.get("", VectorSpace()).metric, _METRICS)
         self._collection: Any = None
         self._existing_spaces: dict[str, VectorSpace] = {}
+        self._held_keys: dict[str, list[str]] = {}
+        """Metadata keys of the batch's records that the store already holds (``namespaces_of``)."""
         try:
             self._collection = store.collection()
             self._existing_spaces = _spaces(self._collection)
@@ -200,18 +221,79 @@ class ChromaWriter(StoreWriter):
         return record.id
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        """Also notes each held record's metadata keys, which ``upsert`` must clear."""
         with self.store._translated("read"):
             got = self._collection.get(ids=ids, include=["metadatas"])
+        self._held_keys = {rid: list(meta or ()) for rid, meta in zip(got["ids"], got["metadatas"])}
         return {rid: (meta or {}).get("namespace") for rid, meta in zip(got["ids"], got["metadatas"])}
 
+    def payload(self, record: MemoryRecord, *, native: bool = True) -> dict[str, Any]:
+        """The record's metadata, with every old key it lacks set to None: Chroma merges an
+        upsert into the old metadata, and None is how it removes a key. ``native=False``
+        keeps all metadata in ``_vex`` (for a record Chroma refused as it was)."""
+        packed = _LAYOUT.pack(record, accept=chroma_key if native else _nothing_native)
+        for key in self._held_keys.get(record.id, ()):
+            packed.setdefault(key, None)
+        return packed
+
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
+        rejects: list[Reject] = []
+        ready: list[tuple[MemoryRecord, dict[str, Any]]] = []
+        for _, record in rows:
+            if record.id:
+                ready.append((record, self.payload(record)))
+            else:
+                rejects.append(_refused(record, "Chroma ids have at least one character"))
         with self.store._translated("upsert"):
             limit = int(self.store.client().get_max_batch_size())
-            for start in range(0, len(rows), limit):
-                records = [r for _, r in rows[start:start + limit]]
-                self._collection.upsert(
-                    ids=[r.id for r in records],
-                    embeddings=np.stack([r.vectors[""].array() for r in records]),
-                    metadatas=[_LAYOUT.pack(r) for r in records],
-                    documents=[r.text for r in records])
-        return []
+            for start in range(0, len(ready), limit):
+                rejects.extend(self._write(ready[start:start + limit]))
+        self._held_keys = {}
+        return rejects
+
+    def _write(self, chunk: list[tuple[MemoryRecord, dict[str, Any]]]) -> list[Reject]:
+        """Write a chunk; when Chroma refuses it, write its records one by one, so only the
+        records Chroma refuses are left out, each named in its reject."""
+        try:
+            self._send(chunk)
+            return []
+        except _REFUSED as err:
+            if len(chunk) == 1:
+                return self._write_alone(*chunk[0], err)
+        rejects: list[Reject] = []
+        for record, payload in chunk:
+            try:
+                self._send([(record, payload)])
+            except _REFUSED as err:
+                rejects.extend(self._write_alone(record, payload, err))
+        return rejects
+
+    def _write_alone(self, record: MemoryRecord, payload: dict[str, Any],
+                     err: Exception) -> list[Reject]:
+        """A record Chroma refused: written again with all its metadata in ``_vex`` (a key or
+        value of a kind Chroma refuses that ``chroma_key`` does not know yet), else refused."""
+        native = [k for k, v in payload.items() if k != "_vex" and v is not None]
+        try:
+            self._send([(record, self.payload(record, native=False))])
+            return []
+        except _REFUSED as again:
+            return [_refused(record, f"Chroma refused the record (metadata keys {native!r}):"
+                                     f" {_first_line(err)}; with its metadata kept in _vex:"
+                                     f" {_first_line(again)}")]
+
+    def _send(self, chunk: list[tuple[MemoryRecord, dict[str, Any]]]) -> None:
+        self._collection.upsert(
+            ids=[r.id for r, _ in chunk],
+            embeddings=np.stack([r.vectors[""].array() for r, _ in chunk]),
+            metadatas=[p for _, p in chunk],
+            documents=[r.text for r, _ in chunk])
+
+
+def _refused(record: MemoryRecord, detail: str) -> Reject:
+    return Reject(reason="refused_by_store", id=record.id, namespace=record.namespace,
+                  detail=f"record {record.id!r}: {detail}")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
