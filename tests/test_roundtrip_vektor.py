@@ -283,3 +283,45 @@ def test_a_string_id_in_two_namespaces_of_one_batch_is_refused_once(tmp_path: Pa
     receipt = _import(tmp_path, "one", batch, target)
     assert receipt.counts.written == 1 and receipt.counts.skipped == {"id_conflict": 1}
     assert [r[2] for r in rows(target)] == ["in a"]
+
+
+def test_a_row_edited_by_slipstream_wins_but_keeps_its_memory_id(tmp_path: Path) -> None:
+    """After Slipstream edits a row, its side-table entry no longer applies, except which
+    memory the row is: the export names it by its own id, and a re-import updates that row."""
+    from vexchange.testing.conformance import read_all
+
+    target = tmp_path / "t.db"
+    original = MemoryRecord(id="mem-a", text="from the source", namespace="x",
+                            metadata={"importance": 2, "custom": [1]})
+    _import(tmp_path, "one", [original], target)
+    con = sqlite3.connect(target)
+    con.execute("UPDATE memories SET importance = 5.5, content = 'edited in Slipstream'")
+    con.commit()
+    con.close()
+    edited = read_all(f"vektor:{target}")
+    assert list(edited) == [("x", "mem-a")]
+    back = edited[("x", "mem-a")]
+    assert back.id_type == "str" and back.text == "edited in Slipstream"
+    assert back.metadata is not None and back.metadata["importance"] == 5.5
+    again = _import(tmp_path, "two", [original], target)
+    assert again.counts.written == 1 and not again.counts.skipped
+    assert read_all(f"vektor:{target}")[("x", "mem-a")].replace(source_store=None) == original
+    assert len(rows(target)) == 1
+
+
+def test_a_value_its_column_cannot_bind_is_kept_exactly_not_a_traceback(tmp_path: Path) -> None:
+    """An integer beyond 64 bits under a key that has a column (``pinned``, ``importance``)
+    leaves the column at its default; the side table keeps the value, exactly."""
+    from vexchange.testing.conformance import read_all
+    from vexchange.testing.tricky import strict_form
+
+    target = tmp_path / "t.db"
+    metadata = {"pinned": 1 << 64, "importance": -(1 << 70), "tags": ["a,b", "c"],
+                "summary": {"x": [1]}, "confidence": "high", "agent_id": True, "potential": 1e300}
+    record = MemoryRecord(id="1", id_type="int", text="t", namespace="n", metadata=metadata)
+    receipt = _import(tmp_path, "one", [record], target)
+    assert receipt.counts.written == 1 and not receipt.counts.skipped
+    back = read_all(f"vektor:{target}")[("n", "1")]
+    assert strict_form(back.metadata) == strict_form(metadata)
+    con = sqlite3.connect(target)
+    assert con.execute("SELECT pinned, importance FROM memories").fetchone() == (0, 1.0)

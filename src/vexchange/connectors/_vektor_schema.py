@@ -29,6 +29,7 @@ from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, SparseVector, Vector
 
 SIDE_TABLE = "vexchange_records"
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 SPACES_TABLE = "vexchange_vector_spaces"
 """Dims and metric of each vector name, as the source of the last import declared them (VEKTOR
@@ -189,9 +190,15 @@ def record_to_row(layout: Layout, record: MemoryRecord) -> dict[str, Any]:
             row["metadata"] = dumps_exact(record.metadata)
         return row
     for key, value in (record.metadata or {}).items():
-        if key in layout.meta_columns and value is not None:
+        if key in layout.meta_columns and value is not None and _fits_sqlite(value):
             row[key] = _to_column(key, value)
     return row
+
+
+def _fits_sqlite(value: Any) -> bool:
+    """Whether SQLite can bind the value: not an integer beyond 64 bits. One that is not
+    leaves its column at the table default, and the side table keeps the value exactly."""
+    return not isinstance(value, int) or _INT64_MIN <= value <= _INT64_MAX
 
 
 def _time_value(layout: Layout, ms: int) -> Any:
@@ -246,12 +253,21 @@ def _vector_override(original: Vector, in_row: Vector | None) -> dict[str, Any]:
 def stored_record(layout: Layout, row: dict[str, Any], row_fingerprint: str | None,
                   overrides: str | None) -> MemoryRecord:
     """The record a row reads back as: the row, with its side-table entry where that entry
-    still matches the row. The reader emits this, and the writer asks it who holds a row, so
-    the two never disagree about a memory's id or namespace. Raises ValueError on a bad row."""
+    still matches the row. Where the row was edited since (by Slipstream), the row wins, but
+    it is still the same memory: its id and id type are kept. The reader emits this, and the
+    writer asks it who holds a row, so the two never disagree about a memory's id or
+    namespace. Raises ValueError on a bad row."""
     record = row_to_record(layout, row)
-    if overrides is not None and row_fingerprint == fingerprint(row):
-        record = apply_overrides(record, loads_exact(overrides))
-    return record
+    if overrides is None:
+        return record
+    entry = loads_exact(overrides)
+    if row_fingerprint != fingerprint(row):
+        entry = {k: entry[k] for k in _IDENTITY if k in entry}
+    return apply_overrides(record, entry)
+
+
+_IDENTITY = ("id", "id_type")
+"""What a side-table entry says about a row that stays true when the row is edited."""
 
 
 def apply_overrides(record: MemoryRecord, overrides: dict[str, Any]) -> MemoryRecord:

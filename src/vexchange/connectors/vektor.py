@@ -252,9 +252,9 @@ class VektorWriter(Writer):
         source_id, row_fp, overrides = found[-3:]
         try:
             record = stored_record(self.layout, values, row_fp, overrides)
-        except ValueError:  # a bad row is still a row: it holds its own id
+        except ValueError:  # a bad row is still a row: it holds its id
             return _Holder(source_id or str(values["id"]), values.get("namespace"))
-        return _Holder(source_id or record.id, record.namespace)
+        return _Holder(record.id, record.namespace)
 
     def _upsert(self, key: Any, row: dict[str, Any], *, exists: bool) -> None:
         if exists:
