@@ -152,3 +152,40 @@ def test_http_statuses_decide_what_is_retried() -> None:
     assert isinstance(failing(429), TransientError) and isinstance(failing(503), TransientError)
     assert "VEX_QDRANT_API_KEY" in str(failing(401))
     assert "schema" in str(failing(400))
+
+
+@pytest.mark.parametrize("kind", ["qdrant", "qdrant-edge"])
+@pytest.mark.parametrize("batch_size", [10, 1])
+def test_ids_that_map_to_one_point_are_refused_by_name(tmp_path: Path, kind: str,
+                                                        batch_size: int) -> None:
+    """``plain-id`` becomes the point of its UUIDv5; a record whose id is that UUID would take
+    the same point. The second is an id_conflict naming both ids (in one batch or the next,
+    and on a re-run), never a silent overwrite; a UUID in upper and lower case stays two points."""
+    import orjson
+
+    from vexchange.api import migrate
+    from vexchange.connectors._payload import uuid_for
+    from vexchange.record import MemoryRecord, Vector
+    from vexchange.testing.conformance import read_all, write_vmig
+
+    if kind == "qdrant-edge":
+        pytest.importorskip("qdrant_edge")
+    lower = "550e8400-e29b-41d4-a716-446655440000"
+    ids = ["plain-id", uuid_for("plain-id"), lower, lower.upper()]
+    records = [MemoryRecord(id=rid, text=f"text of {rid}", namespace="ns",
+                            vectors={"": Vector.from_values([1.0, 2.0, float(i)])})
+               for i, rid in enumerate(ids)]
+    source = write_vmig(tmp_path / "src.vmig.jsonl", records, metric="dot")
+    target = (f"qdrant://{tmp_path}/db?collection=ids" if kind == "qdrant"
+              else f"qdrant-edge://{tmp_path}/shard")
+    for attempt in ("first", "again"):
+        rejects = tmp_path / f"{attempt}.rejects.jsonl"
+        receipt = migrate(source, target, batch_size=batch_size, receipt=tmp_path / "r.json",
+                          rejects=rejects)
+        assert receipt.counts.written == 3 and receipt.counts.skipped == {"id_conflict": 1}
+        lines = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
+        assert [line["id"] for line in lines] == [ids[1]], lines
+        assert "plain-id" in lines[0]["detail"], lines
+    back = read_all(target)
+    assert sorted(back) == sorted(("ns", rid) for rid in ids if rid != ids[1])
+    assert back[("ns", "plain-id")].text == "text of plain-id"

@@ -4,15 +4,17 @@ metric names, the payload layout, id mapping, and turning a point into a record.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from .._json import loads_exact
 from ..record import MemoryRecord, canonical_int
 from ._base import Reject
-from ._payload import PayloadLayout, has_float, json_exact, uuid_for
+from ._payload import VEX_KEY, PayloadLayout, has_float, json_exact, uuid_for
 
-__all__ = ["LAYOUT", "METRICS", "point_id", "record_from_point"]
+__all__ = ["LAYOUT", "METRICS", "held_by", "point_id", "record_from_point", "refuse_taken"]
 
 METRICS = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhattan": "Manhattan"}
 LAYOUT = PayloadLayout("qdrant", native=json_exact, inexact=has_float, vex_as_text=True)
@@ -55,3 +57,37 @@ def record_from_point(pid: Any, raw: Any, payload: dict[str, Any] | None) -> Mem
                              id_type="int" if isinstance(pid, int) else "str")
     except ValueError as err:
         return Reject(reason="bad_payload", detail=str(err), id=str(pid), record=payload)
+
+
+def held_by(pid: Any, payload: Mapping[str, Any] | None) -> str:
+    """The record id a stored point holds: the original kept in ``_vex`` when the point id is
+    a mapped UUID, else the point id itself (foreign points, ids Qdrant keeps as they are)."""
+    raw = (payload or {}).get(VEX_KEY)
+    if isinstance(raw, str):
+        try:
+            vex = loads_exact(raw)
+        except ValueError:
+            vex = None
+        if isinstance(vex, dict) and "id" in vex:
+            return str(vex["id"])
+    return str(pid)
+
+
+def refuse_taken(rows: list[tuple[Any, MemoryRecord]], holders: Mapping[Any, str]
+                 ) -> tuple[list[tuple[Any, MemoryRecord]], list[Reject]]:
+    """Split off the records whose point another record id already holds (``holders``: point
+    id -> record id, from the store) or takes earlier in the batch: two ids that map to one
+    point (a UUID and the UUIDv5 of another id) would otherwise merge silently."""
+    taken = dict(holders)
+    kept: list[tuple[Any, MemoryRecord]] = []
+    rejects: list[Reject] = []
+    for key, record in rows:
+        holder = taken.setdefault(key, record.id)
+        if holder == record.id:
+            kept.append((key, record))
+            continue
+        rejects.append(Reject(
+            reason="id_conflict", id=record.id, namespace=record.namespace,
+            detail=f"id {record.id!r} maps to Qdrant point {key!r}, which record {holder!r}"
+                   " holds; it is not overwritten"))
+    return kept, rejects

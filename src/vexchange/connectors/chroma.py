@@ -10,8 +10,8 @@ URL forms::
 Chroma holds one embedding per record, and every record needs one; text goes to ``documents``.
 Chroma metadata holds str, int, float, bool and non-empty lists of one of those; nulls, empty or
 mixed lists and nested objects are kept in the reserved ``_vex`` key as JSON, and so are keys
-Chroma refuses (the empty key, keys starting with ``#`` or ``$``, ``chroma:document``). Chroma changes
-the last bit of some floats (90.28571428571429 reads back as 90.28571428571428), so floats are
+Chroma refuses (the empty key, keys starting with ``#`` or ``$``, ``chroma:document``). Chroma
+changes the last bit of some floats (90.28571428571429 reads back as 90.28571428571428), so floats are
 written natively for filtering and also kept exactly in ``_vex``, which wins on read.
 Chroma merges an upsert's metadata into the record's old metadata; the writer clears every old
 key the new record lacks, so an update replaces the metadata exactly, as in every other store.
@@ -224,8 +224,9 @@ class ChromaWriter(StoreWriter):
         """Also notes each held record's metadata keys, which ``upsert`` must clear."""
         with self.store._translated("read"):
             got = self._collection.get(ids=ids, include=["metadatas"])
-        self._held_keys = {rid: list(meta or ()) for rid, meta in zip(got["ids"], got["metadatas"])}
-        return {rid: (meta or {}).get("namespace") for rid, meta in zip(got["ids"], got["metadatas"])}
+        held = list(zip(got["ids"], got["metadatas"]))
+        self._held_keys = {rid: list(meta or ()) for rid, meta in held}
+        return {rid: (meta or {}).get("namespace") for rid, meta in held}
 
     def payload(self, record: MemoryRecord, *, native: bool = True) -> dict[str, Any]:
         """The record's metadata, with every old key it lacks set to None: Chroma merges an

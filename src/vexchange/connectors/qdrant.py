@@ -34,7 +34,7 @@ from ..spec import StoreSpec
 from ._base import Capabilities, Page, Reject, VectorSpace, Writer
 from ._qdrant_common import LAYOUT as _LAYOUT
 from ._qdrant_common import METRICS as _METRICS
-from ._qdrant_common import point_id, record_from_point
+from ._qdrant_common import held_by, point_id, record_from_point, refuse_taken
 from ._split import CollectionStore
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 
@@ -153,6 +153,8 @@ class QdrantWriter(StoreWriter):
         super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.exists = store.exists()
         self.held: dict[str, VectorSpace] = store.vector_spaces() if self.exists else {}
+        self.holders: dict[Any, str] = {}
+        """Point id -> the record id it holds, for the batch's points already stored."""
 
     def target_dims(self) -> dict[str, int]:
         return {name: s.dims for name, s in self.held.items() if s.dims}
@@ -183,14 +185,18 @@ class QdrantWriter(StoreWriter):
         return point_id(record.id)
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        """Also notes which record id holds each point, for ``upsert`` (``refuse_taken``)."""
         with self.store.translated("retrieve"):
             found = self.store.client().retrieve(
-                self.store.collection_name, ids=ids, with_payload=["namespace"], with_vectors=False)
+                self.store.collection_name, ids=ids, with_payload=["namespace", "_vex"],
+                with_vectors=False)
+        self.holders = {p.id: held_by(p.id, p.payload) for p in found}
         return {p.id: (p.payload or {}).get("namespace") for p in found}
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         points: list[models.PointStruct] = []
-        rejects: list[Reject] = []
+        rows, rejects = refuse_taken(rows, self.holders)
+        self.holders = {}
         for key, record in rows:
             unknown = [n for n in record.vectors if n not in self.held]
             if unknown:

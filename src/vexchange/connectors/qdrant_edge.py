@@ -24,7 +24,7 @@ from ..errors import PermanentError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
-from ._qdrant_common import LAYOUT, METRICS, point_id, record_from_point
+from ._qdrant_common import LAYOUT, METRICS, held_by, point_id, record_from_point, refuse_taken
 from ._store import StoreWriter, metric_for, metric_from, translated
 
 __all__ = ["QdrantEdgeConnector"]
@@ -129,6 +129,8 @@ class QdrantEdgeWriter(StoreWriter):
         super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=METRICS)
         self.held = store.vector_spaces() if store.is_shard() else {}
         self.sparse = store.sparse_names()
+        self.holders: dict[Any, str] = {}
+        """Point id -> the record id it holds, for the batch's points already stored."""
 
     def target_dims(self) -> dict[str, int]:
         return {n: s.dims for n, s in self.held.items() if s.dims}
@@ -149,15 +151,18 @@ class QdrantEdgeWriter(StoreWriter):
         return point_id(record.id)
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        """Also notes which record id holds each point, for ``upsert`` (``refuse_taken``)."""
         with _translated("retrieve"):
             found = self.store.shard().retrieve(ids, True, False)
         # the shard hands UUID ids back as uuid.UUID; ours are strings (point_id)
-        return {(str(p.id) if isinstance(p.id, uuid.UUID) else p.id): (p.payload or {}).get("namespace")
-                for p in found}
+        keyed = [(str(p.id) if isinstance(p.id, uuid.UUID) else p.id, p.payload) for p in found]
+        self.holders = {pid: held_by(pid, payload) for pid, payload in keyed}
+        return {pid: (payload or {}).get("namespace") for pid, payload in keyed}
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         points = []
-        rejects: list[Reject] = []
+        rows, rejects = refuse_taken(rows, self.holders)
+        self.holders = {}
         for key, record in rows:
             unknown = [n for n in record.vectors if n not in self.held]
             if unknown:
