@@ -270,6 +270,21 @@ _IDENTITY = ("id", "id_type")
 """What a side-table entry says about a row that stays true when the row is edited."""
 
 
+def stored_identity(row: dict[str, Any], row_fingerprint: str | None,
+                    overrides: str | None) -> tuple[str, str | None]:
+    """``(id, namespace)`` of :func:`stored_record`, without decoding the rest of the row:
+    the writer asks this of every row it may update. Never raises (a bad row is a row)."""
+    record_id, namespace = str(row["id"]), row.get("namespace")
+    if overrides is None:
+        return record_id, namespace
+    entry = loads_exact(overrides)
+    if "id" in entry:
+        record_id = entry["id"]
+    if "namespace" in entry and row_fingerprint == fingerprint(row):
+        namespace = entry["namespace"]
+    return record_id, namespace
+
+
 def apply_overrides(record: MemoryRecord, overrides: dict[str, Any]) -> MemoryRecord:
     changes = {k: v for k, v in overrides.items() if k not in ("vectors", "sparse")}
     if "sparse" in overrides:

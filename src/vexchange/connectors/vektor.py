@@ -37,6 +37,7 @@ from ._vektor_schema import (
     overrides_for,
     record_to_row,
     row_to_record,
+    stored_identity,
     stored_record,
 )
 
@@ -243,18 +244,13 @@ class VektorWriter(Writer):
         """The id and namespace the row at ``key`` reads back as (None: no such row)."""
         columns = ", ".join(f'm."{c}"' for c in self.layout.columns)
         found = self.db.execute(
-            f"SELECT {columns}, s.source_id, s.fingerprint, s.overrides FROM memories m"
+            f"SELECT {columns}, s.fingerprint, s.overrides FROM memories m"
             f" LEFT JOIN {SIDE_TABLE} s ON s.row_key = CAST(m.id AS TEXT) WHERE m.id = ?",
             (key,)).fetchone()
         if found is None:
             return None
-        values = dict(zip(self.layout.columns, found[:-3]))
-        source_id, row_fp, overrides = found[-3:]
-        try:
-            record = stored_record(self.layout, values, row_fp, overrides)
-        except ValueError:  # a bad row is still a row: it holds its id
-            return _Holder(source_id or str(values["id"]), values.get("namespace"))
-        return _Holder(record.id, record.namespace)
+        values = dict(zip(self.layout.columns, found[:-2]))
+        return _Holder(*stored_identity(values, found[-2], found[-1]))
 
     def _upsert(self, key: Any, row: dict[str, Any], *, exists: bool) -> None:
         if exists:
