@@ -15,7 +15,12 @@ pytest.importorskip("pinecone")
 
 from vexchange import VexError, migrate, open_store  # noqa: E402
 from vexchange.checks import verify  # noqa: E402
-from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig  # noqa: E402
+from vexchange.testing.conformance import (  # noqa: E402
+    ConnectorConformance,
+    NativeRow,
+    read_all,
+    write_vmig,
+)
 from vexchange.testing.emulators.pinecone import PineconeEmulator  # noqa: E402
 from vexchange.testing.faults import FaultConformance  # noqa: E402
 from vexchange.testing.records import sample_records  # noqa: E402
@@ -43,14 +48,49 @@ def index_url(emulator: PineconeEmulator, name: str, blobs: Path | None = None, 
     return f"pinecone://{name}-{uuid.uuid4().hex[:8]}?" + "&".join(f"{k}={v}" for k, v in query.items())
 
 
+def pinecone_rows(location: str) -> list[NativeRow]:
+    """Every record of the index at a location, through the ``pinecone`` SDK itself: each
+    namespace listed, each page of ids fetched; the text is metadata ``text``."""
+    import urllib.parse
+
+    import numpy as np
+    from pinecone import Pinecone
+
+    parts = urllib.parse.urlsplit(location)
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    rows: list[NativeRow] = []
+    with Pinecone(api_key=KEY, host=params.get("controller")) as client:
+        host = params.get("host") or client.describe_index(parts.netloc).host
+        with client.index(host=host) as index:
+            names = [ns.name for page in index.list_namespaces() for ns in page.namespaces]
+            for name in names:
+                for page in index.list(namespace=name):
+                    ids = [item.id for item in page.vectors]
+                    for vector in index.fetch(ids=ids, namespace=name).vectors.values():
+                        text = (vector.metadata or {}).get("text")
+                        rows.append(NativeRow(text, np.asarray(vector.values, dtype="<f4").tobytes()))
+    return rows
+
+
 class TestPinecone(ConnectorConformance):
     named_vectors = ()
     null_vectors = False
     same_id_in_namespaces = True
+    tricky_refused = {
+        "text-long": "metadata_too_large",  # 400,000 bytes of text; Pinecone holds 40 KB
+        "cos-zero": "zero_vector",  # Pinecone refuses a dense vector of zeros
+    }
 
     @pytest.fixture
     def new_location(self, emulator: PineconeEmulator, tmp_path: Path) -> Any:
-        return lambda name: index_url(emulator, name, tmp_path / "blobs")
+        """Long texts of the shared tests are kept whole in a blob directory; the tricky
+        corpus is written within Pinecone's own limits (no blobs), so what exceeds them is
+        refused by name, and what lands is all in the index, where its own client sees it."""
+        return lambda name: index_url(emulator, name, None if name == "tricky" else tmp_path / "blobs")
+
+    @pytest.fixture
+    def native_rows(self) -> Any:
+        return pinecone_rows
 
     @pytest.fixture
     def broken_location(self) -> str:
@@ -211,3 +251,56 @@ def test_query_answers_nearest_first(emulator: PineconeEmulator) -> None:
         assert found.matches[0].metadata == {"k": "e"} and found.matches[0].score > 0.99
     finally:
         index.close()
+
+
+def test_an_empty_sparse_vector_and_keys_pinecone_cannot_filter_on_come_back_as_they_went_in(
+        tmp_path: Path, emulator: PineconeEmulator) -> None:
+    """Pinecone keeps no empty sparse vector (the record reads back without one) and refuses
+    metadata keys starting with ``$``: both are kept in ``_vex``, and come back exactly."""
+    from vexchange.record import SparseVector
+
+    base = records(3)
+    data = [base[0].replace(sparse={"bm25": SparseVector(b"", b"", "bm25")}),
+            base[1].replace(sparse={"": SparseVector(b"", b"")}),
+            base[2].replace(metadata={"$dollar": 1, "": "empty key", "$in": ["a"], "ok": -0.0})]
+    target = index_url(emulator, "sparse-empty")
+    receipt = load(tmp_path, target, data)
+    assert receipt.counts.written == 3 and receipt.counts.skipped == {}, receipt.counts
+    ConnectorConformance.assert_strictly_same(data, read_all(target))
+
+
+def test_the_emulator_refuses_what_pinecone_documents_it_refuses(emulator: PineconeEmulator) -> None:
+    """Raw upserts (the SDK checks some of these itself, so it would not send them): a
+    metadata key starting with ``$``, a null, a nested object, a list of numbers, more than
+    40 KB of metadata, an id over 512 characters, a non-ASCII id; through the SDK, an empty
+    sparse vector is not kept."""
+    import urllib.error
+    import urllib.request
+
+    from pinecone import Pinecone
+
+    host = emulator.create_index(f"limits-{uuid.uuid4().hex[:6]}", dimension=2, metric="dotproduct")
+
+    def upsert(vector: dict[str, Any]) -> int:
+        body = json.dumps({"vectors": [vector]}).encode()
+        request = urllib.request.Request(f"{host}/vectors/upsert", data=body, method="POST",
+                                         headers={"Api-Key": KEY, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    dense = [1.0, 0.0]
+    for bad in ({"id": "a", "values": dense, "metadata": {"$x": 1}},
+                {"id": "a", "values": dense, "metadata": {"n": None}},
+                {"id": "a", "values": dense, "metadata": {"o": {"k": 1}}},
+                {"id": "a", "values": dense, "metadata": {"l": [1, 2]}},
+                {"id": "a", "values": dense, "metadata": {"t": "x" * 41_000}},
+                {"id": "y" * 513, "values": dense}, {"id": "ü", "values": dense}):
+        assert upsert(bad) == 400, bad
+    assert upsert({"id": "y" * 512, "values": dense, "metadata": {"t": "x" * 40_000}}) == 200
+    with Pinecone(api_key=KEY).index(host=host) as index:
+        index.upsert(vectors=[{"id": "e", "values": dense,
+                               "sparse_values": {"indices": [], "values": []}}])
+        assert index.fetch(ids=["e"]).vectors["e"].sparse_values is None

@@ -18,8 +18,9 @@ PINECONE_API_KEY.
   the original kept in ``_vex``.
 * Ids Pinecone cannot hold (not 1-512 ASCII characters) become UUIDv5; the original is kept.
 * Metadata: strings, numbers, booleans and lists of strings at the top level, where Pinecone
-  filters on them; integers are also kept exactly in ``_vex`` because Pinecone hands numbers
-  back as floats; everything else (nested objects, nulls, timestamps, models) is in ``_vex``.
+  filters on them; numbers are also kept exactly in ``_vex`` because Pinecone keeps them as
+  64-bit floats; everything else (nested objects, nulls, number lists, keys that are empty or
+  start with ``$``, timestamps, models) is in ``_vex``.
 * A record's metadata must fit in 40 KB. One that does not is rejected (``metadata_too_large``,
   in the rejects file whole), or, with ``?blobs=DIR``, its full payload goes to a
   content-addressed file in DIR and the record keeps the reference: text is never cut.
@@ -89,8 +90,17 @@ def _native(value: Any) -> bool:
 
 
 def _inexact(value: Any) -> bool:
-    """Integers come back as floats: written for filtering, and kept exactly in ``_vex``."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Pinecone keeps every number as a 64-bit float and hands it back as one (``3`` as
+    ``3.0``; nothing documents that ``-0.0`` or a subnormal keeps its bits): numbers are
+    written for filtering and kept exactly in ``_vex``, which wins on read."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _key_ok(key: str, value: Any) -> bool:
+    """Keys Pinecone's filter language can name: not empty, and not starting with ``$``
+    (Pinecone documents that keys must not: ``$`` starts its operators). The value of any
+    other key is kept in ``_vex``."""
+    return bool(key) and not key.startswith("$")
 
 
 _LAYOUT = PayloadLayout("pinecone", namespace_key=None, native=_native, inexact=_inexact,
@@ -384,14 +394,10 @@ class PineconeWriter(StoreWriter):
         if dense is None or not np.any(dense.array()):
             return _reject(record, "zero_vector", "Pinecone refuses a dense vector whose values are"
                                                   " all zero")
-        # Pinecone holds one sparse vector per record; a second one, or a larger one, is kept
-        # in _vex. The native one's name (when not "") is kept too.
-        sparse_name = next(iter(record.sparse), None) if len(record.sparse) == 1 else None
-        if sparse_name is not None and len(record.sparse[sparse_name].indices) // 4 > MAX_SPARSE:
-            sparse_name = None
+        sparse_name = _native_sparse(record)
         native = set() if sparse_name is None else {sparse_name}
         extra = {"sparse_name": sparse_name} if sparse_name else None
-        metadata = _LAYOUT.pack(record, store_id=key, native_sparse=native,
+        metadata = _LAYOUT.pack(record, store_id=key, native_sparse=native, accept=_key_ok,
                                 store_namespace=store_namespace(record.namespace), extra_vex=extra)
         size = _size(metadata)
         if size > MAX_METADATA_BYTES:
@@ -437,6 +443,17 @@ class PineconeWriter(StoreWriter):
                 return [_reject(request[0][0], "refused_by_store", str(cause))]
         half = len(request) // 2
         return self._send(namespace, request[:half]) + self._send(namespace, request[half:])
+
+
+def _native_sparse(record: MemoryRecord) -> str | None:
+    """The name of the sparse vector Pinecone holds natively (``sparse_values``), if any.
+    Pinecone holds one per record, with 1 to 2,048 values: a second one, a larger one, and an
+    empty one (which Pinecone does not keep) are kept in ``_vex``, so each comes back as it
+    went in. The native one's name (when not "") is kept in ``_vex`` too."""
+    if len(record.sparse) != 1:
+        return None
+    name, sparse = next(iter(record.sparse.items()))
+    return name if 0 < sparse.nnz <= MAX_SPARSE else None
 
 
 def _requests(items: list[tuple[MemoryRecord, dict[str, Any], int]],

@@ -10,8 +10,9 @@ that passes against it has kept within them:
   ``POST /describe_index_stats``, ``GET /namespaces``, ``POST /vectors/delete``;
 * limits: 1,000 vectors and 2 MB per upsert, 1,000 ids per fetch, 100 ids per list page,
   ASCII ids of 1-512 characters, 40 KB of metadata per record with string, number, boolean
-  or list-of-string values, dense vectors of the index's dimension with a non-zero value,
-  at most 2,048 sparse values;
+  or list-of-string values (no nulls, no nested objects, no key starting with ``$``), dense
+  vectors of the index's dimension with a non-zero value, at most 2,048 sparse values;
+* an empty sparse vector is not kept (the record reads back without one);
 * numbers in metadata come back as floats (``3`` is read back as ``3.0``), vectors are held
   as float32, the default namespace is ``""`` and is listed as ``__default__``;
 * the ``Api-Key`` header is checked; errors are ``{"code", "message", "details"}``.
@@ -253,7 +254,8 @@ class PineconeEmulator:
             if len(set(indices)) != len(indices) or any(not isinstance(i, int) or not 0 <= i < 1 << 32
                                                         for i in indices):
                 raise refuse(400, "sparse indices must be unique unsigned 32-bit integers")
-            pair = ([int(i) for i in indices], np.asarray(weights, dtype=np.float32).tolist())
+            if indices:  # an empty sparse vector is not kept: the record has none
+                pair = ([int(i) for i in indices], np.asarray(weights, dtype=np.float32).tolist())
         metadata = vector.get("metadata")
         if metadata is not None:
             metadata = _check_metadata(str(vid), metadata)
@@ -369,6 +371,9 @@ def _check_metadata(vid: str, metadata: Any) -> dict[str, Any]:
                           f" {MAX_METADATA_BYTES} bytes per vector")
     stored: dict[str, Any] = {}
     for key, value in metadata.items():
+        if key.startswith("$"):
+            raise refuse(400, f"Metadata field {key!r} of {vid!r} starts with '$', which is"
+                              " reserved for filter operators")
         if isinstance(value, bool) or isinstance(value, str):
             stored[key] = value
         elif isinstance(value, (int, float)):
