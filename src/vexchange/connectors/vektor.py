@@ -8,7 +8,9 @@ vector becomes a metadata key (agent_id, tags, importance, memory_type, pinned, 
 
 Writing creates a Slipstream-layout database when the file does not exist, and otherwise writes
 in the layout it finds. Each batch is one transaction: a failure leaves the database as it was
-before that batch. Rows are upserted (re-runs never duplicate). The FTS index stays correct:
+before that batch. Rows are upserted (re-runs never duplicate, and change nothing). Ids are
+global, one row per id: the same id in another namespace is an ``id_conflict``, never an
+overwrite. What the columns cannot hold goes to the side table. The FTS index stays correct:
 existing triggers do their work, and where a trigger is missing the connector updates
 ``memories_fts`` itself. Triggers are never dropped.
 """
