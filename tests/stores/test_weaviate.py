@@ -14,7 +14,12 @@ import pytest
 pytest.importorskip("weaviate")
 
 from vexchange import VexError, migrate  # noqa: E402
-from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig  # noqa: E402
+from vexchange.testing.conformance import (  # noqa: E402
+    ConnectorConformance,
+    NativeRow,
+    read_all,
+    write_vmig,
+)
 from vexchange.testing.emulators.weaviate import WeaviateEmulator  # noqa: E402
 from vexchange.testing.faults import FaultConformance  # noqa: E402
 from vexchange.testing.records import sample_records  # noqa: E402
@@ -36,6 +41,34 @@ def collection_url(emulator: WeaviateEmulator, name: str, **params: str) -> str:
             + "&".join(f"{k}={v}" for k, v in query.items()))
 
 
+def weaviate_rows(location: str, api_key: str) -> list[NativeRow]:
+    """Every object of the collection at a location, through weaviate-client itself (every
+    tenant of a multi-tenant one): its ``text`` property and its ``default`` vector."""
+    import urllib.parse
+
+    import numpy as np
+    import weaviate
+    from weaviate.classes.init import Auth
+
+    parts = urllib.parse.urlsplit(location)
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    rows: list[NativeRow] = []
+    with weaviate.connect_to_custom(
+            http_host=str(parts.hostname), http_port=int(parts.port or 8080), http_secure=False,
+            grpc_host=str(parts.hostname), grpc_port=int(params["grpc_port"]), grpc_secure=False,
+            auth_credentials=Auth.api_key(api_key), skip_init_checks=True) as client:
+        collection = client.collections.get(parts.path.strip("/"))
+        tenants = (sorted(collection.tenants.get()) if collection.config.get().multi_tenancy_config.enabled
+                   else [None])
+        for tenant in tenants:
+            handle = collection.with_tenant(tenant) if tenant else collection
+            for obj in handle.iterator(include_vector=True):
+                vector = (obj.vector or {}).get("default")
+                rows.append(NativeRow(obj.properties.get("text"),  # type: ignore[arg-type]
+                                      None if vector is None else np.asarray(vector, dtype="<f4").tobytes()))
+    return rows
+
+
 class TestWeaviate(ConnectorConformance):
     same_id_in_namespaces = True
     expect_normalised = True
@@ -43,6 +76,10 @@ class TestWeaviate(ConnectorConformance):
     @pytest.fixture
     def new_location(self, emulator: WeaviateEmulator) -> Any:
         return lambda name: collection_url(emulator, name)
+
+    @pytest.fixture
+    def native_rows(self, emulator: WeaviateEmulator) -> Any:
+        return lambda location: weaviate_rows(location, emulator.api_key)
 
     @pytest.fixture
     def broken_location(self) -> str:
@@ -133,3 +170,74 @@ def test_a_collection_vexchange_did_not_create_is_exported_and_never_written(
     with pytest.raises(VexError) as caught:
         migrate(source, url, receipt=tmp_path / "f.json", rejects=tmp_path / "f.rej")
     assert "not created by vexchange" in str(caught.value)
+
+
+SHAPES = {"list_of_lists": [[1, 2], [3]], "mixed": [1, "a", True, None, 1.5], "empty_obj": {},
+          "deep": {"a": {"b": {"c": {"d": [{"e": None}]}}}}, "objs": [{"k": 1}, {"k": "2"}],
+          "i64": 1 << 64, "i_huge": 10**30, "ints_big": [1, 1 << 60], "$dollar": 1, "#hash": 2,
+          "": "empty key", "a.b": "dotted", "with space": True, "ключ": "unicode", "UPPER": 3,
+          "_id": "reserved", "x" * 232: "too long a name", "ok": [[]], "neg_zero": -0.0}
+
+
+def test_metadata_weaviate_cannot_hold_as_properties_is_kept_exactly(
+        tmp_path: Path, emulator: WeaviateEmulator) -> None:
+    """Lists of lists (once a traceback part-way through the run), mixed lists, empty and
+    deep objects, integers beyond 2**53, keys that are not GraphQL names: kept in ``_vex``,
+    the run completes, and no property is made for any of them."""
+    import weaviate
+    from weaviate.classes.init import Auth
+
+    data = [r.replace(metadata=dict(SHAPES)) for r in records(2)]
+    target = collection_url(emulator, "shapes")
+    receipt = load(tmp_path, target, data)
+    assert receipt.status == "completed" and receipt.counts.written == 2, receipt.counts
+    assert (tmp_path / "r.json").exists()
+    ConnectorConformance.assert_strictly_same(data, read_all(target))
+    name = target.split("/")[3].split("?")[0]
+    with weaviate.connect_to_custom(
+            http_host="127.0.0.1", http_port=emulator.http_port, http_secure=False,
+            grpc_host="127.0.0.1", grpc_port=emulator.grpc_port, grpc_secure=False,
+            auth_credentials=Auth.api_key(emulator.api_key), skip_init_checks=True) as client:
+        properties = {p.name for p in client.collections.get(name).config.get().properties}
+    assert properties == {"text", "_vex", "namespace", "neg_zero"}, properties
+
+
+def test_a_key_the_server_refuses_as_a_property_is_kept_in_vex(
+        tmp_path: Path, emulator: WeaviateEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server may refuse a property name vexchange thought valid (a reserved word of a
+    newer version): the key's values go to ``_vex`` and the records land exactly."""
+    original = WeaviateEmulator._property
+
+    def refusing(body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("name") == "colour":
+            raise ValueError("'colour' is a reserved property name")
+        return original(body)
+
+    monkeypatch.setattr(WeaviateEmulator, "_property", staticmethod(refusing))
+    data = [r.replace(metadata={"colour": f"c{i}", "size": i}) for i, r in enumerate(records(3))]
+    target = collection_url(emulator, "refusedkey")
+    receipt = load(tmp_path, target, data)
+    assert receipt.counts.written == 3 and receipt.counts.skipped == {}, receipt.counts
+    ConnectorConformance.assert_strictly_same(data, read_all(target))
+
+
+def test_the_emulator_refuses_property_names_weaviate_refuses(emulator: WeaviateEmulator) -> None:
+    """Through weaviate-client: names outside /[_A-Za-z][_0-9A-Za-z]{0,230}/ and the
+    reserved ``id``, ``_id``, ``_additional`` are refused (422), as by the server."""
+    import weaviate
+    from weaviate.classes.config import DataType, Property
+    from weaviate.classes.init import Auth
+    from weaviate.exceptions import UnexpectedStatusCodeError
+
+    name = "Names" + uuid.uuid4().hex[:8]
+    with weaviate.connect_to_custom(
+            http_host="127.0.0.1", http_port=emulator.http_port, http_secure=False,
+            grpc_host="127.0.0.1", grpc_port=emulator.grpc_port, grpc_secure=False,
+            auth_credentials=Auth.api_key(emulator.api_key), skip_init_checks=True) as client:
+        collection = client.collections.create(name)
+        for bad in ("$dollar", "#hash", "a.b", "with space", "ключ", "1st", "id", "_additional",
+                    "x" * 232):
+            with pytest.raises(UnexpectedStatusCodeError) as caught:
+                collection.config.add_property(Property(name=bad, data_type=DataType.TEXT))
+            assert caught.value.status_code == 422, bad
+        collection.config.add_property(Property(name="_ok_" + "x" * 227, data_type=DataType.TEXT))

@@ -17,9 +17,11 @@ WEAVIATE_API_KEY (none for an open server).
   vector is named ``default``. Weaviate keeps cosine vectors L2-normalised (reported by
   ``verify`` as normalised). Dims and names are noted in the class description.
 * Properties: ``text``, ``namespace`` (unless namespaces are tenants) and ``_vex`` (JSON text),
-  plus one property per metadata key with a value Weaviate holds exactly (text, boolean, int
-  within 2**53, number, and non-empty lists of those). A key's first value fixes its type;
-  a later value of another type, and everything else, is kept in ``_vex``.
+  plus one property per metadata key that is a property name (/[_a-z][_0-9A-Za-z]{0,230}/, not
+  reserved) with a value Weaviate holds exactly (text, boolean, int within 2**53, number, and
+  non-empty lists of one scalar type). A key's first value fixes its type; a later value of
+  another type, a key the server refuses as a property, and everything else (lists of lists,
+  mixed lists, objects, nulls, larger integers, other keys) is kept in ``_vex``.
 * Import: ``insert_many`` per batch (and per tenant); objects Weaviate refuses are rejected
   one by one with its message. Export: cursor pagination (``after``) over any collection,
   tenant by tenant.
@@ -73,6 +75,10 @@ _RESERVED = {"id", "_id", "_additional", "vector", "vectors"}
 _EXACT_INT = 1 << 53
 """Over gRPC the client sends scalar numbers as doubles: integers beyond 2**53 would change."""
 _DEFAULT_VECTOR = "default"
+_DATA_TYPES = frozenset(d.value for d in DataType)
+_NOT_A_PROPERTY = ""
+"""The type noted for a key Weaviate refused as a property: no value matches it, so every
+value of that key is kept in ``_vex``."""
 _NOTE = "vexchange:"
 
 
@@ -80,8 +86,8 @@ def _int_ok(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -_EXACT_INT <= value <= _EXACT_INT
 
 
-def data_type(value: Any) -> str | None:
-    """The Weaviate type that holds ``value`` exactly, or None."""
+def _scalar_type(value: Any) -> str | None:
+    """The Weaviate scalar type that holds ``value`` exactly, or None."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, str):
@@ -90,13 +96,25 @@ def data_type(value: Any) -> str | None:
         return "int" if _int_ok(value) else None
     if isinstance(value, float):
         return "number" if json_exact(value) else None
-    if isinstance(value, list) and value:
-        kinds = {data_type(v) for v in value}
-        if len(kinds) == 1 and all(type(v) is type(value[0]) for v in value):
-            kind = kinds.pop()
-            if kind is not None:
-                return kind + "[]"
     return None
+
+
+def data_type(value: Any) -> str | None:
+    """The Weaviate type that holds ``value`` exactly, or None (then it is kept in ``_vex``).
+    A list is native only when it is non-empty and all its items are scalars of one Python
+    type: Weaviate has no nested arrays (``[[1, 2], [3]]``) and no mixed ones."""
+    if not isinstance(value, list):
+        return _scalar_type(value)
+    if not value:
+        return None
+    first = type(value[0])
+    kind = _scalar_type(value[0])
+    if kind is None:
+        return None
+    for item in value:
+        if type(item) is not first or _scalar_type(item) != kind:
+            return None
+    return kind + "[]"
 
 
 _LAYOUT = PayloadLayout("weaviate", native=lambda v: data_type(v) is not None, vex_as_text=True)
@@ -409,21 +427,29 @@ class WeaviateWriter(StoreWriter):
         return {}  # namespaced_ids: the UUID already includes the namespace
 
     def _add_properties(self, rows: list[tuple[Any, MemoryRecord]]) -> None:
-        """Add a property for each new metadata key, typed by its first value."""
+        """Add a property for each new metadata key, typed by its first value. A key the
+        server refuses as a property (422) is kept in ``_vex`` from then on, so its values
+        still land exactly; any other failure stops the run as a store error."""
         new: dict[str, str] = {}
         for _, record in rows:
             for key, value in (record.metadata or {}).items():
                 kind = data_type(value)
-                if (kind and key not in self.types and key not in new and _NAME.fullmatch(key)
-                        and key not in _RESERVED and key not in _LAYOUT.reserved):
+                if (kind in _DATA_TYPES and key not in self.types and key not in new
+                        and _NAME.fullmatch(key) and key not in _RESERVED
+                        and key not in _LAYOUT.reserved):
                     new[key] = kind
         if not new:
             return
         collection = self.store.collection()
-        with _translated("add property"):
-            for key, kind in new.items():
-                collection.config.add_property(Property(name=key, data_type=DataType(kind)))
-        self.types.update(new)
+        for key, kind in new.items():
+            with _translated("add property"):
+                try:
+                    collection.config.add_property(Property(name=key, data_type=DataType(kind)))
+                except UnexpectedStatusCodeError as err:
+                    if err.status_code != 422:
+                        raise
+                    kind = _NOT_A_PROPERTY
+            self.types[key] = kind
 
     def _accept(self, key: str, value: Any) -> bool:
         return self.types.get(key) == data_type(value)
