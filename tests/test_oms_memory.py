@@ -26,7 +26,9 @@ def test_vektor_to_grains_to_vmig_is_lossless(slipstream: Fixture, tmp_path: Pat
     out = tmp_path / "back.vmig.jsonl"
     migrate(grains, out)
     assert verify(out, against=grains)["ok"]
-    assert verify(grains, against=source)["ok"]
+    check = verify(grains, against=source)["checks"][0]
+    # everything but the fixture's unreadable row, which verify names instead of passing over
+    assert (check["missing"], check["changed"], check["extra"], check["source_unreadable"]) == (0, 0, 0, 1)
 
 
 def test_every_field_survives_grains(tmp_path: Path) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ._time import parse_timestamp
 from .connectors import _registry
@@ -106,7 +110,7 @@ def migrate(
         keep_old_vector=keep_old_vector, on_dims_mismatch=on_dims_mismatch,
         adapter=None if adapter is None else str(adapter), force_adapter=force_adapter,
     )
-    base = _run_base(dst)
+    base = _run_base(dst, options.namespaces)
     receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")
     rejects_path = Path(rejects) if rejects else base.with_name(base.name + ".rejects.jsonl")
     try:
@@ -140,9 +144,16 @@ def _timestamp_option(name: str, value: str | int | None) -> int | None:
         raise UsageError(f"--{name}: {err}") from None
 
 
-def _run_base(target: Connector) -> Path:
-    """Where receipts and rejects go: beside a file target, else in the working directory."""
+def _run_base(target: Connector, namespaces: Sequence[str] | None) -> Path:
+    """Where receipts, rejects and checkpoints go: beside a file target; else in the working
+    directory, named after the whole target (store, collection or table, the namespaces
+    selected), so runs into two collections of one store never share or overwrite them."""
     path = getattr(target, "path", None)
     if isinstance(path, Path):
         return path
-    return Path.cwd() / f"vex-{target.name}"
+    described = target.describe()
+    identity = orjson.dumps([described, sorted(namespaces or ())], option=orjson.OPT_SORT_KEYS)
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", str(described.get("location", ""))).strip("-.")
+    if namespaces:
+        readable += "-ns-" + re.sub(r"[^A-Za-z0-9._-]+", "-", "+".join(sorted(namespaces)))
+    return Path.cwd() / f"vex-{target.name}-{readable[-80:].lstrip('-.')}-{hashlib.sha256(identity).hexdigest()[:8]}"

@@ -234,18 +234,32 @@ def _check_against(target: Connector, source: Connector,
     caps = target.capabilities
     normalises = bool(caps.normalises or caps.rounds)
     expected: dict[tuple[str | None, str], tuple[bytes, bytes | None]] = {}
+    unreadable: dict[str, list[Reject]] = {"source": [], "target": []}
+
+    def selected(item: MemoryRecord | Reject) -> bool:
+        # an unreadable entry of unknown namespace may be in any namespace: it counts
+        return not namespaces or item.namespace in namespaces or (
+            isinstance(item, Reject) and item.namespace is None)
+
     with source:
         for item in _items(source):
-            if isinstance(item, MemoryRecord) and (not namespaces or item.namespace in namespaces):
-                expected[(item.namespace, item.id)] = (
-                    record_digest(item)[:16], _direction(item) if normalises else None)
+            if not selected(item):
+                continue
+            if isinstance(item, Reject):
+                unreadable["source"].append(item)  # it cannot be in the target as it should be
+                continue
+            expected[(item.namespace, item.id)] = (
+                record_digest(item)[:16], _direction(item) if normalises else None)
     missing_total = len(expected)
     changed: list[str] = []
     extra: list[str] = []
     normalised = rounded = matched = 0
     with target:
         for item in _items(target):
-            if not isinstance(item, MemoryRecord) or (namespaces and item.namespace not in namespaces):
+            if not selected(item):
+                continue
+            if isinstance(item, Reject):
+                unreadable["target"].append(item)
                 continue
             want = expected.pop((item.namespace, item.id), None)
             if want is None:
@@ -262,11 +276,15 @@ def _check_against(target: Connector, source: Connector,
     missing = [rid for (_, rid) in list(expected)[:_LISTED]]
     return {
         "check": "against", "source": source.describe()["location"],
-        "ok": not (expected or changed or extra), "matched": matched, "normalised": normalised,
-        "rounded": rounded,
-        "source_records": missing_total, "missing": len(expected), "changed": len(changed),
-        "extra": len(extra), "missing_ids": missing, "changed_ids": changed[:_LISTED],
-        "extra_ids": extra[:_LISTED],
+        "ok": not (expected or changed or extra or unreadable["source"] or unreadable["target"]),
+        "matched": matched, "normalised": normalised, "rounded": rounded,
+        "source_records": missing_total + len(unreadable["source"]), "missing": len(expected),
+        "changed": len(changed), "extra": len(extra),
+        "source_unreadable": len(unreadable["source"]),
+        "target_unreadable": len(unreadable["target"]),
+        "missing_ids": missing, "changed_ids": changed[:_LISTED], "extra_ids": extra[:_LISTED],
+        "unreadable": [{"side": side, "id": r.id, "namespace": r.namespace, "reason": r.reason}
+                       for side, items in unreadable.items() for r in items[:_LISTED]],
     }
 
 

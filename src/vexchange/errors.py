@@ -32,6 +32,7 @@ __all__ = [
     "DecodeError",
     "IntegrityError",
     "InvalidSpecError",
+    "RunInterrupted",
     "LayoutMismatchError",
     "MigrationError",
     "MissingDependencyError",
@@ -150,6 +151,15 @@ class MigrationError(VexError):
 
     def __init__(self, message: str, *, receipt: Any = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
+        self.receipt = receipt
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; ``receipt`` (written, status "interrupted") says what was written
+    and where the checkpoint is. A KeyboardInterrupt, so code that stops on one still does."""
+
+    def __init__(self, receipt: Any) -> None:
+        super().__init__("interrupted")
         self.receipt = receipt
 
 

@@ -7,6 +7,7 @@ Exit codes (docs/errors.md): 0 success; 1 a run failed or stopped (resumable); 2
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -539,8 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("vex: aborted", err=True)
         return 130
-    except KeyboardInterrupt:
-        click.echo("\nvex: interrupted; rerun the same command with --resume to continue", err=True)
+    except KeyboardInterrupt as err:
+        click.echo("\n" + _interrupted_message(err, sys.argv[1:] if argv is None else argv), err=True)
         return 130
     except MigrationError as err:
         click.echo(f"vex: error: {err}", err=True)
@@ -550,6 +551,44 @@ def main(argv: list[str] | None = None) -> int:
     except VexError as err:
         click.echo(f"vex: error: {err}", err=True)
         return exit_code_for(err)
+
+
+_SECRET_FLAGS = ("--source-secret", "--target-secret")
+
+
+def _interrupted_message(err: KeyboardInterrupt, argv: list[str]) -> str:
+    """What Ctrl-C stopped: how much was written, where the checkpoint is, and the command that
+    continues (secret values shown as ***: give them again, or use VEX_* variables)."""
+    receipt = getattr(err, "receipt", None)
+    if receipt is None:
+        return "vex: interrupted"
+    lines = [f"vex: interrupted after {receipt.counts.written:,} records were written"
+             f" ({receipt.counts.read:,} read, {receipt.counts.skipped_total:,} skipped);"
+             f" receipt: {receipt.receipt_file}"]
+    if not receipt.checkpoint_file:
+        lines.append("  nothing was checkpointed yet; rerun the same command to start again")
+        return "\n".join(lines)
+    shown, hidden = [], False
+    words = iter(argv)
+    for word in words:
+        flag, eq, value = word.partition("=")
+        if flag in _SECRET_FLAGS:
+            hidden = True
+            if eq:
+                shown.append(f"{flag}={value.partition('=')[0]}=***")
+            else:
+                shown.append(word)
+                name, _, _ = next(words, "").partition("=")
+                shown.append(f"{name}=***" if name else "***")
+            continue
+        shown.append(word)
+    if "--resume" not in shown:
+        shown.append("--resume")
+    lines.append(f"  checkpoint: {receipt.checkpoint_file}")
+    lines.append("  to continue: vex " + shlex.join(shown))
+    if hidden:
+        lines.append("  (secret values are shown as ***: give them again, or set VEX_* variables)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

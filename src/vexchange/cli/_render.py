@@ -73,6 +73,8 @@ def print_summary(receipt: Receipt) -> None:
         rows.append(("retries", str(receipt.retries)))
     if receipt.rejects_file:
         rows.append(("rejects", receipt.rejects_file))
+    if receipt.receipt_file:
+        rows.append(("receipt", receipt.receipt_file))
     title = f"┌─ {receipt.operation} summary "
     click.echo(title + "─" * max(4, 60 - len(title)))
     for label, value in rows:

@@ -155,6 +155,14 @@ class Connector(ABC):
         a connector that creates collections or indexes uses it, and ignores it otherwise."""
         raise NotImplementedError(f"{self.name} cannot be written")
 
+    def can_read(self) -> bool:
+        """Declared readable and has the code to read (the engine plans from this)."""
+        return self.capabilities.read and type(self).read is not Connector.read
+
+    def can_write(self) -> bool:
+        """Declared writable and has the code to write."""
+        return self.capabilities.write and type(self).open_writer is not Connector.open_writer
+
     def close(self) -> None:
         """Release connections and file handles."""
 

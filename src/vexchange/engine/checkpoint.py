@@ -1,17 +1,21 @@
-"""Run files beside the receipt: the checkpoint that makes a run resumable, and the rejects file."""
+"""Run files beside the receipt: the checkpoint that makes a run resumable, the ids it has
+seen, and the rejects file."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 
 from .._atomic import atomic_write_bytes
 from ..connectors._base import Reject
 from ..errors import DecodeError
 
-__all__ = ["Checkpoint", "RejectsFile"]
+__all__ = ["Checkpoint", "RejectsFile", "SeenIds"]
 
 
 class Checkpoint:
@@ -36,6 +40,64 @@ class Checkpoint:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        SeenIds.path_for(self.path).unlink(missing_ok=True)
+
+
+class SeenIds:
+    """The (namespace, id) pairs a run has selected, as 8-byte BLAKE2b hashes, to refuse a
+    repeated id as ``duplicate_id``; kept in ``<checkpoint>.ids`` so that a resumed run still
+    knows the ids of the pages before its cursor.
+
+    The file only grows: each checkpoint appends the hashes added since the one before, and
+    the checkpoint records how many of them it covers, so hashes of a page that never finished
+    are cut off on resume. Python's ``hash()`` is salted per process and cannot be kept.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._hashes: set[bytes] = set()
+        self._pending: list[bytes] = []
+        self._persisted = 0
+
+    @staticmethod
+    def path_for(checkpoint: Path) -> Path:
+        return checkpoint.with_name(checkpoint.name + ".ids")
+
+    def __len__(self) -> int:
+        return self._persisted + len(self._pending)
+
+    def add(self, namespace: str | None, record_id: str) -> bool:
+        """Add the pair; False when it was seen before."""
+        key = hashlib.blake2b(orjson.dumps([namespace, record_id]), digest_size=8).digest()
+        if key in self._hashes:
+            return False
+        self._hashes.add(key)
+        self._pending.append(key)
+        return True
+
+    def persist(self, upto: int) -> None:
+        """Append to the file the hashes added up to the ``upto``-th one."""
+        wanted = upto - self._persisted
+        if wanted <= 0:
+            return
+        with open(self.path, "ab") as out:
+            out.write(b"".join(self._pending[:wanted]))
+            out.flush()
+            os.fsync(out.fileno())
+        del self._pending[:wanted]
+        self._persisted = upto
+
+    def load(self, count: int) -> None:
+        """Take the first ``count`` hashes of the file (those a checkpoint covers)."""
+        data = self.path.read_bytes()[: count * 8] if self.path.exists() else b""
+        if len(data) != count * 8:
+            raise DecodeError(f"the checkpoint's id file holds {len(data) // 8} of {count} ids;"
+                              " run again without --resume", location=str(self.path))
+        with open(self.path, "r+b") as out:
+            out.truncate(len(data))
+        self._hashes = set(np.frombuffer(data, dtype="S8").tolist()) if data else set()
+        self._persisted = count
+        self._pending = []
 
 
 class RejectsFile:
@@ -52,14 +114,41 @@ class RejectsFile:
         if append and path.exists():
             with open(path, "rb") as existing:
                 self.count = sum(1 for _ in existing)
+        elif not append:
+            path.unlink(missing_ok=True)  # an earlier run's rejects are not this run's
 
     def add(self, reject: Reject) -> None:
-        if self._file is None:
-            self._file = open(self.path, "ab" if self._append else "wb")
+        self._open()
+        assert self._file is not None
         fields = {name: getattr(reject, name) for name in reject.__struct_fields__}
         self._file.write(orjson.dumps(
             fields, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
         self.count += 1
+
+    def _open(self) -> None:
+        if self._file is None:
+            self._file = open(self.path, "ab" if self._append else "wb")
+            self._append = True
+
+    def position(self) -> tuple[int, int]:
+        """(lines, bytes) written so far: what a checkpoint records, so that the rejects of a
+        page that never finished can be cut off and the file matches the receipt's counts."""
+        if self._file is None:
+            size = self.path.stat().st_size if self._append and self.path.exists() else 0
+            return self.count, size
+        self._file.flush()
+        return self.count, self._file.tell()
+
+    def truncate(self, position: tuple[int, int]) -> None:
+        """Cut the file back to a recorded ``position``."""
+        lines, size = position
+        if self._file is not None:
+            self._file.flush()
+            self._file.truncate(size)
+        elif self.path.exists():
+            with open(self.path, "r+b") as existing:
+                existing.truncate(size)
+        self.count = lines
 
     def flush(self) -> None:
         if self._file is not None:

@@ -64,6 +64,9 @@ class Receipt(msgspec.Struct, kw_only=True):
     namespaces: dict[str, NamespaceDigests] = {}
     rejects_file: str | None = None
     checkpoint_file: str | None = None
+    receipt_file: str | None = None
+    """Where this receipt was written (printed at the end of a run: a store target's run
+    files are named after the whole target, so they are easy to lose track of)."""
     retries: int = 0
     versions: dict[str, str] = {}
     started_at: str | None = None

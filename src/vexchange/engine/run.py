@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
 from ..connectors._base import METRICS, Connector, Page, Reject, VectorSpace, Writer
-from ..errors import MigrationError, TransientError, UsageError, VexError
+from ..errors import MigrationError, RunInterrupted, TransientError, UsageError, VexError
 from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
-from .checkpoint import Checkpoint, RejectsFile
+from .checkpoint import Checkpoint, RejectsFile, SeenIds
 from .progress import NoProgress, Progress
 from .read_ahead import read_ahead
 from .read_process import read_in_process, reading_mode
@@ -100,9 +101,14 @@ class _State:
     counts: Counts = field(default_factory=Counts)
     source_digests: dict[str, NamespaceDigest] = field(default_factory=dict)
     written_digests: dict[str, NamespaceDigest] = field(default_factory=dict)
-    seen_ids: set[int] = field(default_factory=set)
+    seen_ids: SeenIds | None = None
     pinned_dims: dict[str, int] = field(default_factory=dict)
     cursor: str | None = None
+    rejects_at: tuple[int, int] | None = None
+    """Lines and bytes of the rejects file at the checkpoint a resumed run starts from."""
+    normalising: dict[str, bool] = field(default_factory=dict)
+    """Per vector name: whether the target keeps it L2-normalised (or rounds it) under the
+    metric the run declares, so a vector whose float32 norm is 0 or overflows is refused."""
 
 
 def run(
@@ -117,6 +123,7 @@ def run(
     retry: RetryPolicy | None = None,
 ) -> Receipt:
     options.validate()
+    _plan(source, target)
     if options.batch_size is None:
         options = dataclasses.replace(
             options, batch_size=target.capabilities.preferred_batch or DEFAULT_BATCH)
@@ -127,14 +134,18 @@ def run(
     checkpoint = Checkpoint(receipt_path.with_name(receipt_path.name + ".checkpoint"))
     state, run_id, target_state = _start_state(checkpoint, source, target, options)
     resumed = target_state is not None
+    rejects_at = state.rejects_at
     transform = _vector_transform(options, retry)
     total = source.count()  # opens the source: a missing or foreign store fails before any output
     reading = reading_mode(source, total)
     spaces = _with_metric(source.vector_spaces(), options.metric)
     if transform is not None:
         spaces = transform.spaces(spaces)
+    state.normalising = _normalising(target, spaces)
     writer = _open_writer(target, target_state, options, retry, operation, spaces)
     rejects = RejectsFile(rejects_path, append=resumed)
+    if rejects_at is not None:
+        rejects.truncate(rejects_at)  # rejects of a page after the checkpoint come again
     started = time.monotonic()
     started_at = format_timestamp(utc_now_ms())
 
@@ -146,6 +157,7 @@ def run(
             counts=state.counts, namespaces=_namespace_digests(state),
             rejects_file=str(rejects_path) if rejects.count else None,
             checkpoint_file=str(checkpoint.path) if checkpoint.path.exists() else None,
+            receipt_file=str(receipt_path),
             retries=retry.retried, versions=versions(source.extra, target.extra),
             started_at=started_at,
             finished_at=format_timestamp(utc_now_ms()), duration_s=round(elapsed, 3),
@@ -168,13 +180,15 @@ def run(
         if transform:
             transform.close()  # a remote embedder's connections
         interrupted = isinstance(err, KeyboardInterrupt)
-        if not isinstance(err, (VexError, OSError, KeyboardInterrupt)):
-            raise
+        expected = isinstance(err, (VexError, OSError, KeyboardInterrupt))
+        message = str(err) if expected else f"{type(err).__name__}: {err}"
         receipt = make_receipt("interrupted" if interrupted else "failed",
-                               "interrupted" if interrupted else str(err))
+                               "interrupted" if interrupted else message)
         receipt.write(receipt_path)
-        if interrupted or isinstance(err, UsageError):
-            raise
+        if interrupted:
+            raise RunInterrupted(receipt) from err
+        if not expected or isinstance(err, UsageError):
+            raise  # a bug: its traceback is for a report; the receipt says the run failed
         raise MigrationError(
             f"{operation} stopped after {state.counts.written} records were written: {err}",
             receipt=receipt,
@@ -234,9 +248,10 @@ def _start_state(
     checkpoint: Checkpoint, source: Connector, target: Connector, options: RunOptions
 ) -> tuple[_State, str, dict[str, Any] | None]:
     """Fresh state, or the checkpoint's state and the target's resume state (never None then)."""
+    seen = SeenIds(SeenIds.path_for(checkpoint.path))
     if not options.resume:
         checkpoint.remove()
-        return _State(), uuid.uuid4().hex, None
+        return _State(seen_ids=seen), uuid.uuid4().hex, None
     saved = checkpoint.load()
     if saved is None:
         raise UsageError(
@@ -245,8 +260,12 @@ def _start_state(
         )
     if saved["source"] != source.describe() or saved["target"] != target.describe():
         raise UsageError("the checkpoint belongs to another source or target; refusing to resume")
-    state = _State(pinned_dims=dict(saved.get("pinned_dims", {})))
+    state = _State(pinned_dims=dict(saved.get("pinned_dims", {})), seen_ids=seen)
     _restore(state, saved)
+    seen.load(int(saved.get("seen_ids", 0)))
+    if saved.get("rejects_at") is not None:
+        lines, size = saved["rejects_at"]
+        state.rejects_at = (int(lines), int(size))
     return state, saved["run_id"], saved.get("target_state") or {}
 
 
@@ -261,7 +280,7 @@ def _loop(
     in full (writes are idempotent upserts) and counts nothing twice.
     """
     last_saved = time.monotonic()
-    snapshot = _snapshot(writer, state, source, target, run_id)
+    snapshot = _snapshot(writer, state, source, target, run_id, rejects)
     try:
         pages = _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry,
                        in_process=reading == "process")
@@ -277,16 +296,22 @@ def _loop(
                 progress.advance(state.counts.read, state.counts.written, state.counts.skipped_total)
                 if page.cursor is None or limit_reached:
                     return
-                snapshot = _snapshot(writer, state, source, target, run_id)
+                snapshot = _snapshot(writer, state, source, target, run_id, rejects)
                 if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
-                    rejects.flush()
-                    checkpoint.save(snapshot)
+                    _save(checkpoint, snapshot, state)
                     last_saved = time.monotonic()
     except BaseException:
-        rejects.flush()
-        checkpoint.save(snapshot)
+        rejects.truncate(snapshot["rejects_at"])  # the failed page's rejects come again on resume
+        _save(checkpoint, snapshot, state)
         _restore(state, snapshot)
         raise
+
+
+def _save(checkpoint: Checkpoint, snapshot: dict[str, Any], state: _State) -> None:
+    """The checkpoint, after the ids it covers (a checkpoint never names ids not on disk)."""
+    assert state.seen_ids is not None
+    state.seen_ids.persist(snapshot["seen_ids"])
+    checkpoint.save(snapshot)
 
 
 def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
@@ -331,7 +356,11 @@ def _select(
             break
         counts.read += 1
         if isinstance(item, Reject):
-            _skip(item, state, rejects)
+            if options.namespaces and item.namespace is not None \
+                    and item.namespace not in options.namespaces:
+                counts.filtered += 1  # unreadable, but not in what was asked for
+            else:
+                _skip(item, state, rejects)
             continue
         if not _wanted(item, options):
             counts.filtered += 1
@@ -376,10 +405,12 @@ def _wanted(record: MemoryRecord, options: RunOptions) -> bool:
 
 def _problem(record: MemoryRecord, state: _State, target: Connector) -> tuple[str, str] | None:
     """Why the target cannot take this record, or None."""
-    key = hash((record.namespace, record.id))
-    if key in state.seen_ids:
+    assert state.seen_ids is not None
+    if not state.seen_ids.add(record.namespace, record.id):
         return "duplicate_id", f"id {record.id!r} already appeared in namespace {record.namespace!r}"
-    state.seen_ids.add(key)
+    broken = _broken_vector(record)
+    if broken:
+        return "invalid_vector", broken
     caps = target.capabilities
     if not record.vectors and not caps.null_vectors:
         return "no_vector", f"{target.name} cannot store a record without a vector"
@@ -392,7 +423,62 @@ def _problem(record: MemoryRecord, state: _State, target: Connector) -> tuple[st
         elif want is not None and want != vec.dims:
             label = f"vector {name!r}" if name else "vector"
             return "dims_mismatch", f"{label} has {vec.dims} dims; the target holds {want}"
+        if state.normalising.get(name, state.normalising.get("\0default", False)):
+            problem = _not_normalisable(vec.array())
+            if problem:
+                label = f"vector {name!r}" if name else "vector"
+                return "not_normalisable", (
+                    f"{label} {problem}; {target.name} keeps cosine vectors L2-normalised in"
+                    " float32, so it would hold zeros or NaN instead")
     return None
+
+
+def _broken_vector(record: MemoryRecord) -> str | None:
+    """What is wrong with a vector a source handed over (a store may give back NaN, or an
+    empty or ragged array), or None. Never emitted as a record: it is a reject."""
+    for name, vec in record.vectors.items():
+        label = f"vector {name!r}" if name else "vector"
+        if not vec.data or len(vec.data) % 4:
+            return f"{label} has {len(vec.data)} bytes, not a whole, non-empty float32 array"
+        if not np.isfinite(vec.array()).all():
+            return f"{label} holds NaN or infinite values"
+    for name, sp in record.sparse.items():
+        if len(sp.indices) % 4 or len(sp.values) != len(sp.indices):
+            return f"sparse vector {name!r} has {len(sp.indices)} index and {len(sp.values)} value bytes"
+        if not np.isfinite(sp.value_array()).all():
+            return f"sparse vector {name!r} holds NaN or infinite values"
+    return None
+
+
+def _not_normalisable(values: np.ndarray) -> str | None:
+    """Why a finite float32 vector has no float32 unit vector (its norm is 0, or its squares
+    overflow or all underflow in float32), or None."""
+    with np.errstate(over="ignore", under="ignore"):
+        norm = np.sqrt(np.dot(values, values))  # float32 arithmetic, as the stores do it
+    if not np.isfinite(norm):
+        return "has a norm that overflows float32 (a component near 1.8e19 or more)"
+    if norm == 0:
+        return "has a norm of 0 in float32 (every component is 0 or too small to square)"
+    return None
+
+
+def _normalising(target: Connector, spaces: dict[str, VectorSpace]) -> dict[str, bool]:
+    """Which vector names the target normalises: a declared metric, else the stores' default
+    (cosine). The key "\0default" stands for every name the source does not declare."""
+    caps = target.capabilities
+    changed = set(caps.normalises) | set(caps.rounds)
+    out = {name: (space.metric or "cosine") in changed for name, space in spaces.items()}
+    out["\0default"] = "cosine" in changed
+    return out
+
+
+def _plan(source: Connector, target: Connector) -> None:
+    """Refuse, before anything is opened, a source that cannot be read or a target that
+    cannot be written: by its declared capabilities, or because it has no code for it."""
+    if not source.can_read():
+        raise UsageError(f"{source.name} cannot be read; it can only be a target")
+    if not target.can_write():
+        raise UsageError(f"{target.name} cannot be written; it can only be a source")
 
 
 def _reject_record(record: MemoryRecord, reason: str, detail: str) -> Reject:
@@ -447,7 +533,8 @@ def _namespace_digests(state: _State) -> dict[str, NamespaceDigests]:
 
 
 def _snapshot(
-    writer: Writer, state: _State, source: Connector, target: Connector, run_id: str
+    writer: Writer, state: _State, source: Connector, target: Connector, run_id: str,
+    rejects: RejectsFile,
 ) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -462,6 +549,8 @@ def _snapshot(
         "source_digests": {k: v.to_dict() for k, v in state.source_digests.items()},
         "written_digests": {k: v.to_dict() for k, v in state.written_digests.items()},
         "pinned_dims": dict(state.pinned_dims),
+        "seen_ids": len(state.seen_ids or ()),
+        "rejects_at": list(rejects.position()),
     }
 
 

@@ -23,6 +23,7 @@ with what went in, bit for bit.
 from __future__ import annotations
 
 import subprocess
+from collections import Counter
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +38,7 @@ from ..api import Location, migrate, open_store
 from ..checks import verify
 from ..connectors._base import Connector, Page, VectorSpace
 from ..errors import MigrationError, TransientError, VexError
-from ..record import MemoryRecord
+from ..record import MemoryRecord, Vector
 from .records import every_metadata_type, sample_records
 from .tricky import strict_form, tricky_records
 
@@ -270,6 +271,33 @@ class ConnectorConformance:
             receipt.counts.written, receipt.counts.skipped), again.counts
         self.assert_strictly_same(kept, read_all(target))
         self._assert_native(native_rows(target), kept)
+
+    def test_cosine_vectors_without_a_float32_unit_vector(
+            self, tmp_path: Path, new_location: NewLocation) -> None:
+        """Finite float32 vectors whose norm overflows (a 3e38 component) or is 0 in float32
+        (all components 1e-38, or all zero): a store that keeps cosine vectors normalised would
+        hold zeros or NaN, so they are refused by name (``not_normalisable``); any other store
+        keeps them exactly."""
+        base = self.records(4)
+        shapes = {"huge": np.r_[np.float32(3e38), np.ones(self.dims - 1)],
+                  "tiny": np.full(self.dims, 1e-38), "zero": np.zeros(self.dims)}
+        odd = [base[0].replace(id=f"cos-{name}", id_type="str", vectors={
+            **base[0].vectors, "": Vector(values.astype("<f4").tobytes(), "m")})
+            for name, values in shapes.items()]
+        target = new_location("cosextreme")
+        records = [base[3], *odd]
+        source = write_vmig(tmp_path / "cos.vmig.jsonl", records, metric="cosine")
+        receipt = migrate(source, target, receipt=tmp_path / "c.json",
+                          rejects=tmp_path / "c.rejects.jsonl")
+        with open_store(target) as store:
+            caps = store.capabilities
+        if "cosine" in caps.normalises or "cosine" in caps.rounds:
+            assert receipt.counts.skipped == {"not_normalisable": 3}, receipt.counts
+            assert set(read_all(target)) == {(base[3].namespace, base[3].id)}
+        else:  # kept exactly, but for what the store itself refuses by name (Pinecone: zeros)
+            refused = {r.id: self.tricky_refused[r.id] for r in odd if r.id in self.tricky_refused}
+            assert receipt.counts.skipped == dict(Counter(refused.values())), receipt.counts
+            self.assert_strictly_same([r for r in records if r.id not in refused], read_all(target))
 
     @staticmethod
     def _assert_native(rows: list[NativeRow], kept: list[MemoryRecord]) -> None:

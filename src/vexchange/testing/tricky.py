@@ -114,7 +114,7 @@ def tricky_records(*, dims: int = 8, named: tuple[str, ...] = (), null_vectors: 
     out.append(record("time-zero", created_at=0, updated_at=0))
     out.append(record("time-1969", created_at=-86_400_000))
     out.append(record("time-9999", created_at=253_402_300_799_999, updated_at=253_402_300_799_999))
-    out.append(record("score-int", score=3))  # type: ignore[arg-type]
+    out.append(record("score-int", score=3))
     out.append(record("score-float", score=0.125))
     out.append(record("score-neg", score=-2.5))
     # sparse and named vectors
