@@ -194,3 +194,30 @@ def test_ctrl_c_says_what_was_written_and_the_command_that_resumes(tmp_path: Pat
     assert "SECRET" not in text and "HIDDEN" not in text and "api_key=***" in text
     assert "token=***" in text
     assert load_receipt(files["receipt"]).status == "interrupted"
+
+
+class _CtrlC(Connector):
+    """A .vmig.jsonl source whose reader is stopped by Ctrl-C after two pages."""
+
+    name = "ctrlc"
+    url_options = frozenset()
+    capabilities = Capabilities(read=True, write=False)
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        inner = open_store(self.spec.path or "")
+        yield from _Interrupting(inner, pages=2).read(batch_size=batch_size, after=after)
+
+
+def test_ctrl_c_in_the_cli_prints_the_resume_command(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_vmig(tmp_path / "in.vmig.jsonl", records(12))
+    _registry._REGISTERED["ctrlc"] = _registry.Entry(f"{__name__}:_CtrlC")
+    try:
+        code = main(["migrate", f"ctrlc:{source}", f"cartridge://{tmp_path}/o.db", "--batch-size",
+                     "3", "--quiet"])
+    finally:
+        _registry._REGISTERED.pop("ctrlc")
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert "interrupted after 6 records were written" in err
+    assert f"to continue: vex migrate ctrlc:{source}" in err and "--resume" in err

@@ -537,8 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as err:
         err.show()
         return 2
-    except click.exceptions.Abort:
-        click.echo("vex: aborted", err=True)
+    except click.exceptions.Abort as err:  # click turns Ctrl-C into Abort, keeping the cause
+        cause = err.__cause__ if isinstance(err.__cause__, KeyboardInterrupt) else None
+        click.echo(_interrupted_message(cause, sys.argv[1:] if argv is None else argv)
+                   if cause is not None else "vex: aborted", err=True)
         return 130
     except KeyboardInterrupt as err:
         click.echo("\n" + _interrupted_message(err, sys.argv[1:] if argv is None else argv), err=True)

@@ -34,21 +34,18 @@ class VectorSpace(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
-    """Declared up front; the engine plans from it and the docs render it."""
+    """Declared up front; the engine plans from it (every flag here is read by the engine,
+    ``verify`` or the conformance suite). Every connector keeps each record's namespace, and
+    keeps metadata a store cannot hold natively in its reserved field, so neither is a flag."""
 
     read: bool
     write: bool
-    namespaces: bool = True
-    """Each record keeps its own namespace."""
     named_vectors: bool = False
     """More than one vector per record."""
     null_vectors: bool = True
     """A record may have no vector at all."""
     fixed_dims: bool = False
     """All default vectors in one store must share one size."""
-    nested_metadata: bool = True
-    """Metadata values may be objects or lists of objects natively (else the connector keeps
-    them, as JSON, in its reserved field; nothing is dropped either way)."""
     normalises: tuple[str, ...] = ()
     """Metrics for which the store keeps vectors L2-normalised, not as written (Qdrant cosine)."""
     preferred_batch: int | None = None

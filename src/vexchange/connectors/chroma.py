@@ -71,7 +71,7 @@ class ChromaConnector(CollectionStore):
     extra = "chroma"
     default_port = 8000
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
-                                fixed_dims=True, nested_metadata=False, rounds=("cosine",),
+                                fixed_dims=True, rounds=("cosine",),
                                 preferred_batch=5000)
 
     def __init__(self, spec: StoreSpec) -> None:
