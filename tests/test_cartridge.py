@@ -13,12 +13,36 @@ from typing import Any
 import pytest
 
 from vexchange import migrate
-from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig
+from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
 from vexchange.testing.records import sample_records
+
+
+def cartridge_rows(db_path: Path, blobs: Path | None = None) -> list[NativeRow]:
+    """Every record's text and default vector, read with sqlite3 alone as
+    docs/formats/vectorpack.md describes: the text inline, or (in a VectorPack, ``blobs``) in
+    the file its ``sha256:<hex>`` reference names."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT r.text, r.text_ref, v.vector FROM records r LEFT JOIN vectors v"
+                          " ON v.rid = r.rid AND v.name = '' ORDER BY r.rid").fetchall()
+    finally:
+        db.close()
+    out = []
+    for text, ref, vector in rows:
+        if ref is not None:
+            assert blobs is not None, f"text blob {ref} outside a pack"
+            digest = ref.removeprefix("sha256:")
+            text = (blobs / "sha256" / digest[:2] / digest[2:]).read_bytes().decode("utf-8", "surrogatepass")
+        out.append(NativeRow(text, vector))
+    return out
 
 
 class TestCartridge(ConnectorConformance):
     same_id_in_namespaces = True
+
+    @pytest.fixture
+    def native_rows(self) -> Any:
+        return lambda location: cartridge_rows(Path(location.removeprefix("cartridge://")))
 
     @pytest.fixture
     def new_location(self, tmp_path: Path) -> Any:

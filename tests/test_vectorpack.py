@@ -14,18 +14,26 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cartridge import cartridge_rows
 
 from vexchange import VexError, migrate
 from vexchange.cli import main
 from vexchange.pack.manifest import dump_manifest, load_manifest
 from vexchange.pack.vectorpack import verify_pack
 from vexchange.record import MemoryRecord, Vector
-from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig
+from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
 from vexchange.testing.records import sample_records
 
 
 class TestVectorPack(ConnectorConformance):
     same_id_in_namespaces = True
+
+    @pytest.fixture
+    def native_rows(self) -> Any:
+        def rows(location: str) -> list[NativeRow]:
+            root = Path(location.removeprefix("vectorpack://"))
+            return cartridge_rows(root / "tables" / "memory.db", root / "blobs")
+        return rows
 
     @pytest.fixture
     def new_location(self, tmp_path: Path) -> Any:

@@ -4,18 +4,21 @@ docs/formats/oms.md.
 ``vex export --from vektor --db x.db --output memory.mg`` writes ``memory.mg`` (one Belief
 grain per record, see vexchange.oms.memory) and ``memory.mg.vectors`` (the vectors the grains
 reference). ``vex migrate memory.mg chroma://...`` reads them back. Both files are written
-under temporary names and appear together when the run finishes; a ``.mg`` export cannot
-resume (the format has its index before its grains), so an interrupted export starts again.
+under temporary names and appear together when the run finishes. The format has its index
+before its grains, so the grains are staged first (``memory.mg.grains.partial``, each blob
+after its u32 length) and the ``.mg`` file is built from them at the end; the staging file and
+``memory.mg.vectors.partial`` are cut back to the last checkpoint when a run resumes.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._atomic import AtomicOutput
+from .._atomic import AtomicOutput, check_writable
 from .._json import loads_exact
 from ..errors import UsageError
 from ..oms.container import MgReader, MgWriter
@@ -25,6 +28,7 @@ from ..oms.memory import VectorFileReader, VectorFileWriter, grain_from_record, 
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from .vmig import LastBatch
 
 __all__ = ["MgConnector"]
 
@@ -109,46 +113,89 @@ class MgConnector(Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
-        if resume is not None:
-            raise UsageError("a .mg export cannot resume (its index comes before its grains)",
-                             hint="run the same command again without --resume")
-        return MgFileWriter(self.path, dry_run=dry_run, spaces=spaces or {})
+        return MgFileWriter(self.path, dry_run=dry_run, spaces=spaces or {}, resume=resume)
+
+
+def grains_path(path: Path) -> Path:
+    """Where a ``.mg`` export stages its grains (``AtomicOutput`` adds ``.partial``)."""
+    return path.with_name(path.name + ".grains")
 
 
 class MgFileWriter(Writer):
-    def __init__(self, path: Path, *, dry_run: bool, spaces: dict[str, VectorSpace]) -> None:
-        self.dry_run = dry_run
+    """Grains staged (resumably) and vectors appended in the order records come; ``finish``
+    builds the ``.mg`` file. The last batch is held back until the next one or a checkpoint
+    (``LastBatch``), so a batch retried after it landed is written once."""
+
+    def __init__(self, path: Path, *, dry_run: bool, spaces: dict[str, VectorSpace],
+                 resume: dict[str, Any] | None = None) -> None:
+        self.path = path
         self.metrics = {n: _OMS_METRICS.get(s.metric or "") for n, s in spaces.items()}
         self.spaces = spaces
-        self.grains = None if dry_run else MgWriter(path)
-        self.vectors_out = None if dry_run else AtomicOutput(vectors_path(path))
+        state = _resume_state(resume, dry_run)
+        if not dry_run:
+            check_writable(path)  # before any work: the .mg file itself is written only at the end
+        self.staged = None if dry_run else AtomicOutput(grains_path(path), resume_size=state["grains"])
+        self.vectors_out = None if dry_run else AtomicOutput(vectors_path(path),
+                                                             resume_size=state["vectors"])
         self.vectors = None if self.vectors_out is None else VectorFileWriter(self.vectors_out)
+        self.held: LastBatch[tuple[MemoryRecord, bytes]] = LastBatch(self._append)
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.spaces)
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
         rejects: list[Reject] = []
+        grains: list[tuple[MemoryRecord, bytes]] = []
         for record in batch:
             try:
-                blob = encode_grain(grain_from_record(record, self.metrics))
+                grains.append((record, encode_grain(grain_from_record(record, self.metrics))))
             except OMSError as err:
                 rejects.append(Reject(reason=err.code.lower(), detail=str(err), id=record.id,
                                       namespace=record.namespace))
-                continue
-            if self.grains is not None and self.vectors is not None:
-                self.grains.add(blob)
-                for name, vec in record.vectors.items():
-                    self.vectors.add(vector_id(record, name), vec.data)
+        self.held.hold(batch, grains)
         return rejects
 
+    def _append(self, grains: list[tuple[MemoryRecord, bytes]]) -> None:
+        if self.staged is None or self.vectors is None:
+            return
+        for record, blob in grains:
+            self.staged.write(struct.pack(">I", len(blob)) + blob)
+            for name, vec in record.vectors.items():
+                self.vectors.add(vector_id(record, name), vec.data)
+
+    def checkpoint(self) -> dict[str, Any]:
+        self.held.release()
+        if self.staged is None or self.vectors_out is None:
+            return {"grains": None, "vectors": None}
+        self.staged.flush()
+        self.vectors_out.flush()
+        return {"grains": self.staged.size, "vectors": self.vectors_out.size}
+
     def finish(self, summary: dict[str, Any]) -> None:
-        if self.grains is not None and self.vectors_out is not None:
+        self.held.release()
+        if self.staged is None or self.vectors_out is None:
+            return
+        self.staged.close_partial()
+        with MgWriter(self.path) as grains, open(self.staged.partial, "rb") as staged:
+            while head := staged.read(4):
+                grains.add(staged.read(struct.unpack(">I", head)[0]))
             self.vectors_out.commit()
-            self.grains.close()
+        self.staged.discard()
 
     def abort(self) -> None:
-        if self.vectors_out is not None:
-            self.vectors_out.discard()
-        if self.grains is not None:
-            self.grains.discard()
+        """Keep both partial files: a resumed run cuts them back to its checkpoint."""
+        for out in (self.staged, self.vectors_out):
+            if out is not None:
+                out.close_partial()
+
+
+def _resume_state(resume: dict[str, Any] | None, dry_run: bool) -> dict[str, int | None]:
+    """Sizes to cut the staged grains and vectors back to; a checkpoint without them (an
+    older vexchange's, which could not resume a .mg export) cannot be continued."""
+    if resume is None or dry_run:
+        return {"grains": None, "vectors": None}
+    sizes = {key: resume.get(key) for key in ("grains", "vectors")}
+    if not all(isinstance(size, int) for size in sizes.values()):
+        raise UsageError("this .mg export's checkpoint does not say where to continue",
+                         hint="run the same command again without --resume")
+    return sizes

@@ -5,15 +5,17 @@ skipped; a UTF-8 BOM is ignored. A line that is not JSON, or not a usable record
 ``Reject`` naming the file and line, and reading goes on. The cursor is ``"<byte offset>:<line>"``.
 
 Writing goes to ``<file>.partial``, is renamed into place when the run finishes, and is followed
-by the sidecar (record count, SHA-256 of the bytes, source, namespaces, dims, models).
+by the sidecar (record count, SHA-256 of the bytes, source, namespaces, dims, models). The
+last batch is held back until the next one (or a checkpoint), so a batch the engine retries
+after its write landed replaces itself instead of appearing twice (see ``LastBatch``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import orjson
@@ -28,7 +30,7 @@ from ..sidecar import read_sidecar, write_sidecar
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 
-__all__ = ["VmigConnector", "iter_lines", "read_file"]
+__all__ = ["LastBatch", "VmigConnector", "VmigWriter", "iter_lines", "read_file"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -152,6 +154,33 @@ def _decode_parsed(obj: Any, line: bytes, path: Path, line_no: int) -> MemoryRec
         )
 
 
+T = TypeVar("T")
+
+
+class LastBatch(Generic[T]):
+    """The last batch a file writer was given, held until the next batch, a checkpoint or the
+    end. A file cannot take back what it appended, and the engine writes a batch again when
+    its write failed after it landed (a timeout); ids are unique within a run, so a batch with
+    the same keys as the one held is that retry, and replaces it instead of adding it twice."""
+
+    def __init__(self, release: Callable[[list[T]], None]) -> None:
+        self._release = release
+        self._keys: list[tuple[str | None, str]] | None = None
+        self._items: list[T] = []
+
+    def hold(self, batch: list[MemoryRecord], items: list[T]) -> None:
+        keys = [(r.namespace, r.id) for r in batch]
+        if keys != self._keys:
+            self.release()
+        self._keys, self._items = keys, items
+
+    def release(self) -> None:
+        """Hand the held batch on to the file (it can no longer be replaced)."""
+        items, self._keys, self._items = self._items, None, []
+        if items:
+            self._release(items)
+
+
 class VmigWriter(Writer):
     def __init__(self, path: Path, *, resume: dict[str, Any] | None, dry_run: bool,
                  spaces: dict[str, VectorSpace] | None = None) -> None:
@@ -163,25 +192,28 @@ class VmigWriter(Writer):
         self.dims: Counter[str] = Counter(state.get("dims", {}))
         self.models: Counter[str] = Counter(state.get("models", {}))
         self.out = None if dry_run else AtomicOutput(path, resume_size=state.get("size"))
+        self.held: LastBatch[tuple[MemoryRecord, bytes]] = LastBatch(self._append)
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
-        lines: list[bytes] = []
+        lines: list[tuple[MemoryRecord, bytes]] = []
         rejects: list[Reject] = []
         for record in batch:
             try:
-                lines.append(encode_record(record))
+                lines.append((record, encode_record(record)))
             except RecordError as err:
                 rejects.append(Reject(reason=err.reason, detail=err.detail, id=record.id,
                                       namespace=record.namespace))
-                continue
             except (TypeError, orjson.JSONEncodeError) as err:
                 rejects.append(Reject(reason="unencodable", detail=str(err), id=record.id,
                                       namespace=record.namespace))
-                continue
+        self.held.hold(batch, lines)
+        return rejects
+
+    def _append(self, lines: list[tuple[MemoryRecord, bytes]]) -> None:
+        for record, _ in lines:
             self._tally(record)
         if self.out is not None:
-            self.out.write(b"".join(lines))
-        return rejects
+            self.out.write(b"".join(line for _, line in lines))
 
     def _tally(self, record: MemoryRecord) -> None:
         self.count += 1
@@ -195,6 +227,7 @@ class VmigWriter(Writer):
         return dict(self.spaces)
 
     def checkpoint(self) -> dict[str, Any]:
+        self.held.release()
         size = None
         if self.out is not None:
             self.out.flush()
@@ -203,6 +236,7 @@ class VmigWriter(Writer):
                 "dims": dict(self.dims), "models": dict(self.models)}
 
     def finish(self, summary: dict[str, Any]) -> None:
+        self.held.release()
         if self.out is None:
             return
         self.out.commit()

@@ -72,7 +72,7 @@ def grain_from_record(record: MemoryRecord, metrics: dict[str, str | None] | Non
     grain: dict[str, Any] = {
         "type": "belief", "subject": _safe(record.id), "relation": RELATION,
         "object": _safe(record.text) if record.text else "", "confidence": 1.0,
-        "created_at": record.created_at if record.created_at is not None else 0,
+        "created_at": _grain_time(record.created_at),
         "source_type": "imported", VEX_FIELD: dumps_exact(exact).encode(),
     }
     if record.namespace is not None:
@@ -80,6 +80,19 @@ def grain_from_record(record: MemoryRecord, metrics: dict[str, str | None] | Non
     if refs:
         grain["embedding_refs"] = refs
     return grain
+
+
+GRAIN_TIME_MAX_MS = ((1 << 32) - 1) * 1000
+"""The latest ``created_at`` a grain header holds (u32 seconds: early 2106)."""
+
+
+def _grain_time(created_at: int | None) -> int:
+    """The grain's ``created_at``: the record's, clamped into 1970-2106 (what the header's u32
+    seconds hold), 0 when it has none. The exact value (before 1970, after 2106, or none)
+    travels in ``vexchange`` and is what vexchange reads back."""
+    if created_at is None:
+        return 0
+    return min(max(created_at, 0), GRAIN_TIME_MAX_MS)
 
 
 def vector_id(record: MemoryRecord, name: str) -> str:
