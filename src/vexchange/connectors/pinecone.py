@@ -153,7 +153,7 @@ class PineconeConnector(Connector):
     url_options = frozenset({'blobs', 'cloud', 'controller', 'create', 'host', 'region', 'timeout'})
     extra = "pinecone"
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
-                                fixed_dims=True, nested_metadata=False, preferred_batch=500)
+                                fixed_dims=True, preferred_batch=500)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)

@@ -212,7 +212,7 @@ class WeaviateConnector(Connector):
     url_options = frozenset({'grpc_host', 'grpc_port', 'namespaces', 'secure', 'timeout'})
     extra = "weaviate"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
-                                nested_metadata=False, normalises=("cosine",), preferred_batch=200)
+                                normalises=("cosine",), preferred_batch=200)
 
     def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec)
