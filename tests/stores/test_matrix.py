@@ -10,6 +10,7 @@ Pinecone and Weaviate run against the project's emulators of their APIs (none ru
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,64 @@ def test_every_pair_moves_the_data_unchanged(first: str, tmp_path: Path, store_s
             failures.append((second, back["checks"]))
         assert len(read_all(out)) == len(records)
     assert not failures, failures
+
+
+CHAIN = ("vektor", "cartridge", "vectorpack", "mg", "chroma", "qdrant", "qdrant-edge", "pgvector",
+         "lancedb", "milvus", "redis", "pinecone", "weaviate")
+
+
+def _file_locations(tmp_path: Path) -> dict[str, Callable[[str], str]]:
+    return {"cartridge": lambda n: f"cartridge://{tmp_path}/{n}.db",
+            "vectorpack": lambda n: f"{tmp_path}/{n}.vpack",
+            "mg": lambda n: f"{tmp_path}/{n}.mg"}
+
+
+def _refusals() -> dict[str, dict[str, str]]:
+    """What each store's conformance class declares it refuses of the corpus (its docs page
+    says why): the only records allowed to drop out of the chain. Pinecone's location here has
+    a blob directory (``blobs=``), which holds what its metadata limit refuses otherwise."""
+    from .test_weaviate import TestWeaviate
+
+    return {"weaviate": dict(TestWeaviate.tricky_refused)}
+
+
+def test_the_tricky_corpus_survives_a_chain_through_every_store(
+        tmp_path: Path, store_servers: Any, pinecone_emulator: Any, weaviate_emulator: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """file -> VEKTOR -> cartridge -> VectorPack -> .mg -> Chroma -> Qdrant -> Qdrant Edge ->
+    pgvector -> LanceDB -> Milvus -> Redis -> Pinecone -> Weaviate -> file: the corpus every one
+    of them can hold (one vector per record, every record with one, each id in one namespace,
+    the dot metric so no store normalises) comes out unchanged, JSON types included; a record
+    leaves the chain only where a store's conformance class declares the refusal."""
+    from vexchange.testing.conformance import ConnectorConformance
+    from vexchange.testing.tricky import tricky_records
+
+    for kind in CHAIN:
+        if kind in _MODULES:
+            pytest.importorskip(_MODULES[kind])
+    monkeypatch.setenv("VEX_PINECONE_API_KEY", pinecone_emulator.api_key)
+    monkeypatch.setenv("VEX_WEAVIATE_API_KEY", weaviate_emulator.api_key)
+    seen: set[str] = set()
+    corpus = []
+    for record in tricky_records(dims=8, null_vectors=False):
+        if record.id not in seen:  # stores that hold one record per id refuse the twins
+            seen.add(record.id)
+            corpus.append(record)
+    where = {**locations(tmp_path, store_servers, pinecone_emulator, weaviate_emulator),
+             **_file_locations(tmp_path)}
+    refusals = _refusals()
+    previous: str = str(write_vmig(tmp_path / "source.vmig.jsonl", corpus, metric="dot"))
+    expected = corpus
+    for hop, kind in enumerate(CHAIN):
+        here = where[kind](f"chain-{hop}")
+        receipt = migrate(previous, here, receipt=tmp_path / f"{hop}.json",
+                          rejects=tmp_path / f"{hop}.rejects.jsonl")
+        allowed = refusals.get(kind, {})
+        dropped = [r for r in expected if r.id in allowed]
+        assert receipt.counts.skipped == dict(Counter(allowed[r.id] for r in dropped)), (
+            kind, receipt.counts)
+        expected = [r for r in expected if r.id not in allowed]
+        previous = here
+    out = tmp_path / "chain-end.vmig.jsonl"
+    migrate(previous, out, receipt=tmp_path / "end.json", rejects=tmp_path / "end.rejects.jsonl")
+    ConnectorConformance.assert_strictly_same(expected, read_all(out))
