@@ -7,13 +7,44 @@ from typing import Any
 
 import pytest
 
-from vexchange.testing.conformance import ConnectorConformance
+from vexchange.testing.conformance import ConnectorConformance, NativeRow
 
 pytest.importorskip("psycopg")
 pytest.importorskip("pgvector")
 
 
+def pgvector_rows(location: str) -> list[NativeRow]:
+    """Every row of the table at a location, through psycopg and SQL. A text PostgreSQL's
+    ``text`` cannot hold (a NUL character) is kept in the ``vex`` json column, whose own text
+    is read here as it is stored (json operators refuse ``\\u0000``)."""
+    import json
+    import urllib.parse
+
+    import numpy as np
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    parts = urllib.parse.urlsplit(location)
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    with psycopg.connect(host=parts.hostname, port=parts.port, dbname=parts.path.strip("/"),
+                         user=params.get("user", "postgres"), autocommit=True) as conn:
+        register_vector(conn)
+        got = conn.execute(psycopg.sql.SQL("SELECT text, embedding, vex::text FROM {}").format(
+            psycopg.sql.Identifier(params.get("schema", "public"), params["table"]))).fetchall()
+    rows: list[NativeRow] = []
+    for text, embedding, vex in got:
+        kept = json.loads(vex) if vex else {}
+        rows.append(NativeRow(kept["text"] if "text" in kept else text,
+                              None if embedding is None
+                              else np.asarray(embedding.to_numpy(), dtype="<f4").tobytes()))
+    return rows
+
+
 class TestPgvector(ConnectorConformance):
+    @pytest.fixture
+    def native_rows(self) -> Any:
+        return pgvector_rows
+
     @pytest.fixture
     def new_location(self, store_servers: Any) -> Any:
         server = store_servers["postgres"]
@@ -70,3 +101,65 @@ def test_hnsw_index_is_built_with_the_metric_after_loading(store_servers: Any, t
             "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%hnsw%%'",
             (table,)).fetchall())
     assert len(found) == 2 and all("vector_l2_ops" in d for d in found), found
+
+
+def test_floats_jsonb_prints_as_integers_come_back_floats(store_servers: Any, tmp_path: Any) -> None:
+    """jsonb keeps numbers as numeric and prints 1e16 as 10000000000000000, which reads back an
+    int: such floats (and -0.0) stay in ``metadata`` for filtering and come back exactly from
+    ``vex``. Integers stay integers."""
+    import psycopg
+
+    from vexchange import migrate
+    from vexchange.record import MemoryRecord
+    from vexchange.testing.conformance import read_all, write_vmig
+    from vexchange.testing.tricky import strict_form
+
+    server = store_servers["postgres"]
+    table = f"floats_{uuid.uuid4().hex[:8]}"
+    metadata = {"f16": 1e16, "f20": 1e20, "f300": 1e300, "neg": -1.5e17, "neg_zero": -0.0,
+                "nested": {"deep": [1e16, [2.5e17, 3]]}, "whole": 2.0, "i16": 10**16,
+                "below": 9.999e15, "tiny": 5e-324}
+    record = MemoryRecord(id="f", text="floats", metadata=metadata)
+    url = f"pgvector://{server.host}:{server.port}/postgres?table={table}"
+    source = write_vmig(tmp_path / "s.vmig.jsonl", [record])
+    receipt = migrate(source, url, receipt=tmp_path / "r.json", rejects=tmp_path / "r.rej")
+    assert receipt.counts.written == 1
+    back = read_all(url)[(None, "f")]
+    assert strict_form(back.metadata) == strict_form(metadata)
+    with psycopg.connect(host=server.host, port=server.port, user="postgres",
+                         dbname="postgres") as conn:
+        hits = conn.execute(f"SELECT count(*) FROM {table} WHERE (metadata->>'f20')::numeric"
+                            " = 1e20 AND (metadata->>'i16')::numeric = 1e16").fetchone()
+    assert hits == (1,)  # still filterable where the user looks for it
+
+
+def test_text_with_a_nul_character_is_kept_exactly(store_servers: Any, tmp_path: Any) -> None:
+    """PostgreSQL text cannot hold NUL: the text column holds U+FFFD in its place (searchable,
+    shown) and ``vex`` the exact text. (The records have no vector: a table of none is made.)"""
+    from datetime import timezone
+
+    import psycopg
+
+    from vexchange import migrate
+    from vexchange.record import MemoryRecord
+    from vexchange.testing.conformance import read_all, write_vmig
+    from vexchange.testing.tricky import strict_form
+
+    server = store_servers["postgres"]
+    table = f"nul_{uuid.uuid4().hex[:8]}"
+    records = [MemoryRecord(id="nul", text="a\x00b\x00", created_at=253_402_300_799_999),
+               MemoryRecord(id="old", text="before 1970", created_at=-86_400_001)]
+    url = f"pgvector://{server.host}:{server.port}/postgres?table={table}"
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records)
+    for _ in range(2):  # and again: an update in place
+        receipt = migrate(source, url, receipt=tmp_path / "r.json", rejects=tmp_path / "r.rej")
+        assert receipt.counts.written == 2 and not receipt.counts.skipped, receipt.counts
+    back = read_all(url)
+    assert [strict_form(back[(None, r.id)]) for r in records] == [strict_form(r) for r in records]
+    with psycopg.connect(host=server.host, port=server.port, user="postgres",
+                         dbname="postgres") as conn:
+        rows = dict(conn.execute(f"SELECT id, text FROM {table}").fetchall())
+        times = conn.execute(f"SELECT created_at FROM {table} ORDER BY id").fetchall()
+    assert rows == {"nul": "a\ufffdb\ufffd", "old": "before 1970"}
+    assert [t[0].astimezone(timezone.utc).isoformat() for t in times] == [  # the columns are exact to the millisecond
+        "9999-12-31T23:59:59.999000+00:00", "1969-12-30T23:59:59.999000+00:00"]

@@ -21,7 +21,8 @@ into metadata and every other column becomes a metadata key.
 Writes go through ``COPY`` (binary) into a temporary staging table, then one
 ``INSERT ... ON CONFLICT (id) DO UPDATE`` per batch, in one transaction: a failed batch leaves
 the table as it was. Vectors travel in pgvector's binary form, so float32 bits are exact.
-``metadata`` is jsonb (filterable); values jsonb cannot hold exactly (-0.0, NUL characters) and
+``metadata`` is jsonb (filterable); what jsonb cannot hold (NUL characters) or hands back changed
+(-0.0, floats from 1e16, which it prints as integers), a text with a NUL character and
 everything else without a column are kept in ``vex``, a ``json`` column, which keeps its text.
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -55,9 +56,8 @@ _TEXT_COLUMNS = ("text", "content", "document", "page_content")
 
 
 def _pg_exact(value: Any) -> bool:
-    """What jsonb keeps exactly: JSON without -0.0 and without NUL characters."""
-    if isinstance(value, float):
-        return math.isfinite(value) and not (value == 0.0 and math.copysign(1, value) < 0)
+    """What jsonb can hold: JSON without NUL characters (in strings or keys), finite floats
+    and integers within 64 bits. Some of it comes back changed (see ``_jsonb_changes``)."""
     if isinstance(value, str):
         return "\x00" not in value
     if isinstance(value, list):
@@ -67,7 +67,36 @@ def _pg_exact(value: Any) -> bool:
     return json_exact(value)
 
 
-_LAYOUT = PayloadLayout("pgvector", text_key=None, namespace_key=None, native=_pg_exact)
+_JSONB_INTEGRAL = 1e16
+"""From here on a float's JSON text has an exponent (``1e+16``), which jsonb's numeric keeps
+with no fractional digits and prints as an integer, so it would come back an int."""
+
+
+def _jsonb_changes(value: Any) -> bool:
+    """A value jsonb holds but hands back changed: a float it prints as an integer (1e16,
+    1e300) or ``-0.0`` (jsonb keeps 0.0), at any depth. Such values stay in ``metadata`` for
+    filtering (jsonb compares them by number) and are kept exactly in ``vex``, which wins."""
+    kind = type(value)
+    if kind is float:
+        return abs(value) >= _JSONB_INTEGRAL or (value == 0.0 and math.copysign(1, value) < 0)
+    if kind is list:
+        return any(_jsonb_changes(v) for v in value)
+    if kind is dict:
+        return any(_jsonb_changes(v) for v in value.values())
+    return False
+
+
+def _jsonb_key(key: str, value: Any) -> bool:
+    """A key jsonb can hold (no NUL): a key that has one is kept in ``vex``."""
+    return "\x00" not in key
+
+
+_LAYOUT = PayloadLayout("pgvector", text_key=None, namespace_key=None, native=_pg_exact,
+                        inexact=_jsonb_changes)
+_VEX_TEXT = "text"
+"""The ``vex`` key of a text the ``text`` column cannot hold (it has a NUL character)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
 
 class _Table:
@@ -266,8 +295,10 @@ def _item(table: _Table, row: dict[str, Any]) -> MemoryRecord | Reject:
     times: dict[str, int | None] = {}
     if table.own:
         payload = row.pop("metadata", None) or {}
-        payload["_vex"] = row.pop("vex", None)
+        payload["_vex"] = vex = row.pop("vex", None)
         text, namespace = row.pop("text", None), row.pop("namespace", None)
+        if isinstance(vex, dict) and _VEX_TEXT in vex:
+            text = vex[_VEX_TEXT]
     else:
         payload = {}
         meta = row.pop("metadata", None)
@@ -301,16 +332,21 @@ def _jsonable(value: Any) -> Any:
 def _ms(value: Any) -> int | None:
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return int(aware.timestamp() * 1000)
+        return (aware - _EPOCH) // _MS  # exact: timestamp() goes through a float
     if isinstance(value, int):
         return value if value >= 10**11 else value * 1000
     return None
 
 
 def _ts(ms: int | None) -> datetime | None:
+    """The ``timestamptz`` of epoch milliseconds, exactly; None beyond the years 1 to 9999
+    Python's datetime spans (the exact value is in ``vex`` either way)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    try:
+        return _EPOCH + ms * _MS
+    except OverflowError:
+        return None
 
 
 def _comment(conn: psycopg.Connection[Any], ident: sql.Identifier, value: dict[str, Any]) -> None:
@@ -345,9 +381,10 @@ class PgvectorWriter(StoreWriter):
         conn = self.store.conn()
         with translated_pg("create table"), conn.transaction():
             conn.execute(sql.SQL(
-                "CREATE TABLE {t} (id text PRIMARY KEY, namespace text, text text, {vectors},"
+                "CREATE TABLE {t} (id text PRIMARY KEY, namespace text, text text, {vectors}"
                 " metadata jsonb, vex json, created_at timestamptz, updated_at timestamptz)").format(
-                t=self.store.ident, vectors=sql.SQL(", ").join(vector_defs)))
+                t=self.store.ident,
+                vectors=sql.SQL("").join(sql.SQL("{}, ").format(d) for d in vector_defs)))
             metrics = {name: (space.metric or "cosine")
                        for name, space in wanted.items()}
             pending = [columns[n] for n in sorted(columns) if (wanted[n].dims or 0) <= _HNSW_MAX_DIMS]
@@ -400,11 +437,12 @@ class PgvectorWriter(StoreWriter):
                 rejects.append(Reject(reason=problem[0], detail=problem[1], id=record.id,
                                       namespace=record.namespace))
                 continue
-            payload = _LAYOUT.pack(record)
+            text, kept = _text_column(record.text)
+            payload = _LAYOUT.pack(record, accept=_jsonb_key, extra_vex=kept)
             vex = payload.pop("_vex")
             by_column = {columns_of[n]: v.array() for n, v in record.vectors.items()}
             staged.append((record, [
-                record.id, record.namespace, record.text,
+                record.id, record.namespace, text,
                 *[by_column.get(c) for c in vector_columns],
                 Jsonb(payload) if record.metadata is not None else None, Json(vex),
                 _ts(record.created_at), _ts(record.updated_at)]))
@@ -439,12 +477,20 @@ class PgvectorWriter(StoreWriter):
         return rejects
 
 
+def _text_column(text: str | None) -> tuple[str | None, dict[str, str] | None]:
+    """The ``text`` column's value, and what ``vex`` keeps of the text. PostgreSQL text cannot
+    hold a NUL character: such a text is kept exactly in ``vex`` (a json column keeps
+    ``\\u0000`` as written), and the column holds it with each NUL as U+FFFD, so it can still
+    be searched and shown."""
+    if text is None or "\x00" not in text:
+        return text, None
+    return text.replace("\x00", "\ufffd"), {_VEX_TEXT: text}
+
+
 def _refusal(record: MemoryRecord, columns_of: dict[str, str]) -> tuple[str, str] | None:
     unknown = [n for n in record.vectors if n not in columns_of]
     if unknown:
         return "unknown_vector", f"the table has no column for vector {unknown[0]!r}"
-    if record.text is not None and "\x00" in record.text:
-        return "nul_in_text", "PostgreSQL text cannot hold a NUL character"
     if "\x00" in record.id or (record.namespace and "\x00" in record.namespace):
         return "nul_in_id", "PostgreSQL text cannot hold a NUL character"
     return None
