@@ -3,8 +3,9 @@ any store. ``vectorpack:///path/memory.vpack``.
 
 Writing builds the whole pack in ``<dir>.partial`` and renames it into place at the end, so a
 pack is never left looking complete; a second run into the same directory replaces the pack
-(like a file target). Reading checks the manifest and the cartridge's hash first (once per
-connector), and each text blob against its own hash.
+(like a file target). Reading refuses a pack that is damaged or unsafe first (once per
+connector: every manifest path inside the pack, no symlink, no unlisted file, every file's
+size and hash; see ``open_pack``), and checks each text blob against its own hash.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ class VectorPackConnector(Connector):
         return {"connector": "vectorpack", "location": str(self.path.resolve())}
 
     def open(self) -> tuple[Cartridge, Callable[[str], str], dict[str, Any]]:
-        """The pack's cartridge, text-blob reader and manifest. The cartridge's hash is checked
-        the first time (a run opens the pack for its count, its spaces and its read)."""
-        opened = open_pack(self.path, check_cartridge=not self._checked)
+        """The pack's cartridge, text-blob reader and manifest. The pack is checked the first
+        time (``open_pack``: layout, symlinks, unlisted files, hashes), as a run opens it for
+        its count, its spaces and its read."""
+        opened = open_pack(self.path, check=not self._checked)
         self._checked = True
         return opened
 

@@ -9,7 +9,9 @@
 
 The same records in any order give a byte-identical pack, and re-packing a pack gives the same
 bytes. Nothing in a pack is trusted on read: ``verify_pack`` checks every path, every hash,
-that no file is unlisted and no symlink is present, and the cartridge's own integrity.
+that no file is unlisted and no symlink is present, and the cartridge's own integrity; every
+opener (``open_pack``) refuses a pack that fails any of these but the cartridge's integrity
+check, the hashes of the files it has not read yet being checked when it reads them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from ..record import MemoryRecord
 from .cartridge import SCHEMA, SCHEMA_VERSION, Cartridge, CartridgeBuilder
 from .manifest import dump_manifest, load_manifest
 
-__all__ = ["PACK_FORMAT", "PackWriter", "ann_index", "flat_index", "open_pack", "reindex", "verify_pack"]
+__all__ = ["PACK_FORMAT", "PackWriter", "ann_index", "flat_index", "open_pack", "pack_problems",
+           "refuse_unsafe", "reindex", "verify_pack"]
 
 PACK_FORMAT = "vectorpack"
 PACK_VERSION = 1
@@ -209,21 +212,43 @@ def _safe_relative(rel: str) -> bool:
             and "\\" not in rel and path.parts[0] in TOP_DIRS and len(path.parts) >= 2)
 
 
+CHECKED_WHEN_READ = ("blobs/", "indexes/")
+"""Files whose hash opening a pack leaves to the moment they are read: a text blob when its
+record is read, an index when a search loads it (each is hashed then)."""
+NOT_READ = ("tables/records.parquet",)
+"""Files no vexchange reader reads (the Parquet copy is for other tools): opening a pack checks
+that they are regular, listed files of the listed size; ``verify_pack`` hashes them too."""
+
+
 def verify_pack(directory: str | Path, *, indexes: bool = True) -> dict[str, Any]:
     """Every check a pack must pass; ``ok`` is False with each problem named when one fails.
     ``indexes=False`` leaves the derived indexes out (``reindex`` replaces them anyway, so a
     damaged index must not stop its own repair)."""
     root = Path(directory)
-    problems: list[str] = []
     manifest = _manifest(root)
-    files = manifest.get("files", {})
+    problems = pack_problems(root, manifest, indexes=indexes)
+    if not problems:
+        problems += _check_cartridge(root, manifest["files"])
+    return {"pack": str(root), "ok": not problems, "files": len(manifest["files"]),
+            "records": manifest.get("records"), "problems": problems}
+
+
+def pack_problems(root: Path, manifest: dict[str, Any], *, indexes: bool = True,
+                  unhashed: tuple[str, ...] = ()) -> list[str]:
+    """What makes a pack unsafe to read or not what was built, each named: a manifest path
+    outside the layout (absolute, ``..``, an unknown folder), a symlink or a file that is not
+    a regular one anywhere in the directory, a file the manifest does not list, and for every
+    listed file one missing, of another size or (unless its path starts with one of
+    ``unhashed``) whose SHA-256 differs. ``verify_pack`` and every opener use it."""
+    problems: list[str] = []
+    files = manifest["files"]
     for rel, entry in sorted(files.items()):
         if not indexes and rel.startswith("indexes/") and _safe_relative(rel):
             continue
         if not _safe_relative(rel):
             problems.append(f"{rel}: path outside the pack layout (absolute, '..' or unknown folder)")
             continue
-        problem = _check_file(root, rel, entry)
+        problem = _check_file(root, rel, entry, hashed=not rel.startswith(unhashed))
         if problem:
             problems.append(problem)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -234,12 +259,13 @@ def verify_pack(directory: str | Path, *, indexes: bool = True) -> dict[str, Any
                 problems.append(f"{rel}: a symlink (packs hold only regular files)")
             elif not indexes and rel.startswith("indexes/"):
                 continue
-            elif full.is_file() and rel != "manifest.yaml" and rel not in files:
+            elif full.is_dir():
+                continue
+            elif not full.is_file():
+                problems.append(f"{rel}: not a regular file (packs hold only regular files)")
+            elif rel != "manifest.yaml" and rel not in files:
                 problems.append(f"{rel}: a file the manifest does not list")
-    if not problems:
-        problems += _check_cartridge(root, files)
-    return {"pack": str(root), "ok": not problems, "files": len(files),
-            "records": manifest.get("records"), "problems": problems}
+    return problems
 
 
 def _manifest(root: Path) -> dict[str, Any]:
@@ -259,7 +285,8 @@ def _manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def _check_file(root: Path, rel: str, entry: Any) -> str | None:
+def _check_file(root: Path, rel: str, entry: Any, *, hashed: bool = True) -> str | None:
+    """The problem with one listed file, or None; ``hashed=False`` checks all but its hash."""
     full = root.joinpath(*rel.split("/"))
     parent = root
     for part in rel.split("/")[:-1]:
@@ -274,7 +301,7 @@ def _check_file(root: Path, rel: str, entry: Any) -> str | None:
         return f"{rel}: the manifest entry has no sha256 and size"
     if full.stat().st_size != entry["size"]:
         return f"{rel}: {full.stat().st_size} bytes, the manifest says {entry['size']}"
-    if _sha256(full) != entry["sha256"]:
+    if hashed and _sha256(full) != entry["sha256"]:
         return f"{rel}: content does not match its SHA-256 in the manifest"
     return None
 
@@ -304,17 +331,17 @@ def _check_cartridge(root: Path, files: dict[str, Any]) -> list[str]:
     return problems
 
 
-def open_pack(directory: str | Path, *, check_cartridge: bool = True,
+def open_pack(directory: str | Path, *, check: bool = True,
               ) -> tuple[Cartridge, Callable[[str], str], dict[str, Any]]:
-    """The pack's cartridge (after checking its hash against the manifest, unless the caller
-    already did), a reader of its text blobs (each checked against its own hash), and the
-    manifest."""
+    """The pack's cartridge, a reader of its text blobs (each checked against its own hash),
+    and the manifest. Unless the caller checked this pack already (``check=False``), the pack
+    is refused first for anything ``pack_problems`` finds, the hashes of blobs and indexes
+    (checked when read) and of the files no reader reads (``NOT_READ``) aside: every opener
+    (``vex search``, ``vex pack unpack``, the vectorpack connector, micropacks) comes here."""
     root = Path(directory)
     manifest = _manifest(root)
-    problem = _check_file(root, CARTRIDGE, manifest["files"][CARTRIDGE]) if check_cartridge else None
-    if problem:
-        raise IntegrityError(f"the pack is damaged: {problem}", location=str(root),
-                             hint="run vex pack verify for every problem")
+    if check:
+        refuse_unsafe(root, manifest)
     blobs = BlobDir(root / "blobs")
     listed = manifest["files"]
 
@@ -326,6 +353,15 @@ def open_pack(directory: str | Path, *, check_cartridge: bool = True,
         return blobs.get(ref).decode("utf-8", "surrogatepass")
 
     return Cartridge(root / CARTRIDGE), text_of, manifest
+
+
+def refuse_unsafe(root: Path, manifest: dict[str, Any]) -> None:
+    """An IntegrityError naming the first of ``pack_problems`` (and how many more), if any."""
+    problems = pack_problems(root, manifest, unhashed=CHECKED_WHEN_READ + NOT_READ)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(f"the pack is damaged or unsafe to read: {problems[0]}{more}",
+                             location=str(root), hint=f"vex pack verify {root} lists every problem")
 
 
 # ----------------------------------------------------------------------------------- indexes
