@@ -376,6 +376,7 @@ def _select(
         counts.adapted += adapted
     batch: list[MemoryRecord] = []
     digests: list[bytes] = []
+    check_each = not _vectors_fine(changed)
     for record, (original, source_digest) in zip(changed, chosen):
         if isinstance(record, Reject):
             if record.record is None:
@@ -383,7 +384,7 @@ def _select(
             _skip(record, state, rejects)
             continue
         digest = source_digest if record is original else record_digest(record)
-        problem = _problem(record, state, target)
+        problem = _problem(record, state, target, check_vectors=check_each)
         if problem:
             _skip(_reject_record(record, *problem), state, rejects)
             continue
@@ -403,12 +404,14 @@ def _wanted(record: MemoryRecord, options: RunOptions) -> bool:
     return True
 
 
-def _problem(record: MemoryRecord, state: _State, target: Connector) -> tuple[str, str] | None:
-    """Why the target cannot take this record, or None."""
+def _problem(record: MemoryRecord, state: _State, target: Connector, *,
+             check_vectors: bool = True) -> tuple[str, str] | None:
+    """Why the target cannot take this record, or None. ``check_vectors``: False when the
+    whole page's vectors are already known to be sound (``_vectors_fine``)."""
     assert state.seen_ids is not None
     if not state.seen_ids.add(record.namespace, record.id):
         return "duplicate_id", f"id {record.id!r} already appeared in namespace {record.namespace!r}"
-    broken = _broken_vector(record)
+    broken = _broken_vector(record) if check_vectors else None
     if broken:
         return "invalid_vector", broken
     caps = target.capabilities
@@ -431,6 +434,25 @@ def _problem(record: MemoryRecord, state: _State, target: Connector) -> tuple[st
                     f"{label} {problem}; {target.name} keeps cosine vectors L2-normalised in"
                     " float32, so it would hold zeros or NaN instead")
     return None
+
+
+def _vectors_fine(items: list[MemoryRecord | Reject]) -> bool:
+    """True when every vector of a page is a whole, non-empty, finite float32 array: one
+    numpy check over the page's bytes instead of one per vector (a few µs a record)."""
+    chunks: list[bytes] = []
+    for item in items:
+        if isinstance(item, Reject):
+            continue
+        for vec in item.vectors.values():
+            data = vec.data
+            if not data or len(data) & 3:
+                return False
+            chunks.append(data)
+        for sp in item.sparse.values():
+            if len(sp.values) & 3 or len(sp.indices) != len(sp.values):
+                return False
+            chunks.append(sp.values)
+    return not chunks or bool(np.isfinite(np.frombuffer(b"".join(chunks), dtype="<f4")).all())
 
 
 def _broken_vector(record: MemoryRecord) -> str | None:
