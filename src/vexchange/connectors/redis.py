@@ -36,6 +36,9 @@ __all__ = ["RedisConnector"]
 
 _METRICS = {"cosine": "COSINE", "dot": "IP", "euclidean": "L2"}
 _LAYOUT = PayloadLayout("redis", text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
+_TAG_SEPARATOR = "\x1f"
+"""The namespace TAG's separator: the unit separator, not the default ",", so a namespace with
+a comma is one tag, not two; with CASESENSITIVE, ``@namespace:{Docs}`` does not match "docs"."""
 
 
 class _Index:
@@ -137,7 +140,7 @@ class RedisConnector(Connector):
                 pipe = client.pipeline(transaction=False)
                 for key in keys:
                     pipe.hgetall(key)
-                hashes = pipe.execute()
+                hashes = [_hash_or_none(got) for got in pipe.execute(raise_on_error=False)]
             items = [self._item(index, key, fields) for key, fields in zip(keys, hashes) if fields]
             yield Page(items, str(cursor) if cursor else None)
             if cursor == 0:
@@ -181,6 +184,17 @@ class RedisConnector(Connector):
             self._client = None
 
 
+def _hash_or_none(got: Any) -> Any:
+    """A hash's fields, or None for a key under the prefix that holds no hash (vexchange's note
+    of the index when its name makes the prefix cover it, another tool's string): the index
+    does not hold those either. Any other error is raised."""
+    if isinstance(got, redis.ResponseError):
+        if str(got).startswith("WRONGTYPE"):
+            return None
+        raise got
+    return got
+
+
 def _escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -219,7 +233,8 @@ class RedisWriter(StoreWriter):
     def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
         fields = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
-        schema: list[Any] = ["namespace", "TAG", "text", "TEXT", "created_at", "NUMERIC"]
+        schema: list[Any] = ["namespace", "TAG", "SEPARATOR", _TAG_SEPARATOR, "CASESENSITIVE",
+                             "text", "TEXT", "created_at", "NUMERIC"]
         for name, field in fields.items():
             metric = metric_for("redis", wanted[name].metric, _METRICS)
             schema += [field, "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", str(wanted[name].dims),
@@ -238,6 +253,9 @@ class RedisWriter(StoreWriter):
         return record.id
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
+        ids = [rid for rid in ids if self.store.prefix + rid != self.store.note_key]  # refused
+        if not ids:
+            return {}
         pipe = self.store.client().pipeline(transaction=False)
         for rid in ids:
             pipe.hmget(self.store.prefix + rid, ["id", "namespace"])
@@ -256,6 +274,13 @@ class RedisWriter(StoreWriter):
                 rejects.append(Reject(reason="unknown_vector", id=record.id, namespace=record.namespace,
                                       detail=f"the index has no field for vector {unknown[0]!r}"))
                 continue
+            redis_key = self.store.prefix + key
+            if redis_key == self.store.note_key:
+                rejects.append(Reject(
+                    reason="id_reserved", id=record.id, namespace=record.namespace,
+                    detail=f"its key {redis_key!r} is where vexchange notes the index's vector"
+                           " fields; choose another ?prefix= to hold it"))
+                continue
             payload = _LAYOUT.pack(record)
             mapping: dict[str, Any] = {"id": record.id, "_vex": payload.pop("_vex")}
             if record.metadata is not None:
@@ -270,7 +295,6 @@ class RedisWriter(StoreWriter):
                 mapping["updated_at"] = record.updated_at
             for name, vec in record.vectors.items():
                 mapping[fields_of[name]] = vec.data
-            redis_key = self.store.prefix + key
             pipe.delete(redis_key)
             pipe.hset(redis_key, mapping=mapping)
         with translated_redis("upsert"):
