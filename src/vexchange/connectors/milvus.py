@@ -19,6 +19,7 @@ run can resume; collections of any shape can be read (INT64 or VARCHAR keys, dyn
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,9 +209,34 @@ class MilvusConnector(CollectionStore):
 
 
 def _literal(value: Any) -> str:
+    """A key as a literal of Milvus's filter grammar, in single quotes. Milvus decodes only a
+    backslash before a backslash or a quote (JSON's escapes for a tab or "é" stay as written
+    and match nothing), and its lexer refuses a raw line break: vexchange's own keys never hold
+    one (see ``_store_key``); a foreign key that does cannot be named in a filter at all."""
     if isinstance(value, int):
         return str(value)
-    return orjson.dumps(str(value)).decode()  # a double-quoted string with JSON escapes
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise PermanentError(f"the key {text!r:.80} holds a line break, which Milvus's filter"
+                             " expressions cannot spell, so reading cannot page past it",
+                             connector="milvus", operation="read")
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_KEY_PREFIX = "vex-hex:"
+_UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f'\"\\]")
+
+
+def _store_key(record_id: str) -> str:
+    """The primary key Milvus keeps for an id. An id with a quote, a backslash or a control
+    character is kept as ``vex-hex:`` and its UTF-8 bytes in hex (the id itself goes to
+    ``vex``): Milvus's expression lexer cannot spell a line break at all, and Milvus Lite's
+    upsert and pymilvus's delete by ids build expressions without escaping, so ``O'Brien``
+    failed with "internal error" or was silently not deleted. Ids that start with the prefix
+    are encoded too, so no two ids share a key."""
+    if _UNSAFE_KEY.search(record_id) is None and not record_id.startswith(_KEY_PREFIX):
+        return record_id
+    return _KEY_PREFIX + record_id.encode().hex()
 
 
 def _classify_milvus(err: BaseException) -> Verdict | None:
@@ -290,7 +316,7 @@ class MilvusWriter(StoreWriter):
         return self.shape is not None
 
     def store_id(self, record: MemoryRecord) -> str:
-        return record.id
+        return _store_key(record.id)
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
         listed = ", ".join(_literal(i) for i in ids)
@@ -309,10 +335,10 @@ class MilvusWriter(StoreWriter):
         fields_of = {n: f for f, n in self.shape.names.items()}
         rejects: list[Reject] = []
         data: list[dict[str, Any]] = []
-        for _, record in rows:
-            problem = _refusal(record, fields_of)
+        for key, record in rows:
+            problem = _refusal(key, record, fields_of)
             if problem is None:
-                payload = _LAYOUT.pack(record)
+                payload = _LAYOUT.pack(record, store_id=key)
                 vex = payload.pop("_vex")
                 if record.namespace is None:
                     vex[_NO_NAMESPACE] = True
@@ -324,7 +350,7 @@ class MilvusWriter(StoreWriter):
                 rejects.append(Reject(reason=problem[0], detail=problem[1], id=record.id,
                                       namespace=record.namespace))
                 continue
-            row = {"id": record.id, "namespace": record.namespace or "", "text": text_pieces,
+            row = {"id": key, "namespace": record.namespace or "", "text": text_pieces,
                    "metadata": payload, "vex": vex_pieces, "created_at": record.created_at or 0,
                    "updated_at": record.updated_at or 0}
             for name, vec in record.vectors.items():
@@ -346,7 +372,7 @@ class MilvusWriter(StoreWriter):
         return rejects
 
 
-def _refusal(record: MemoryRecord, fields_of: dict[str, str]) -> tuple[str, str] | None:
+def _refusal(key: str, record: MemoryRecord, fields_of: dict[str, str]) -> tuple[str, str] | None:
     unknown = [n for n in record.vectors if n not in fields_of]
     if unknown:
         return "unknown_vector", f"the collection has no field for vector {unknown[0]!r}"
@@ -354,8 +380,9 @@ def _refusal(record: MemoryRecord, fields_of: dict[str, str]) -> tuple[str, str]
     if missing:
         return "missing_vector", (f"Milvus needs every vector field; this record has no vector"
                                   f" {missing[0]!r}")
-    if len(record.id.encode()) > _PIECE:
-        return "id_too_long", "Milvus keys hold at most 65,535 bytes"
+    if len(key.encode()) > _PIECE:
+        spelled = "" if key == record.id else " (this id is kept in hex: it has a quote, backslash or control character)"
+        return "id_too_long", f"Milvus keys hold at most 65,535 bytes{spelled}"
     return None
 
 
