@@ -7,8 +7,10 @@ URL forms::
 
 Collections the connector creates (Milvus Lite has no nullable fields, so nothing is nullable)::
 
-    id VARCHAR primary key, namespace VARCHAR, text ARRAY<VARCHAR> (the text in pieces of at most
-    65,535 bytes, so long text is kept whole; [] for no text), metadata JSON, vex ARRAY<VARCHAR>
+    id VARCHAR primary key (an id with a quote, backslash or control character as
+    ``vex-hex:<hex of its UTF-8>``, the id itself in vex), namespace VARCHAR, text
+    ARRAY<VARCHAR> (the text in pieces of at most 65,535 bytes, so long text is kept whole;
+    [] for no text), metadata JSON, vex ARRAY<VARCHAR>
     (JSON text), created_at / updated_at INT64 (epoch ms, 0 when unknown), and one FLOAT_VECTOR
     field per named vector (``vector`` for the default one), each indexed with the source's metric.
 
