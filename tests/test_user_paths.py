@@ -10,7 +10,7 @@ import pytest
 from vexchange import UsageError, migrate
 from vexchange.cli import main
 from vexchange.connectors import _registry
-from vexchange.testing.conformance import _Interrupting, write_vmig
+from vexchange.testing.conformance import ConnectorConformance, _Interrupting, read_all, write_vmig
 from vexchange.testing.records import sample_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,17 +25,18 @@ def test_every_missing_extra_names_a_real_pip_line() -> None:
             assert entry.extra in extras["all"][0], f"{name}: not in the all extra"
 
 
-def test_an_interrupted_mg_export_leaves_nothing_and_cannot_resume(tmp_path: Path) -> None:
+def test_an_interrupted_mg_export_leaves_no_mg_file_and_resumes(tmp_path: Path) -> None:
     from vexchange import open_store
 
-    source = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(100)))
+    records = list(sample_records(100))
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records)
     target = tmp_path / "m.mg"
     options = {"batch_size": 10, "receipt": tmp_path / "r.json", "rejects": tmp_path / "r.rej"}
     with pytest.raises(KeyboardInterrupt):
         migrate(_Interrupting(open_store(source), pages=3), target, **options)
-    assert not list(tmp_path.glob("m.mg*")), list(tmp_path.glob("m.mg*"))
-    with pytest.raises(UsageError, match="cannot resume"):
-        migrate(source, target, resume=True, **options)
+    assert {p.name for p in tmp_path.glob("m.mg*")} == {"m.mg.grains.partial", "m.mg.vectors.partial"}
+    assert migrate(source, target, resume=True, **options).counts.written == 100
+    ConnectorConformance.assert_same(records, read_all(target))
 
 
 def test_a_missing_vector_file_is_named(tmp_path: Path) -> None:

@@ -97,8 +97,9 @@ class MgWriter:
         index = array("I", (base + o for o in self.offsets))
         if sys.byteorder == "little":
             index.byteswap()
-        out = AtomicOutput(self.path)
+        out: AtomicOutput | None = None
         try:
+            out = AtomicOutput(self.path)  # inside: a target it cannot open still closes the region
             out.write(header)
             out.write(index.tobytes())
             self._region.seek(0)
@@ -117,7 +118,8 @@ class MgWriter:
             out.write(bytes.fromhex(out.sha256))  # the footer: SHA-256 of all before it
             out.commit()
         except BaseException:
-            out.discard()  # a .mg file cannot be resumed: leave nothing that looks written
+            if out is not None:
+                out.discard()  # leave nothing that looks written
             raise
         finally:
             self._region.close()
