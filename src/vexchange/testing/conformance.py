@@ -199,43 +199,35 @@ class ConnectorConformance:
 
     @staticmethod
     def assert_same(expected: list[MemoryRecord],
-                    got: dict[tuple[str | None, str], MemoryRecord]) -> None:
+                    got: dict[tuple[str | None, str], MemoryRecord], *, strict: bool = False) -> None:
+        """The same records by (namespace, id), field by field; ``strict``: JSON types must
+        match too (3 is not 3.0, -0.0 is not 0.0, which Python's ``==`` calls equal)."""
         want = {(r.namespace, r.id): r for r in expected}
         assert set(got) == set(want), (
-            f"missing {sorted(map(str, set(want) - set(got)))[:5]},"
-            f" extra {sorted(map(str, set(got) - set(want)))[:5]}")
+            f"missing {sorted(map(str, set(want) - set(got)))[:8]},"
+            f" extra {sorted(map(str, set(got) - set(want)))[:8]}")
+        same: Callable[[Any, Any], bool] = (
+            (lambda a, b: strict_form(a) == strict_form(b)) if strict else (lambda a, b: a == b))
+        problems = []
         for key, record in want.items():
             back = got[key]
-            if back != record:
-                diffs = [f for f in record.__struct_fields__
-                         if getattr(back, f) != getattr(record, f)]
-                raise AssertionError(
-                    f"record {key} changed in {diffs}: wrote"
-                    f" {[getattr(record, f) for f in diffs]!r:.300}, read"
-                    f" {[getattr(back, f) for f in diffs]!r:.300}")
+            diffs = [f for f in record.__struct_fields__
+                     if not same(getattr(back, f), getattr(record, f))]
+            if diffs:
+                problems.append(
+                    f"{key} changed in {diffs}: wrote {[getattr(record, f) for f in diffs]!r:.300},"
+                    f" read {[getattr(back, f) for f in diffs]!r:.300}")
+        assert not problems, "\n".join(problems)
+
+    @classmethod
+    def assert_strictly_same(cls, expected: list[MemoryRecord],
+                             got: dict[tuple[str | None, str], MemoryRecord]) -> None:
+        cls.assert_same(expected, got, strict=True)
 
     def tricky(self) -> list[MemoryRecord]:
         return tricky_records(dims=self.dims, named=self.named_vectors,
                               null_vectors=self.null_vectors)
 
-    @staticmethod
-    def assert_strictly_same(expected: list[MemoryRecord],
-                             got: dict[tuple[str | None, str], MemoryRecord]) -> None:
-        """Like ``assert_same``, and JSON types must match too (3 is not 3.0, -0.0 not 0.0)."""
-        want = {(r.namespace, r.id): r for r in expected}
-        assert set(got) == set(want), (
-            f"missing {sorted(map(str, set(want) - set(got)))[:8]},"
-            f" extra {sorted(map(str, set(got) - set(want)))[:8]}")
-        problems = []
-        for key, record in want.items():
-            back = got[key]
-            diffs = [f for f in record.__struct_fields__
-                     if strict_form(getattr(back, f)) != strict_form(getattr(record, f))]
-            if diffs:
-                problems.append(
-                    f"{key} changed in {diffs}: wrote {[getattr(record, f) for f in diffs]!r:.200},"
-                    f" read {[getattr(back, f) for f in diffs]!r:.200}")
-        assert not problems, "\n".join(problems)
 
     # ------------------------------------------------------------------------------------ tests
 
