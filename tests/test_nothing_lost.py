@@ -221,3 +221,29 @@ def test_ctrl_c_in_the_cli_prints_the_resume_command(tmp_path: Path,
     assert code == 130 and "Traceback" not in err
     assert "interrupted after 6 records were written" in err
     assert f"to continue: vex migrate ctrlc:{source}" in err and "--resume" in err
+
+
+def test_a_run_killed_midway_leaves_a_receipt_that_says_running(tmp_path: Path) -> None:
+    """SIGKILL gives the run no chance to write its receipt: the one written before the first
+    write says "running", not an earlier run's "completed"."""
+    import subprocess
+    import sys
+    import time
+
+    source = write_vmig(tmp_path / "in.vmig.jsonl", records(400))
+    target = f"cartridge://{tmp_path}/o.db"
+    receipt = tmp_path / "k.json"
+    migrate(source, target, receipt=receipt, rejects=tmp_path / "k.rej")
+    assert load_receipt(receipt).status == "completed"
+    code = (f"from vexchange.testing.conformance import run_slowly; run_slowly("
+            f"{str(source)!r}, {target!r}, {str(receipt)!r}, {str(tmp_path / 'k.rej')!r}, 0.2)")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        while load_receipt(receipt).status != "running":
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert load_receipt(receipt).status == "running"

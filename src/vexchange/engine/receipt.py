@@ -55,7 +55,8 @@ class Receipt(msgspec.Struct, kw_only=True):
     receipt_version: int = RECEIPT_VERSION
     run_id: str
     status: str
-    """completed, completed_with_skips, dry_run, failed or interrupted."""
+    """completed, completed_with_skips, dry_run, failed or interrupted; "running" while the
+    run goes on (so a run killed without a chance to say so leaves "running")."""
     operation: str
     source: dict[str, Any]
     target: dict[str, Any]

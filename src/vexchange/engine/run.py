@@ -168,6 +168,9 @@ def run(
         )
 
     progress.start(total)
+    # Before the first write: a run killed midway (SIGKILL, power) leaves a receipt that says
+    # it is "running", never an earlier run's "completed" beside a half-written target.
+    make_receipt("running").write(receipt_path)
     try:
         state.pinned_dims.update(writer.target_dims())
         _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint, run_id,
