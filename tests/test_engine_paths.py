@@ -35,11 +35,13 @@ def test_missing_extra_names_the_pip_line(unavailable_connector: str, tmp_path: 
                                           capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(MissingDependencyError) as caught:
         vexchange.open_store("fakestore://localhost/memories")
-    assert caught.value.hint == 'pip install "vexchange[fakestore]"'
+    # not a builtin: there is no vexchange[fakestore] extra to install, so none is named
+    assert "vexchange[" not in (caught.value.hint or "")
+    assert "the package that provides the fakestore connector" in (caught.value.hint or "")
     src = tmp_path / "a.vmig.jsonl"
     src.write_text('{"id": "1", "text": "t"}\n')
     code, _, err = vex(capsys, "migrate", str(src), "fakestore://localhost/memories")
-    assert code == 2 and 'pip install "vexchange[fakestore]"' in err
+    assert code == 2 and "the package that provides the fakestore connector" in err
 
 
 def test_verify_receipt_names_a_tampered_namespace(slipstream: Fixture, tmp_path: Path,

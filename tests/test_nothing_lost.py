@@ -126,7 +126,7 @@ def test_store_run_files_are_named_after_the_whole_target(tmp_path: Path,
 
 
 class _ReadOnly(Connector):
-    name = "read-only-plugin"
+    name = "readonly"
     capabilities = Capabilities(read=True, write=True)  # says it writes, but has no writer
 
 
@@ -247,3 +247,4 @@ def test_a_run_killed_midway_leaves_a_receipt_that_says_running(tmp_path: Path) 
         proc.kill()
         proc.wait()
     assert load_receipt(receipt).status == "running"
+

@@ -11,6 +11,7 @@ A plugin may not take a builtin name; such a plugin is ignored (with a logged wa
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import importlib.metadata
@@ -19,8 +20,8 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import MissingDependencyError, UnknownConnectorError
-from ._base import Connector
+from ..errors import MissingDependencyError, UnknownConnectorError, UsageError
+from ._base import Capabilities, Connector
 
 __all__ = ["Entry", "available", "get", "register"]
 
@@ -33,6 +34,9 @@ class Entry:
     """``module:Class``"""
     extra: str | None = None
     requires: tuple[str, ...] = ()
+    distribution: str | None = None
+    """For a plugin: the package that declares it (what ``pip install`` needs)."""
+    builtin: bool = False
 
 
 _BUILTINS: dict[str, Entry] = {
@@ -55,6 +59,7 @@ _BUILTINS: dict[str, Entry] = {
     "vektor": Entry("vexchange.connectors.vektor:VektorConnector"),
     "vmig": Entry("vexchange.connectors.vmig:VmigConnector"),
 }
+_BUILTINS = {name: dataclasses.replace(entry, builtin=True) for name, entry in _BUILTINS.items()}
 _REGISTERED: dict[str, Entry] = {}
 
 
@@ -72,7 +77,8 @@ def _plugins() -> dict[str, Entry]:
         if ep.name in _BUILTINS:
             log.warning("ignoring plugin connector %r: the name is builtin", ep.name)
             continue
-        found[ep.name] = Entry(ep.value)
+        dist = getattr(ep, "dist", None)
+        found[ep.name] = Entry(ep.value, distribution=dist.name if dist is not None else None)
     return found
 
 
@@ -102,13 +108,39 @@ def get(name: str) -> type[Connector]:
         )
     missing = missing_requirement(entry)
     if missing:
-        raise MissingDependencyError(name, missing, entry.extra or name)
+        raise _missing(name, missing, entry)
     module_name, _, attr = entry.target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise MissingDependencyError(name, err.name or module_name, entry.extra or name) from err
-    cls = getattr(module, attr)
+        raise _missing(name, err.name or module_name, entry) from err
+    return _checked(name, entry, getattr(module, attr, None))
+
+
+def _missing(name: str, module: str, entry: Entry) -> MissingDependencyError:
+    """The install hint: an extra of vexchange for a builtin, the plugin's own package (which
+    should bring what it needs) for a plugin, never a ``vexchange[<plugin>]`` that does not exist."""
+    error = MissingDependencyError(name, module, entry.extra or name)
+    if not entry.builtin:
+        error.hint = (f"pip install {entry.distribution}" if entry.distribution else
+                      f"install the package that provides the {name} connector ({entry.target})")
+    return error
+
+
+def _checked(name: str, entry: Entry, cls: object) -> type[Connector]:
+    """The plugin contract, checked before anything runs: a Connector subclass whose ``name``
+    is the name it is registered under, with capabilities. Builtins may be aliases (``jsonl``)."""
+    where = f"{entry.target}" + (f" (from {entry.distribution})" if entry.distribution else "")
     if not (isinstance(cls, type) and issubclass(cls, Connector)):
-        raise TypeError(f"{entry.target} is not a vexchange Connector")
+        raise UsageError(f"the {name} connector {where} is not a vexchange Connector subclass",
+                         hint="a connector subclasses vexchange.connectors.Connector;"
+                              " see docs/writing-a-connector.md")
+    if not entry.builtin:
+        declared = getattr(cls, "name", None)
+        if declared != name:
+            raise UsageError(f"the {name} connector {where} calls itself {declared!r}",
+                             hint=f"set name = {name!r} on the class, or register it as {declared!r}")
+        if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+            raise UsageError(f"the {name} connector {where} declares no Capabilities",
+                             hint="set capabilities = Capabilities(read=..., write=...) on the class")
     return cls
