@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 
 from ._canonical import NamespaceDigest, namespace_key, record_digest
+from ._json import loads_exact
 from ._time import format_timestamp
 from .api import Location, open_store
 from .codecs.vmig import RecordError, decode_object
@@ -148,7 +149,7 @@ def validate(path: str | Path) -> dict[str, Any]:
 def _lines(file: Path) -> Iterator[tuple[int, Any, bytes]]:
     for line_no, _, line in iter_lines(file):
         try:
-            yield line_no, orjson.loads(line), line
+            yield line_no, loads_exact(line), line
         except orjson.JSONDecodeError as err:
             yield line_no, err, line
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._json import MAX_DEPTH
 from ..errors import DecodeError
 
 __all__ = ["dump_manifest", "load_manifest"]
@@ -40,7 +41,11 @@ def _emit(data: dict[str, Any], depth: int, lines: list[str]) -> None:
 
 
 def load_manifest(raw: bytes, where: str) -> dict[str, Any]:
-    """Parse what ``dump_manifest`` writes; anything else is a DecodeError naming the line."""
+    """Parse what ``dump_manifest`` writes; anything else is a DecodeError naming the line.
+
+    Bounded on hostile input: mappings nest at most ``MAX_DEPTH`` levels, and only a key (a
+    JSON string) or a scalar is ever handed to the JSON decoder, which recurses into arrays
+    and objects (``[[[[...`` would end in a RecursionError)."""
     root: dict[str, Any] = {}
     stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
     decoder = json.JSONDecoder()
@@ -55,7 +60,12 @@ def load_manifest(raw: bytes, where: str) -> dict[str, Any]:
         if indent % 2:
             raise DecodeError("odd indentation", location=f"{where}:{number}")
         depth = indent // 2
+        if depth >= MAX_DEPTH:
+            raise DecodeError(f"mappings nested deeper than {MAX_DEPTH} levels",
+                              location=f"{where}:{number}")
         try:
+            if line[indent] != '"':
+                raise ValueError("expected \"key\": value")
             key, end = decoder.raw_decode(line, indent)
             rest = line[end:]
             if not isinstance(key, str) or not rest.startswith(":"):
@@ -74,6 +84,8 @@ def load_manifest(raw: bytes, where: str) -> dict[str, Any]:
                 stack.append((depth, child))
             elif rest == "{}":
                 parent[key] = {}
+            elif rest[0] in "[{":
+                raise ValueError("a value must be one JSON scalar")
             else:
                 value, used = decoder.raw_decode(rest)
                 if rest[used:].strip() or isinstance(value, (list, dict)):
