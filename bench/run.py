@@ -71,7 +71,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    from vexchange.testing.vektor_fixture import build
+    from vexchange.sample_data import build
 
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):

@@ -1,7 +1,7 @@
 """The quick-start job: a VEKTOR database -> .vmig.jsonl -> a new VEKTOR database, verified.
 
 Everything happens in one directory (a new temporary one unless given), with nothing to install
-beyond vexchange itself: the demo database is built by ``vexchange.testing.vektor_fixture``.
+beyond vexchange itself: the demo database is built by ``vexchange.sample_data``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from .api import export, import_
 from .checks import verify
 from .engine.progress import Progress
-from .testing.vektor_fixture import build
+from .sample_data import build
 
 __all__ = ["demo"]
 
