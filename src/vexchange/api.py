@@ -84,6 +84,8 @@ def migrate(
     on_dims_mismatch: str = "skip",
     adapter: str | Path | None = None,
     force_adapter: bool = False,
+    verify: bool = True,
+    verify_first: bool = False,
 ) -> Receipt:
     """Copy every selected record from ``source`` to ``target`` and return the run's receipt.
 
@@ -99,6 +101,12 @@ def migrate(
     default vectors from text with ``embed_model``; ``adapter`` translates them with a trained
     adapter; ``on_dims_mismatch`` ("skip", "reembed", "adapt") decides for vectors whose size
     the target does not hold; ``keep_old_vector`` keeps a replaced vector under that name.
+
+    Read integrity (docs/engine.md): the source is checked against what its format records (a
+    ``.vmig.jsonl`` file's sidecar checksum, a ``.mg`` file's footer and vectors hash, a
+    cartridge's content ids) while it is read, and a mismatch fails the run before the target
+    is finished (``IntegrityError``). ``verify_first=True`` checks before anything is written;
+    ``verify=False`` reads without the checks (recorded in the receipt's options).
     """
     src = open_store(source, secrets=source_secrets)
     dst = open_store(target, secrets=target_secrets)
@@ -109,6 +117,7 @@ def migrate(
         allow_skips=allow_skips, metric=metric, reembed=reembed, embed_model=embed_model,
         keep_old_vector=keep_old_vector, on_dims_mismatch=on_dims_mismatch,
         adapter=None if adapter is None else str(adapter), force_adapter=force_adapter,
+        verify=verify, verify_first=verify_first,
     )
     base = _run_base(dst, options.namespaces)
     receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")

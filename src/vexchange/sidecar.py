@@ -4,7 +4,9 @@ Path rule: ``x.vmig.jsonl`` has ``x.vmig.meta.json``; any other data file ``f`` 
 ``f.meta.json``. The data file itself is never the sidecar path (Vex's bug 2).
 
 Checksum: ``"sha256:<hex>"`` over the data file's bytes exactly. Verification also accepts Vex's
-convention, the bytes without the final newline, and says which one matched.
+convention, the bytes without the final newline, and says which one matched. ``StreamChecksum``
+computes both forms in one pass over bytes as they are read (an import checks the file while it
+reads it, docs/engine.md "Read integrity"); ``file_checksum`` is it over a whole file.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from ._version import __version__
 from .codecs.vmig import FORMAT_VERSION
 from .errors import DecodeError
 
-__all__ = ["SIDECAR_FORMAT", "ChecksumResult", "file_checksum", "record_import", "sidecar_path",
-           "read_sidecar", "verify_checksum", "write_sidecar"]
+__all__ = ["SIDECAR_FORMAT", "ChecksumResult", "StreamChecksum", "checksum_status", "file_checksum",
+           "recorded_checksum", "record_import", "sidecar_path", "read_sidecar", "verify_checksum",
+           "write_sidecar"]
 
 SIDECAR_FORMAT = "vexchange-sidecar/1"
 
@@ -83,18 +86,63 @@ def record_import(data_path: Path, target: str, records: int) -> None:
     atomic_write_bytes(sidecar_path(data_path), orjson.dumps(current, option=orjson.OPT_INDENT_2) + b"\n")
 
 
+class StreamChecksum:
+    """SHA-256 of a file's bytes fed in order, in both forms a sidecar may record: of every
+    byte, and of the bytes without a final newline (Vex's convention). One hash is kept: the
+    last piece fed is held back, so the final newline can be left out at the end."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._held = b""
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._held:
+            self._hash.update(self._held)
+        self._held = data
+        self.size += len(data)
+
+    def update_from(self, path: Path, end: int) -> None:
+        """Feed the first ``end`` bytes of ``path`` (what a resumed read starts after)."""
+        with open(path, "rb") as handle:
+            left = end
+            while left > 0 and (chunk := handle.read(min(left, 1 << 20))):
+                self.update(chunk)
+                left -= len(chunk)
+
+    def digests(self) -> tuple[str, str]:
+        """(hex SHA-256 of every byte, hex SHA-256 without the final newline)."""
+        whole, trimmed = self._hash.copy(), self._hash.copy()
+        whole.update(self._held)
+        trimmed.update(self._held[:-1] if self._held.endswith(b"\n") else self._held)
+        return whole.hexdigest(), trimmed.hexdigest()
+
+
 def file_checksum(path: Path) -> tuple[str, str]:
     """SHA-256 of the whole file, and of the file without its final newline (Vex's form)."""
-    whole, trimmed = hashlib.sha256(), hashlib.sha256()
-    held = b""
+    stream = StreamChecksum()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
-            whole.update(chunk)
-            trimmed.update(held + chunk[:-1])
-            held = chunk[-1:]
-    if held != b"\n":
-        trimmed.update(held)
-    return whole.hexdigest(), trimmed.hexdigest()
+            stream.update(chunk)
+    return stream.digests()
+
+
+def recorded_checksum(data_path: Path) -> str | None:
+    """The hex SHA-256 a data file's sidecar records, or None (no sidecar, or no checksum)."""
+    meta = read_sidecar(data_path)
+    recorded = meta.get("checksum") if meta else None
+    if not isinstance(recorded, str) or not recorded.startswith("sha256:"):
+        return None
+    return recorded.split(":", 1)[1].lower()
+
+
+def checksum_status(expected: str, whole: str, trimmed: str) -> str:
+    """"ok", "ok-vex-convention" (the bytes without the final newline match) or "mismatch"."""
+    if expected == whole:
+        return "ok"
+    return "ok-vex-convention" if expected == trimmed else "mismatch"
 
 
 class ChecksumResult(dict[str, Any]):
@@ -109,16 +157,9 @@ def verify_checksum(data_path: Path) -> ChecksumResult:
     meta = read_sidecar(data_path)
     if meta is None:
         return ChecksumResult(status="no-sidecar", sidecar=str(sidecar_path(data_path)))
-    recorded = meta.get("checksum")
-    if not isinstance(recorded, str) or not recorded.startswith("sha256:"):
+    expected = recorded_checksum(data_path)
+    if expected is None:
         return ChecksumResult(status="no-checksum", sidecar=str(sidecar_path(data_path)))
-    expected = recorded.split(":", 1)[1].lower()
     whole, trimmed = file_checksum(data_path)
-    if expected == whole:
-        status = "ok"
-    elif expected == trimmed:
-        status = "ok-vex-convention"
-    else:
-        status = "mismatch"
-    return ChecksumResult(status=status, expected=expected, actual=whole,
-                          sidecar=str(sidecar_path(data_path)))
+    return ChecksumResult(status=checksum_status(expected, whole, trimmed), expected=expected,
+                          actual=whole, sidecar=str(sidecar_path(data_path)))

@@ -54,6 +54,11 @@ def _run_options(fn: F) -> F:
                      help="Attempts per batch on transient failures (backoff with jitter)."),
         click.option("--dry-run", is_flag=True, help="Read, check and count; write nothing."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint."),
+        click.option("--verify-first", is_flag=True,
+                     help="Check the source against its checksum, footer or content ids before"
+                          " writing anything [default: while reading, failing the run at the end]."),
+        click.option("--no-verify", "verify", is_flag=True, flag_value=False, default=True,
+                     help="Read the source without checking it (recorded in the receipt)."),
         click.option("--allow-skips", is_flag=True,
                      help="Exit 0 even when records were skipped (they are still in the rejects file)."),
         click.option("--receipt", type=click.Path(dir_okay=False), help="Receipt path [default: <target>.receipt.json]."),

@@ -3,6 +3,11 @@
 A connector is bound to one store location (``from_spec``). Reading yields ``Page``s of records
 and rejects with an opaque resume cursor. Writing goes through a ``Writer``: idempotent upserts
 by id, a checkpoint after each acknowledged batch, then ``finish`` (or ``abort``).
+
+Read integrity (docs/engine.md): a reader checks what its format lets it check (a sidecar
+checksum, a footer, content ids) while it reads, unless ``verify_reads`` is False, and raises an
+``IntegrityError`` before it hands over the page that ends the read when something does not
+match; ``verify_source`` makes the same checks over the whole source up front.
 """
 
 from __future__ import annotations
@@ -119,6 +124,16 @@ class Connector(ABC):
     that names these, so a typo (``?tabel=``) never writes into a default table. None: the
     connector does not declare them and nothing is checked (a plugin written before this)."""
 
+    read_checks: ClassVar[tuple[str, ...]] = ()
+    """What ``read`` checks as it goes, by name ("sidecar checksum", "footer", ...); () for
+    a store whose format records nothing to check against. The engine calls
+    ``verify_source`` (``--verify-first``) only when this names something."""
+    verify_reads: bool = True
+    """Whether ``read`` makes the ``read_checks``. Set by the engine (False with
+    ``--no-verify``) before it reads; an attribute, so it travels with the connector to a child
+    process that reads (engine/read_process.py). A check must fail before the page whose
+    cursor is None is yielded, so a run never finishes on a source that did not pass."""
+
     def __init__(self, spec: StoreSpec) -> None:
         self.spec = spec
 
@@ -145,6 +160,18 @@ class Connector(ABC):
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         raise NotImplementedError(f"{self.name} cannot be read")
+
+    def verify_source(self) -> dict[str, Any]:
+        """Make every ``read_checks`` check over the whole source, before any record is
+        released (``--verify-first``; the engine also calls it when a run stops reading early,
+        at ``--limit``, so what it wrote was checked too). Returns what was checked; raises
+        ``IntegrityError`` when something does not match. By default: a whole read, whose
+        checks fail at its end; a format with a cheaper whole check (a file's hash) overrides it."""
+        if not self.read_checks:
+            return {}
+        for _ in self.read(batch_size=1000):
+            pass
+        return {check: "ok" for check in self.read_checks}
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:

@@ -12,6 +12,7 @@ after its write landed replaces itself instead of appearing twice (see ``LastBat
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from ..record import MemoryRecord
 from ..sidecar import read_sidecar, write_sidecar
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ..errors import DecodeError, IntegrityError
+from ..sidecar import StreamChecksum, checksum_status, recorded_checksum, sidecar_path, verify_checksum
 
 __all__ = ["LastBatch", "VmigConnector", "VmigWriter", "iter_lines", "read_file"]
 
@@ -63,46 +66,103 @@ class VmigConnector(Connector):
         return {name: VectorSpace(dims=s.get("dims"), metric=s.get("metric"))
                 for name, s in saved.items() if isinstance(s, dict)}
 
+    read_checks = ("sidecar checksum",)
+
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
-        return read_file(self.path, batch_size=batch_size, after=after)
+        return read_file(self.path, batch_size=batch_size, after=after, verify=self.verify_reads)
+
+    def verify_source(self) -> dict[str, Any]:
+        """The file hashed whole against its sidecar (no decoding): ``--verify-first``."""
+        if not self.path.is_file():
+            raise UsageError(f"no such file: {self.path}")
+        result = verify_checksum(self.path)
+        if result["status"] == "mismatch":
+            raise _checksum_mismatch(self.path)
+        return {"sidecar checksum": result["status"]}
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return VmigWriter(self.path, resume=resume, dry_run=dry_run, spaces=spaces)
 
 
-def iter_lines(path: Path, *, offset: int = 0, line_no: int = 0) -> Iterator[tuple[int, int, bytes]]:
+DEFAULT_MAX_LINE_BYTES = 64 << 20
+"""The longest line (newline aside) a reader takes unless ``VEX_MAX_LINE_BYTES`` says otherwise."""
+
+
+def max_line_bytes() -> int:
+    """``VEX_MAX_LINE_BYTES``, else 64 MiB: a line is read whole to be parsed, so an endless
+    one (a damaged or hostile file) must stop at a bound instead of filling memory."""
+    raw = os.environ.get("VEX_MAX_LINE_BYTES", "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_LINE_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"VEX_MAX_LINE_BYTES is {raw!r}; it must be a whole number of bytes, 1 or more")
+    return int(raw)
+
+
+def iter_lines(path: Path, *, offset: int = 0, line_no: int = 0,
+               on_bytes: Callable[[bytes], None] | None = None,
+               max_line: int | None = None) -> Iterator[tuple[int, int, bytes]]:
     """``(line number, byte offset after the line, line)`` for every line that holds data.
 
     Blank lines and ``#`` comments are skipped and a leading UTF-8 BOM is dropped; the one place
-    that knows these reading rules.
+    that knows these reading rules. ``on_bytes`` is given every byte read, skipped lines
+    included, in order (a running checksum). A line longer than ``max_line`` bytes (default
+    :func:`max_line_bytes`) is a DecodeError, raised after reading at most that much of it.
     """
+    limit = max_line or max_line_bytes()
     # a 1 MiB buffer: lines of a few KiB each through the default 8 KiB one cost 3 µs a line
     # in refills, against 0.8 µs
     with open(path, "rb", buffering=1 << 20) as handle:
         handle.seek(offset)
-        for raw in handle:
+        while raw := handle.readline(limit + 1):
             line_no += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                raise DecodeError(
+                    f"the line is longer than {limit:,} bytes; refusing to read it whole",
+                    location=f"{path} line {line_no}",
+                    hint="if the file is sound, set VEX_MAX_LINE_BYTES to a larger number of bytes")
             offset += len(raw)
+            if on_bytes is not None:
+                on_bytes(raw)
             line = (raw[3:] if line_no == 1 and raw.startswith(_BOM) else raw).strip()
             if line and not line.startswith(b"#"):
                 yield line_no, offset, line
 
 
-def read_file(path: Path, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
-    """Stream records (and rejects) from a .vmig.jsonl file."""
+def read_file(path: Path, *, batch_size: int, after: str | None = None,
+              verify: bool = True) -> Iterator[Page]:
+    """Stream records (and rejects) from a .vmig.jsonl file. With ``verify`` and a sidecar that
+    records a checksum, the bytes are hashed as they are read (from the start, on a resumed
+    read too) and a mismatch raises IntegrityError instead of the last page, so a run never
+    finishes on a file that is not what its sidecar says."""
     if not path.exists():
         raise UsageError(f"no such file: {path}")
     if path.is_dir():
         raise UsageError(f"{path} is a directory, not a .vmig.jsonl file")
     offset, line_no = _parse_cursor(after)
+    expected = recorded_checksum(path) if verify else None
+    stream = None if expected is None else StreamChecksum()
+    if stream is not None:
+        stream.update_from(path, offset)
     lines: list[tuple[int, bytes]] = []
-    for line_no, offset, line in iter_lines(path, offset=offset, line_no=line_no):
+    for line_no, offset, line in iter_lines(path, offset=offset, line_no=line_no,
+                                            on_bytes=None if stream is None else stream.update):
         lines.append((line_no, line))
         if len(lines) >= batch_size:
             yield Page(_decode_page(lines, path), f"{offset}:{line_no}")
             lines = []
+    if stream is not None and expected is not None \
+            and checksum_status(expected, *stream.digests()) == "mismatch":
+        raise _checksum_mismatch(path)
     yield Page(_decode_page(lines, path), None)
+
+
+def _checksum_mismatch(path: Path) -> IntegrityError:
+    return IntegrityError(
+        f"the file does not match the checksum in its sidecar {sidecar_path(path).name}"
+        " (it changed after it was written)", location=str(path),
+        hint=f"vex verify {path} shows both checksums; to read it as it is, rerun with --no-verify")
 
 
 def _decode_page(lines: list[tuple[int, bytes]], path: Path) -> list[MemoryRecord | Reject]:

@@ -6,6 +6,11 @@ per-namespace digests, and an 8-byte hash per selected id to catch duplicate ids
 Every record the source yields ends in exactly one place: written, filtered out on purpose
 (counted), or rejected with a reason (counted, and written to the rejects file). The receipt's
 counts add up: read = filtered + selected; selected = written + skipped (for a finished run).
+
+Nothing is claimed complete from a source that failed its own checks (docs/engine.md, "Read
+integrity"): the source's reader checks what its format records (``Connector.read_checks``) as
+it reads and fails before the page that ends the read; the run then fails before
+``writer.finish``. ``verify_first`` makes the checks before the target is opened.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +30,8 @@ import orjson
 from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
 from ..connectors._base import METRICS, Connector, Page, Reject, VectorSpace, Writer
-from ..errors import MigrationError, RunInterrupted, TransientError, UsageError, VexError
+from ..errors import (IntegrityError, MigrationError, RunInterrupted, TransientError, UsageError,
+                      VexError)
 from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
 from .checkpoint import Checkpoint, RejectsFile, SeenIds
@@ -66,9 +72,16 @@ class RunOptions:
     on_dims_mismatch: str = "skip"
     adapter: str | None = None
     force_adapter: bool = False
+    verify: bool = True
+    """Check the source against what its format records (a sidecar checksum, a footer,
+    content ids) while reading; False (``--no-verify``) is the explicit way out."""
+    verify_first: bool = False
+    """Make those checks over the whole source before the target is opened (``--verify-first``)."""
 
     def validate(self) -> None:
         check_vector_options(self)
+        if self.verify_first and not self.verify:
+            raise UsageError("--verify-first and --no-verify contradict each other; give one")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError("batch_size must be at least 1")
         if self.retries < 1:
@@ -89,6 +102,8 @@ class RunOptions:
             "dry_run": self.dry_run,
             "allow_skips": self.allow_skips,
             "metric": self.metric,
+            "verify": self.verify,
+            "verify_first": self.verify_first,
             **({"reembed": self.reembed, "embed_model": self.embed_model,
                 "keep_old_vector": self.keep_old_vector, "on_dims_mismatch": self.on_dims_mismatch,
                 "adapter": self.adapter, "force_adapter": self.force_adapter}
@@ -129,6 +144,7 @@ def run(
             options, batch_size=target.capabilities.preferred_batch or DEFAULT_BATCH)
     if source.same_location(target):
         raise UsageError("source and target are the same store; refusing to overwrite the input")
+    source.verify_reads = options.verify  # before the source is first opened (its count)
     progress = progress or NoProgress()
     retry = retry or RetryPolicy(attempts=options.retries)
     checkpoint = Checkpoint(receipt_path.with_name(receipt_path.name + ".checkpoint"))
@@ -142,12 +158,10 @@ def run(
     if transform is not None:
         spaces = transform.spaces(spaces)
     state.normalising = _normalising(target, spaces)
-    writer = _open_writer(target, target_state, options, retry, operation, spaces)
     rejects = RejectsFile(rejects_path, append=resumed)
-    if rejects_at is not None:
-        rejects.truncate(rejects_at)  # rejects of a page after the checkpoint come again
     started = time.monotonic()
     started_at = format_timestamp(utc_now_ms())
+    writer: Writer | None = None
 
     def make_receipt(status: str, error: str | None = None) -> Receipt:
         elapsed = time.monotonic() - started
@@ -163,18 +177,31 @@ def run(
             finished_at=format_timestamp(utc_now_ms()), duration_s=round(elapsed, 3),
             records_per_s=round(state.counts.written / elapsed, 1) if elapsed > 0 else None,
             error=error, resumed=resumed,
-            vector_spaces={"source": _spaces_json(spaces), "target": _spaces_json(writer.vector_spaces())},
+            vector_spaces={"source": _spaces_json(spaces),
+                           "target": _spaces_json(writer.vector_spaces() if writer else {})},
             embedding=transform.describe() if transform else None,
         )
 
+    def refused(error: str) -> None:
+        make_receipt("failed", error).write(receipt_path)
+        if transform:
+            transform.close()
+
+    if options.verify_first:
+        _verify_first(source, operation, refused)
+    writer = _open_writer(target, target_state, options, retry, operation, spaces)
+    if rejects_at is not None:
+        rejects.truncate(rejects_at)  # rejects of a page after the checkpoint come again
     progress.start(total)
     # Before the first write: a run killed midway (SIGKILL, power) leaves a receipt that says
     # it is "running", never an earlier run's "completed" beside a half-written target.
     make_receipt("running").write(receipt_path)
     try:
         state.pinned_dims.update(writer.target_dims())
-        _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint, run_id,
-              transform, reading)
+        whole = _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint,
+                      run_id, transform, reading)
+        if not whole and options.verify and source.read_checks:
+            source.verify_source()  # stopped reading early (--limit): what was written is checked too
         writer.finish({"source": source.describe(), "counts": _counts_summary(state.counts)})
     except BaseException as err:
         writer.abort()
@@ -192,6 +219,8 @@ def run(
             raise RunInterrupted(receipt) from err
         if not expected or isinstance(err, UsageError):
             raise  # a bug: its traceback is for a report; the receipt says the run failed
+        if isinstance(err, IntegrityError):
+            raise _integrity_failure(err, operation, state.counts.written) from err
         raise MigrationError(
             f"{operation} stopped after {state.counts.written} records were written: {err}",
             receipt=receipt,
@@ -208,6 +237,31 @@ def run(
     receipt = make_receipt(status)
     receipt.write(receipt_path)
     return receipt
+
+
+def _verify_first(source: Connector, operation: str, failed: Callable[[str], None]) -> None:
+    """``--verify-first``: the source's checks over all of it, before the target is opened; a
+    failure writes the failed receipt (``failed``) and is raised, nothing having been written."""
+    if not source.read_checks:
+        return
+    try:
+        source.verify_source()
+    except IntegrityError as err:
+        failed(str(err))
+        raise IntegrityError(f"{operation} refused before writing anything: {err.reason}",
+                             location=err.location,
+                             hint="the source is not what it says it is; to read it anyway, rerun with"
+                                  " --no-verify") from err
+
+
+def _integrity_failure(err: IntegrityError, operation: str, written: int) -> IntegrityError:
+    """The error a run that read a source failing its checks ends with (exit 3): the target
+    was not finished, so nothing claims to be complete."""
+    return IntegrityError(
+        f"{operation} stopped, the target not finished ({written} records written before the"
+        f" source's check failed): {err.reason}", location=err.location,
+        hint=(err.hint + "; " if err.hint else "") + "the target holds a partial run: rerun with"
+             " --verify-first to check the source before writing")
 
 
 def _vector_transform(options: RunOptions, retry: RetryPolicy) -> VectorTransform | None:
@@ -276,8 +330,9 @@ def _loop(
     source: Connector, target: Connector, writer: Writer, options: RunOptions, state: _State,
     rejects: RejectsFile, retry: RetryPolicy, progress: Progress, checkpoint: Checkpoint,
     run_id: str, transform: VectorTransform | None = None, reading: str = "main",
-) -> None:
+) -> bool:
     """Process pages; after each acknowledged page the state is snapshotted for the checkpoint.
+    True when the source was read to its end, False when ``--limit`` stopped the read first.
 
     On failure the checkpoint gets the last snapshot, so a resumed run repeats the failed page
     in full (writes are idempotent upserts) and counts nothing twice.
@@ -298,11 +353,12 @@ def _loop(
                 state.cursor = page.cursor
                 progress.advance(state.counts.read, state.counts.written, state.counts.skipped_total)
                 if page.cursor is None or limit_reached:
-                    return
+                    return page.cursor is None
                 snapshot = _snapshot(writer, state, source, target, run_id, rejects)
                 if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
                     _save(checkpoint, snapshot, state)
                     last_saved = time.monotonic()
+        return True
     except BaseException:
         rejects.truncate(snapshot["rejects_at"])  # the failed page's rejects come again on resume
         _save(checkpoint, snapshot, state)
