@@ -5,20 +5,28 @@ Forms accepted (each connector documents what the parts mean for it)::
     vektor:///abs/path/memory.db        vektor://relative/path.db is *not* accepted (ambiguous)
     vektor:memory.db                    a relative path
     memory.vmig.jsonl, out.jsonl        a bare path: the file connector chosen by its suffix
-    qdrant://localhost:6333/memories    server connectors: host, port, path
+    qdrant://localhost:6333/memories    server connectors: host, port (1 to 65535), path
+    pgvector://user:password@host/db    a user and password, where the store has them
 
-Secrets never belong in the URL text. They come from ``secrets=`` (the CLI's ``--api-key``) or
-from ``VEX_<CONNECTOR>_<KEY>`` environment variables, and every repr shows them as ``***``.
+Secrets are best kept out of the URL text (shell history, process lists): they come from
+``secrets=`` (the CLI's ``--source-secret``/``--target-secret``) or from
+``VEX_<CONNECTOR>_<KEY>`` environment variables. A URL's ``user:password@`` is honoured by the
+stores that have users (pgvector, redis: ``user`` and the ``password`` secret; milvus: the
+``token`` ``user:password``) and refused by every other connector, naming the secret to use
+instead; it is never ignored. Precedence: a secret given both in the URL and by ``secrets=``
+must be the same (else a UsageError); either one beats the ``VEX_*`` variable. Every repr,
+``redacted()`` and error message shows secrets as ``***``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import InvalidSpecError
+from .errors import InvalidSpecError, redact, register_secret
 
 __all__ = ["StoreSpec"]
 
@@ -34,6 +42,17 @@ class StoreSpec:
     port: int | None = None
     params: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    user: str | None = None
+    """The user a URL names (``pgvector://alice@host/db``); not a secret, so shown."""
+
+    def __post_init__(self) -> None:
+        """Refuse a port no server can listen on (``0`` would silently become the default),
+        and remember the secrets so that no error message can echo them."""
+        if self.port is not None and not 1 <= self.port <= _MAX_PORT:
+            raise InvalidSpecError(f"port {self.port} is out of range (1 to {_MAX_PORT})"
+                                   f" in {self.redacted()!r}")
+        for value in self.secrets.values():
+            register_secret(value)
 
     @classmethod
     def parse(cls, text: str, *, secrets: Mapping[str, str] | None = None) -> StoreSpec:
@@ -43,18 +62,34 @@ class StoreSpec:
         scheme, sep, rest = text.partition(":")
         if not sep or len(scheme) < 2 or not scheme.replace("-", "").isalnum():
             return cls._from_path(text, secrets)
+        scheme = scheme.lower()
         parts = urllib.parse.urlsplit(text)
+        register_secret(_unquoted(parts.password))
         params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-        if rest.startswith("//"):
-            path = urllib.parse.unquote(parts.path) or None
-            if parts.netloc and parts.port is None and scheme in _FILE_SCHEMES:
-                raise InvalidSpecError(
-                    f"{scheme} takes a file path: {scheme}:///abs/path or {scheme}:relative/path"
-                    f" (got {text!r})"
-                )
-            return cls(scheme.lower(), path, parts.hostname, _port(parts), params, dict(secrets or {}))
-        path = urllib.parse.unquote(rest.split("?", 1)[0])
-        return cls(scheme.lower(), path or None, None, None, params, dict(secrets or {}))
+        for key, value in params.items():
+            if _looks_secret(key):
+                register_secret(value)
+        if not rest.startswith("//"):
+            relative = urllib.parse.unquote(rest.split("?", 1)[0])
+            return cls(scheme, relative or None, None, None, params, dict(secrets or {}))
+        path = urllib.parse.unquote(parts.path) or None
+        port = _port(parts, text)
+        if parts.netloc and port is None and scheme in _FILE_SCHEMES:
+            raise InvalidSpecError(
+                f"{scheme} takes a file path: {scheme}:///abs/path or {scheme}:relative/path"
+                f" (got {redact(text)!r})",
+                hint="a file location has no user or password" if "@" in parts.netloc else None)
+        user, merged = _userinfo(scheme, parts, params, dict(secrets or {}))
+        return cls(scheme, path, parts.hostname, port, params, merged, user)
+
+    def with_secrets(self, secrets: Mapping[str, str] | None) -> StoreSpec:
+        """This spec with more secrets (an API caller's ``secrets=``), refusing one that
+        differs from a secret the spec already holds (its URL's password), never replacing it."""
+        merged = dict(self.secrets)
+        for key, value in (secrets or {}).items():
+            _same_secret(self.scheme, key, merged.get(key), value)
+            merged[key] = value
+        return dataclasses.replace(self, secrets=merged)
 
     @classmethod
     def _from_path(cls, text: str, secrets: Mapping[str, str] | None) -> StoreSpec:
@@ -78,7 +113,9 @@ class StoreSpec:
         """The spec as text with no secret in it; safe for logs, sidecars and receipts."""
         if self.host:
             port = f":{self.port}" if self.port else ""
-            base = f"{self.scheme}://{self.host}{port}{self.path or ''}"
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            user = f"{urllib.parse.quote(self.user, safe='')}@" if self.user else ""
+            base = f"{self.scheme}://{user}{host}{port}{self.path or ''}"
         else:
             base = f"{self.scheme}://{self.path or ''}" if self.path and self.path.startswith("/") else f"{self.scheme}:{self.path or ''}"
         safe = {k: ("***" if _looks_secret(k) else v) for k, v in self.params.items()}
@@ -93,11 +130,76 @@ _FILE_SCHEMES = frozenset({"vektor", "vmig", "jsonl", "cartridge", "vectorpack",
                            "mg"})
 
 
-def _port(parts: urllib.parse.SplitResult) -> int | None:
+_MAX_PORT = 65535
+
+_USER_AND_PASSWORD = frozenset({"pgvector", "redis"})
+"""Stores with users: the URL's user becomes ``user``, its password the ``password`` secret."""
+_TOKEN_FROM_USERINFO = frozenset({"milvus"})
+"""Stores whose token is ``user:password`` (Milvus): the URL's userinfo becomes ``token``."""
+_SECRET_NAME = {"qdrant": "api_key", "weaviate": "api_key", "pinecone": "api_key",
+                "chroma": "token"}
+"""The secret each store without users takes instead, named in the refusal."""
+
+
+def _unquoted(part: str | None) -> str | None:
+    return urllib.parse.unquote(part) if part else None
+
+
+def _port(parts: urllib.parse.SplitResult, text: str) -> int | None:
+    """The URL's port: out of range (0, 99999) or not a number is a UsageError naming it."""
     try:
-        return parts.port
+        port = parts.port
     except ValueError:
-        raise InvalidSpecError(f"bad port in {parts.geturl()!r}") from None
+        port = -1
+    if port is None or 1 <= port <= _MAX_PORT:
+        return port
+    raw_password = "@" in text.partition("?")[0] and "@" not in parts.netloc
+    raise InvalidSpecError(
+        f"bad port in {redact(text)!r}: a port is a number from 1 to {_MAX_PORT}",
+        hint="a password holding '/', '?' or '#' must be percent-encoded (%2F, %3F, %23),"
+             " or given as a secret instead" if raw_password else None)
+
+
+def _userinfo(scheme: str, parts: urllib.parse.SplitResult, params: dict[str, str],
+              secrets: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+    """The user a URL names and the secrets with its password added; a URL's ``user:password@``
+    is honoured where the store has users, and refused (naming the secret to pass) elsewhere."""
+    if "@" not in parts.netloc:
+        return None, secrets
+    user, password = _unquoted(parts.username), _unquoted(parts.password)
+    if scheme in _USER_AND_PASSWORD:
+        if user and params.get("user", user) != user:
+            raise InvalidSpecError(
+                f"{scheme}: the URL names the user {user!r} and ?user={params['user']!r}",
+                hint="name the user once")
+        if password is not None:
+            _same_secret(scheme, "password", secrets.get("password"), password)
+            secrets["password"] = password
+        return user, secrets
+    if scheme in _TOKEN_FROM_USERINFO and user and password is not None:
+        token = f"{user}:{password}"
+        register_secret(token)
+        _same_secret(scheme, "token", secrets.get("token"), token)
+        secrets["token"] = token
+        return None, secrets
+    register_secret(user)  # a lone "user" in such a URL is most likely a key or token
+    token_store = scheme in _TOKEN_FROM_USERINFO
+    name = "token" if token_store else _SECRET_NAME.get(scheme)
+    raise InvalidSpecError(
+        f"{scheme} takes no {'user without a password' if token_store else 'user or password'}"
+        f" in its URL ({redact(parts.geturl())!r}); nothing was connected",
+        hint=f"give it as --source-secret {name}=... or --target-secret {name}=..., or set"
+             f" VEX_{scheme.upper()}_{name.upper()}" if name else "give the location without user@")
+
+
+def _same_secret(scheme: str, key: str, held: str | None, given: str) -> None:
+    """A secret given twice (in the URL and as a secret) must be the same: which one to use
+    is not guessed, and neither is silently dropped."""
+    if held is not None and held != given:
+        raise InvalidSpecError(
+            f"{scheme}: the {key} is given twice, in the URL and as a secret, and they differ",
+            hint=f"give the {key} once: in the URL, or with --source-secret/--target-secret"
+                 f" {key}=..., or VEX_{scheme.upper().replace('-', '_')}_{key.upper()}")
 
 
 def _looks_secret(key: str) -> bool:

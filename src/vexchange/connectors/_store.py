@@ -10,7 +10,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ..errors import CapabilityError, PermanentError, TransientError, UsageError, VexError
+from ..errors import CapabilityError, PermanentError, TransientError, UsageError, VexError, redact
 from ..record import MemoryRecord
 from ._base import Reject, VectorSpace, Writer
 
@@ -84,7 +84,9 @@ def translated(connector: str, operation: str, *, transient: tuple[type[BaseExce
 
 
 def _message(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
+    """An SDK error's first line, redacted before it is cut, so that no key or password it
+    quotes reaches a message (nor half of one, cut at the 500th character)."""
+    text = redact(str(err).strip()).splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
 
 

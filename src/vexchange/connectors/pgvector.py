@@ -3,7 +3,9 @@
 URL form::
 
     pgvector://host:5432/dbname?table=memories&user=postgres&schema=public
-    (password: VEX_PGVECTOR_PASSWORD or --target-secret password=...; ?sslmode=require)
+    pgvector://user:password@host:5432/dbname?table=memories
+    (password: in the URL, or --target-secret password=..., or VEX_PGVECTOR_PASSWORD;
+    ?sslmode=require)
 
 Tables the connector creates::
 
@@ -183,9 +185,13 @@ class PgvectorConnector(Connector):
         self.table = spec.params.get("table", "memories")
         self._conn: psycopg.Connection[Any] | None = None
 
+    @property
+    def user(self) -> str:
+        """The role: the URL's user (``pgvector://alice@host/db``), else ``?user=``, else postgres."""
+        return self.spec.user or self.spec.params.get("user", "postgres")
+
     def describe(self) -> dict[str, Any]:
-        user = self.spec.params.get("user", "postgres")
-        return {"connector": "pgvector", "location": f"postgresql://{user}@{self.spec.host}:"
+        return {"connector": "pgvector", "location": f"postgresql://{self.user}@{self.spec.host}:"
                 f"{self.spec.port or 5432}/{self.dbname}#{self.schema}.{self.table}"}
 
     @property
@@ -197,8 +203,7 @@ class PgvectorConnector(Connector):
             with translated_pg("connect"):
                 self._conn = psycopg.connect(
                     host=self.spec.host, port=self.spec.port or 5432, dbname=self.dbname,
-                    user=self.spec.params.get("user", "postgres"),
-                    password=self.spec.secret("password"),
+                    user=self.user, password=self.spec.secret("password"),
                     sslmode=self.spec.params.get("sslmode", "prefer"), connect_timeout=10,
                     autocommit=True)
                 try:
@@ -265,7 +270,8 @@ class PgvectorConnector(Connector):
 
 
 _PERMANENT_STATES = ("28", "3D", "42")  # auth, no such database, syntax or missing object
-_PG_HINT = "check the host, database, user, VEX_PGVECTOR_PASSWORD and table"
+_PG_HINT = ("check the host, database, user, password (in the URL, --*-secret password=... or"
+            " VEX_PGVECTOR_PASSWORD) and table")
 
 
 def _classify_pg(err: BaseException) -> Verdict | None:

@@ -4,6 +4,9 @@ docs/connectors/redis.md.
 URL form::
 
     redis://host:6379/0?index=memories           (password: VEX_REDIS_PASSWORD; ?user=NAME)
+    redis://:password@host:6379/0, redis://user:password@host:6379/0
+    (a URL's password beats VEX_REDIS_PASSWORD; given also as --*-secret password=, the two
+    must be the same)
 
 One hash per record at ``<prefix><id>`` (prefix ``<index>:`` unless ``?prefix=`` says
 otherwise). Fields: ``id``, ``namespace`` (TAG), ``text`` (TEXT), ``vector`` and
@@ -78,21 +81,27 @@ class RedisConnector(Connector):
         super().__init__(spec)
         if not spec.host:
             raise UsageError("redis needs a server: redis://host:6379/0?index=NAME")
-        self.db_number = int((spec.path or "/0").strip("/") or 0)
+        self.db_number = _db_number(spec)
         self.index = spec.params.get("index", "memories")
         self.prefix = spec.params.get("prefix", f"{self.index}:")
         self.note_key = f"vexchange:index:{self.index}"
         self._client: Any = None  # redis.Redis; its partial types add nothing here
 
+    @property
+    def user(self) -> str | None:
+        """The ACL user: the URL's (``redis://alice:pw@host``), else ``?user=``, else Redis's default."""
+        return self.spec.user or self.spec.params.get("user")
+
     def describe(self) -> dict[str, Any]:
-        return {"connector": "redis", "location": f"redis://{self.spec.host}:{self.spec.port or 6379}"
-                f"/{self.db_number}#{self.index}"}
+        user = f"{self.user}@" if self.user else ""
+        return {"connector": "redis", "location": f"redis://{user}{self.spec.host}:"
+                f"{self.spec.port or 6379}/{self.db_number}#{self.index}"}
 
     def client(self) -> Any:
         if self._client is None:
             self._client = redis.Redis(
                 host=self.spec.host or "127.0.0.1", port=self.spec.port or 6379, db=self.db_number,
-                username=self.spec.params.get("user"), password=self.spec.secret("password"),
+                username=self.user, password=self.spec.secret("password"),
                 socket_timeout=30, socket_connect_timeout=10)
             with translated_redis("connect"):
                 self._client.ping()
@@ -184,6 +193,16 @@ class RedisConnector(Connector):
             self._client = None
 
 
+def _db_number(spec: StoreSpec) -> int:
+    """The database number the URL's path names (``/0`` when none): a UsageError, not a
+    traceback, for a path that is not one."""
+    text = (spec.path or "/0").strip("/") or "0"
+    if not text.isdigit():
+        raise UsageError(f"redis: the path names a database number, not {text!r}"
+                         f" ({spec.redacted()})", hint="redis://host:6379/0?index=NAME")
+    return int(text)
+
+
 def _hash_or_none(got: Any) -> Any:
     """A hash's fields, or None for a key under the prefix that holds no hash (vexchange's note
     of the index when its name makes the prefix cover it, another tool's string): the index
@@ -204,7 +223,8 @@ def _classify_redis(err: BaseException) -> Verdict | None:
     if not isinstance(err, redis.RedisError):
         return None
     if isinstance(err, redis.AuthenticationError) or "NOAUTH" in str(err) or "WRONGPASS" in str(err):
-        return ("permanent", "check VEX_REDIS_PASSWORD and ?user=")
+        return ("permanent", "check the user and password (in the URL, --*-secret password=..."
+                " or VEX_REDIS_PASSWORD)")
     if isinstance(err, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
         return ("transient", None)
     return ("permanent", "is the RediSearch module loaded?")
