@@ -2,22 +2,58 @@
 
 Data goes to ``<path>.partial`` and is renamed to ``<path>`` only when complete, so an interrupted
 run never leaves a file that looks finished. The SHA-256 of the bytes is computed as they are
-written. A resumed run truncates the partial file to the last checkpointed size, re-hashes that
-prefix, and goes on appending.
+written, and :meth:`AtomicOutput.state` gives a checkpoint the size written so far and the hash
+of that prefix. A resumed run trusts neither: the prefix on disk must have that size and that
+hash before anything is appended (a partial file that is missing, shorter or changed is refused,
+never zero-filled or continued). A run killed after its rename, before its checkpoint was
+removed, left the finished file instead: it is checked the same way and moved back to
+``.partial`` while the run continues, so nothing looks complete that is not.
+
+A failed write (a full disk, a file size limit, a read-only folder, permission denied) is a
+:class:`~vexchange.errors.CodecError` naming the file and the cause, never a bare ``OSError``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from .errors import UsageError
+from .errors import CodecError, DecodeError, UsageError
 
-__all__ = ["AtomicOutput", "atomic_write_bytes", "check_writable"]
+__all__ = ["RESUME_HINT", "AtomicOutput", "atomic_write_bytes", "check_writable", "describe_os_error",
+           "hash_prefix", "prefix_state", "write_failure"]
 
 _BUFFER = 1 << 20
+_FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+RESUME_HINT = "run the same command again without --resume to start that output over"
+
+
+def describe_os_error(err: OSError) -> str:
+    """What an ``OSError`` means for an output, in words (a full disk and a file size limit
+    are the same thing to the user: the output did not fit)."""
+    if err.errno in _FULL:
+        return "no space left on the device (or the file size limit was reached)"
+    if err.errno == errno.EROFS:
+        return "the file system is read-only"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return err.strerror or str(err)
+
+
+def write_failure(err: OSError, path: Path) -> CodecError:
+    """The error a failed write of ``path`` becomes (the engine adds how to resume)."""
+    return CodecError(f"cannot write {path}: {describe_os_error(err)}")
+
+
+def _open_failure(err: OSError, path: Path) -> UsageError:
+    """The error an output that cannot even be opened becomes: nothing was written yet."""
+    return UsageError(f"cannot write {path}: {describe_os_error(err)}",
+                      hint="choose another --output location, free some space or fix the"
+                           " directory's permissions")
 
 
 def check_writable(path: Path) -> None:
@@ -34,53 +70,121 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"cannot write {path}: it is a directory")
 
 
-class AtomicOutput:
-    """A file written under a temporary name and renamed into place by :meth:`commit`."""
+def prefix_state(state: Any, what: Path) -> tuple[int, str]:
+    """The (size, SHA-256) a checkpoint recorded for an output; a checkpoint without both (an
+    older vexchange's) cannot be trusted to continue."""
+    if (not isinstance(state, Mapping) or not isinstance(state.get("size"), int)
+            or isinstance(state.get("size"), bool) or state["size"] < 0
+            or not isinstance(state.get("sha256"), str)):
+        raise UsageError(f"the checkpoint does not record the size and SHA-256 of {what} written"
+                         " so far, so the run cannot be continued safely", hint=RESUME_HINT)
+    return state["size"], state["sha256"]
 
-    def __init__(self, path: Path, *, resume_size: int | None = None) -> None:
+
+def hash_prefix(path: Path, size: int) -> Any:
+    """A SHA-256 object over the first ``size`` bytes of ``path``; a DecodeError when the file
+    holds fewer (a resume must never zero-fill what it expected to find)."""
+    digest = hashlib.sha256()
+    left = size
+    with open(path, "rb") as handle:
+        while left and (chunk := handle.read(min(_BUFFER, left))):
+            digest.update(chunk)
+            left -= len(chunk)
+    if left:
+        raise DecodeError(f"cannot resume: {path} holds {size - left} bytes, the checkpoint"
+                          f" wrote {size}", location=str(path), hint=RESUME_HINT)
+    return digest
+
+
+class AtomicOutput:
+    """A file written under a temporary name and renamed into place by :meth:`commit`.
+
+    ``resume``: the :meth:`state` a checkpoint kept; the prefix must match it (see the module
+    docstring). ``reclaim`` (with ``resume``): when the partial file is gone, take the finished
+    file back if its prefix matches, first calling ``before_reclaim`` (which removes what
+    describes the finished file: a sidecar, a container built from it)."""
+
+    def __init__(self, path: Path, *, resume: Mapping[str, Any] | None = None,
+                 reclaim: bool = True, before_reclaim: Callable[[], None] | None = None) -> None:
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
         check_writable(path)
-        self._hash = hashlib.sha256()
+        self._hash: Any = hashlib.sha256()
         self.size = 0
-        self._file: BinaryIO = self._open(resume_size)
+        try:
+            self._file: BinaryIO = (open(self.partial, "wb", buffering=_BUFFER) if resume is None
+                                    else self._resume(resume, reclaim, before_reclaim))
+        except OSError as err:
+            raise _open_failure(err, self.partial) from None
 
-    def _open(self, resume_size: int | None) -> BinaryIO:
-        if resume_size is None or not self.partial.exists():
-            return open(self.partial, "wb", buffering=_BUFFER)
+    def _resume(self, resume: Mapping[str, Any], reclaim: bool,
+                before_reclaim: Callable[[], None] | None) -> BinaryIO:
+        size, expected = prefix_state(resume, self.partial)
+        source = self.partial
+        if not source.exists():
+            if not (reclaim and self.path.is_file()):
+                raise UsageError(f"cannot resume: {self.partial} is missing, so the records the"
+                                 " checkpoint counts as written are not there", hint=RESUME_HINT)
+            source = self.path
+        digest = hash_prefix(source, size)
+        if digest.hexdigest() != expected:
+            raise DecodeError(f"cannot resume: the first {size} bytes of {source} are not the"
+                              " ones the checkpoint wrote", location=str(source), hint=RESUME_HINT)
+        if source == self.path:
+            if before_reclaim is not None:
+                before_reclaim()
+            os.replace(self.path, self.partial)  # the run goes on: nothing looks complete
         handle = open(self.partial, "r+b", buffering=_BUFFER)
-        handle.truncate(resume_size)
-        while chunk := handle.read(_BUFFER):
-            self._hash.update(chunk)
-        self.size = resume_size
+        handle.truncate(size)
+        handle.seek(size)
+        self._hash, self.size = digest, size
         return handle
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as err:
+            raise write_failure(err, self.partial) from None
         self._hash.update(data)
         self.size += len(data)
 
     def flush(self, *, sync: bool = False) -> None:
         """Push written bytes to the OS (enough to survive the process being killed); with
         ``sync`` also to the disk (done once, at commit, to keep checkpoints cheap)."""
-        self._file.flush()
-        if sync:
-            os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            if sync:
+                os.fsync(self._file.fileno())
+        except OSError as err:
+            raise write_failure(err, self.partial) from None
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps to continue this file: its size so far and the SHA-256 of
+        those bytes (flushed first, so a killed process leaves them on disk)."""
+        self.flush()
+        return {"size": self.size, "sha256": self.sha256}
 
     @property
     def sha256(self) -> str:
-        return self._hash.hexdigest()
+        return str(self._hash.hexdigest())
 
     def commit(self) -> None:
         self.flush(sync=True)
         self._file.close()
-        os.replace(self.partial, self.path)
+        try:
+            os.replace(self.partial, self.path)
+        except OSError as err:
+            raise write_failure(err, self.path) from None
 
     def close_partial(self) -> None:
-        """Close without renaming: the partial file stays for a resume."""
+        """Close without renaming: the partial file stays for a resume. Never raises: it runs
+        after a failure (a full disk fails the last flush again), and a resume cuts the file
+        back to its checkpoint whatever this flush left."""
         if not self._file.closed:
-            self._file.flush()
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass
 
     def discard(self) -> None:
         self.close_partial()
@@ -88,10 +192,18 @@ class AtomicOutput:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a small file (sidecar, receipt) atomically."""
+    """Write a small file (sidecar, receipt, checkpoint) atomically; a failed write leaves the
+    file as it was (and no temporary file) and is a CodecError naming the file."""
     tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise write_failure(err, path) from None

@@ -13,12 +13,13 @@ after its u32 length) and the ``.mg`` file is built from them at the end; the st
 from __future__ import annotations
 
 import io
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._atomic import AtomicOutput, check_writable
+from .._atomic import RESUME_HINT, AtomicOutput, check_writable, prefix_state, write_failure
 from .._json import loads_exact
 from ..errors import UsageError
 from ..oms.container import MgReader, MgWriter
@@ -134,9 +135,14 @@ class MgFileWriter(Writer):
         state = _resume_state(resume, dry_run)
         if not dry_run:
             check_writable(path)  # before any work: the .mg file itself is written only at the end
-        self.staged = None if dry_run else AtomicOutput(grains_path(path), resume_size=state["grains"])
-        self.vectors_out = None if dry_run else AtomicOutput(vectors_path(path),
-                                                             resume_size=state["vectors"])
+        if state is not None:
+            _restage(path, state["grains"])
+        self.staged = None if dry_run else AtomicOutput(grains_path(path), resume=(
+            None if state is None else state["grains"]), reclaim=False)
+        # a finished vectors file taken back takes its .mg with it: no .mg without its vectors
+        self.vectors_out = None if dry_run else AtomicOutput(
+            vectors_path(path), resume=None if state is None else state["vectors"],
+            before_reclaim=lambda: path.unlink(missing_ok=True))
         self.vectors = None if self.vectors_out is None else VectorFileWriter(self.vectors_out)
         self.held: LastBatch[tuple[MemoryRecord, bytes]] = LastBatch(self._append)
 
@@ -167,19 +173,33 @@ class MgFileWriter(Writer):
         self.held.release()
         if self.staged is None or self.vectors_out is None:
             return {"grains": None, "vectors": None}
-        self.staged.flush()
-        self.vectors_out.flush()
-        return {"grains": self.staged.size, "vectors": self.vectors_out.size}
+        return {"grains": self.staged.state(), "vectors": self.vectors_out.state()}
 
     def finish(self, summary: dict[str, Any]) -> None:
+        """Build the ``.mg`` under ``<file>.partial``, remove an earlier ``.mg``, rename the
+        vectors, then the ``.mg``, then drop the staged grains. At no kill point does a ``.mg``
+        sit beside vectors that are not its own; a full disk while building leaves both
+        partial files for ``--resume``; killed after a rename, ``--resume`` takes the files
+        back (the grains are staged again from the ``.mg``), so no record is lost or doubled."""
         self.held.release()
         if self.staged is None or self.vectors_out is None:
             return
+        self.staged.flush(sync=True)
         self.staged.close_partial()
-        with MgWriter(self.path) as grains, open(self.staged.partial, "rb") as staged:
+        self.vectors_out.flush(sync=True)
+        built = self.path.with_name(self.path.name + ".partial")
+        with MgWriter(built) as grains, open(self.staged.partial, "rb") as staged:
+            describe = getattr(grains, "describe_vectors", None)
+            if describe is not None:  # the vectors file's hash, in the container's manifest
+                describe(self.vectors_out.sha256, self.vectors_out.size)
             while head := staged.read(4):
                 grains.add(staged.read(struct.unpack(">I", head)[0]))
+        try:
+            self.path.unlink(missing_ok=True)
             self.vectors_out.commit()
+            os.replace(built, self.path)
+        except OSError as err:
+            raise write_failure(err, self.path) from None
         self.staged.discard()
 
     def abort(self) -> None:
@@ -189,13 +209,38 @@ class MgFileWriter(Writer):
                 out.close_partial()
 
 
-def _resume_state(resume: dict[str, Any] | None, dry_run: bool) -> dict[str, int | None]:
-    """Sizes to cut the staged grains and vectors back to; a checkpoint without them (an
-    older vexchange's, which could not resume a .mg export) cannot be continued."""
+def _resume_state(resume: dict[str, Any] | None, dry_run: bool) -> dict[str, Any] | None:
+    """The size and SHA-256 of the staged grains and of the vectors at the checkpoint, each
+    checked (``prefix_state``); a checkpoint without them (an older vexchange's) cannot be
+    continued."""
     if resume is None or dry_run:
-        return {"grains": None, "vectors": None}
-    sizes = {key: resume.get(key) for key in ("grains", "vectors")}
-    if not all(isinstance(size, int) for size in sizes.values()):
-        raise UsageError("this .mg export's checkpoint does not say where to continue",
-                         hint="run the same command again without --resume")
-    return sizes
+        return None
+    for key in ("grains", "vectors"):
+        prefix_state(resume.get(key), Path(f"the .mg export's {key}"))
+    return {"grains": resume["grains"], "vectors": resume["vectors"]}
+
+
+def _restage(path: Path, grains: dict[str, Any]) -> None:
+    """A run killed after its ``.mg`` was renamed in, before its checkpoint was removed, left
+    no staged grains: stage the checkpoint's share of them again from the ``.mg`` (the prefix
+    is then checked like any partial file, and refused if it is not the one written)."""
+    staging = grains_path(path).with_name(grains_path(path).name + ".partial")
+    if staging.exists() or not path.is_file():
+        return  # resumed from the staged grains, or refused by AtomicOutput (missing)
+    size, _ = prefix_state(grains, staging)
+    written = 0
+    try:
+        with MgReader(path) as reader, open(staging, "wb") as out:
+            for index in range(len(reader)):
+                if written >= size:
+                    break
+                blob = reader.blob(index)
+                out.write(struct.pack(">I", len(blob)) + blob)
+                written += 4 + len(blob)
+    except OMSError as err:
+        staging.unlink(missing_ok=True)
+        raise UsageError(f"cannot resume: {path} cannot be read back ({err})",
+                         hint=RESUME_HINT) from None
+    except OSError as err:
+        staging.unlink(missing_ok=True)
+        raise write_failure(err, staging) from None

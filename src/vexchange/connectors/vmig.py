@@ -251,7 +251,11 @@ class VmigWriter(Writer):
         self.namespaces: Counter[str] = Counter(state.get("namespaces", {}))
         self.dims: Counter[str] = Counter(state.get("dims", {}))
         self.models: Counter[str] = Counter(state.get("models", {}))
-        self.out = None if dry_run else AtomicOutput(path, resume_size=state.get("size"))
+        # resumed: the prefix the checkpoint wrote must be on disk, byte for byte (AtomicOutput);
+        # a finished file taken back loses its sidecar first, so nothing claims it complete
+        self.out = None if dry_run else AtomicOutput(
+            path, resume=None if resume is None else (resume.get("file") or {}),
+            before_reclaim=lambda: sidecar_path(path).unlink(missing_ok=True))
         self.held: LastBatch[tuple[MemoryRecord, bytes]] = LastBatch(self._append)
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
@@ -288,17 +292,20 @@ class VmigWriter(Writer):
 
     def checkpoint(self) -> dict[str, Any]:
         self.held.release()
-        size = None
-        if self.out is not None:
-            self.out.flush()
-            size = self.out.size
-        return {"size": size, "count": self.count, "namespaces": dict(self.namespaces),
-                "dims": dict(self.dims), "models": dict(self.models)}
+        return {"file": self.out.state() if self.out is not None else None, "count": self.count,
+                "namespaces": dict(self.namespaces), "dims": dict(self.dims),
+                "models": dict(self.models)}
 
     def finish(self, summary: dict[str, Any]) -> None:
+        """Rename the data file into place, then write its sidecar. An earlier export's sidecar
+        is removed before the rename, so at no kill point does a sidecar describe other bytes;
+        killed between the rename and the engine's removal of the checkpoint, ``--resume``
+        takes the file back (``AtomicOutput``) and no record is lost or written twice."""
         self.held.release()
         if self.out is None:
             return
+        self.out.flush(sync=True)
+        sidecar_path(self.path).unlink(missing_ok=True)
         self.out.commit()
         source = summary.get("source", {})
         write_sidecar(self.path, {
