@@ -182,3 +182,156 @@ def test_an_over_long_line_is_refused_in_bounded_memory(tmp_path: Path,
     assert len(list(iter_lines(src))) == 2
     monkeypatch.setenv("VEX_MAX_LINE_BYTES", "lots")
     assert vex(capsys, "migrate", str(src), str(tmp_path / "out.vmig.jsonl"))[0] == 2
+
+
+# ------------------------------------------------------------------------------------------ .mg
+
+
+def _mg(tmp_path: Path, *, with_hash: bool = True, compress: bool = False) -> Path:
+    """A .mg export and its vectors file; ``with_hash``: its manifest carries the vectors
+    file's hash (rebuilt here with ``describe_vectors``, the one line the mg writer adds)."""
+    import hashlib
+
+    from vexchange.oms.container import MgReader, MgWriter
+
+    cart = tmp_path / "src.cartridge"
+    if not cart.exists():
+        _write_cartridge(cart, _records())
+    path = tmp_path / "m.mg"
+    vexchange.migrate(f"cartridge://{cart}", path)
+    vectors = tmp_path / "m.mg.vectors"
+    with MgReader(path) as reader:
+        blobs = [reader.blob(i) for i in range(len(reader))]
+    with MgWriter(path, compress=compress) as writer:
+        for blob in blobs:
+            writer.add(blob)
+        if with_hash:
+            writer.describe_vectors(hashlib.sha256(vectors.read_bytes()).hexdigest(),
+                                    vectors.stat().st_size)
+    return path
+
+
+def test_a_tampered_mg_footer_is_refused_before_any_record(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = _mg(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[40] ^= 1
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out.vmig.jsonl"
+    code, _, err = vex(capsys, "migrate", str(path), str(out))
+    assert code == 3 and "footer checksum does not match" in err and "--no-verify" in err
+    assert not out.exists() and not Path(str(out) + ".partial").exists()
+    code, stdout, _ = vex(capsys, "grains", "verify", str(path), "--json")
+    assert code == 3 and json.loads(stdout)["error"] == "ERR_INTEGRITY"
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_sound_mg_reads_with_its_vectors_checked(tmp_path: Path, compress: bool,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = _mg(tmp_path, compress=compress)
+    for options in ({}, {"verify_first": True}):
+        receipt = vexchange.migrate(path, tmp_path / "out.vmig.jsonl", batch_size=7, **options)
+        assert receipt.status == "completed" and receipt.counts.written == 30
+    code, stdout, _ = vex(capsys, "grains", "verify", str(path), "--json")
+    assert code == 0 and json.loads(stdout)["vectors"] == "ok"
+
+
+def test_a_tampered_vectors_file_fails_the_run_and_grains_verify(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _mg(tmp_path)
+    vectors = tmp_path / "m.mg.vectors"
+    data = bytearray(vectors.read_bytes())
+    data[-3] ^= 0x40  # a float of the last vector: the layout still parses
+    vectors.write_bytes(bytes(data))
+    out = tmp_path / "out.vmig.jsonl"
+    code, _, err = vex(capsys, "migrate", str(path), str(out), "--batch-size", "7")
+    assert code == 3 and "vectors file is not the one" in err
+    assert not out.exists()
+    receipt = json.loads((tmp_path / "out.vmig.jsonl.receipt.json").read_text())
+    assert receipt["status"] == "failed"
+    first = tmp_path / "first.vmig.jsonl"
+    assert vex(capsys, "migrate", str(path), str(first), "--verify-first")[0] == 3
+    assert not first.exists() and not Path(str(first) + ".partial").exists()
+    code, stdout, _ = vex(capsys, "grains", "verify", str(path), "--json")
+    assert code == 3 and "vectors file" in json.loads(stdout)["detail"]
+    assert vex(capsys, "migrate", str(path), str(out), "--no-verify", "--quiet")[0] == 0
+    # resuming mid-file still hashes the whole vectors file
+    store = vexchange.open_store(path)
+    first = next(iter(store.read(batch_size=7)))
+    with pytest.raises(IntegrityError):
+        list(store.read(batch_size=7, after=first.cursor))
+
+
+def test_an_mg_without_a_vectors_hash_is_read_and_grains_verify_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _mg(tmp_path, with_hash=False)
+    assert vexchange.migrate(path, tmp_path / "out.vmig.jsonl").counts.written == 30
+    code, stdout, _ = vex(capsys, "grains", "verify", str(path), "--json")
+    assert code == 0 and "not checked" in json.loads(stdout)["vectors"]
+
+
+def test_a_zstd_bomb_is_refused_at_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import zstandard
+
+    from vexchange.oms.container import MgReader
+    from vexchange.oms.errors import OMSError
+
+    path = _mg(tmp_path, compress=True)
+    # a region of 600 KB of zeros after the real grains: a few hundred bytes compressed, a
+    # valid footer (a hostile file can have one), so only the limit stops it
+    data = path.read_bytes()
+    count = int.from_bytes(data[4:8], "big")
+    start = 16 + 4 * count
+    with MgReader(path) as reader:
+        region = bytes(reader._region)
+    bomb = zstandard.ZstdCompressor().compress(region + bytes(600_000))
+    assert len(bomb) < 20_000
+    import hashlib
+
+    body = data[:start] + bomb
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    monkeypatch.setenv("VEX_MAX_DECOMPRESSED_BYTES", "200000")
+    with pytest.raises(OMSError) as caught:
+        MgReader(path)
+    assert caught.value.code == "ERR_RANGE" and "VEX_MAX_DECOMPRESSED_BYTES" in str(caught.value)
+    code, _, err = vex(capsys, "migrate", str(path), str(tmp_path / "out.vmig.jsonl"))
+    assert code == 1 and "expands past 200,000 bytes" in err
+    code, stdout, _ = vex(capsys, "grains", "verify", str(path), "--json")
+    assert code == 3 and json.loads(stdout)["error"] == "ERR_RANGE"
+    monkeypatch.setenv("VEX_MAX_DECOMPRESSED_BYTES", "2000000")
+    with MgReader(path) as reader:
+        assert len(reader) == 30
+
+
+def test_the_footer_is_checked_before_a_compressed_region_is_expanded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vexchange.oms import container
+    from vexchange.oms.errors import OMSError
+
+    path = _mg(tmp_path, compress=True)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    expanded: list[int] = []
+    monkeypatch.setattr(container.MgReader, "_inflate",
+                        lambda self, stored, limit: expanded.append(1) or (bytearray(), b""))
+    with pytest.raises(OMSError) as caught:
+        container.MgReader(path)
+    assert caught.value.code == "ERR_INTEGRITY" and not expanded
+
+
+def test_an_offset_index_that_goes_back_is_refused(tmp_path: Path) -> None:
+    import hashlib
+
+    from vexchange.oms.container import MgReader
+    from vexchange.oms.errors import OMSError
+
+    path = _mg(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[16 + 4 * 3:16 + 4 * 4] = data[16 + 4 * 1:16 + 4 * 2]  # grain 3 starts where grain 1 does
+    body = bytes(data[:-32])
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(OMSError) as caught:
+        MgReader(path)
+    assert "grain 3" in str(caught.value)

@@ -17,12 +17,12 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from .._atomic import RESUME_HINT, AtomicOutput, check_writable, prefix_state, write_failure
 from .._json import loads_exact
-from ..errors import UsageError
-from ..oms.container import MgReader, MgWriter
+from ..errors import DecodeError, IntegrityError, UsageError
+from ..oms.container import MgReader, MgWriter, VectorsCheck
 from ..oms.errors import OMSError
 from ..oms.grain import encode_grain
 from ..oms.memory import VectorFileReader, VectorFileWriter, grain_from_record, record_from_grain, vector_id
@@ -52,14 +52,35 @@ class MgConnector(Connector):
         if not spec.path:
             raise UsageError("mg needs a file path, e.g. memory.mg")
         self.path = Path(spec.path)
+        self._checked = False
 
     def describe(self) -> dict[str, Any]:
         return {"connector": "mg", "location": str(self.path.resolve())}
 
-    def _open(self) -> MgReader:
+    read_checks = ("footer", "grain index", "vectors hash")
+
+    def _open(self, *, check: bool | None = None) -> MgReader:
+        """The file, its footer and offset index checked the first time (a run opens it for
+        its count, its spaces and its read; a child process gets the connector already
+        checked) unless ``verify_reads`` is off; ``check`` forces the footer either way."""
         if not self.path.is_file():
             raise UsageError(f"no such .mg file: {self.path}")
-        return MgReader(self.path)
+        verify = check if check is not None else self.verify_reads and not self._checked
+        try:
+            reader = MgReader(self.path, verify=verify)
+        except OMSError as err:
+            raise _as_integrity(err) from None
+        self._checked = self._checked or verify
+        return reader
+
+    def verify_source(self) -> dict[str, Any]:
+        """Footer, offset index, every grain, and the vectors file hashed whole: what
+        ``vex grains verify`` checks (``--verify-first``)."""
+        try:
+            with self._open(check=True) as reader:
+                return reader.verify()
+        except OMSError as err:
+            raise _as_integrity(err) from None
 
     def count(self) -> int | None:
         with self._open() as reader:
@@ -79,21 +100,47 @@ class MgConnector(Connector):
                 for name, ref in zip(names, refs)}
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        """Grains in order with their vectors. With ``verify_reads`` the vectors file is hashed
+        as it is read (from its start, on a resumed read too) and checked against the hash the
+        manifest carries before the last page is handed over."""
         index, offset = (int(p) for p in after.split(":")) if after else (0, 0)
         companion = vectors_path(self.path)
         with self._open() as reader, (open(companion, "rb") if companion.exists()
                                       else io.BytesIO()) as vector_file:
-            vector_file.seek(offset)
-            entries = iter(VectorFileReader(vector_file))
-            while index < len(reader):
-                items: list[MemoryRecord | Reject] = []
-                for index in range(index, min(index + batch_size, len(reader))):
-                    items.append(self._item(reader, index, entries))
-                index += 1
-                more = index < len(reader)
-                yield Page(items, f"{index}:{vector_file.tell()}" if more else None)
-            if not len(reader):
-                yield Page([], None)
+            check = self._vectors_check(reader, vector_file, offset)
+            stream = cast(BinaryIO, vector_file if check is None else check)
+            if check is None:
+                vector_file.seek(offset)
+            entries = iter(VectorFileReader(stream))
+            count = len(reader)
+            while True:
+                end = min(index + batch_size, count)
+                items = [self._item(reader, i, entries) for i in range(index, end)]
+                index = end
+                more = index < count
+                if not more and check is not None:
+                    try:
+                        check.finish()
+                    except OMSError as err:
+                        raise _as_integrity(err) from None
+                yield Page(items, f"{index}:{stream.tell()}" if more else None)
+                if not more:
+                    return
+
+    def _vectors_check(self, reader: MgReader, vector_file: BinaryIO, offset: int) -> VectorsCheck | None:
+        """The running check of the vectors file, or None: not verifying, or a file whose
+        manifest carries no vectors hash (an older or foreign writer's; ``vex grains verify``
+        says so)."""
+        if not self.verify_reads:
+            return None
+        expected = reader.vectors_hash()
+        if expected is None:
+            return None
+        companion = vectors_path(self.path)
+        if not companion.is_file():
+            raise IntegrityError(f"{companion} is missing; {self.path.name}'s manifest records its hash",
+                                 hint="copy the .mg file together with its .vectors file")
+        return VectorsCheck(vector_file, expected, companion, start=offset)
 
     def _item(self, reader: MgReader, index: int, entries: Iterator[tuple[str, bytes]]) -> MemoryRecord | Reject:
         location = f"{self.path} grain {index}"
@@ -103,10 +150,19 @@ class MgConnector(Connector):
                       if isinstance(ref, dict)]
             vectors: dict[str, bytes] = {}
             for key in wanted:
-                found = next(entries, None)
+                try:
+                    found = next(entries, None)
+                except (OMSError, UnicodeDecodeError, struct.error) as err:
+                    found, damage = None, f" ({err})"
+                else:
+                    damage = ""
                 if found is None or found[0] != key:
-                    raise UsageError(f"{vectors_path(self.path)} does not hold vector {key!r} where"
-                                     f" {location} expects it")
+                    # the vectors file as a whole is damaged or another file's: no later grain
+                    # lines up either, so the read stops rather than rejecting every grain
+                    raise IntegrityError(f"{vectors_path(self.path)} does not hold vector {key!r}"
+                                         f" where {location} expects it{damage}",
+                                         hint="the .vectors file is damaged or belongs to another"
+                                              " .mg file")
                 vectors[found[0]] = found[1]
             return record_from_grain(grain, vectors)
         except OMSError as err:
@@ -115,6 +171,15 @@ class MgConnector(Connector):
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return MgFileWriter(self.path, dry_run=dry_run, spaces=spaces or {}, resume=resume)
+
+
+def _as_integrity(err: OMSError) -> DecodeError:
+    """An ERR_INTEGRITY from the container (footer, vectors hash, manifest) as the project's
+    IntegrityError (exit 3); other OMS errors as they are."""
+    if err.code != "ERR_INTEGRITY":
+        return err
+    return IntegrityError(err.message, hint="vex grains verify shows what is damaged; to read the"
+                                            " file as it is, rerun with --no-verify")
 
 
 def grains_path(path: Path) -> Path:

@@ -248,20 +248,19 @@ def _verify_first(source: Connector, operation: str, failed: Callable[[str], Non
         source.verify_source()
     except IntegrityError as err:
         failed(str(err))
-        raise IntegrityError(f"{operation} refused before writing anything: {err.reason}",
-                             location=err.location,
-                             hint="the source is not what it says it is; to read it anyway, rerun with"
-                                  " --no-verify") from err
+        raise IntegrityError(f"{operation} refused before writing anything: {err.message}",
+                             hint=err.hint or "to read the source as it is, rerun with --no-verify"
+                             ) from err
 
 
 def _integrity_failure(err: IntegrityError, operation: str, written: int) -> IntegrityError:
     """The error a run that read a source failing its checks ends with (exit 3): the target
     was not finished, so nothing claims to be complete."""
     return IntegrityError(
-        f"{operation} stopped, the target not finished ({written} records written before the"
-        f" source's check failed): {err.reason}", location=err.location,
-        hint=(err.hint + "; " if err.hint else "") + "the target holds a partial run: rerun with"
-             " --verify-first to check the source before writing")
+        f"{operation} stopped before the target was finished ({written} records written): the"
+        f" source failed its check: {err.message}",
+        hint=(err.hint + "; " if err.hint else "") + "--verify-first checks a source before"
+             " anything is written")
 
 
 def _vector_transform(options: RunOptions, retry: RetryPolicy) -> VectorTransform | None:

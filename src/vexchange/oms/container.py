@@ -5,6 +5,14 @@ Writing streams: grains go to a temporary region file as they come (with 4 bytes
 each in memory), and ``close`` writes header, index, region, manifest and footer into place
 atomically. Reading maps the file and gives random access to grain ``i``; ``verify`` checks
 the footer and every grain's address.
+
+Reading checks by default (``MgReader(verify=True)``), before a grain is handed out: the
+footer (before a compressed grain region is expanded, so a forged region is never inflated) and
+the offset index (ascending, inside the region). A compressed region is expanded in bounded
+steps up to ``VEX_MAX_DECOMPRESSED_BYTES`` (256 MiB by default), so a small hostile file
+cannot expand to gigabytes in memory. The companion vectors file (``<file>.vectors``) has its
+SHA-256 and size in the manifest under ``"vexchange.vectors"`` (docs/formats/oms.md), written
+by ``MgWriter.describe_vectors`` and checked by ``VectorsCheck`` and ``verify``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import hashlib
 import hmac
 import mmap
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -21,12 +30,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from .._atomic import AtomicOutput
+from ..errors import UsageError
 from .canonical import decode, decode_prefix, encode
 from .errors import error_class
 from .grain import Grain, content_address, decode_grain
 
-__all__ = ["MgReader", "MgWriter", "read_mg", "write_mg"]
+__all__ = ["DEFAULT_MAX_DECOMPRESSED_BYTES", "VECTORS_KEY", "MgReader", "MgWriter", "VectorsCheck",
+           "companion_vectors", "max_decompressed_bytes", "read_mg", "write_mg"]
 
 MAGIC = b"MG\x01"
 HEADER_SIZE = 16
@@ -38,6 +51,14 @@ FLAG_COMPRESSED = 1 << 2
 FLAG_FIELD_MAP = 1 << 3
 FLAG_MANIFEST = 1 << 4
 CODEC_NONE, CODEC_ZSTD = 0x00, 0x01
+VECTORS_KEY = "vexchange.vectors"
+"""The manifest key (not a grain address) of the companion vectors file's integrity entry:
+``{"sha256": <hex>, "bytes": <size>}``. Other readers see one manifest entry they do not know."""
+DEFAULT_MAX_DECOMPRESSED_BYTES = 256 << 20
+_INFLATE_STEP = 512
+"""Compressed bytes fed to zstd at a time: a zstd block of at most 128 KiB takes at least 4
+bytes, so one step yields at most 16 MiB, and the limit is overshot by no more than that."""
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _PORTABLE_INDEX_KEYS = {"superseded_by": "sb", "system_valid_to": "svt",
                         "verification_status": "vstatus", "access_count": "ac",
                         "last_accessed_at": "laa"}
@@ -45,6 +66,24 @@ _PORTABLE_INDEX_KEYS = {"superseded_by": "sb", "system_valid_to": "svt",
 
 def _corrupt(message: str) -> Exception:
     return error_class("ERR_CORRUPT")(message)
+
+
+def max_decompressed_bytes() -> int:
+    """``VEX_MAX_DECOMPRESSED_BYTES``, else 256 MiB: the most a compressed grain region may
+    expand to in memory (it is held whole for random access)."""
+    raw = os.environ.get("VEX_MAX_DECOMPRESSED_BYTES", "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_DECOMPRESSED_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"VEX_MAX_DECOMPRESSED_BYTES is {raw!r}; it must be a whole number of"
+                         " bytes, 1 or more")
+    return int(raw)
+
+
+def companion_vectors(path: str | Path) -> Path:
+    """Where the vectors a ``.mg`` file's grains reference live: ``<file>.vectors``."""
+    path = Path(path)
+    return path.with_name(path.name + ".vectors")
 
 
 class MgWriter:
@@ -83,6 +122,11 @@ class MgWriter:
             if entry:
                 self._manifest[address] = entry
         return address
+
+    def describe_vectors(self, sha256: str, size: int) -> None:
+        """Carry the companion vectors file's SHA-256 (hex) and size in the manifest, so a
+        reader can check the vectors as it reads them (``VECTORS_KEY``)."""
+        self._manifest[VECTORS_KEY] = {"sha256": sha256, "bytes": size}
 
     def close(self) -> None:
         count = len(self.offsets)
@@ -139,9 +183,14 @@ class MgWriter:
 
 
 class MgReader:
-    """Random access to the grains of a ``.mg`` file (``len``, ``[i]``, iteration)."""
+    """Random access to the grains of a ``.mg`` file (``len``, ``[i]``, iteration).
 
-    def __init__(self, path: str | Path) -> None:
+    ``verify`` (the default): the footer is checked before the grain region is touched, and
+    the offset index after it is loaded. ``max_decompressed``: the most a compressed region
+    may expand to (default :func:`max_decompressed_bytes`)."""
+
+    def __init__(self, path: str | Path, *, verify: bool = True,
+                 max_decompressed: int | None = None) -> None:
         self.path = Path(path)
         with open(self.path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -162,27 +211,77 @@ class MgReader:
             index.byteswap()
         self.offsets = index
         self._stored_end = size - FOOTER_SIZE
-        self._region, self._manifest_bytes = self._load_region(index_end)
+        if verify:
+            self.check_footer()
+        self._region, self._manifest_bytes = self._load_region(
+            index_end, max_decompressed or max_decompressed_bytes())
+        if verify:
+            self._check_index(index_end)
 
-    def _load_region(self, start: int) -> tuple[bytes | memoryview, bytes]:
+    def check_footer(self) -> None:
+        """ERR_INTEGRITY unless the footer is the SHA-256 of everything before it (hashed in
+        place, a MiB at a time: the file is never copied)."""
+        digest = hashlib.sha256()
+        view = memoryview(self._map)
+        try:
+            for start in range(0, self._stored_end, 1 << 20):
+                digest.update(view[start:min(start + (1 << 20), self._stored_end)])
+            footer = bytes(view[self._stored_end:])
+        finally:
+            view.release()
+        if not hmac.compare_digest(digest.digest(), footer):
+            raise error_class("ERR_INTEGRITY")(f"{self.path}: footer checksum does not match")
+
+    def _check_index(self, base: int) -> None:
+        """The offsets start where the index ends and rise, each inside the grain region:
+        every grain's address range is sound before any grain is read."""
+        if not self.count:
+            return
+        offsets = np.frombuffer(self.offsets.tobytes(), dtype=np.uint32).astype(np.int64)
+        if offsets[0] != base:
+            raise _corrupt(f"{self.path}: the first grain does not start where the index ends")
+        falls = np.flatnonzero(np.diff(offsets) <= 0)
+        if falls.size:
+            raise _corrupt(f"{self.path}: offset of grain {int(falls[0]) + 1} does not follow grain"
+                           f" {int(falls[0])}'s")
+        if offsets[-1] - base >= len(self._region):
+            raise _corrupt(f"{self.path}: offset of grain {self.count - 1} is outside the grain region")
+
+    def _load_region(self, start: int, limit: int) -> tuple[bytes | bytearray | memoryview, bytes]:
         stored = memoryview(self._map)[start:self._stored_end]
         if self.flags & FLAG_COMPRESSED or self.codec == CODEC_ZSTD:
             if self.codec != CODEC_ZSTD:
                 raise _corrupt(f"{self.path}: compression codec 0x{self.codec:02x} is not supported")
-            import zstandard
-
-            try:
-                inflater = zstandard.ZstdDecompressor().decompressobj()
-                region = inflater.decompress(bytes(stored))
-            except zstandard.ZstdError as err:
-                raise _corrupt(f"{self.path}: grain region is not valid zstd ({err})") from None
-            return region, bytes(inflater.unused_data)
+            return self._inflate(stored, limit)
         if self.flags & FLAG_MANIFEST and self.count:
             last = self.offsets[-1] - start
             _, end = decode_prefix(bytes(stored[last + 9:]))
             region_end = last + 9 + end
             return stored[:region_end], bytes(stored[region_end:])
         return stored, b""
+
+    def _inflate(self, stored: memoryview, limit: int) -> tuple[bytearray, bytes]:
+        """The zstd frame expanded a few hundred compressed bytes at a time, refused as soon as
+        it passes ``limit``; and the bytes after the frame (the manifest)."""
+        import zstandard
+
+        region = bytearray()
+        inflater = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            for at in range(0, len(stored), _INFLATE_STEP):
+                region += inflater.decompress(stored[at:at + _INFLATE_STEP])
+                if len(region) > limit:
+                    raise error_class("ERR_RANGE")(
+                        f"{self.path}: the compressed grain region expands past {limit:,} bytes;"
+                        " refusing to hold more in memory (set VEX_MAX_DECOMPRESSED_BYTES to allow"
+                        " a larger one)")
+                if inflater.eof:
+                    break
+        except zstandard.ZstdError as err:
+            raise _corrupt(f"{self.path}: grain region is not valid zstd ({err})") from None
+        if not inflater.eof:
+            raise _corrupt(f"{self.path}: the compressed grain region is truncated")
+        return region, bytes(inflater.unused_data)
 
     def __len__(self) -> int:
         return int(self.count)
@@ -207,20 +306,62 @@ class MgReader:
     def manifest(self) -> dict[str, Any]:
         if not self.flags & FLAG_MANIFEST:
             return {}
+        value = self._manifest_map()
+        return {k: v for k, v in value.items() if k != VECTORS_KEY}
+
+    def _manifest_map(self) -> dict[str, Any]:
+        if not self.flags & FLAG_MANIFEST:
+            return {}
         value = decode(self._manifest_bytes)
         if not isinstance(value, dict):
             raise _corrupt(f"{self.path}: the index manifest is not a map")
         return value
 
+    def vectors_hash(self) -> dict[str, Any] | None:
+        """The companion vectors file's ``{"sha256", "bytes"}`` as the manifest carries it, or
+        None for a file written without it (by another writer, or before vexchange wrote it)."""
+        entry = self._manifest_map().get(VECTORS_KEY)
+        if entry is None:
+            return None
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                and _HEX64.fullmatch(entry["sha256"]) and isinstance(entry.get("bytes"), int)):
+            raise _corrupt(f"{self.path}: the manifest's {VECTORS_KEY} entry is not"
+                           " {sha256, bytes}")
+        return entry
+
     def verify(self) -> dict[str, Any]:
-        """The footer over everything before it, then every grain's parse and address."""
-        stored = hashlib.sha256(self._map[:self._stored_end]).digest()
-        if not hmac.compare_digest(stored, bytes(self._map[self._stored_end:])):
-            raise error_class("ERR_INTEGRITY")(f"{self.path}: footer checksum does not match")
-        addresses = [content_address(self.blob(i)) for i in range(self.count)]
+        """The footer over everything before it, the offset index, every grain's parse and
+        address (and every address the manifest names is a grain of the file), then the
+        companion vectors file against the hash the manifest carries."""
+        self.check_footer()
+        self._check_index(HEADER_SIZE + 4 * self.count)
+        addresses = set()
         for i in range(self.count):
+            addresses.add(content_address(self.blob(i)))
             self[i]
-        return {"grains": self.count, "footer": "ok", "addresses": len(addresses)}
+        for key in self.manifest():
+            if key not in addresses:
+                raise error_class("ERR_INTEGRITY")(
+                    f"{self.path}: the manifest names grain {str(key)[:16]}..., which the file"
+                    " does not hold")
+        return {"grains": self.count, "footer": "ok", "addresses": len(addresses),
+                "vectors": self._verify_vectors()}
+
+    def _verify_vectors(self) -> str:
+        """What the companion vectors file's check found: "ok", or why it was not checked."""
+        companion = companion_vectors(self.path)
+        expected = self.vectors_hash()
+        if expected is None:
+            return ("no vectors hash in the manifest (an older or foreign writer): not checked"
+                    if companion.exists() else "no vectors file")
+        if not companion.is_file():
+            raise error_class("ERR_INTEGRITY")(f"{companion}: missing; the manifest records its hash")
+        with open(companion, "rb") as handle:
+            check = VectorsCheck(handle, expected, companion)
+            while check.read(1 << 20):
+                pass
+            check.finish()
+        return "ok"
 
     def close(self) -> None:
         self._region = b""
@@ -231,6 +372,41 @@ class MgReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class VectorsCheck:
+    """A companion vectors file read through this (``read``, ``tell``) is hashed as it goes;
+    ``finish`` hashes what is left and raises ERR_INTEGRITY unless the whole file is the one
+    the manifest describes. A read that starts at ``start`` (a resumed one) hashes the bytes
+    before it first."""
+
+    def __init__(self, handle: BinaryIO, expected: dict[str, Any], path: Path,
+                 start: int = 0) -> None:
+        self._handle, self._expected, self._path = handle, expected, path
+        self._hash = hashlib.sha256()
+        self._size = 0
+        handle.seek(0)
+        while self._size < start and self.read(min(1 << 20, start - self._size)):
+            pass
+
+    def read(self, n: int) -> bytes:
+        data = self._handle.read(n)
+        self._hash.update(data)
+        self._size += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def finish(self) -> None:
+        while self.read(1 << 20):
+            pass
+        if self._size != self._expected["bytes"] or not hmac.compare_digest(
+                self._hash.hexdigest(), self._expected["sha256"]):
+            raise error_class("ERR_INTEGRITY")(
+                f"{self._path}: the vectors file is not the one the .mg file's manifest describes"
+                f" ({self._size:,} bytes, the manifest says {self._expected['bytes']:,}, or its"
+                " SHA-256 differs)")
 
 
 def write_mg(path: str | Path, blobs: list[bytes], **options: Any) -> None:
