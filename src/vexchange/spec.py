@@ -182,7 +182,8 @@ def _userinfo(scheme: str, parts: urllib.parse.SplitResult, params: dict[str, st
         _same_secret(scheme, "token", secrets.get("token"), token)
         secrets["token"] = token
         return None, secrets
-    register_secret(user)  # a lone "user" in such a URL is most likely a key or token
+    if password is None:
+        register_secret(user)  # a lone "user" in such a URL is most likely a key or token
     token_store = scheme in _TOKEN_FROM_USERINFO
     name = "token" if token_store else _SECRET_NAME.get(scheme)
     raise InvalidSpecError(
