@@ -58,7 +58,7 @@ class CartridgeConnector(Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
-        sink = None if dry_run else CartridgeBuilder(self.path, resume=resume is not None)
+        sink = None if dry_run else CartridgeBuilder(self.path, resume=resume)
         return PackStoreWriter(sink, spaces or {})
 
 
@@ -90,6 +90,8 @@ class PackSink(Protocol):
 
     def abort(self) -> None: ...
 
+    def state(self) -> dict[str, Any]: ...
+
 
 class PackStoreWriter(Writer):
     """The engine's writer for a cartridge or a VectorPack: records that break the pack
@@ -110,6 +112,11 @@ class PackStoreWriter(Writer):
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.spaces)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The sink's state (its staging file's run token and record count), which a resumed
+        run checks before it continues that staging file."""
+        return self.sink.state() if self.sink is not None else {}
 
     def finish(self, summary: dict[str, Any]) -> None:
         if self.sink is not None:

@@ -10,8 +10,12 @@ only the staging file, which ``--resume`` continues.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import sqlite3
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,8 @@ import orjson
 from .._canonical import content_id
 from .._json import dumps_exact, loads_exact, may_hold_big_int
 from .._version import __version__
-from ..errors import CapabilityError, DecodeError, UsageError
+from .._atomic import RESUME_HINT, check_writable, describe_os_error
+from ..errors import CapabilityError, CodecError, DecodeError, UsageError
 from ..record import MemoryRecord, SparseVector, Vector
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "Cartridge", "CartridgeBuilder", "nskey", "record_row"]
@@ -155,15 +160,45 @@ CREATE TABLE s_feedback (seq INTEGER PRIMARY KEY, nskey TEXT, id TEXT, at INTEGE
 _PARTS = ("vectors", "sparse_vectors", "scores", "lineage", "receipts")
 
 
+STAGING_RUN = "CREATE TABLE s_run (token TEXT NOT NULL, started_ns INTEGER NOT NULL);"
+"""Which run a staging file belongs to: a resumed run continues only its own."""
+_CLOCK_SLACK_NS = 2_000_000_000
+"""File times may be rounded (to 2 s on some file systems) against the clock."""
+
+
 class CartridgeBuilder:
     """Stages records keyed by (namespace, id), any order, with upserts; ``finish`` builds the
-    canonical cartridge from them."""
+    canonical cartridge from them.
 
-    def __init__(self, path: Path, *, resume: bool) -> None:
+    ``resume``: the :meth:`state` a checkpoint kept (``True``: continue without one). A resumed
+    run continues the staging file only when it is that run's (its token) and holds at least
+    the records the checkpoint counts; killed after the rename (its staging file gone), it
+    starts from the finished cartridge when that was built after the run began and holds as
+    many records. Anything else is refused: resuming never silently starts over."""
+
+    def __init__(self, path: Path, *, resume: bool | dict[str, Any] | None) -> None:
         self.path = path
         self.staging = path.with_name(path.name + ".partial")
-        if not resume and self.staging.exists():
+        state = resume_state(resume)
+        check_writable(path)
+        self.token = ""
+        self.started_ns = 0
+        try:
+            self._open(state)
+        except BaseException as err:
+            self.abort()
+            if isinstance(err, (sqlite3.Error, OSError)):
+                reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
+                raise UsageError(f"cannot write {self.staging}: {reason}", hint=(
+                    RESUME_HINT if state is not None else
+                    "choose another location, free some space or fix its permissions")) from None
+            raise
+
+    def _open(self, state: dict[str, Any] | None) -> None:
+        if state is None and self.staging.exists():
             self.staging.unlink()
+        if state is not None and not self.staging.exists():
+            check_finished(self.path, state)  # killed after the rename: start from the cartridge
         fresh = not self.staging.exists()
         self.db = sqlite3.connect(self.staging, isolation_level=None)
         self.db.execute("PRAGMA page_size=16384")
@@ -171,15 +206,45 @@ class CartridgeBuilder:
         # like the .vmig writer: what a batch wrote survives a killed process (the OS has it); a
         # power loss during a run means running it again
         self.db.execute("PRAGMA synchronous=OFF")
-        self.metrics: dict[str, str | None] = {}
-        self.dims: dict[str, int] = {}
+        self.metrics: dict[str, str | None] = dict((state or {}).get("metrics") or {})
+        self.dims: dict[str, int] = dict((state or {}).get("dims") or {})
         """Vector sizes the cartridge written into already holds (its records are kept)."""
         self.replacing = not fresh  # a resumed run repeats pages: replace, never add twice
         if fresh:
-            self.db.executescript(STAGING)
-            if path.exists():
-                self._seed(path)
+            self.db.executescript(STAGING + STAGING_RUN)
+            self.token, self.started_ns = (state["token"], state["started_ns"]) if state else (
+                uuid.uuid4().hex, time.time_ns())
+            self.db.execute("INSERT INTO s_run VALUES (?, ?)", (self.token, self.started_ns))
+            if self.path.exists():
+                self._seed(self.path)
                 self.replacing = True
+        else:
+            self.token, self.started_ns = self._own_staging(state or {})
+        self.staged = int(self.db.execute("SELECT count(*) FROM s_records").fetchone()[0])
+        wrote = (state or {}).get("staged", 0)
+        if self.staged < wrote:
+            raise DecodeError(f"cannot resume: {self.staging} holds {self.staged} records, the"
+                              f" checkpoint wrote {wrote}", location=str(self.staging),
+                              hint=RESUME_HINT)
+
+    def _own_staging(self, state: dict[str, Any]) -> tuple[str, int]:
+        """The staging file's run token, refused when it is another run's (or a file from an
+        older vexchange, which kept none)."""
+        try:
+            token, started = self.db.execute("SELECT token, started_ns FROM s_run").fetchone()
+        except (sqlite3.DatabaseError, TypeError):
+            raise DecodeError(f"cannot resume: {self.staging} is not a staging file this run"
+                              " wrote", location=str(self.staging), hint=RESUME_HINT) from None
+        if state.get("token", token) != token:
+            raise DecodeError(f"cannot resume: {self.staging} belongs to another run",
+                              location=str(self.staging), hint=RESUME_HINT)
+        return str(token), int(started)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps to continue: the run's token and start, the records staged,
+        and the metrics and sizes taken from a cartridge written into."""
+        return {"token": self.token, "started_ns": self.started_ns, "staged": self.staged,
+                "metrics": dict(self.metrics), "dims": dict(self.dims)}
 
     def _seed(self, existing: Path) -> None:
         """Writing into an existing cartridge upserts into what it holds: start from its rows."""
@@ -208,7 +273,13 @@ class CartridgeBuilder:
               text_refs: dict[int, str] | None = None) -> list[tuple[MemoryRecord, str]]:
         """Upsert a batch in one transaction (a record replaces the one with its namespace and
         id); returns the records that break the contract, with why, unwritten."""
-        refs = text_refs or {}
+        try:
+            return self._write(records, text_refs or {})
+        except sqlite3.Error as err:  # a full disk, an I/O error: the staged batches stay
+            raise CodecError(f"cannot write {self.staging}: {err}") from None
+
+    def _write(self, records: Sequence[MemoryRecord],
+               refs: dict[int, str]) -> list[tuple[MemoryRecord, str]]:
         rows = []
         kept = []
         refused = []
@@ -249,9 +320,11 @@ class CartridgeBuilder:
         db = self.db
         db.execute("BEGIN")
         try:
+            replaced = 0
             if replace:
                 for table in ("records", *_PARTS):
-                    db.executemany(f"DELETE FROM s_{table} WHERE nskey = ? AND id = ?", keys)
+                    done = db.executemany(f"DELETE FROM s_{table} WHERE nskey = ? AND id = ?", keys)
+                    replaced += done.rowcount if table == "records" else 0
             db.executemany("INSERT INTO s_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", staged)
             db.executemany("INSERT INTO s_vectors VALUES (?,?,?,?,?,?)", vectors)
             db.executemany("INSERT INTO s_sparse_vectors VALUES (?,?,?,?,?,?)", sparse)
@@ -260,29 +333,87 @@ class CartridgeBuilder:
             db.executemany("INSERT INTO s_receipts VALUES (?,?,?,?)", receipts)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
+        self.staged += len(staged) - replaced
 
     def finish(self, metrics: dict[str, str | None], info: dict[str, str] | None = None) -> None:
         """Build the cartridge from the staging file, in canonical order, and rename it in."""
         info = info or {"created_by": f"vexchange {__version__}"}
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.close()
-        building = self.path.with_name(self.path.name + ".building")
-        if building.exists():
-            building.unlink()
-        build(self.staging, building, {**self.metrics, **{k: v for k, v in metrics.items() if v}}, info)
-        os.replace(building, self.path)
+        # built under a name of its own (never a file vexchange did not create), then renamed
+        # in; killed after that, a resumed run starts from the cartridge (check_finished)
+        building = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.building")
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.close()
+            build(self.staging, building, {**self.metrics, **{k: v for k, v in metrics.items() if v}},
+                  info)
+            os.replace(building, self.path)
+        except (sqlite3.Error, OSError) as err:
+            _unlink_quietly(building)
+            reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
+            raise CodecError(f"cannot write {self.path}: {reason}") from None
         self.staging.unlink()
         for suffix in ("-wal", "-shm"):
             Path(str(self.staging) + suffix).unlink(missing_ok=True)
+        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.building"):
+            if _BUILDING.fullmatch(stale.name[len(self.path.name) + 2:]):
+                _unlink_quietly(stale)  # a killed build's, by its name (ours alone)
 
     def abort(self) -> None:
         """Keep the staging file (a resumed run continues from it) and let it go."""
         try:
-            self.db.close()
-        except sqlite3.ProgrammingError:
+            if hasattr(self, "db"):
+                self.db.close()
+        except sqlite3.Error:
             pass
+
+
+_BUILDING = re.compile(r"[0-9a-f]{32}\.building")
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def resume_state(resume: bool | dict[str, Any] | None) -> dict[str, Any] | None:
+    """A checkpoint's builder state, checked; ``True`` (a caller without one) is an empty
+    state, whose checks are the ones that need no figures; None or False: a fresh run."""
+    if resume is None or resume is False:
+        return None
+    state: dict[str, Any] = {} if resume is True else dict(resume)
+    if resume is not True and not (isinstance(state.get("token"), str)
+                                   and isinstance(state.get("started_ns"), int)
+                                   and isinstance(state.get("staged"), int)):
+        raise UsageError("the checkpoint does not say which staging file and how many records"
+                         " it covers, so the run cannot be continued safely", hint=RESUME_HINT)
+    return state
+
+
+def check_finished(path: Path, state: dict[str, Any]) -> None:
+    """Refuse to resume from the finished cartridge at ``path`` (the staging file being gone)
+    unless it was built after the run began and holds the records the checkpoint counts: a
+    cartridge of an earlier run is never taken for this one's."""
+    if not path.is_file():
+        raise UsageError(f"cannot resume: {path.with_name(path.name + '.partial')} is missing,"
+                         " so the records the checkpoint counts as written are not there",
+                         hint=RESUME_HINT)
+    built = path.stat().st_mtime_ns
+    cartridge = Cartridge(path)
+    try:
+        held = cartridge.count()
+    finally:
+        cartridge.close()
+    if built + _CLOCK_SLACK_NS < state.get("started_ns", 0) or held < state.get("staged", 0):
+        raise UsageError(f"cannot resume: the staging file is missing and {path} is not the"
+                         " cartridge this run built", hint=RESUME_HINT)
 
 
 def build(staging: Path, target: Path, metrics: dict[str, str | None], info: dict[str, str]) -> None:

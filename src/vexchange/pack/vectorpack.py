@@ -16,11 +16,14 @@ check, the hashes of the files it has not read yet being checked when it reads t
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,7 +34,8 @@ from .._version import __version__
 from ..connectors._blobs import BlobDir, BlobError
 from ..errors import DecodeError, IntegrityError, MissingDependencyError, UsageError
 from ..record import MemoryRecord
-from .cartridge import SCHEMA, SCHEMA_VERSION, Cartridge, CartridgeBuilder
+from .._atomic import RESUME_HINT, describe_os_error
+from .cartridge import SCHEMA, SCHEMA_VERSION, Cartridge, CartridgeBuilder, check_finished, resume_state
 from .manifest import dump_manifest, load_manifest
 
 __all__ = ["PACK_FORMAT", "PackWriter", "ann_index", "flat_index", "open_pack", "pack_problems",
@@ -55,20 +59,52 @@ def _sha256(path: Path) -> str:
 
 
 class PackWriter:
-    """Builds a pack in ``<dir>.partial`` and renames it into place when finished."""
+    """Builds a pack in ``<dir>.partial`` and renames it into place when finished.
 
-    def __init__(self, directory: Path, *, resume: bool) -> None:
-        if directory.exists():
-            _refuse_to_replace(directory)
+    ``resume``: the builder state a checkpoint kept (``True``: continue without one). Killed
+    after the pack was renamed in, before the checkpoint was removed, a resumed run takes the
+    pack back to ``<dir>.partial`` (when its cartridge is this run's, ``check_finished``)
+    so nothing looks complete while the run continues. Only directories vexchange made are
+    ever deleted: a pack it replaces, its own ``.partial`` work directory."""
+
+    def __init__(self, directory: Path, *, resume: bool | dict[str, Any] | None) -> None:
+        state = resume_state(resume)
         self.final = directory
         self.work = directory.with_name(directory.name + ".partial")
-        if not resume and self.work.exists():
-            shutil.rmtree(self.work)
-        (self.work / "tables").mkdir(parents=True, exist_ok=True)
+        if directory.exists():
+            _refuse_to_replace(directory)
+        if self.work.exists() and not self.work.is_dir():
+            raise UsageError(f"{self.work} exists and is not a pack being built; refusing to"
+                             " replace it", hint="move it away or choose a new directory for the pack")
+        try:
+            self._prepare(state)
+        except OSError as err:
+            raise UsageError(f"cannot write {self.work}: {describe_os_error(err)}",
+                             hint="choose another directory, free some space or fix the"
+                                  " permissions") from None
         self.blobs = BlobDir(self.work / "blobs")
         self.builder = CartridgeBuilder(self.work / CARTRIDGE, resume=resume)
         self.dims: dict[str, int] = {}
         """A pack is built new each time: it fixes no vector size beforehand."""
+
+    def _prepare(self, state: dict[str, Any] | None) -> None:
+        """The work directory: new (an earlier one removed when it is a pack being built), the
+        one a resumed run continues, or the finished pack taken back."""
+        if state is None and self.work.exists():
+            if not _being_built(self.work):
+                raise UsageError(f"{self.work} exists and is not a pack being built; refusing to"
+                                 " delete it", hint="move it away or choose a new directory for the pack")
+            shutil.rmtree(self.work)
+        elif state is not None and not self.work.exists():
+            if not self.final.is_dir():
+                raise UsageError(f"cannot resume: {self.work} is missing, so the records the"
+                                 " checkpoint counts as written are not there", hint=RESUME_HINT)
+            check_finished(self.final / CARTRIDGE, state)
+            os.replace(self.final, self.work)  # the run goes on: nothing looks complete
+        (self.work / "tables").mkdir(parents=True, exist_ok=True)
+
+    def state(self) -> dict[str, Any]:
+        return self.builder.state()
 
     def write(self, records: Sequence[MemoryRecord]) -> list[tuple[MemoryRecord, str]]:
         """Stage a batch (long texts to blobs); the records that break the contract, with why."""
@@ -107,15 +143,41 @@ class PackWriter:
         manifest = {"format": PACK_FORMAT, "pack_version": PACK_VERSION, "created_by": info["created_by"],
                     **summary, "files": files}
         (self.work / "manifest.yaml").write_bytes(dump_manifest(manifest))
-        old = self.final.with_name(self.final.name + ".old")
+        self._swap_in()
+
+    def _swap_in(self) -> None:
+        """Rename the work directory into place; a pack there is first moved to a unique name
+        of vexchange's own and then deleted, so a directory vexchange did not create (such as
+        ``<dir>.old``) is never touched. Killed between the renames, the old pack waits under
+        that name and is deleted when the next build of the pack finishes."""
         if self.final.exists():
-            os.replace(self.final, old)
+            _refuse_to_replace(self.final)
+            os.replace(self.final, self.final.with_name(
+                f".{self.final.name}.{uuid.uuid4().hex}.replaced"))
         os.replace(self.work, self.final)
-        if old.exists():
-            shutil.rmtree(old)
+        for stale in self.final.parent.glob(f".{glob.escape(self.final.name)}.*.replaced"):
+            if _REPLACED.fullmatch(stale.name[len(self.final.name) + 2:]) and stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
 
     def abort(self) -> None:
         self.builder.abort()
+
+
+_REPLACED = re.compile(r"[0-9a-f]{32}\.replaced")
+
+
+def _being_built(work: Path) -> bool:
+    """Whether ``<dir>.partial`` is vexchange's own work directory: a pack, or a pack being
+    built (only the pack's folders, and its cartridge or the cartridge's staging file)."""
+    try:
+        _manifest(work)
+        return True
+    except (DecodeError, UsageError):
+        pass
+    names = {p.name for p in work.iterdir()}
+    staged = any((work / CARTRIDGE).with_name(name).is_file()
+                 for name in ("memory.db", "memory.db.partial"))
+    return staged and names <= {*TOP_DIRS, "manifest.yaml"}
 
 
 def _refuse_to_replace(directory: Path) -> None:
