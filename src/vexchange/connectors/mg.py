@@ -204,10 +204,15 @@ class MgFileWriter(Writer):
             _restage(path, state["grains"])
         self.staged = None if dry_run else AtomicOutput(grains_path(path), resume=(
             None if state is None else state["grains"]), reclaim=False)
-        # a finished vectors file taken back takes its .mg with it: no .mg without its vectors
-        self.vectors_out = None if dry_run else AtomicOutput(
-            vectors_path(path), resume=None if state is None else state["vectors"],
-            before_reclaim=lambda: path.unlink(missing_ok=True))
+        try:
+            # a finished vectors file taken back takes its .mg with it: no .mg without its vectors
+            self.vectors_out = None if dry_run else AtomicOutput(
+                vectors_path(path), resume=None if state is None else state["vectors"],
+                before_reclaim=lambda: path.unlink(missing_ok=True))
+        except BaseException:
+            if self.staged is not None:
+                self.staged.close_partial()
+            raise
         self.vectors = None if self.vectors_out is None else VectorFileWriter(self.vectors_out)
         self.held: LastBatch[tuple[MemoryRecord, bytes]] = LastBatch(self._append)
 

@@ -139,6 +139,8 @@ class PackWriter:
         files = {}
         for path in sorted(p for p in self.work.rglob("*") if p.is_file()):
             rel = path.relative_to(self.work).as_posix()
+            if rel == "manifest.yaml":
+                continue  # the manifest of a pack a resumed run took back: rewritten below
             files[rel] = {"sha256": _sha256(path), "size": path.stat().st_size}
         manifest = {"format": PACK_FORMAT, "pack_version": PACK_VERSION, "created_by": info["created_by"],
                     **summary, "files": files}
