@@ -335,3 +335,90 @@ def test_an_offset_index_that_goes_back_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OMSError) as caught:
         MgReader(path)
     assert "grain 3" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- cartridge, pack
+
+
+def _corrupt_row(database: Path, record_id: str = "r4") -> None:
+    con = sqlite3.connect(database)
+    con.execute("UPDATE records SET text = 'changed behind its back' WHERE id = ?", (record_id,))
+    con.commit()
+    con.close()
+
+
+def test_a_cartridge_row_whose_content_id_is_wrong_is_rejected_not_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cart = tmp_path / "m.cartridge"
+    _write_cartridge(cart, _records())
+    _corrupt_row(cart)
+    out = tmp_path / "out.vmig.jsonl"
+    code, _, err = vex(capsys, "migrate", f"cartridge://{cart}", str(out), "--quiet")
+    assert code == 4, err
+    receipt = json.loads((tmp_path / "out.vmig.jsonl.receipt.json").read_text())
+    assert receipt["counts"]["skipped"] == {"content_id_mismatch": 1} and receipt["counts"]["written"] == 29
+    (reject,) = [json.loads(line) for line in
+                 (tmp_path / "out.vmig.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reject["id"] == "r4" and reject["record"]["text"] == "changed behind its back"
+    assert "r4" not in out.read_text()
+    first = tmp_path / "first.vmig.jsonl"
+    code, _, err = vex(capsys, "migrate", f"cartridge://{cart}", str(first), "--verify-first")
+    assert code == 3 and "do not match their content ids" in err and not first.exists()
+    code, _, _ = vex(capsys, "migrate", f"cartridge://{cart}", str(tmp_path / "all.vmig.jsonl"),
+                     "--no-verify", "--quiet")
+    assert code == 0 and "changed behind its back" in (tmp_path / "all.vmig.jsonl").read_text()
+
+
+def _pack(tmp_path: Path) -> Path:
+    cart = tmp_path / "src.cartridge"
+    _write_cartridge(cart, _records())
+    pack = tmp_path / "m.vpack"
+    vexchange.migrate(f"cartridge://{cart}", f"vectorpack://{pack}")
+    return pack
+
+
+def _rewrite_manifest(pack: Path, change: object) -> None:
+    from vexchange.pack.manifest import dump_manifest, load_manifest
+
+    manifest = load_manifest((pack / "manifest.yaml").read_bytes(), "m")
+    change(manifest)  # type: ignore[operator]
+    (pack / "manifest.yaml").write_bytes(dump_manifest(manifest))
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda m: m.update(records=31), "records says 31"),
+    (lambda m: m["namespaces"].update({"ns": 1}), "namespaces says"),
+    (lambda m: m.pop("pack_version"), "no pack_version"),
+    (lambda m: m["embeddings"]["(default)"].update(dims=5), "embeddings says"),
+    (lambda m: m["indexes"]["(default)"].update(rows=29), "says 29 rows"),
+])
+def test_pack_verify_checks_the_manifests_own_figures(tmp_path: Path, change: object, expected: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from vexchange.pack.vectorpack import reindex
+
+    pack = _pack(tmp_path)
+    reindex(pack)
+    assert vex(capsys, "pack", "verify", str(pack))[0] == 0
+    _rewrite_manifest(pack, change)
+    code, stdout, _ = vex(capsys, "pack", "verify", str(pack), "--json")
+    report = json.loads(stdout)
+    assert code == 3 and any(expected in p for p in report["problems"]), report["problems"]
+
+
+def test_pack_verify_and_a_pack_read_recheck_content_ids(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    pack = _pack(tmp_path)
+    database = pack / "tables" / "memory.db"
+    _corrupt_row(database, "r7")
+    digest = hashlib.sha256(database.read_bytes()).hexdigest()  # the hashes made to fit again
+    _rewrite_manifest(pack, lambda m: m["files"]["tables/memory.db"].update(
+        sha256=digest, size=database.stat().st_size))
+    code, stdout, _ = vex(capsys, "pack", "verify", str(pack), "--json")
+    report = json.loads(stdout)
+    assert code == 3 and any("'r7'" in p and "content id" in p for p in report["problems"]), report
+    receipt = vexchange.migrate(f"vectorpack://{pack}", tmp_path / "out.vmig.jsonl", allow_skips=True)
+    assert receipt.counts.skipped == {"content_id_mismatch": 1} and receipt.counts.written == 29
+    with pytest.raises(IntegrityError):
+        vexchange.migrate(f"vectorpack://{pack}", tmp_path / "first.vmig.jsonl", verify_first=True)

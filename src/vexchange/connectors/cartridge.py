@@ -16,7 +16,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import InvalidSpecError
+from ..errors import IntegrityError, InvalidSpecError
 from ..pack.cartridge import Cartridge, CartridgeBuilder
 from ..record import MemoryRecord
 from ..spec import StoreSpec
@@ -52,9 +52,15 @@ class CartridgeConnector(Connector):
         with closing(self.open()) as cart:
             return cartridge_spaces(cart)
 
+    read_checks = ("content ids",)
+
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         with closing(self.open()) as cart:
-            yield from cartridge_pages(cart, batch_size, after)
+            yield from cartridge_pages(cart, batch_size, after, verify=self.verify_reads)
+
+    def verify_source(self) -> dict[str, Any]:
+        with closing(self.open()) as cart:
+            return verify_content_ids(cart)
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
@@ -67,12 +73,27 @@ def cartridge_spaces(cart: Cartridge) -> dict[str, VectorSpace]:
     return {name: VectorSpace(dims=e["dims"], metric=e["metric"]) for name, e in cart.embeddings().items()}
 
 
+def verify_content_ids(cart: Cartridge, text_of: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """``--verify-first`` for a cartridge: every row's content id computed again; any that
+    does not match is an IntegrityError (a plain read rejects each such row instead)."""
+    found, described = cart.content_problems(text_of, limit=1)
+    if found:
+        raise IntegrityError(f"{found} record{'s' if found > 1 else ''} do not match their content"
+                             f" ids; the first: {described[0]}", location=str(cart.path),
+                             hint="a plain run writes the others and rejects these; --no-verify"
+                                  " reads them as they are")
+    return {"content ids": "ok"}
+
+
 def cartridge_pages(cart: Cartridge, batch_size: int, after: str | None,
-                    text_of: Callable[[str], str] | None = None) -> Iterator[Page]:
-    """A cartridge's records in rid order, a page at a time; the cursor is the last rid read."""
+                    text_of: Callable[[str], str] | None = None, *,
+                    verify: bool = True) -> Iterator[Page]:
+    """A cartridge's records in rid order, a page at a time; the cursor is the last rid read.
+    With ``verify`` a row whose content id does not match what it holds is a Reject
+    (``content_id_mismatch``), counted and in the rejects file, never written."""
     last = int(after or 0)
     while True:
-        records, last = cart.records(last, batch_size, text_of)
+        records, last = cart.records(last, batch_size, text_of, verify=verify)
         done = len(records) < batch_size
         yield Page(list(records), None if done else str(last))
         if done:

@@ -138,8 +138,7 @@ class MgConnector(Connector):
             return None
         companion = vectors_path(self.path)
         if not companion.is_file():
-            raise IntegrityError(f"{companion} is missing; {self.path.name}'s manifest records its hash",
-                                 hint="copy the .mg file together with its .vectors file")
+            raise _no_vectors_file(self.path)
         return VectorsCheck(vector_file, expected, companion, start=offset)
 
     def _item(self, reader: MgReader, index: int, entries: Iterator[tuple[str, bytes]]) -> MemoryRecord | Reject:
@@ -156,6 +155,8 @@ class MgConnector(Connector):
                     found, damage = None, f" ({err})"
                 else:
                     damage = ""
+                if found is None and not vectors_path(self.path).exists():
+                    raise _no_vectors_file(self.path)
                 if found is None or found[0] != key:
                     # the vectors file as a whole is damaged or another file's: no later grain
                     # lines up either, so the read stops rather than rejecting every grain
@@ -171,6 +172,12 @@ class MgConnector(Connector):
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return MgFileWriter(self.path, dry_run=dry_run, spaces=spaces or {}, resume=resume)
+
+
+def _no_vectors_file(path: Path) -> UsageError:
+    """The companion file was left behind (a usage mistake, exit 2), not damaged."""
+    return UsageError(f"{vectors_path(path)} is missing: {path.name}'s grains reference vectors in it",
+                      hint="copy the .mg file together with its .vectors file")
 
 
 def _as_integrity(err: OMSError) -> DecodeError:

@@ -5,7 +5,9 @@ Writing builds the whole pack in ``<dir>.partial`` and renames it into place at 
 pack is never left looking complete; a second run into the same directory replaces the pack
 (like a file target). Reading refuses a pack that is damaged or unsafe first (once per
 connector: every manifest path inside the pack, no symlink, no unlisted file, every file's
-size and hash; see ``open_pack``), and checks each text blob against its own hash.
+size and hash; see ``open_pack``), and checks each text blob against its own hash and each
+record against its content id (a mismatch is a ``content_id_mismatch`` reject; ``--no-verify``
+skips this check, never the pack's safety checks).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ..pack.cartridge import Cartridge
 from ..pack.vectorpack import PackWriter, open_pack
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, VectorSpace, Writer
-from .cartridge import PackStoreWriter, cartridge_pages, cartridge_spaces
+from .cartridge import PackStoreWriter, cartridge_pages, cartridge_spaces, verify_content_ids
 
 __all__ = ["VectorPackConnector"]
 
@@ -60,10 +62,19 @@ class VectorPackConnector(Connector):
         with closing(cartridge):
             return cartridge_spaces(cartridge)
 
+    read_checks = ("layout and hashes", "content ids")
+
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         cartridge, text_of, _ = self.open()
         with closing(cartridge):
-            yield from cartridge_pages(cartridge, batch_size, after, text_of)
+            yield from cartridge_pages(cartridge, batch_size, after, text_of, verify=self.verify_reads)
+
+    def verify_source(self) -> dict[str, Any]:
+        """The pack's layout and hashes (every opener refuses an unsafe pack, with or without
+        ``--no-verify``) and every record's content id."""
+        cartridge, text_of, _ = self.open()
+        with closing(cartridge):
+            return {"layout and hashes": "ok", **verify_content_ids(cartridge, text_of)}
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:

@@ -29,6 +29,7 @@ from .._version import __version__
 from .._atomic import RESUME_HINT, check_writable, describe_os_error
 from ..errors import CapabilityError, CodecError, DecodeError, UsageError
 from ..record import MemoryRecord, SparseVector, Vector
+from ..connectors._base import Reject
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "Cartridge", "CartridgeBuilder", "nskey", "record_row"]
 
@@ -467,6 +468,23 @@ def build(staging: Path, target: Path, metrics: dict[str, str | None], info: dic
         db.close()
 
 
+def _row_reject(path: Path, rid: int, record_id: Any, namespace: Any, reason: str, detail: str,
+                record: Any) -> Reject:
+    """A row that fails its check when read, as a Reject naming its rid (for the rejects file)."""
+    return Reject(reason=reason, detail=detail, id=str(record_id), namespace=namespace,
+                  location=f"{path} rid {rid}", record=record)
+
+
+def _record_json(record: MemoryRecord) -> Any:
+    """The record as a .vmig.jsonl object, so a rejected row can be looked at and fixed."""
+    from ..codecs.vmig import encode_record
+
+    try:
+        return orjson.loads(encode_record(record))
+    except (ValueError, TypeError):
+        return {"id": record.id, "namespace": record.namespace, "unencodable": repr(record)}
+
+
 class Cartridge:
     """A finished cartridge, opened read-only (or read-write for ``feedback``)."""
 
@@ -495,14 +513,20 @@ class Cartridge:
         return {name: {"model": model, "dims": dims, "metric": metric, "records": n}
                 for name, model, dims, metric, n in self.db.execute("SELECT * FROM embeddings")}
 
-    def records(self, after: int, limit: int, text_of: Any = None) -> tuple[list[MemoryRecord], int]:
+    def records(self, after: int, limit: int, text_of: Any = None, *,
+                verify: bool = False) -> tuple[list[MemoryRecord | Reject], int]:
         """Up to ``limit`` records after rid ``after``, and the last rid read.
+
+        With ``verify`` each record's content id is computed again from what the row holds
+        and compared with the one stored: a row changed after the cartridge was built (or a
+        payload that is not JSON) comes back as a ``Reject`` naming its rid, never a record.
 
         Built for speed: one query for the records, one for their vectors (cheaper than a join
         here), sparse vectors asked for only when the cartridge holds any."""
         rows = self.db.execute(
             "SELECT rid, namespace, id, id_type, text, text_ref, modality, created_at, updated_at,"
-            " source_store, payload FROM records WHERE rid > ? ORDER BY rid LIMIT ?", (after, limit)).fetchall()
+            " source_store, payload, content_id FROM records WHERE rid > ? ORDER BY rid LIMIT ?",
+            (after, limit)).fetchall()
         if not rows:
             return [], after
         low, high = rows[0][0], rows[-1][0]
@@ -521,21 +545,53 @@ class Cartridge:
                 sparse.setdefault(rid, {})[name] = SparseVector(idx, vals, model)
         # one scan of the page for integers beyond 64 bits (which need the exact parser), then
         # orjson per payload: cheaper than a call to loads_exact for each
-        parse = loads_exact if may_hold_big_int("".join([row[10] for row in rows]).encode()) else orjson.loads
-        out = []
-        for rid, namespace, rid_id, id_type, text, text_ref, modality, created, updated, store, payload in rows:
-            body = parse(payload)
+        parse = loads_exact if may_hold_big_int("".join([str(row[10]) for row in rows]).encode()) else orjson.loads
+        out: list[MemoryRecord | Reject] = []
+        for rid, namespace, rid_id, id_type, text, text_ref, modality, created, updated, store, payload, \
+                stored_id in rows:
+            try:
+                body = parse(payload)
+            except (ValueError, TypeError) as err:
+                if not verify:
+                    raise DecodeError(f"rid {rid}: the payload is not JSON ({err})",
+                                      location=str(self.path)) from None
+                out.append(_row_reject(self.path, rid, rid_id, namespace, "bad_row",
+                                       f"the payload is not JSON ({err})", {"payload": str(payload)}))
+                continue
             if text_ref is not None:
                 if text_of is None:
                     raise DecodeError(f"record {rid_id!r} keeps its text in blob {text_ref}; open it"
                                       " from its VectorPack", location=str(self.path))
                 text = text_of(text_ref)
-            out.append(MemoryRecord(
+            record = MemoryRecord(
                 id=rid_id, text=text, vectors=vectors.get(rid, {}), namespace=namespace,
                 metadata=body.get("metadata"), created_at=created, updated_at=updated,
                 source_store=store, score=body.get("score"), modality=modality, id_type=id_type,
-                extra=body.get("extra") or {}, sparse=sparse.get(rid, {})))
+                extra=body.get("extra") or {}, sparse=sparse.get(rid, {}))
+            if verify and content_id(record) != stored_id:
+                out.append(_row_reject(
+                    self.path, rid, rid_id, namespace, "content_id_mismatch",
+                    f"the text, modality and metadata of record {rid_id!r} do not hash to its content id"
+                    f" {str(stored_id)[:16]}... (the row changed after the cartridge was built)",
+                    _record_json(record)))
+                continue
+            out.append(record)
         return out, high
+
+    def content_problems(self, text_of: Any = None, limit: int = 10) -> tuple[int, list[str]]:
+        """How many rows fail the content-id check of :meth:`records`, and the first ``limit``
+        of them described (``pack verify``, ``--verify-first``)."""
+        found, last = 0, 0
+        described: list[str] = []
+        while True:
+            items, last = self.records(last, 2000, text_of, verify=True)
+            for item in items:
+                if isinstance(item, Reject):
+                    found += 1
+                    if len(described) < limit:
+                        described.append(f"{item.location}: {item.detail}")
+            if len(items) < 2000:
+                return found, described
 
     def _holds_sparse(self) -> bool:
         if self._sparse is None:

@@ -291,8 +291,12 @@ def verify_pack(directory: str | Path, *, indexes: bool = True) -> dict[str, Any
     root = Path(directory)
     manifest = _manifest(root)
     problems = pack_problems(root, manifest, indexes=indexes)
+    if "pack_version" not in manifest:
+        problems.append("manifest.yaml: no pack_version")
     if not problems:
         problems += _check_cartridge(root, manifest["files"])
+    if not problems:
+        problems += _check_figures(root, manifest, indexes=indexes)
     return {"pack": str(root), "ok": not problems, "files": len(manifest["files"]),
             "records": manifest.get("records"), "problems": problems}
 
@@ -368,6 +372,58 @@ def _check_file(root: Path, rel: str, entry: Any, *, hashed: bool = True) -> str
     if hashed and _sha256(full) != entry["sha256"]:
         return f"{rel}: content does not match its SHA-256 in the manifest"
     return None
+
+
+def _check_figures(root: Path, manifest: dict[str, Any], *, indexes: bool = True) -> list[str]:
+    """The manifest's own figures against the cartridge: records, namespaces, embeddings (and
+    the cartridge's own record count), each index's rows, dims and file sizes; then every
+    record's content id. A pack whose files all hash right can still describe itself wrongly."""
+    cartridge, text_of, _ = open_pack(root, check=False)
+    try:
+        held = _summary(cartridge)
+        problems = [f"manifest.yaml: {key} says {manifest.get(key)!r}, the cartridge holds {held[key]!r}"
+                    for key in ("records", "namespaces", "embeddings") if manifest.get(key) != held[key]]
+        if str(cartridge.meta.get("records")) != str(held["records"]):
+            problems.append(f"{CARTRIDGE}: its cartridge table says {cartridge.meta.get('records')}"
+                            f" records, it holds {held['records']}")
+        if indexes:
+            problems += _index_figures(root, manifest, cartridge.embeddings())
+        found, described = cartridge.content_problems(text_of)
+        problems += [f"{CARTRIDGE}: {line}" for line in described]
+        if found > len(described):
+            problems.append(f"{CARTRIDGE}: {found - len(described)} more records do not match"
+                            " their content ids")
+    except sqlite3.DatabaseError as err:
+        problems = [f"{CARTRIDGE}: {err}"]
+    finally:
+        cartridge.close()
+    return problems
+
+
+def _index_figures(root: Path, manifest: dict[str, Any], embeddings: dict[str, Any]) -> list[str]:
+    """Each ``indexes`` entry against the vectors it indexes: its rows and dims, and the sizes
+    its matrix (rows x dims float32) and record numbers (rows int64) must have."""
+    problems = []
+    for label, entry in sorted((manifest.get("indexes") or {}).items()):
+        name = "" if label == "(default)" else label
+        held = embeddings.get(name)
+        where = f"manifest.yaml: index {label!r}"
+        if held is None or not isinstance(entry, dict):
+            problems.append(f"{where} indexes no vector the cartridge holds")
+            continue
+        rows, dims = entry.get("rows"), entry.get("dims")
+        if rows != held["records"] or dims != held["dims"]:
+            problems.append(f"{where} says {rows} rows of {dims} dims, the cartridge holds"
+                            f" {held['records']} of {held['dims']}")
+            continue
+        for key, size in (("matrix", rows * dims * 4), ("rids", rows * 8)):
+            listed = manifest["files"].get(entry.get(key))
+            if not isinstance(listed, dict) or listed.get("size") != size:
+                problems.append(f"{where}: its {key} file is not the {size:,} bytes {rows} rows take")
+        ann = entry.get("ann")
+        if isinstance(ann, dict) and ann.get("rows") != rows:
+            problems.append(f"{where}: its usearch index says {ann.get('rows')} rows, not {rows}")
+    return problems
 
 
 def _check_cartridge(root: Path, files: dict[str, Any]) -> list[str]:
