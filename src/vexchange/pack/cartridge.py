@@ -189,7 +189,7 @@ class CartridgeBuilder:
         except BaseException as err:
             self.abort()
             if isinstance(err, (sqlite3.Error, OSError)):
-                reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
+                reason = describe_os_error(err) if isinstance(err, OSError) else sqlite_reason(err)
                 raise UsageError(f"cannot write {self.staging}: {reason}", hint=(
                     RESUME_HINT if state is not None else
                     "choose another location, free some space or fix its permissions")) from None
@@ -277,7 +277,7 @@ class CartridgeBuilder:
         try:
             return self._write(records, text_refs or {})
         except sqlite3.Error as err:  # a full disk, an I/O error: the staged batches stay
-            raise CodecError(f"cannot write {self.staging}: {err}") from None
+            raise CodecError(f"cannot write {self.staging}: {sqlite_reason(err)}") from None
 
     def _write(self, records: Sequence[MemoryRecord],
                refs: dict[int, str]) -> list[tuple[MemoryRecord, str]]:
@@ -356,7 +356,7 @@ class CartridgeBuilder:
             os.replace(building, self.path)
         except (sqlite3.Error, OSError) as err:
             _unlink_quietly(building)
-            reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
+            reason = describe_os_error(err) if isinstance(err, OSError) else sqlite_reason(err)
             raise CodecError(f"cannot write {self.path}: {reason}") from None
         self.staging.unlink()
         for suffix in ("-wal", "-shm"):
@@ -375,6 +375,17 @@ class CartridgeBuilder:
 
 
 _BUILDING = re.compile(r"[0-9a-f]{32}\.building")
+
+
+def sqlite_reason(err: sqlite3.Error) -> str:
+    """A failed SQLite write in words: SQLite reports a full disk as SQLITE_FULL, and a file
+    size limit (or a failed write) as a disk I/O error."""
+    name = getattr(err, "sqlite_errorname", "")
+    if name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR_WRITE"):
+        return f"no space left on the device (or the file size limit was reached) ({err})"
+    if name in ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"):
+        return f"the file or its folder cannot be written ({err})"
+    return str(err)
 
 
 def _unlink_quietly(path: Path) -> None:
