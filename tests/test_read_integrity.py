@@ -8,14 +8,13 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import vexchange
 from vexchange.cli import main
 from vexchange.errors import DecodeError, IntegrityError
 from vexchange.record import MemoryRecord, Vector
-
-import numpy as np
 
 
 def vex(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -134,16 +133,19 @@ def test_a_limited_run_checks_the_whole_file_before_it_finishes(tmp_path: Path) 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_the_check_holds_when_the_source_is_read_ahead(tmp_path: Path, mode: str,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       children: list[object]) -> None:
     monkeypatch.setenv("VEX_READ_AHEAD", mode)
     monkeypatch.setattr("vexchange.engine.read_process.usable_cpus", lambda: 2)
     monkeypatch.setattr("vexchange.engine.read_ahead.usable_cpus", lambda: 2)
     src = _vmig(tmp_path)
     _tamper_line(src)
     out = tmp_path / "copy.vmig.jsonl"
+    before = len(children)
     with pytest.raises(IntegrityError):
         vexchange.migrate(src, out, batch_size=4)
     assert not out.exists()
+    assert len(children) - before == (1 if mode == "process" else 0)  # the child read and checked
     assert vexchange.migrate(src, out, batch_size=4, verify=False).counts.written == 30
 
 
