@@ -22,6 +22,9 @@ def _source(tmp_path: Path, n: int = 90) -> Path:
     path = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(n, named=("title",), sparse=True)))
     with open(path, "ab") as handle:  # a line that is a reject, not an error
         handle.write(b'{"id": "broken", "vector": [1, "x"]}\n')
+    from vexchange.sidecar import sidecar_path
+
+    sidecar_path(path).unlink()  # its checksum no longer holds: a file edited by hand
     return path
 
 

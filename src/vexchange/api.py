@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import re
@@ -35,7 +34,7 @@ def open_store(location: Location, *, secrets: Mapping[str, str] | None = None) 
     if isinstance(location, Connector):
         return location
     if isinstance(location, StoreSpec):
-        spec = dataclasses.replace(location, secrets={**location.secrets, **(secrets or {})})
+        spec = location.with_secrets(secrets)  # a secret given twice must agree
     else:
         spec = StoreSpec.parse(str(location), secrets=secrets)
     connector = _registry.get(spec.scheme)

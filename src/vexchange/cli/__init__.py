@@ -35,7 +35,8 @@ def _secrets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise click.BadParameter(f"expected NAME=VALUE, e.g. api_key=...; got {item.split('=')[0]!r}")
+            # never echo what was given: without its NAME= it may be the secret itself
+            raise click.BadParameter("expected NAME=VALUE, e.g. api_key=...; the value given has no NAME=")
         out[name.strip().lower()] = value
     return out
 

@@ -78,5 +78,5 @@ class VectorPackConnector(Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
-        sink = None if dry_run else PackWriter(self.path, resume=resume is not None)
+        sink = None if dry_run else PackWriter(self.path, resume=resume)
         return PackStoreWriter(sink, spaces or {})

@@ -93,8 +93,9 @@ class SeenIds:
         if len(data) != count * 8:
             raise DecodeError(f"the checkpoint's id file holds {len(data) // 8} of {count} ids;"
                               " run again without --resume", location=str(self.path))
-        with open(self.path, "r+b") as out:
-            out.truncate(len(data))
+        if self.path.exists():
+            with open(self.path, "r+b") as out:
+                out.truncate(len(data))
         self._hashes = set(np.frombuffer(data, dtype="S8").tolist()) if data else set()
         self._persisted = count
         self._pending = []

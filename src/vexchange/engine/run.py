@@ -30,7 +30,7 @@ import orjson
 from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
 from ..connectors._base import METRICS, Connector, Page, Reject, VectorSpace, Writer
-from ..errors import (IntegrityError, MigrationError, RunInterrupted, TransientError, UsageError,
+from ..errors import (IntegrityError, redact, MigrationError, RunInterrupted, TransientError, UsageError,
                       VexError)
 from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
@@ -198,11 +198,17 @@ def run(
     make_receipt("running").write(receipt_path)
     try:
         state.pinned_dims.update(writer.target_dims())
-        whole = _loop(source, target, writer, options, state, rejects, retry, progress, checkpoint,
-                      run_id, transform, reading)
-        if not whole and options.verify and source.read_checks:
-            source.verify_source()  # stopped reading early (--limit): what was written is checked too
-        writer.finish({"source": source.describe(), "counts": _counts_summary(state.counts)})
+        whole, last = _loop(source, target, writer, options, state, rejects, retry, progress,
+                            checkpoint, run_id, transform, reading)
+        try:
+            if not whole and options.verify and source.read_checks:
+                source.verify_source()  # stopped early (--limit): what was written is checked too
+            writer.finish({"source": source.describe(), "counts": _counts_summary(state.counts)})
+        except BaseException:  # a full disk while the output is completed: resumable all the same
+            rejects.truncate(last["rejects_at"])
+            _save(checkpoint, last, state)
+            _restore(state, last)
+            raise
     except BaseException as err:
         writer.abort()
         rejects.close()
@@ -211,7 +217,7 @@ def run(
             transform.close()  # a remote embedder's connections
         interrupted = isinstance(err, KeyboardInterrupt)
         expected = isinstance(err, (VexError, OSError, KeyboardInterrupt))
-        message = str(err) if expected else f"{type(err).__name__}: {err}"
+        message = redact(str(err) if expected else f"{type(err).__name__}: {err}")
         receipt = make_receipt("interrupted" if interrupted else "failed",
                                "interrupted" if interrupted else message)
         receipt.write(receipt_path)
@@ -329,9 +335,10 @@ def _loop(
     source: Connector, target: Connector, writer: Writer, options: RunOptions, state: _State,
     rejects: RejectsFile, retry: RetryPolicy, progress: Progress, checkpoint: Checkpoint,
     run_id: str, transform: VectorTransform | None = None, reading: str = "main",
-) -> bool:
+) -> tuple[bool, dict[str, Any]]:
     """Process pages; after each acknowledged page the state is snapshotted for the checkpoint.
-    True when the source was read to its end, False when ``--limit`` stopped the read first.
+    Gives whether the source was read to its end (False when ``--limit`` stopped the read
+    first), and the last snapshot, which a failure after the loop saves as the checkpoint.
 
     On failure the checkpoint gets the last snapshot, so a resumed run repeats the failed page
     in full (writes are idempotent upserts) and counts nothing twice.
@@ -352,12 +359,12 @@ def _loop(
                 state.cursor = page.cursor
                 progress.advance(state.counts.read, state.counts.written, state.counts.skipped_total)
                 if page.cursor is None or limit_reached:
-                    return page.cursor is None
+                    return page.cursor is None, snapshot
                 snapshot = _snapshot(writer, state, source, target, run_id, rejects)
                 if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
                     _save(checkpoint, snapshot, state)
                     last_saved = time.monotonic()
-        return True
+        return True, snapshot
     except BaseException:
         rejects.truncate(snapshot["rejects_at"])  # the failed page's rejects come again on resume
         _save(checkpoint, snapshot, state)
