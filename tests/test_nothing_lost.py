@@ -21,7 +21,7 @@ from vexchange.connectors._base import Capabilities, Connector, Page
 from vexchange.engine.receipt import load_receipt
 from vexchange.errors import MigrationError, PermanentError, RunInterrupted, UsageError
 from vexchange.record import MemoryRecord, Vector
-from vexchange.testing.conformance import _Interrupting, fail_a_write, read_all, write_vmig
+from vexchange.testing.conformance import ConnectorConformance, _Interrupting, fail_a_write, read_all, write_vmig
 from vexchange.testing.records import sample_records
 
 
@@ -249,3 +249,36 @@ def test_a_run_killed_midway_leaves_a_receipt_that_says_running(tmp_path: Path) 
         proc.wait()
     assert load_receipt(receipt).status == "running"
 
+
+
+def test_a_full_disk_while_the_output_is_completed_leaves_a_run_that_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last page is written, then completing the output fails (ENOSPC in finish): the
+    checkpoint is saved all the same, and --resume gives every record once."""
+    import errno
+
+    from vexchange.engine import run as engine_run
+
+    opened = engine_run._open_writer
+
+    def failing_finish(*args: Any, **kwargs: Any) -> Any:
+        writer = opened(*args, **kwargs)
+
+        def finish(summary: dict[str, Any]) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        writer.finish = finish
+        return writer
+
+    data = records(9)
+    source = write_vmig(tmp_path / "in.vmig.jsonl", data)
+    target = tmp_path / "out.vmig.jsonl"
+    files = run_files(tmp_path)
+    monkeypatch.setattr(engine_run, "_open_writer", failing_finish)
+    with pytest.raises(MigrationError, match="No space left"):
+        migrate(source, target, batch_size=4, **files)
+    assert not target.exists() and load_receipt(files["receipt"]).status == "failed"
+    monkeypatch.undo()
+    done = migrate(source, target, batch_size=4, resume=True, **files)
+    assert done.counts.written == 9 and done.status == "completed"
+    ConnectorConformance.assert_same(data, read_all(target))
