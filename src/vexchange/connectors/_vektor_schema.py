@@ -132,14 +132,23 @@ def detect_layout(db: sqlite3.Connection) -> Layout | None:
 
 
 def row_to_record(layout: Layout, row: dict[str, Any]) -> MemoryRecord:
-    """The record a row gives on its own (before overrides). Raises ValueError on a bad row."""
+    """The record a row gives on its own (before overrides). Raises ValueError on a bad row:
+    SQLite keeps any type in any column, so a database from elsewhere may hold a number as
+    content or text as the vector; such a row is refused, never turned into a record."""
     blob = row.get(layout.vector_column) if layout.vector_column else None
+    raw_id = row["id"]
+    if raw_id is None or isinstance(raw_id, (bytes, float)) or raw_id == "":
+        raise ValueError(f"id {raw_id!r} is not an integer or a text")
+    for column in ("content", "namespace"):
+        if not isinstance(row.get(column), (str, type(None))):
+            raise ValueError(f"{column} holds a {type(row[column]).__name__}, not text")
+    if blob is not None and not isinstance(blob, bytes):
+        raise ValueError(f"the vector column holds a {type(blob).__name__}, not a float32 blob")
     vectors = {DEFAULT_VECTOR: Vector.from_blob(blob)} if blob is not None else {}
     if layout.kind == "legacy":
         metadata = _legacy_metadata(row.get("metadata"))
     else:
         metadata = {c: _column_value(c, row[c]) for c in layout.meta_columns}
-    raw_id = row["id"]
     return MemoryRecord(
         id=str(raw_id),
         id_type="int" if isinstance(raw_id, int) else "str",
@@ -260,10 +269,53 @@ def stored_record(layout: Layout, row: dict[str, Any], row_fingerprint: str | No
     record = row_to_record(layout, row)
     if overrides is None:
         return record
-    entry = loads_exact(overrides)
+    entry = _side_entry(overrides)
     if row_fingerprint != fingerprint(row):
         entry = {k: entry[k] for k in _IDENTITY if k in entry}
-    return apply_overrides(record, entry)
+    try:
+        return _checked_record(apply_overrides(record, entry))
+    except (TypeError, KeyError, AttributeError, ValueError) as err:
+        raise ValueError(f"the side-table entry of this row is malformed ({err!r})") from None
+
+
+def _side_entry(overrides: Any) -> dict[str, Any]:
+    """A side-table entry: a JSON object (ValueError otherwise, the row is then refused)."""
+    if not isinstance(overrides, (str, bytes)):
+        raise ValueError("the side-table entry of this row is not JSON text")
+    entry = loads_exact(overrides)
+    if not isinstance(entry, dict) or not set(entry) <= _OVERRIDE_FIELDS:
+        raise ValueError("the side-table entry of this row is not an object of record fields")
+    return entry
+
+
+_OVERRIDE_FIELDS = frozenset({"id", "id_type", "text", "namespace", "created_at", "updated_at",
+                              "score", "modality", "source_store", "metadata", "extra", "sparse",
+                              "vectors"})
+"""What :func:`overrides_for` writes; an entry with another key was not written by vexchange."""
+
+
+def _checked_record(record: MemoryRecord) -> MemoryRecord:
+    """The record an entry made, refused (ValueError) when a field has a type no record has:
+    the side table of a database from elsewhere may hold anything."""
+    if not isinstance(record.id, str) or not record.id or record.id_type not in ("int", "str"):
+        raise ValueError("id must be a non-empty string, id_type 'int' or 'str'")
+    for field in ("text", "namespace", "modality", "source_store"):
+        if not isinstance(getattr(record, field), (str, type(None))):
+            raise ValueError(f"{field} must be a string or null")
+    for field in ("created_at", "updated_at"):
+        value = getattr(record, field)
+        if value is not None and type(value) is not int:
+            raise ValueError(f"{field} must be epoch milliseconds")
+    if not isinstance(record.metadata, (dict, type(None))) or not isinstance(record.extra, dict):
+        raise ValueError("metadata and extra must be objects")
+    if record.score is not None and (isinstance(record.score, bool)
+                                     or not isinstance(record.score, (int, float))):
+        raise ValueError("score must be a number")
+    for vector in record.vectors.values():
+        Vector.from_blob(vector.data, vector.model)  # its length and finite values
+        if not isinstance(vector.model, (str, type(None))):
+            raise ValueError("a vector's model must be a string or null")
+    return record
 
 
 _IDENTITY = ("id", "id_type")
@@ -277,8 +329,11 @@ def stored_identity(row: dict[str, Any], row_fingerprint: str | None,
     record_id, namespace = str(row["id"]), row.get("namespace")
     if overrides is None:
         return record_id, namespace
-    entry = loads_exact(overrides)
-    if "id" in entry:
+    try:
+        entry = _side_entry(overrides)
+    except ValueError:
+        return record_id, namespace
+    if isinstance(entry.get("id"), str) and entry["id"]:
         record_id = entry["id"]
     if "namespace" in entry and row_fingerprint == fingerprint(row):
         namespace = entry["namespace"]

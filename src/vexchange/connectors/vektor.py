@@ -3,7 +3,9 @@
 URL forms: ``vektor:///abs/path/memory.db``, ``vektor:relative.db``, or ``--from vektor --db x.db``.
 
 Reading opens the file read-only and pages by rowid (keyset), so memory is flat and a run can
-resume from the last rowid. Every column that is not id, content, namespace, a timestamp or the
+resume from the last rowid. A database can come from anyone: it is opened through _sqlite (read
+only, hardened, every statement time-bounded), and ``memories`` and the side tables must be
+real tables (a view in their place, which could run any query, is refused before one runs). Every column that is not id, content, namespace, a timestamp or the
 vector becomes a metadata key (agent_id, tags, importance, memory_type, pinned, summary, ...).
 
 Writing creates a Slipstream-layout database when the file does not exist, and otherwise writes
@@ -24,7 +26,8 @@ from typing import Any, NamedTuple
 
 from .._atomic import check_writable
 from .._json import dumps_exact
-from ..errors import LayoutMismatchError, TransientError, UsageError
+from .._sqlite import open_readonly, require_tables
+from ..errors import DecodeError, LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
@@ -73,8 +76,18 @@ class VektorConnector(Connector):
     def _open_read(self) -> tuple[sqlite3.Connection, Layout]:
         if not self.path.exists():
             raise UsageError(f"no such database: {self.path}")
-        db = _connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
-        return db, _require_layout(db, self.path)
+        if self.path.is_dir():
+            raise UsageError(f"{self.path} is a directory, not a VEKTOR database")
+        with _translated(self.path, "open"):
+            db = open_readonly(self.path, translate=False)
+        try:
+            with _translated(self.path, "open"):
+                db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                _require_real_tables(db, self.path)
+            return db, _require_layout(db, self.path)
+        except BaseException:
+            db.close()
+            raise
 
     def count(self) -> int | None:
         db, _ = self._open_read()
@@ -101,7 +114,8 @@ class VektorConnector(Connector):
 
     def _pages(self, db: sqlite3.Connection, layout: Layout, batch_size: int,
                last: int | None) -> Iterator[Page]:
-        has_side = _has_table(db, SIDE_TABLE)
+        with _translated(self.path, "read"):
+            has_side = _has_table(db, SIDE_TABLE)
         columns = ", ".join(f'm."{c}"' for c in layout.columns)
         side = f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s ON s.row_key = CAST(m.id AS TEXT)" if has_side else "NULL, NULL FROM memories m"
         # no lower bound before the first page: a row may sit at the lowest rowid, -2**63
@@ -379,6 +393,16 @@ def _require_layout(db: sqlite3.Connection, path: Path) -> Layout:
         raise LayoutMismatchError(f"{path}: the memories table has no content column",
                                   connector="vektor", operation="open")
     return layout
+
+
+def _require_real_tables(db: sqlite3.Connection, path: Path) -> None:
+    """A reader selects from ``memories`` and the two side tables: each must be a table, never
+    a view (which would run whatever query it holds, a recursive CTE that never ends...)."""
+    try:
+        require_tables(db, [], str(path), optional=["memories", SIDE_TABLE, SPACES_TABLE])
+    except DecodeError as err:
+        raise LayoutMismatchError(f"{path} is not a VEKTOR database vexchange reads: {err.reason}",
+                                  connector="vektor", operation="open") from None
 
 
 def _has_table(db: sqlite3.Connection, name: str) -> bool:

@@ -27,6 +27,7 @@ from .._canonical import content_id
 from .._json import dumps_exact, loads_exact, may_hold_big_int
 from .._version import __version__
 from .._atomic import RESUME_HINT, check_writable, describe_os_error
+from .._sqlite import open_readonly, require_tables
 from ..errors import CapabilityError, CodecError, DecodeError, UsageError
 from ..record import MemoryRecord, SparseVector, Vector
 from ..connectors._base import Reject
@@ -496,24 +497,29 @@ def _record_json(record: MemoryRecord) -> Any:
         return {"id": record.id, "namespace": record.namespace, "unencodable": repr(record)}
 
 
+TABLES = ("cartridge", "embeddings", "records", "vectors", "sparse_vectors", "scores", "lineage",
+          "receipts", "feedback", "records_fts")
+"""Every table of SCHEMA: a cartridge holds these as real tables, and no view or trigger."""
+
+
 class Cartridge:
-    """A finished cartridge, opened read-only (or read-write for ``feedback``)."""
+    """A finished cartridge, opened read-only (or read-write for ``feedback``).
+
+    Opened through _sqlite, so reading a cartridge from anyone is bounded: read-only, every
+    statement time-bounded, every SQLite error a DecodeError naming the file, and refused up
+    front unless each table of the schema is a real table and the file holds no view or
+    trigger (SCHEMA has none; one could run any query). The cartridge of a VectorPack
+    (``<pack>/tables/``), whose hash its opener checks, is opened ``immutable``."""
 
     def __init__(self, path: Path, *, writable: bool = False) -> None:
         if not path.is_file():
             raise UsageError(f"no cartridge at {path}")
-        mode = "rw" if writable else "ro"
+        self.db = open_readonly(path, writable=writable, immutable=_in_pack(path))
         try:
-            self.db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None)
-            meta = dict(self.db.execute("SELECT key, value FROM cartridge").fetchall())
-        except sqlite3.DatabaseError as err:
-            raise DecodeError(f"not a vexchange cartridge ({err})", location=str(path)) from None
-        if meta.get("format") != FORMAT:
-            raise DecodeError(f"not a vexchange cartridge (format {meta.get('format')!r})", location=str(path))
-        if int(meta.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise DecodeError(f"cartridge schema {meta['schema_version']} is newer than this vexchange"
-                              f" reads ({SCHEMA_VERSION})", location=str(path),
-                              hint="upgrade vexchange")
+            meta = _open_checks(self.db, path)
+        except BaseException:
+            self.db.close()
+            raise
         self.path, self.meta = path, meta
         self._sparse: bool | None = None
 
@@ -625,3 +631,34 @@ class Cartridge:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _in_pack(path: Path) -> bool:
+    """A cartridge at ``<pack>/tables/`` beside the pack's manifest: a file nothing changes."""
+    return path.parent.name == "tables" and (path.parent.parent / "manifest.yaml").is_file()
+
+
+def _open_checks(db: sqlite3.Connection, path: Path) -> dict[str, str]:
+    """The cartridge's own table, once the file is known to be a cartridge of a version this
+    vexchange reads whose schema is tables only; a DecodeError naming the file otherwise."""
+    where = str(path)
+    try:
+        require_tables(db, ["cartridge"], where)
+        meta = dict(db.execute("SELECT key, value FROM cartridge").fetchall())
+    except DecodeError as err:
+        raise DecodeError(f"not a vexchange cartridge ({err.reason})", location=where) from None
+    if meta.get("format") != FORMAT:
+        raise DecodeError(f"not a vexchange cartridge (format {meta.get('format')!r})", location=where)
+    version = meta.get("schema_version", "0")
+    if not isinstance(version, str) or not version.isdigit():
+        raise DecodeError(f"the cartridge's schema_version {version!r} is not a number", location=where)
+    if int(version) > SCHEMA_VERSION:
+        raise DecodeError(f"cartridge schema {version} is newer than this vexchange"
+                          f" reads ({SCHEMA_VERSION})", location=where, hint="upgrade vexchange")
+    require_tables(db, TABLES, where)
+    active = db.execute("SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger')"
+                        " ORDER BY name LIMIT 1").fetchone()
+    if active is not None:
+        raise DecodeError(f"it holds a {active[0]} ({active[1]!r}); a cartridge holds only tables"
+                          " and indexes (a view or trigger could run any query)", location=where)
+    return meta
