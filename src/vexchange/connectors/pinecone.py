@@ -56,7 +56,7 @@ from ..errors import PermanentError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
-from ._blobs import BlobDir, BlobError
+from .._blobs import BlobDir, BlobError
 from ._payload import VEX_KEY, PayloadLayout, json_exact, uuid_for
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from ..engine.retry import RetryPolicy
+from ..retry import RetryPolicy
 from ..errors import PermanentError, TransientError, UsageError
 from ._base import Embedder, normalised
 

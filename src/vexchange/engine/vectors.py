@@ -25,7 +25,7 @@ import numpy as np
 from ..connectors._base import Connector, Reject, VectorSpace
 from ..errors import UsageError
 from ..record import MemoryRecord, Vector
-from .retry import RetryPolicy
+from ..retry import RetryPolicy
 
 __all__ = ["REEMBED_MODES", "MISMATCH_POLICIES", "VectorTransform"]
 

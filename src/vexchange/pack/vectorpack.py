@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..connectors._blobs import BlobDir, BlobError
+from .._blobs import BlobDir, BlobError
 from ..errors import DecodeError, IntegrityError, MissingDependencyError, UsageError
 from ..record import MemoryRecord
 from .._atomic import RESUME_HINT, describe_os_error

@@ -14,7 +14,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from .._atomic import atomic_write_bytes
+from ._atomic import atomic_write_bytes
 
 __all__ = ["BlobDir", "BlobError"]
 
