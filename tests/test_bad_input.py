@@ -96,7 +96,7 @@ def _import_while_locked(slipstream: Fixture, tmp_path: Path, capsys: pytest.Cap
     target = tmp_path / "t.db"
     vexchange.import_(src, f"vektor:{target}", limit=10)
     monkeypatch.setattr("vexchange.connectors.vektor._BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr("vexchange.engine.retry.time.sleep", lambda s: None)
+    monkeypatch.setattr("vexchange.retry.time.sleep", lambda s: None)
     holder = sqlite3.connect(target, isolation_level=None)
     holder.execute(f"BEGIN {lock}")
     try:

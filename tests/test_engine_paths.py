@@ -87,7 +87,7 @@ class _Flaky:
             return real(writer, batch)
 
         monkeypatch.setattr(VektorWriter, "_write_batch", flaky)
-        monkeypatch.setattr("vexchange.engine.retry.time.sleep", lambda s: None)
+        monkeypatch.setattr("vexchange.retry.time.sleep", lambda s: None)
 
 
 def test_transient_failures_are_retried_and_every_record_arrives_once(
