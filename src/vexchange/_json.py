@@ -10,7 +10,7 @@ Python. So a hostile line of ``[[[[...`` would end in a traceback somewhere. Eve
 input goes through :func:`loads_exact` or :func:`holds_huge_float`, which refuse a value nested
 deeper than ``MAX_DEPTH`` with :class:`NestingError`: a clear DecodeError, and also a
 JSONDecodeError, so every reader that counts bad JSON as a reject of that line counts it too.
-docs/formats/vmig.md documents the limit.
+docs/formats/vectorpack.md ('What is refused') documents the limit.
 """
 
 from __future__ import annotations
