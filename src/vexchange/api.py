@@ -7,18 +7,16 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from ._time import parse_timestamp
 from .connectors import _registry
 from .connectors._base import Connector
 from .engine.progress import Progress
 from .engine.receipt import Receipt
-from .engine.run import RunOptions, run
+from .engine.options import DimsPolicy, Metric, Reembed, RunOptions, takes_run_options
+from .engine.run import run
 from .errors import UsageError
-from .sidecar import record_import
 from .spec import StoreSpec
 
 __all__ = ["export", "import_", "migrate", "open_store"]
@@ -57,6 +55,7 @@ def _check_url_options(connector: type[Connector], spec: StoreSpec) -> None:
             else f"see docs/connectors for the {spec.scheme} location's options")
 
 
+@takes_run_options
 def migrate(
     source: Location,
     target: Location,
@@ -70,28 +69,29 @@ def migrate(
     dry_run: bool = False,
     resume: bool = False,
     allow_skips: bool = False,
+    metric: Metric | None = None,
+    verify: bool = True,
+    verify_first: bool = False,
+    reembed: Reembed | None = None,
+    embed_model: str | None = None,
+    keep_old_vector: str | None = None,
+    on_dims_mismatch: DimsPolicy = "skip",
+    adapter: str | Path | None = None,
+    force_adapter: bool = False,
     receipt: str | Path | None = None,
     rejects: str | Path | None = None,
     progress: Progress | None = None,
-    operation: str = "migrate",
-    metric: str | None = None,
     source_secrets: Mapping[str, str] | None = None,
     target_secrets: Mapping[str, str] | None = None,
-    reembed: str | None = None,
-    embed_model: str | None = None,
-    keep_old_vector: str | None = None,
-    on_dims_mismatch: str = "skip",
-    adapter: str | Path | None = None,
-    force_adapter: bool = False,
-    verify: bool = True,
-    verify_first: bool = False,
+    operation: str = "migrate",
 ) -> Receipt:
     """Copy every selected record from ``source`` to ``target`` and return the run's receipt.
 
     Records that cannot be written are skipped with a reason, counted in the receipt and written
     to the rejects file (``<target>.rejects.jsonl`` unless ``rejects`` says otherwise). The
-    receipt goes to ``<target>.receipt.json`` unless ``receipt`` says otherwise. A run that
-    stops can be continued with ``resume=True``. Raises MigrationError when a run stops.
+    receipt goes to ``<target>.receipt.json`` unless ``receipt`` says otherwise (beside a file
+    target, else in the working directory: ``Connector.run_files_base``). A run that stops can
+    be continued with ``resume=True``. Raises MigrationError when a run stops.
 
     ``metric`` (cosine, dot, euclidean, manhattan) sets the distance a target creates its
     collection or index with, for sources that do not declare one (the default is cosine).
@@ -109,15 +109,7 @@ def migrate(
     """
     src = open_store(source, secrets=source_secrets)
     dst = open_store(target, secrets=target_secrets)
-    options = RunOptions(
-        namespaces=list(namespaces) if namespaces else None, limit=limit,
-        since=_timestamp_option("since", since), until=_timestamp_option("until", until),
-        batch_size=batch_size, retries=retries, dry_run=dry_run, resume=resume,
-        allow_skips=allow_skips, metric=metric, reembed=reembed, embed_model=embed_model,
-        keep_old_vector=keep_old_vector, on_dims_mismatch=on_dims_mismatch,
-        adapter=None if adapter is None else str(adapter), force_adapter=force_adapter,
-        verify=verify, verify_first=verify_first,
-    )
+    options = RunOptions.from_arguments(locals())  # every run option, by its parameter's name
     base = _run_base(dst, options.namespaces)
     receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")
     rejects_path = Path(rejects) if rejects else base.with_name(base.name + ".rejects.jsonl")
@@ -127,41 +119,94 @@ def migrate(
     finally:
         src.close()
         dst.close()
-    if not dry_run and getattr(src, "name", "") == "vmig":
-        record_import(Path(src.spec.path or ""), dst.describe()["location"], result.counts.written)
+    if not dry_run:
+        src.after_run_as_source(target=dst.describe()["location"], written=result.counts.written)
     return result
 
 
-def export(source: Location, output: str | Path, **options: Any) -> Receipt:
+@takes_run_options
+def export(
+    source: Location,
+    output: str | Path,
+    *,
+    namespaces: Sequence[str] | None = None,
+    limit: int | None = None,
+    since: str | int | None = None,
+    until: str | int | None = None,
+    batch_size: int | None = None,
+    retries: int = 3,
+    dry_run: bool = False,
+    resume: bool = False,
+    allow_skips: bool = False,
+    metric: Metric | None = None,
+    verify: bool = True,
+    verify_first: bool = False,
+    reembed: Reembed | None = None,
+    embed_model: str | None = None,
+    keep_old_vector: str | None = None,
+    on_dims_mismatch: DimsPolicy = "skip",
+    adapter: str | Path | None = None,
+    force_adapter: bool = False,
+    receipt: str | Path | None = None,
+    rejects: str | Path | None = None,
+    progress: Progress | None = None,
+    source_secrets: Mapping[str, str] | None = None,
+) -> Receipt:
     """Write a store's records to a file (``.vmig.jsonl``): ``migrate`` into a file target."""
-    return migrate(source, StoreSpec.parse(str(output)), operation="export", **options)
+    arguments = locals()
+    del arguments["source"], arguments["output"]
+    return migrate(source, StoreSpec.parse(str(output)), operation="export", **arguments)
 
 
-def import_(input: str | Path, target: Location, **options: Any) -> Receipt:
+@takes_run_options
+def import_(
+    input: str | Path,
+    target: Location,
+    *,
+    namespaces: Sequence[str] | None = None,
+    limit: int | None = None,
+    since: str | int | None = None,
+    until: str | int | None = None,
+    batch_size: int | None = None,
+    retries: int = 3,
+    dry_run: bool = False,
+    resume: bool = False,
+    allow_skips: bool = False,
+    metric: Metric | None = None,
+    verify: bool = True,
+    verify_first: bool = False,
+    reembed: Reembed | None = None,
+    embed_model: str | None = None,
+    keep_old_vector: str | None = None,
+    on_dims_mismatch: DimsPolicy = "skip",
+    adapter: str | Path | None = None,
+    force_adapter: bool = False,
+    receipt: str | Path | None = None,
+    rejects: str | Path | None = None,
+    progress: Progress | None = None,
+    target_secrets: Mapping[str, str] | None = None,
+) -> Receipt:
     """Load a file's records into a store: ``migrate`` from a file source.
 
     The file's sidecar gets an entry in its import history (export fields are left alone).
     """
-    return migrate(StoreSpec.parse(str(input)), target, operation="import", **options)
-
-
-def _timestamp_option(name: str, value: str | int | None) -> int | None:
-    try:
-        return parse_timestamp(value)
-    except ValueError as err:
-        raise UsageError(f"--{name}: {err}") from None
+    arguments = locals()
+    del arguments["input"], arguments["target"]
+    return migrate(StoreSpec.parse(str(input)), target, operation="import", **arguments)
 
 
 def _run_base(target: Connector, namespaces: Sequence[str] | None) -> Path:
-    """Where receipts, rejects and checkpoints go: beside a file target; else in the working
-    directory, named after the whole target (store, collection or table, the namespaces
-    selected), so runs into two collections of one store never share or overwrite them."""
-    path = getattr(target, "path", None)
-    if isinstance(path, Path):
+    """Where receipts, rejects and checkpoints go: beside the path the target names
+    (``Connector.run_files_base``); else in the working directory, named after the whole target
+    (store, collection or table, the namespaces selected), so runs into two collections of one
+    store never share or overwrite them."""
+    path = target.run_files_base()
+    if path is not None:
         return path
     described = target.describe()
     identity = orjson.dumps([described, sorted(namespaces or ())], option=orjson.OPT_SORT_KEYS)
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", str(described.get("location", ""))).strip("-.")
     if namespaces:
         readable += "-ns-" + re.sub(r"[^A-Za-z0-9._-]+", "-", "+".join(sorted(namespaces)))
-    return Path.cwd() / f"vex-{target.name}-{readable[-80:].lstrip('-.')}-{hashlib.sha256(identity).hexdigest()[:8]}"
+    digest = hashlib.sha256(identity).hexdigest()[:8]
+    return Path.cwd() / f"vex-{target.name}-{readable[-80:].lstrip('-.')}-{digest}"

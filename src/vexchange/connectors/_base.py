@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import msgspec
@@ -178,6 +179,24 @@ class Connector(ABC):
         """A write session. ``spaces`` is what the source declares (dims, metric per vector);
         a connector that creates collections or indexes uses it, and ignores it otherwise."""
         raise NotImplementedError(f"{self.name} cannot be written")
+
+    def run_files_base(self) -> Path | None:
+        """Where a run into this store keeps its receipt, rejects and checkpoint: beside the
+        returned path (``<path>.receipt.json``, ``<path>.rejects.jsonl``), or None for the
+        working directory, under a name made from the whole target (``describe()`` and the
+        namespaces selected), so runs into two collections of one store never share them.
+
+        A file or directory connector returns its path. By default: the connector's ``path``
+        attribute when it is a ``Path`` (how the builtin file connectors say it), else None."""
+        path = getattr(self, "path", None)
+        return path if isinstance(path, Path) else None
+
+    def after_run_as_source(self, *, target: str, written: int) -> None:
+        """Called when a run that read this store has finished (not a dry run), with where the
+        records went (the target's redacted location) and how many were written: a format
+        that keeps a history beside its file (vmig's sidecar ``imports``) records it here.
+        By default nothing happens."""
+        return None
 
     def can_read(self) -> bool:
         """Declared readable and has the code to read (the engine plans from this)."""

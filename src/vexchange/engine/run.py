@@ -16,9 +16,10 @@ it reads and fails before the page that ends the read; the run then fails before
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import orjson
 
 from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
-from ..connectors._base import METRICS, Connector, Page, Reject, VectorSpace, Writer
+from ..connectors._base import Connector, Page, Reject, VectorSpace, Writer
 from ..errors import (IntegrityError, redact, MigrationError, RunInterrupted, TransientError, UsageError,
                       VexError)
 from ..codecs.vmig import encode_record
@@ -38,77 +39,15 @@ from .checkpoint import Checkpoint, RejectsFile, SeenIds
 from .progress import NoProgress, Progress
 from .read_ahead import read_ahead
 from .read_process import read_in_process, reading_mode
+from .options import RunOptions
 from .receipt import Counts, NamespaceDigests, Receipt, versions
 from .retry import RetryPolicy
 from .vectors import VectorTransform
-from .vectors import check_options as check_vector_options
 
 __all__ = ["RunOptions", "run"]
 
 _CHECKPOINT_EVERY_S = 1.0
 DEFAULT_BATCH = 500
-
-
-@dataclass
-class RunOptions:
-    """Everything that shapes a run, with the library's defaults (the CLI repeats none of them)."""
-
-    namespaces: Sequence[str] | None = None
-    limit: int | None = None
-    since: int | None = None
-    until: int | None = None
-    batch_size: int | None = None
-    """Records per page and per write; None: the target's preferred size, else 500."""
-    retries: int = 3
-    dry_run: bool = False
-    resume: bool = False
-    allow_skips: bool = False
-    metric: str | None = None
-    """Distance for targets to create with, overriding what the source declares."""
-    reembed: str | None = None
-    """"all" or "missing": compute default vectors from text (engine/vectors.py)."""
-    embed_model: str | None = None
-    keep_old_vector: str | None = None
-    on_dims_mismatch: str = "skip"
-    adapter: str | None = None
-    force_adapter: bool = False
-    verify: bool = True
-    """Check the source against what its format records (a sidecar checksum, a footer,
-    content ids) while reading; False (``--no-verify``) is the explicit way out."""
-    verify_first: bool = False
-    """Make those checks over the whole source before the target is opened (``--verify-first``)."""
-
-    def validate(self) -> None:
-        check_vector_options(self)
-        if self.verify_first and not self.verify:
-            raise UsageError("--verify-first and --no-verify contradict each other; give one")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError("batch_size must be at least 1")
-        if self.retries < 1:
-            raise UsageError("retries must be at least 1 (it counts the first attempt)")
-        if self.limit is not None and self.limit < 0:
-            raise UsageError("limit must not be negative")
-        if self.metric is not None and self.metric not in METRICS:
-            raise UsageError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "namespaces": list(self.namespaces) if self.namespaces else None,
-            "limit": self.limit,
-            "since": None if self.since is None else format_timestamp(self.since),
-            "until": None if self.until is None else format_timestamp(self.until),
-            "batch_size": self.batch_size,
-            "retries": self.retries,
-            "dry_run": self.dry_run,
-            "allow_skips": self.allow_skips,
-            "metric": self.metric,
-            "verify": self.verify,
-            "verify_first": self.verify_first,
-            **({"reembed": self.reembed, "embed_model": self.embed_model,
-                "keep_old_vector": self.keep_old_vector, "on_dims_mismatch": self.on_dims_mismatch,
-                "adapter": self.adapter, "force_adapter": self.force_adapter}
-               if VectorTransform.wanted(self) else {}),
-        }
 
 
 @dataclass
@@ -137,112 +76,239 @@ def run(
     progress: Progress | None = None,
     retry: RetryPolicy | None = None,
 ) -> Receipt:
-    options.validate()
-    _plan(source, target)
-    if options.batch_size is None:
-        options = dataclasses.replace(
-            options, batch_size=target.capabilities.preferred_batch or DEFAULT_BATCH)
-    if source.same_location(target):
-        raise UsageError("source and target are the same store; refusing to overwrite the input")
-    source.verify_reads = options.verify  # before the source is first opened (its count)
-    progress = progress or NoProgress()
-    retry = retry or RetryPolicy(attempts=options.retries)
-    checkpoint = Checkpoint(receipt_path.with_name(receipt_path.name + ".checkpoint"))
-    state, run_id, target_state = _start_state(checkpoint, source, target, options)
-    resumed = target_state is not None
-    rejects_at = state.rejects_at
-    transform = _vector_transform(options, retry)
-    total = source.count()  # opens the source: a missing or foreign store fails before any output
-    reading = reading_mode(source, total)
-    spaces = _with_metric(source.vector_spaces(), options.metric)
-    if transform is not None:
-        spaces = transform.spaces(spaces)
-    state.normalising = _normalising(target, spaces)
-    rejects = RejectsFile(rejects_path, append=resumed)
-    started = time.monotonic()
-    started_at = format_timestamp(utc_now_ms())
+    """Copy the selected records of ``source`` into ``target``; the receipt says what happened
+    (it is also written to ``receipt_path``, and rewritten as the run goes)."""
+    return _Run(source, target, operation=operation, options=options, receipt_path=receipt_path,
+                rejects_path=rejects_path, progress=progress, retry=retry).execute()
+
+
+class _Run:
+    """One run. Its steps, in the order ``execute`` takes them: ``plan`` (refuse what cannot
+    run, load the checkpoint to resume from), ``open`` (the source, the vector spaces, the
+    target's writer), ``loop`` (pages in, checkpoints out), ``finish`` (the target made
+    complete), and the ``receipt`` at each of them; ``stop`` when a step fails."""
+
+    options: RunOptions
+    retry: RetryPolicy
+    checkpoint: Checkpoint
+    state: _State
+    run_id: str
+    target_state: dict[str, Any] | None
+    """The target's resume state from the checkpoint (``{}`` at least) when resuming, else None."""
+    transform: VectorTransform | None
+    reading: str
+    spaces: dict[str, VectorSpace]
+    rejects: RejectsFile
+    started: float
+    started_at: str
     writer: Writer | None = None
 
-    def make_receipt(status: str, error: str | None = None) -> Receipt:
-        elapsed = time.monotonic() - started
-        return Receipt(
-            run_id=run_id, status=status, operation=operation,
-            source=source.describe(), target=target.describe(), options=options.as_dict(),
-            counts=state.counts, namespaces=_namespace_digests(state),
-            rejects_file=str(rejects_path) if rejects.count else None,
-            checkpoint_file=str(checkpoint.path) if checkpoint.path.exists() else None,
-            receipt_file=str(receipt_path),
-            retries=retry.retried, versions=versions(source.extra, target.extra),
-            started_at=started_at,
-            finished_at=format_timestamp(utc_now_ms()), duration_s=round(elapsed, 3),
-            records_per_s=round(state.counts.written / elapsed, 1) if elapsed > 0 else None,
-            error=error, resumed=resumed,
-            vector_spaces={"source": _spaces_json(spaces),
-                           "target": _spaces_json(writer.vector_spaces() if writer else {})},
-            embedding=transform.describe() if transform else None,
-        )
+    def __init__(self, source: Connector, target: Connector, *, operation: str, options: RunOptions,
+                 receipt_path: Path, rejects_path: Path, progress: Progress | None,
+                 retry: RetryPolicy | None) -> None:
+        self.source, self.target, self.operation = source, target, operation
+        self.options = options
+        self.receipt_path, self.rejects_path = receipt_path, rejects_path
+        self.progress = progress or NoProgress()
+        self._retry = retry
 
-    def refused(error: str) -> None:
-        make_receipt("failed", error).write(receipt_path)
-        if transform:
-            transform.close()
+    @property
+    def resumed(self) -> bool:
+        return self.target_state is not None
 
-    if options.verify_first:
-        _verify_first(source, operation, refused)
-    writer = _open_writer(target, target_state, options, retry, operation, spaces)
-    if rejects_at is not None:
-        rejects.truncate(rejects_at)  # rejects of a page after the checkpoint come again
-    progress.start(total)
-    # Before the first write: a run killed midway (SIGKILL, power) leaves a receipt that says
-    # it is "running", never an earlier run's "completed" beside a half-written target.
-    make_receipt("running").write(receipt_path)
-    try:
-        state.pinned_dims.update(writer.target_dims())
-        whole, last = _loop(source, target, writer, options, state, rejects, retry, progress,
-                            checkpoint, run_id, transform, reading)
+    def execute(self) -> Receipt:
+        self.plan()
+        self.open()
         try:
-            if not whole and options.verify and source.read_checks:
-                source.verify_source()  # stopped early (--limit): what was written is checked too
-            writer.finish({"source": source.describe(), "counts": _counts_summary(state.counts)})
-        except BaseException:  # a full disk while the output is completed: resumable all the same
-            rejects.truncate(last["rejects_at"])
-            _save(checkpoint, last, state)
-            _restore(state, last)
+            whole, last = self.loop()
+            self.finish(whole, last)
+        except BaseException as err:
+            replacement = self.stop(err)
+            if replacement is None:
+                raise
+            raise replacement from err
+        return self.completed()
+
+    def plan(self) -> None:
+        """Refuse, before anything is opened, what cannot run; then the state to start from
+        (fresh, or the checkpoint's)."""
+        self.options.validate()
+        _plan(self.source, self.target)
+        if self.options.batch_size is None:
+            self.options = dataclasses.replace(
+                self.options, batch_size=self.target.capabilities.preferred_batch or DEFAULT_BATCH)
+        if self.source.same_location(self.target):
+            raise UsageError("source and target are the same store; refusing to overwrite the input")
+        self.source.verify_reads = self.options.verify  # before the source is first opened (its count)
+        self.retry = self._retry or RetryPolicy(attempts=self.options.retries)
+        self.checkpoint = Checkpoint(self.receipt_path.with_name(self.receipt_path.name + ".checkpoint"))
+        self.state, self.run_id, self.target_state = _start_state(
+            self.checkpoint, self.source, self.target, self.options)
+        self.transform = _vector_transform(self.options, self.retry)
+
+    def open(self) -> None:
+        """Open the source (a missing or foreign store fails before any output), declare the
+        vector spaces, check the source first when asked, open the target's writer, and leave
+        a "running" receipt before the first write."""
+        source, target = self.source, self.target
+        total = source.count()
+        self.reading = reading_mode(source, total)
+        spaces = _with_metric(source.vector_spaces(), self.options.metric)
+        if self.transform is not None:
+            spaces = self.transform.spaces(spaces)
+        self.spaces = spaces
+        self.state.normalising = _normalising(target, spaces)
+        rejects_at = self.state.rejects_at
+        self.rejects = RejectsFile(self.rejects_path, append=self.resumed)
+        self.started = time.monotonic()
+        self.started_at = format_timestamp(utc_now_ms())
+        if self.options.verify_first:
+            _verify_first(source, self.operation, self._refused)
+        self.writer = _open_writer(target, self.target_state, self.options, self.retry, self.operation,
+                                   spaces)
+        if rejects_at is not None:
+            self.rejects.truncate(rejects_at)  # rejects of a page after the checkpoint come again
+        self.progress.start(total)
+        # Before the first write: a run killed midway (SIGKILL, power) leaves a receipt that says
+        # it is "running", never an earlier run's "completed" beside a half-written target.
+        self.receipt("running").write(self.receipt_path)
+
+    def loop(self) -> tuple[bool, dict[str, Any]]:
+        """Process pages; after each acknowledged page the state is snapshotted for the checkpoint.
+        Gives whether the source was read to its end (False when ``--limit`` stopped the read
+        first), and the last snapshot, which a failure after the loop saves as the checkpoint.
+
+        On failure the checkpoint gets the last snapshot, so a resumed run repeats the failed page
+        in full (writes are idempotent upserts) and counts nothing twice.
+        """
+        writer, state, options, retry, rejects = self._writer(), self.state, self.options, \
+            self.retry, self.rejects
+        state.pinned_dims.update(writer.target_dims())
+        last_saved = time.monotonic()
+        snapshot = self._snapshot()
+        try:
+            pages = _pages(self.source, options.batch_size or DEFAULT_BATCH, state.cursor, retry,
+                           in_process=self.reading == "process")
+            if self.reading == "thread":
+                pages = read_ahead(pages)
+            with closing(pages):  # a read-ahead thread stops here, whatever happened
+                for page in pages:
+                    batch, digests, limit_reached = _select(page, options, state, self.target, rejects,
+                                                            self.transform)
+                    if batch:
+                        refused = retry.call(functools.partial(writer.write, batch))
+                        _account_written(batch, digests, refused, state, rejects)
+                    state.cursor = page.cursor
+                    self.progress.advance(state.counts.read, state.counts.written,
+                                          state.counts.skipped_total)
+                    if page.cursor is None or limit_reached:
+                        return page.cursor is None, snapshot
+                    snapshot = self._snapshot()
+                    if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
+                        _save(self.checkpoint, snapshot, state)
+                        last_saved = time.monotonic()
+            return True, snapshot
+        except BaseException:
+            self._roll_back(snapshot)
             raise
-    except BaseException as err:
-        writer.abort()
-        rejects.close()
-        progress.close()
-        if transform:
-            transform.close()  # a remote embedder's connections
+
+    def finish(self, whole: bool, last: dict[str, Any]) -> None:
+        """Make the target complete. A source read only in part (``--limit``) is checked in
+        full first, so what was written was checked too; a failure here (a full disk while the
+        output is completed) saves the last page's checkpoint, so the run resumes."""
+        writer = self._writer()
+        try:
+            if not whole and self.options.verify and self.source.read_checks:
+                self.source.verify_source()
+            writer.finish({"source": self.source.describe(), "counts": _counts_summary(self.state.counts)})
+        except BaseException:
+            self._roll_back(last)
+            raise
+
+    def completed(self) -> Receipt:
+        """Close what the run opened, drop the checkpoint, and write the final receipt."""
+        self.rejects.close()
+        self.progress.close()
+        self.checkpoint.remove()
+        if self.transform:
+            self.transform.close()
+        counts = self.state.counts
+        status = "dry_run" if self.options.dry_run else (
+            "completed_with_skips" if counts.skipped_total else "completed")
+        receipt = self.receipt(status)
+        receipt.write(self.receipt_path)
+        return receipt
+
+    def stop(self, err: BaseException) -> BaseException | None:
+        """After a failure in the loop or the finish: abort the writer, write the failed (or
+        interrupted) receipt, and give the error to raise, or None to raise ``err`` itself (a
+        bug, whose traceback is for a report, or a usage error)."""
+        self._writer().abort()
+        self.rejects.close()
+        self.progress.close()
+        if self.transform:
+            self.transform.close()  # a remote embedder's connections
         interrupted = isinstance(err, KeyboardInterrupt)
         expected = isinstance(err, (VexError, OSError, KeyboardInterrupt))
         message = redact(str(err) if expected else f"{type(err).__name__}: {err}")
-        receipt = make_receipt("interrupted" if interrupted else "failed",
+        receipt = self.receipt("interrupted" if interrupted else "failed",
                                "interrupted" if interrupted else message)
-        receipt.write(receipt_path)
+        receipt.write(self.receipt_path)
         if interrupted:
-            raise RunInterrupted(receipt) from err
+            return RunInterrupted(receipt)
         if not expected or isinstance(err, UsageError):
-            raise  # a bug: its traceback is for a report; the receipt says the run failed
+            return None
+        written = self.state.counts.written
         if isinstance(err, IntegrityError):
-            raise _integrity_failure(err, operation, state.counts.written) from err
-        raise MigrationError(
-            f"{operation} stopped after {state.counts.written} records were written: {err}",
+            return _integrity_failure(err, self.operation, written)
+        return MigrationError(
+            f"{self.operation} stopped after {written} records were written: {err}",
             receipt=receipt,
             hint="fix the cause, then rerun the same command with --resume to continue"
-            if checkpoint.path.exists() else "fix the cause, then rerun the same command",
-        ) from err
-    rejects.close()
-    progress.close()
-    checkpoint.remove()
-    if transform:
-        transform.close()
-    status = "dry_run" if options.dry_run else (
-        "completed_with_skips" if state.counts.skipped_total else "completed")
-    receipt = make_receipt(status)
-    receipt.write(receipt_path)
-    return receipt
+            if self.checkpoint.path.exists() else "fix the cause, then rerun the same command",
+        )
+
+    def receipt(self, status: str, error: str | None = None) -> Receipt:
+        """The receipt of the run as it stands."""
+        elapsed = time.monotonic() - self.started
+        state, writer = self.state, self.writer
+        return Receipt(
+            run_id=self.run_id, status=status, operation=self.operation,
+            source=self.source.describe(), target=self.target.describe(), options=self.options.as_dict(),
+            counts=state.counts, namespaces=_namespace_digests(state),
+            rejects_file=str(self.rejects_path) if self.rejects.count else None,
+            checkpoint_file=str(self.checkpoint.path) if self.checkpoint.path.exists() else None,
+            receipt_file=str(self.receipt_path),
+            retries=self.retry.retried, versions=versions(self.source.extra, self.target.extra),
+            started_at=self.started_at,
+            finished_at=format_timestamp(utc_now_ms()), duration_s=round(elapsed, 3),
+            records_per_s=round(state.counts.written / elapsed, 1) if elapsed > 0 else None,
+            error=error, resumed=self.resumed,
+            vector_spaces={"source": _spaces_json(self.spaces),
+                           "target": _spaces_json(writer.vector_spaces() if writer else {})},
+            embedding=self.transform.describe() if self.transform else None,
+        )
+
+    def _refused(self, error: str) -> None:
+        """``--verify-first`` refused the source: the failed receipt, nothing written."""
+        self.receipt("failed", error).write(self.receipt_path)
+        if self.transform:
+            self.transform.close()
+
+    def _writer(self) -> Writer:
+        assert self.writer is not None, "the run's writer is opened in open()"
+        return self.writer
+
+    def _snapshot(self) -> dict[str, Any]:
+        return _snapshot(self._writer(), self.state, self.source, self.target, self.run_id,
+                         self.rejects)
+
+    def _roll_back(self, snapshot: dict[str, Any]) -> None:
+        """Back to the last acknowledged page: its rejects position, its checkpoint saved, the
+        counts of what is durable (a resumed run repeats what came after, counting it once)."""
+        self.rejects.truncate(snapshot["rejects_at"])
+        _save(self.checkpoint, snapshot, self.state)
+        _restore(self.state, snapshot)
 
 
 def _verify_first(source: Connector, operation: str, failed: Callable[[str], None]) -> None:
@@ -331,47 +397,6 @@ def _start_state(
     return state, saved["run_id"], saved.get("target_state") or {}
 
 
-def _loop(
-    source: Connector, target: Connector, writer: Writer, options: RunOptions, state: _State,
-    rejects: RejectsFile, retry: RetryPolicy, progress: Progress, checkpoint: Checkpoint,
-    run_id: str, transform: VectorTransform | None = None, reading: str = "main",
-) -> tuple[bool, dict[str, Any]]:
-    """Process pages; after each acknowledged page the state is snapshotted for the checkpoint.
-    Gives whether the source was read to its end (False when ``--limit`` stopped the read
-    first), and the last snapshot, which a failure after the loop saves as the checkpoint.
-
-    On failure the checkpoint gets the last snapshot, so a resumed run repeats the failed page
-    in full (writes are idempotent upserts) and counts nothing twice.
-    """
-    last_saved = time.monotonic()
-    snapshot = _snapshot(writer, state, source, target, run_id, rejects)
-    try:
-        pages = _pages(source, options.batch_size or DEFAULT_BATCH, state.cursor, retry,
-                       in_process=reading == "process")
-        if reading == "thread":
-            pages = read_ahead(pages)
-        with closing(pages):  # a read-ahead thread stops here, whatever happened
-            for page in pages:
-                batch, digests, limit_reached = _select(page, options, state, target, rejects, transform)
-                if batch:
-                    refused = retry.call(lambda: writer.write(batch))
-                    _account_written(batch, digests, refused, state, rejects)
-                state.cursor = page.cursor
-                progress.advance(state.counts.read, state.counts.written, state.counts.skipped_total)
-                if page.cursor is None or limit_reached:
-                    return page.cursor is None, snapshot
-                snapshot = _snapshot(writer, state, source, target, run_id, rejects)
-                if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
-                    _save(checkpoint, snapshot, state)
-                    last_saved = time.monotonic()
-        return True, snapshot
-    except BaseException:
-        rejects.truncate(snapshot["rejects_at"])  # the failed page's rejects come again on resume
-        _save(checkpoint, snapshot, state)
-        _restore(state, snapshot)
-        raise
-
-
 def _save(checkpoint: Checkpoint, snapshot: dict[str, Any], state: _State) -> None:
     """The checkpoint, after the ids it covers (a checkpoint never names ids not on disk)."""
     assert state.seen_ids is not None
@@ -442,7 +467,7 @@ def _select(
     batch: list[MemoryRecord] = []
     digests: list[bytes] = []
     check_each = not _vectors_fine(changed)
-    for record, (original, source_digest) in zip(changed, chosen):
+    for record, (original, source_digest) in zip(changed, chosen, strict=True):
         if isinstance(record, Reject):
             if record.record is None:
                 record.record = _record_json(original)
@@ -464,9 +489,7 @@ def _wanted(record: MemoryRecord, options: RunOptions) -> bool:
         return False
     if options.since is not None and (record.created_at is None or record.created_at < options.since):
         return False
-    if options.until is not None and (record.created_at is None or record.created_at >= options.until):
-        return False
-    return True
+    return options.until is None or (record.created_at is not None and record.created_at < options.until)
 
 
 def _problem(record: MemoryRecord, state: _State, target: Connector, *,
@@ -601,7 +624,7 @@ def _account_written(
             if match is not None and reject.record is None:
                 reject.record = _record_json(match)
             _skip(reject, state, rejects)
-    for record, digest in zip(batch, digests):
+    for record, digest in zip(batch, digests, strict=True):
         if refused_keys and (record.namespace, record.id) in refused_keys:
             continue
         state.counts.written += 1

@@ -1,0 +1,125 @@
+"""The options of every ``vex`` command that runs (export, import, migrate, pack create and
+unpack, adapter apply), generated from ``RunOptions``'s fields: their names (``--batch-size``
+for ``batch_size``), types (a ``Literal`` is a choice), defaults and help. The CLI writes none
+of them out; it adds only what is not a run option (receipt and rejects paths, secrets,
+``--json``, ``--quiet``)."""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from ..engine.options import OptionInfo, RunOptions, literal_choices, option_fields
+
+__all__ = ["AliasedOption", "run_option", "run_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AliasedOption(click.Option):
+    """An option whose older spellings (``hidden_aliases``) still work but are not shown in
+    ``--help``, so a renamed flag breaks no script."""
+
+    def __init__(self, *args: Any, hidden_aliases: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = tuple(hidden_aliases)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = [o for o in self.opts if o not in self.hidden_aliases]
+        saved, self.opts = self.opts, shown
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = saved
+
+
+def aliased(*decls: str, hidden_aliases: Sequence[str], **kwargs: Any) -> Callable[[F], F]:
+    """``click.option`` with older spellings that keep working, hidden from the help."""
+    flags = [d for d in decls if d.startswith("-")]
+    names = [d for d in decls if not d.startswith("-")]
+    return click.option(*flags, *hidden_aliases, *names, cls=AliasedOption,
+                        hidden_aliases=hidden_aliases, **kwargs)
+
+
+def _flag(name: str, info: OptionInfo) -> str:
+    return info.flag or "--" + name.replace("_", "-")
+
+
+def run_option(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any) -> Callable[[F], F]:
+    """The click option for one run option."""
+    kwargs: dict[str, Any] = {"help": info.help, "default": field.default}
+    base = _without_none(annotation)
+    choices = literal_choices(annotation)
+    if info.timestamp:
+        kwargs.update(type=str)  # ISO-8601 or epoch, parsed by RunOptions.from_arguments
+    elif info.file:
+        kwargs.update(type=click.Path(dir_okay=False))
+    elif base is bool:
+        kwargs.update(is_flag=True)
+        if field.default is True:  # ``--no-verify``: the flag turns the option off
+            kwargs.update(flag_value=False)
+    elif choices is not None:
+        kwargs.update(type=click.Choice(choices))
+    elif typing.get_origin(base) in (collections.abc.Sequence, list, tuple):
+        kwargs.update(multiple=True)
+    elif base is int:
+        kwargs.update(type=click.IntRange(min=info.minimum) if info.minimum is not None else int)
+    elif base is float:
+        kwargs.update(type=float)
+    if info.metavar:
+        kwargs["metavar"] = info.metavar
+    if field.default is not None and not isinstance(field.default, bool):
+        kwargs["show_default"] = True
+    return aliased(_flag(field.name, info), field.name, hidden_aliases=info.aliases, **kwargs)
+
+
+def _without_none(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else annotation
+    return annotation
+
+
+def _secrets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            # never echo what was given: without its NAME= it may be the secret itself
+            raise click.BadParameter("expected NAME=VALUE, e.g. api_key=...; the value given has no NAME=")
+        out[name.strip().lower()] = value
+    return out
+
+
+_CLI_ONLY: list[Callable[[Any], Any]] = [
+    click.option("--receipt", type=click.Path(dir_okay=False),
+                 help="Receipt path [default: <target>.receipt.json]."),
+    click.option("--rejects", type=click.Path(dir_okay=False),
+                 help="Rejects path [default: <target>.rejects.jsonl]."),
+    click.option("--source-secret", "source_secrets", multiple=True, metavar="NAME=VALUE",
+                 callback=_secrets, help="A secret for the source (api_key, password, token);"
+                 " prefer VEX_<CONNECTOR>_<NAME> variables, which stay out of process lists."),
+    click.option("--target-secret", "target_secrets", multiple=True, metavar="NAME=VALUE",
+                 callback=_secrets, help="A secret for the target, like --source-secret."),
+    click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON on stdout."),
+    click.option("--quiet", is_flag=True, help="No progress bar and no summary."),
+]
+
+
+def run_options(options: type[RunOptions] = RunOptions) -> Callable[[F], F]:
+    """Decorator: every field of ``options`` as a click option of the command (named after the
+    field, so the command hands its parameters to the API by name), then the CLI's own."""
+
+    def decorate(fn: F) -> F:
+        decorators = [run_option(f, info, annotation) for f, info, annotation in option_fields(options)]
+        for decorator in reversed([*decorators, *_CLI_ONLY]):
+            fn = decorator(fn)
+        return fn
+
+    return decorate
