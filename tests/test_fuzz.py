@@ -311,16 +311,7 @@ READERS: dict[str, Callable[[Path], None]] = {
     "pack-rehashed": _read_pack,
 }
 
-KNOWN: dict[str, tuple[str, str]] = {
-    "receipt": ("UnicodeDecodeError", "load_receipt (engine/receipt.py, not this test's files) lets"
-                " msgspec's UnicodeDecodeError out for a receipt that is not UTF-8; it should be"
-                " the DecodeError 'not a vexchange receipt'"),
-    "pack-rehashed": ("Hang", "Cartridge.records (pack/cartridge.py, the content-id owner's code)"
-                      " and cartridge_pages (connectors/cartridge.py) trust the rids a damaged"
-                      " b-tree returns: when a page's last rid is not above the cursor (seed 18:"
-                      " rid 0 after 9) the reader loops over the same records for ever; records()"
-                      " should raise DecodeError when a row's rid is not above the one before"),
-}
+KNOWN: dict[str, tuple[str, str]] = {}
 """Reader -> (exception type, reason): crashes found in files that are not this test's
 author's, reported to their owners; a case failing only so is an expected failure."""
 

@@ -204,3 +204,36 @@ def test_a_deep_manifest_is_a_decode_error() -> None:
                 b"".join(b"  " * i + b'"k":\n' for i in range(300))):
         with pytest.raises(DecodeError):
             load_manifest(raw, "manifest.yaml")
+
+
+DEEP = b"[" * (MAX_DEPTH + 50) + b"]" * (MAX_DEPTH + 50)
+
+
+def test_deep_or_damaged_run_files_are_decode_errors(tmp_path: Path) -> None:
+    """Sidecars, checkpoints, receipts, micro-packs and adapter cards read from disk: too deep,
+    not UTF-8, or not an object is a DecodeError naming the file, never a traceback."""
+    from vexchange.adapters import load_adapter
+    from vexchange.engine.checkpoint import Checkpoint
+    from vexchange.engine.receipt import load_receipt
+    from vexchange.pack.micropack import read_micropack
+    from vexchange.sidecar import read_sidecar
+
+    data = tmp_path / "m.vmig.jsonl"
+    data.write_bytes(b"")
+    (tmp_path / "m.vmig.meta.json").write_bytes(b'{"a": ' + DEEP + b"}")
+    with pytest.raises(DecodeError):
+        read_sidecar(data)
+    for content in (DEEP, b"[1, 2]", b"\xff\xfe{"):
+        (tmp_path / "c.checkpoint").write_bytes(content)
+        with pytest.raises(DecodeError):
+            Checkpoint(tmp_path / "c.checkpoint").load()
+        (tmp_path / "r.json").write_bytes(content)
+        with pytest.raises(DecodeError):
+            load_receipt(tmp_path / "r.json")
+    (tmp_path / "p.micro.jsonl").write_bytes(DEEP + b"\n")
+    with pytest.raises(DecodeError):
+        read_micropack(tmp_path / "p.micro.jsonl")
+    (tmp_path / "a.card.json").write_bytes(DEEP)
+    (tmp_path / "a.npz").write_bytes(b"")
+    with pytest.raises(DecodeError):
+        load_adapter(tmp_path / "a.npz")

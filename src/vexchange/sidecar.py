@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ._atomic import atomic_write_bytes
+from ._json import loads_exact
 from ._time import format_timestamp, utc_now_ms
 from ._version import __version__
 from .codecs.vmig import FORMAT_VERSION
@@ -60,7 +61,7 @@ def read_sidecar(data_path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        value = orjson.loads(path.read_bytes())
+        value = loads_exact(path.read_bytes())  # bounded nesting, exact big integers
     except orjson.JSONDecodeError as err:
         raise DecodeError(f"sidecar is not valid JSON ({err})", location=str(path)) from None
     if not isinstance(value, dict):

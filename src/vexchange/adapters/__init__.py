@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_bytes
+from .._json import loads_exact
 from ..errors import DecodeError, UsageError
 from .fit import Fitted, candidates, fit, mean_cosine, random_projection, recall_at_k
 
@@ -73,7 +74,7 @@ def _pairs_file(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
                 if not line.strip():
                     continue
                 try:
-                    item = json.loads(line)
+                    item = loads_exact(line)
                     sources.append(np.asarray(item["source"], dtype=np.float32))
                     targets.append(np.asarray(item["target"], dtype=np.float32))
                     texts.append(str(item.get("text", "")))
@@ -219,7 +220,7 @@ def load_adapter(path: str | Path, *, force: bool = False) -> Adapter:
     if weights.suffix != ".npz":
         weights = card_path.with_name(card_path.name.replace(".card.json", ".npz"))
     try:
-        card = json.loads(card_path.read_text())
+        card = loads_exact(card_path.read_bytes())
         blob = weights.read_bytes()
     except FileNotFoundError as err:
         raise UsageError(f"adapter file missing: {err.filename}",
@@ -267,7 +268,7 @@ def list_adapters(directory: str | Path = ".") -> Iterator[dict[str, Any]]:
     """The cards of the adapters in a directory."""
     for card_path in sorted(Path(directory).glob("*.card.json")):
         try:
-            card = json.loads(card_path.read_text())
+            card = loads_exact(card_path.read_bytes())
         except ValueError:
             continue
         if card.get("format") == CARD_FORMAT:

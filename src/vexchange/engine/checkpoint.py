@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 
 from .._atomic import atomic_write_bytes
+from .._json import loads_exact
 from ..connectors._base import Reject
 from ..errors import DecodeError
 
@@ -32,11 +33,13 @@ class Checkpoint:
         if not self.path.exists():
             return None
         try:
-            state = orjson.loads(self.path.read_bytes())
-        except orjson.JSONDecodeError:
+            state = loads_exact(self.path.read_bytes())
+        except ValueError:  # bad JSON or UTF-8, or nested beyond what is read
+            state = None
+        if not isinstance(state, dict):
             raise DecodeError("checkpoint is damaged; run again without --resume",
-                              location=str(self.path)) from None
-        return state  # type: ignore[no-any-return]
+                              location=str(self.path))
+        return state
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ import msgspec
 
 from .._atomic import atomic_write_bytes
 from .._version import __version__
+from .._json import loads_exact
 from ..errors import DecodeError
 
 __all__ = ["RECEIPT_VERSION", "Counts", "NamespaceDigests", "Receipt", "load_receipt", "versions"]
@@ -89,11 +90,16 @@ class Receipt(msgspec.Struct, kw_only=True):
 
 
 def load_receipt(path: Path) -> Receipt:
+    """A receipt from its file; a damaged one (bad UTF-8, deep nesting, wrong fields) is a
+    DecodeError naming the file, never a traceback."""
     try:
-        return msgspec.json.decode(path.read_bytes(), type=Receipt)
+        value = loads_exact(path.read_bytes())  # bounded depth; then the typed conversion
+        return msgspec.convert(value, type=Receipt)
     except FileNotFoundError:
         raise DecodeError("no such receipt file", location=str(path)) from None
-    except msgspec.DecodeError as err:
+    except DecodeError:
+        raise
+    except (ValueError, msgspec.ValidationError) as err:  # JSONDecodeError, UnicodeDecodeError
         raise DecodeError(f"not a vexchange receipt ({err})", location=str(path)) from None
 
 

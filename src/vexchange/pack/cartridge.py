@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from .._canonical import content_id
-from .._json import dumps_exact, loads_exact, may_hold_big_int
+from .._json import dumps_exact, loads_exact
 from .._version import __version__
 from .._atomic import RESUME_HINT, check_writable, describe_os_error
 from .._sqlite import open_readonly, require_tables
@@ -546,6 +546,12 @@ class Cartridge:
             (after, limit)).fetchall()
         if not rows:
             return [], after
+        previous = after
+        for row in rows:  # a damaged b-tree can hand rids back out of order: never loop on it
+            if row[0] <= previous:
+                raise DecodeError(f"the records table is damaged: rid {row[0]} is not above"
+                                  f" {previous}", location=str(self.path))
+            previous = row[0]
         low, high = rows[0][0], rows[-1][0]
         vectors: dict[int, dict[str, Vector]] = {}
         for rid, name, model, blob in self.db.execute(
@@ -560,9 +566,7 @@ class Cartridge:
                     "SELECT rid, name, model, indices, vals FROM sparse_vectors WHERE rid BETWEEN ? AND ?",
                     (low, high)):
                 sparse.setdefault(rid, {})[name] = SparseVector(idx, vals, model)
-        # one scan of the page for integers beyond 64 bits (which need the exact parser), then
-        # orjson per payload: cheaper than a call to loads_exact for each
-        parse = loads_exact if may_hold_big_int("".join([str(row[10]) for row in rows]).encode()) else orjson.loads
+        parse = loads_exact  # exact big integers, and nesting bounded (orjson alone takes 1024 levels)
         out: list[MemoryRecord | Reject] = []
         for rid, namespace, rid_id, id_type, text, text_ref, modality, created, updated, store, payload, \
                 stored_id in rows:

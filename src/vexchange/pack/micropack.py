@@ -26,6 +26,7 @@ import msgspec
 import numpy as np
 
 from .._atomic import atomic_write_bytes
+from .._json import loads_exact
 from .._time import format_timestamp, parse_timestamp
 from ..embed import query_vector
 from ..errors import DecodeError, UsageError
@@ -153,8 +154,8 @@ def read_micropack(path: str | Path) -> tuple[dict[str, Any], list[MemoryRecord]
     if not lines:
         raise DecodeError("empty micro-pack", location=where)
     try:
-        header = msgspec.json.decode(lines[0], type=Header)
-    except msgspec.ValidationError as err:
+        header = msgspec.convert(loads_exact(lines[0]), type=Header)  # bounded nesting
+    except ValueError as err:  # not JSON, too deep, or not a header (msgspec's errors are ValueErrors)
         raise DecodeError(f"not a micro-pack header ({err})", location=f"{where}:1") from None
     if header.micropack != MICROPACK_VERSION:
         raise DecodeError(f"micro-pack version {header.micropack} is not {MICROPACK_VERSION}",
@@ -162,9 +163,9 @@ def read_micropack(path: str | Path) -> tuple[dict[str, Any], list[MemoryRecord]
     records = []
     for number, line in enumerate(lines[1:], 2):
         try:
-            item = msgspec.json.decode(line, type=Item)
+            item = msgspec.convert(loads_exact(line), type=Item)
             values = dequantize(item.vec, item.scale, header.quantization, header.dims)
-        except (msgspec.ValidationError, ValueError) as err:
+        except ValueError as err:
             raise DecodeError(f"not a micro-pack record ({err})", location=f"{where}:{number}") from None
         records.append(MemoryRecord(
             id=item.id, namespace=item.ns, text=item.text, metadata=item.meta,
