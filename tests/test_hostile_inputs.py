@@ -237,3 +237,21 @@ def test_deep_or_damaged_run_files_are_decode_errors(tmp_path: Path) -> None:
     (tmp_path / "a.npz").write_bytes(b"")
     with pytest.raises(DecodeError):
         load_adapter(tmp_path / "a.npz")
+
+
+def test_sqlite_errors_are_told_apart_by_their_result_codes(tmp_path: Path) -> None:
+    from vexchange._sqlite import error_kind
+
+    db = tmp_path / "locked.db"
+    holder = sqlite3.connect(db)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(db, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        other.execute("INSERT INTO t VALUES (1)")
+    assert error_kind(locked.value) == "busy"
+    holder.rollback()
+    (tmp_path / "not.db").write_bytes(b"x" * 4096)
+    with pytest.raises(sqlite3.DatabaseError) as notadb:
+        sqlite3.connect(tmp_path / "not.db").execute("SELECT * FROM sqlite_master").fetchall()
+    assert error_kind(notadb.value) == "notadb"

@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from .errors import DecodeError, UsageError
 
-__all__ = ["DamagedDatabaseError", "DEFAULT_SECONDS", "GuardedConnection", "open_readonly",
+__all__ = ["error_kind", "DamagedDatabaseError", "DEFAULT_SECONDS", "GuardedConnection", "open_readonly",
            "require_tables", "time_limit"]
 
 DEFAULT_SECONDS = 60.0
@@ -189,3 +189,21 @@ def require_tables(db: sqlite3.Connection, names: Iterable[str], where: str, *,
                               " (a view could run any query)", location=where)
         present.add(name)
     return present & set(optional)
+
+
+_PRIMARY = {5: "busy", 6: "busy", 8: "readonly", 14: "cantopen", 26: "notadb"}
+"""SQLite primary result codes (the low byte of an extended code) by what a caller does about
+them: SQLITE_BUSY and SQLITE_LOCKED may pass, the others will not."""
+_BY_TEXT = (("locked", "busy"), ("busy", "busy"), ("readonly", "readonly"),
+            ("unable to open", "cantopen"), ("not a database", "notadb"))
+
+
+def error_kind(err: sqlite3.Error) -> str | None:
+    """"busy", "readonly", "cantopen", "notadb" or None for an SQLite error, chosen by its
+    result code (``sqlite_errorcode``, Python 3.11+), never by its message where the code is
+    known. Python 3.10 has no code on the exception: there only, the message decides."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return _PRIMARY.get(code & 0xFF)
+    text = str(err)
+    return next((kind for word, kind in _BY_TEXT if word in text), None)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from .._atomic import check_writable
 from .._json import dumps_exact
-from .._sqlite import open_readonly, require_tables
+from .._sqlite import error_kind, open_readonly, require_tables
 from ..errors import DecodeError, LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
@@ -446,15 +446,15 @@ class _translated:
     def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
         if not isinstance(err, sqlite3.Error):
             return
-        text = str(err)
-        if "locked" in text or "busy" in text:
+        text, kind = str(err), error_kind(err)
+        if kind == "busy":
             raise TransientError(f"{self.path} is locked by another program ({text})",
                                  connector="vektor", operation=self.operation,
                                  hint="close the program holding the database, then run again") from err
-        if isinstance(err, sqlite3.DatabaseError) and "not a database" in text:
+        if kind == "notadb":
             raise LayoutMismatchError(f"{self.path} is not a SQLite database",
                                       connector="vektor", operation=self.operation) from err
-        if "readonly" in text or "unable to open" in text:
+        if kind in ("readonly", "cantopen"):
             raise UsageError(f"cannot {self.operation} {self.path}: {text}") from err
         raise LayoutMismatchError(f"{self.path}: {self.operation} failed: {text}",
                                   connector="vektor", operation=self.operation) from err
