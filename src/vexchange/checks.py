@@ -1,4 +1,7 @@
-"""Looking at data without moving it: ``inspect``, ``validate`` and ``verify``."""
+"""Looking at data without moving it: ``inspect``, ``validate`` and ``verify``.
+
+Each returns a typed result (vexchange.results, described in docs/results.md).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from collections import Counter
 from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -21,6 +24,10 @@ from .connectors.vmig import iter_lines
 from .engine.receipt import load_receipt
 from .errors import UsageError
 from .record import MemoryRecord, Vector, nested_keys
+from .results import (
+    AgainstCheck, Check, ChecksumCheck, InspectReport, NamespaceDifference, ReceiptCheck, SidecarState,
+    UnreadableEntry, ValidateError, ValidateReport, VerifyReport,
+)
 from .sidecar import read_sidecar, verify_checksum
 
 __all__ = ["inspect", "validate", "verify"]
@@ -34,7 +41,7 @@ def _items(store: Connector) -> Iterator[MemoryRecord | Reject]:
         yield from page.items
 
 
-def inspect(location: Location) -> dict[str, Any]:
+def inspect(location: Location) -> InspectReport:
     """Counts, models, dims, namespaces, sources, time range, and the sidecar's state."""
     store = open_store(location)
     counts: Counter[str] = Counter()
@@ -61,40 +68,41 @@ def inspect(location: Location) -> dict[str, Any]:
             if item.created_at is not None:
                 first = item.created_at if first is None else min(first, item.created_at)
                 last = item.created_at if last is None else max(last, item.created_at)
-    report: dict[str, Any] = {
-        "location": store.describe()["location"],
-        "records": counts["records"],
-        "with_vector": counts["with_vector"], "without_vector": counts["without_vector"],
-        "with_text": counts["with_text"], "without_text": counts["without_text"],
-        "unreadable": dict(unreadable),
-        "namespaces": dict(namespaces.most_common()), "models": dict(models.most_common()),
-        "dims": dict(dims.most_common()), "sources": dict(sources.most_common()),
-        "created_from": None if first is None else format_timestamp(first),
-        "created_to": None if last is None else format_timestamp(last),
-    }
     path = getattr(store, "path", None)
+    sidecar = None
     if store.name == "vmig" and isinstance(path, Path):
-        report["sidecar"] = _sidecar_state(path, counts["records"] + sum(unreadable.values()))
-    return report
+        sidecar = _sidecar_state(path, counts["records"] + sum(unreadable.values()))
+    return InspectReport(
+        location=store.describe()["location"],
+        records=counts["records"],
+        with_vector=counts["with_vector"], without_vector=counts["without_vector"],
+        with_text=counts["with_text"], without_text=counts["without_text"],
+        unreadable=dict(unreadable),
+        namespaces=dict(namespaces.most_common()), models=dict(models.most_common()),
+        dims=dict(dims.most_common()), sources=dict(sources.most_common()),
+        created_from=None if first is None else format_timestamp(first),
+        created_to=None if last is None else format_timestamp(last),
+        sidecar=sidecar,
+    )
 
 
-def _sidecar_state(path: Path, records: int) -> dict[str, Any]:
+def _sidecar_state(path: Path, records: int) -> SidecarState:
     meta = read_sidecar(path)
     if meta is None:
-        return {"status": "missing"}
+        return SidecarState(status="missing")
     check = verify_checksum(path)
-    return {
-        "status": check["status"], "record_count": meta.get("record_count"),
-        "record_count_matches": meta.get("record_count") == records,
-        "exported_at": meta.get("exported_at"), "source_store": meta.get("source_store"),
-        "imported_to": meta.get("imported_to"), "imported_at": meta.get("imported_at"),
-    }
+    return SidecarState(
+        status=check["status"], record_count=meta.get("record_count"),
+        record_count_matches=meta.get("record_count") == records,
+        exported_at=meta.get("exported_at"), source_store=meta.get("source_store"),
+        imported_to=meta.get("imported_to"), imported_at=meta.get("imported_at"),
+    )
 
 
 # ------------------------------------------------------------------------------------ validate
 
 
-def validate(path: str | Path) -> dict[str, Any]:
+def validate(path: str | Path) -> ValidateReport:
     """Check every record of a .vmig.jsonl file. ``ok`` is False on any error.
 
     Errors: unreadable line, missing or duplicate id, non-finite or non-numeric vector values,
@@ -104,7 +112,7 @@ def validate(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if not file.exists():
         raise UsageError(f"no such file: {file}")
-    errors: list[dict[str, Any]] = []
+    errors: list[ValidateError] = []
     error_counts: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     seen: dict[int, int] = {}
@@ -114,7 +122,7 @@ def validate(path: str | Path) -> dict[str, Any]:
     def error(line: int, reason: str, detail: str, record_id: str | None = None) -> None:
         error_counts[reason] += 1
         if len(errors) < 1000:
-            errors.append({"line": line, "id": record_id, "reason": reason, "detail": detail})
+            errors.append(ValidateError(line=line, id=record_id, reason=reason, detail=detail))
 
     for line_no, obj, raw in _lines(file):
         records += 1
@@ -142,8 +150,8 @@ def validate(path: str | Path) -> dict[str, Any]:
                       f"{vec.dims} dims; line {expect[1]} has {expect[0]}", record.id)
         if not record.vectors and record.text:
             warnings["text_only_reembeddable"] += 1
-    return {"file": str(file), "records": records, "ok": not error_counts,
-            "error_counts": dict(error_counts), "errors": errors, "warnings": dict(warnings)}
+    return ValidateReport(file=str(file), records=records, ok=not error_counts,
+                          error_counts=dict(error_counts), errors=errors, warnings=dict(warnings))
 
 
 def _lines(file: Path) -> Iterator[tuple[int, Any, bytes]]:
@@ -163,7 +171,7 @@ def verify(
     receipt: str | Path | None = None,
     against: Location | None = None,
     namespaces: Sequence[str] | None = None,
-) -> dict[str, Any]:
+) -> VerifyReport:
     """Prove a target holds what it should. ``ok`` is False on any difference.
 
     * a .vmig.jsonl file alone: its checksum and record count against its sidecar;
@@ -172,30 +180,29 @@ def verify(
     * ``against`` a source: record by record, naming ids missing, extra or changed.
     """
     store = open_store(target)
-    report: dict[str, Any] = {"target": store.describe()["location"], "checks": []}
+    checks: list[Check] = []
     path = getattr(store, "path", None)
     if store.name == "vmig" and isinstance(path, Path):
         if not path.exists():
             raise UsageError(f"no such file: {path}")
-        report["checks"].append(_check_file(path))
+        checks.append(_check_file(path))
     if receipt is not None:
-        report["checks"].append(_check_receipt(store, Path(receipt)))
+        checks.append(_check_receipt(store, Path(receipt)))
     if against is not None:
-        report["checks"].append(_check_against(store, open_store(against), namespaces))
-    if not report["checks"]:
+        checks.append(_check_against(store, open_store(against), namespaces))
+    if not checks:
         raise UsageError("nothing to verify against",
                          hint="give --receipt RECEIPT or --against SOURCE (or verify a .vmig.jsonl file)")
-    report["ok"] = all(c["ok"] for c in report["checks"])
-    return report
+    return VerifyReport(target=store.describe()["location"], checks=checks, ok=all(c.ok for c in checks))
 
 
-def _check_file(path: Path) -> dict[str, Any]:
+def _check_file(path: Path) -> ChecksumCheck:
     result = verify_checksum(path)
     meta = read_sidecar(path) or {}
     lines = sum(1 for _ in iter_lines(path))  # counting needs no parsing
     count_ok = meta.get("record_count") in (None, lines)
-    return {"check": "checksum", "ok": result.ok and count_ok, "status": result["status"],
-            "records": lines, "sidecar_record_count": meta.get("record_count")}
+    return ChecksumCheck(ok=result.ok and count_ok, status=result["status"], records=lines,
+                         sidecar_record_count=meta.get("record_count"))
 
 
 def _digests(store: Connector, keys: set[str]) -> dict[str, NamespaceDigest]:
@@ -207,26 +214,26 @@ def _digests(store: Connector, keys: set[str]) -> dict[str, NamespaceDigest]:
     return out
 
 
-def _check_receipt(store: Connector, path: Path) -> dict[str, Any]:
+def _check_receipt(store: Connector, path: Path) -> ReceiptCheck:
     saved = load_receipt(path)
     with store:
         actual = _digests(store, set(saved.namespaces))
-    differences = []
+    differences: list[NamespaceDifference] = []
     for ns, pair in saved.namespaces.items():
         expected = NamespaceDigest.from_dict(pair.written)
         got = actual.get(ns, NamespaceDigest())
         if expected.count == 0 and got.count == 0:
             continue
         if got != expected:
-            differences.append({"namespace": ns, "expected_count": expected.count,
-                                "actual_count": got.count,
-                                "digest_matches": got.hex == expected.hex})
-    return {"check": "receipt", "receipt": str(path), "ok": not differences,
-            "namespaces": len(saved.namespaces), "differences": differences}
+            differences.append(NamespaceDifference(namespace=ns, expected_count=expected.count,
+                                                   actual_count=got.count,
+                                                   digest_matches=got.hex == expected.hex))
+    return ReceiptCheck(receipt=str(path), ok=not differences, namespaces=len(saved.namespaces),
+                        differences=differences)
 
 
 def _check_against(target: Connector, source: Connector,
-                   namespaces: Sequence[str] | None) -> dict[str, Any]:
+                   namespaces: Sequence[str] | None) -> AgainstCheck:
     """Record by record. A target that keeps some metric's vectors L2-normalised (Qdrant cosine)
     gets a second look at a changed record: when everything but the vectors matches and each
     vector points the same way, the record is counted as "normalised" (unit length now) or
@@ -235,7 +242,7 @@ def _check_against(target: Connector, source: Connector,
     caps = target.capabilities
     normalises = bool(caps.normalises or caps.rounds)
     expected: dict[tuple[str | None, str], tuple[bytes, bytes | None]] = {}
-    unreadable: dict[str, list[Reject]] = {"source": [], "target": []}
+    unreadable: dict[Literal["source", "target"], list[Reject]] = {"source": [], "target": []}
 
     def selected(item: MemoryRecord | Reject) -> bool:
         # an unreadable entry of unknown namespace may be in any namespace: it counts
@@ -275,18 +282,18 @@ def _check_against(target: Connector, source: Connector,
             else:
                 changed.append(item.id)
     missing = [rid for (_, rid) in list(expected)[:_LISTED]]
-    return {
-        "check": "against", "source": source.describe()["location"],
-        "ok": not (expected or changed or extra or unreadable["source"] or unreadable["target"]),
-        "matched": matched, "normalised": normalised, "rounded": rounded,
-        "source_records": missing_total + len(unreadable["source"]), "missing": len(expected),
-        "changed": len(changed), "extra": len(extra),
-        "source_unreadable": len(unreadable["source"]),
-        "target_unreadable": len(unreadable["target"]),
-        "missing_ids": missing, "changed_ids": changed[:_LISTED], "extra_ids": extra[:_LISTED],
-        "unreadable": [{"side": side, "id": r.id, "namespace": r.namespace, "reason": r.reason}
-                       for side, items in unreadable.items() for r in items[:_LISTED]],
-    }
+    return AgainstCheck(
+        source=source.describe()["location"],
+        ok=not (expected or changed or extra or unreadable["source"] or unreadable["target"]),
+        matched=matched, normalised=normalised, rounded=rounded,
+        source_records=missing_total + len(unreadable["source"]), missing=len(expected),
+        changed=len(changed), extra=len(extra),
+        source_unreadable=len(unreadable["source"]),
+        target_unreadable=len(unreadable["target"]),
+        missing_ids=missing, changed_ids=changed[:_LISTED], extra_ids=extra[:_LISTED],
+        unreadable=[UnreadableEntry(side=side, id=r.id, namespace=r.namespace, reason=r.reason)
+                    for side, items in unreadable.items() for r in items[:_LISTED]],
+    )
 
 
 _SKETCH = 8

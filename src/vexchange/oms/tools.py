@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from ..errors import UsageError
+from ..results import GrainsInspectReport, GrainsVerifyReport
 from .container import FLAG_COMPRESSED, FLAG_MANIFEST, MgReader, MgWriter
 from .errors import OMSError
 from .grain import Grain, decode_grain, encode_grain
@@ -23,7 +24,7 @@ def _reader(path: str | Path) -> MgReader:
     return MgReader(path)
 
 
-def inspect_grains(path: str | Path) -> dict[str, Any]:
+def inspect_grains(path: str | Path) -> GrainsInspectReport:
     """Grain count, types, namespaces, flags and manifest size of a .mg file."""
     with _reader(path) as reader:
         types: Counter[str] = Counter()
@@ -31,20 +32,20 @@ def inspect_grains(path: str | Path) -> dict[str, Any]:
         for grain in reader:
             types[grain.type] += 1
             namespaces[str(grain.fields.get("namespace", "(none)"))] += 1
-        return {"file": str(path), "grains": len(reader), "types": dict(types.most_common()),
-                "namespaces": dict(namespaces.most_common()),
-                "compressed": bool(reader.flags & FLAG_COMPRESSED),
-                "manifest_entries": len(reader.manifest()) if reader.flags & FLAG_MANIFEST else 0}
+        return GrainsInspectReport(
+            file=str(path), grains=len(reader), types=dict(types.most_common()),
+            namespaces=dict(namespaces.most_common()), compressed=bool(reader.flags & FLAG_COMPRESSED),
+            manifest_entries=len(reader.manifest()) if reader.flags & FLAG_MANIFEST else 0)
 
 
-def verify_grains(path: str | Path) -> dict[str, Any]:
+def verify_grains(path: str | Path) -> GrainsVerifyReport:
     """Footer checksum and every grain's parse and address; ``ok`` False with the error."""
     try:
         with _reader(path) as reader:
             result = reader.verify()
     except OMSError as err:
-        return {"file": str(path), "ok": False, "error": err.code, "detail": str(err)}
-    return {"file": str(path), "ok": True, **result}
+        return GrainsVerifyReport(file=str(path), ok=False, error=err.code, detail=str(err))
+    return GrainsVerifyReport(file=str(path), ok=True, **result)
 
 
 def decode_grains(path: str | Path, *, index: int | None = None) -> list[dict[str, Any]]:

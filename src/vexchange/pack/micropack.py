@@ -31,6 +31,7 @@ from .._time import format_timestamp, parse_timestamp
 from ..embed import query_vector
 from ..errors import DecodeError, UsageError
 from ..record import MemoryRecord, Vector
+from ..results import Result
 from .cartridge import nskey
 
 __all__ = ["MICROPACK_VERSION", "Header", "Item", "micropack", "read_micropack"]
@@ -38,7 +39,10 @@ __all__ = ["MICROPACK_VERSION", "Header", "Item", "micropack", "read_micropack"]
 MICROPACK_VERSION = 1
 
 
-class Header(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Header(Result, forbid_unknown_fields=True, omit_defaults=True, frozen=True, kw_only=True):
+    """The micro-pack's first line, and what ``micropack`` returns (a typed result: its
+    ``to_dict()`` is the line as JSON; docs/results.md)."""
+
     micropack: int
     vector: str
     dims: int
@@ -92,7 +96,7 @@ def dequantize(data: str, scale: float | None, kind: str, dims: int) -> np.ndarr
 def micropack(source: Any, output: str | Path, *, query: str | None = None,
               vector: list[float] | None = None, k: int = 20, embed_model: str | None = None,
               vector_name: str = "", quantization: str = "int8",
-              namespaces: list[str] | None = None) -> dict[str, Any]:
+              namespaces: list[str] | None = None) -> Header:
     """Write the top ``k`` records of ``source`` for a query (text, embedded with
     ``embed_model``, or a vector) to ``output``; returns the header."""
     from ..api import open_store
@@ -141,10 +145,10 @@ def micropack(source: Any, output: str | Path, *, query: str | None = None,
             meta=record.metadata, t=None if record.created_at is None else format_timestamp(record.created_at),
             vec=data, scale=scale)))
     atomic_write_bytes(Path(output), b"\n".join(lines) + b"\n")
-    return msgspec.to_builtins(header)  # type: ignore[no-any-return]
+    return header
 
 
-def read_micropack(path: str | Path) -> tuple[dict[str, Any], list[MemoryRecord]]:
+def read_micropack(path: str | Path) -> tuple[Header, list[MemoryRecord]]:
     """The header and the records (vectors dequantized, float32) of a micro-pack."""
     where = str(path)
     try:
@@ -174,4 +178,4 @@ def read_micropack(path: str | Path) -> tuple[dict[str, Any], list[MemoryRecord]
     if len(records) != header.records:
         raise DecodeError(f"the header says {header.records} records, the file holds {len(records)}",
                           location=where)
-    return msgspec.to_builtins(header), records
+    return header, records

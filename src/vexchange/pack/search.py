@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -33,9 +34,10 @@ from .._json import dumps_exact, loads_exact
 from .._time import format_timestamp, utc_now_ms
 from ..embed import query_vector
 from ..errors import UsageError
+from ..results import SearchHit
 from .cartridge import Cartridge, nskey
 
-__all__ = ["Searcher", "Weights", "feedback", "search"]
+__all__ = ["SearchHit", "Searcher", "Weights", "feedback", "search"]
 
 BASE_ELO = 1200.0
 K_FACTOR = 32.0
@@ -92,7 +94,7 @@ class Searcher:
     def search(self, *, query: str | None = None, vector: list[float] | None = None,
                keyword: str | None = None, k: int = 10, embed_model: str | None = None,
                vector_name: str = "", weights: Weights = Weights(), candidates: int | None = None,
-               now_ms: int | None = None, exact: bool = False) -> list[dict[str, Any]]:
+               now_ms: int | None = None, exact: bool = False) -> list[SearchHit]:
         """The ``k`` best records for a text query (embedded with ``embed_model``), a vector,
         or a keyword query; each hit with its score and the terms that made it. ``exact``
         ignores an approximate index."""
@@ -113,7 +115,7 @@ class Searcher:
         self.cartridge.close()
 
 
-def search(path: str | Path, **options: Any) -> list[dict[str, Any]]:
+def search(path: str | Path, **options: Any) -> list[SearchHit]:
     """One query (``Searcher.search``'s options) on a cartridge or VectorPack directory."""
     searcher = Searcher(path)
     try:
@@ -181,7 +183,7 @@ def _keyword(cartridge: Cartridge, text: str, pool: int) -> dict[int, float]:
 
 
 def _rank(cartridge: Cartridge, found: dict[int, float], k: int, weights: Weights,
-          now: int) -> list[dict[str, Any]]:
+          now: int) -> list[SearchHit]:
     if not found:
         return []
     rids = sorted(found)
@@ -189,7 +191,7 @@ def _rank(cartridge: Cartridge, found: dict[int, float], k: int, weights: Weight
     info = {row[0]: row[1:] for row in cartridge.db.execute(
         f"SELECT r.rid, r.namespace, r.id, r.text, r.created_at, r.updated_at, s.elo FROM records r"
         f" LEFT JOIN scores s ON s.rid = r.rid WHERE r.rid IN ({marks})", rids)}
-    hits = []
+    scored = []
     for rid in rids:
         namespace, rid_id, text, created, updated, elo = info[rid]
         elo_value = BASE_ELO if elo is None else float(elo)
@@ -197,12 +199,11 @@ def _rank(cartridge: Cartridge, found: dict[int, float], k: int, weights: Weight
         recency = 0.0 if when is None else 2 ** (-max(0, now - when) / DAY_MS / weights.half_life_days)
         elo_term = math.tanh((elo_value - BASE_ELO) / 400)
         score = (weights.similarity * found[rid] + weights.elo * elo_term + weights.recency * recency)
-        hits.append({"score": round(score, 6), "similarity": round(found[rid], 6), "elo": elo_value,
-                     "recency": round(recency, 6), "namespace": namespace, "id": rid_id, "text": text})
-    hits.sort(key=lambda h: (-h["score"], nskey(h["namespace"]), h["id"]))
-    for rank, hit in enumerate(hits[:k], 1):
-        hit["rank"] = rank
-    return hits[:k]
+        scored.append(SearchHit(score=round(score, 6), similarity=round(found[rid], 6), elo=elo_value,
+                                recency=round(recency, 6), namespace=namespace, id=rid_id, text=text,
+                                rank=0))  # ranked once sorted
+    scored.sort(key=lambda h: (-h.score, nskey(h.namespace), h.id))
+    return [msgspec.structs.replace(hit, rank=rank) for rank, hit in enumerate(scored[:k], 1)]
 
 
 def feedback(path: str | Path, record_id: str, *, helpful: bool, namespace: str | None = None,
