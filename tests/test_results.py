@@ -611,3 +611,16 @@ def test_json_output_is_to_dict(args: list[str], name: str, tmp_path: Path,
     main([arg.format(tmp=tmp_path) for arg in args] + ["--json"])
     printed = orjson.loads(capsys.readouterr().out)
     assert orjson.dumps(printed) == orjson.dumps(plain(result))  # the keys' order too
+
+
+def test_docs_describe_every_field_of_every_result() -> None:
+    """docs/results.md has a row for every field (a new field without its row fails here)."""
+    text = (Path(__file__).parents[1] / "docs" / "results.md").read_text(encoding="utf-8")
+    kinds = [k for k in vars(results).values()
+             if isinstance(k, type) and issubclass(k, results.Result) and k is not results.Result]
+    for kind in [*kinds, Header]:
+        assert f"`{kind.__name__}`" in text, kind
+        for field in msgspec.structs.fields(kind):
+            assert f"| `{field.name}` |" in text, (kind.__name__, field.name)
+    for tag in ("checksum", "receipt", "against"):
+        assert f'`check: "{tag}"`' in text
