@@ -184,8 +184,9 @@ def test_round_trip_procedure_holds_for_grains_of_every_type(grain: dict[str, An
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0x0B, 0xFF), st.dictionaries(st.text(max_size=6).filter(_no_bom), json_values,
-                                                max_size=5))
+@given(st.integers(0x0B, 0xFF), st.dictionaries(
+    # not "type": beside "t" it is the same field twice, which decoding rightly calls corrupt
+    st.text(max_size=6).filter(_no_bom).filter(lambda key: key != "type"), json_values, max_size=5))
 def test_unknown_types_survive_byte_for_byte(type_byte: int, fields: dict[str, Any]) -> None:
     try:
         payload = encode_msgpack({**fields, "t": "x-future-type"})

@@ -32,8 +32,7 @@ def cli() -> None:
 def emit(report: Any, as_json: bool) -> None:
     """A report on stdout: indented JSON with ``--json``, else one ``key: value`` per line. A
     typed report (a msgspec Struct) is shown as its fields."""
-    if not isinstance(report, (dict, list)):
-        report = msgspec.to_builtins(report)
+    report = msgspec.to_builtins(report)  # typed results, lists of them, or plain data
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     else:

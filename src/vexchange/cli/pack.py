@@ -114,7 +114,7 @@ def search(cartridge: str, query: str | None, keyword: str | None, vector_file: 
                       vector_name=vector_name,
                       weights=Weights(w_similarity, w_elo, w_recency, half_life_days), exact=exact)
     if as_json:
-        click.echo(orjson.dumps(hits, option=orjson.OPT_INDENT_2).decode())
+        emit(hits, as_json=True)
         return
     for hit in hits:
         text = (hit["text"] or "").replace("\n", " ")
