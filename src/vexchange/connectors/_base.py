@@ -22,7 +22,7 @@ import msgspec
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 
-__all__ = ["METRICS", "Capabilities", "Connector", "Page", "Reject", "VectorSpace", "Writer"]
+__all__ = ["METRICS", "AtPath", "Capabilities", "Connector", "Page", "Reject", "VectorSpace", "Writer"]
 
 METRICS = ("cosine", "dot", "euclidean", "manhattan")
 """Distance metrics by their vexchange names; each connector maps them to its store's names."""
@@ -186,10 +186,8 @@ class Connector(ABC):
         working directory, under a name made from the whole target (``describe()`` and the
         namespaces selected), so runs into two collections of one store never share them.
 
-        A file or directory connector returns its path. By default: the connector's ``path``
-        attribute when it is a ``Path`` (how the builtin file connectors say it), else None."""
-        path = getattr(self, "path", None)
-        return path if isinstance(path, Path) else None
+        A file or directory connector returns its path (the ``AtPath`` mixin does)."""
+        return None
 
     def after_run_as_source(self, *, target: str, written: int) -> None:
         """Called when a run that read this store has finished (not a dry run), with where the
@@ -214,3 +212,13 @@ class Connector(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class AtPath:
+    """For a connector whose location is one file or directory (``self.path``): a run's
+    receipt, rejects and checkpoint go beside it. Put it before ``Connector`` in the bases."""
+
+    path: Path
+
+    def run_files_base(self) -> Path | None:
+        return self.path

@@ -20,12 +20,12 @@ from ..errors import IntegrityError, InvalidSpecError
 from ..pack.cartridge import Cartridge, CartridgeBuilder
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 
 __all__ = ["CartridgeConnector"]
 
 
-class CartridgeConnector(Connector):
+class CartridgeConnector(AtPath, Connector):
     name = "cartridge"
     url_options = frozenset()
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,

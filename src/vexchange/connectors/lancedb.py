@@ -32,7 +32,7 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from .._json import dumps_exact, loads_exact
 from ._payload import PayloadLayout, json_exact
 from ._store import StoreWriter, metric_for, translated
@@ -45,7 +45,7 @@ _SCHEMA_KEY = b"vexchange"
 _TS = pa.timestamp("ms", tz="UTC")
 
 
-class LanceDBConnector(Connector):
+class LanceDBConnector(AtPath, Connector):
     name = "lancedb"
     url_options = frozenset({'table'})
     extra = "lancedb"

@@ -28,7 +28,7 @@ from ..oms.grain import encode_grain
 from ..oms.memory import VectorFileReader, VectorFileWriter, grain_from_record, record_from_grain, vector_id
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from .vmig import LastBatch
 
 __all__ = ["MgConnector"]
@@ -41,7 +41,7 @@ def vectors_path(path: Path) -> Path:
     return path.with_name(path.name + ".vectors")
 
 
-class MgConnector(Connector):
+class MgConnector(AtPath, Connector):
     name = "mg"
     url_options = frozenset()
     capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,

@@ -23,7 +23,7 @@ import qdrant_edge as qe
 from ..errors import PermanentError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._qdrant_common import LAYOUT, METRICS, held_by, point_id, record_from_point, refuse_taken
 from ._store import StoreWriter, metric_for, metric_from, translated
 
@@ -37,7 +37,7 @@ def _translated(operation: str) -> Any:
                       hint="is the directory a Qdrant Edge shard, and not open elsewhere?")
 
 
-class QdrantEdgeConnector(Connector):
+class QdrantEdgeConnector(AtPath, Connector):
     name = "qdrant-edge"
     url_options = frozenset()
     extra = "qdrant-edge"

@@ -21,13 +21,13 @@ from ..errors import InvalidSpecError
 from ..pack.cartridge import Cartridge
 from ..pack.vectorpack import PackWriter, open_pack
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, VectorSpace, Writer
 from .cartridge import PackStoreWriter, cartridge_pages, cartridge_spaces, verify_content_ids
 
 __all__ = ["VectorPackConnector"]
 
 
-class VectorPackConnector(Connector):
+class VectorPackConnector(AtPath, Connector):
     name = "vectorpack"
     url_options = frozenset()
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,

@@ -30,7 +30,7 @@ from .._sqlite import error_kind, open_readonly, require_tables
 from ..errors import DecodeError, LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._vektor_schema import (
     SIDE_DDL,
     SIDE_TABLE,
@@ -55,7 +55,7 @@ _FRESH_CEILING = -(1 << 62)
 """Fresh rowids (for ids that are not their own rowid) are taken from [-2**63, -2**62)."""
 
 
-class VektorConnector(Connector):
+class VektorConnector(AtPath, Connector):
     name = "vektor"
     url_options = frozenset({'db'})
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,

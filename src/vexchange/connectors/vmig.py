@@ -27,18 +27,18 @@ from .._atomic import AtomicOutput
 from ..codecs.vmig import RecordError, decode_object, encode_record, parse_line
 from ..errors import InvalidSpecError, UsageError
 from ..record import MemoryRecord
-from ..sidecar import read_sidecar, write_sidecar
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ..errors import DecodeError, IntegrityError
-from ..sidecar import StreamChecksum, checksum_status, recorded_checksum, sidecar_path, verify_checksum
+from ..sidecar import (StreamChecksum, checksum_status, read_sidecar, record_import, recorded_checksum,
+                       sidecar_path, verify_checksum, write_sidecar)
 
 __all__ = ["LastBatch", "VmigConnector", "VmigWriter", "iter_lines", "read_file"]
 
 _BOM = b"\xef\xbb\xbf"
 
 
-class VmigConnector(Connector):
+class VmigConnector(AtPath, Connector):
     name = "vmig"
     url_options = frozenset()
     capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,
@@ -49,6 +49,10 @@ class VmigConnector(Connector):
         if not spec.path:
             raise InvalidSpecError("vmig needs a file path, e.g. memory.vmig.jsonl")
         self.path = Path(spec.path)
+
+    def after_run_as_source(self, *, target: str, written: int) -> None:
+        """An import from this file goes into its sidecar's history (export fields untouched)."""
+        record_import(self.path, target, written)
 
     def describe(self) -> dict[str, Any]:
         return {"connector": "vmig", "location": str(self.path.resolve())}

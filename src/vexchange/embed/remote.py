@@ -8,7 +8,8 @@
 API key (OpenAI-compatible only): VEX_EMBED_API_KEY, else OPENAI_API_KEY; none for a local
 server. Texts go in batches (``?batch=``, default 64); each request has a timeout
 (``?timeout=``, default 60 s). 429 (honouring Retry-After), 5xx, timeouts and dropped
-connections are retried with backoff (``?retries=``, default 5); any other answer is an error
+connections are retried with backoff (``?retries=``: attempts in all, the first included, as
+everywhere in vexchange; default 6); any other answer is an error
 that names the provider and the server's message. Vectors are L2-normalised (cosine).
 """
 
@@ -41,7 +42,7 @@ def remote_embedder(spec: str) -> Embedder:
     try:
         options = {"batch_size": int(params.get("batch", "64")),
                    "timeout": float(params.get("timeout", "60")),
-                   "retries": int(params.get("retries", "5"))}
+                   "retries": int(params.get("retries", "6"))}
         dimensions = int(params["dimensions"]) if "dimensions" in params else None
     except ValueError:
         raise UsageError(f"embedder {spec!r}: batch, timeout, retries and dimensions must be numbers"
@@ -59,7 +60,7 @@ class _Remote(Embedder):
     def __init__(self, base: str, model: str, *, batch_size: int, timeout: float, retries: int,
                  headers: dict[str, str] | None = None) -> None:
         self.base, self.model, self.batch_size = base, model, batch_size
-        self.retry = RetryPolicy(attempts=max(1, retries + 1))
+        self.retry = RetryPolicy(attempts=max(1, retries))
         self.client = httpx.Client(timeout=timeout, headers=headers or {})
         self._dims: int | None = None
 
