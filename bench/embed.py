@@ -30,7 +30,8 @@ def throughput(texts: list[str]) -> None:
         embedder.embed(texts[:64])  # load
         t = time.perf_counter()
         embedder.embed(texts)
-        print(f"| {name} | {embedder.dims} | {len(texts):,} | {len(texts) / (time.perf_counter() - t):,.0f} |")
+        rate = len(texts) / (time.perf_counter() - t)
+        print(f"| {name} | {embedder.dims} | {len(texts):,} | {rate:,.0f} |")
     with tempfile.TemporaryDirectory() as work:
         records = [MemoryRecord(id=f"m{i}", text=t) for i, t in enumerate(texts[:2000])]
         source = write_vmig(Path(work) / "in.vmig.jsonl", records)
@@ -38,7 +39,8 @@ def throughput(texts: list[str]) -> None:
         receipt = migrate(source, Path(work) / "out.vmig.jsonl", reembed="all", embed_model="minilm",
                           receipt=Path(work) / "r.json", rejects=Path(work) / "r.rej")
         rate = receipt.counts.reembedded / (time.perf_counter() - t)
-        print(f"\nmigrate --reembed all --embed-model minilm, 2,000 records vmig -> vmig: {rate:,.0f} records/s")
+        print("\nmigrate --reembed all --embed-model minilm, 2,000 records vmig -> vmig:"
+              f" {rate:,.0f} records/s")
 
 
 def adapters(texts: list[str], test_fraction: float) -> None:

@@ -37,7 +37,8 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    print("| records | records -> pack (rec/s) | peak MB | pack -> records (rec/s) | peak MB | pack size MB |")
+    print("| records | records -> pack (rec/s) | peak MB | pack -> records (rec/s) | peak MB"
+          " | pack size MB |")
     print("|---|---|---|---|---|---|")
     for n in (int(s) for s in args.sizes.split(",")):
         pack = work / f"pack-{n}.vpack"
@@ -55,22 +56,23 @@ def main() -> int:
             setup="from vexchange.connectors.vectorpack import VectorPackConnector\n"
                   "from vexchange.spec import StoreSpec")
         size = sum(p.stat().st_size for p in pack.rglob("*") if p.is_file()) / 1e6
-        print(f"| {n:,} | {n / write_s:,.0f} | {write_mb:,.0f} | {n / read_s:,.0f} | {read_mb:,.0f} | {size:,.0f} |")
+        print(f"| {n:,} | {n / write_s:,.0f} | {write_mb:,.0f} | {n / read_s:,.0f} | {read_mb:,.0f}"
+              f" | {size:,.0f} |")
         if n == 100_000:
             cartridge = pack / "tables" / "memory.db"
             secs, mb = measure(
-                "for _ in range(5): search(%r, vector=q, k=10)" % str(cartridge),
+                f"for _ in range(5): search({str(cartridge)!r}, vector=q, k=10)",
                 setup="import numpy as np\nfrom vexchange.pack.search import search\n"
-                      "q = np.random.default_rng(1).standard_normal(%d).tolist()\n"
-                      "search(%r, vector=q, k=10)" % (args.dims, str(cartridge)))
+                      f"q = np.random.default_rng(1).standard_normal({args.dims:d}).tolist()\n"
+                      f"search({str(cartridge)!r}, vector=q, k=10)")
             print(f"\nexact search, {n:,} x {args.dims} cartridge, k=10: {secs / 5 * 1000:,.0f} ms"
                   f" per query (peak {mb:,.0f} MB)")
             measure(f"reindex({str(pack)!r})", setup="from vexchange.pack.vectorpack import reindex")
             secs, mb = measure(
                 "for _ in range(5): s.search(vector=q, k=10)",
                 setup="import numpy as np\nfrom vexchange.pack.search import Searcher\n"
-                      "q = np.random.default_rng(1).standard_normal(%d).tolist()\n"
-                      "s = Searcher(%r)\ns.search(vector=q, k=10)" % (args.dims, str(pack)))
+                      f"q = np.random.default_rng(1).standard_normal({args.dims:d}).tolist()\n"
+                      f"s = Searcher({str(pack)!r})\ns.search(vector=q, k=10)")
             print(f"the same on the pack, opened once (hashes checked), with its flat index"
                   f" (vex pack reindex): {secs / 5 * 1000:,.0f} ms per query (peak {mb:,.0f} MB)\n")
         shutil.rmtree(pack)

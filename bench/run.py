@@ -94,7 +94,8 @@ def main() -> int:
             path.unlink(missing_ok=True)
     print("\n| operation | records | seconds | records/s | peak RSS MB |\n|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['op']} | {r['records']:,} | {r['seconds']} | {r['records_per_s']:,} | {r['peak_rss_mb']} |")
+        print(f"| {r['op']} | {r['records']:,} | {r['seconds']} | {r['records_per_s']:,}"
+              f" | {r['peak_rss_mb']} |")
     return 0
 
 

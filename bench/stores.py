@@ -82,11 +82,15 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
             pending.extend(batch)
             while len(pending) >= size:
                 chunk, pending = pending[:size], pending[size:]
-                col.add(ids=[r["id"] for r in chunk], embeddings=np.array([r["vector"] for r in chunk], dtype=np.float32),
-                        documents=[r["text"] for r in chunk], metadatas=[r["metadata"] or {"_": 0} for r in chunk])
+                col.add(ids=[r["id"] for r in chunk],
+                        embeddings=np.array([r["vector"] for r in chunk], dtype=np.float32),
+                        documents=[r["text"] for r in chunk],
+                        metadatas=[r["metadata"] or {"_": 0} for r in chunk])
         if pending:
-            col.add(ids=[r["id"] for r in pending], embeddings=np.array([r["vector"] for r in pending], dtype=np.float32),
-                    documents=[r["text"] for r in pending], metadatas=[r["metadata"] or {"_": 0} for r in pending])
+            col.add(ids=[r["id"] for r in pending],
+                    embeddings=np.array([r["vector"] for r in pending], dtype=np.float32),
+                    documents=[r["text"] for r in pending],
+                    metadatas=[r["metadata"] or {"_": 0} for r in pending])
     elif store == "qdrant-edge":
         import uuid
 
@@ -181,7 +185,7 @@ def native_export(store: str, out: str, where: dict[str, Any]) -> None:
             offset = 0
             while True:
                 got = col.get(include=["embeddings", "documents"], limit=5000, offset=offset)
-                for rid, vec, doc in zip(got["ids"], got["embeddings"], got["documents"]):
+                for rid, vec, doc in zip(got["ids"], got["embeddings"], got["documents"], strict=False):
                     yield rid, np.asarray(vec, dtype=np.float32), doc
                 if len(got["ids"]) < 5000:
                     return
@@ -222,8 +226,7 @@ def native_export(store: str, out: str, where: dict[str, Any]) -> None:
             data = table.to_arrow()
             vecs = data.column("vector").combine_chunks()
             flat = vecs.values.to_numpy().reshape(len(data), -1)
-            for rid, vec, text in zip(data.column("id").to_pylist(), flat, data.column("text").to_pylist()):
-                yield rid, vec, text
+            yield from zip(data.column("id").to_pylist(), flat, data.column("text").to_pylist(), strict=False)
     elif store == "milvus":
         from pymilvus import MilvusClient
 
@@ -250,8 +253,9 @@ def native_export(store: str, out: str, where: dict[str, Any]) -> None:
                 pipe = client.pipeline(transaction=False)
                 for key in keys:
                     pipe.hgetall(key)
-                for key, fields in zip(keys, pipe.execute()):
-                    yield key.decode()[7:], np.frombuffer(fields[b"vector"], dtype="<f4"), fields[b"text"].decode()
+                for key, fields in zip(keys, pipe.execute(), strict=False):
+                    vector = np.frombuffer(fields[b"vector"], dtype="<f4")
+                    yield key.decode()[7:], vector, fields[b"text"].decode()
                 if cursor == 0:
                     return
     else:
@@ -275,9 +279,11 @@ def locations(store: str, work: Path, servers: dict[str, Any], tag: str) -> tupl
         db = f"b{tag}"
         subprocess.run([sys.executable, "-c", (
             "import psycopg\n"
-            f"c=psycopg.connect(host='{s.host}', port={s.port}, user='postgres', dbname='postgres', autocommit=True)\n"
+            f"c=psycopg.connect(host='{s.host}', port={s.port}, user='postgres', dbname='postgres',"
+            " autocommit=True)\n"
             f"c.execute('CREATE DATABASE {db}')\n"
-            f"d=psycopg.connect(host='{s.host}', port={s.port}, user='postgres', dbname='{db}', autocommit=True)\n"
+            f"d=psycopg.connect(host='{s.host}', port={s.port}, user='postgres', dbname='{db}',"
+            " autocommit=True)\n"
             "d.execute('CREATE EXTENSION vector')")], check=True)
         return (f"pgvector://{s.host}:{s.port}/{db}?table=vex&user=postgres",
                 {"dsn": f"host={s.host} port={s.port} user=postgres dbname={db}"})
