@@ -34,7 +34,7 @@ def open_store(location: Location, *, secrets: Mapping[str, str] | None = None) 
     if isinstance(location, StoreSpec):
         spec = location.with_secrets(secrets)  # a secret given twice must agree
     else:
-        spec = StoreSpec.parse(str(location), secrets=secrets)
+        spec = StoreSpec.parse(str(location), secrets=secrets, schemes=_registry.SCHEMES)
     connector = _registry.get(spec.scheme)
     _check_url_options(connector, spec)
     return connector.from_spec(spec)
@@ -155,7 +155,8 @@ def export(
     """Write a store's records to a file (``.vmig.jsonl``): ``migrate`` into a file target."""
     arguments = locals()
     del arguments["source"], arguments["output"]
-    return migrate(source, StoreSpec.parse(str(output)), operation="export", **arguments)
+    return migrate(source, StoreSpec.parse(str(output), schemes=_registry.SCHEMES), operation="export",
+                   **arguments)
 
 
 @takes_run_options
@@ -192,7 +193,8 @@ def import_(
     """
     arguments = locals()
     del arguments["input"], arguments["target"]
-    return migrate(StoreSpec.parse(str(input)), target, operation="import", **arguments)
+    return migrate(StoreSpec.parse(str(input), schemes=_registry.SCHEMES), target, operation="import",
+                   **arguments)
 
 
 def _run_base(target: Connector, namespaces: Sequence[str] | None) -> Path:

@@ -16,6 +16,12 @@ stores that have users (pgvector, redis: ``user`` and the ``password`` secret; m
 instead; it is never ignored. Precedence: a secret given both in the URL and by ``secrets=``
 must be the same (else a UsageError); either one beats the ``VEX_*`` variable. Every repr,
 ``redacted()`` and error message shows secrets as ``***``.
+
+Which connector a bare path's suffix names, and which schemes take a file path (so that
+``vektor://host/x`` is refused rather than read as a host), is not known here: each connector
+declares it (``Connector.suffixes``, ``Connector.takes_path``), and the connector registry, which
+sits above this module, answers for them through the ``SchemeTable`` it installs with
+``use_schemes`` (or that a caller passes as ``schemes=``).
 """
 
 from __future__ import annotations
@@ -25,13 +31,42 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .errors import InvalidSpecError, redact, register_secret
 
-__all__ = ["StoreSpec"]
+__all__ = ["SchemeTable", "StoreSpec", "use_schemes"]
 
-_SUFFIX_SCHEMES = ((".vmig.jsonl", "vmig"), (".jsonl", "vmig"), (".mg", "mg"), (".cartridge", "cartridge"),
-                   (".vpack", "vectorpack"))
+
+class SchemeTable(Protocol):
+    """What parsing needs to know about the connectors, answered by the connector registry
+    from what each connector declares (spec.py sits below the connectors and names none)."""
+
+    def scheme_for_path(self, path: str) -> str | None:
+        """The connector a bare path names by its suffix (``memory.mg`` -> ``mg``), or None."""
+        ...
+
+    def takes_path(self, scheme: str) -> bool:
+        """Whether the scheme's location is a file path (``vektor:///abs/path``), not a host."""
+        ...
+
+
+_schemes: SchemeTable | None = None
+
+
+def use_schemes(table: SchemeTable) -> None:
+    """Install the table ``StoreSpec.parse`` consults when no ``schemes=`` is given. The
+    connector registry installs itself when it is imported (``import vexchange`` does that)."""
+    global _schemes
+    _schemes = table
+
+
+def _table(schemes: SchemeTable | None) -> SchemeTable:
+    table = schemes if schemes is not None else _schemes
+    if table is None:
+        raise RuntimeError("no scheme table: import vexchange.connectors (or pass schemes=) before"
+                           " parsing a store location")
+    return table
 
 
 @dataclass(frozen=True)
@@ -55,13 +90,15 @@ class StoreSpec:
             register_secret(value)
 
     @classmethod
-    def parse(cls, text: str, *, secrets: Mapping[str, str] | None = None) -> StoreSpec:
-        """Parse a store URL or a bare file path."""
+    def parse(cls, text: str, *, secrets: Mapping[str, str] | None = None,
+              schemes: SchemeTable | None = None) -> StoreSpec:
+        """Parse a store URL or a bare file path. ``schemes`` says which suffix names which
+        connector and which schemes take a path (the installed registry's when not given)."""
         if not text:
             raise InvalidSpecError("empty store location")
         scheme, sep, rest = text.partition(":")
         if not sep or len(scheme) < 2 or not scheme.replace("-", "").isalnum():
-            return cls._from_path(text, secrets)
+            return cls._from_path(text, secrets, _table(schemes))
         scheme = scheme.lower()
         parts = urllib.parse.urlsplit(text)
         register_secret(_unquoted(parts.password))
@@ -74,7 +111,7 @@ class StoreSpec:
             return cls(scheme, relative or None, None, None, params, dict(secrets or {}))
         path = urllib.parse.unquote(parts.path) or None
         port = _port(parts, text)
-        if parts.netloc and port is None and scheme in _FILE_SCHEMES:
+        if parts.netloc and port is None and _table(schemes).takes_path(scheme):
             raise InvalidSpecError(
                 f"{scheme} takes a file path: {scheme}:///abs/path or {scheme}:relative/path"
                 f" (got {redact(text)!r})",
@@ -92,11 +129,11 @@ class StoreSpec:
         return dataclasses.replace(self, secrets=merged)
 
     @classmethod
-    def _from_path(cls, text: str, secrets: Mapping[str, str] | None) -> StoreSpec:
-        lowered = text.lower()
-        for suffix, scheme in _SUFFIX_SCHEMES:
-            if lowered.endswith(suffix):
-                return cls(scheme, text, secrets=dict(secrets or {}))
+    def _from_path(cls, text: str, secrets: Mapping[str, str] | None,
+                   schemes: SchemeTable) -> StoreSpec:
+        scheme = schemes.scheme_for_path(text)
+        if scheme is not None:
+            return cls(scheme, text, secrets=dict(secrets or {}))
         raise InvalidSpecError(
             f"cannot tell which store {text!r} is",
             hint="give a URL such as vektor:///path/memory.db, or a file ending in .vmig.jsonl, .mg"
@@ -117,17 +154,14 @@ class StoreSpec:
             user = f"{urllib.parse.quote(self.user, safe='')}@" if self.user else ""
             base = f"{self.scheme}://{user}{host}{port}{self.path or ''}"
         else:
-            base = f"{self.scheme}://{self.path or ''}" if self.path and self.path.startswith("/") else f"{self.scheme}:{self.path or ''}"
+            absolute = bool(self.path and self.path.startswith("/"))
+            base = f"{self.scheme}:{'//' if absolute else ''}{self.path or ''}"
         safe = {k: ("***" if _looks_secret(k) else v) for k, v in self.params.items()}
         return base + (("?" + urllib.parse.urlencode(safe)) if safe else "")
 
     def __repr__(self) -> str:
         hidden = {k: "***" for k in self.secrets}
         return f"StoreSpec({self.redacted()!r}, secrets={hidden})"
-
-
-_FILE_SCHEMES = frozenset({"vektor", "vmig", "jsonl", "cartridge", "vectorpack", "lancedb", "qdrant-edge",
-                           "mg"})
 
 
 _MAX_PORT = 65535

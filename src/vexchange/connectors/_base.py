@@ -124,6 +124,14 @@ class Connector(ABC):
     """The URL query options (``?table=...``) this connector reads. Any other is a usage error
     that names these, so a typo (``?tabel=``) never writes into a default table. None: the
     connector does not declare them and nothing is checked (a plugin written before this)."""
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    """File suffixes (lower case, with the dot: ``(".mg",)``) that make a bare path this
+    connector's: ``vex migrate memory.mg ...`` means ``mg:memory.mg``. The longest suffix that
+    matches wins; a builtin's suffix beats a plugin's, and a plugin is imported to ask only when
+    no builtin's matches. () for a store that is not one file (the default)."""
+    takes_path: ClassVar[bool] = False
+    """The location is a file or directory path (``name:///abs/path`` or ``name:relative/path``),
+    never a host: ``name://somewhere/x`` is refused rather than read as the host ``somewhere``."""
 
     read_checks: ClassVar[tuple[str, ...]] = ()
     """What ``read`` checks as it goes, by name ("sidecar checksum", "footer", ...); () for
@@ -204,7 +212,7 @@ class Connector(ABC):
         """Declared writable and has the code to write."""
         return self.capabilities.write and type(self).open_writer is not Connector.open_writer
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a store with nothing to release keeps it
         """Release connections and file handles."""
 
     def __enter__(self) -> Connector:

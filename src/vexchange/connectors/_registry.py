@@ -7,6 +7,13 @@ Third-party packages declare::
     mystore = "mypackage:MyStoreConnector"
 
 A plugin may not take a builtin name; such a plugin is ignored (with a logged warning).
+
+The registry also answers ``StoreSpec.parse``'s questions (``SCHEMES``, installed on import):
+which connector a bare path's suffix names and which schemes take a path, from what each
+connector declares (``Connector.suffixes``, ``Connector.takes_path``). The builtins' rows below
+repeat their declarations, so parsing ``memory.mg`` imports no connector module (a test holds
+each row to its class); a plugin's class is imported to ask only when its scheme is used, or when
+a bare path matches no builtin suffix.
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import MissingDependencyError, UnknownConnectorError, UsageError
+from ..spec import use_schemes
 from ._base import Capabilities, Connector
 
-__all__ = ["Entry", "available", "get", "register"]
+__all__ = ["SCHEMES", "Entry", "available", "get", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +46,17 @@ class Entry:
     distribution: str | None = None
     """For a plugin: the package that declares it (what ``pip install`` needs)."""
     builtin: bool = False
+    suffixes: tuple[str, ...] = ()
+    """For a builtin: its class's ``suffixes`` (an alias such as ``jsonl`` has none: a bare
+    path is named by the connector's own name). Unused for a plugin, whose class says."""
+    takes_path: bool = False
+    """For a builtin: its class's ``takes_path``."""
 
 
 _BUILTINS: dict[str, Entry] = {
     "chroma": Entry("vexchange.connectors.chroma:ChromaConnector", "chroma", ("chromadb",)),
     "lancedb": Entry("vexchange.connectors.lancedb:LanceDBConnector", "lancedb",
-                     ("lancedb", "pyarrow")),
+                     ("lancedb", "pyarrow"), takes_path=True),
     "pinecone": Entry("vexchange.connectors.pinecone:PineconeConnector", "pinecone", ("pinecone",)),
     "weaviate": Entry("vexchange.connectors.weaviate:WeaviateConnector", "weaviate", ("weaviate",)),
     "redis": Entry("vexchange.connectors.redis:RedisConnector", "redis", ("redis",)),
@@ -50,14 +64,17 @@ _BUILTINS: dict[str, Entry] = {
     "pgvector": Entry("vexchange.connectors.pgvector:PgvectorConnector", "pgvector",
                       ("psycopg", "pgvector")),
     "qdrant-edge": Entry("vexchange.connectors.qdrant_edge:QdrantEdgeConnector", "qdrant-edge",
-                         ("qdrant_edge",)),
+                         ("qdrant_edge",), takes_path=True),
     "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),
-    "mg": Entry("vexchange.connectors.mg:MgConnector"),
-    "cartridge": Entry("vexchange.connectors.cartridge:CartridgeConnector"),
-    "vectorpack": Entry("vexchange.connectors.vectorpack:VectorPackConnector"),
-    "jsonl": Entry("vexchange.connectors.vmig:VmigConnector"),
-    "vektor": Entry("vexchange.connectors.vektor:VektorConnector"),
-    "vmig": Entry("vexchange.connectors.vmig:VmigConnector"),
+    "mg": Entry("vexchange.connectors.mg:MgConnector", suffixes=(".mg",), takes_path=True),
+    "cartridge": Entry("vexchange.connectors.cartridge:CartridgeConnector", suffixes=(".cartridge",),
+                       takes_path=True),
+    "vectorpack": Entry("vexchange.connectors.vectorpack:VectorPackConnector", suffixes=(".vpack",),
+                        takes_path=True),
+    "jsonl": Entry("vexchange.connectors.vmig:VmigConnector", takes_path=True),
+    "vektor": Entry("vexchange.connectors.vektor:VektorConnector", takes_path=True),
+    "vmig": Entry("vexchange.connectors.vmig:VmigConnector", suffixes=(".vmig.jsonl", ".jsonl"),
+                  takes_path=True),
 }
 _BUILTINS = {name: dataclasses.replace(entry, builtin=True) for name, entry in _BUILTINS.items()}
 _REGISTERED: dict[str, Entry] = {}
@@ -143,4 +160,65 @@ def _checked(name: str, entry: Entry, cls: object) -> type[Connector]:
         if not isinstance(getattr(cls, "capabilities", None), Capabilities):
             raise UsageError(f"the {name} connector {where} declares no Capabilities",
                              hint="set capabilities = Capabilities(read=..., write=...) on the class")
+        suffixes = getattr(cls, "suffixes", ())
+        if not (isinstance(suffixes, tuple)
+                and all(isinstance(s, str) and len(s) > 1 and s.startswith(".") for s in suffixes)):
+            raise UsageError(f"the {name} connector {where} declares suffixes {suffixes!r}",
+                             hint='set suffixes = (".mysuffix",) on the class: a tuple of suffixes,'
+                                  " each starting with a dot, or () for none")
+        if not isinstance(getattr(cls, "takes_path", False), bool):
+            raise UsageError(f"the {name} connector {where} declares takes_path"
+                             f" {getattr(cls, 'takes_path', None)!r}",
+                             hint="set takes_path = True (its location is a path) or False")
     return cls
+
+
+class _Schemes:
+    """``StoreSpec.parse``'s ``SchemeTable``, from the connectors' declarations: a builtin's
+    from its row (no import), a plugin's or a run-time registration's from its class."""
+
+    def scheme_for_path(self, path: str) -> str | None:
+        lowered = path.lower()
+        builtin = _longest(lowered, ((name, entry.suffixes) for name, entry in _BUILTINS.items()
+                                     if name not in _REGISTERED))  # no entry-point scan for these
+        if builtin is not None:
+            return builtin
+        return _longest(lowered, ((name, cls.suffixes) for name, cls in _classes(_entries())))
+
+    def takes_path(self, scheme: str) -> bool:
+        entry = _entries().get(scheme)
+        if entry is None:
+            return False
+        if entry.builtin:
+            return entry.takes_path
+        try:
+            return get(scheme).takes_path
+        except UsageError:  # not installed, or breaks the contract: open_store says so next
+            return False
+
+
+def _longest(path: str, declared: Iterator[tuple[str, tuple[str, ...]]]) -> str | None:
+    """The connector whose suffix is the longest that ends the (lower-cased) path, or None."""
+    best: tuple[int, str] | None = None
+    for name, suffixes in declared:
+        for suffix in suffixes:
+            if path.endswith(suffix.lower()) and (best is None or len(suffix) > best[0]):
+                best = (len(suffix), name)
+    return best[1] if best else None
+
+
+def _classes(entries: dict[str, Entry]) -> Iterator[tuple[str, type[Connector]]]:
+    """The classes of the connectors that are not builtin, imported to read their suffixes;
+    one that cannot be imported is skipped, with a warning (it cannot name a path)."""
+    for name, entry in entries.items():
+        if entry.builtin:
+            continue
+        try:
+            yield name, get(name)
+        except UsageError as err:
+            log.warning("connector %r cannot be asked about file suffixes: %s", name, err)
+
+
+SCHEMES = _Schemes()
+"""What ``StoreSpec.parse`` asks: installed as its default table below."""
+use_schemes(SCHEMES)

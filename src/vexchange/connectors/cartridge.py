@@ -28,6 +28,8 @@ __all__ = ["CartridgeConnector"]
 class CartridgeConnector(AtPath, Connector):
     name = "cartridge"
     url_options = frozenset()
+    suffixes = (".cartridge",)
+    takes_path = True
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=2000, read_ahead=True,
                                 read_in_process=True)

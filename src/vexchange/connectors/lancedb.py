@@ -48,6 +48,7 @@ _TS = pa.timestamp("ms", tz="UTC")
 class LanceDBConnector(AtPath, Connector):
     name = "lancedb"
     url_options = frozenset({'table'})
+    takes_path = True
     extra = "lancedb"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=5000)

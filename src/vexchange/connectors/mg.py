@@ -44,6 +44,8 @@ def vectors_path(path: Path) -> Path:
 class MgConnector(AtPath, Connector):
     name = "mg"
     url_options = frozenset()
+    suffixes = (".mg",)
+    takes_path = True
     capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,
                                 read_in_process=True)
 

@@ -40,6 +40,7 @@ def _translated(operation: str) -> Any:
 class QdrantEdgeConnector(AtPath, Connector):
     name = "qdrant-edge"
     url_options = frozenset()
+    takes_path = True
     extra = "qdrant-edge"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=2000,

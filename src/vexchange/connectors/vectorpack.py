@@ -30,6 +30,8 @@ __all__ = ["VectorPackConnector"]
 class VectorPackConnector(AtPath, Connector):
     name = "vectorpack"
     url_options = frozenset()
+    suffixes = (".vpack",)
+    takes_path = True
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 preferred_batch=2000, read_ahead=True,
                                 read_in_process=True)

@@ -58,6 +58,7 @@ _FRESH_CEILING = -(1 << 62)
 class VektorConnector(AtPath, Connector):
     name = "vektor"
     url_options = frozenset({'db'})
+    takes_path = True
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 read_ahead=True, read_in_process=True)
 

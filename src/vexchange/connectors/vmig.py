@@ -41,6 +41,8 @@ _BOM = b"\xef\xbb\xbf"
 class VmigConnector(AtPath, Connector):
     name = "vmig"
     url_options = frozenset()
+    suffixes = (".vmig.jsonl", ".jsonl")
+    takes_path = True
     capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,
                                 read_in_process=True)
 
