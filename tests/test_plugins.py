@@ -49,6 +49,23 @@ def test_the_registry_checks_the_plugin_contract(target: str, words: str) -> Non
         _registry._REGISTERED.pop("plugin")
 
 
+def test_a_bare_path_with_the_plugins_suffix_resolves_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example declares ``suffixes = (".jsondir",)`` and ``takes_path``: the registry imports
+    it to ask only because no builtin suffix matches, and a builtin's suffix stays the builtin's."""
+    from vexchange.errors import InvalidSpecError
+    from vexchange.spec import StoreSpec
+
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
+    _registry._REGISTERED["jsondir"] = _registry.Entry("vex_jsondir:JsonDirConnector")
+    try:
+        assert StoreSpec.parse("memories/Store.JSONDIR") == StoreSpec("jsondir", "memories/Store.JSONDIR")
+        assert StoreSpec.parse("memory.mg").scheme == "mg"
+        with pytest.raises(InvalidSpecError, match="jsondir takes a file path"):
+            StoreSpec.parse("jsondir://somewhere/dir")
+    finally:
+        _registry._REGISTERED.pop("jsondir")
+
+
 @pytest.mark.slow
 def test_the_example_plugin_installs_and_migrates_both_ways(tmp_path: Path) -> None:
     site = tmp_path / "site"
@@ -74,5 +91,8 @@ def test_the_example_plugin_installs_and_migrates_both_ways(tmp_path: Path) -> N
     ConnectorConformance.assert_strictly_same(records, read_all(tmp_path / "out.vmig.jsonl"))
     again = vex("verify", str(tmp_path / "out.vmig.jsonl"), "--against", str(source))
     assert again.returncode == 0, again.stdout + again.stderr
+    bare = vex("migrate", str(source), str(tmp_path / "bare.jsondir"), "--quiet")  # by its suffix
+    assert bare.returncode == 0, bare.stderr
+    assert len(list((tmp_path / "bare.jsondir").glob("*.json"))) == len(records)
     typo = vex("migrate", str(source), f"jsondir://{tmp_path / 'store'}?colection=x")
     assert typo.returncode == 2 and "does not know the URL option" in typo.stderr

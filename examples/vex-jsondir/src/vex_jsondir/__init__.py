@@ -27,6 +27,8 @@ __all__ = ["JsonDirConnector"]
 class JsonDirConnector(Connector):
     name = "jsondir"
     url_options = frozenset()  # it reads no ?option=...; any other is refused as a typo
+    suffixes = (".jsondir",)  # a bare path ending in .jsondir is a jsondir store
+    takes_path = True  # jsondir:///abs/dir or jsondir:relative/dir, never a host
     capabilities = Capabilities(read=True, write=True, named_vectors=True)
 
     def __init__(self, spec: StoreSpec) -> None:
