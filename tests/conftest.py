@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,11 +13,17 @@ from vexchange.testing.vektor_fixture import Fixture, build
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No VEX_* settings from the developer's shell leak into a test."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No VEX_* settings from the developer's shell leak into a test, and no secret one test
+    gave the process (redact() masks those everywhere) masks words in another's messages."""
+    from vexchange import errors
+
     for key in list(os.environ):
         if key.startswith("VEX_"):
             monkeypatch.delenv(key)
+    before = set(errors._SECRETS)
+    yield
+    errors._SECRETS.intersection_update(before)
 
 
 @pytest.fixture
