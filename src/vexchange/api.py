@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -11,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from .connectors import _registry
+from .connectors._registry import Location, open_store
 from .connectors._base import Connector
 from .engine.progress import Progress
 from .engine.receipt import Receipt
@@ -19,40 +19,8 @@ from .engine.run import run
 from .errors import UsageError
 from .spec import StoreSpec
 
-__all__ = ["export", "import_", "migrate", "open_store"]
+__all__ = ["Location", "export", "import_", "migrate", "open_store"]
 
-Location = str | Path | StoreSpec | Connector
-
-
-def open_store(location: Location, *, secrets: Mapping[str, str] | None = None) -> Connector:
-    """A connector for a URL, a file path, a parsed spec, or a connector (returned as is).
-
-    ``secrets`` (API keys, passwords, tokens by name) override ``VEX_<CONNECTOR>_<NAME>``
-    environment variables; they never appear in receipts, sidecars or logs."""
-    if isinstance(location, Connector):
-        return location
-    if isinstance(location, StoreSpec):
-        spec = location.with_secrets(secrets)  # a secret given twice must agree
-    else:
-        spec = StoreSpec.parse(str(location), secrets=secrets, schemes=_registry.SCHEMES)
-    connector = _registry.get(spec.scheme)
-    _check_url_options(connector, spec)
-    return connector.from_spec(spec)
-
-
-def _check_url_options(connector: type[Connector], spec: StoreSpec) -> None:
-    """A URL option the connector does not read is a typo until proven otherwise: refuse it
-    (naming the ones it reads) rather than write into a default table or collection."""
-    known = connector.url_options
-    unknown = sorted(set(spec.params) - known) if known is not None else []
-    if unknown:
-        offered = ", ".join(sorted(known)) if known else "none"
-        close = difflib.get_close_matches(unknown[0], sorted(known or ()), n=1)
-        raise UsageError(
-            f"{spec.scheme} does not know the URL option{'s' if len(unknown) > 1 else ''}"
-            f" {', '.join(repr(u) for u in unknown)}; it reads: {offered}",
-            hint=f"did you mean {close[0]!r}?" if close
-            else f"see docs/connectors for the {spec.scheme} location's options")
 
 
 @takes_run_options

@@ -24,15 +24,16 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from ..errors import MissingDependencyError, UnknownConnectorError, UsageError
-from ..spec import use_schemes
+from ..spec import StoreSpec, use_schemes
 from ._base import Capabilities, Connector
 
-__all__ = ["SCHEMES", "Entry", "available", "get", "register"]
+__all__ = ["SCHEMES", "Entry", "Location", "available", "get", "open_store", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -222,3 +223,38 @@ def _classes(entries: dict[str, Entry]) -> Iterator[tuple[str, type[Connector]]]
 SCHEMES = _Schemes()
 """What ``StoreSpec.parse`` asks: installed as its default table below."""
 use_schemes(SCHEMES)
+
+
+Location = str | Path | StoreSpec | Connector
+"""Where a store is: a URL, a file path, a parsed spec, or a connector already bound."""
+
+
+def open_store(location: Location, *, secrets: Mapping[str, str] | None = None) -> Connector:
+    """A connector for a URL, a file path, a parsed spec, or a connector (returned as is).
+
+    ``secrets`` (API keys, passwords, tokens by name) override ``VEX_<CONNECTOR>_<NAME>``
+    environment variables; they never appear in receipts, sidecars or logs."""
+    if isinstance(location, Connector):
+        return location
+    if isinstance(location, StoreSpec):
+        spec = location.with_secrets(secrets)  # a secret given twice must agree
+    else:
+        spec = StoreSpec.parse(str(location), secrets=secrets, schemes=SCHEMES)
+    connector = get(spec.scheme)
+    _check_url_options(connector, spec)
+    return connector.from_spec(spec)
+
+
+def _check_url_options(connector: type[Connector], spec: StoreSpec) -> None:
+    """A URL option the connector does not read is a typo until proven otherwise: refuse it
+    (naming the ones it reads) rather than write into a default table or collection."""
+    known = connector.url_options
+    unknown = sorted(set(spec.params) - known) if known is not None else []
+    if unknown:
+        offered = ", ".join(sorted(known)) if known else "none"
+        close = difflib.get_close_matches(unknown[0], sorted(known or ()), n=1)
+        raise UsageError(
+            f"{spec.scheme} does not know the URL option{'s' if len(unknown) > 1 else ''}"
+            f" {', '.join(repr(u) for u in unknown)}; it reads: {offered}",
+            hint=f"did you mean {close[0]!r}?" if close
+            else f"see docs/connectors for the {spec.scheme} location's options")

@@ -41,7 +41,7 @@ from .read_ahead import read_ahead
 from .read_process import read_in_process, reading_mode
 from .options import RunOptions
 from .receipt import Counts, NamespaceDigests, Receipt, versions
-from .retry import RetryPolicy
+from ..retry import RetryPolicy
 from .vectors import VectorTransform
 
 __all__ = ["RunOptions", "run"]

@@ -99,7 +99,7 @@ def micropack(source: Any, output: str | Path, *, query: str | None = None,
               namespaces: list[str] | None = None) -> Header:
     """Write the top ``k`` records of ``source`` for a query (text, embedded with
     ``embed_model``, or a vector) to ``output``; returns the header."""
-    from ..api import open_store
+    from ..connectors._registry import open_store
 
     if quantization not in ("int8", "float16"):
         raise UsageError("quantization must be int8 or float16")
@@ -122,7 +122,8 @@ def micropack(source: Any, output: str | Path, *, query: str | None = None,
                 if vec is None:
                     continue
                 if vec.dims != q.size:
-                    raise UsageError(f"record {item.id!r} has a {vec.dims}-dim vector; the query has {q.size}")
+                    raise UsageError(f"record {item.id!r} has a {vec.dims}-dim vector;"
+                                     f" the query has {q.size}")
                 a = vec.array().astype(np.float64)
                 n = np.linalg.norm(a)
                 yield (-(float(a @ q / n) if n else 0.0), nskey(item.namespace), item.id, item)
@@ -142,7 +143,8 @@ def micropack(source: Any, output: str | Path, *, query: str | None = None,
         data, scale = quantize(record.vectors[vector_name].array(), quantization)
         lines.append(msgspec.json.encode(Item(
             rank=rank, score=round(score, 6), id=record.id, ns=record.namespace, text=record.text,
-            meta=record.metadata, t=None if record.created_at is None else format_timestamp(record.created_at),
+            meta=record.metadata,
+            t=None if record.created_at is None else format_timestamp(record.created_at),
             vec=data, scale=scale)))
     atomic_write_bytes(Path(output), b"\n".join(lines) + b"\n")
     return header
