@@ -16,7 +16,6 @@ from .engine.progress import Progress
 from .engine.receipt import Receipt
 from .engine.options import DimsPolicy, Metric, Reembed, RunOptions, takes_run_options
 from .engine.run import run
-from .errors import UsageError
 from .spec import StoreSpec
 
 __all__ = ["Location", "export", "import_", "migrate", "open_store"]

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from .._json import dumps_exact, loads_exact
 from ..record import MemoryRecord, SparseVector, Vector, canonical_int
 
-__all__ = ["PayloadLayout", "VEX_KEY", "has_float", "json_exact", "scalar_or_scalar_list", "uuid_for"]
+__all__ = ["VEX_KEY", "PayloadLayout", "has_float", "json_exact", "scalar_or_scalar_list", "uuid_for"]
 
 VEX_KEY = "_vex"
 _FORMAT = 1
@@ -57,12 +57,12 @@ def json_exact(value: Any) -> bool:
     if isinstance(value, int):
         return bool(-(1 << 63) <= value < 1 << 63)
     if isinstance(value, list):
-        for item in value:  # loops, not all(generator): this runs for every value written
+        for item in value:  # noqa: SIM110 - a loop, not all(generator): it runs for every value written
             if not json_exact(item):
                 return False
         return True
     if isinstance(value, dict):
-        for key, item in value.items():
+        for key, item in value.items():  # noqa: SIM110 - as above
             if not isinstance(key, str) or not json_exact(item):
                 return False
         return True
@@ -78,10 +78,8 @@ def has_float(value: Any) -> bool:
         items = value
     elif kind is dict:
         items = value.values()
-    elif isinstance(value, float):
-        return True
     else:
-        return False
+        return isinstance(value, float)  # a float subclass (numpy's float64)
     for item in items:
         kind = type(item)
         if kind is float or ((kind is list or kind is dict) and has_float(item)):

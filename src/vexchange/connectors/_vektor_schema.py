@@ -90,7 +90,7 @@ CREATE TRIGGER memories_fts_update AFTER UPDATE ON memories BEGIN
   INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.id, old.content, old.tags);
   INSERT INTO memories_fts(rowid, content, tags) VALUES (new.id, new.content, new.tags);
 END;
-"""
+"""  # noqa: E501 - Slipstream's own DDL, kept as Slipstream writes it
 
 _CORE = {"id", "content", "namespace", "created_at", "updated_at", "vector", "embedding", "metadata"}
 

@@ -224,7 +224,7 @@ class ChromaWriter(StoreWriter):
         """Also notes each held record's metadata keys, which ``upsert`` must clear."""
         with self.store._translated("read"):
             got = self._collection.get(ids=ids, include=["metadatas"])
-        held = list(zip(got["ids"], got["metadatas"]))
+        held = list(zip(got["ids"], got["metadatas"], strict=False))
         self._held_keys = {rid: list(meta or ()) for rid, meta in held}
         return {rid: (meta or {}).get("namespace") for rid, meta in held}
 

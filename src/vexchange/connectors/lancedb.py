@@ -219,7 +219,7 @@ class LanceDBWriter(StoreWriter):
         with self.store._translated("read"):
             found = (self.table.search().where(f"id IN ({quoted})")
                      .select(["id", "namespace"]).limit(len(ids) + 1).to_arrow())
-        return dict(zip(found.column("id").to_pylist(), found.column("namespace").to_pylist()))
+        return dict(zip(found.column("id").to_pylist(), found.column("namespace").to_pylist(), strict=False))
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         assert self.shape is not None and self.table is not None
@@ -252,7 +252,7 @@ class LanceDBWriter(StoreWriter):
                                                              mask=pa.array(~valid))
         packed = [_LAYOUT.pack(r) for r in kept]
         data["metadata"] = [dumps_exact({k: v for k, v in p.items() if k != "_vex"})
-                            if r.metadata is not None else None for p, r in zip(packed, kept)]
+                            if r.metadata is not None else None for p, r in zip(packed, kept, strict=False)]
         data["vex"] = [p["_vex"] for p in packed]
         data["created_at"] = pa.array([r.created_at for r in kept], type=pa.int64()).cast(_TS)
         data["updated_at"] = pa.array([r.updated_at for r in kept], type=pa.int64()).cast(_TS)

@@ -99,7 +99,7 @@ class MgConnector(AtPath, Connector):
         refs = grain.fields.get("embedding_refs") or []
         return {name: VectorSpace(dims=ref.get("dimensions"),
                                   metric=_OUR_METRICS.get(ref.get("distance_metric")))
-                for name, ref in zip(names, refs)}
+                for name, ref in zip(names, refs, strict=False)}
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         """Grains in order with their vectors. With ``verify_reads`` the vectors file is hashed
@@ -143,7 +143,8 @@ class MgConnector(AtPath, Connector):
             raise _no_vectors_file(self.path)
         return VectorsCheck(vector_file, expected, companion, start=offset)
 
-    def _item(self, reader: MgReader, index: int, entries: Iterator[tuple[str, bytes]]) -> MemoryRecord | Reject:
+    def _item(self, reader: MgReader, index: int,
+              entries: Iterator[tuple[str, bytes]]) -> MemoryRecord | Reject:
         location = f"{self.path} grain {index}"
         try:
             grain = reader[index]

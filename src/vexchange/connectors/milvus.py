@@ -383,7 +383,8 @@ def _refusal(key: str, record: MemoryRecord, fields_of: dict[str, str]) -> tuple
         return "missing_vector", (f"Milvus needs every vector field; this record has no vector"
                                   f" {missing[0]!r}")
     if len(key.encode()) > _PIECE:
-        spelled = "" if key == record.id else " (this id is kept in hex: it has a quote, backslash or control character)"
+        spelled = "" if key == record.id else (
+            " (this id is kept in hex: it has a quote, backslash or control character)")
         return "id_too_long", f"Milvus keys hold at most 65,535 bytes{spelled}"
     return None
 

@@ -253,7 +253,7 @@ class PgvectorConnector(Connector):
                 rows = cur.fetchall()
             if rows:
                 cursor = rows[-1][names.index(table.key)]
-            items = [_item(table, dict(zip(names, row))) for row in rows]
+            items = [_item(table, dict(zip(names, row, strict=False))) for row in rows]
             more = len(rows) == batch_size
             yield Page(items, orjson.dumps(cursor).decode() if more else None)
             if not more:
@@ -463,9 +463,10 @@ class PgvectorWriter(StoreWriter):
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in names[1:])
         conn = self.store.conn()
         with translated_pg("upsert"), conn.transaction(), conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS vex_stage"
-                                " (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS").format(self.store.ident))
-            with cur.copy(sql.SQL("COPY vex_stage ({}) FROM STDIN WITH (FORMAT BINARY)").format(idents)) as copy:
+            cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS vex_stage (LIKE {} INCLUDING DEFAULTS)"
+                                " ON COMMIT DELETE ROWS").format(self.store.ident))
+            copy_in = sql.SQL("COPY vex_stage ({}) FROM STDIN WITH (FORMAT BINARY)").format(idents)
+            with cur.copy(copy_in) as copy:
                 copy.set_types(types)
                 for _, values in staged:
                     copy.write_row(values)

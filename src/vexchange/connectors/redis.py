@@ -51,7 +51,7 @@ class _Index:
         self.exists = info is not None
         self.fields: dict[str, VectorSpace] = {}
         for attr in (info or {}).get("attributes", []):
-            pairs = dict(zip(attr[::2], attr[1::2]))
+            pairs = dict(zip(attr[::2], attr[1::2], strict=False))
             if _text(pairs.get("type")) == "VECTOR":
                 self.fields[_text(pairs["attribute"])] = VectorSpace(
                     dims=int(pairs["dim"]), metric=metric_from(_METRICS, _text(pairs.get("distance_metric"))))
@@ -150,7 +150,8 @@ class RedisConnector(Connector):
                 for key in keys:
                     pipe.hgetall(key)
                 hashes = [_hash_or_none(got) for got in pipe.execute(raise_on_error=False)]
-            items = [self._item(index, key, fields) for key, fields in zip(keys, hashes) if fields]
+            items = [self._item(index, key, fields)
+                     for key, fields in zip(keys, hashes, strict=False) if fields]
             yield Page(items, str(cursor) if cursor else None)
             if cursor == 0:
                 return
@@ -282,7 +283,7 @@ class RedisWriter(StoreWriter):
         with translated_redis("read"):
             found = pipe.execute()
         return {rid: (ns.decode() if ns is not None else None)
-                for rid, (held, ns) in zip(ids, found) if held is not None}
+                for rid, (held, ns) in zip(ids, found, strict=False) if held is not None}
 
     def upsert(self, rows: list[tuple[Any, MemoryRecord]]) -> list[Reject]:
         fields_of = {n: f for f, n in self.index.names.items()}

@@ -5,8 +5,9 @@ URL forms: ``vektor:///abs/path/memory.db``, ``vektor:relative.db``, or ``--from
 Reading opens the file read-only and pages by rowid (keyset), so memory is flat and a run can
 resume from the last rowid. A database can come from anyone: it is opened through _sqlite (read
 only, hardened, every statement time-bounded), and ``memories`` and the side tables must be
-real tables (a view in their place, which could run any query, is refused before one runs). Every column that is not id, content, namespace, a timestamp or the
-vector becomes a metadata key (agent_id, tags, importance, memory_type, pinned, summary, ...).
+real tables (a view in their place, which could run any query, is refused before one runs).
+Every column that is not id, content, namespace, a timestamp or the vector becomes a metadata
+key (agent_id, tags, importance, memory_type, pinned, summary, ...).
 
 Writing creates a Slipstream-layout database when the file does not exist, and otherwise writes
 in the layout it finds. Each batch is one transaction: a failure leaves the database as it was
@@ -118,7 +119,8 @@ class VektorConnector(AtPath, Connector):
         with _translated(self.path, "read"):
             has_side = _has_table(db, SIDE_TABLE)
         columns = ", ".join(f'm."{c}"' for c in layout.columns)
-        side = f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s ON s.row_key = CAST(m.id AS TEXT)" if has_side else "NULL, NULL FROM memories m"
+        side = (f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s"
+                " ON s.row_key = CAST(m.id AS TEXT)") if has_side else "NULL, NULL FROM memories m"
         # no lower bound before the first page: a row may sit at the lowest rowid, -2**63
         first = f"SELECT m.rowid, {columns}, {side} ORDER BY m.rowid LIMIT ?"
         after = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"
@@ -137,7 +139,7 @@ class VektorConnector(AtPath, Connector):
                 return
 
     def _item(self, layout: Layout, row: tuple[Any, ...]) -> MemoryRecord | Reject:
-        values = dict(zip(layout.columns, row[1:-2]))
+        values = dict(zip(layout.columns, row[1:-2], strict=False))
         try:
             return stored_record(layout, values, row[-2], row[-1])
         except ValueError as err:
@@ -266,7 +268,7 @@ class VektorWriter(Writer):
             (key,)).fetchone()
         if found is None:
             return None
-        values = dict(zip(self.layout.columns, found[:-2]))
+        values = dict(zip(self.layout.columns, found[:-2], strict=False))
         return _Holder(*stored_identity(values, found[-2], found[-1]))
 
     def _upsert(self, key: Any, row: dict[str, Any], *, exists: bool) -> None:
@@ -287,7 +289,7 @@ class VektorWriter(Writer):
         layout = self.layout
         columns = ", ".join(f'"{c}"' for c in layout.columns)
         row = self.db.execute(f"SELECT {columns} FROM memories WHERE id = ?", (key,)).fetchone()
-        values = dict(zip(layout.columns, row))
+        values = dict(zip(layout.columns, row, strict=False))
         overrides = overrides_for(record, row_to_record(layout, values))
         source_id = record.id if str(key) != record.id else None
         if overrides or source_id:

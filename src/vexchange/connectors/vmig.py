@@ -146,13 +146,13 @@ def read_file(path: Path, *, batch_size: int, after: str | None = None,
         raise UsageError(f"no such file: {path}")
     if path.is_dir():
         raise UsageError(f"{path} is a directory, not a .vmig.jsonl file")
-    offset, line_no = _parse_cursor(after)
+    start, first_line = _parse_cursor(after)
     expected = recorded_checksum(path) if verify else None
     stream = None if expected is None else StreamChecksum()
     if stream is not None:
-        stream.update_from(path, offset)
+        stream.update_from(path, start)
     lines: list[tuple[int, bytes]] = []
-    for line_no, offset, line in iter_lines(path, offset=offset, line_no=line_no,
+    for line_no, offset, line in iter_lines(path, offset=start, line_no=first_line,
                                             on_bytes=None if stream is None else stream.update):
         lines.append((line_no, line))
         if len(lines) >= batch_size:
@@ -190,11 +190,11 @@ def _decode_page(lines: list[tuple[int, bytes]], path: Path) -> list[MemoryRecor
         if len(group) < 2:
             continue
         narrow, slow = decode_rows(np.stack([obj["vector"] for obj in group]))
-        for obj, row, careful in zip(group, narrow, slow):
+        for obj, row, careful in zip(group, narrow, slow, strict=False):
             if not careful:
                 obj["vector"] = Float32Bytes(row.tobytes())
     return [obj if isinstance(obj, Reject) else _decode_parsed(obj, line, path, line_no)
-            for obj, (line_no, line) in zip(parsed, lines)]
+            for obj, (line_no, line) in zip(parsed, lines, strict=False)]
 
 
 def _parse_cursor(after: str | None) -> tuple[int, int]:
