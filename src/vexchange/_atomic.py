@@ -15,6 +15,7 @@ A failed write (a full disk, a file size limit, a read-only folder, permission d
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -112,7 +113,8 @@ class AtomicOutput:
         self._hash: Any = hashlib.sha256()
         self.size = 0
         try:
-            self._file: BinaryIO = (open(self.partial, "wb", buffering=_BUFFER) if resume is None
+            # no context manager (SIM115): the handle lives as long as the writer, which closes it
+            self._file: BinaryIO = (open(self.partial, "wb", buffering=_BUFFER) if resume is None  # noqa: SIM115
                                     else self._resume(resume, reclaim, before_reclaim))
         except OSError as err:
             raise _open_failure(err, self.partial) from None
@@ -134,7 +136,7 @@ class AtomicOutput:
             if before_reclaim is not None:
                 before_reclaim()
             os.replace(self.path, self.partial)  # the run goes on: nothing looks complete
-        handle = open(self.partial, "r+b", buffering=_BUFFER)
+        handle = open(self.partial, "r+b", buffering=_BUFFER)  # noqa: SIM115 - returned: the writer owns it
         handle.truncate(size)
         handle.seek(size)
         self._hash, self.size = digest, size
@@ -181,10 +183,8 @@ class AtomicOutput:
         after a failure (a full disk fails the last flush again), and a resume cuts the file
         back to its checkpoint whatever this flush left."""
         if not self._file.closed:
-            try:
+            with contextlib.suppress(OSError):
                 self._file.close()
-            except OSError:
-                pass
 
     def discard(self) -> None:
         self.close_partial()
@@ -202,8 +202,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise write_failure(err, path) from None

@@ -98,7 +98,7 @@ def record_digest(record: MemoryRecord) -> bytes:
 class NamespaceDigest:
     """Order-independent digest of a multiset of records, with its count."""
 
-    __slots__ = ("count", "_sum")
+    __slots__ = ("_sum", "count")
 
     def __init__(self, count: int = 0, hexsum: str | None = None) -> None:
         self.count = count

@@ -30,8 +30,15 @@ from typing import Any, cast
 
 from .errors import DecodeError, UsageError
 
-__all__ = ["error_kind", "DamagedDatabaseError", "DEFAULT_SECONDS", "GuardedConnection", "open_readonly",
-           "require_tables", "time_limit"]
+__all__ = [
+    "DEFAULT_SECONDS",
+    "DamagedDatabaseError",
+    "GuardedConnection",
+    "error_kind",
+    "open_readonly",
+    "require_tables",
+    "time_limit",
+]
 
 DEFAULT_SECONDS = 60.0
 """The longest one call into SQLite may run while reading (a page of records takes
@@ -73,7 +80,7 @@ class GuardedConnection(sqlite3.Connection):
     def _expired(self) -> int:
         return 1 if time.monotonic() > self.deadline else 0
 
-    def cursor(self, factory: Any = None) -> Any:  # noqa: ARG002 - always a guarded cursor
+    def cursor(self, factory: Any = None) -> Any:  # factory ignored: always a guarded cursor
         return super().cursor(GuardedCursor)
 
     def execute(self, sql: str, parameters: Any = (), /) -> Any:

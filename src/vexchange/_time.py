@@ -30,7 +30,9 @@ def parse_timestamp(value: object) -> int | None:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"timestamp is not finite: {value!r}")
-        return _checked(int(value) if abs(value) >= _MS_THRESHOLD else int(round(value * 1000)))
+        return _checked(int(value) if abs(value) >= _MS_THRESHOLD
+                        # int(): numpy 1.x's round() of a numpy float is a float
+                        else int(round(value * 1000)))  # noqa: RUF046
     if isinstance(value, str):
         return _parse_iso(value)
     raise ValueError(f"timestamp must be an ISO-8601 string or epoch number, got {value!r}")

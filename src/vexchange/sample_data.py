@@ -1,4 +1,5 @@
-"""Build VEKTOR Slipstream-style SQLite databases: the demo's data, and the tests' and benchmarks'. Deterministic by seed.
+"""Build VEKTOR Slipstream-style SQLite databases: the demo's data, and the tests' and benchmarks'.
+Deterministic by seed.
 
     python -m vexchange.sample_data out.db -n 10000 --dims 384 --edge-cases
     python -m vexchange.sample_data legacy.db --layout legacy --edge-cases
@@ -28,8 +29,9 @@ NAMESPACES = ("default", "trading", "research", "personal", "work")
 AGENTS = ("vektor-mcp", "default", "claude-desktop")
 MEMORY_TYPES = ("episodic", "semantic", "procedural", "working", "identity")
 TAGS = ("crypto", "config", "bug", "decision", "deploy", "auth", "todo", "sqlite", "release")
-WORDS = ("agent memory vector store namespace embedding recall context session user prefers "
-         "deadline release token index cosine model batch retry checksum stream record").split()
+WORDS = ["agent", "memory", "vector", "store", "namespace", "embedding", "recall", "context", "session",
+         "user", "prefers", "deadline", "release", "token", "index", "cosine", "model", "batch", "retry",
+         "checksum", "stream", "record"]
 
 LEGACY_DDL = """
 CREATE TABLE memories (id TEXT PRIMARY KEY, content TEXT, embedding BLOB, metadata TEXT,

@@ -24,9 +24,19 @@ from ._version import __version__
 from .codecs.vmig import FORMAT_VERSION
 from .errors import DecodeError
 
-__all__ = ["SIDECAR_FORMAT", "ChecksumResult", "StreamChecksum", "checksum_status", "file_checksum",
-           "recorded_checksum", "record_import", "sidecar_path", "read_sidecar", "verify_checksum",
-           "write_sidecar"]
+__all__ = [
+    "SIDECAR_FORMAT",
+    "ChecksumResult",
+    "StreamChecksum",
+    "checksum_status",
+    "file_checksum",
+    "read_sidecar",
+    "record_import",
+    "recorded_checksum",
+    "sidecar_path",
+    "verify_checksum",
+    "write_sidecar",
+]
 
 SIDECAR_FORMAT = "vexchange-sidecar/1"
 

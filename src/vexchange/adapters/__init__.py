@@ -24,8 +24,15 @@ from .._json import loads_exact
 from ..errors import DecodeError, UsageError
 from .fit import Fitted, candidates, fit, mean_cosine, random_projection, recall_at_k
 
-__all__ = ["Adapter", "MIN_MEAN_COSINE", "MIN_RECALL_AT_10", "evaluate_adapter", "list_adapters",
-           "load_adapter", "train_adapter"]
+__all__ = [
+    "MIN_MEAN_COSINE",
+    "MIN_RECALL_AT_10",
+    "Adapter",
+    "evaluate_adapter",
+    "list_adapters",
+    "load_adapter",
+    "train_adapter",
+]
 
 CARD_FORMAT = "vexchange-adapter/1"
 MIN_RECALL_AT_10 = 0.3
@@ -110,7 +117,7 @@ def _corpus(corpus: str | Path | None, size: int, seed: int) -> tuple[list[str],
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
-    cut = n - max(1, int(round(n * test_fraction)))
+    cut = n - max(1, int(round(n * test_fraction)))  # noqa: RUF046 - numpy 1.x's round() of a numpy float is a float
     return order[:cut], order[cut:]
 
 
@@ -180,7 +187,7 @@ def train_adapter(output: str | Path, *, from_model: str | None = None, to_model
         "weights_sha256": hashlib.sha256(buffer).hexdigest(),
         "source": source, "target": target,
         "method": chosen.method, "params": chosen.params,
-        "training": {"pairs": int(len(train)), "data": data, "seed": seed,
+        "training": {"pairs": len(train), "data": data, "seed": seed,
                      "test_fraction": test_fraction},
         "selection": tried,
         "evaluation": evaluation,
@@ -192,7 +199,7 @@ def train_adapter(output: str | Path, *, from_model: str | None = None, to_model
 def _evaluate(model: Fitted, x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
     predicted = model.apply(x)
     baseline = random_projection(x.shape[1], y.shape[1], seed).apply(x)
-    return {"test_pairs": int(len(x)),
+    return {"test_pairs": len(x),
             "mean_cosine": round(mean_cosine(predicted, y), 4),
             "recall_at_10": round(recall_at_k(predicted, y), 4),
             "random_projection": {"mean_cosine": round(mean_cosine(baseline, y), 4),

@@ -95,7 +95,7 @@ def recall_at_k(predicted: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
     k = min(k, len(database))
     found = _top_k(_unit(predicted) @ database.T, k)
     wanted = _top_k(database @ database.T, k)
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(found, wanted)]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(found, wanted, strict=False)]
     return float(np.mean(overlap))
 
 

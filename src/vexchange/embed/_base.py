@@ -47,7 +47,7 @@ class Embedder(ABC):
         """For receipts and adapter cards; never holds a secret."""
         return {"embedder": self.name, "model": self.model, "dims": self.dims, "metric": self.metric}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most embedders hold nothing to release
         """Release sessions and connections."""
 
 

@@ -131,7 +131,8 @@ class RejectsFile:
 
     def _open(self) -> None:
         if self._file is None:
-            self._file = open(self.path, "ab" if self._append else "wb")
+            # no context manager (SIM115): the file stays open across pages until the writer is closed
+            self._file = open(self.path, "ab" if self._append else "wb")  # noqa: SIM115
             self._append = True
 
     def position(self) -> tuple[int, int]:

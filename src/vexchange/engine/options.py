@@ -107,7 +107,7 @@ class RunOptions:
     resume: bool = option(False, "Continue an interrupted run from its checkpoint.", receipt="never")
     allow_skips: bool = option(
         False, "Exit 0 even when records were skipped (they are still in the rejects file).")
-    metric: Metric | None = option(  # noqa: RUF009 (option() is dataclasses.field)
+    metric: Metric | None = option(
         None, "Distance a target creates its collection with, when the source declares none"
               " [default: cosine].")
     verify: bool = option(
@@ -119,7 +119,7 @@ class RunOptions:
         False, "Check the source against its checksum, footer or content ids before writing"
                " anything [default: while reading, failing the run at the end].")
     """Make those checks over the whole source before the target is opened."""
-    reembed: Reembed | None = option(  # noqa: RUF009 (option() is dataclasses.field)
+    reembed: Reembed | None = option(
         None, "Compute default vectors from each record's text: for every record, or only those"
               " without one (needs --embed-model).", receipt="vectors")
     embed_model: str | None = option(
@@ -128,7 +128,7 @@ class RunOptions:
     keep_old_vector: str | None = option(
         None, "Keep a replaced vector beside the new one, as a named vector.", metavar="NAME",
         receipt="vectors")
-    on_dims_mismatch: DimsPolicy = option(  # noqa: RUF009 (option() is dataclasses.field)
+    on_dims_mismatch: DimsPolicy = option(
         "skip", "A vector whose size the target does not hold: skip the record (counted),"
                 " re-embed it from its text, or translate it with --adapter.", receipt="vectors")
     adapter: str | None = option(

@@ -157,7 +157,7 @@ def _child_env() -> dict[str, str]:
 def _pickled_error(err: BaseException) -> bytes:
     try:
         return pickle.dumps(err)
-    except Exception:  # noqa: BLE001 - an exception that cannot travel is described instead
+    except Exception:  # an exception that cannot travel is described instead
         return pickle.dumps(ConnectorError(f"{type(err).__name__}: {err}"))
 
 
@@ -176,7 +176,7 @@ def _child_main() -> None:
             _write_frame(out, _DONE, b"")
         except BrokenPipeError:
             raise
-        except BaseException as err:  # noqa: BLE001 - every failure goes to the parent
+        except BaseException as err:  # every failure goes to the parent
             _write_frame(out, _ERROR, _pickled_error(err))
         out.flush()
     except BrokenPipeError:  # the parent stopped reading: nothing is left to do

@@ -131,6 +131,6 @@ def _extra_distributions(extra: str) -> list[str]:
         requires = importlib.metadata.requires("vexchange") or []
     except importlib.metadata.PackageNotFoundError:
         return []
-    marker = re.compile(r"""extra\s*==\s*["']%s["']""" % re.escape(extra))
+    marker = re.compile(rf"""extra\s*==\s*["']{re.escape(extra)}["']""")
     names = [re.match(r"[A-Za-z0-9_.\-]+", r) for r in requires if marker.search(r)]
     return [m.group(0) for m in names if m]

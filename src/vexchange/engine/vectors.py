@@ -27,7 +27,7 @@ from ..errors import UsageError
 from ..record import MemoryRecord, Vector
 from ..retry import RetryPolicy
 
-__all__ = ["REEMBED_MODES", "MISMATCH_POLICIES", "VectorTransform"]
+__all__ = ["MISMATCH_POLICIES", "REEMBED_MODES", "VectorTransform"]
 
 REEMBED_MODES = ("all", "missing")
 MISMATCH_POLICIES = ("skip", "reembed", "adapt")
@@ -114,13 +114,13 @@ class VectorTransform:
             embedder = self.embedder
             batch = [records[i].text or "" for i in embed_at]
             vectors = self.retry.call(lambda: embedder.embed(batch))
-            for i, row in zip(embed_at, vectors):
+            for i, row in zip(embed_at, vectors, strict=False):
                 out[i] = self._replace(records[i], Vector(row.astype("<f4").tobytes(), embedder.model))
         adapt_at = [i for i, a in enumerate(plan) if a == "adapt"]
         if adapt_at and self.adapter is not None:
             adapter = self.adapter
             source = np.stack([records[i].vectors[""].array() for i in adapt_at])
-            for i, row in zip(adapt_at, adapter.apply(source)):
+            for i, row in zip(adapt_at, adapter.apply(source), strict=False):
                 out[i] = self._replace(records[i], Vector(row.astype("<f4").tobytes(), adapter.target_model))
         return out, len(embed_at), len(adapt_at)
 
@@ -135,7 +135,8 @@ class VectorTransform:
         if expected is not None and vector.dims != expected:
             if self.on_mismatch == "reembed":
                 return "embed"
-            if self.on_mismatch == "adapt" and self.adapter is not None and vector.dims == self.adapter.source_dims:
+            if (self.on_mismatch == "adapt" and self.adapter is not None
+                    and vector.dims == self.adapter.source_dims):
                 return "adapt"
         return "keep"
 

@@ -98,7 +98,8 @@ class MgWriter:
         self.zstd_level = zstd_level
         self.sorted_by_time = sorted_by_time
         self.offsets = array("I")
-        self._region: BinaryIO = tempfile.TemporaryFile(dir=self.path.parent or None)
+        # no context manager (SIM115): the builder's scratch region, open until the container is written
+        self._region: BinaryIO = tempfile.TemporaryFile(dir=self.path.parent or None)  # noqa: SIM115
         self._size = 0
         self._manifest: dict[str, dict[str, Any]] = {}
         self._seen: set[bytes] = set()

@@ -8,10 +8,18 @@ unchanged both ways. Only the top-level map and the entries of ``content_refs``,
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
-__all__ = ["COMMON", "CONTENT_REF", "EMBEDDING_REF", "RELATED_TO", "TYPE_FIELDS", "NESTED",
-           "compact_map", "expand_map"]
+__all__ = [
+    "COMMON",
+    "CONTENT_REF",
+    "EMBEDDING_REF",
+    "NESTED",
+    "RELATED_TO",
+    "TYPE_FIELDS",
+    "compact_map",
+    "expand_map",
+]
 
 COMMON = {
     "type": "t", "subject": "s", "relation": "r", "object": "o", "confidence": "c",
@@ -95,13 +103,13 @@ NESTED = {"content_refs": CONTENT_REF, "embedding_refs": EMBEDDING_REF, "related
 """Array fields whose map entries are compacted too, by their full name."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def compact_map(kind: str) -> dict[str, str]:
     """Full name -> short key for a type (shared, cached: do not modify)."""
     return {**COMMON, **TYPE_FIELDS.get(kind, {})}
 
 
-@lru_cache(maxsize=None)
+@cache
 def expand_map(kind: str) -> dict[str, str]:
     """Short key -> full name for a type (shared, cached: do not modify)."""
     return {short: full for full, short in compact_map(kind).items()}

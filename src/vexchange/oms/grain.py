@@ -23,8 +23,15 @@ from .canonical import decode, encode, nfc
 from .errors import error_class
 from .fields import NESTED, compact_map, expand_map
 
-__all__ = ["Grain", "TYPE_BYTES", "content_address", "decode_grain", "encode_grain", "reencode",
-           "verify_address"]
+__all__ = [
+    "TYPE_BYTES",
+    "Grain",
+    "content_address",
+    "decode_grain",
+    "encode_grain",
+    "reencode",
+    "verify_address",
+]
 
 VERSION = 0x01
 TYPE_BYTES = {"belief": 0x01, "event": 0x02, "state": 0x03, "workflow": 0x04, "action": 0x05,

@@ -112,7 +112,7 @@ def record_from_grain(grain: Grain, vectors: dict[str, bytes]) -> MemoryRecord:
         raise error_class("ERR_CORRUPT")(f"the {VEX_FIELD} field is not JSON: {err}") from None
     refs = fields.get("embedding_refs") or []
     named: dict[str, Vector] = {}
-    for (name, model), ref in zip(exact.get("vectors", []), refs):
+    for (name, model), ref in zip(exact.get("vectors", []), refs, strict=False):
         data = vectors.get(ref.get("vector_id"))
         if data is None:
             raise error_class("ERR_INTEGRITY")(f"vector {ref.get('vector_id')!r} is not in the vector file")

@@ -148,7 +148,8 @@ class GrainStore(ABC):
         return address
 
     def _ancestors(self, grain: Grain, *, skip: str) -> Iterator[Grain]:
-        frontier: builtins.list[str] = [a for a in grain.fields.get("derived_from") or [] if isinstance(a, str)]
+        frontier: builtins.list[str] = [a for a in grain.fields.get("derived_from") or []
+                                        if isinstance(a, str)]
         seen: set[str] = set()
         for _ in range(_MAX_HOPS):
             following: builtins.list[str] = []
@@ -215,7 +216,7 @@ class SqliteGrainStore(GrainStore):
                               (address,)).fetchone()
         if row is None:
             return None
-        return bytes(row[0]), {k: v for k, v in zip(self._COLUMNS, row[1:]) if v is not None}
+        return bytes(row[0]), {k: v for k, v in zip(self._COLUMNS, row[1:], strict=False) if v is not None}
 
     def _save(self, address: str, blob: bytes) -> None:
         self.db.execute("INSERT OR IGNORE INTO grains (address, blob) VALUES (?, ?)", (address, blob))

@@ -10,6 +10,7 @@ only the staging file, which ``--resume`` continues.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -98,16 +99,14 @@ def _check_pack_keys(record: MemoryRecord) -> None:
     """The contract for the keys the cartridge projects (docs/formats/vectorpack.md)."""
     extra = record.extra or {}
     scores = extra.get("scores")
-    if scores is not None:
-        if not isinstance(scores, dict) or any(
-                k in SCORE_FIELDS and (isinstance(v, bool) or not isinstance(v, (int, float)))
-                for k, v in scores.items()):
-            raise ValueError("scores must be an object whose elo, recency, trust and decay are numbers")
+    if scores is not None and (not isinstance(scores, dict) or any(
+            k in SCORE_FIELDS and (isinstance(v, bool) or not isinstance(v, (int, float)))
+            for k, v in scores.items())):
+        raise ValueError("scores must be an object whose elo, recency, trust and decay are numbers")
     lineage = extra.get("lineage")
-    if lineage is not None:
-        if not isinstance(lineage, dict) or any(
-                not isinstance(v, list) or not all(isinstance(t, str) for t in v) for v in lineage.values()):
-            raise ValueError("lineage must be an object of lists of record references (strings)")
+    if lineage is not None and (not isinstance(lineage, dict) or any(
+            not isinstance(v, list) or not all(isinstance(t, str) for t in v) for v in lineage.values())):
+        raise ValueError("lineage must be an object of lists of record references (strings)")
     provenance = extra.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
         raise ValueError("provenance must be an object")
@@ -135,7 +134,8 @@ def _projections(key: tuple[str, str], record: MemoryRecord) -> tuple[list[Any],
                    int(scores.get("helpful", 0) or 0), scores.get("last_used_at"))] if scores else []
     lineage_rows = [(*key, relation, target) for relation, targets in (extra.get("lineage") or {}).items()
                     for target in dict.fromkeys(targets)]
-    receipt_rows = [(*key, kind, dumps_exact(value)) for kind, value in (extra.get("provenance") or {}).items()]
+    receipt_rows = [(*key, kind, dumps_exact(value))
+                    for kind, value in (extra.get("provenance") or {}).items()]
     return score_rows, lineage_rows, receipt_rows
 
 
@@ -258,7 +258,8 @@ class CartridgeBuilder:
                    " text_ref, modality, created_at, updated_at, source_store, payload FROM old.records")
         for table, columns in (("vectors", "t.name, t.model, t.dims, t.vector"),
                                ("sparse_vectors", "t.name, t.model, t.indices, t.vals"),
-                               ("scores", "t.elo, t.recency, t.trust, t.decay, t.uses, t.helpful, t.last_used_at"),
+                               ("scores", "t.elo, t.recency, t.trust, t.decay, t.uses, t.helpful,"
+                                          " t.last_used_at"),
                                ("lineage", "t.relation, t.target"), ("receipts", "t.kind, t.value")):
             db.execute(f"INSERT INTO s_{table} SELECT r.nskey, r.id, {columns} FROM old.{table} t"
                        " JOIN old.records r ON r.rid = t.rid")
@@ -298,7 +299,7 @@ class CartridgeBuilder:
         scores: list[Any] = []
         lineage: list[Any] = []
         receipts: list[Any] = []
-        for key, record in zip(keys, records):
+        for key, record in zip(keys, records, strict=False):
             vectors.extend((*key, name, v.model, v.dims, v.data) for name, v in record.vectors.items())
             sparse.extend((*key, name, sp.model, sp.indices, sp.values) for name, sp in record.sparse.items())
             if record.extra:
@@ -336,10 +337,8 @@ class CartridgeBuilder:
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite may have rolled back already (a full disk)
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             raise
         self.staged += len(staged) - replaced
 
@@ -390,10 +389,8 @@ def sqlite_reason(err: sqlite3.Error) -> str:
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def resume_state(resume: bool | dict[str, Any] | None) -> dict[str, Any] | None:

@@ -129,7 +129,8 @@ def _nearest(cartridge: Cartridge, q: np.ndarray, name: str, pool: int) -> dict[
     if dims is None:
         raise UsageError(f"the cartridge has no vector named {name!r}")
     if dims != q.size:
-        raise UsageError(f"the cartridge's {name or 'default'} vectors have {dims} dims; the query has {q.size}")
+        raise UsageError(f"the cartridge's {name or 'default'} vectors have {dims} dims;"
+                         f" the query has {q.size}")
     best_rids = np.zeros(0, dtype=np.int64)
     best_scores = np.zeros(0)
     q32 = q.astype(np.float32)
@@ -142,7 +143,7 @@ def _nearest(cartridge: Cartridge, q: np.ndarray, name: str, pool: int) -> dict[
         if best_scores.size > pool:
             keep = np.argpartition(-best_scores, pool - 1)[:pool]
             best_rids, best_scores = best_rids[keep], best_scores[keep]
-    return {int(r): float(s) for r, s in zip(best_rids, best_scores)}
+    return {int(r): float(s) for r, s in zip(best_rids, best_scores, strict=False)}
 
 
 def _nearest_flat(index: tuple[np.ndarray, np.ndarray], q: np.ndarray, pool: int) -> dict[int, float]:
@@ -154,10 +155,11 @@ def _nearest_flat(index: tuple[np.ndarray, np.ndarray], q: np.ndarray, pool: int
     scores = np.concatenate([matrix[i:i + 65_536] @ q32 for i in range(0, len(matrix), 65_536)]
                             or [np.zeros(0, dtype=np.float32)]).astype(np.float64)
     keep = np.argpartition(-scores, min(pool, len(scores)) - 1)[:pool] if len(scores) > pool else slice(None)
-    return {int(r): float(s) for r, s in zip(rids[keep], scores[keep])}
+    return {int(r): float(s) for r, s in zip(rids[keep], scores[keep], strict=False)}
 
 
-def _nearest_ann(ann: Any, index: tuple[np.ndarray, np.ndarray], q: np.ndarray, pool: int) -> dict[int, float]:
+def _nearest_ann(ann: Any, index: tuple[np.ndarray, np.ndarray], q: np.ndarray,
+                 pool: int) -> dict[int, float]:
     """Candidates from the HNSW graph, each scored exactly from the flat index (whose rows are
     in record-number order, so a candidate's row is found by bisection)."""
     rids, matrix = index
@@ -169,7 +171,7 @@ def _nearest_ann(ann: Any, index: tuple[np.ndarray, np.ndarray], q: np.ndarray, 
     rows = np.searchsorted(rids, keys)
     rows = np.sort(rows[(rows < len(rids)) & (rids[np.minimum(rows, len(rids) - 1)] == keys)])
     scores = (matrix[rows] @ q.astype(np.float32)).astype(np.float64)
-    return {int(r): float(s) for r, s in zip(rids[rows], scores)}
+    return {int(r): float(s) for r, s in zip(rids[rows], scores, strict=False)}
 
 
 def _keyword(cartridge: Cartridge, text: str, pool: int) -> dict[int, float]:

@@ -230,7 +230,7 @@ def _write_parquet(cartridge: Cartridge, path: Path) -> str | None:
     # float32 vectors and hex hashes barely compress, and min/max statistics of vector elements
     # help no query: both cost time for nothing. zstd is kept for the text and JSON columns,
     # dictionaries for the columns that repeat.
-    compression = {c: "zstd" for c in columns} | {c: "none" for c in vector_columns + ["content_id"]}
+    compression = {c: "zstd" for c in columns} | {c: "none" for c in [*vector_columns, "content_id"]}
     with pq.ParquetWriter(path, schema, compression=compression, write_statistics=columns,
                           use_dictionary=["namespace", "id_type", "modality", "source_store"]) as writer:
         last = 0
@@ -240,7 +240,7 @@ def _write_parquet(cartridge: Cartridge, path: Path) -> str | None:
                 (last,)).fetchall()
             if not rows:
                 break
-            transposed = list(zip(*rows))
+            transposed = list(zip(*rows, strict=False))
             rids = np.asarray(transposed[0], dtype=np.int64)
             arrays = [pa.array(transposed[i + 1], type=schema.field(c).type) for i, c in enumerate(columns)]
             for name in names:
@@ -258,7 +258,8 @@ def _vector_array(pa: Any, cartridge: Cartridge, name: str, rids: np.ndarray) ->
     """One vector column for a block of records: a list<float32> per record, null where the
     record has no vector of that name (built from one query, without a Python loop per row)."""
     found = cartridge.db.execute("SELECT rid, dims, vector FROM vectors WHERE name = ? AND rid"
-                                 " BETWEEN ? AND ? ORDER BY rid", (name, int(rids[0]), int(rids[-1]))).fetchall()
+                                 " BETWEEN ? AND ? ORDER BY rid",
+                                 (name, int(rids[0]), int(rids[-1]))).fetchall()
     has = np.isin(rids, np.fromiter((r for r, _, _ in found), dtype=np.int64, count=len(found)))
     dims = found[0][1] if found else 0
     values = np.frombuffer(b"".join(v for _, _, v in found), dtype="<f4")
@@ -325,9 +326,7 @@ def pack_problems(root: Path, manifest: dict[str, Any], *, indexes: bool = True,
             rel = full.relative_to(root).as_posix()
             if full.is_symlink():
                 problems.append(f"{rel}: a symlink (packs hold only regular files)")
-            elif not indexes and rel.startswith("indexes/"):
-                continue
-            elif full.is_dir():
+            elif (not indexes and rel.startswith("indexes/")) or full.is_dir():
                 continue
             elif not full.is_file():
                 problems.append(f"{rel}: not a regular file (packs hold only regular files)")
@@ -344,7 +343,8 @@ def _manifest(root: Path) -> dict[str, Any]:
         raise DecodeError("the pack has no manifest.yaml (or it is not a regular file)", location=str(root))
     manifest = load_manifest(path.read_bytes(), str(path))
     if manifest.get("format") != PACK_FORMAT:
-        raise DecodeError(f"not a VectorPack manifest (format {manifest.get('format')!r})", location=str(path))
+        raise DecodeError(f"not a VectorPack manifest (format {manifest.get('format')!r})",
+                          location=str(path))
     if int(manifest.get("pack_version", 0)) > PACK_VERSION:
         raise DecodeError(f"pack version {manifest['pack_version']} is newer than this vexchange reads",
                           location=str(path), hint="upgrade vexchange")
@@ -436,7 +436,8 @@ def _check_cartridge(root: Path, files: dict[str, Any]) -> list[str]:
         result = cartridge.db.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
             problems.append(f"{CARTRIDGE}: SQLite integrity check: {result}")
-        for (ref,) in cartridge.db.execute("SELECT DISTINCT text_ref FROM records WHERE text_ref IS NOT NULL"):
+        for (ref,) in cartridge.db.execute(
+                "SELECT DISTINCT text_ref FROM records WHERE text_ref IS NOT NULL"):
             try:
                 rel = BlobDir(Path("blobs")).path_of(ref).as_posix()
             except BlobError as err:
