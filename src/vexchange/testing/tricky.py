@@ -76,7 +76,7 @@ def tricky_records(*, dims: int = 8, named: tuple[str, ...] = (), null_vectors: 
     out.append(record("shared-id", namespace="tricky", text="namespace tricky"))
     out.append(record("42", namespace="other", id_type="int", text="int id in other"))
     out.append(record("42", namespace=None, id_type="int", text="int id without namespace"))
-    out.append(record("ns-unicode", namespace="名前 空間/α"))
+    out.append(record("ns-unicode", namespace="名前 空間/α"))  # noqa: RUF001 - a non-Latin namespace on purpose
     # metadata of every kind
     out.append(record("meta-keys", metadata={
         "$dollar": 1, "#hash": 2, "": "empty key", "_vex": "not ours", "text": "a key named text",

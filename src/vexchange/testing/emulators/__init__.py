@@ -1,1 +1,2 @@
-"""Local emulators of stores that cannot run here (Pinecone, Weaviate), driven by their official SDKs in the tests."""
+"""Local emulators of stores that cannot run here (Pinecone, Weaviate), driven by their official SDKs in
+the tests."""

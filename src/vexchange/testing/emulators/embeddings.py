@@ -23,7 +23,8 @@ def vector_for(text: str, dims: int) -> list[float]:
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "server_error" if status >= 500 else "invalid_request_error"}}
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind}}
 
 
 class EmbeddingServer:
@@ -48,7 +49,8 @@ class EmbeddingServer:
 
     def _route(self, request: Request) -> tuple[str, Answer]:
         op = self._op(request)
-        if self.api_key and op == "embeddings" and request.headers.get("authorization") != f"Bearer {self.api_key}":
+        if (self.api_key and op == "embeddings"
+                and request.headers.get("authorization") != f"Bearer {self.api_key}"):
             return op, Answer(401, _error(401, "Incorrect API key provided"))
         body = request.json()
         texts = body.get("input")

@@ -374,7 +374,7 @@ def _check_metadata(vid: str, metadata: Any) -> dict[str, Any]:
         if key.startswith("$"):
             raise refuse(400, f"Metadata field {key!r} of {vid!r} starts with '$', which is"
                               " reserved for filter operators")
-        if isinstance(value, bool) or isinstance(value, str):
+        if isinstance(value, (bool, str)):
             stored[key] = value
         elif isinstance(value, (int, float)):
             stored[key] = float(value)  # the service keeps numbers as floats

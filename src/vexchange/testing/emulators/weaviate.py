@@ -442,16 +442,16 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
     def __init__(self, emulator: WeaviateEmulator) -> None:
         self.emulator = emulator
 
-    def Search(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def Search(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.emulator.search(request, context)
 
-    def BatchObjects(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def BatchObjects(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.emulator.batch(request, context)
 
-    def TenantsGet(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def TenantsGet(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.emulator.tenants_get(request, context)
 
-    def Aggregate(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def Aggregate(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.emulator.aggregate(request, context)
 
 
