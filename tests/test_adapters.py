@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("static_model")
 
-from vexchange import VexError  # noqa: E402
-from vexchange.adapters import evaluate_adapter, list_adapters, load_adapter, train_adapter  # noqa: E402
-from vexchange.cli import main  # noqa: E402
+from vexchange import VexError
+from vexchange.adapters import evaluate_adapter, list_adapters, load_adapter, train_adapter
+from vexchange.cli import main
 
 SIZE = 2400
 

@@ -42,7 +42,7 @@ def test_malformed_line_nan_wrong_dims_and_duplicates_are_counted_skips(
         good_line("5"),
     ]) + "\n")
     out = tmp_path / "out.db"
-    code, stdout, err = vex(capsys, "import", "--from", str(src), "--to", "vektor", "--db", str(out))
+    code, stdout, _ = vex(capsys, "import", "--from", str(src), "--to", "vektor", "--db", str(out))
     assert code == 4
     assert "skipped" in stdout and "bad_json" in stdout
     receipt = json.loads((tmp_path / "out.db.receipt.json").read_text())

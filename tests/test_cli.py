@@ -47,7 +47,8 @@ def test_url_form_same_kind_migration_and_receipt_verify(
     receipt = json.loads(stdout)
     assert code == 0 and set(receipt["namespaces"]) == {"work", "edge"}
     assert receipt["counts"]["filtered"] > 0
-    code, stdout, _ = vex(capsys, "verify", f"vektor:{target}", "--receipt", str(tmp_path / "b.db.receipt.json"))
+    code, stdout, _ = vex(capsys, "verify", f"vektor:{target}",
+                          "--receipt", str(tmp_path / "b.db.receipt.json"))
     assert code == 0, stdout
 
 
@@ -62,7 +63,8 @@ def test_limit_since_until(slipstream: Fixture, tmp_path: Path, capsys: pytest.C
     assert code == 0 and json.loads(stdout)["counts"]["written"] == 2
 
 
-def test_dry_run_writes_nothing(slipstream: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_writes_nothing(slipstream: Fixture, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = vex(capsys, "import", "--from", "x.vmig.jsonl", "--to", "vektor")
     assert code == 2
     out = tmp_path / "d.vmig.jsonl"

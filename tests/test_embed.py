@@ -28,7 +28,7 @@ def test_minilm_matches_the_reference_model(minilm) -> None:  # type: ignore[no-
     got = minilm.embed(ref["sentences"])
     want = np.asarray(ref["vectors"], dtype=np.float32)
     cosines = (got * want).sum(axis=1)
-    for sentence, cosine in zip(ref["sentences"], cosines):
+    for sentence, cosine in zip(ref["sentences"], cosines, strict=False):
         # int8 weights: natural sentences agree beyond 0.999; an empty text and a text cut at
         # 256 tokens drift more (docs/embeddings.md), and an empty text is never embedded
         edge = sentence == "" or len(sentence) > 1000

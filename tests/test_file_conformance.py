@@ -6,6 +6,7 @@ there twice and a changed record replaces the old one."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from pathlib import Path
@@ -87,19 +88,20 @@ def mg_rows(location: str) -> list[NativeRow]:
     """Every grain of a .mg file, decoded by the layout docs/formats/oms.md gives: a 16-byte
     header (magic ``MG\\x01``, flags, u32 BE count), u32 BE absolute offsets, the grains (9-byte
     grain header, then a canonical MessagePack map with compacted keys), a 32-byte SHA-256
-    footer (a manifest map may stand between the last grain and the footer). The text is the record's exact text from the grain's ``vexchange`` field (JSON
-    bytes; the grain's own ``object`` holds its NFC form); the vectors come from the companion
+    footer (a manifest map may stand between the last grain and the footer). The text is the
+    record's exact text from the grain's ``vexchange`` field (JSON bytes; the grain's own
+    ``object`` holds its NFC form); the vectors come from the companion
     ``.mg.vectors`` file, entries in grain order (u32 BE key length, key, u32 BE dims, float32
     LE values), as many for each grain as its ``embedding_refs`` (``er``)."""
     data = Path(location).read_bytes()
     assert data[:3] == b"MG\x01" and not data[3] & 0b00100, "uncompressed"
     manifest = bool(data[3] & 0b10000)  # the vectors file's hash: after the last grain
     (count,) = struct.unpack_from(">I", data, 4)
-    offsets = list(struct.unpack_from(f">{count}I", data, 16)) + [len(data) - 32]
+    offsets = [*struct.unpack_from(f">{count}I", data, 16), len(data) - 32]
     vectors = Path(location + ".vectors").read_bytes() if count else b""
     at = 0
     rows = []
-    for start, end in zip(offsets, offsets[1:]):
+    for start, end in itertools.pairwise(offsets):
         fields, used = _msgpack(data, start + 9)
         last = end == len(data) - 32
         assert used == end or (manifest and last), f"grain at {start} ends at {used}, not {end}"

@@ -35,12 +35,12 @@ def test_micropack_round_trip_error_is_bounded(cartridge: Path, tmp_path: Path, 
     out = tmp_path / f"{kind}.jsonl"
     header = micropack(f"cartridge://{cartridge}", out, vector=query, k=25, quantization=kind)
     assert header["records"] == 25 and header["quantization"] == kind
-    head, records = read_micropack(out)
+    _, records = read_micropack(out)
     from vexchange.testing.conformance import read_all
 
     originals = read_all(f"cartridge://{cartridge}")
     lines = [json.loads(line) for line in out.read_text().splitlines()[1:]]
-    for line, record in zip(lines, records):
+    for line, record in zip(lines, records, strict=False):
         want = originals[(record.namespace, record.id)].vectors[""].array()
         got = record.vectors[""].array()
         if kind == "int8":
@@ -82,7 +82,8 @@ def test_search_is_modulated_by_elo_and_recency(tmp_path: Path) -> None:
     now = 1_800_000_000_000
     vec = Vector.from_values([1.0, 0.0])
     near = Vector.from_values([0.99, 0.14])
-    records = [MemoryRecord(id="old", text="the user likes tea", vectors={"": vec}, created_at=now - 400 * DAY),
+    records = [MemoryRecord(id="old", text="the user likes tea", vectors={"": vec},
+                            created_at=now - 400 * DAY),
                MemoryRecord(id="new", text="the user likes coffee", vectors={"": near}, created_at=now - DAY),
                MemoryRecord(id="rated", text="tea is good", vectors={"": near}, created_at=now - 400 * DAY,
                             extra={"scores": {"elo": 1800}})]
@@ -122,7 +123,8 @@ def test_search_cli(cartridge: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["search", f"cartridge://{cartridge}", "--query", "x"]) == 2
 
 
-def test_a_pack_reindexed_answers_like_its_cartridge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_pack_reindexed_answers_like_its_cartridge(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from vexchange.pack.vectorpack import verify_pack
 
     records = list(sample_records(400, dims=16, named=("title",), null_vectors=True, seed=2))
@@ -147,7 +149,8 @@ def test_a_pack_reindexed_answers_like_its_cartridge(tmp_path: Path, capsys: pyt
     assert "reindex" in (caught.value.hint or "")
     # and the remedy the hint names works: a damaged index does not stop its own rebuild
     assert main(["pack", "reindex", str(tmp_path / "m.vpack")]) == 0
-    assert [h["id"] for h in search(tmp_path / "m.vpack", vector=query, k=8, now_ms=0)] == [h["id"] for h in plain]
+    hits = search(tmp_path / "m.vpack", vector=query, k=8, now_ms=0)
+    assert [h["id"] for h in hits] == [h["id"] for h in plain]
 
 
 def test_a_usearch_index_finds_what_exact_search_finds_and_is_rebuilt_to_the_same_bytes(
@@ -202,7 +205,8 @@ def test_an_approximate_index_without_usearch_names_the_extra(
     import sys
 
     source = write_vmig(tmp_path / "s.vmig.jsonl", list(sample_records(5, dims=4)))
-    migrate(source, f"vectorpack://{tmp_path}/m.vpack", receipt=tmp_path / "r.json", rejects=tmp_path / "r.rej")
+    migrate(source, f"vectorpack://{tmp_path}/m.vpack",
+            receipt=tmp_path / "r.json", rejects=tmp_path / "r.rej")
     monkeypatch.setitem(sys.modules, "usearch.index", None)
     assert main(["pack", "reindex", str(tmp_path / "m.vpack"), "--ann", "usearch"]) == 2
     assert 'pip install "vexchange[usearch]"' in capsys.readouterr().err

@@ -21,7 +21,8 @@ from vexchange.connectors._base import Capabilities, Connector, Page
 from vexchange.engine.receipt import load_receipt
 from vexchange.errors import MigrationError, PermanentError, RunInterrupted, UsageError
 from vexchange.record import MemoryRecord, Vector
-from vexchange.testing.conformance import ConnectorConformance, _Interrupting, fail_a_write, read_all, write_vmig
+from vexchange.testing.conformance import (ConnectorConformance, _Interrupting, fail_a_write, read_all,
+                                           write_vmig)
 from vexchange.testing.records import sample_records
 
 

@@ -45,9 +45,8 @@ def test_file_rejections(tmp_path: Path, name: str) -> None:
     vector = next(v for v in VECTORS["negative_vectors"] if v["name"] == name)
     path = tmp_path / "bad.mg"
     path.write_bytes(bytes.fromhex(vector["file_hex"]))
-    with pytest.raises(OMSError) as caught:
-        with MgReader(path) as reader:
-            reader.verify()
+    with pytest.raises(OMSError) as caught, MgReader(path) as reader:
+        reader.verify()
     assert caught.value.code == vector["expected_error"]
 
 
@@ -75,9 +74,8 @@ def test_tampering_anywhere_is_caught(tmp_path: Path) -> None:
         broken = bytearray(data)
         broken[position] ^= 0x01
         path.write_bytes(bytes(broken))
-        with pytest.raises(OMSError):
-            with MgReader(path) as reader:
-                reader.verify()
+        with pytest.raises(OMSError), MgReader(path) as reader:
+            reader.verify()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

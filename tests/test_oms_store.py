@@ -49,7 +49,8 @@ def test_quorum_delegated_timed_and_hold(store: Any) -> None:
     dids = ["did:a", "did:b", "did:c"]
     check_invalidation({"mode": "quorum", "authorized": dids, "threshold": 2}, cosigners=["did:a", "did:c"])
     with pytest.raises(OMSError):
-        check_invalidation({"mode": "quorum", "authorized": dids, "threshold": 2}, cosigners=["did:a", "did:x"])
+        check_invalidation({"mode": "quorum", "authorized": dids, "threshold": 2},
+                           cosigners=["did:a", "did:x"])
     check_invalidation({"mode": "delegated", "authorized": dids}, signer_did="did:b")
     timed = {"mode": "timed", "locked_until": 1000, "fallback_mode": "open"}
     with pytest.raises(OMSError):

@@ -78,7 +78,8 @@ def test_adapter_apply_and_adapt_on_dims_mismatch(tmp_path: Path, shrinking_adap
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     rng = np.random.default_rng(1)
-    old = [MemoryRecord(id=f"n{i}", text=f"memory {i}", vectors={"": Vector.from_values(rng.standard_normal(12))})
+    old = [MemoryRecord(id=f"n{i}", text=f"memory {i}",
+                        vectors={"": Vector.from_values(rng.standard_normal(12))})
            for i in range(30)]
     source = write_vmig(tmp_path / "old.vmig.jsonl", old)
     code, out, _ = vex(capsys, "adapter", "apply", str(shrinking_adapter), str(source),
@@ -87,7 +88,8 @@ def test_adapter_apply_and_adapt_on_dims_mismatch(tmp_path: Path, shrinking_adap
     assert {r.vectors[""].dims for r in read_all(f"cartridge://{tmp_path}/a.db").values()} == {8}
 
     # a target that already holds 8-dim vectors; only the 12-dim ones are translated
-    held = [MemoryRecord(id=f"h{i}", vectors={"": Vector.from_values(rng.standard_normal(8))}) for i in range(5)]
+    held = [MemoryRecord(id=f"h{i}", vectors={"": Vector.from_values(rng.standard_normal(8))})
+            for i in range(5)]
     write_vmig(tmp_path / "held.vmig.jsonl", held)
     vex(capsys, "migrate", str(tmp_path / "held.vmig.jsonl"), f"cartridge://{tmp_path}/b.db", "--quiet")
     code, _, _ = vex(capsys, "migrate", str(source), f"cartridge://{tmp_path}/b.db", "--quiet")

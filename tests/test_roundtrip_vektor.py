@@ -144,7 +144,8 @@ def test_import_into_existing_slipstream_db_with_insert_trigger_only(
     (tmp_path / "a.vmig.meta.json").unlink()
     vexchange.import_(out, f"vektor:{slipstream.path}")
     con = sqlite3.connect(slipstream.path)
-    assert con.execute("SELECT COUNT(*) FROM memories_fts WHERE memories_fts MATCH 'edited'").fetchone()[0] == 1
+    matches = con.execute("SELECT COUNT(*) FROM memories_fts WHERE memories_fts MATCH 'edited'").fetchone()
+    assert matches[0] == 1
     con.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
     assert con.execute("SELECT COUNT(*) FROM memories").fetchone()[0] == slipstream.records
 

@@ -42,7 +42,7 @@ def chroma_rows(location: str) -> list[NativeRow]:
     for name in names:
         got = client.get_collection(name, embedding_function=None).get(
             include=["documents", "embeddings"])
-        for doc, emb in zip(got["documents"], got["embeddings"]):
+        for doc, emb in zip(got["documents"], got["embeddings"], strict=False):
             rows.append(NativeRow(doc, np.asarray(emb, dtype="<f4").tobytes()))
     return rows
 
@@ -110,7 +110,7 @@ def _native_metadata(path: Path, collection: str) -> dict[str, Any]:
 
     client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
     got = client.get_collection(collection, embedding_function=None).get(include=["metadatas"])
-    return dict(zip(got["ids"], got["metadatas"]))
+    return dict(zip(got["ids"], got["metadatas"], strict=False))
 
 
 def _record(rid: str, metadata: dict[str, Any]) -> MemoryRecord:

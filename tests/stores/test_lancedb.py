@@ -23,7 +23,7 @@ def lance_rows(location: str) -> list[NativeRow]:
     params = dict(urllib.parse.parse_qsl(parts.query))
     table = lancedb.connect(parts.path).open_table(params.get("table", "memories")).to_arrow()
     rows: list[NativeRow] = []
-    for text, vector in zip(table.column("text").to_pylist(), table.column("vector")):
+    for text, vector in zip(table.column("text").to_pylist(), table.column("vector"), strict=False):
         dense = None if not vector.is_valid else np.asarray(
             vector.values.to_numpy(zero_copy_only=False), dtype="<f4").tobytes()
         rows.append(NativeRow(text, dense))

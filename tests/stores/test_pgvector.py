@@ -34,7 +34,7 @@ def pgvector_rows(location: str) -> list[NativeRow]:
     rows: list[NativeRow] = []
     for text, embedding, vex in got:
         kept = json.loads(vex) if vex else {}
-        rows.append(NativeRow(kept["text"] if "text" in kept else text,
+        rows.append(NativeRow(kept.get("text", text),
                               None if embedding is None
                               else np.asarray(embedding.to_numpy(), dtype="<f4").tobytes()))
     return rows
@@ -161,5 +161,6 @@ def test_text_with_a_nul_character_is_kept_exactly(store_servers: Any, tmp_path:
         rows = dict(conn.execute(f"SELECT id, text FROM {table}").fetchall())
         times = conn.execute(f"SELECT created_at FROM {table} ORDER BY id").fetchall()
     assert rows == {"nul": "a\ufffdb\ufffd", "old": "before 1970"}
-    assert [t[0].astimezone(timezone.utc).isoformat() for t in times] == [  # the columns are exact to the millisecond
+    # the columns are exact to the millisecond
+    assert [t[0].astimezone(timezone.utc).isoformat() for t in times] == [
         "9999-12-31T23:59:59.999000+00:00", "1969-12-30T23:59:59.999000+00:00"]

@@ -7,23 +7,23 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 pytest.importorskip("pinecone")
 
-from vexchange import VexError, migrate, open_store  # noqa: E402
-from vexchange.checks import verify  # noqa: E402
-from vexchange.testing.conformance import (  # noqa: E402
+from vexchange import VexError, migrate, open_store
+from vexchange.checks import verify
+from vexchange.testing.conformance import (
     ConnectorConformance,
     NativeRow,
     read_all,
     write_vmig,
 )
-from vexchange.testing.emulators.pinecone import PineconeEmulator  # noqa: E402
-from vexchange.testing.faults import FaultConformance  # noqa: E402
-from vexchange.testing.records import sample_records  # noqa: E402
+from vexchange.testing.emulators.pinecone import PineconeEmulator
+from vexchange.testing.faults import FaultConformance
+from vexchange.testing.records import sample_records
 
 KEY = "emulator-key"  # the session emulator's (conftest.py)
 
@@ -76,7 +76,7 @@ class TestPinecone(ConnectorConformance):
     named_vectors = ()
     null_vectors = False
     same_id_in_namespaces = True
-    tricky_refused = {
+    tricky_refused: ClassVar[dict[str, str]] = {
         "text-long": "metadata_too_large",  # 400,000 bytes of text; Pinecone holds 40 KB
         "cos-zero": "zero_vector",  # Pinecone refuses a dense vector of zeros
     }

@@ -144,9 +144,8 @@ def test_http_statuses_decide_what_is_retried() -> None:
     store = QdrantConnector(StoreSpec.parse("qdrant://qdrant.example:6333/memories"))
 
     def failing(status: int) -> Exception:
-        with pytest.raises((TransientError, PermanentError)) as caught:
-            with store.translated("upsert"):
-                raise UnexpectedResponse(status, "reason", b"{}", httpx.Headers())
+        with pytest.raises((TransientError, PermanentError)) as caught, store.translated("upsert"):
+            raise UnexpectedResponse(status, "reason", b"{}", httpx.Headers())
         return caught.value
 
     assert isinstance(failing(429), TransientError) and isinstance(failing(503), TransientError)

@@ -98,7 +98,7 @@ def test_a_namespace_is_one_exact_tag(store_servers: Any, tmp_path: Any) -> None
     from vexchange.record import MemoryRecord
 
     server, run = store_servers["redis"], uuid.uuid4().hex[:8]
-    namespaces = ["a,b", "Docs", "docs", "q'\"\\|{}", "名前 空間/α"]
+    namespaces = ["a,b", "Docs", "docs", "q'\"\\|{}", "名前 空間/α"]  # noqa: RUF001 - non-Latin on purpose
     records = [MemoryRecord(id=f"r{i}", namespace=ns) for i, ns in enumerate(namespaces)]
     _load(tmp_path, f"redis://{server.host}:{server.port}/0?index=tag{run}", records)
     client = redis.Redis(host=server.host, port=server.port)

@@ -16,13 +16,13 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("static_model")
 pytest.importorskip("psycopg")
 
-from vexchange import migrate  # noqa: E402
-from vexchange.adapters import train_adapter  # noqa: E402
-from vexchange.cli import main  # noqa: E402
-from vexchange.embed import get_embedder  # noqa: E402
-from vexchange.embed.minilm import MODEL_ID  # noqa: E402
-from vexchange.record import MemoryRecord, Vector  # noqa: E402
-from vexchange.testing.conformance import read_all, write_vmig  # noqa: E402
+from vexchange import migrate
+from vexchange.adapters import train_adapter
+from vexchange.cli import main
+from vexchange.embed import get_embedder
+from vexchange.embed.minilm import MODEL_ID
+from vexchange.record import MemoryRecord, Vector
+from vexchange.testing.conformance import read_all, write_vmig
 
 pytest.importorskip("lancedb")
 
@@ -35,7 +35,7 @@ def memories(n: int, embedder: Any, *, start: int = 0, no_text: int = 0) -> list
     return [MemoryRecord(id=f"m{start + i}", text=None if i < no_text else text,
                          namespace="agent", metadata={"i": i},
                          vectors={"": Vector(vec.astype("<f4").tobytes(), embedder.model)})
-            for i, (text, vec) in enumerate(zip(texts, vectors))]
+            for i, (text, vec) in enumerate(zip(texts, vectors, strict=False))]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_reembed_into_a_target_of_another_size(tmp_path: Path, store_servers: An
     assert len(back) == 57
     texts = [r.text or "" for r in incoming[3:]]
     want = minilm.embed(texts)
-    for record, vec in zip(incoming[3:], want):
+    for record, vec in zip(incoming[3:], want, strict=False):
         got = back[("agent", record.id)].vectors[""]
         assert got.dims == 384 and got.model == MODEL_ID
         assert float(got.array() @ vec) > 0.9999

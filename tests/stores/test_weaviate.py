@@ -13,16 +13,16 @@ import pytest
 
 pytest.importorskip("weaviate")
 
-from vexchange import VexError, migrate  # noqa: E402
-from vexchange.testing.conformance import (  # noqa: E402
+from vexchange import VexError, migrate
+from vexchange.testing.conformance import (
     ConnectorConformance,
     NativeRow,
     read_all,
     write_vmig,
 )
-from vexchange.testing.emulators.weaviate import WeaviateEmulator  # noqa: E402
-from vexchange.testing.faults import FaultConformance  # noqa: E402
-from vexchange.testing.records import sample_records  # noqa: E402
+from vexchange.testing.emulators.weaviate import WeaviateEmulator
+from vexchange.testing.faults import FaultConformance
+from vexchange.testing.records import sample_records
 
 
 @pytest.fixture
