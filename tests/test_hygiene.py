@@ -36,3 +36,10 @@ def test_public_api_is_pinned() -> None:
         "VexError", "__version__", "export", "import_", "inspect", "migrate", "open_store",
         "validate", "verify",
     ]
+
+
+def test_ruff_is_clean() -> None:
+    """pyproject's [tool.ruff] rules (E, F, B, UP, SIM, RUF; 110 columns) over the whole tree."""
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
