@@ -25,10 +25,9 @@ from .engine.receipt import load_receipt
 from .errors import UsageError
 from .record import MemoryRecord, Vector, nested_keys
 from .results import (
-    AgainstCheck, Check, ChecksumCheck, InspectReport, NamespaceDifference, ReceiptCheck, SidecarState,
-    UnreadableEntry, ValidateError, ValidateReport, VerifyReport,
+    AgainstCheck, Check, InspectReport, NamespaceDifference, ReceiptCheck, UnreadableEntry,
+    ValidateError, ValidateReport, VerifyReport,
 )
-from .sidecar import read_sidecar, verify_checksum
 
 __all__ = ["inspect", "validate", "verify"]
 
@@ -68,10 +67,7 @@ def inspect(location: Location) -> InspectReport:
             if item.created_at is not None:
                 first = item.created_at if first is None else min(first, item.created_at)
                 last = item.created_at if last is None else max(last, item.created_at)
-    path = getattr(store, "path", None)
-    sidecar = None
-    if store.name == "vmig" and isinstance(path, Path):
-        sidecar = _sidecar_state(path, counts["records"] + sum(unreadable.values()))
+    sidecar = store.sidecar_state(counts["records"] + sum(unreadable.values()))
     return InspectReport(
         location=store.describe()["location"],
         records=counts["records"],
@@ -83,19 +79,6 @@ def inspect(location: Location) -> InspectReport:
         created_from=None if first is None else format_timestamp(first),
         created_to=None if last is None else format_timestamp(last),
         sidecar=sidecar,
-    )
-
-
-def _sidecar_state(path: Path, records: int) -> SidecarState:
-    meta = read_sidecar(path)
-    if meta is None:
-        return SidecarState(status="missing")
-    check = verify_checksum(path)
-    return SidecarState(
-        status=check["status"], record_count=meta.get("record_count"),
-        record_count_matches=meta.get("record_count") == records,
-        exported_at=meta.get("exported_at"), source_store=meta.get("source_store"),
-        imported_to=meta.get("imported_to"), imported_at=meta.get("imported_at"),
     )
 
 
@@ -181,11 +164,9 @@ def verify(
     """
     store = open_store(target)
     checks: list[Check] = []
-    path = getattr(store, "path", None)
-    if store.name == "vmig" and isinstance(path, Path):
-        if not path.exists():
-            raise UsageError(f"no such file: {path}")
-        checks.append(_check_file(path))
+    own = store.file_check()  # a file with a checksum in its sidecar checks itself
+    if own is not None:
+        checks.append(own)
     if receipt is not None:
         checks.append(_check_receipt(store, Path(receipt)))
     if against is not None:
@@ -194,15 +175,6 @@ def verify(
         raise UsageError("nothing to verify against",
                          hint="give --receipt RECEIPT or --against SOURCE (or verify a .vmig.jsonl file)")
     return VerifyReport(target=store.describe()["location"], checks=checks, ok=all(c.ok for c in checks))
-
-
-def _check_file(path: Path) -> ChecksumCheck:
-    result = verify_checksum(path)
-    meta = read_sidecar(path) or {}
-    lines = sum(1 for _ in iter_lines(path))  # counting needs no parsing
-    count_ok = meta.get("record_count") in (None, lines)
-    return ChecksumCheck(ok=result.ok and count_ok, status=result["status"], records=lines,
-                         sidecar_record_count=meta.get("record_count"))
 
 
 def _digests(store: Connector, keys: set[str]) -> dict[str, NamespaceDigest]:

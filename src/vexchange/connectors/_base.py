@@ -197,6 +197,18 @@ class Connector(ABC):
         A file or directory connector returns its path (the ``AtPath`` mixin does)."""
         return None
 
+    def sidecar_state(self, records: int) -> Any:
+        """For ``inspect``: the state of a sidecar file that describes this store (a
+        ``results.SidecarState``), given the records and unreadable entries counted; None for
+        a store that has none (the default)."""
+        return None
+
+    def file_check(self) -> Any:
+        """For ``verify`` with nothing to compare against: the store's own check of itself (a
+        ``results.ChecksumCheck`` for a file with a checksum in its sidecar), or None (the
+        default: such a store needs ``--receipt`` or ``--against``)."""
+        return None
+
     def after_run_as_source(self, *, target: str, written: int) -> None:
         """Called when a run that read this store has finished (not a dry run), with where the
         records went (the target's redacted location) and how many were written: a format

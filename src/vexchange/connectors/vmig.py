@@ -27,6 +27,7 @@ from .._atomic import AtomicOutput
 from ..codecs.vmig import RecordError, decode_object, encode_record, parse_line
 from ..errors import InvalidSpecError, UsageError
 from ..record import MemoryRecord
+from ..results import ChecksumCheck, SidecarState
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ..errors import DecodeError, IntegrityError
@@ -51,6 +52,29 @@ class VmigConnector(AtPath, Connector):
         if not spec.path:
             raise InvalidSpecError("vmig needs a file path, e.g. memory.vmig.jsonl")
         self.path = Path(spec.path)
+
+    def sidecar_state(self, records: int) -> SidecarState:
+        meta = read_sidecar(self.path)
+        if meta is None:
+            return SidecarState(status="missing")
+        check = verify_checksum(self.path)
+        return SidecarState(
+            status=check["status"], record_count=meta.get("record_count"),
+            record_count_matches=meta.get("record_count") == records,
+            exported_at=meta.get("exported_at"), source_store=meta.get("source_store"),
+            imported_to=meta.get("imported_to"), imported_at=meta.get("imported_at"),
+        )
+
+    def file_check(self) -> ChecksumCheck:
+        """The checksum against the sidecar, and the line count against its record count."""
+        if not self.path.exists():
+            raise UsageError(f"no such file: {self.path}")
+        result = verify_checksum(self.path)
+        meta = read_sidecar(self.path) or {}
+        lines = sum(1 for _ in iter_lines(self.path))  # counting needs no parsing
+        count_ok = meta.get("record_count") in (None, lines)
+        return ChecksumCheck(ok=result.ok and count_ok, status=result["status"], records=lines,
+                             sidecar_record_count=meta.get("record_count"))
 
     def after_run_as_source(self, *, target: str, written: int) -> None:
         """An import from this file goes into its sidecar's history (export fields untouched)."""
