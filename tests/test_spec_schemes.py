@@ -78,6 +78,7 @@ def test_each_builtin_row_repeats_its_class_declarations(name: str) -> None:
     module_name, _, attr = entry.target.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
     assert entry.takes_path is cls.takes_path
+    assert (entry.userinfo, entry.secret) == (cls.url_userinfo, cls.url_secret)
     # an alias (jsonl) declares no suffixes of its own: a bare path takes the connector's own name
     assert entry.suffixes == (cls.suffixes if cls.name == name else ())
 
@@ -108,6 +109,9 @@ class _Table:
 
     def takes_path(self, scheme: str) -> bool:
         return scheme == "mine"
+
+    def credentials(self, scheme: str) -> tuple[str | None, str | None]:
+        return None, None
 
 
 def test_a_caller_may_pass_its_own_table() -> None:

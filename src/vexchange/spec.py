@@ -50,6 +50,11 @@ class SchemeTable(Protocol):
         """Whether the scheme's location is a file path (``vektor:///abs/path``), not a host."""
         ...
 
+    def credentials(self, scheme: str) -> tuple[str | None, str | None]:
+        """What a URL's ``user:password@`` means for the scheme ("user", "token" or None:
+        ``Connector.url_userinfo``) and the secret to name when it is refused (``url_secret``)."""
+        ...
+
 
 _schemes: SchemeTable | None = None
 
@@ -116,7 +121,8 @@ class StoreSpec:
                 f"{scheme} takes a file path: {scheme}:///abs/path or {scheme}:relative/path"
                 f" (got {redact(text)!r})",
                 hint="a file location has no user or password" if "@" in parts.netloc else None)
-        user, merged = _userinfo(scheme, parts, params, dict(secrets or {}))
+        user, merged = _userinfo(scheme, parts, params, dict(secrets or {}),
+                                 *_table(schemes).credentials(scheme))
         return cls(scheme, path, parts.hostname, port, params, merged, user)
 
     def with_secrets(self, secrets: Mapping[str, str] | None) -> StoreSpec:
@@ -166,15 +172,6 @@ class StoreSpec:
 
 _MAX_PORT = 65535
 
-_USER_AND_PASSWORD = frozenset({"pgvector", "redis"})
-"""Stores with users: the URL's user becomes ``user``, its password the ``password`` secret."""
-_TOKEN_FROM_USERINFO = frozenset({"milvus"})
-"""Stores whose token is ``user:password`` (Milvus): the URL's userinfo becomes ``token``."""
-_SECRET_NAME = {"qdrant": "api_key", "weaviate": "api_key", "pinecone": "api_key",
-                "chroma": "token"}
-"""The secret each store without users takes instead, named in the refusal."""
-
-
 def _unquoted(part: str | None) -> str | None:
     return urllib.parse.unquote(part) if part else None
 
@@ -195,13 +192,14 @@ def _port(parts: urllib.parse.SplitResult, text: str) -> int | None:
 
 
 def _userinfo(scheme: str, parts: urllib.parse.SplitResult, params: dict[str, str],
-              secrets: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+              secrets: dict[str, str], meaning: str | None,
+              secret_name: str | None) -> tuple[str | None, dict[str, str]]:
     """The user a URL names and the secrets with its password added; a URL's ``user:password@``
     is honoured where the store has users, and refused (naming the secret to pass) elsewhere."""
     if "@" not in parts.netloc:
         return None, secrets
     user, password = _unquoted(parts.username), _unquoted(parts.password)
-    if scheme in _USER_AND_PASSWORD:
+    if meaning == "user":
         if user and params.get("user", user) != user:
             raise InvalidSpecError(
                 f"{scheme}: the URL names the user {user!r} and ?user={params['user']!r}",
@@ -210,7 +208,7 @@ def _userinfo(scheme: str, parts: urllib.parse.SplitResult, params: dict[str, st
             _same_secret(scheme, "password", secrets.get("password"), password)
             secrets["password"] = password
         return user, secrets
-    if scheme in _TOKEN_FROM_USERINFO and user and password is not None:
+    if meaning == "token" and user and password is not None:
         token = f"{user}:{password}"
         register_secret(token)
         _same_secret(scheme, "token", secrets.get("token"), token)
@@ -218,8 +216,8 @@ def _userinfo(scheme: str, parts: urllib.parse.SplitResult, params: dict[str, st
         return None, secrets
     if password is None:
         register_secret(user)  # a lone "user" in such a URL is most likely a key or token
-    token_store = scheme in _TOKEN_FROM_USERINFO
-    name = "token" if token_store else _SECRET_NAME.get(scheme)
+    token_store = meaning == "token"
+    name = secret_name
     raise InvalidSpecError(
         f"{scheme} takes no {'user without a password' if token_store else 'user or password'}"
         f" in its URL ({redact(parts.geturl())!r}); nothing was connected",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import msgspec
 
@@ -132,6 +132,13 @@ class Connector(ABC):
     takes_path: ClassVar[bool] = False
     """The location is a file or directory path (``name:///abs/path`` or ``name:relative/path``),
     never a host: ``name://somewhere/x`` is refused rather than read as the host ``somewhere``."""
+    url_userinfo: ClassVar[Literal["user", "token"] | None] = None
+    """What a URL's ``user:password@`` means: "user" (the store has users: the URL's user is the
+    spec's ``user``, its password the ``password`` secret), "token" (the store's token is
+    ``user:password``, Milvus), or None (refused, naming ``url_secret`` to pass instead)."""
+    url_secret: ClassVar[str | None] = None
+    """The secret a store without users takes (``api_key``, ``token``): named in the refusal of
+    a URL's userinfo, so the user knows how to pass it instead."""
 
     read_checks: ClassVar[tuple[str, ...]] = ()
     """What ``read`` checks as it goes, by name ("sidecar checksum", "footer", ...); () for

@@ -52,21 +52,30 @@ class Entry:
     path is named by the connector's own name). Unused for a plugin, whose class says."""
     takes_path: bool = False
     """For a builtin: its class's ``takes_path``."""
+    userinfo: str | None = None
+    """For a builtin: its class's ``url_userinfo``."""
+    secret: str | None = None
+    """For a builtin: its class's ``url_secret``."""
 
 
 _BUILTINS: dict[str, Entry] = {
-    "chroma": Entry("vexchange.connectors.chroma:ChromaConnector", "chroma", ("chromadb",)),
+    "chroma": Entry("vexchange.connectors.chroma:ChromaConnector", "chroma", ("chromadb",),
+                    secret="token"),
     "lancedb": Entry("vexchange.connectors.lancedb:LanceDBConnector", "lancedb",
                      ("lancedb", "pyarrow"), takes_path=True),
-    "pinecone": Entry("vexchange.connectors.pinecone:PineconeConnector", "pinecone", ("pinecone",)),
-    "weaviate": Entry("vexchange.connectors.weaviate:WeaviateConnector", "weaviate", ("weaviate",)),
-    "redis": Entry("vexchange.connectors.redis:RedisConnector", "redis", ("redis",)),
-    "milvus": Entry("vexchange.connectors.milvus:MilvusConnector", "milvus", ("pymilvus",)),
+    "pinecone": Entry("vexchange.connectors.pinecone:PineconeConnector", "pinecone", ("pinecone",),
+                      secret="api_key"),
+    "weaviate": Entry("vexchange.connectors.weaviate:WeaviateConnector", "weaviate", ("weaviate",),
+                      secret="api_key"),
+    "redis": Entry("vexchange.connectors.redis:RedisConnector", "redis", ("redis",), userinfo="user"),
+    "milvus": Entry("vexchange.connectors.milvus:MilvusConnector", "milvus", ("pymilvus",),
+                    userinfo="token", secret="token"),
     "pgvector": Entry("vexchange.connectors.pgvector:PgvectorConnector", "pgvector",
-                      ("psycopg", "pgvector")),
+                      ("psycopg", "pgvector"), userinfo="user"),
     "qdrant-edge": Entry("vexchange.connectors.qdrant_edge:QdrantEdgeConnector", "qdrant-edge",
                          ("qdrant_edge",), takes_path=True),
-    "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",)),
+    "qdrant": Entry("vexchange.connectors.qdrant:QdrantConnector", "qdrant", ("qdrant_client",),
+                    secret="api_key"),
     "mg": Entry("vexchange.connectors.mg:MgConnector", suffixes=(".mg",), takes_path=True),
     "cartridge": Entry("vexchange.connectors.cartridge:CartridgeConnector", suffixes=(".cartridge",),
                        takes_path=True),
@@ -196,6 +205,18 @@ class _Schemes:
             return get(scheme).takes_path
         except UsageError:  # not installed, or breaks the contract: open_store says so next
             return False
+
+    def credentials(self, scheme: str) -> tuple[str | None, str | None]:
+        entry = _entries().get(scheme)
+        if entry is None:
+            return None, None
+        if entry.builtin:
+            return entry.userinfo, entry.secret
+        try:
+            cls = get(scheme)
+        except UsageError:
+            return None, None
+        return cls.url_userinfo, cls.url_secret
 
 
 def _longest(path: str, declared: Iterator[tuple[str, tuple[str, ...]]]) -> str | None:

@@ -68,6 +68,7 @@ def _nothing_native(key: str, value: Any) -> bool:
 class ChromaConnector(CollectionStore):
     name = "chroma"
     url_options = frozenset({'collection', 'database', 'https', 'namespaces', 'tenant'})
+    url_secret = "token"
     extra = "chroma"
     default_port = 8000
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,

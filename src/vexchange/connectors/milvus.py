@@ -116,6 +116,8 @@ class _Collection:
 class MilvusConnector(CollectionStore):
     name = "milvus"
     url_options = frozenset({'collection', 'db', 'namespaces'})
+    url_userinfo = "token"
+    url_secret = "token"
     extra = "milvus"
     default_port = 19530
     capabilities = Capabilities(read=True, write=True, named_vectors=True, null_vectors=False,

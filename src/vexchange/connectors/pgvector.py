@@ -173,6 +173,7 @@ def _json_or_none(text: str | None) -> Any:
 class PgvectorConnector(Connector):
     name = "pgvector"
     url_options = frozenset({'schema', 'sslmode', 'table', 'user'})
+    url_userinfo = "user"
     extra = "pgvector"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True)
 

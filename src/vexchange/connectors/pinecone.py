@@ -151,6 +151,7 @@ def _translated(operation: str) -> Any:
 class PineconeConnector(Connector):
     name = "pinecone"
     url_options = frozenset({'blobs', 'cloud', 'controller', 'create', 'host', 'region', 'timeout'})
+    url_secret = "api_key"
     extra = "pinecone"
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
                                 fixed_dims=True, preferred_batch=500)

@@ -47,6 +47,7 @@ _TRANSIENT = (ResponseHandlingException, httpx.TransportError, ConnectionError, 
 class QdrantConnector(CollectionStore):
     name = "qdrant"
     url_options = frozenset({'collection', 'https', 'namespaces'})
+    url_secret = "api_key"
     extra = "qdrant"
     default_port = 6333
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,

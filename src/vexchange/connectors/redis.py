@@ -74,6 +74,7 @@ def _text(value: Any) -> str:
 class RedisConnector(Connector):
     name = "redis"
     url_options = frozenset({'index', 'prefix', 'user'})
+    url_userinfo = "user"
     extra = "redis"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True)
 

@@ -210,6 +210,7 @@ def _plain(value: Any) -> Any:
 class WeaviateConnector(Connector):
     name = "weaviate"
     url_options = frozenset({'grpc_host', 'grpc_port', 'namespaces', 'secure', 'timeout'})
+    url_secret = "api_key"
     extra = "weaviate"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
                                 normalises=("cosine",), preferred_batch=200)
