@@ -154,6 +154,8 @@ def test_connectors_lists_capabilities(capsys: pytest.CaptureFixture[str]) -> No
     vmig = listed["vmig"]
     assert vmig["installed"] and vmig["read"] and vmig["write"] and vmig["named_vectors"]
     assert listed["jsonl"]["alias_of"] == "vmig" and isinstance(vmig["url_options"], list)
+    assert vmig["suffixes"] == [".vmig.jsonl", ".jsonl"] and listed["mg"]["takes_path"]
+    assert listed["pgvector"]["url_userinfo"] == "user" and listed["qdrant"]["url_secret"] == "api_key"
     assert main(["connectors"]) == 0
     table = capsys.readouterr().out
     assert all(name in table for name in listed) and "url options" in table

@@ -73,7 +73,9 @@ def describe_connector(name: str, entry: _registry.Entry) -> dict[str, Any]:
     out.update(installed=True, alias_of=connector.name if connector.name != name else None,
                normalises=list(caps.normalises), rounds=list(caps.rounds),
                preferred_batch=caps.preferred_batch, read_checks=list(connector.read_checks),
-               url_options=None if connector.url_options is None else sorted(connector.url_options))
+               url_options=None if connector.url_options is None else sorted(connector.url_options),
+               suffixes=list(connector.suffixes), takes_path=connector.takes_path,
+               url_userinfo=connector.url_userinfo, url_secret=connector.url_secret)
     return out
 
 
