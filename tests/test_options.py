@@ -7,6 +7,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,26 +96,106 @@ def test_a_new_option_appears_in_the_cli_with_its_default_and_help() -> None:
     assert CliRunner().invoke(runner, ["--tone", "quiet"]).exit_code == 2
 
 
-def test_a_new_option_must_appear_in_migrate_with_its_default_and_help() -> None:
-    """``migrate`` names its options explicitly (type checkers see them); the decorator that
-    checks them refuses, at import, a signature without the new option, and documents it."""
-    assert signature_mismatches(vexchange.migrate, WithTone) == ["no keyword parameter tone='calm'"]
-    with pytest.raises(TypeError, match="tone='calm'"):
-        run_options_of(WithTone)(api.migrate)
+def test_a_new_option_reaches_a_function_that_does_not_write_it_out() -> None:
+    """``run_options_of`` adds a field the function lacks to its public signature, with its
+    type, default and help, and hands it over through ``**more_options``."""
+    calls: list[dict[str, Any]] = []
 
-    def migrate_with_tone(source: str, *, tone: str = "calm", **_: Any) -> None:
+    def run_with_tone(source: str, *, limit: int | None = None, receipt: str | None = None,
+                      **more_options: Any) -> None:
         """Like migrate."""
+        calls.append({"limit": limit, "receipt": receipt, **more_options})
 
-    params = {f.name: inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
-              for f, _, _ in option_fields(WithTone)}
-    migrate_with_tone.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter("source", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params.values()])
-    documented = run_options_of(WithTone)(migrate_with_tone)
-    assert "``tone='calm'``: How the run speaks (a test option)." in (documented.__doc__ or "")
-    with pytest.raises(TypeError, match="tone defaults to 'loud'"):
-        params["tone"] = params["tone"].replace(default="loud")
-        migrate_with_tone.__signature__ = inspect.Signature(list(params.values()))  # type: ignore[attr-defined]
-        run_options_of(WithTone)(migrate_with_tone)
+    wrapped = run_options_of(WithTone)(run_with_tone)
+    params = inspect.signature(wrapped).parameters
+    names = list(params)
+    assert names[:3] == ["source", "limit", "namespaces"] and names[-2:] == ["tone", "receipt"]
+    assert params["tone"].default == "calm" and params["tone"].annotation == Literal["calm", "loud"]
+    assert params["tone"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    assert "``tone='calm'``: How the run speaks (a test option)." in (wrapped.__doc__ or "")
+    wrapped("s", tone="loud", limit=2)
+    assert calls == [{"limit": 2, "receipt": None, "tone": "loud"}]
+    with pytest.raises(TypeError, match="tonee"):
+        wrapped("s", tonee="loud")  # a misspelt option is refused, never swallowed
+
+
+def test_a_written_out_option_must_match_its_field() -> None:
+    def other_default(source: str, *, tone: str = "loud", **more_options: Any) -> None: ...
+
+    def positional(source: str, tone: str = "calm", **more_options: Any) -> None: ...
+
+    def no_catch_all(source: str, *, tone: str = "calm") -> None: ...
+
+    with pytest.raises(TypeError, match="tone defaults to 'loud', not 'calm'"):
+        run_options_of(WithTone)(other_default)
+    with pytest.raises(TypeError, match="tone is not a keyword-only parameter"):
+        run_options_of(WithTone)(positional)
+    with pytest.raises(TypeError, match=r"no keyword parameter limit=None and no \*\*more_options"):
+        run_options_of(WithTone)(no_catch_all)
+    assert signature_mismatches(vexchange.migrate, WithTone) == ["no keyword parameter tone='calm'"]
+
+
+_ADD_TONE = """
+    tone: Literal["calm", "loud"] = option("calm", "How the run speaks (a test option).")
+"""
+
+_CHECK_TONE = r"""
+import inspect, json, sys
+from pathlib import Path
+import vexchange
+from vexchange.cli import main
+
+out = {}
+for name in ("migrate", "export", "import_"):
+    fn = getattr(vexchange, name)
+    param = inspect.signature(fn).parameters["tone"]
+    out[name] = [param.default, "``tone='calm'``: How the run speaks (a test option)." in fn.__doc__]
+work = Path(sys.argv[1])
+receipt = vexchange.migrate(str(work / "in.vmig.jsonl"), str(work / "lib.vmig.jsonl"), tone="loud")
+out["library receipt"] = receipt.options["tone"]
+exported = vexchange.export(str(work / "in.vmig.jsonl"), str(work / "e.vmig.jsonl"))
+out["export receipt"] = exported.options["tone"]
+try:
+    vexchange.migrate(str(work / "in.vmig.jsonl"), str(work / "x.vmig.jsonl"), tonee="loud")
+except TypeError as err:
+    out["misspelt"] = str(err)
+print(json.dumps(out))
+"""
+
+
+def test_a_field_added_to_run_options_alone_is_an_option_of_the_cli_and_of_migrate(
+        tmp_path: Path) -> None:
+    """The acceptance of the one-source rule, literally: a copy of the package whose
+    ``RunOptions`` has one more field and no other change."""
+    package = tmp_path / "pkg" / "vexchange"
+    shutil.copytree(Path(vexchange.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    options_py = package / "engine" / "options.py"
+    source = options_py.read_text()
+    anchor = "\n    @classmethod\n    def from_arguments("  # the end of RunOptions's fields
+    assert source.count(anchor) == 1
+    options_py.write_text(source.replace(anchor, _ADD_TONE + anchor))
+    write_vmig(tmp_path / "in.vmig.jsonl", list(sample_records(3, dims=4)))
+    env = {**os.environ, "PYTHONPATH": str(package.parent)}
+
+    done = subprocess.run([sys.executable, "-c", _CHECK_TONE, str(tmp_path)], env=env,
+                          capture_output=True, text=True, check=True)
+    seen = json.loads(done.stdout)
+    assert seen["migrate"] == seen["export"] == seen["import_"] == ["calm", True]
+    assert seen["library receipt"] == "loud" and seen["export receipt"] == "calm"
+    assert "tonee" in seen["misspelt"]
+
+    cli_help = subprocess.run([sys.executable, "-m", "vexchange", "migrate", "--help"], env=env,
+                              capture_output=True, text=True, check=True,
+                              ).stdout.replace("\n", " ")
+    assert "--tone [calm|loud]" in cli_help and "How the run speaks (a test option)." in cli_help
+    assert "[default: calm]" in cli_help
+    subprocess.run([sys.executable, "-m", "vexchange", "migrate", str(tmp_path / "in.vmig.jsonl"),
+                    str(tmp_path / "cli.vmig.jsonl"), "--tone", "loud", "--quiet"], env=env, check=True,
+                   capture_output=True)
+    receipt = json.loads((tmp_path / "cli.vmig.jsonl.receipt.json").read_text())
+    assert receipt["options"]["tone"] == "loud"
 
 
 def test_the_receipt_options_are_unchanged() -> None:

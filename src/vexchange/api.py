@@ -6,6 +6,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Unpack
 
 import orjson
 
@@ -14,7 +15,8 @@ from .connectors._registry import Location, open_store
 from .connectors._base import Connector
 from .engine.progress import Progress
 from .engine.receipt import Receipt
-from .engine.options import DimsPolicy, Metric, Reembed, RunOptions, takes_run_options
+from .engine.options import (DimsPolicy, Metric, NoOtherOptions, Reembed, RunOptions,
+                             takes_run_options)
 from .engine.run import run
 from .spec import StoreSpec
 
@@ -51,6 +53,7 @@ def migrate(
     source_secrets: Mapping[str, str] | None = None,
     target_secrets: Mapping[str, str] | None = None,
     operation: str = "migrate",
+    **more_options: Unpack[NoOtherOptions],
 ) -> Receipt:
     """Copy every selected record from ``source`` to ``target`` and return the run's receipt.
 
@@ -76,7 +79,8 @@ def migrate(
     """
     src = open_store(source, secrets=source_secrets)
     dst = open_store(target, secrets=target_secrets)
-    options = RunOptions.from_arguments(locals())  # every run option, by its parameter's name
+    # every run option, by its name: the parameters written out and any field only RunOptions has
+    options = RunOptions.from_arguments({**locals(), **more_options})
     base = _run_base(dst, options.namespaces)
     receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")
     rejects_path = Path(rejects) if rejects else base.with_name(base.name + ".rejects.jsonl")
@@ -118,12 +122,14 @@ def export(
     rejects: str | Path | None = None,
     progress: Progress | None = None,
     source_secrets: Mapping[str, str] | None = None,
+    **more_options: Unpack[NoOtherOptions],
 ) -> Receipt:
     """Write a store's records to a file (``.vmig.jsonl``): ``migrate`` into a file target."""
     arguments = locals()
+    more = arguments.pop("more_options")  # options only RunOptions declares so far
     del arguments["source"], arguments["output"]
     return migrate(source, StoreSpec.parse(str(output), schemes=_registry.SCHEMES), operation="export",
-                   **arguments)
+                   **arguments, **more)
 
 
 @takes_run_options
@@ -153,15 +159,17 @@ def import_(
     rejects: str | Path | None = None,
     progress: Progress | None = None,
     target_secrets: Mapping[str, str] | None = None,
+    **more_options: Unpack[NoOtherOptions],
 ) -> Receipt:
     """Load a file's records into a store: ``migrate`` from a file source.
 
     The file's sidecar gets an entry in its import history (export fields are left alone).
     """
     arguments = locals()
+    more = arguments.pop("more_options")  # options only RunOptions declares so far
     del arguments["input"], arguments["target"]
     return migrate(StoreSpec.parse(str(input), schemes=_registry.SCHEMES), target, operation="import",
-                   **arguments)
+                   **arguments, **more)
 
 
 def _run_base(target: Connector, namespaces: Sequence[str] | None) -> Path:

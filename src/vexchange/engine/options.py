@@ -3,32 +3,33 @@
 Each field of ``RunOptions`` carries its type (``Literal`` for a mode), its default and its help
 text (``option(...)``). From them come the ``vex`` options of every command that runs
 (cli/_options.py generates them), the "Run options" section of the docstrings of ``migrate``,
-``export`` and ``import_`` (``takes_run_options``, which also refuses, when the package is
-imported, a function whose keyword parameters do not match the fields and their defaults), the
+``export`` and ``import_`` and their signatures (``takes_run_options``, which also refuses, when the
+package is imported, a written-out keyword parameter that does not match its field), the
 options a receipt records (``as_dict``), and the usage checks made before a run (``validate``).
 
-Adding an option is adding a field here, a keyword parameter of the same name and default to
-the three API functions (the import-time check names what is missing), and the code that reads
-it in the engine.
+Adding an option is adding a field here and the engine code that reads it: the CLI and the three
+API functions take it at once (the functions through ``**more_options``, until it is also
+written out as a keyword parameter of the same name and default, which type checkers see).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from .._time import format_timestamp, parse_timestamp
 from ..connectors._base import METRICS
 from ..errors import UsageError
 from .vectors import VectorTransform, check_options as check_vector_options
 
-__all__ = ["DimsPolicy", "Metric", "OptionInfo", "Reembed", "RunOptions", "option", "option_fields",
-           "run_options_of", "signature_mismatches", "takes_run_options"]
+__all__ = ["DimsPolicy", "Metric", "NoOtherOptions", "OptionInfo", "Reembed", "RunOptions", "option",
+           "option_fields", "run_options_of", "signature_mismatches", "takes_run_options"]
 
 Metric = Literal["cosine", "dot", "euclidean", "manhattan"]
 Reembed = Literal["all", "missing"]
@@ -192,21 +193,62 @@ def _timestamp(name: str, value: str | int | None) -> int | None:
         raise UsageError(f"--{name}: {err}") from None
 
 
+class NoOtherOptions(TypedDict):
+    """The type of ``migrate``'s ``**more_options``: nothing, for a type checker (which sees
+    only the options written out as parameters). At run time they take each run option that
+    is a field of ``RunOptions`` but not yet a parameter (``run_options_of``)."""
+
+
 def run_options_of(options: type[RunOptions]) -> Callable[[F], F]:
-    """A decorator for a function that takes every field of ``options`` as a keyword parameter
-    of the same name and default: it refuses the function, when the module is imported, if one
-    is missing or defaults otherwise, and appends the options' help to its docstring."""
+    """A decorator for a function that takes the fields of ``options`` as keyword parameters.
+
+    The fields it writes out (so type checkers see them) must have the field's name, be
+    keyword-only and default alike, or the module fails to import with a ``TypeError`` naming
+    them. A field it does not write out is added to its public signature (name, type, default)
+    and reaches it through its ``**more_options``, so a field added to ``RunOptions`` alone is
+    at once an option of the function; a keyword that is no parameter and no field is refused
+    as Python refuses one. The options' help is appended to the docstring."""
 
     def decorate(fn: F) -> F:
-        problems = signature_mismatches(fn, options)
+        declared = inspect.signature(fn)
+        problems = signature_mismatches(fn, options, declared_only=True)
+        catch_all = next((p for p in declared.parameters.values()
+                          if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+        generated = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                       annotation=annotation)
+                     for f, _, annotation in option_fields(options) if f.name not in declared.parameters]
+        if generated and catch_all is None:
+            problems += [f"no keyword parameter {p.name}={p.default!r} and no **more_options to take it"
+                         for p in generated]
         if problems:
             raise TypeError(f"{fn.__qualname__} does not take the run options as {options.__name__}"
                             f" declares them: {'; '.join(problems)}")
+        public = declared.replace(parameters=_with_generated(declared, generated, options))
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            public.bind(*args, **kwargs)  # a misspelt option fails here, not silently later
+            return fn(*args, **kwargs)
+
+        wrapper.__signature__ = public  # type: ignore[attr-defined]
         section = "\n".join("    " + line if line else "" for line in options_doc(options).splitlines())
-        fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + section + "\n"
-        return fn
+        wrapper.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + section + "\n"
+        return typing.cast(F, wrapper)
 
     return decorate
+
+
+def _with_generated(declared: inspect.Signature, generated: list[inspect.Parameter],
+                    options: type[RunOptions]) -> list[inspect.Parameter]:
+    """``declared``'s parameters without its ``**more_options``, the generated ones placed after
+    the last run option it writes out (the order of the fields, then the function's own)."""
+    names = {f.name for f, _, _ in option_fields(options)}
+    params = [p for p in declared.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    last = max((i for i, p in enumerate(params) if p.name in names), default=None)
+    if last is None:
+        last = max((i for i, p in enumerate(params) if p.kind is not inspect.Parameter.KEYWORD_ONLY),
+                   default=-1)
+    return [*params[:last + 1], *generated, *params[last + 1:]]
 
 
 def takes_run_options(fn: F) -> F:
@@ -214,15 +256,20 @@ def takes_run_options(fn: F) -> F:
     return run_options_of(RunOptions)(fn)
 
 
-def signature_mismatches(fn: Callable[..., Any], cls: type[RunOptions]) -> list[str]:
-    """What ``fn``'s keyword parameters lack of ``cls``'s fields: a missing name or another
-    default (``[]`` when they agree)."""
+def signature_mismatches(fn: Callable[..., Any], cls: type[RunOptions], *,
+                         declared_only: bool = False) -> list[str]:
+    """What ``fn``'s keyword parameters lack of ``cls``'s fields: a missing name (unless
+    ``declared_only``) or a parameter that is not keyword-only or defaults otherwise (``[]``
+    when they agree)."""
     params = inspect.signature(fn).parameters
     problems = []
     for f, _, _ in option_fields(cls):
         param = params.get(f.name)
-        if param is None or param.kind is not inspect.Parameter.KEYWORD_ONLY:
-            problems.append(f"no keyword parameter {f.name}={f.default!r}")
+        if param is None:
+            if not declared_only:
+                problems.append(f"no keyword parameter {f.name}={f.default!r}")
+        elif param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            problems.append(f"{f.name} is not a keyword-only parameter")
         elif param.default != f.default:
             problems.append(f"{f.name} defaults to {param.default!r}, not {f.default!r}")
     return problems
