@@ -49,3 +49,17 @@ def children(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
 
     monkeypatch.setattr(read_process.subprocess, "Popen", recording)
     return started
+
+
+@pytest.fixture(scope="session")
+def vex_npm() -> Any:
+    """The published Vex 0.8.8 from npm (vexchange.testing.vex_npm), installed once into a
+    cache. Skipped with the reason where npm cannot install it; under CI it must run."""
+    from vexchange.testing.vex_npm import VexUnavailable, vex_cli
+
+    try:
+        return vex_cli()
+    except VexUnavailable as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"the interop tests need the published Vex and CI must not skip them: {err}")
+        pytest.skip(f"the published Vex is not available here: {err}")

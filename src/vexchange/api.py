@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Unpack
+from typing import Literal, Unpack
 
 import orjson
 
@@ -47,6 +47,8 @@ def migrate(
     on_dims_mismatch: DimsPolicy = "skip",
     adapter: str | Path | None = None,
     force_adapter: bool = False,
+    compat: Literal["vex"] | None = None,
+    sign: str | Path | None = None,
     receipt: str | Path | None = None,
     rejects: str | Path | None = None,
     progress: Progress | None = None,
@@ -118,6 +120,8 @@ def export(
     on_dims_mismatch: DimsPolicy = "skip",
     adapter: str | Path | None = None,
     force_adapter: bool = False,
+    compat: Literal["vex"] | None = None,
+    sign: str | Path | None = None,
     receipt: str | Path | None = None,
     rejects: str | Path | None = None,
     progress: Progress | None = None,
@@ -155,6 +159,8 @@ def import_(
     on_dims_mismatch: DimsPolicy = "skip",
     adapter: str | Path | None = None,
     force_adapter: bool = False,
+    compat: Literal["vex"] | None = None,
+    sign: str | Path | None = None,
     receipt: str | Path | None = None,
     rejects: str | Path | None = None,
     progress: Progress | None = None,

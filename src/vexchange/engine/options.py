@@ -52,9 +52,11 @@ class OptionInfo:
     """Given as ISO-8601 text or epoch (seconds or milliseconds), held in epoch milliseconds."""
     file: bool = False
     """A file's path (the CLI refuses a directory)."""
-    receipt: Literal["always", "vectors", "never"] = "always"
+    receipt: Literal["always", "vectors", "set", "never"] = "always"
     """Whether the receipt's options record it: always, only when the run changes vectors
-    (``VectorTransform.wanted``), or never (``resume``: the receipt says ``resumed``)."""
+    (``VectorTransform.wanted``), only when it is not the default (``set``: options added
+    later, so older receipts keep their shape), or never (``resume``: the receipt says
+    ``resumed``; ``sign``: a key file's place)."""
     aliases: tuple[str, ...] = ()
     """Older CLI spellings that still work, hidden from ``--help``."""
 
@@ -137,6 +139,13 @@ class RunOptions:
         file=True, receipt="vectors")
     force_adapter: bool = option(
         False, "Use an adapter whose measured quality is below the thresholds.", receipt="vectors")
+    compat: Literal["vex"] | None = option(
+        None, "Write .vmig.jsonl that the published Vex's database loaders take too: created_at in"
+              " epoch seconds (milliseconds kept in an extension key), a lone named vector as"
+              " `vector`.", receipt="set")
+    sign: str | None = option(
+        None, "Sign the .vmig.jsonl written with this Ed25519 key file: a .vmig.sig beside it,"
+              " which the published Vex verifies too.", metavar="KEY", file=True, receipt="never")
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> RunOptions:
@@ -152,7 +161,7 @@ class RunOptions:
                 value = _timestamp(f.name, value or None)
             elif f.name == "namespaces":
                 value = list(value) if value else None
-            elif f.name == "adapter" and value is not None:
+            elif info.file and value is not None:
                 value = str(value)
             values[f.name] = value
         return cls(**values)
@@ -175,9 +184,10 @@ class RunOptions:
         vectors = VectorTransform.wanted(self)
         out: dict[str, Any] = {}
         for f, info, _ in option_fields(type(self)):
-            if info.receipt == "never" or (info.receipt == "vectors" and not vectors):
-                continue
             value = getattr(self, f.name)
+            if info.receipt == "never" or (info.receipt == "vectors" and not vectors) or (
+                    info.receipt == "set" and value == f.default):
+                continue
             if info.timestamp and value is not None:
                 value = format_timestamp(value)
             elif isinstance(value, Sequence) and not isinstance(value, str):
