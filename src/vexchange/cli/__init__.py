@@ -18,7 +18,7 @@ import sys
 import click
 
 from ..errors import MigrationError, VexError, exit_code_for
-from . import adapter, check, grains, info, pack, run  # noqa: F401  (each adds its commands to cli)
+from . import adapter, backup, check, convert, grains, info, pack, run, sign  # noqa: F401  (each adds its commands)
 from ._app import cli
 from .run import EXIT_SKIPPED
 
