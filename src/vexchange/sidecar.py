@@ -7,6 +7,11 @@ Checksum: ``"sha256:<hex>"`` over the data file's bytes exactly. Verification al
 convention, the bytes without the final newline, and says which one matched. ``StreamChecksum``
 computes both forms in one pass over bytes as they are read (an import checks the file while it
 reads it, docs/engine.md "Read integrity"); ``file_checksum`` is it over a whole file.
+
+An empty export: Vex 0.8.8 writes ``checksum: null`` with ``record_count: 0`` (it hashes
+records, and has none). Such a sidecar is a claim too, that the file holds no record: it
+verifies as "ok-empty" when the file holds none (blank and ``#`` lines aside), and as
+"mismatch" when it holds any. vexchange itself always writes a checksum, also for no records.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ __all__ = [
     "ChecksumResult",
     "StreamChecksum",
     "checksum_status",
+    "claims_empty",
     "file_checksum",
+    "holds_no_records",
     "read_sidecar",
     "record_import",
     "recorded_checksum",
@@ -149,6 +156,19 @@ def recorded_checksum(data_path: Path) -> str | None:
     return recorded.split(":", 1)[1].lower()
 
 
+def claims_empty(meta: dict[str, Any] | None) -> bool:
+    """A sidecar of an empty export as Vex writes it: no checksum (null) and 0 records."""
+    return meta is not None and meta.get("checksum") is None and meta.get("record_count") == 0
+
+
+def holds_no_records(data_path: Path) -> bool:
+    """True when the data file has no line a reader takes as a record (blank lines, ``#``
+    comments and a BOM aside: the reading rules of connectors/vmig.iter_lines)."""
+    from .connectors.vmig import iter_lines  # the connector imports this module
+
+    return next(iter(iter_lines(data_path)), None) is None
+
+
 def checksum_status(expected: str, whole: str, trimmed: str) -> str:
     """"ok", "ok-vex-convention" (the bytes without the final newline match) or "mismatch"."""
     if expected == whole:
@@ -157,7 +177,8 @@ def checksum_status(expected: str, whole: str, trimmed: str) -> str:
 
 
 class ChecksumResult(dict[str, Any]):
-    """``status`` is "ok", "ok-vex-convention", "mismatch" or "no-sidecar"/"no-checksum"."""
+    """``status`` is "ok", "ok-vex-convention", "ok-empty" (Vex's sidecar of an empty export,
+    and the file holds no record), "mismatch" or "no-sidecar"/"no-checksum"."""
 
     @property
     def ok(self) -> bool:
@@ -170,6 +191,9 @@ def verify_checksum(data_path: Path) -> ChecksumResult:
         return ChecksumResult(status="no-sidecar", sidecar=str(sidecar_path(data_path)))
     expected = recorded_checksum(data_path)
     if expected is None:
+        if claims_empty(meta):
+            status = "ok-empty" if holds_no_records(data_path) else "mismatch"
+            return ChecksumResult(status=status, expected=None, sidecar=str(sidecar_path(data_path)))
         return ChecksumResult(status="no-checksum", sidecar=str(sidecar_path(data_path)))
     whole, trimmed = file_checksum(data_path)
     return ChecksumResult(status=checksum_status(expected, whole, trimmed), expected=expected,

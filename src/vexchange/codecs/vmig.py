@@ -8,12 +8,23 @@ A line starts with the twelve keys Vex writes, in Vex's order, so Vex reads our 
 then vexchange's extension keys, which a Vex reader ignores, only when they carry something:
 
     updated_at     ISO-8601 UTC, like created_at
+    created_at_ms  (compat "vex") the exact epoch milliseconds; ``created_at`` is epoch seconds
     id_type        "int" when the source's id was an integer (the id itself is always a string)
+    vector_name    the name of the named vector written as ``vector`` (see below)
     vectors        named vectors: {"name": {"vector": [...], "model": ..., "dims": n}}
-    metadata_json  keys of ``metadata`` whose values were nested and are written as JSON text
+    metadata_json  keys of ``metadata`` whose values are not scalars and are written as JSON text
+    metadata_lists keys of ``metadata`` whose lists of strings are written as one comma string
     sparse_vectors {"name": {"indices": [...], "values": [...], "model": ...}}
+    text_null      true: ``text`` is "" only so Vex takes the line; the record has no text
 
 and last, any keys the reader did not know, as they were. docs/formats/vmig.md is the reference.
+
+Every line passes Vex 0.8.8's ``validate``: ``metadata`` holds scalars only (Vex calls any
+array or object "nesting"), and a line always has ``text`` or ``vector``: a record with neither
+gets its first named vector in ``vector`` (``vector_name``), or, with no dense vector at all,
+``text: ""`` (``text_null``). ``compat="vex"`` goes further for Vex's database loaders, which
+put ``created_at`` into integer columns and read only ``vector``: epoch seconds, and a lone
+named vector in ``vector`` even beside text.
 """
 
 from __future__ import annotations
@@ -30,7 +41,8 @@ from .._floats import VectorValueError, decode_vector, parse_number_array, vecto
 from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, SparseVector, Vector, canonical_int, is_flat_value
 
-__all__ = ["FORMAT_VERSION", "KNOWN_KEYS", "RecordError", "decode_object", "encode_record", "parse_line"]
+__all__ = ["COMPAT_MODES", "FORMAT_VERSION", "KNOWN_KEYS", "RecordError", "decode_object", "encode_record",
+           "joinable_strings", "parse_line"]
 
 FORMAT_VERSION = "1.0.0"
 """The value of ``vex_version`` in every line: the Vex record format version we follow."""
@@ -39,7 +51,10 @@ VEX_KEYS = (
     "id", "text", "vector", "model", "dims", "namespace", "metadata", "created_at",
     "source_store", "modality", "score", "vex_version",
 )  # fmt: skip
-EXTENSION_KEYS = ("updated_at", "id_type", "vectors", "metadata_json", "sparse_vectors")
+EXTENSION_KEYS = ("updated_at", "created_at_ms", "id_type", "vector_name", "vectors", "metadata_json",
+                  "metadata_lists", "sparse_vectors", "text_null")
+COMPAT_MODES = ("vex",)
+"""What ``encode_record(compat=...)`` takes besides None: "vex", for the published Vex's loaders."""
 KNOWN_KEYS = frozenset(VEX_KEYS + EXTENSION_KEYS)
 
 _DUMP_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
@@ -58,19 +73,34 @@ class RecordError(ValueError):
 # ---------------------------------------------------------------------------------------- write
 
 
-def encode_record(record: MemoryRecord) -> bytes:
-    """One JSON line, newline included."""
-    default = record.vectors.get(DEFAULT_VECTOR)
-    metadata, json_keys = _flatten_metadata(record.metadata)
+def encode_record(record: MemoryRecord, *, compat: str | None = None) -> bytes:
+    """One JSON line, newline included, that Vex's ``validate`` accepts and we read back exactly.
+
+    ``compat="vex"``: ``created_at`` as integer epoch seconds (the milliseconds in
+    ``created_at_ms``), and a lone named vector written as ``vector`` even when there is text.
+    Raises RecordError for a record no line can hold (an empty id; a NaN in metadata).
+    """
+    if record.id == "":
+        raise RecordError("missing_id", "record has an empty id, which no reader (ours or Vex's) takes")
+    if compat is not None and compat not in COMPAT_MODES:
+        raise ValueError(f"unknown compat mode {compat!r}; known: {', '.join(COMPAT_MODES)}")
+    vectors = record.vectors
+    default = vectors.get(DEFAULT_VECTOR)
+    moved = None if default is not None else _vector_to_move(record, compat)
+    if moved is not None:
+        default = vectors[moved]
+    metadata, json_keys, list_keys = _flatten_metadata(record.metadata)
+    text_null = record.text is None and default is None
+    created = record.created_at
     line: dict[str, Any] = {
         "id": record.id,
-        "text": record.text,
+        "text": "" if text_null else record.text,
         "vector": vector_json(default.data) if default else None,
         "model": default.model if default else None,
         "dims": default.dims if default else None,
         "namespace": record.namespace,
         "metadata": metadata,
-        "created_at": None if record.created_at is None else format_timestamp(record.created_at),
+        "created_at": None if created is None else (created // 1000 if compat else format_timestamp(created)),
         "source_store": record.source_store,
         "modality": record.modality,
         "score": record.score,
@@ -78,9 +108,13 @@ def encode_record(record: MemoryRecord) -> bytes:
     }
     if record.updated_at is not None:
         line["updated_at"] = format_timestamp(record.updated_at)
+    if compat and created is not None:
+        line["created_at_ms"] = created
     if record.id_type != "str":
         line["id_type"] = record.id_type
-    named = {k: v for k, v in record.vectors.items() if k != DEFAULT_VECTOR}
+    if moved is not None:
+        line["vector_name"] = moved
+    named = {k: v for k, v in vectors.items() if k != DEFAULT_VECTOR and k != moved}
     if named:
         line["vectors"] = {
             name: {"vector": vector_json(v.data), "model": v.model, "dims": v.dims}
@@ -88,12 +122,16 @@ def encode_record(record: MemoryRecord) -> bytes:
         }
     if json_keys:
         line["metadata_json"] = json_keys
+    if list_keys:
+        line["metadata_lists"] = list_keys
     if record.sparse:
         line["sparse_vectors"] = {
             name: {"indices": sp.index_array().tolist(), "values": vector_json(sp.values),
                    "model": sp.model}
             for name, sp in record.sparse.items()
         }
+    if text_null:
+        line["text_null"] = True
     for key, value in record.extra.items():
         line.setdefault(key, value)
     try:
@@ -104,16 +142,36 @@ def encode_record(record: MemoryRecord) -> bytes:
         return orjson.dumps(line, option=_DUMP_OPTS)
 
 
+def _vector_to_move(record: MemoryRecord, compat: str | None) -> str | None:
+    """The named vector to write as ``vector`` for a record without a default one: the first,
+    when there is no text (Vex refuses a line with neither text nor vector); with compat
+    "vex", also a lone one beside text (Vex's database loaders read ``vector`` only)."""
+    if not record.vectors:
+        return None
+    if record.text is None or (compat == "vex" and len(record.vectors) == 1):
+        return next(iter(record.vectors))
+    return None
+
+
+def joinable_strings(value: list[Any]) -> bool:
+    """A list that ``",".join`` writes reversibly: strings, none empty, none with a comma.
+    (The empty list is "", which reads back as [].)"""
+    return all(type(v) is str and v and "," not in v for v in value)
+
+
 def _flatten_metadata(
     metadata: dict[str, Any] | None,
-) -> tuple[dict[str, Any] | None, list[str]]:
-    """Nested values become JSON text so the line stays flat for Vex; their keys are listed.
+) -> tuple[dict[str, Any] | None, list[str], list[str]]:
+    """Metadata as scalars only, which is what Vex's validator takes: a list of strings that
+    joins reversibly becomes one comma string (``tags: "a,b"``, as Vex's own examples and its
+    VEKTOR loader have it), any other list or object becomes JSON text. Gives the keys of each.
 
     Raises RecordError for NaN or infinity, which JSON cannot carry (orjson would write null).
     """
     if not metadata:
-        return metadata, []
+        return metadata, [], []
     nested: list[str] = []
+    lists: list[str] = []
     for key, value in metadata.items():
         kind = type(value)
         if kind is str or kind is int or kind is bool or value is None:
@@ -121,15 +179,19 @@ def _flatten_metadata(
         if not _finite(value):
             raise RecordError("bad_metadata", f"metadata {key!r} holds a NaN or infinite number,"
                               " which JSON cannot carry")
-        if kind is not float and not is_flat_value(value):
+        if isinstance(value, list) and joinable_strings(value):
+            lists.append(key)
+        elif isinstance(value, (list, dict)) or not is_flat_value(value):
             nested.append(key)
-    if not nested:
-        return metadata, []
+    if not nested and not lists:
+        return metadata, [], []
     flat = dict(metadata)
+    for key in lists:
+        flat[key] = ",".join(metadata[key])
     for key in nested:
         flat[key] = orjson.dumps(with_big_ints_as_fragments(metadata[key]),
                                  option=orjson.OPT_SORT_KEYS).decode()
-    return flat, nested
+    return flat, nested, lists
 
 
 def _finite(value: Any) -> bool:
@@ -203,14 +265,14 @@ def decode_object(obj: Any, raw: bytes | None = None) -> MemoryRecord:
 
 def _decode_fields(obj: dict[str, Any], record_id: str, id_type: Any, raw: bytes | None) -> MemoryRecord:
     vectors = _decode_vectors(obj, raw)
-    metadata = _decode_metadata(obj.get("metadata"), obj.get("metadata_json"))
+    metadata = _decode_metadata(obj.get("metadata"), obj.get("metadata_json"), obj.get("metadata_lists"))
     return MemoryRecord(
         id=record_id,
-        text=_optional_str(obj, "text"),
+        text=_decode_text(obj),
         vectors=vectors,
         namespace=_optional_str(obj, "namespace"),
         metadata=metadata,
-        created_at=_timestamp(obj, "created_at"),
+        created_at=_created_at(obj),
         updated_at=_timestamp(obj, "updated_at"),
         source_store=_optional_str(obj, "source_store"),
         score=_optional_number(obj, "score"),
@@ -256,10 +318,42 @@ def _decode_id(value: Any) -> tuple[str, Any]:
     raise RecordError("bad_id", f"id must be a string or an integer, got {value!r}")
 
 
+def _decode_text(obj: dict[str, Any]) -> str | None:
+    """``text``; None when ``text_null`` says its "" was written only to satisfy Vex."""
+    text = _optional_str(obj, "text")
+    flag = obj.get("text_null")
+    if flag is None or flag is False:
+        return text
+    if flag is not True or text != "":
+        raise RecordError("bad_field", f"text_null {flag!r} needs text \"\" (the line has {text!r})")
+    return None
+
+
+def _created_at(obj: dict[str, Any]) -> int | None:
+    """``created_at``, or ``created_at_ms`` when the line has it (compat "vex": ``created_at``
+    is its epoch seconds, and a line whose two disagree was edited and is refused)."""
+    exact = obj.get("created_at_ms")
+    if exact is None:
+        return _timestamp(obj, "created_at")
+    seconds = obj.get("created_at")
+    if type(exact) is not int or type(seconds) is not int or seconds != exact // 1000:
+        raise RecordError("bad_timestamp", f"created_at_ms {exact!r} does not fit created_at {seconds!r}"
+                          " (epoch seconds of the same moment)")
+    try:
+        format_timestamp(exact)  # raises ValueError outside the years 1-9999
+    except ValueError as err:
+        raise RecordError("bad_timestamp", f"created_at_ms: {err}") from None
+    return exact
+
+
 def _decode_vectors(obj: dict[str, Any], raw: bytes | None) -> dict[str, Vector]:
     vectors: dict[str, Vector] = {}
+    moved = obj.get("vector_name")
+    if moved is not None and (not isinstance(moved, str) or moved == DEFAULT_VECTOR
+                              or obj.get("vector") is None):
+        raise RecordError("bad_field", f"vector_name {moved!r} must name the vector the line holds in vector")
     if obj.get("vector") is not None:  # a list, or a float64 array from parse_line
-        vectors[DEFAULT_VECTOR] = _decode_one_vector(
+        vectors[moved or DEFAULT_VECTOR] = _decode_one_vector(
             obj["vector"], obj.get("model"), obj.get("dims"), "vector", raw
         )
     elif obj.get("model") is not None and not isinstance(obj["model"], str):
@@ -270,8 +364,9 @@ def _decode_vectors(obj: dict[str, Any], raw: bytes | None) -> dict[str, Vector]
     if not isinstance(named, dict):
         raise RecordError("bad_field", "vectors must be an object of named vectors")
     for name, entry in named.items():
-        if not isinstance(entry, dict) or name == DEFAULT_VECTOR:
-            raise RecordError("bad_vector", f"named vector {name!r} must be an object with a vector")
+        if not isinstance(entry, dict) or name in (DEFAULT_VECTOR, moved):
+            raise RecordError("bad_vector", f"named vector {name!r} must be an object with a vector"
+                              + (" (and is already in vector)" if name == moved else ""))
         vectors[name] = _decode_one_vector(
             entry.get("vector"), entry.get("model"), entry.get("dims"), f"vectors.{name}", raw
         )
@@ -292,23 +387,29 @@ def _decode_one_vector(values: Any, model: Any, dims: Any, where: str, raw: byte
     return Vector(data, model)
 
 
-def _decode_metadata(value: Any, json_keys: Any) -> dict[str, Any] | None:
+def _decode_metadata(value: Any, json_keys: Any, list_keys: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
         raise RecordError("bad_metadata", f"metadata must be an object, got {type(value).__name__}")
-    if not json_keys:
+    if not json_keys and not list_keys:
         return value
-    if not isinstance(json_keys, list):
-        raise RecordError("bad_field", "metadata_json must be a list of metadata keys")
+    for name, keys in (("metadata_json", json_keys), ("metadata_lists", list_keys)):
+        if keys and not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+            raise RecordError("bad_field", f"{name} must be a list of metadata keys")
     out = dict(value)
-    for key in json_keys:
+    for key in json_keys or ():
         if not isinstance(out.get(key), str):
             raise RecordError("bad_metadata", f"metadata_json names {key!r}, which is not JSON text")
         try:
             out[key] = loads_exact(out[key])
         except orjson.JSONDecodeError:
             raise RecordError("bad_metadata", f"metadata {key!r} is not valid JSON text") from None
+    for key in list_keys or ():
+        text = value.get(key)
+        if not isinstance(text, str) or (json_keys and key in json_keys):
+            raise RecordError("bad_metadata", f"metadata_lists names {key!r}, which is not a comma string")
+        out[key] = text.split(",") if text else []
     return out
 
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import msgspec
 
+from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 
@@ -194,6 +195,17 @@ class Connector(ABC):
         """A write session. ``spaces`` is what the source declares (dims, metric per vector);
         a connector that creates collections or indexes uses it, and ignores it otherwise."""
         raise NotImplementedError(f"{self.name} cannot be written")
+
+    def accept_compat(self, compat: str | None) -> None:
+        """Called by the engine before a run into this store plans anything, with the run's
+        ``compat`` option (``--compat vex``: write what the published Vex's loaders take). Only
+        a format Vex reads can honour it, so by default any mode is refused (a UsageError that
+        names the option) rather than ignored; the vmig connector overrides this."""
+        if compat is not None:
+            raise UsageError(
+                f"--compat {compat} (compat={compat!r}) shapes .vmig.jsonl files for the published"
+                f" Vex; the target is a {self.name} store, which it cannot apply to",
+                hint="write a .vmig.jsonl file with --compat vex, or leave the option out")
 
     def run_files_base(self) -> Path | None:
         """Where a run into this store keeps its receipt, rejects and checkpoint: beside the

@@ -24,15 +24,15 @@ import orjson
 from .._floats import Float32Bytes, decode_rows
 
 from .._atomic import AtomicOutput
-from ..codecs.vmig import RecordError, decode_object, encode_record, parse_line
+from ..codecs.vmig import COMPAT_MODES, RecordError, decode_object, encode_record, parse_line
 from ..errors import InvalidSpecError, UsageError
 from ..record import MemoryRecord
 from ..results import ChecksumCheck, SidecarState
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ..errors import DecodeError, IntegrityError
-from ..sidecar import (StreamChecksum, checksum_status, read_sidecar, record_import, recorded_checksum,
-                       sidecar_path, verify_checksum, write_sidecar)
+from ..sidecar import (StreamChecksum, checksum_status, claims_empty, read_sidecar, record_import,
+                       recorded_checksum, sidecar_path, verify_checksum, write_sidecar)
 
 __all__ = ["LastBatch", "VmigConnector", "VmigWriter", "iter_lines", "read_file"]
 
@@ -52,6 +52,15 @@ class VmigConnector(AtPath, Connector):
         if not spec.path:
             raise InvalidSpecError("vmig needs a file path, e.g. memory.vmig.jsonl")
         self.path = Path(spec.path)
+
+    compat: str | None = None
+    """The run's ``compat`` option (``accept_compat``), handed to the writer."""
+
+    def accept_compat(self, compat: str | None) -> None:
+        """Any .vmig.jsonl target (whatever its file name) takes ``compat="vex"``."""
+        if compat is not None and compat not in COMPAT_MODES:
+            raise UsageError(f"unknown --compat mode {compat!r}; known: {', '.join(COMPAT_MODES)}")
+        self.compat = compat
 
     def sidecar_state(self, records: int) -> SidecarState:
         meta = read_sidecar(self.path)
@@ -112,7 +121,7 @@ class VmigConnector(AtPath, Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
-        return VmigWriter(self.path, resume=resume, dry_run=dry_run, spaces=spaces)
+        return VmigWriter(self.path, resume=resume, dry_run=dry_run, spaces=spaces, compat=self.compat)
 
 
 DEFAULT_MAX_LINE_BYTES = 64 << 20
@@ -175,9 +184,13 @@ def read_file(path: Path, *, batch_size: int, after: str | None = None,
     stream = None if expected is None else StreamChecksum()
     if stream is not None:
         stream.update_from(path, start)
+    # Vex's sidecar of an empty export has no checksum but still says: no record here
+    empty = verify and expected is None and claims_empty(read_sidecar(path))
     lines: list[tuple[int, bytes]] = []
     for line_no, offset, line in iter_lines(path, offset=start, line_no=first_line,
                                             on_bytes=None if stream is None else stream.update):
+        if empty:
+            raise _checksum_mismatch(path)
         lines.append((line_no, line))
         if len(lines) >= batch_size:
             yield Page(_decode_page(lines, path), f"{offset}:{line_no}")
@@ -273,8 +286,9 @@ class LastBatch(Generic[T]):
 
 class VmigWriter(Writer):
     def __init__(self, path: Path, *, resume: dict[str, Any] | None, dry_run: bool,
-                 spaces: dict[str, VectorSpace] | None = None) -> None:
+                 spaces: dict[str, VectorSpace] | None = None, compat: str | None = None) -> None:
         self.path = path
+        self.compat = compat
         self.spaces = spaces or {}
         state = resume or {}
         self.count: int = state.get("count", 0)
@@ -293,7 +307,7 @@ class VmigWriter(Writer):
         rejects: list[Reject] = []
         for record in batch:
             try:
-                lines.append((record, encode_record(record)))
+                lines.append((record, encode_record(record, compat=self.compat)))
             except RecordError as err:
                 rejects.append(Reject(reason=err.reason, detail=err.detail, id=record.id,
                                       namespace=record.namespace))

@@ -134,6 +134,7 @@ class _Run:
         (fresh, or the checkpoint's)."""
         self.options.validate()
         _plan(self.source, self.target)
+        self.target.accept_compat(self.options.compat)  # refused for a target that cannot honour it
         if self.options.batch_size is None:
             self.options = dataclasses.replace(
                 self.options, batch_size=self.target.capabilities.preferred_batch or DEFAULT_BATCH)
