@@ -67,7 +67,12 @@ def test_quorum_delegated_timed_and_hold(store: Any) -> None:
 
 
 def test_protected_ancestor_scope_blocks_descendants(store: Any) -> None:
-    root = store.put(encode_grain({**BASE, "invalidation_policy": {"mode": "locked", "scope": "subtree"}}))
-    child = store.put(encode_grain({**BASE, "object": "child", "derived_from": [root]}))
-    with pytest.raises(OMSError):
-        store.supersede(child, _new(child, derived_from=[child, root]))
+    root = store.put(encode_grain({**BASE, "invalidation_policy": {"mode": "soft_locked", "scope": "subtree"}}))
+    child = store.put(encode_grain({**BASE, "object": "child", "derived_from": [root],
+                                    "supersession_justification": "a reviewed refinement"}))
+    with pytest.raises(OMSError):  # the child is in the root's subtree: it needs a justification too
+        store.supersede(child, _new(child))
+    assert store.index_state(child) == {}
+    with pytest.raises(OMSError):  # and a locked subtree takes no child at all
+        store.put(encode_grain({**BASE, "object": "x", "derived_from": [
+            store.put(encode_grain({**BASE, "object": "locked", "invalidation_policy": {"mode": "locked"}}))]}))

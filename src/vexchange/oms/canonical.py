@@ -35,8 +35,16 @@ def nfc(text: str) -> str:
 
 
 def encode(value: Any) -> bytes:
+    """The canonical bytes of a value. A string that is not valid Unicode (a lone surrogate,
+    which Python strings may hold but UTF-8 cannot) is ERR_CORRUPT, like invalid UTF-8 on read
+    (§4.4), never a bare UnicodeEncodeError."""
     out = bytearray()
-    _encode(value, out, 0)
+    try:
+        _encode(value, out, 0)
+    except UnicodeEncodeError as err:
+        raise error_class("ERR_CORRUPT")(
+            f"a string holds {err.object[err.start:err.end]!r}, which is not valid Unicode"
+            " (a lone surrogate) and has no UTF-8 form (§4.4)") from None
     return bytes(out)
 
 

@@ -13,6 +13,7 @@ from functools import cache
 __all__ = [
     "COMMON",
     "CONTENT_REF",
+    "DELEGATION",
     "EMBEDDING_REF",
     "NESTED",
     "RELATED_TO",
@@ -39,14 +40,18 @@ COMMON = {
     "license": "lic", "trusted_timestamp": "tts", "invalidation_type": "itype",
     "invalidation_reason": "ireason", "invalidation_initiator": "iinit",
     "retention_policy": "rpol", "recall_priority": "rpri",
-    # delegation scope (§6.11)
+}
+
+DELEGATION = {
     "authorized_namespaces": "ans", "authorized_types": "atypes", "authorized_tools": "atools",
     "delegation_depth": "ddepth", "delegation_expiry": "dexp", "context_grains": "cgrains",
     "return_to": "retdid",
 }
+"""The delegation-scope keys of §6.11, which the section scopes to Goal and Belief grains
+(``mg:delegates_to``): compacted on those two types only, verbatim on every other type."""
 
 TYPE_FIELDS: dict[str, dict[str, str]] = {
-    "belief": {},
+    "belief": dict(DELEGATION),
     "event": {
         "content": "content", "consolidated": "consolidated", "content_blocks": "cblocks",
         "model_id": "mdl", "stop_reason": "stopr", "token_usage": "toku",
@@ -75,7 +80,7 @@ TYPE_FIELDS: dict[str, dict[str, str]] = {
         "delegate_to": "dto", "delegate_from": "dfo", "expiry_policy": "ep", "recurrence": "rec",
         "evidence_required": "evreq", "rollback_on_failure": "rof", "allowed_transitions": "atr",
         "depends_on": "depg", "assigned_agent": "asgn", "expected_output": "expout",
-        "output_grain": "outg", "deadline": "dline",
+        "output_grain": "outg", "deadline": "dline", **DELEGATION,
     },
     "reasoning": {
         "premises": "prem", "conclusion": "conc", "inference_method": "imethod",

@@ -26,6 +26,7 @@ from .fields import NESTED, compact_map, expand_map
 __all__ = [
     "TYPE_BYTES",
     "Grain",
+    "check_address_format",
     "content_address",
     "decode_grain",
     "encode_grain",
@@ -45,10 +46,20 @@ ALIASES = {"fact": "belief", "episode": "event", "checkpoint": "state", "tool_ca
 _FLAG_CONTENT_REFS = 1 << 3
 _FLAG_EMBEDDING_REFS = 1 << 4
 _FLAG_SIGNED = 1
+_FLAG_ENCRYPTED = 1 << 1
+_FLAG_COMPRESSED = 1 << 2
+_FLAG_CBOR = 1 << 5
+_OPAQUE_PAYLOAD = ((_FLAG_ENCRYPTED, "encrypted (AES-256-GCM): decrypt it first"),
+                   (_FLAG_COMPRESSED, "zstd-compressed: decompress it first"),
+                   (_FLAG_CBOR, "CBOR, which this Level 2 reader does not read (§16.2)"))
 _SENSITIVITY = (("phi:", 3), ("pii:", 2), ("sec:", 2), ("legal:", 2), ("reg:", 1))
 _DATETIME_FIELDS = ("created_at", "valid_from", "valid_to", "system_valid_from", "system_valid_to")
 _UNIT_FLOATS = ("confidence", "importance")
-_COUNTS = ("success_count", "failure_count", "access_count")
+_FLOAT_FIELDS = ("confidence", "importance", "progress", "compression_ratio")
+"""Fields the §6 tables type float64: a writer given an integral value still writes float64
+(§4.3; vector 6 reproduces only with ``1.0``), so ``1`` and ``1.0`` are one grain."""
+_COUNTS = ("success_count", "failure_count", "access_count", "agreement_count", "dissent_count",
+           "threshold")
 _RANGED = frozenset(_UNIT_FLOATS + _COUNTS)
 _INDEX_LAYER = ("superseded_by", "system_valid_to", "verification_status", "access_count",
                 "last_accessed_at")
@@ -92,20 +103,27 @@ def content_address(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def verify_address(blob: bytes, address: str) -> None:
-    """Check a claimed address: lowercase hex (ERR_HASH_FORMAT), 64 characters
-    (ERR_HASH_LENGTH), equal to the blob's SHA-256 in constant time (ERR_INTEGRITY)."""
-    if not set(address) <= _HEX:
+def check_address_format(address: Any) -> None:
+    """A content address is 64 lowercase hex characters: ERR_HASH_FORMAT, ERR_HASH_LENGTH (§5)."""
+    if not isinstance(address, str) or not set(address) <= _HEX:
         raise error_class("ERR_HASH_FORMAT")("a content address is lowercase hex")
     if len(address) != 64:
         raise error_class("ERR_HASH_LENGTH")(f"a content address has 64 characters, not {len(address)}")
+
+
+def verify_address(blob: bytes, address: str) -> None:
+    """Check a claimed address: lowercase hex (ERR_HASH_FORMAT), 64 characters
+    (ERR_HASH_LENGTH), equal to the blob's SHA-256 in constant time (ERR_INTEGRITY)."""
+    check_address_format(address)
     if not hmac.compare_digest(address, content_address(blob)):
         raise error_class("ERR_INTEGRITY")("the blob does not hash to the claimed address")
 
 
 def minimum_sensitivity(tags: Any) -> int:
+    """The least header sensitivity ``structural_tags`` require (§13.4). A tuple counts as the
+    array it is written as, so the encoder and the decoder agree on it."""
     level = 0
-    for tag in tags if isinstance(tags, list) else []:
+    for tag in tags if isinstance(tags, (list, tuple)) else []:
         for prefix, needed in _SENSITIVITY:
             if isinstance(tag, str) and tag.startswith(prefix):
                 level = max(level, needed)
@@ -123,7 +141,7 @@ def encode_grain(grain: dict[str, Any], *, sensitivity: int | None = None,
     raises the header's level above what ``structural_tags`` require (never below).
     """
     kind, type_byte = type_of(grain.get("type"), strict=strict_types)
-    grain = _with_epoch_ms(grain)
+    grain = _as_float64(_with_epoch_ms(grain))
     validate(kind, grain, floats_checked=True)  # the encoder refuses other non-finite floats
     if not _INDEX_LAYER_SET.isdisjoint(grain):
         name = next(n for n in _INDEX_LAYER if n in grain)
@@ -153,9 +171,31 @@ def _with_epoch_ms(grain: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _as_float64(grain: dict[str, Any]) -> dict[str, Any]:
+    """Integral values of float64 fields (and of ``related_to`` weights) as floats (§4.3).
+    Only the writer does this, from input; a decoded grain is re-encoded as it was read."""
+    ints = [name for name in _FLOAT_FIELDS if type(grain.get(name)) is int]
+    links = grain.get("related_to")
+    weights = isinstance(links, list) and any(
+        isinstance(link, dict) and type(link.get("weight")) is int for link in links)
+    if not ints and not weights:
+        return grain
+    out = dict(grain)
+    for name in ints:
+        out[name] = float(grain[name])
+    if weights:
+        out["related_to"] = [{**link, "weight": float(link["weight"])}
+                             if isinstance(link, dict) and type(link.get("weight")) is int else link
+                             for link in links or ()]
+    return out
+
+
 @functools.lru_cache(maxsize=1024)
 def _namespace_hash(namespace: str) -> bytes:
-    return hashlib.sha256(nfc(namespace).encode()).digest()[:2]
+    try:
+        return hashlib.sha256(nfc(namespace).encode()).digest()[:2]
+    except UnicodeEncodeError:
+        raise error_class("ERR_CORRUPT")("the namespace is not valid Unicode (a lone surrogate)") from None
 
 
 def _header(flags: int, type_byte: int, namespace: Any, created_at_ms: int) -> bytes:
@@ -182,8 +222,9 @@ def _compact(kind: str, grain: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(kind: str, grain: dict[str, Any], *, floats_checked: bool = False) -> None:
-    """The §8 required fields and the §19.3 value rules, in the order the spec implies
-    (a non-finite float is ERR_FLOAT_INVALID before it is ERR_RANGE)."""
+    """The §8 required fields (present and of their type), the §27.1 Action phase table and the
+    §19.3 value rules, in the order the spec implies (a non-finite float is ERR_FLOAT_INVALID
+    before it is ERR_RANGE; a negative count is ERR_RANGE before a wrong type is ERR_SCHEMA)."""
     if not floats_checked:
         _check_floats(grain)
     created = grain.get("created_at")
@@ -194,26 +235,28 @@ def validate(kind: str, grain: dict[str, Any], *, floats_checked: bool = False) 
         value = grain.get(name)
         if isinstance(value, float) and not math.isfinite(value):
             raise error_class("ERR_FLOAT_INVALID")(f"{name} {value!r} is not finite")
-        if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or not 0.0 <= value <= 1.0):
             raise error_class("ERR_RANGE")(f"{name} {value!r} is outside [0.0, 1.0]")
     for name in _COUNTS if present & _RANGED else ():
         value = grain.get(name)
         if isinstance(value, int) and value < 0:
-            raise error_class("ERR_RANGE")(f"{name} {value} is negative")
-    for name, non_empty in _REQUIRED_CHECKS.get(kind, ()):
+            raise error_class("ERR_RANGE")(f"{name} {value} is negative (§19.3: a count is >= 0)")
+    for name, rule in _REQUIRED_CHECKS.get(kind, ()):
         value = grain.get(name)
         if value is None:
             if kind == "event" and name == "content" and (
                     "content_blocks" in grain or {"subject", "relation", "object"} <= set(grain)):
                 continue
             raise error_class("ERR_SCHEMA")(f"Missing required field: {name}")
-        if non_empty and value == "":
-            raise error_class("ERR_EMPTY")(f"{name} must not be empty")
+        rule(kind, name, value)
+    tags = grain.get("structural_tags")
+    if tags is not None and not (isinstance(tags, (list, tuple)) and all(isinstance(t, str) for t in tags)):
+        raise error_class("ERR_SCHEMA")("structural_tags must be an array of strings (§6.1, §13.2)")
     if kind == "consent" and grain.get("is_withdrawal") is True and not grain.get("prior_consent"):
         raise error_class("ERR_SCHEMA")("a consent withdrawal needs prior_consent")
-    if kind == "goal" and grain.get("goal_state") not in (None, "active", "satisfied", "failed",
-                                                          "suspended"):
-        raise error_class("ERR_SCHEMA")(f"goal_state {grain.get('goal_state')!r} is not a goal state")
+    if kind == "action" and grain.get("type") in _PHASED_ACTION_TYPES:
+        _check_action_phase(grain)
 
 
 def _check_floats(value: Any) -> None:
@@ -227,20 +270,117 @@ def _check_floats(value: Any) -> None:
             _check_floats(item)
 
 
-_REQUIRED = {
-    "belief": ("subject", "relation", "object", "confidence"),
-    "event": ("content",),
-    "state": ("context",),
-    "workflow": ("steps", "trigger"),
-    "observation": ("observer_id", "observer_type"),
-    "goal": ("description", "goal_state"),
-    "consensus": ("participating_observers", "threshold", "agreement_count", "dissent_count"),
-    "consent": ("subject_did", "grantee_did", "scope", "is_withdrawal"),
+def _wrong(kind: str, name: str, value: Any, wanted: str) -> Exception:
+    return error_class("ERR_SCHEMA")(f"{name} of a {kind} grain must be {wanted}, not {type(value).__name__}"
+                                     " (§8)")
+
+
+def _text(kind: str, name: str, value: Any) -> None:
+    """A non-empty string: another type is ERR_SCHEMA, the empty string ERR_EMPTY."""
+    if not isinstance(value, str):
+        raise _wrong(kind, name, value, "a string")
+    if not value:
+        raise error_class("ERR_EMPTY")(f"{name} must not be empty")
+
+
+def _string(kind: str, name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise _wrong(kind, name, value, "a string")
+
+
+def _object(kind: str, name: str, value: Any) -> None:
+    if not isinstance(value, (str, dict)):
+        raise _wrong(kind, name, value, "a string or a map")
+
+
+def _number(kind: str, name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise _wrong(kind, name, value, "a float64")
+
+
+def _map(kind: str, name: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise _wrong(kind, name, value, "a map")
+
+
+def _strings(kind: str, name: str, value: Any) -> None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise _wrong(kind, name, value, "an array of strings")
+
+
+def _steps(kind: str, name: str, value: Any) -> None:
+    _strings(kind, name, value)
+    if not value:
+        raise error_class("ERR_EMPTY")(f"{name} must not be empty (§8.4: a non-empty array)")
+
+
+def _count(kind: str, name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _wrong(kind, name, value, "an integer")
+
+
+def _flag(kind: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _wrong(kind, name, value, "a boolean")
+
+
+def _goal_state(kind: str, name: str, value: Any) -> None:
+    if value not in ("active", "satisfied", "failed", "suspended"):
+        raise error_class("ERR_SCHEMA")(f"goal_state {value!r} is not a goal state")
+
+
+_REQUIRED_CHECKS = {
+    "belief": (("subject", _text), ("relation", _text), ("object", _object), ("confidence", _number)),
+    "event": (("content", _text),),
+    "state": (("context", _map),),
+    "workflow": (("steps", _steps), ("trigger", _text)),
+    "observation": (("observer_id", _text), ("observer_type", _text)),
+    "goal": (("description", _text), ("goal_state", _goal_state)),
+    "consensus": (("participating_observers", _strings), ("threshold", _count),
+                  ("agreement_count", _count), ("dissent_count", _count)),
+    "consent": (("subject_did", _string), ("grantee_did", _string), ("scope", _strings),
+                ("is_withdrawal", _flag)),
 }
-_NON_EMPTY = frozenset({"subject", "relation", "content", "trigger", "observer_id",
-                        "observer_type", "description"})
-_REQUIRED_CHECKS = {kind: tuple((name, name in _NON_EMPTY) for name in names)
-                    for kind, names in _REQUIRED.items()}
+
+_PHASED_ACTION_TYPES = ("action", "tool")
+"""Payload strings of the types the §27.1 phase table governs (1.3 ``action``, 1.4+ ``tool``);
+a 1.0-1.1 ``tool_call`` grain predates the table and is read as it was written."""
+_NO_OUTPUT = ("content", "is_error", "stdout", "stderr", "exit_code", "duration_ms")
+_PHASES: dict[str | None, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    None: (("tool_name", "input", "content", "is_error"), ("derived_from",)),
+    "definition": (("tool_name", "tool_description", "input_schema"), ("input", "tool_call_id", *_NO_OUTPUT)),
+    "call": (("tool_name", "input"), _NO_OUTPUT),
+    "result": (("tool_call_id", "content", "is_error", "derived_from"), ("tool_name", "input")),
+}
+"""action_phase -> (fields REQUIRED, fields that MUST be absent), §27.1 (absent phase: complete)."""
+_ACTION_TYPES = {"tool_name": _text, "input": _map, "is_error": _flag, "tool_call_id": _string,
+                 "tool_description": _string, "input_schema": _map, "derived_from": _strings}
+
+
+def _check_action_phase(grain: dict[str, Any]) -> None:
+    """The §27.1 phase table: ERR_SCHEMA for a missing REQUIRED field, a field the phase says
+    MUST be absent, or an unknown phase. A complete call in ``code_exec`` mode needs none of
+    tool_name, input, content, is_error (the spec's own CodeAct example has none; digest gap 15)."""
+    phase = grain.get("action_phase")
+    if phase not in _PHASES:
+        raise error_class("ERR_SCHEMA")(
+            f"action_phase {phase!r} is not definition, call, result or absent (§27.1)")
+    required, absent = _PHASES[phase]
+    if phase is None and grain.get("execution_mode") == "code_exec":
+        required = ()
+    where = f"an Action in the {phase or 'complete'} phase"
+    for name in required:
+        if grain.get(name) is None:
+            raise error_class("ERR_SCHEMA")(f"Missing required field: {name} ({where}, §27.1)")
+    for name in absent:
+        if grain.get(name) is not None:
+            raise error_class("ERR_SCHEMA")(f"{name} must be absent from {where} (§27.1)")
+    for name, rule in _ACTION_TYPES.items():
+        value = grain.get(name)
+        if value is not None:
+            rule("action", name, value)
+    if phase == "result" and not grain["derived_from"]:
+        raise error_class("ERR_SCHEMA")("derived_from of a result names its call grain (§27.1)")
 
 
 def reencode(grain: Grain) -> bytes:
@@ -266,6 +406,10 @@ def decode_grain(blob: bytes, *, strict_types: bool = False, validate_fields: bo
     if blob[0] != VERSION:
         raise error_class("ERR_VERSION")(f"Unsupported format version: {blob[0]}")
     flags, type_byte = blob[1], blob[2]
+    for bit, why in _OPAQUE_PAYLOAD:
+        if flags & bit:
+            raise error_class("ERR_CORRUPT")(
+                f"header flag bit {bit.bit_length() - 1} says the payload is {why} (§3)")
     if bool(flags & _FLAG_SIGNED) != cose_wrapped:
         raise error_class("ERR_SIGNED_MISMATCH")(
             "the signed flag says " + ("signed" if flags & _FLAG_SIGNED else "unsigned")
