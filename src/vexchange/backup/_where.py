@@ -60,8 +60,15 @@ def _kind(location: str) -> tuple[str, str]:
     if location.startswith("dir:"):
         return "dir", location[4:]
     if location.startswith("git+"):
-        return "git", location[4:]
-    return ("git", location) if _is_git(location) else ("dir", location)
+        return "git", _absolute(location[4:])
+    return ("git", _absolute(location)) if _is_git(location) else ("dir", location)
+
+
+def _absolute(url: str) -> str:
+    """A local path made absolute: git runs in the clone's folder, not the caller's."""
+    if _GIT_URL.match(url) or _SCP_LIKE.match(url):
+        return url
+    return str(Path(url).resolve())
 
 
 def describe_location(location: str) -> str:
@@ -133,7 +140,7 @@ class _Git:
                                  + ("; ".join(detail[-3:]) or f"exit {done.returncode}"),
                                  connector="backup", operation=args[0],
                                  hint="check that the remote exists and that git can reach it"
-                                      " (git's own credentials: a credential helper or an SSH key)")
+                                      " (git signs in its own way: a credential helper, an SSH key)")
         return done
 
     def clone(self, *, write: bool) -> None:
