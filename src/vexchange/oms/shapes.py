@@ -35,9 +35,21 @@ def _conversation(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tool_call(line: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "action", "tool_name": line.pop("tool"), "input": line.pop("input", {}),
-            "content": line.pop("output", None), "is_error": bool(line.pop("is_error", False)),
-            "tool_call_id": line.pop("call_id", None), "duration_ms": line.pop("duration_ms", None)}
+    """A complete Action when the line has an output; without one, the call phase (§27.1: a
+    call whose result is not in the log), which carries no is_error or duration."""
+    output = line.pop("output", None)
+    is_error = line.pop("is_error", None)
+    if is_error is not None and not isinstance(is_error, bool):
+        raise ValueError(f"is_error must be true or false, not {is_error!r}")
+    duration = line.pop("duration_ms", None)
+    grain = {"type": "action", "tool_name": line.pop("tool"), "input": line.pop("input", {}),
+             "tool_call_id": line.pop("call_id", None)}
+    if output is None:
+        if is_error is not None or duration is not None:
+            raise ValueError("a tool call with is_error or duration_ms needs its output"
+                             " (without one it is a call still waiting for its result)")
+        return {**grain, "action_phase": "call"}
+    return {**grain, "content": output, "is_error": bool(is_error), "duration_ms": duration}
 
 
 def _state(line: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +57,10 @@ def _state(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def _runbook(line: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "workflow", "trigger": line.pop("trigger"), "steps": line.pop("steps")}
+    steps = line.pop("steps")
+    if not isinstance(steps, list) or not steps or not all(isinstance(step, str) for step in steps):
+        raise ValueError(f"steps must be a non-empty array of strings, not {steps!r}")
+    return {"type": "workflow", "trigger": line.pop("trigger"), "steps": steps}
 
 
 def _sensor(line: dict[str, Any]) -> dict[str, Any]:
