@@ -10,6 +10,7 @@ from typing import Literal, Unpack
 
 import orjson
 
+from . import signing
 from .connectors import _registry
 from .connectors._registry import Location, open_store
 from .connectors._base import Connector
@@ -18,6 +19,7 @@ from .engine.receipt import Receipt
 from .engine.options import (DimsPolicy, Metric, NoOtherOptions, Reembed, RunOptions,
                              takes_run_options)
 from .engine.run import run
+from .errors import CodecError, UsageError, VexError
 from .spec import StoreSpec
 
 __all__ = ["Location", "export", "import_", "migrate", "open_store"]
@@ -83,6 +85,8 @@ def migrate(
     dst = open_store(target, secrets=target_secrets)
     # every run option, by its name: the parameters written out and any field only RunOptions has
     options = RunOptions.from_arguments({**locals(), **more_options})
+    # a key or a target that cannot be signed fails here, before anything is read or written
+    signing_plan = signing.plan_signing(dst.run_files_base(), sign) if sign is not None else None
     base = _run_base(dst, options.namespaces)
     receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")
     rejects_path = Path(rejects) if rejects else base.with_name(base.name + ".rejects.jsonl")
@@ -93,8 +97,21 @@ def migrate(
         src.close()
         dst.close()
     if not dry_run:
+        if signing_plan is not None:
+            _sign_written(signing_plan)
         src.after_run_as_source(target=dst.describe()["location"], written=result.counts.written)
     return result
+
+
+def _sign_written(plan: signing.SigningPlan) -> None:
+    """Sign the file a finished run wrote. A failure leaves the file (complete, with its
+    sidecar) and says how to sign it again."""
+    try:
+        plan.sign()
+    except VexError as err:
+        family = UsageError if isinstance(err, UsageError) else CodecError
+        raise family(f"the run finished and {plan.file} is complete, but signing it failed: {err.message}",
+                     hint=err.hint or f"sign it with: vex sign {plan.file} --key KEY") from None
 
 
 @takes_run_options

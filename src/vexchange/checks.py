@@ -25,8 +25,8 @@ from .engine.receipt import load_receipt
 from .errors import UsageError
 from .record import MemoryRecord, Vector, nested_keys
 from .results import (
-    AgainstCheck, Check, InspectReport, NamespaceDifference, ReceiptCheck, UnreadableEntry,
-    ValidateError, ValidateReport, VerifyReport,
+    AgainstCheck, Check, InspectReport, NamespaceDifference, ReceiptCheck, SignatureCheck,
+    UnreadableEntry, ValidateError, ValidateReport, VerifyReport,
 )
 
 __all__ = ["inspect", "validate", "verify"]
@@ -154,27 +154,49 @@ def verify(
     receipt: str | Path | None = None,
     against: Location | None = None,
     namespaces: Sequence[str] | None = None,
+    signature: str | Path | bool | None = None,
+    trusted_keys: Sequence[str | Path] = (),
+    keyring: str | Path | None = None,
 ) -> VerifyReport:
     """Prove a target holds what it should. ``ok`` is False on any difference.
 
     * a .vmig.jsonl file alone: its checksum and record count against its sidecar;
     * ``receipt``: record counts and order-independent digests per namespace against what the
       receipt says was written;
-    * ``against`` a source: record by record, naming ids missing, extra or changed.
+    * ``against`` a source: record by record, naming ids missing, extra or changed;
+    * ``signature`` (True for Vex's place, ``x.vmig.sig``, or a path): the file against its
+      Ed25519 signature, and the signer against ``trusted_keys`` and the keyring
+      (docs/signing.md). A file signed but without a sidecar is then not failed for lacking one.
     """
     store = open_store(target)
     checks: list[Check] = []
     own = store.file_check()  # a file with a checksum in its sidecar checks itself
-    if own is not None:
+    if own is not None and not (signature and own.status == "no-sidecar"):
         checks.append(own)
     if receipt is not None:
         checks.append(_check_receipt(store, Path(receipt)))
     if against is not None:
         checks.append(_check_against(store, open_store(against), namespaces))
+    if signature:
+        checks.append(_check_signature(store, signature, trusted_keys, keyring))
+    elif trusted_keys or keyring is not None:
+        raise UsageError("trusted keys are for checking a signature", hint="add --signature")
     if not checks:
         raise UsageError("nothing to verify against",
                          hint="give --receipt RECEIPT or --against SOURCE (or verify a .vmig.jsonl file)")
     return VerifyReport(target=store.describe()["location"], checks=checks, ok=all(c.ok for c in checks))
+
+
+def _check_signature(store: Connector, signature: str | Path | bool, trusted_keys: Sequence[str | Path],
+                     keyring: str | Path | None) -> SignatureCheck:
+    from . import signing  # its crypto packages load only when a signature is checked
+
+    path = store.run_files_base()
+    if path is None or not path.name.endswith(".jsonl") or not path.is_file():
+        raise UsageError("--signature checks a .vmig.jsonl file, and this target is not one",
+                         hint="verify the exported file: vex verify FILE.vmig.jsonl --signature")
+    return signing.verify_signature(path, None if isinstance(signature, bool) else Path(signature),
+                                    trusted_keys=trusted_keys, keyring=keyring)
 
 
 def _digests(store: Connector, keys: set[str]) -> dict[str, NamespaceDigest]:

@@ -21,9 +21,10 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 __all__ = [
-    "UNSET", "AgainstCheck", "Check", "ChecksumCheck", "GrainsInspectReport", "GrainsVerifyReport",
-    "InspectReport", "NamespaceDifference", "ReceiptCheck", "Result", "SearchHit", "SidecarState",
-    "UnreadableEntry", "UnsetType", "ValidateError", "ValidateReport", "VerifyCheck", "VerifyReport",
+    "UNSET", "AgainstCheck", "ChangedRecord", "Check", "ChecksumCheck", "GrainsInspectReport",
+    "GrainsVerifyReport", "InspectReport", "KeyReport", "NamespaceDifference", "ReceiptCheck", "Result",
+    "SearchHit", "SidecarState", "SignReport", "SignatureCheck", "UnreadableEntry", "UnsetType",
+    "ValidateError", "ValidateReport", "VerifyCheck", "VerifyReport",
 ]
 
 
@@ -206,7 +207,55 @@ class AgainstCheck(VerifyCheck, tag="against", frozen=True, kw_only=True):
     """The first 50 unreadable entries of each side."""
 
 
-Check = ChecksumCheck | ReceiptCheck | AgainstCheck
+class ChangedRecord(Result, frozen=True, kw_only=True):
+    """A record line whose hash is not the signed one (docs/signing.md)."""
+
+    index: int
+    """Its place among the file's records, from 0 (Vex's "Record i")."""
+    line: int
+    """Its line number, from 1."""
+    id: str | None
+    """The line's ``id`` (as JSON text when it is not a string), when it has one."""
+    change: Literal["changed", "added", "unreadable"]
+    """"changed": its hash differs; "added": beyond the records signed; "unreadable": not a
+    JSON record (not UTF-8, a ``#`` comment, not JSON, not an object), so it has no hash."""
+    detail: str | None
+    """Why an unreadable line is unreadable."""
+
+
+class SignatureCheck(VerifyCheck, tag="signature", frozen=True, kw_only=True):
+    """A .vmig.jsonl file against its .vmig.sig, and the signer against the trusted keys."""
+
+    signature: str
+    """The signature file checked."""
+    ok: bool
+    """True only when ``status`` is "trusted"."""
+    status: Literal["trusted", "unknown-key", "invalid"]
+    """"trusted": valid and signed by a trusted key; "unknown-key": valid, but the key that
+    signed it is not trusted (anyone can re-sign an edited file with a new key); "invalid":
+    the file or the signature does not check out (``reasons``)."""
+    valid: bool
+    """The record count, every record hash, the root and the Ed25519 signature check out."""
+    trusted: bool
+    public_key: str | None
+    """The signer's key as the signature names it (``ed25519:<base64>``)."""
+    signer: str | None
+    """The trusted key's name (from the keyring line, or "--trusted-key"); None if untrusted."""
+    signed_at: str | None
+    records: int
+    """Record lines in the file (non-blank lines, as Vex counts them)."""
+    signed_records: int | None
+    """The ``record_count`` the signature records."""
+    changed: int
+    """Record lines whose hash differs from the signed one, or that have none."""
+    changed_records: list[ChangedRecord]
+    """The first 50 lines that differ or were added."""
+    reasons: list[str]
+    """Why the check is not "trusted", one sentence each: record count, changed records, root
+    hash, bad signature, unknown key."""
+
+
+Check = ChecksumCheck | ReceiptCheck | AgainstCheck | SignatureCheck
 """Every kind of verify check (a tagged union on ``check``)."""
 
 
@@ -215,8 +264,30 @@ class VerifyReport(Result, frozen=True, kw_only=True):
 
     target: str
     checks: list[Check]
-    """In this order, each when it applies: checksum, receipt, against."""
+    """In this order, each when it applies: checksum, receipt, against, signature."""
     ok: bool
+
+
+class SignReport(Result, frozen=True, kw_only=True):
+    """What ``vex sign`` wrote (the private key is never part of it)."""
+
+    file: str
+    signature: str
+    records: int
+    root_hash: str
+    public_key: str
+    """``ed25519:<base64>``: what a verifier passes to ``--trusted-key``."""
+    signed_at: str
+
+
+class KeyReport(Result, frozen=True, kw_only=True):
+    """A key pair ``vex keygen`` made, or the public half of an existing private key."""
+
+    key: str
+    """The private key file (its content is never shown)."""
+    public_key: str
+    public_key_file: str | None
+    """Where the public key was written (None when only reported)."""
 
 
 # -------------------------------------------------------------------------------------- search
