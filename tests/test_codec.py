@@ -47,16 +47,153 @@ records = st.builds(
 )
 
 
+def vex_validate(obj: dict[str, object]) -> list[str]:
+    """Vex 0.8.8's ``validate()`` rules (formats/vmig.js) in Python, for property tests; the
+    real Vex runs in tests/test_vex_interop.py. JavaScript truthiness: "", 0 and null are falsy."""
+    errors = []
+    if not obj.get("id"):
+        errors.append("missing id")
+    if not obj.get("vex_version"):
+        errors.append("missing vex_version")
+    if obj.get("text") is None and obj.get("vector") is None:
+        errors.append("text and vector cannot both be null")
+    vector = obj.get("vector")
+    if obj.get("dims") is not None and isinstance(vector, list) and obj["dims"] != len(vector):
+        errors.append("dims != vector.length")
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        errors += [f"metadata.{k} must be scalar" for k, v in metadata.items() if isinstance(v, (dict, list))]
+    return errors
+
+
 @settings(max_examples=300, deadline=None)
-@given(records)
-def test_encode_decode_round_trip(record: MemoryRecord) -> None:
-    line = encode_record(record)
+@given(records, st.sampled_from([None, "vex"]))
+def test_encode_decode_round_trip(record: MemoryRecord, compat: str | None) -> None:
+    line = encode_record(record, compat=compat)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert vex_validate(json.loads(line)) == []  # Vex's validator takes every line we write
     back = decode_object(orjson.loads(line), line)
     expected = record
     assert back == expected
     assert strict_form(back) == strict_form(expected)  # JSON types too: 3 stays 3, not 3.0
-    assert encode_record(back) == line  # and the bytes are stable
+    assert encode_record(back, compat=compat) == line  # and the bytes are stable
+
+
+def test_metadata_lists_of_strings_are_comma_strings_others_json_text() -> None:
+    metadata = {"tags": ["a", "b"], "one": ["solo"], "none": [], "comma": ["a,b", "c"], "blank": ["x", ""],
+                "nums": [1, 2], "obj": {"k": [1]}, "plain": "a,b"}
+    line = encode_record(MemoryRecord(id="m", text="t", metadata=metadata))
+    obj = json.loads(line)
+    assert obj["metadata"] == {"tags": "a,b", "one": "solo", "none": "", "comma": '["a,b","c"]',
+                               "blank": '["x",""]', "nums": "[1,2]", "obj": '{"k":[1]}', "plain": "a,b"}
+    assert obj["metadata_lists"] == ["tags", "one", "none"]
+    assert obj["metadata_json"] == ["comma", "blank", "nums", "obj"]
+    assert decode_object(obj, line).metadata == metadata
+
+
+def test_a_record_without_text_or_default_vector_still_has_one_of_them() -> None:
+    title, body = Vector(np.ones(3, dtype="<f4").tobytes(), "t"), Vector(np.zeros(2, dtype="<f4").tobytes())
+    cases = {
+        "named": MemoryRecord(id="a", vectors={"title": title}),
+        "two": MemoryRecord(id="b", vectors={"title": title, "body": body}),
+        "sparse": MemoryRecord(id="c", sparse={"s": SparseVector.from_values([2], [0.5])}),
+        "nothing": MemoryRecord(id="d"),
+    }
+    for name, record in cases.items():
+        line = encode_record(record)
+        obj = json.loads(line)
+        assert vex_validate(obj) == [], name
+        assert decode_object(orjson.loads(line), line) == record, name
+    named, two = (json.loads(encode_record(cases[k])) for k in ("named", "two"))
+    assert (named["vector"], named["model"], named["dims"]) == ([1.0] * 3, "t", 3)
+    assert named["vector_name"] == "title"
+    assert "vectors" not in named and named["text"] is None
+    assert two["vector_name"] == "title" and list(two["vectors"]) == ["body"]
+    nothing = json.loads(encode_record(cases["nothing"]))
+    assert (nothing["text"], nothing["text_null"], nothing["vector"]) == ("", True, None)
+    # beside text, a lone named vector stays named unless compat="vex" (Vex's loaders read `vector`)
+    texted = MemoryRecord(id="e", text="t", vectors={"title": title})
+    assert "vector_name" not in json.loads(encode_record(texted))
+    line = encode_record(texted, compat="vex")
+    assert json.loads(line)["vector_name"] == "title" and decode_object(orjson.loads(line), line) == texted
+    assert "vector_name" not in json.loads(encode_record(cases["two"].replace(text="t"), compat="vex"))
+
+
+def test_compat_vex_writes_epoch_seconds_and_keeps_milliseconds() -> None:
+    for ms in (1_735_689_600_123, 0, -1, -86_400_000, 253_402_300_799_999, -62_135_596_800_000):
+        record = MemoryRecord(id="t", text="x", created_at=ms, updated_at=ms)
+        line = encode_record(record, compat="vex")
+        obj = json.loads(line)
+        assert obj["created_at"] == ms // 1000 and obj["created_at_ms"] == ms
+        assert isinstance(obj["updated_at"], str)  # Vex's loaders read created_at only
+        assert decode_object(orjson.loads(line), line) == record
+    no_time = json.loads(encode_record(MemoryRecord(id="n", text="x"), compat="vex"))
+    assert no_time["created_at"] is None and "created_at_ms" not in no_time
+    assert "created_at_ms" not in json.loads(encode_record(MemoryRecord(id="d", text="x", created_at=5)))
+
+
+def test_extension_keys_that_do_not_fit_their_line_are_refused() -> None:
+    from vexchange.codecs.vmig import RecordError
+
+    base = {"id": "x", "text": "t", "vex_version": "1.0.0"}
+    bad = [
+        {**base, "created_at": 1735689600, "created_at_ms": 1735689700000},  # edited seconds
+        {**base, "created_at": "2025-01-01T00:00:00.000Z", "created_at_ms": 1735689600000},
+        {**base, "vector_name": "title"},                                     # no vector
+        {**base, "vector": [1.0], "vector_name": "t", "vectors": {"t": {"vector": [2.0]}}},
+        {**base, "text_null": True},                                          # text is not ""
+        {**base, "metadata": {"tags": 3}, "metadata_lists": ["tags"]},
+        {**base, "metadata": {"tags": "a"}, "metadata_lists": "tags"},
+    ]
+    for obj in bad:
+        try:
+            decode_object(obj)
+        except RecordError:
+            continue
+        raise AssertionError(f"accepted {obj!r}")
+
+
+def test_an_empty_id_is_refused_by_the_writer(tmp_path: Path) -> None:
+    from vexchange.connectors.vmig import VmigWriter
+
+    writer = VmigWriter(tmp_path / "o.vmig.jsonl", resume=None, dry_run=False)
+    refused = writer.write([MemoryRecord(id="", text="no id"), MemoryRecord(id="ok", text="t")])
+    assert [(r.id, r.reason) for r in refused] == [("", "missing_id")]
+    writer.finish({})
+
+
+def test_compat_is_recorded_and_refused_for_targets_that_are_not_vmig_files(tmp_path: Path) -> None:
+    from vexchange.errors import UsageError
+
+    src = tmp_path / "in.vmig.jsonl"
+    src.write_bytes(encode_record(MemoryRecord(id="1", text="t", created_at=1_735_689_600_123)))
+    db = tmp_path / "t.db"
+    try:
+        vexchange.migrate(src, f"vektor:{db}", compat="vex")
+    except UsageError as err:
+        assert "--compat vex" in str(err)
+    else:
+        raise AssertionError("compat accepted for a VEKTOR target")
+    assert not db.exists()  # refused before anything was opened
+    receipt = vexchange.migrate(src, tmp_path / "c.vmig.jsonl", compat="vex")
+    assert receipt.to_dict()["options"]["compat"] == "vex"
+    assert b'"created_at":1735689600,' in (tmp_path / "c.vmig.jsonl").read_bytes()
+    plain = vexchange.migrate(src, tmp_path / "p.vmig.jsonl")
+    assert "compat" not in plain.to_dict()["options"]
+
+
+def test_vex_empty_export_sidecar_is_ok_only_while_the_file_holds_no_record(tmp_path: Path) -> None:
+    data = tmp_path / "e.vmig.jsonl"
+    data.write_bytes(b"\n# a comment\n")
+    (tmp_path / "e.vmig.meta.json").write_text(json.dumps(
+        {"exported_at": "2026-01-01T00:00:00.000Z", "source_store": None, "record_count": 0,
+         "checksum": None, "vex_version": "1.0.0"}))
+    assert verify_checksum(data)["status"] == "ok-empty" and vexchange.verify(data).ok
+    assert [p.items for p in read_file(data, batch_size=5)] == [[]]
+    data.write_bytes(encode_record(MemoryRecord(id="1", text="t")))
+    assert verify_checksum(data)["status"] == "mismatch" and not vexchange.verify(data).ok
+    (tmp_path / "e.vmig.meta.json").write_text(json.dumps({"record_count": 1, "checksum": None}))
+    assert verify_checksum(data)["status"] == "no-checksum"  # Vex never writes this; nothing to check
 
 
 @settings(max_examples=300, deadline=None)
@@ -99,14 +236,14 @@ def test_reads_vex_08_and_03_files(tmp_path: Path) -> None:
         b"\n"
         b'{"id":"a1b2","text":"only an id and text","vex_version":"1.0.0","future_key":{"x":[1]}}\n'
     )
-    got = [r for p in read_file(vex, batch_size=10) for r in p.items]
+    got = [r for p in read_file(vex, batch_size=10) for r in p.items if isinstance(r, MemoryRecord)]
     assert [r.id for r in got] == ["12", "a1b2"]
     assert got[0].id_type == "int" and got[0].created_at == 1_735_689_600_000
     assert got[1].vectors == {} and got[1].extra == {"future_key": {"x": [1]}}
     out = tmp_path / "out.vmig.jsonl"
     vexchange.migrate(vex, out)
     again = [r for p in read_file(out, batch_size=10) for r in p.items]
-    assert again == [r.replace(source_store=r.source_store) for r in got]
+    assert again == got
     assert b'"future_key":{"x":[1]}' in out.read_bytes()  # unknown keys survive
 
 
@@ -208,7 +345,7 @@ def test_an_integer_score_reads_back_an_integer(tmp_path: Path) -> None:
     """``score: 3`` in a file is the integer 3 when read, through the codec and the file
     reader (a float would change the JSON type on the next export)."""
     path = tmp_path / "s.vmig.jsonl"
-    path.write_bytes(encode_record(MemoryRecord(id="a", score=3))  # type: ignore[arg-type]
+    path.write_bytes(encode_record(MemoryRecord(id="a", score=3))
                      + encode_record(MemoryRecord(id="b", score=3.0)))
     (a, b), = [page.items for page in read_file(path, batch_size=10)]
     assert isinstance(a, MemoryRecord) and isinstance(b, MemoryRecord)
