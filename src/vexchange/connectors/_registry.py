@@ -85,6 +85,10 @@ _BUILTINS: dict[str, Entry] = {
     "vektor": Entry("vexchange.connectors.vektor:VektorConnector", takes_path=True),
     "vmig": Entry("vexchange.connectors.vmig:VmigConnector", suffixes=(".vmig.jsonl", ".jsonl"),
                   takes_path=True),
+    # conversation exports: no suffix (a .zip or a conversations.json could be either one)
+    "claude-export": Entry("vexchange.connectors.claude_export:ClaudeExportConnector", takes_path=True),
+    "chatgpt-export": Entry("vexchange.connectors.chatgpt_export:ChatGPTExportConnector",
+                            takes_path=True),
 }
 _BUILTINS = {name: dataclasses.replace(entry, builtin=True) for name, entry in _BUILTINS.items()}
 _REGISTERED: dict[str, Entry] = {}

@@ -12,6 +12,14 @@ A record becomes a **Belief** grain (the seed guidance for vector-store memories
                 modality, unknown keys, sparse vectors, whether text/created_at were absent,
                 the names of the vectors
 
+A conversation message (a record whose metadata names its ``role`` and ``conversation_id``, as
+the claude-export and chatgpt-export sources write them) becomes an **Event** grain instead, a
+timestamped message: ``content`` the text, ``role``, ``session_id`` the conversation id,
+``timestamp_ms`` the created_at, ``model_id`` the metadata's ``model``, ``subject`` the record
+id (a message without text says ``relation`` "remembers" and ``object`` "" instead of
+``content``, which an Event needs one way or the other); ``vexchange`` carries it exactly, as
+for a Belief.
+
 Grains reference vectors and never embed them (OMS "references, not blobs"), so the vectors go
 to a companion file ``<file>.vectors``, one entry per vector in grain order, keyed by
 ``vector_id``: ``u32 key length, key (UTF-8), u32 dims, dims float32 LE``. Reading a grain
@@ -32,7 +40,8 @@ from .canonical import nfc
 from .errors import error_class
 from .grain import Grain
 
-__all__ = ["VectorFileReader", "VectorFileWriter", "grain_from_record", "record_from_grain"]
+__all__ = ["VectorFileReader", "VectorFileWriter", "grain_from_record", "is_conversation",
+           "record_from_grain"]
 
 RELATION = "remembers"
 VEX_FIELD = "vexchange"
@@ -69,16 +78,39 @@ def grain_from_record(record: MemoryRecord, metrics: dict[str, str | None] | Non
         "sparse": {n: [base64.b64encode(sp.indices).decode(), base64.b64encode(sp.values).decode(),
                        sp.model] for n, sp in record.sparse.items()},
     }
-    grain: dict[str, Any] = {
+    grain: dict[str, Any] = _event(record) if is_conversation(record) else {
         "type": "belief", "subject": _safe(record.id), "relation": RELATION,
-        "object": _safe(record.text) if record.text else "", "confidence": 1.0,
-        "created_at": _grain_time(record.created_at),
-        "source_type": "imported", VEX_FIELD: dumps_exact(exact).encode(),
-    }
+        "object": _safe(record.text) if record.text else "", "confidence": 1.0}
+    grain.update({"created_at": _grain_time(record.created_at), "source_type": "imported",
+                  VEX_FIELD: dumps_exact(exact).encode()})
     if record.namespace is not None:
         grain["namespace"] = _safe(record.namespace) if record.namespace else ""
     if refs:
         grain["embedding_refs"] = refs
+    return grain
+
+
+def is_conversation(record: MemoryRecord) -> bool:
+    """A message of a conversation: its metadata names a ``role`` and a ``conversation_id``."""
+    metadata = record.metadata
+    return (isinstance(metadata, dict) and isinstance(metadata.get("role"), str)
+            and isinstance(metadata.get("conversation_id"), str))
+
+
+def _event(record: MemoryRecord) -> dict[str, Any]:
+    """The Event fields of a conversation message (the caller adds the common ones)."""
+    metadata = record.metadata or {}
+    grain: dict[str, Any] = {"type": "event", "subject": _safe(record.id),
+                             "role": _safe(metadata["role"]),
+                             "session_id": _safe(metadata["conversation_id"])}
+    if record.text:
+        grain["content"] = _safe(record.text)
+    else:
+        grain.update(relation=RELATION, object="")
+    if record.created_at is not None:
+        grain["timestamp_ms"] = record.created_at
+    if isinstance(metadata.get("model"), str) and metadata["model"]:
+        grain["model_id"] = _safe(metadata["model"])
     return grain
 
 
@@ -104,7 +136,7 @@ def record_from_grain(grain: Grain, vectors: dict[str, bytes]) -> MemoryRecord:
     """The record a grain holds; ``vectors`` by vector_id, from the companion file."""
     fields = grain.fields
     packed = fields.get(VEX_FIELD)
-    if not isinstance(packed, bytes) or grain.type != "belief":
+    if not isinstance(packed, bytes) or grain.type not in ("belief", "event"):
         return _foreign(grain, vectors)
     try:
         exact = loads_exact(packed)
