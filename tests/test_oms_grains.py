@@ -207,3 +207,202 @@ def test_a_writer_refuses_strings_that_start_with_a_bom() -> None:
         with pytest.raises(OMSError) as caught:
             encode_msgpack(value)
         assert caught.value.code == "ERR_CORRUPT"
+
+
+# ------------------------------------------------------- issue 18: validation gaps, each refused
+
+_NOW = 1768471200000
+_COMPLETE = {"type": "action", "created_at": _NOW, "namespace": "shared", "tool_name": "search",
+             "input": {"q": "x"}, "content": "3 hits", "is_error": False}
+_CALL = {"type": "action", "created_at": _NOW, "namespace": "shared", "action_phase": "call",
+         "tool_name": "search", "input": {"q": "x"}, "tool_call_id": "c1"}
+_RESULT = {"type": "action", "created_at": _NOW, "namespace": "shared", "action_phase": "result",
+           "tool_call_id": "c1", "content": "3 hits", "is_error": False, "derived_from": ["a" * 64]}
+_DEFINITION = {"type": "action", "created_at": _NOW, "namespace": "shared", "action_phase": "definition",
+               "tool_name": "search", "tool_description": "finds things", "input_schema": {"type": "object"}}
+
+
+def _blob_of(fields: dict[str, Any], type_byte: int, flags: int = 0) -> bytes:
+    """A blob written without the encoder's checks (what another writer might send)."""
+    return bytes([1, flags, type_byte, 0xA4, 0xD2, 0x69, 0x68, 0xBA, 0xA0]) + encode_msgpack(fields)
+
+
+def _refused(code: str, fields: dict[str, Any]) -> None:
+    """Refused by the writer and, written raw by someone else, by the reader too."""
+    with pytest.raises(OMSError) as caught:
+        encode_grain(fields)
+    assert caught.value.code == code, str(caught.value)
+    from vexchange.oms.fields import compact_map
+    from vexchange.oms.grain import TYPE_BYTES as BYTES, type_of
+
+    kind = type_of(fields["type"])[0]
+    short = {compact_map(kind).get(k, k): v for k, v in fields.items()}
+    with pytest.raises(OMSError) as caught:
+        decode_grain(_blob_of(short, BYTES[kind]))
+    assert caught.value.code == code, str(caught.value)
+
+
+@pytest.mark.parametrize("fields", [_COMPLETE, _CALL, _RESULT, _DEFINITION,
+                                    {**_COMPLETE, "tool_name": None, "input": None, "content": None,
+                                     "is_error": None, "execution_mode": "code_exec", "code": "print(1)"}],
+                         ids=["complete", "call", "result", "definition", "codeact-lenient"])
+def test_s27_1_every_action_phase_encodes_and_decodes(fields: dict[str, Any]) -> None:
+    assert reencode(decode_grain(encode_grain(fields))) == encode_grain(fields)
+
+
+@pytest.mark.parametrize("fields", [
+    {**_COMPLETE, "content": None},                 # complete: content REQUIRED
+    {**_COMPLETE, "is_error": None},                # complete: is_error REQUIRED
+    {**_COMPLETE, "derived_from": ["a" * 64]},      # complete: derived_from absent
+    {**_CALL, "content": "early"},                  # call: content MUST NOT
+    {**_CALL, "is_error": False},                   # call: is_error MUST NOT
+    {**_CALL, "duration_ms": 5},                    # call: duration_ms MUST NOT
+    {**_CALL, "input": None},                       # call: input REQUIRED
+    {**_RESULT, "derived_from": None},              # result: derived_from REQUIRED
+    {**_RESULT, "tool_call_id": None},              # result: tool_call_id REQUIRED
+    {**_RESULT, "tool_name": "search"},             # result: tool_name omitted
+    {**_DEFINITION, "input": {"q": "x"}},           # definition: input MUST NOT
+    {**_DEFINITION, "content": "x"},                # definition: content MUST NOT
+    {**_DEFINITION, "input_schema": None},          # definition: input_schema REQUIRED
+    {**_COMPLETE, "action_phase": "later"},         # not a phase
+    {**_COMPLETE, "is_error": "false"},             # is_error is a bool
+    {**_COMPLETE, "input": "q=x"},                  # input is a map
+], ids=["complete-no-content", "complete-no-is_error", "complete-derived_from", "call-content",
+        "call-is_error", "call-duration_ms", "call-no-input", "result-no-derived_from",
+        "result-no-tool_call_id", "result-tool_name", "definition-input", "definition-content",
+        "definition-no-input_schema", "unknown-phase", "string-is_error", "string-input"])
+def test_s27_1_action_phase_table_err_schema(fields: dict[str, Any]) -> None:
+    _refused("ERR_SCHEMA", fields)
+
+
+def test_s27_1_legacy_tool_call_grains_predate_the_phase_table() -> None:
+    legacy = {"t": "tool_call", "ca": _NOW, "tn": "search", "args": {"q": "x"}, "res": "ok", "ok": True}
+    assert decode_grain(_blob_of(legacy, 0x05)).fields["args"] == {"q": "x"}
+
+
+_CONSENSUS = {"type": "consensus", "created_at": _NOW, "participating_observers": ["did:a", "did:b"],
+              "threshold": 2, "agreement_count": 2, "dissent_count": 0}
+
+
+@pytest.mark.parametrize("name", ["agreement_count", "dissent_count", "threshold"])
+def test_s19_3_negative_consensus_counts_err_range(name: str) -> None:
+    _refused("ERR_RANGE", {**_CONSENSUS, name: -1})
+
+
+@pytest.mark.parametrize("value", ["2", 2.0, True])
+def test_s8_9_consensus_counts_are_integers_err_schema(value: Any) -> None:
+    _refused("ERR_SCHEMA", {**_CONSENSUS, "agreement_count": value})
+
+
+_OBSERVATION = {"type": "observation", "created_at": _NOW, "observer_id": "cam-1", "observer_type": "camera"}
+
+
+@pytest.mark.parametrize("value", [7, ["camera"], {"kind": "camera"}, True])
+def test_s8_6_observer_type_must_be_a_string_err_schema(value: Any) -> None:
+    _refused("ERR_SCHEMA", {**_OBSERVATION, "observer_type": value})
+
+
+def test_s8_6_empty_observer_type_err_empty_and_unknown_values_pass() -> None:
+    _refused("ERR_EMPTY", {**_OBSERVATION, "observer_type": ""})
+    assert decode_grain(encode_grain({**_OBSERVATION, "observer_type": "acme:thermal-v2"}))
+
+
+@pytest.mark.parametrize(("fields", "code"), [
+    ({"type": "workflow", "created_at": _NOW, "trigger": "deploy", "steps": []}, "ERR_EMPTY"),
+    ({"type": "workflow", "created_at": _NOW, "trigger": "deploy", "steps": "build"}, "ERR_SCHEMA"),
+    ({"type": "workflow", "created_at": _NOW, "trigger": "deploy", "steps": [1, 2]}, "ERR_SCHEMA"),
+    ({"type": "belief", "created_at": _NOW, "subject": 1, "relation": "r", "object": "o", "confidence": 0.5},
+     "ERR_SCHEMA"),
+    ({"type": "belief", "created_at": _NOW, "subject": "s", "relation": "r", "object": 3, "confidence": 0.5},
+     "ERR_SCHEMA"),
+    ({"type": "consent", "created_at": _NOW, "subject_did": "did:a", "grantee_did": "did:b",
+      "scope": "store", "is_withdrawal": False}, "ERR_SCHEMA"),
+    ({"type": "consent", "created_at": _NOW, "subject_did": "did:a", "grantee_did": "did:b",
+      "scope": ["store"], "is_withdrawal": "no"}, "ERR_SCHEMA"),
+    ({"type": "state", "created_at": _NOW, "context": ["not", "a", "map"]}, "ERR_SCHEMA"),
+], ids=["s8.4-empty-steps", "s8.4-string-steps", "s8.4-int-steps", "s8.1-int-subject", "s8.1-int-object",
+        "s8.10-string-scope", "s8.10-string-withdrawal", "s8.3-list-context"])
+def test_s8_required_fields_have_their_types(fields: dict[str, Any], code: str) -> None:
+    _refused(code, fields)
+
+
+def test_s13_4_tuple_structural_tags_give_a_blob_the_decoder_accepts() -> None:
+    blob = encode_grain({**VECTORS["vectors"][0]["input"], "structural_tags": ("pii:email", "reg:gdpr")})
+    assert decode_grain(blob).sensitivity == 2
+    as_list = {**VECTORS["vectors"][0]["input"], "structural_tags": ["pii:email", "reg:gdpr"]}
+    assert encode_grain(as_list) == blob
+
+
+@pytest.mark.parametrize("tags", ["pii:email", [1], {"pii:email": True}])
+def test_s13_2_structural_tags_are_an_array_of_strings_err_schema(tags: Any) -> None:
+    _refused("ERR_SCHEMA", {**VECTORS["vectors"][0]["input"], "structural_tags": tags})
+
+
+@pytest.mark.parametrize("bit", [1, 2, 5], ids=["encrypted", "compressed", "cbor"])
+def test_s3_opaque_payload_flag_bits_on_decode_err_corrupt(bit: int) -> None:
+    blob = bytearray(encode_grain(VECTORS["vectors"][0]["input"]))
+    blob[1] |= 1 << bit
+    with pytest.raises(OMSError) as caught:
+        decode_grain(bytes(blob))
+    assert caught.value.code == "ERR_CORRUPT" and f"bit {bit}" in str(caught.value)
+
+
+def test_s4_3_an_integral_confidence_is_written_as_float64() -> None:
+    protected = next(v for v in VECTORS["vectors"] if v["name"].startswith("v6_protected"))
+    assert protected["input"]["confidence"] == 1.0
+    blob = encode_grain({**protected["input"], "confidence": 1})
+    assert content_address(blob) == protected["expected_content_address"]
+    assert bytes.fromhex("a163cb3ff0000000000000") in blob
+    weighted = encode_grain({**VECTORS["vectors"][0]["input"],
+                             "related_to": [{"hash": "a" * 64, "relation_type": "supports", "weight": 1}]})
+    assert bytes.fromhex("a177cb3ff0000000000000") in weighted
+    assert decode_grain(weighted).fields["related_to"][0]["weight"] == 1.0
+
+
+@pytest.mark.parametrize("where", ["value", "key", "namespace", "nested"])
+def test_s4_4_a_lone_surrogate_err_corrupt(where: str) -> None:
+    base = dict(VECTORS["vectors"][0]["input"])
+    fields = {"value": {**base, "object": "x\ud800y"}, "key": {**base, "x\udfff": 1},
+              "namespace": {**base, "namespace": "\ud83d"},
+              "nested": {**base, "context": {"k": ["\ud800"]}}}[where]
+    with pytest.raises(OMSError) as caught:
+        encode_grain(fields)
+    assert caught.value.code == "ERR_CORRUPT"
+    with pytest.raises(OMSError):
+        encode_msgpack(fields)
+
+
+def test_s6_11_delegation_keys_are_compacted_on_goal_and_belief_only() -> None:
+    delegation = {"authorized_namespaces": ["ops"], "authorized_types": [1], "delegation_depth": 0}
+    goal = {"type": "goal", "created_at": _NOW, "description": "ship", "goal_state": "active", **delegation}
+    event = {"type": "event", "created_at": _NOW, "content": "hi", **delegation}
+    assert {"ans", "atypes", "ddepth"} <= set(decode_msgpack(encode_grain(goal)[9:]))
+    assert {"ans", "atypes", "ddepth"} <= set(decode_msgpack(encode_grain({**VECTORS["vectors"][0]["input"],
+                                                                           **delegation})[9:]))
+    payload = decode_msgpack(encode_grain(event)[9:])
+    assert set(delegation) <= set(payload) and "ans" not in payload
+    assert decode_grain(encode_grain(event)).fields["authorized_types"] == [1]
+    raw = _blob_of({"t": "event", "ca": _NOW, "content": "hi", "ans": ["x"]}, 0x02)
+    assert decode_grain(raw).fields["ans"] == ["x"]
+    with pytest.raises(OMSError) as caught:  # §4.1: two names of one key on a Goal
+        encode_grain({**goal, "ans": ["other"]})
+    assert caught.value.code == "ERR_CORRUPT"
+
+
+def test_memory_shapes_refuse_what_the_spec_rejects(tmp_path: Path) -> None:
+    from vexchange.errors import UsageError
+    from vexchange.oms.shapes import grains_from_jsonl
+
+    log = tmp_path / "calls.jsonl"
+    log.write_text(json.dumps({"tool": "search", "input": {"q": "x"}, "call_id": "c1",
+                               "timestamp": 1768471200}))
+    (call,) = [decode_grain(b) for b in grains_from_jsonl(log, "tool_call")]
+    assert call.fields["action_phase"] == "call" and "is_error" not in call.fields
+    for shape, line, why in (
+            ("tool_call", {"tool": "t", "output": "o", "is_error": "false"}, "is_error"),
+            ("tool_call", {"tool": "t", "is_error": True}, "needs its output"),
+            ("runbook", {"trigger": "deploy", "steps": []}, "steps"),
+            ("runbook", {"trigger": "deploy", "steps": "build, ship"}, "steps")):
+        log.write_text(json.dumps({**line, "timestamp": 1768471200}))
+        with pytest.raises(UsageError, match=why):
+            list(grains_from_jsonl(log, shape))

@@ -100,7 +100,7 @@ def test_23_6_lineage_protects_the_predecessors_of_a_locked_successor(store: Any
     """A lineage-scoped policy on a successor covers the chain it closes: contradicting (or
     deleting under a hold) the grain it replaced is refused."""
     first = store.put(grain("first"))
-    second = store.supersede(first, grain("second", parents=(first,), policy={"mode": "hold", "scope": "lineage"}))
+    store.supersede(first, grain("second", parents=(first,), policy={"mode": "hold", "scope": "lineage"}))
     refused(DENIED, store.contradict, first, grain("contra"))
     refused(DENIED, store.delete, first)
     assert store.exists(first)

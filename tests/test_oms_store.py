@@ -67,12 +67,13 @@ def test_quorum_delegated_timed_and_hold(store: Any) -> None:
 
 
 def test_protected_ancestor_scope_blocks_descendants(store: Any) -> None:
-    root = store.put(encode_grain({**BASE, "invalidation_policy": {"mode": "soft_locked", "scope": "subtree"}}))
+    soft_subtree = {"mode": "soft_locked", "scope": "subtree"}
+    root = store.put(encode_grain({**BASE, "invalidation_policy": soft_subtree}))
     child = store.put(encode_grain({**BASE, "object": "child", "derived_from": [root],
                                     "supersession_justification": "a reviewed refinement"}))
     with pytest.raises(OMSError):  # the child is in the root's subtree: it needs a justification too
         store.supersede(child, _new(child))
     assert store.index_state(child) == {}
-    with pytest.raises(OMSError):  # and a locked subtree takes no child at all
-        store.put(encode_grain({**BASE, "object": "x", "derived_from": [
-            store.put(encode_grain({**BASE, "object": "locked", "invalidation_policy": {"mode": "locked"}}))]}))
+    locked = store.put(encode_grain({**BASE, "object": "locked", "invalidation_policy": {"mode": "locked"}}))
+    with pytest.raises(OMSError):  # and a locked grain takes no child at all
+        store.put(encode_grain({**BASE, "object": "x", "derived_from": [locked]}))
