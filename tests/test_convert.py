@@ -378,3 +378,14 @@ def test_against_the_published_vex(tmp_path: Path, vex_npm: Any) -> None:
     other.write_bytes(src.read_bytes())
     with pytest.raises(UsageError, match="give the output"):
         convert(other, None, "txt")
+
+
+def test_unreadable_source_lines_are_counted_and_kept(tmp_path: Path) -> None:
+    src = write_vmig(tmp_path / "bad.vmig.jsonl", dialogue("d", "ua"))
+    (tmp_path / "bad.vmig.meta.json").unlink()  # no checksum to fail: the bad line is read as a reject
+    with src.open("a") as handle:
+        handle.write('{"id": "broken", "text": \n')
+    result = convert(src, tmp_path / "bad.jsonl", "openai-finetune")
+    assert result.written == 1 and sum(result.unreadable.values()) == 1 and not result.complete
+    lines = [json.loads(x) for x in Path(result.rejects_file or "").read_text().splitlines()]
+    assert [x["kind"] for x in lines] == ["unreadable"] and "broken" in str(lines[0]["record"])
