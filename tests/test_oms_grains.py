@@ -406,3 +406,10 @@ def test_memory_shapes_refuse_what_the_spec_rejects(tmp_path: Path) -> None:
         log.write_text(json.dumps({**line, "timestamp": 1768471200}))
         with pytest.raises(UsageError, match=why):
             list(grains_from_jsonl(log, shape))
+
+
+def test_s17_the_conformance_level_is_declared() -> None:
+    from vexchange.oms import CONFORMANCE_LEVEL, SPEC_VERSION, conformance
+
+    assert (CONFORMANCE_LEVEL, SPEC_VERSION) == (2, "1.3")
+    assert conformance()["oms_conformance"] == CONFORMANCE_LEVEL
