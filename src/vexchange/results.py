@@ -237,10 +237,11 @@ class SignatureCheck(VerifyCheck, tag="signature", frozen=True, kw_only=True):
     valid: bool
     """The record count, every record hash, the root and the Ed25519 signature check out."""
     trusted: bool
+    """Valid, and signed by one of the trusted keys."""
     public_key: str | None
     """The signer's key as the signature names it (``ed25519:<base64>``)."""
     signer: str | None
-    """The trusted key's name (from the keyring line, or "--trusted-key"); None if untrusted."""
+    """The trusted key's name (from the keyring line, or "--trusted-key") when ``trusted``."""
     signed_at: str | None
     records: int
     """Record lines in the file (non-blank lines, as Vex counts them)."""

@@ -865,7 +865,7 @@ def verify_signature(file: str | Path, signature: str | Path | None = None, *,
     _compare_records(compare, fields, reasons)
     public_raw = _check_signature(ed25519, fields, reasons)
     valid = not reasons
-    name = trusted.get(public_raw) if public_raw is not None else None
+    name = trusted.get(public_raw) if valid and public_raw is not None else None
     if valid and name is None:
         reasons.append("the signature is valid, but from an unknown key: "
                        + ("no key is trusted (give --trusted-key KEY or use a keyring)" if not trusted
