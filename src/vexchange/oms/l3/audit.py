@@ -11,7 +11,6 @@ earlier state is caught only against a head kept elsewhere (``expect_head``).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import sqlite3
 import time
@@ -26,7 +25,7 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, entry BLOB 
 
 
 def _mac(key: bytes, previous: bytes, seq: int, entry: bytes) -> bytes:
-    return hmac.new(key, previous + seq.to_bytes(8, "big") + entry, hashlib.sha256).digest()
+    return hmac.digest(key, previous + seq.to_bytes(8, "big") + entry, "sha256")
 
 
 class AuditTrail:

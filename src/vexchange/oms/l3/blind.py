@@ -8,7 +8,6 @@ first; a non-string value (a Belief's map object) is its canonical MessagePack b
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ class BlindIndex:
 
     def token(self, field: str, value: Any) -> bytes:
         message = field.encode() + b"\x00" + _value_bytes(value)
-        return hmac.new(self._blind, message, hashlib.sha256).digest()[:TOKEN_BYTES]
+        return hmac.digest(self._blind, message, "sha256")[:TOKEN_BYTES]
 
     def grain_tokens(self, fields: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
         """(field, token) for every blind-indexed value of a grain (tags one by one)."""
@@ -54,8 +53,8 @@ class BlindIndex:
                 yield name, self.token(name, fields[name])
 
     def word_token(self, word: str) -> str:
-        return hmac.new(self._words, word.encode("utf-8", "surrogatepass"),
-                        hashlib.sha256).digest()[:WORD_TOKEN_BYTES].hex()
+        digest = hmac.digest(self._words, word.encode("utf-8", "surrogatepass"), "sha256")
+        return digest[:WORD_TOKEN_BYTES].hex()
 
     def words(self, text: str) -> list[str]:
         return [self.word_token(w) for w in _WORD.findall(nfc(text).casefold())]
