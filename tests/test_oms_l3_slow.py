@@ -107,7 +107,7 @@ def test_kill_minus_9_during_writes(tmp_path: Path, backend: str) -> None:
         assert child.stdout.readline() == b"ready\n", child.stderr.read() if child.stderr else ""
         time.sleep(rng.uniform(0.0, 0.25))
         child.send_signal(signal.SIGKILL)
-        out, err = child.communicate(timeout=60)
+        out, _ = child.communicate(timeout=60)
         lines = out.split(b"\n")[:-1]  # the last piece has no newline: never acknowledged
         killed += b"done" not in lines
         acknowledged += [line.decode() for line in lines if line != b"done"]
