@@ -263,3 +263,11 @@ def test_28_4_concurrent_supersessions_of_one_grain_give_one_winner() -> None:
         thread.join(timeout=30)
     assert sorted(outcomes) == [DENIED] * 3 + ["won"]
     assert len(list(store.addresses())) == 2
+
+
+def test_23_7_related_to_replaces_is_advisory_and_touches_no_index(store: Any) -> None:
+    """§23.7 bypass 2: a `replaces` link is not a supersession, even of a locked grain."""
+    locked = store.put(grain("locked", policy={"mode": "locked"}))
+    store.put(grain("claims to replace it", related_to=[{"hash": locked, "relation_type": "replaces"}]))
+    assert store.index_state(locked) == {}
+    assert locked in [g.address for g in store.list(current_only=True)]
