@@ -11,6 +11,7 @@ migration engine that accounts for every record and writes a receipt that proves
 from ._version import __version__
 from .api import export, import_, migrate, open_store
 from .checks import inspect, validate, verify
+from .convert import convert
 from .engine.receipt import Receipt
 from .errors import (
     CapabilityError,
@@ -39,6 +40,7 @@ __all__ = [
     "Vector",
     "VexError",
     "__version__",
+    "convert",
     "export",
     "import_",
     "inspect",

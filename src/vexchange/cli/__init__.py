@@ -2,8 +2,9 @@
 
 The commands live by group: run.py (export, import, migrate), check.py (inspect, validate,
 verify), pack.py (pack, search, feedback, micropack), grains.py, adapter.py, info.py
-(connectors, demo); _options.py makes the options of every command that runs from
-``RunOptions``. This module is the entry point (``main``) and the ``cli`` group they join.
+(connectors, demo), sign.py (sign), convert.py (convert), backup.py (backup, sync);
+_options.py makes the options of every command that runs from ``RunOptions``. This module
+is the entry point (``main``) and the ``cli`` group they join.
 
 Exit codes (docs/errors.md): 0 success; 1 a run failed or stopped (resumable); 2 usage error;
 3 integrity failure (validate found errors, verify found differences, checksum mismatch);

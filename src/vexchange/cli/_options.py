@@ -17,7 +17,8 @@ import click
 
 from ..engine.options import OptionInfo, RunOptions, literal_choices, option_fields
 
-__all__ = ["AliasedOption", "run_option", "run_options"]
+__all__ = ["AliasedOption", "run_option", "run_options", "source_secret_option",
+           "target_secret_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,16 +98,23 @@ def _secrets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     return out
 
 
+source_secret_option = click.option(
+    "--source-secret", "source_secrets", multiple=True, metavar="NAME=VALUE", callback=_secrets,
+    help="A secret for the source (api_key, password, token); prefer VEX_<CONNECTOR>_<NAME>"
+         " variables, which stay out of process lists.")
+"""``--source-secret NAME=VALUE`` (repeatable): a dict of secrets for the source's connector, for
+every command that opens a source."""
+target_secret_option = click.option(
+    "--target-secret", "target_secrets", multiple=True, metavar="NAME=VALUE", callback=_secrets,
+    help="A secret for the target, like --source-secret.")
+
 _CLI_ONLY: list[Callable[[Any], Any]] = [
     click.option("--receipt", type=click.Path(dir_okay=False),
                  help="Receipt path [default: <target>.receipt.json]."),
     click.option("--rejects", type=click.Path(dir_okay=False),
                  help="Rejects path [default: <target>.rejects.jsonl]."),
-    click.option("--source-secret", "source_secrets", multiple=True, metavar="NAME=VALUE",
-                 callback=_secrets, help="A secret for the source (api_key, password, token);"
-                 " prefer VEX_<CONNECTOR>_<NAME> variables, which stay out of process lists."),
-    click.option("--target-secret", "target_secrets", multiple=True, metavar="NAME=VALUE",
-                 callback=_secrets, help="A secret for the target, like --source-secret."),
+    source_secret_option,
+    target_secret_option,
     click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON on stdout."),
     click.option("--quiet", is_flag=True, help="No progress bar and no summary."),
 ]

@@ -15,7 +15,7 @@ import click
 from ..errors import UsageError, register_secret
 from ..spec import StoreSpec
 from ._app import cli, emit
-from ._options import _secrets
+from ._options import source_secret_option, target_secret_option
 from .run import run_command
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,8 +36,7 @@ _KDF_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Argon2id lanes (when the repository is created)."),
 ]
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-_SOURCE_SECRET = click.option("--source-secret", "source_secrets", multiple=True, metavar="NAME=VALUE",
-                              callback=_secrets, help="A secret for the source, as in vex export.")
+_SOURCE_SECRET = source_secret_option
 
 
 def _with(options: list[Callable[[Any], Any]]) -> Callable[[F], F]:
@@ -64,8 +63,7 @@ def _pull_options(fn: F) -> F:
                       help="Receipt path [default: <target>.receipt.json].")(fn)
     fn = click.option("--rejects", type=click.Path(dir_okay=False),
                       help="Rejects path [default: <target>.rejects.jsonl].")(fn)
-    fn = click.option("--target-secret", "target_secrets", multiple=True, metavar="NAME=VALUE",
-                      callback=_secrets, help="A secret for the target, as in vex import.")(fn)
+    fn = target_secret_option(fn)
     fn = click.option("--quiet", is_flag=True, help="No progress bar and no summary.")(fn)
     return _with([*_KEY_OPTIONS, _JSON])(fn)
 

@@ -13,7 +13,7 @@ import click
 
 from ..convert import ConvertResult, convert as convert_records, format_names, formats
 from ._app import cli, emit
-from ._options import _secrets, aliased
+from ._options import aliased, source_secret_option
 from .run import EXIT_SKIPPED, location
 
 _NAMES = [*format_names(), "list"]
@@ -60,8 +60,7 @@ def _summary(result: ConvertResult) -> None:
 @click.option("--rejects", type=click.Path(dir_okay=False),
               help="Rejects path [default: <output>.rejects.jsonl].")
 @click.option("--allow-skips", is_flag=True, help="Exit 0 even when conversations were refused.")
-@click.option("--source-secret", "source_secrets", multiple=True, metavar="NAME=VALUE", callback=_secrets,
-              help="A secret for the source (api_key, password, token); prefer VEX_* variables.")
+@source_secret_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No summary.")
 @click.pass_context
