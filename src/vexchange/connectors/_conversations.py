@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -545,22 +546,26 @@ class ExportFiles:
         if where is None:
             yield None
             return
-        try:
-            if not self.zipped:
-                with open(where, "rb") as handle:
-                    handle.seek(offset)
-                    yield handle, where
-                return
-            with self._zip() as archive, archive.open(where) as member:
-                if offset:
-                    member.seek(offset)  # decompresses up to there: constant memory
-                yield member, f"{self.path}!{where}"
-        except (RuntimeError, NotImplementedError) as err:  # encrypted, unknown compression
-            raise UsageError(f"{self.path}: {where} cannot be read: {err}",
-                             hint="unpack the export with a zip tool and give its folder") from None
-        except zipfile.BadZipFile as err:
-            raise DecodeError(f"{where} cannot be read from the zip: {err}", location=str(self.path),
-                              hint="the download is damaged; download the export again") from None
+        if not self.zipped:
+            with open(where, "rb") as handle:
+                handle.seek(offset)
+                yield handle, where
+            return
+        with self._zip() as archive:
+            try:
+                member = archive.open(where)
+            except (RuntimeError, NotImplementedError) as err:  # encrypted, unknown compression
+                raise UsageError(f"{self.path}: {where} cannot be read: {err}",
+                                 hint="unpack the export with a zip tool and give its folder") from None
+            with member:
+                try:
+                    if offset:
+                        member.seek(offset)  # decompresses up to there: constant memory
+                    yield member, f"{self.path}!{where}"
+                except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+                    raise DecodeError(f"{where} cannot be read from the zip: {err}",
+                                      location=str(self.path),
+                                      hint="the download is damaged; download the export again") from None
 
 
 def _choice(spec: StoreSpec, option: str, choices: tuple[str, ...]) -> str:
