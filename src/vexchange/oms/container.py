@@ -61,7 +61,7 @@ bytes, so one step yields at most 16 MiB, and the limit is overshot by no more t
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PORTABLE_INDEX_KEYS = {"superseded_by": "sb", "system_valid_to": "svt",
                         "verification_status": "vstatus", "access_count": "ac",
-                        "last_accessed_at": "laa"}
+                        "last_accessed_at": "laa", "contradicted": "ct"}
 
 
 def _corrupt(message: str) -> Exception:
