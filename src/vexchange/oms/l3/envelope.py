@@ -82,3 +82,30 @@ def open_envelope(envelope: bytes, data_key: bytes, *, address: str) -> bytes:
     if not hmac.compare_digest(hashlib.sha256(blob).hexdigest(), address):
         raise TamperedError(f"the decrypted grain does not hash to {address}")
     return blob
+
+
+ATTACHMENT_MAGIC = b"VXA3"
+
+
+def seal_attachment(data: bytes, data_key: bytes, key_id: bytes, *, address: str, name: str) -> bytes:
+    """An attachment of a grain (a vector it references), sealed under the grain's data key:
+    magic "VXA3", version, algorithm, key id (8), nonce (12), grain address (32), u16 name
+    length, name (UTF-8), then ciphertext and tag; the AAD is everything before the ciphertext."""
+    label = name.encode("utf-8", "surrogatepass")
+    prefix = (ATTACHMENT_MAGIC + bytes((VERSION, ALG_AES256GCM)) + key_id + _new_nonce()
+              + bytes.fromhex(address) + len(label).to_bytes(2, "big") + label)
+    return prefix + AESGCM(data_key).encrypt(prefix[14:26], data, prefix)
+
+
+def open_attachment(sealed: bytes, data_key: bytes, *, address: str) -> tuple[str, bytes]:
+    """(name, data) of an attachment of the grain at ``address``."""
+    if len(sealed) < 60 + TAG or sealed[:4] != ATTACHMENT_MAGIC:
+        raise TamperedError("not a Level 3 attachment")
+    if not hmac.compare_digest(sealed[26:58].hex(), address):
+        raise EnvelopeSwapError(f"an attachment stored with {address} belongs to {sealed[26:58].hex()}")
+    end = 60 + int.from_bytes(sealed[58:60], "big")
+    try:
+        data = AESGCM(data_key).decrypt(sealed[14:26], sealed[end:], sealed[:end])
+    except InvalidTag:
+        raise TamperedError(f"an attachment of {address} fails authentication") from None
+    return sealed[60:end].decode("utf-8", "surrogatepass"), data

@@ -11,6 +11,7 @@ the change back and is then logged on its own.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hmac
 import os
 import sqlite3
@@ -29,7 +30,7 @@ from . import fts, hexastore
 from .audit import AuditTrail
 from .backends import DirBlobs, SqliteBlobs
 from .blind import BlindIndex
-from .envelope import open_envelope, parse, seal
+from .envelope import open_attachment, open_envelope, parse, seal, seal_attachment
 from .errors import EnvelopeSwapError, NonceReuseError, PolicyDeniedError, TamperedError
 from .keys import KEY_BYTES, MasterKey, new_data_key, unwrap, wrap
 from .keys import WRAP_AAD as _AAD
@@ -52,6 +53,8 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS blind_token ON blind (token, gid)",
     "CREATE INDEX IF NOT EXISTS blind_gid ON blind (gid)",
     "CREATE TABLE IF NOT EXISTS consent_withdrawn (address TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS attachments (gid INTEGER NOT NULL, sealed BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS attachments_gid ON attachments (gid)",
     *hexastore.SCHEMA,
     *fts.SCHEMA,
 )
@@ -227,7 +230,8 @@ class Level3Store(GrainStore):
                                   "missing_blobs": 0}
         with self._tx():
             if not clean:
-                for table, column in (("blind", "gid"), ("triples", "gid"), ("fts", "rowid")):
+                for table, column in (("blind", "gid"), ("triples", "gid"), ("fts", "rowid"),
+                                      ("attachments", "gid")):
                     cursor = self.db.execute(
                         f"DELETE FROM {table} WHERE {column} NOT IN (SELECT id FROM grains)")
                     report["orphan_index_rows"] += max(cursor.rowcount, 0)
@@ -319,6 +323,7 @@ class Level3Store(GrainStore):
             return
         gid = row[0]
         self.db.execute("DELETE FROM blind WHERE gid = ?", (gid,))
+        self.db.execute("DELETE FROM attachments WHERE gid = ?", (gid,))
         hexastore.remove(self.db, gid)
         fts.remove(self.db, gid)
         self.db.execute("DELETE FROM grains WHERE id = ?", (gid,))
@@ -345,12 +350,17 @@ class Level3Store(GrainStore):
                                       reason=decision.reason)
                 return result
         except OMSError as err:
-            if err.code in _DENIALS and self._depth == 0:
-                rule = getattr(err, "rule", None) or ("l2:invalidation" if err.code == _DENIALS[0] else op)
-                with self._tx():
-                    self.audit.append(op, address=address, user=user, decision="deny", rule=rule,
-                                      reason=err.code)
+            if err.code in _DENIALS:
+                self._log_denial(op, address, user, err)
             raise
+
+    def _log_denial(self, op: str, address: str | None, user: bytes | None, err: OMSError) -> None:
+        """Inside an outer transaction the entry goes with it (kept if the caller goes on and
+        commits, gone with a rollback, when the outer level logs again); at the outer level it
+        is written on its own, after the rollback."""
+        rule = getattr(err, "rule", None) or ("l2:invalidation" if err.code == _DENIALS[0] else op)
+        with self._tx():
+            self.audit.append(op, address=address, user=user, decision="deny", rule=rule, reason=err.code)
 
     def _consent(self, address: str) -> ConsentState:
         found = self._load(address)
@@ -390,8 +400,13 @@ class Level3Store(GrainStore):
 
     def put_many(self, blobs: Iterable[bytes]) -> builtins.list[str]:
         """Several puts in one transaction: all are acknowledged together, or none is."""
-        with self._tx():
-            return [self.put(blob) for blob in blobs]
+        try:
+            with self._tx():
+                return [self.put(blob) for blob in blobs]
+        except OMSError as err:
+            if err.code in _DENIALS and self._depth == 0:
+                self._log_denial("put_many", None, None, err)
+            raise
 
     def _after_put(self, grain: Grain) -> None:
         """A Consent withdrawal marks its prior consent withdrawn; under a cascading preset the
@@ -406,11 +421,8 @@ class Level3Store(GrainStore):
         rows = self.db.execute("SELECT g.address FROM blind b JOIN grains g ON g.id = b.gid"
                                " WHERE b.token = ?", (token,)).fetchall()
         for (dependent,) in rows:
-            try:
+            with contextlib.suppress(OMSError):  # held or retained: kept (the refusal is logged)
                 self.delete(dependent, reason="consent_cascade")
-            except OMSError as err:  # held or retained: kept, and the refusal is logged
-                self.audit.append("delete", address=dependent, decision="deny", rule="consent_cascade",
-                                  reason=err.code)
 
     def get(self, address: str) -> Grain | None:
         grain = GrainStore.get(self, address)
@@ -528,6 +540,38 @@ class Level3Store(GrainStore):
         sql += " ORDER BY g.id" + ("" if limit is None else f" LIMIT {int(limit)}")
         for address, key_id, stored in self.db.execute(sql, params):
             yield decode_grain(self._open_row(address, key_id, stored))
+
+    def put_attachments(self, address: str, attachments: dict[str, bytes]) -> None:
+        """Keep data a grain references but does not hold (the vectors of its
+        ``embedding_refs``), sealed under the grain's data key; erased with the grain."""
+        row = self.db.execute("SELECT id, key_id FROM grains WHERE address = ?", (address,)).fetchone()
+        if row is None:
+            raise UsageError(f"no grain {address} to attach data to")
+        key_id = bytes(row[1])
+        with self._tx():
+            self.db.execute("DELETE FROM attachments WHERE gid = ?", (row[0],))
+            self.db.executemany("INSERT INTO attachments (gid, sealed) VALUES (?, ?)", [
+                (row[0], seal_attachment(data, self._data_key(key_id), key_id, address=address, name=name))
+                for name, data in attachments.items()])
+
+    def attachments(self, address: str) -> dict[str, bytes]:
+        row = self.db.execute("SELECT id, key_id FROM grains WHERE address = ?", (address,)).fetchone()
+        if row is None:
+            return {}
+        key = self._data_key(bytes(row[1]))
+        return dict(open_attachment(bytes(sealed), key, address=address) for (sealed,) in self.db.execute(
+            "SELECT sealed FROM attachments WHERE gid = ? ORDER BY rowid", (row[0],)).fetchall())
+
+    def scan(self, *, after: int = 0, limit: int = 1000,
+             current_only: bool = True) -> builtins.list[tuple[int, Grain]]:
+        """(row id, grain) of up to ``limit`` grains after row id ``after``, in write order: a
+        resumable cursor for readers."""
+        rows = self.db.execute(
+            "SELECT id, address, key_id, envelope FROM grains WHERE id > ?"
+            + (" AND current = 1" if current_only else "") + " ORDER BY id LIMIT ?",
+            (after, limit)).fetchall()
+        return [(gid, decode_grain(self._open_row(address, key_id, stored)))
+                for gid, address, key_id, stored in rows]
 
     def verify_audit(self, *, expect_head: str | None = None) -> dict[str, Any]:
         return self.audit.verify(expect_head=expect_head)
