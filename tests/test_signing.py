@@ -293,6 +293,8 @@ def test_the_signature_never_replaces_data(tmp_path: Path) -> None:
         signing.sign(data, tmp_path / "k.key", signature=tmp_path / "notes.sig")
     assert (tmp_path / "notes.sig").read_text() == "my notes" and data.read_bytes() == before
     assert not list(tmp_path.glob("*.partial"))
+    with pytest.raises(UsageError, match="does not exist"):
+        signing.sign(data, tmp_path / "k.key", signature=tmp_path / "no" / "m.sig")
     with pytest.raises(UsageError, match=r"not a \.vmig\.jsonl"):
         signing.sign(tmp_path / "k.key.pub", tmp_path / "k.key")
 

@@ -40,7 +40,7 @@ from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
-from ._atomic import AtomicOutput
+from ._atomic import AtomicOutput, check_writable
 from .connectors.vmig import max_line_bytes
 from .errors import DecodeError, MissingDependencyError, UsageError, register_secret
 from .results import ChangedRecord, KeyReport, SignatureCheck, SignReport
@@ -753,10 +753,11 @@ def _sign(path: Path, seed: bytes, sig_path: Path) -> SignReport:
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     ed25519 = _ed25519()
+    check_writable(sig_path)  # before any work; the spool below lives in the same folder
     before = _identity(path)
     root = _Root()
     count = 0
-    with tempfile.TemporaryFile(dir=sig_path.parent or None) as spool:
+    with tempfile.TemporaryFile(dir=sig_path.parent) as spool:
         # the record_hashes list goes to a spool file as it is made: it precedes nothing in
         # memory, and the signature's header (count, root) can still come first, as Vex writes it
         for line in _hashed_lines(path):
