@@ -8,7 +8,8 @@ is the entry point (``main``) and the ``cli`` group they join.
 
 Exit codes (docs/errors.md): 0 success; 1 a run failed or stopped (resumable); 2 usage error;
 3 integrity failure (validate found errors, verify found differences, checksum mismatch);
-4 finished but records were skipped and --allow-skips was not given; 130 interrupted.
+4 finished but records were skipped and --allow-skips was not given; 5 vex verify --signature:
+a valid signature from an unknown key; 130 interrupted.
 """
 
 from __future__ import annotations
