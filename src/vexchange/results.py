@@ -72,7 +72,8 @@ class SidecarState(Result, frozen=True, kw_only=True):
     "missing" and every other field is UNSET; else the fields are the sidecar's own values."""
 
     status: str
-    """"missing", or the checksum's state: "ok", "ok-vex-convention", "mismatch", "no-checksum"."""
+    """"missing", or the checksum's state: "ok", "ok-vex-convention", "ok-empty" (Vex's empty-export sidecar,
+    and no record), "mismatch", "no-checksum"."""
     record_count: int | UnsetType | None = UNSET
     """The count the sidecar records (None when it records none)."""
     record_count_matches: bool | UnsetType = UNSET
@@ -148,7 +149,8 @@ class ChecksumCheck(VerifyCheck, tag="checksum", frozen=True, kw_only=True):
 
     ok: bool
     status: str
-    """The checksum's state: "ok", "ok-vex-convention", "mismatch", "no-sidecar", "no-checksum"."""
+    """The checksum's state: "ok", "ok-vex-convention", "ok-empty", "mismatch", "no-sidecar",
+    "no-checksum"."""
     records: int
     """Lines in the file."""
     sidecar_record_count: int | None
