@@ -43,7 +43,8 @@ def test_a_bare_path_with_no_declared_suffix_is_refused_with_the_same_hint(path:
                                  " .vmig.jsonl, .mg or .jsonl")
 
 
-_PATH_SCHEMES = ("vektor", "vmig", "jsonl", "cartridge", "vectorpack", "lancedb", "qdrant-edge", "mg")
+_PATH_SCHEMES = ("vektor", "vmig", "jsonl", "cartridge", "vectorpack", "lancedb", "qdrant-edge", "mg",
+                 "claude-export", "chatgpt-export")
 
 
 @pytest.mark.parametrize("scheme", _PATH_SCHEMES)
