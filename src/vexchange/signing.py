@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
 from ._atomic import AtomicOutput, check_writable
-from .connectors.vmig import max_line_bytes
+from .connectors.vmig import bounded_lines
 from .errors import DecodeError, MissingDependencyError, UsageError, register_secret
 from .results import ChangedRecord, KeyReport, SignatureCheck, SignReport
 
@@ -273,27 +273,19 @@ def _hashed_lines(path: Path) -> Iterator[_Line]:
     """Every line Vex counts as a record (not blank after trimming), hashed, streamed: memory
     holds one line. A line that is not UTF-8, a ``#`` comment, not JSON or not an object gets
     no hash and a reason (Vex's own sign and verify stop with an exception on it)."""
-    limit = max_line_bytes()
     blake3 = _blake3()
-    index = line_no = 0
-    with open(path, "rb", buffering=1 << 20) as handle:
-        while raw := handle.readline(limit + 1):
-            line_no += 1
-            if len(raw) > limit and not raw.endswith(b"\n"):
-                raise DecodeError(
-                    f"the line is longer than {limit:,} bytes; refusing to read it whole",
-                    location=f"{path} line {line_no}",
-                    hint="if the file is sound, set VEX_MAX_LINE_BYTES to a larger number of bytes")
-            try:
-                text = raw.decode("utf-8").strip(_JS_SPACE)
-            except UnicodeDecodeError:
-                yield _Line(index, line_no, None, None, "not UTF-8")
-                index += 1
-                continue
-            if not text:
-                continue
-            yield _hash_line(text, index, line_no, blake3)
+    index = 0
+    for line_no, raw in bounded_lines(path):
+        try:
+            text = raw.decode("utf-8").strip(_JS_SPACE)
+        except UnicodeDecodeError:
+            yield _Line(index, line_no, None, None, "not UTF-8")
             index += 1
+            continue
+        if not text:
+            continue
+        yield _hash_line(text, index, line_no, blake3)
+        index += 1
 
 
 def _hash_line(text: str, index: int, line_no: int, blake3: Any) -> _Line:

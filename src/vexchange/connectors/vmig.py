@@ -149,6 +149,21 @@ def iter_lines(path: Path, *, offset: int = 0, line_no: int = 0,
     included, in order (a running checksum). A line longer than ``max_line`` bytes (default
     :func:`max_line_bytes`) is a DecodeError, raised after reading at most that much of it.
     """
+    for number, raw in bounded_lines(path, offset=offset, line_no=line_no, max_line=max_line):
+        offset += len(raw)
+        if on_bytes is not None:
+            on_bytes(raw)
+        line = (raw[3:] if number == 1 and raw.startswith(_BOM) else raw).strip()
+        if line and not line.startswith(b"#"):
+            yield number, offset, line
+
+
+def bounded_lines(path: Path, *, offset: int = 0, line_no: int = 0,
+                  max_line: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw line)`` for every line from ``offset``, each read with a bound: a
+    line longer than ``max_line`` bytes (default :func:`max_line_bytes`) is a DecodeError,
+    raised after reading at most that much of it, so a damaged or hostile file cannot fill
+    memory. Every reader of line files goes through here."""
     limit = max_line or max_line_bytes()
     # a 1 MiB buffer: lines of a few KiB each through the default 8 KiB one cost 3 µs a line
     # in refills, against 0.8 µs
@@ -161,12 +176,7 @@ def iter_lines(path: Path, *, offset: int = 0, line_no: int = 0,
                     f"the line is longer than {limit:,} bytes; refusing to read it whole",
                     location=f"{path} line {line_no}",
                     hint="if the file is sound, set VEX_MAX_LINE_BYTES to a larger number of bytes")
-            offset += len(raw)
-            if on_bytes is not None:
-                on_bytes(raw)
-            line = (raw[3:] if line_no == 1 and raw.startswith(_BOM) else raw).strip()
-            if line and not line.startswith(b"#"):
-                yield line_no, offset, line
+            yield line_no, raw
 
 
 def read_file(path: Path, *, batch_size: int, after: str | None = None,
