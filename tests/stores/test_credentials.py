@@ -26,7 +26,8 @@ from vexchange.testing.conformance import FailingWriter, write_vmig
 from vexchange.testing.records import sample_records
 
 SCHEMES = sorted(_registry._BUILTINS)
-FILE_SCHEMES = {"vektor", "vmig", "jsonl", "cartridge", "vectorpack", "lancedb", "qdrant-edge", "mg"}
+FILE_SCHEMES = {"vektor", "vmig", "jsonl", "cartridge", "vectorpack", "lancedb", "qdrant-edge", "mg",
+                "claude-export", "chatgpt-export"}
 HONOURED = {"pgvector", "redis", "milvus"}
 
 
