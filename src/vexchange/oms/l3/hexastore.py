@@ -30,9 +30,9 @@ def remove(db: sqlite3.Connection, gid: int) -> None:
 
 
 def pattern(s: bytes | None, r: bytes | None, o: bytes | None) -> tuple[str, list[bytes]] | None:
-    """A subquery of the gids matching the bound positions, or None when none is bound."""
+    """The condition on the bound positions of ``triples t`` (joined to the grains), or None
+    when none is bound."""
     bound = [(name, value) for name, value in (("s", s), ("r", r), ("o", o)) if value is not None]
     if not bound:
         return None
-    where = " AND ".join(f"{name} = ?" for name, _ in bound)
-    return f"SELECT gid FROM triples WHERE {where}", [value for _, value in bound]
+    return " AND ".join(f"t.{name} = ?" for name, _ in bound), [value for _, value in bound]

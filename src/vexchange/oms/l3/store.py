@@ -514,30 +514,45 @@ class Level3Store(GrainStore):
               current_only: bool = True, limit: int | None = None) -> Iterator[Grain]:
         """Grains matching every given equality (blind tokens) and ``text`` (FTS words), in
         write order; ``current_only`` skips superseded and contradicted grains."""
+        token = self.index.token
+        joins: builtins.list[str] = []
         clauses: builtins.list[str] = []
         params: builtins.list[Any] = []
-        token = self.index.token
+        order = "g.id"  # then the driving index's own gid column: walked in order, no sort
         triple = hexastore.pattern(*(None if v is None else token(n, v) for n, v in
                                      (("subject", subject), ("relation", relation), ("object", object))))
-        if triple is not None:
-            clauses.append(f"g.id IN ({triple[0]})")
+        if triple is not None:  # the triple index drives the query
+            joins.append("JOIN triples t ON t.gid = g.id")
+            order = "t.gid"
+            clauses.append(triple[0])
             params += triple[1]
-        for name, value in (("namespace", namespace), ("user_id", user_id), ("type", type), ("tag", tag)):
-            if value is not None:
-                clauses.append("g.id IN (SELECT gid FROM blind WHERE token = ?)")
-                params.append(token(name, value))
+        blind = [token(name, value) for name, value in (("namespace", namespace), ("user_id", user_id),
+                                                         ("type", type), ("tag", tag)) if value is not None]
+        for tok in blind:
+            if not joins:  # else a point lookup per candidate on (token, gid)
+                joins.append("JOIN blind b ON b.gid = g.id")
+                order = "b.gid"
+                clauses.append("b.token = ?")
+            else:
+                clauses.append("EXISTS (SELECT 1 FROM blind WHERE token = ? AND gid = g.id)")
+            params.append(tok)
         if text is not None:
             words = self.index.words(text)
             if not words:
                 return
-            clauses.append("g.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
+            if not joins:  # FTS5 yields its matches in rowid order: it drives
+                joins.append("JOIN fts ON fts.rowid = g.id")
+                order = "fts.rowid"
+                clauses.append("fts MATCH ?")
+            else:
+                clauses.append("g.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
             params.append(fts.match_query(words, phrase=phrase))
         if current_only:
             clauses.append("g.current = 1")
-        sql = "SELECT g.address, g.key_id, g.envelope FROM grains g"
+        sql = "SELECT g.address, g.key_id, g.envelope FROM grains g " + " ".join(joins)
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY g.id" + ("" if limit is None else f" LIMIT {int(limit)}")
+        sql += f" ORDER BY {order}" + ("" if limit is None else f" LIMIT {int(limit)}")
         for address, key_id, stored in self.db.execute(sql, params):
             yield decode_grain(self._open_row(address, key_id, stored))
 
