@@ -144,16 +144,17 @@ def test_nonce_reuse_refused(store: Level3Store, monkeypatch: pytest.MonkeyPatch
     assert store.verify_audit()["ok"]
 
 
-def test_no_plaintext_in_the_sqlite_file(tmp_path: Path, key: MasterKey) -> None:
-    path = tmp_path / "s.db"
-    store = Level3Store(path, key, create=True)
+@pytest.mark.parametrize("directory", [False, True])
+def test_no_plaintext_in_the_sqlite_file(tmp_path: Path, key: MasterKey, directory: bool) -> None:
+    path = tmp_path / ("s.db" if not directory else "s.dbdir")
+    store = Level3Store(path, key, create=True, directory=directory)
     a = store.put_many([belief(i) for i in range(20)])
     store.supersede(a[0], belief(0, object="quokkaberry", derived_from=[a[0]]))
     secrets = [b"zebrafinch", b"quokkaberry", b"patient-", b"person-", b"clinic:alpha", b"topic:care",
                b"takes"]
 
     def leaks() -> list[bytes]:
-        data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("s.db"))
+        data = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "k")
         assert len(data) > 4096
         return [s for s in secrets if s in data or s.decode().encode("utf-16-le") in data]
 

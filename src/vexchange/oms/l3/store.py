@@ -340,8 +340,9 @@ class Level3Store(GrainStore):
 
     def _audited(self, op: str, address: str | None, user: bytes | None, action: Callable[[], _T],
                  decisions: builtins.list[Decision]) -> _T:
-        """Run ``action`` and log ``decisions`` plus the operation in one transaction; a denial
-        (policy or Level 2) rolls everything back and is logged afterwards, at the outer level."""
+        """Run ``action`` and log ``decisions`` in one transaction. A denial (policy or Level 2)
+        rolls the change back and is logged (:meth:`_log_denial`). The grain decoded for the
+        policy is dropped whatever happens (``_save`` takes it when it writes)."""
         try:
             with self._tx():
                 result = action()
@@ -353,6 +354,9 @@ class Level3Store(GrainStore):
             if err.code in _DENIALS:
                 self._log_denial(op, address, user, err)
             raise
+        finally:
+            if self._depth == 0:
+                self._decoded.clear()
 
     def _log_denial(self, op: str, address: str | None, user: bytes | None, err: OMSError) -> None:
         """Inside an outer transaction the entry goes with it (kept if the caller goes on and
@@ -407,6 +411,9 @@ class Level3Store(GrainStore):
             if err.code in _DENIALS and self._depth == 0:
                 self._log_denial("put_many", None, None, err)
             raise
+        finally:
+            if self._depth == 0:
+                self._decoded.clear()
 
     def _after_put(self, grain: Grain) -> None:
         """A Consent withdrawal marks its prior consent withdrawn; under a cascading preset the
