@@ -340,3 +340,13 @@ def test_refusals_of_paths(tmp_path: Path, key: MasterKey) -> None:
         Level3Store(tmp_path / "s.db", key, create=True)
     with pytest.raises(UsageError):
         Level3Store(tmp_path / "t.db", key, create=True, preset="sox")
+    (tmp_path / "text.db").write_bytes(b"not a database at all, just text" * 100)
+    with pytest.raises(UsageError):
+        Level3Store(tmp_path / "text.db", key)
+    other = sqlite3.connect(tmp_path / "other.db")
+    other.execute("CREATE TABLE t (x)")
+    other.commit()
+    other.close()
+    with pytest.raises(UsageError):
+        Level3Store(tmp_path / "other.db", key)
+    assert sqlite3.connect(tmp_path / "other.db").execute("PRAGMA journal_mode").fetchone()[0] == "delete"

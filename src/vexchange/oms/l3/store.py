@@ -84,6 +84,8 @@ class Level3Store(GrainStore):
             self.path.mkdir(parents=True, exist_ok=True)
         self.blobs: SqliteBlobs | DirBlobs = DirBlobs(self.path) if is_dir else SqliteBlobs()
         self.db = sqlite3.connect(str(self.path / INDEX_FILE if is_dir else self.path), isolation_level=None)
+        if not create:
+            self._check_format()  # before any pragma changes someone else's SQLite file
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
         self.db.execute("PRAGMA secure_delete = ON")  # erased bytes are zeroed, not left in free pages
@@ -122,13 +124,19 @@ class Level3Store(GrainStore):
     def _meta_text(self, name: str) -> str:
         return self._meta(name).decode()
 
-    def _open(self, key: MasterKey) -> None:
+    def _check_format(self) -> None:
         try:
-            found = self._meta("format")
+            row = self.db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
         except sqlite3.DatabaseError:
-            raise UsageError(f"{self.path} is not a Level 3 store") from None
-        if found != FORMAT:
-            raise UsageError(f"{self.path}: store format {found!r}, this version reads {FORMAT!r}")
+            row = None
+        if row is None:
+            self.db.close()
+            raise UsageError(f"{self.path} is not a Level 3 store (vex grains store init makes one)")
+        if bytes(row[0]) != FORMAT:
+            self.db.close()
+            raise UsageError(f"{self.path}: store format {bytes(row[0])!r}, this version reads {FORMAT!r}")
+
+    def _open(self, key: MasterKey) -> None:
         self._salt = self._meta("salt")
         key.verify(self._salt, self._meta("check"), str(self.path))
         self._master = key
