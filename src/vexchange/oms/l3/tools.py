@@ -4,6 +4,7 @@ functions with the CLI's parameter names. The master key comes from ``key_file``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -22,6 +23,7 @@ __all__ = ["decrypt_grains", "encrypt_grains", "store_audit_verify", "store_cont
            "store_get", "store_init", "store_put", "store_query", "store_supersede"]
 
 BATCH = 1000
+_ADDRESS = re.compile("[0-9a-f]{64}")
 
 
 @contextmanager
@@ -81,7 +83,14 @@ def store_put(store: str | Path, input: str | Path, *, key_file: str | Path | No
         return {"store": str(store), "grains": added, "new": len(opened) - before}
 
 
+def _address(address: str) -> str:
+    if not _ADDRESS.fullmatch(address):
+        raise UsageError(f"{address!r} is not a content address (64 lowercase hex digits)")
+    return address
+
+
 def store_get(store: str | Path, address: str, *, key_file: str | Path | None = None) -> dict[str, Any]:
+    _address(address)
     with _opened(store, key_file) as opened:
         grain = opened.get(address)
         if grain is None:
@@ -104,6 +113,7 @@ def store_query(store: str | Path, *, key_file: str | Path | None = None, subjec
 
 def store_supersede(store: str | Path, old_address: str, input: str | Path, *,
                     key_file: str | Path | None = None, justification: str | None = None) -> dict[str, Any]:
+    _address(old_address)
     with _opened(store, key_file) as opened:
         address = opened.supersede(old_address, _one_blob(input), justification=justification)
         return {"superseded": old_address, "by": address}
@@ -111,6 +121,7 @@ def store_supersede(store: str | Path, old_address: str, input: str | Path, *,
 
 def store_contradict(store: str | Path, address: str, input: str | Path, *,
                      key_file: str | Path | None = None, justification: str | None = None) -> dict[str, Any]:
+    _address(address)
     with _opened(store, key_file) as opened:
         new = opened.contradict(address, _one_blob(input), justification=justification)
         return {"contradicted": address, "by": new}
@@ -121,6 +132,8 @@ def store_erase(store: str | Path, *, key_file: str | Path | None = None, user_i
     """Crypto-erasure of every grain of ``user_id``, or compliance deletion of one grain."""
     if (user_id is None) == (address is None):
         raise UsageError("give exactly one of --user-id and --address")
+    if address is not None:
+        _address(address)
     with _opened(store, key_file) as opened:
         if user_id is not None:
             return {"erased": opened.erase(user_id), "user_key_destroyed": True}
