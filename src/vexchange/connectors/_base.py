@@ -23,7 +23,8 @@ from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 
-__all__ = ["METRICS", "AtPath", "Capabilities", "Connector", "Page", "Reject", "VectorSpace", "Writer"]
+__all__ = ["METRICS", "AtPath", "Capabilities", "Connector", "Page", "Reject", "Shard", "VectorSpace",
+           "Writer"]
 
 METRICS = ("cosine", "dot", "euclidean", "manhattan")
 """Distance metrics by their vexchange names; each connector maps them to its store's names."""
@@ -67,6 +68,37 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     read_in_process: bool = False
     """``read`` may run in a child process (engine/read_process.py): the connector and its
     pages can be pickled, and reading needs nothing from this process. For large file sources."""
+    concurrent_writers: bool | None = None
+    """Several processes may write into the store at once, each with its own writer (a
+    parallel run, docs/engine.md). None: by kind, True for a server (``takes_path`` False),
+    False for a file or an embedded store, which a parallel run fills through one writer."""
+
+
+class Shard(msgspec.Struct, frozen=True, kw_only=True):
+    """One part of a source for a parallel run: a plain, serialisable description (no handle,
+    no secret) that any process, or a Ray task, hands back to ``Connector.read_shard``.
+
+    ``kind`` says what ``start`` and ``end`` are: ``whole`` (the source, unsplit), ``rowid``
+    (SQLite rowids, ``start`` included, ``end`` excluded, None for no bound), ``bytes`` (file
+    offsets at line starts; ``line`` is the number of lines before ``start``), ``index``
+    (record positions). Shards of one plan are in source order: read one after the other,
+    they give exactly what ``read`` gives."""
+
+    index: int
+    kind: str = "whole"
+    start: int | None = None
+    end: int | None = None
+    line: int = 0
+    records: int | None = None
+    """Records in the shard, when the plan knows (progress only)."""
+
+    def label(self) -> str:
+        """The shard as a person reads it, for errors and the receipt."""
+        if self.kind == "whole":
+            return f"shard {self.index} (the whole source)"
+        low = "start" if self.start is None else self.start
+        high = "end" if self.end is None else self.end
+        return f"shard {self.index} ({self.kind} {low}..{high})"
 
 
 class Reject(msgspec.Struct, kw_only=True):
@@ -177,6 +209,34 @@ class Connector(ABC):
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         raise NotImplementedError(f"{self.name} cannot be read")
+
+    def shard_plan(self, max_shards: int) -> list[Shard]:
+        """How a parallel run may split this source: at most ``max_shards`` shards, in source
+        order, that together hold every record once. The same source state gives the same
+        plan (the engine writes it into the run's checkpoint and never asks again on
+        resume). By default one shard, the whole source: a source that cannot be split."""
+        return [Shard(index=0)]
+
+    def read_shard(self, shard: Shard, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        """Pages of one shard of ``shard_plan``, like ``read`` (the cursor resumes within the
+        shard; None after its last page). The whole-source shard is ``read``. A shard read
+        makes the ``read_checks`` that hold per record; a check over the whole source (a
+        file's checksum) is ``shard_checks``'s, made once before the shards are read."""
+        if shard.kind != "whole":
+            raise NotImplementedError(f"{self.name} has no {shard.kind} shards")
+        return self.read(batch_size=batch_size, after=after)
+
+    def shard_checks(self) -> dict[str, Any]:
+        """The checks a shard read cannot make alone (a checksum over the whole file), made
+        by the coordinator of a parallel run before the workers read, when ``verify_reads``;
+        raises IntegrityError on a mismatch. By default ``verify_source`` (every check over a
+        whole read); a format whose shard reads check each record overrides it."""
+        return self.verify_source() if self.read_checks else {}
+
+    def takes_concurrent_writers(self) -> bool:
+        """Whether the workers of a parallel run may each open a writer into this store."""
+        flag = self.capabilities.concurrent_writers
+        return (not self.takes_path) if flag is None else flag
 
     def verify_source(self) -> dict[str, Any]:
         """Make every ``read_checks`` check over the whole source, before any record is

@@ -31,7 +31,7 @@ from .._sqlite import error_kind, open_readonly, require_tables
 from ..errors import DecodeError, LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, Shard, VectorSpace, Writer
 from ._vektor_schema import (
     SIDE_DDL,
     SIDE_TABLE,
@@ -52,6 +52,8 @@ __all__ = ["VektorConnector"]
 _BUSY_TIMEOUT_MS = 5000
 _INT64_MAX = (1 << 63) - 1
 _INT64_MIN = -(1 << 63)
+_MIN_SHARD_ROWS = 256
+"""A parallel run splits a database into shards of at least this many rows."""
 _FRESH_CEILING = -(1 << 62)
 """Fresh rowids (for ids that are not their own rowid) are taken from [-2**63, -2**62)."""
 
@@ -114,16 +116,52 @@ class VektorConnector(AtPath, Connector):
         finally:
             db.close()
 
+    def shard_plan(self, max_shards: int) -> list[Shard]:
+        """Rowid ranges of about equal row counts, cut at the rowids found at every
+        ``count / max_shards``-th row in rowid order: the same rows give the same plan."""
+        db, _ = self._open_read()
+        try:
+            with _translated(self.path, "plan"):
+                total = int(db.execute("SELECT COUNT(*) FROM memories").fetchone()[0])
+                shards = max(1, min(max_shards, total // _MIN_SHARD_ROWS))
+                if shards == 1:
+                    return [Shard(index=0)]
+                cuts = [int(db.execute("SELECT rowid FROM memories ORDER BY rowid LIMIT 1 OFFSET ?",
+                                       (total * i // shards,)).fetchone()[0]) for i in range(1, shards)]
+        finally:
+            db.close()
+        bounds: list[int | None] = [None, *cuts, None]
+        return [Shard(index=i, kind="rowid", start=bounds[i], end=bounds[i + 1],
+                      records=total * (i + 1) // shards - total * i // shards) for i in range(shards)]
+
+    def read_shard(self, shard: Shard, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        if shard.kind == "whole":
+            return self.read(batch_size=batch_size, after=after)
+        if shard.kind != "rowid":
+            raise NotImplementedError(f"vektor has no {shard.kind} shards")
+        return self._shard_pages(shard, batch_size, after)
+
+    def _shard_pages(self, shard: Shard, batch_size: int, after: str | None) -> Iterator[Page]:
+        db, layout = self._open_read()
+        try:
+            # the first page of a shard starts at its lower bound, included
+            last = int(after) if after else (None if shard.start is None else shard.start - 1)
+            yield from self._pages(db, layout, batch_size, last, end=shard.end)
+        finally:
+            db.close()
+
     def _pages(self, db: sqlite3.Connection, layout: Layout, batch_size: int,
-               last: int | None) -> Iterator[Page]:
+               last: int | None, *, end: int | None = None) -> Iterator[Page]:
         with _translated(self.path, "read"):
             has_side = _has_table(db, SIDE_TABLE)
         columns = ", ".join(f'm."{c}"' for c in layout.columns)
         side = (f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s"
                 " ON s.row_key = CAST(m.id AS TEXT)") if has_side else "NULL, NULL FROM memories m"
+        bound = "" if end is None else f" AND m.rowid < {int(end)}"
         # no lower bound before the first page: a row may sit at the lowest rowid, -2**63
-        first = f"SELECT m.rowid, {columns}, {side} ORDER BY m.rowid LIMIT ?"
-        after = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"
+        first = (f"SELECT m.rowid, {columns}, {side}"
+                 f"{'' if end is None else f' WHERE m.rowid < {int(end)}'} ORDER BY m.rowid LIMIT ?")
+        after = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ?{bound} ORDER BY m.rowid LIMIT ?"
         cursor = last
         while True:
             with _translated(self.path, "read"):

@@ -29,12 +29,13 @@ from ..errors import InvalidSpecError, UsageError
 from ..record import MemoryRecord
 from ..results import ChecksumCheck, SidecarState
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, Shard, VectorSpace, Writer
 from ..errors import DecodeError, IntegrityError
 from ..sidecar import (StreamChecksum, checksum_status, claims_empty, read_sidecar, record_import,
                        recorded_checksum, sidecar_path, verify_checksum, write_sidecar)
 
-__all__ = ["LastBatch", "VmigConnector", "VmigWriter", "iter_lines", "read_file"]
+__all__ = ["LastBatch", "VmigConnector", "VmigPartWriter", "VmigWriter", "iter_lines", "join_parts",
+           "read_file"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -110,6 +111,53 @@ class VmigConnector(AtPath, Connector):
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         return read_file(self.path, batch_size=batch_size, after=after, verify=self.verify_reads)
 
+    def shard_plan(self, max_shards: int) -> list[Shard]:
+        """Byte ranges of about equal size, each cut moved forward to the start of the next
+        line, with the number of lines before it (so rejects name the same line numbers as
+        a one-worker read). One pass over the bytes, counting newlines, no decoding."""
+        if not self.path.is_file():
+            raise UsageError(f"no such file: {self.path}")
+        size = self.path.stat().st_size
+        shards = max(1, min(max_shards, size // _MIN_SHARD_BYTES))
+        if shards == 1:
+            return [Shard(index=0)]
+        cuts: list[tuple[int, int]] = []
+        with open(self.path, "rb", buffering=0) as handle:
+            lines = position = 0
+            for i in range(1, shards):
+                aim = max(size * i // shards, cuts[-1][0] if cuts else 0)
+                while position < aim:  # count the lines up to the aim, a chunk at a time
+                    chunk = handle.read(min(1 << 20, aim - position))
+                    lines += chunk.count(b"\n")
+                    position += len(chunk)
+                rest = handle.readline()  # to the end of the line the aim fell in
+                if position > 0 and not _after_newline(handle, position):
+                    lines += rest.endswith(b"\n")
+                    position += len(rest)
+                else:  # the aim is a line start already
+                    handle.seek(position)
+                if position >= size:
+                    break
+                if not cuts or position > cuts[-1][0]:
+                    cuts.append((position, lines))
+        bounds = [(0, 0), *cuts]
+        return [Shard(index=i, kind="bytes", start=start, line=line,
+                      end=bounds[i + 1][0] if i + 1 < len(bounds) else None)
+                for i, (start, line) in enumerate(bounds)] if cuts else [Shard(index=0)]
+
+    def read_shard(self, shard: Shard, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        """A byte range's records. The sidecar checksum covers the whole file: it is checked
+        once, before the shards are read (``shard_checks``), not here."""
+        if shard.kind == "whole":
+            return self.read(batch_size=batch_size, after=after)
+        if shard.kind != "bytes":
+            raise NotImplementedError(f"vmig has no {shard.kind} shards")
+        return read_file(self.path, batch_size=batch_size, verify=False,
+                         after=after or f"{shard.start or 0}:{shard.line}", end=shard.end)
+
+    def shard_checks(self) -> dict[str, Any]:
+        return self.verify_source()
+
     def verify_source(self) -> dict[str, Any]:
         """The file hashed whole against its sidecar (no decoding): ``--verify-first``."""
         if not self.path.is_file():
@@ -122,6 +170,19 @@ class VmigConnector(AtPath, Connector):
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return VmigWriter(self.path, resume=resume, dry_run=dry_run, spaces=spaces, compat=self.compat)
+
+
+_MIN_SHARD_BYTES = 64 << 10
+"""A parallel run splits a file into byte ranges of at least this size."""
+
+
+def _after_newline(handle: Any, position: int) -> bool:
+    """Whether ``position`` is a line start (the byte before it is a newline)."""
+    here = handle.tell()
+    handle.seek(position - 1)
+    before = handle.read(1)
+    handle.seek(here)
+    return bool(before == b"\n")
 
 
 DEFAULT_MAX_LINE_BYTES = 64 << 20
@@ -141,15 +202,16 @@ def max_line_bytes() -> int:
 
 def iter_lines(path: Path, *, offset: int = 0, line_no: int = 0,
                on_bytes: Callable[[bytes], None] | None = None,
-               max_line: int | None = None) -> Iterator[tuple[int, int, bytes]]:
+               max_line: int | None = None, end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
     """``(line number, byte offset after the line, line)`` for every line that holds data.
 
     Blank lines and ``#`` comments are skipped and a leading UTF-8 BOM is dropped; the one place
     that knows these reading rules. ``on_bytes`` is given every byte read, skipped lines
     included, in order (a running checksum). A line longer than ``max_line`` bytes (default
     :func:`max_line_bytes`) is a DecodeError, raised after reading at most that much of it.
+    ``end``: stop at the line that starts there (a shard's end, always a line start).
     """
-    for number, raw in bounded_lines(path, offset=offset, line_no=line_no, max_line=max_line):
+    for number, raw in bounded_lines(path, offset=offset, line_no=line_no, max_line=max_line, end=end):
         offset += len(raw)
         if on_bytes is not None:
             on_bytes(raw)
@@ -159,7 +221,7 @@ def iter_lines(path: Path, *, offset: int = 0, line_no: int = 0,
 
 
 def bounded_lines(path: Path, *, offset: int = 0, line_no: int = 0,
-                  max_line: int | None = None) -> Iterator[tuple[int, bytes]]:
+                  max_line: int | None = None, end: int | None = None) -> Iterator[tuple[int, bytes]]:
     """``(line number, raw line)`` for every line from ``offset``, each read with a bound: a
     line longer than ``max_line`` bytes (default :func:`max_line_bytes`) is a DecodeError,
     raised after reading at most that much of it, so a damaged or hostile file cannot fill
@@ -169,7 +231,9 @@ def bounded_lines(path: Path, *, offset: int = 0, line_no: int = 0,
     # in refills, against 0.8 µs
     with open(path, "rb", buffering=1 << 20) as handle:
         handle.seek(offset)
-        while raw := handle.readline(limit + 1):
+        position = offset
+        while (end is None or position < end) and (raw := handle.readline(limit + 1)):
+            position += len(raw)
             line_no += 1
             if len(raw) > limit and not raw.endswith(b"\n"):
                 raise DecodeError(
@@ -180,7 +244,7 @@ def bounded_lines(path: Path, *, offset: int = 0, line_no: int = 0,
 
 
 def read_file(path: Path, *, batch_size: int, after: str | None = None,
-              verify: bool = True) -> Iterator[Page]:
+              verify: bool = True, end: int | None = None) -> Iterator[Page]:
     """Stream records (and rejects) from a .vmig.jsonl file. With ``verify`` and a sidecar that
     records a checksum, the bytes are hashed as they are read (from the start, on a resumed
     read too) and a mismatch raises IntegrityError instead of the last page, so a run never
@@ -197,7 +261,7 @@ def read_file(path: Path, *, batch_size: int, after: str | None = None,
     # Vex's sidecar of an empty export has no checksum but still says: no record here
     empty = verify and expected is None and claims_empty(read_sidecar(path))
     lines: list[tuple[int, bytes]] = []
-    for line_no, offset, line in iter_lines(path, offset=start, line_no=first_line,
+    for line_no, offset, line in iter_lines(path, offset=start, line_no=first_line, end=end,
                                             on_bytes=None if stream is None else stream.update):
         if empty:
             raise _checksum_mismatch(path)
@@ -379,3 +443,40 @@ class VmigWriter(Writer):
     def abort(self) -> None:
         if self.out is not None:
             self.out.close_partial()
+
+
+class VmigPartWriter(VmigWriter):
+    """One worker's part of a parallel run's file (docs/engine.md, Parallel runs): the lines
+    of its shard, resumable like the file itself, committed without a sidecar; what the
+    sidecar of the joined file needs (counts, namespaces, dims, models) is in ``tally()``."""
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.held.release()
+        if self.out is not None:
+            self.out.flush(sync=True)
+            self.out.commit()
+
+    def tally(self) -> dict[str, Any]:
+        return {"count": self.count, "namespaces": dict(self.namespaces), "dims": dict(self.dims),
+                "models": dict(self.models)}
+
+
+def join_parts(path: Path, parts: list[Path], tallies: list[dict[str, Any]], *,
+               summary: dict[str, Any], spaces: dict[str, VectorSpace]) -> None:
+    """The parts of a parallel run, in shard order, as one complete file, byte for byte what
+    one writer writes, with its sidecar (the checksum over the whole): written to
+    ``<file>.partial`` (hashed as it goes), synced, renamed into place, then the sidecar.
+    Run again after a kill, it starts the joined file over; the parts stay until the run's
+    checkpoint is removed."""
+    writer = VmigWriter(path, resume=None, dry_run=False, spaces=spaces)
+    assert writer.out is not None
+    for part in parts:
+        with open(part, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                writer.out.write(chunk)
+    for tally in tallies:
+        writer.count += int(tally["count"])
+        writer.namespaces.update(tally["namespaces"])
+        writer.dims.update(tally["dims"])
+        writer.models.update(tally["models"])
+    writer.finish(summary)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -28,12 +29,13 @@ from ..connectors._base import METRICS
 from ..errors import UsageError
 from .vectors import VectorTransform, check_options as check_vector_options
 
-__all__ = ["DimsPolicy", "Metric", "NoOtherOptions", "OptionInfo", "Reembed", "RunOptions", "option",
+__all__ = ["DimsPolicy", "Metric", "NoOtherOptions", "OptionInfo", "Reembed", "RunOptions", "Workers", "option",
            "option_fields", "run_options_of", "signature_mismatches", "takes_run_options"]
 
 Metric = Literal["cosine", "dot", "euclidean", "manhattan"]
 Reembed = Literal["all", "missing"]
 DimsPolicy = Literal["skip", "reembed", "adapt"]
+Workers = int | Literal["auto"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,6 +148,18 @@ class RunOptions:
     sign: str | None = option(
         None, "Sign the .vmig.jsonl written with this Ed25519 key file: a .vmig.sig beside it,"
               " which the published Vex verifies too.", metavar="KEY", file=True, receipt="never")
+    workers: Workers = option(
+        1, "Worker processes, each reading its shards of the source and writing with its own"
+           " writer; auto = the CPUs this process may use (docs/engine.md, Parallel runs).",
+        metavar="N|auto", receipt="set")
+
+    def worker_count(self) -> int:
+        """``workers`` as a number: ``auto`` is the CPUs this process may use (its affinity
+        mask, so ``taskset`` and a container's CPU set count, not the machine's cores)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                       else os.cpu_count() or 1)
+        return int(self.workers)
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> RunOptions:
@@ -176,6 +190,9 @@ class RunOptions:
             raise UsageError("retries must be at least 1 (it counts the first attempt)")
         if self.limit is not None and self.limit < 0:
             raise UsageError("limit must not be negative")
+        if self.workers != "auto" and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                       or self.workers < 1):
+            raise UsageError(f"workers must be a whole number, 1 or more, or auto (got {self.workers!r})")
         if self.metric is not None and self.metric not in METRICS:
             raise UsageError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
 
