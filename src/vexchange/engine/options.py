@@ -29,7 +29,8 @@ from ..connectors._base import METRICS
 from ..errors import UsageError
 from .vectors import VectorTransform, check_options as check_vector_options
 
-__all__ = ["DimsPolicy", "Metric", "NoOtherOptions", "OptionInfo", "Reembed", "RunOptions", "Workers", "option",
+__all__ = ["DimsPolicy", "Metric", "NoOtherOptions", "OptionInfo", "Reembed", "RunOptions", "Workers",
+           "option",
            "option_fields", "run_options_of", "signature_mismatches", "takes_run_options"]
 
 Metric = Literal["cosine", "dot", "euclidean", "manhattan"]

@@ -77,7 +77,16 @@ def run(
     retry: RetryPolicy | None = None,
 ) -> Receipt:
     """Copy the selected records of ``source`` into ``target``; the receipt says what happened
-    (it is also written to ``receipt_path``, and rewritten as the run goes)."""
+    (it is also written to ``receipt_path``, and rewritten as the run goes). With
+    ``options.workers`` above 1 a source that can be split runs in worker processes
+    (engine/parallel.py); anything else runs here, in one."""
+    from .parallel import parallel_run
+
+    merged = parallel_run(source, target, operation=operation, options=options,
+                          receipt_path=receipt_path, rejects_path=rejects_path, progress=progress,
+                          retry=retry)
+    if merged is not None:
+        return merged
     return _Run(source, target, operation=operation, options=options, receipt_path=receipt_path,
                 rejects_path=rejects_path, progress=progress, retry=retry).execute()
 

@@ -1,0 +1,535 @@
+"""Parallel runs (``workers > 1``): a shard plan, one engine run per shard in worker processes,
+and a receipt that merges them. docs/engine.md, "Parallel runs".
+
+The coordinator asks the source for its plan (``Connector.shard_plan``) once and writes it into
+the run's checkpoint; a resumed run takes the plan from there and never asks again. Each shard
+is a whole engine run (engine/run.py) of its own, with its checkpoint, counts, rejects and
+order-independent digests in ``<receipt>.shards/``, so a killed worker resumes its shard where
+its checkpoint says and nothing is counted twice. What a worker does is ``run_shard(task)``: a
+function of a plain task (the shard, the options, the connectors' classes and locations, the
+run-file folder) that gives back the shard's receipt; a Ray engine calls the same function.
+
+Targets: a store that takes several writers (a server) is written by every worker through its
+own writer (idempotent upserts; the first shard's worker starts alone until its first
+checkpoint, so that one process creates the collection). A ``.vmig.jsonl`` target gets one part
+file per shard, joined in shard order into one file byte-identical to a one-worker run, with its
+sidecar. Any other file or embedded store (a cartridge, VEKTOR, Qdrant Edge, ``.mg``) gets its
+parts replayed, in shard order, through one writer: the order-dependent checks (duplicate ids
+across shards, the size a fixed-size target pins) are made there, as one worker makes them.
+
+Secrets never travel in a task: they reach the worker processes once, through the spawn pipe
+(the pool's initializer), or from the ``VEX_<CONNECTOR>_<NAME>`` variables they inherit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import importlib
+import multiprocessing
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .._canonical import NamespaceDigest
+from .._time import format_timestamp, utc_now_ms
+from ..connectors._base import Capabilities, Connector, Page, Shard, VectorSpace, Writer
+from ..connectors.vmig import VmigConnector, VmigPartWriter, join_parts, read_file
+from ..errors import IntegrityError, MigrationError, RunInterrupted, TransientError, UsageError, VexError
+from ..retry import RetryPolicy
+from ..spec import StoreSpec
+from .checkpoint import Checkpoint
+from .options import RunOptions
+from .progress import NoProgress, Progress
+from .receipt import Counts, NamespaceDigests, Receipt, load_receipt, versions
+from .vectors import VectorTransform
+
+__all__ = ["Location", "parallel_run", "run_shard"]
+
+_MOD = 1 << 256
+_GATE_POLL_S = 0.05
+_DONE = ("completed", "completed_with_skips")
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """A connector as a worker rebuilds it: its class (``module:qualname``) and its parsed
+    location without secrets."""
+
+    cls: str
+    spec: StoreSpec
+
+    @classmethod
+    def of(cls, connector: Connector) -> Location | None:
+        """None for a connector a worker cannot rebuild (a class made inside a function)."""
+        kind = type(connector)
+        if "<locals>" in kind.__qualname__ or not isinstance(getattr(connector, "spec", None), StoreSpec):
+            return None
+        return cls(f"{kind.__module__}:{kind.__qualname__}", dataclasses.replace(connector.spec, secrets={}))
+
+    def open(self, secrets: Mapping[str, str]) -> Connector:
+        module, _, name = self.cls.partition(":")
+        kind: Any = importlib.import_module(module)
+        for part in name.split("."):
+            kind = getattr(kind, part)
+        spec = dataclasses.replace(self.spec, secrets=dict(secrets))
+        return kind.from_spec(spec)  # type: ignore[no-any-return]
+
+
+class ShardFiles:
+    """Where one shard's run keeps its receipt, checkpoint, rejects, part and lock."""
+
+    def __init__(self, folder: Path, index: int) -> None:
+        base = folder / f"shard-{index:05d}"
+        self.receipt = base.with_name(base.name + ".receipt.json")
+        self.checkpoint = self.receipt.with_name(self.receipt.name + ".checkpoint")
+        self.rejects = base.with_name(base.name + ".rejects.jsonl")
+        self.part = base.with_name(base.name + ".part.vmig.jsonl")
+        self.tally = base.with_name(base.name + ".part.tally.json")
+        self.lock = base.with_name(base.name + ".lock")
+
+
+# ------------------------------------------------------------------------------ the worker
+
+_SECRETS: dict[str, dict[str, str]] = {"source": {}, "target": {}}
+
+
+def _init_worker(secrets: dict[str, dict[str, str]]) -> None:
+    """The pool's initializer: the secrets, through the spawn pipe, never in a task."""
+    _SECRETS.update(secrets)
+
+
+def run_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """One shard's run: ``{"status": "done", "receipt": ..., "tally": ...}`` or
+    ``{"status": "failed", "error": ..., "transient": bool}``. Holds the shard's lock for the
+    whole run, so a worker left over from a killed coordinator and the resumed run's worker
+    never write one shard at once (the second waits, then finds the shard done)."""
+    shard = msgspec.convert(task["shard"], Shard)
+    files = ShardFiles(Path(task["folder"]), shard.index)
+    with open(files.lock, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = finished_shard(files, task["mode"])
+        if done is not None:
+            return done
+        from .run import run  # the engine, imported here: run.py imports this module
+
+        inner: Location = task["source"]
+        outer: Location = task["target"]
+        source = ShardSource(inner.open(_SECRETS["source"]), shard)
+        real = outer.open(_SECRETS["target"])
+        target: Connector = real if task["mode"] == "direct" else PartTarget(real, files, task["mode"])
+        options = dataclasses.replace(RunOptions(**task["options"]), resume=files.checkpoint.exists(),
+                                      workers=1)
+        try:
+            run(source, target, operation=task["operation"], options=options,
+                receipt_path=files.receipt, rejects_path=files.rejects)
+        except MigrationError as err:
+            cause = err.__cause__
+            return {"status": "failed", "error": str(err), "transient": isinstance(cause, TransientError)}
+        except VexError as err:
+            return {"status": "failed", "error": str(err), "transient": isinstance(err, TransientError)}
+        finally:
+            source.close()
+            real.close()
+        done = finished_shard(files, task["mode"])
+        assert done is not None, "a shard's run that returned has its completed receipt"
+        return done
+
+
+def finished_shard(files: ShardFiles, mode: str) -> dict[str, Any] | None:
+    """The result of a shard already run to its end (its receipt completed, its checkpoint
+    gone, its part's tally written), else None."""
+    if files.checkpoint.exists() or not files.receipt.exists():
+        return None
+    receipt = load_receipt(files.receipt)
+    if receipt.status not in _DONE:
+        return None
+    tally = None
+    if mode != "direct":
+        if not files.tally.exists():
+            return None
+        tally = msgspec.json.decode(files.tally.read_bytes())
+    return {"status": "done", "receipt": receipt.to_dict(), "tally": tally}
+
+
+class ShardSource(Connector):
+    """The source, read one shard: a connector the engine runs like any other."""
+
+    name = "shard"
+    capabilities = Capabilities(read=True, write=False)
+
+    def __init__(self, inner: Connector, shard: Shard) -> None:
+        super().__init__(inner.spec)
+        self.inner, self.shard = inner, shard
+        self.extra = inner.extra  # type: ignore[misc]
+        whole = shard.kind == "whole"
+        self.read_checks = inner.read_checks if whole else ()  # type: ignore[misc]
+        self.capabilities = Capabilities(  # type: ignore[misc]
+            read=True, write=False, read_ahead=inner.capabilities.read_ahead)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "shard": self.shard.index}
+
+    def count(self) -> int | None:
+        return self.inner.count() if self.shard.kind == "whole" else self.shard.records
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self.inner.vector_spaces()
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        self.inner.verify_reads = self.verify_reads and self.shard.kind == "whole"
+        return self.inner.read_shard(self.shard, batch_size=batch_size, after=after)
+
+    def verify_source(self) -> dict[str, Any]:
+        return self.inner.verify_source() if self.shard.kind == "whole" else {}
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class PartTarget(Connector):
+    """A shard's part of a file target: its lines in a ``.vmig.jsonl`` part. For a vmig target
+    (``join``) the part is checked as the target is (same capabilities, same ``compat``); for
+    a target replayed at the end (``replay``) nothing order-dependent is checked here."""
+
+    name = "part"
+    capabilities = Capabilities(read=False, write=True, named_vectors=True)
+
+    def __init__(self, real: Connector, files: ShardFiles, mode: str) -> None:
+        super().__init__(real.spec)
+        self.real, self.files, self.mode = real, files, mode
+        self.compat: str | None = None
+        if mode == "join":
+            self.capabilities = real.capabilities  # type: ignore[misc]
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.real.describe(), "part": self.files.part.name}
+
+    def accept_compat(self, compat: str | None) -> None:
+        if self.mode == "join":
+            self.real.accept_compat(compat)
+            self.compat = compat
+
+    def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
+                    spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        return _TalliedPart(self.files, resume=resume, dry_run=dry_run, spaces=spaces, compat=self.compat)
+
+
+class _TalliedPart(VmigPartWriter):
+    def __init__(self, files: ShardFiles, **kwargs: Any) -> None:
+        super().__init__(files.part, **kwargs)
+        self.files = files
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        super().finish(summary)
+        from .._atomic import atomic_write_bytes
+
+        atomic_write_bytes(self.files.tally, msgspec.json.encode(self.tally()))
+
+
+class PartsSource(Connector):
+    """The parts of a replayed run, in shard order, as one source; the cursor is
+    ``<part>:<vmig cursor>``."""
+
+    name = "parts"
+    capabilities = Capabilities(read=True, write=False)
+
+    def __init__(self, parts: list[Path], folder: Path) -> None:
+        super().__init__(StoreSpec("parts", str(folder)))
+        self.parts, self.folder = parts, folder
+
+    def describe(self) -> dict[str, Any]:
+        return {"connector": "parts", "location": str(self.folder)}
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        part, _, inner = (after or "0:").partition(":")
+        for k in range(int(part), len(self.parts)):
+            for page in read_file(self.parts[k], batch_size=batch_size, verify=False, after=inner or None):
+                if page.cursor is not None:
+                    cursor: str | None = f"{k}:{page.cursor}"
+                else:  # the part's end: the next part from its start, or the end of all
+                    cursor = None if k == len(self.parts) - 1 else f"{k + 1}:"
+                yield Page(page.items, cursor)
+            inner = ""
+
+
+# ------------------------------------------------------------------------------ the coordinator
+
+def _mode(target: Connector) -> str:
+    if target.takes_concurrent_writers():
+        return "direct"
+    return "join" if type(target) is VmigConnector else "replay"
+
+
+def parallel_run(source: Connector, target: Connector, *, operation: str, options: RunOptions,
+                 receipt_path: Path, rejects_path: Path, progress: Progress | None,
+                 retry: RetryPolicy | None) -> Receipt | None:
+    """Run in parallel when the options ask for it and the run can be split; None when it
+    runs as one worker (``workers`` 1, a resumed one-worker run, ``limit``, ``dry_run``, a
+    source of one shard, a connector a worker cannot rebuild)."""
+    checkpoint = Checkpoint(receipt_path.with_name(receipt_path.name + ".checkpoint"))
+    saved = checkpoint.load() if options.resume else None
+    if options.resume and (saved is None or not saved.get("parallel")):
+        return None
+    if saved is None and (options.worker_count() <= 1 or options.limit is not None or options.dry_run):
+        return None
+    where = Location.of(source), Location.of(target)
+    if where[0] is None or where[1] is None:
+        return None
+    options.validate()
+    if not source.can_read() or not target.can_write() or source.same_location(target):
+        return None  # the one-worker run refuses it, with its message
+    mode = _mode(target)
+    if mode == "replay" and VectorTransform.wanted(options):
+        return None  # new vectors against a size pinned in order: one worker
+    folder = receipt_path.with_name(receipt_path.name + ".shards")
+    if saved is None:
+        source.verify_reads = options.verify
+        plan = source.shard_plan(options.worker_count())
+        if len(plan) < 2:
+            return None
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        saved = {"parallel": 1, "run_id": uuid.uuid4().hex, "source": source.describe(),
+                 "target": target.describe(), "mode": mode,
+                 "plan": [msgspec.to_builtins(s) for s in plan]}
+        checkpoint.save(saved)
+    elif saved["source"] != source.describe() or saved["target"] != target.describe():
+        raise UsageError("the checkpoint belongs to another source or target; refusing to resume")
+    coordinator = _Coordinator(source, target, operation, options, receipt_path, rejects_path,
+                               progress or NoProgress(), retry or RetryPolicy(attempts=options.retries),
+                               checkpoint, saved, folder, (where[0], where[1]))
+    return coordinator.execute()
+
+
+class _Coordinator:
+    def __init__(self, source: Connector, target: Connector, operation: str, options: RunOptions,
+                 receipt_path: Path, rejects_path: Path, progress: Progress, retry: RetryPolicy,
+                 checkpoint: Checkpoint, saved: dict[str, Any], folder: Path,
+                 where: tuple[Location, Location]) -> None:
+        self.source, self.target, self.operation, self.options = source, target, operation, options
+        self.receipt_path, self.rejects_path, self.progress, self.retry = \
+            receipt_path, rejects_path, progress, retry
+        self.checkpoint, self.saved, self.folder, self.where = checkpoint, saved, folder, where
+        self.plan = [msgspec.convert(s, Shard) for s in saved["plan"]]
+        self.mode: str = saved["mode"]
+        self.results: dict[int, dict[str, Any]] = {}
+        self.joined: Receipt | None = None
+        self.started = time.monotonic()
+        self.started_at = format_timestamp(utc_now_ms())
+
+    def execute(self) -> Receipt:
+        self.receipt("running").write(self.receipt_path)
+        try:
+            if self.options.verify and self.source.read_checks:
+                self.source.verify_reads = True
+                self.source.shard_checks()  # a checksum over the whole source, once
+            self.progress.start(self.source.count())
+            self.run_shards()
+            self.finish()
+        except BaseException as err:
+            raise self.stop(err) from err
+        self.progress.close()
+        counts = self.counts()
+        status = "completed_with_skips" if counts.skipped_total else "completed"
+        self.merge_rejects()
+        self.checkpoint.remove()
+        receipt = self.receipt(status)
+        receipt.write(self.receipt_path)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return receipt
+
+    def tasks(self) -> dict[int, dict[str, Any]]:
+        fields = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(RunOptions)}
+        fields["namespaces"] = list(self.options.namespaces) if self.options.namespaces else None
+        return {s.index: {"shard": msgspec.to_builtins(s), "mode": self.mode, "folder": str(self.folder),
+                          "operation": self.operation, "options": fields, "source": self.where[0],
+                          "target": self.where[1]} for s in self.plan}
+
+    def run_shards(self) -> None:
+        """Every shard to its end: a shard whose worker failed transiently, or died, runs
+        again from its checkpoint (``retries`` attempts in all); a permanent failure stops
+        the run, naming the shard."""
+        tasks = self.tasks()
+        attempts = dict.fromkeys(tasks, 0)
+        secrets = {"source": dict(self.source.spec.secrets), "target": dict(self.target.spec.secrets)}
+        gate = self.mode == "direct" and not self.options.resume
+        while pending := [i for i in tasks if i not in self.results]:
+            context = multiprocessing.get_context("spawn")
+            workers = min(self.options.worker_count(), len(pending))
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                     initargs=(secrets,)) as pool:
+                futures: dict[Future[dict[str, Any]], int] = {}
+                if gate:  # the first shard alone until it has written (its collection exists)
+                    first = pool.submit(run_shard, tasks[pending[0]])
+                    futures[first] = pending[0]
+                    files = ShardFiles(self.folder, pending[0])
+                    while not first.done() and not files.checkpoint.exists():
+                        time.sleep(_GATE_POLL_S)
+                    gate = False
+                for i in pending:
+                    if i not in futures.values():
+                        futures[pool.submit(run_shard, tasks[i])] = i
+                failure = self._collect(futures, attempts)
+            if failure is not None:
+                raise failure
+            self.save()
+
+    def _collect(self, futures: dict[Future[dict[str, Any]], int],
+                 attempts: dict[int, int]) -> VexError | None:
+        wait(futures)
+        for future, index in sorted(futures.items(), key=lambda item: item[1]):
+            try:
+                result = future.result()
+            except BrokenProcessPool:  # a worker was killed: its shard goes on from its checkpoint
+                result = {"status": "failed", "error": "its worker process died", "transient": True}
+            if result["status"] == "done":
+                self.results[index] = result
+                self.progress.advance(*self._progress())
+                continue
+            attempts[index] += 1
+            label = self.plan[index].label()
+            if not result["transient"] or attempts[index] >= self.options.retries:
+                return MigrationError(
+                    f"{self.operation} stopped: {label} of {len(self.plan)} failed: {result['error']}",
+                    hint="fix the cause, then rerun the same command with --resume to continue")
+            self.retry.note_retry()
+        return None
+
+    def _progress(self) -> tuple[int, int, int]:
+        counts = self.counts()
+        return counts.read, counts.written, counts.skipped_total
+
+    def save(self) -> None:
+        self.checkpoint.save(self.saved)
+
+    def finish(self) -> None:
+        """A file target made complete: parts joined, or replayed through one writer."""
+        parts = [ShardFiles(self.folder, s.index).part for s in self.plan]
+        summary = {"source": self.source.describe(), "counts": {"written": self.counts().written}}
+        if self.mode == "join":
+            tallies = [self.results[s.index]["tally"] for s in self.plan]
+            self.target.accept_compat(self.options.compat)
+            assert isinstance(self.target, VmigConnector)
+            spaces = _target_spaces(self.results[0]["receipt"])
+            join_parts(self.target.path, parts, tallies, summary=summary, spaces=spaces)
+        elif self.mode == "replay":
+            from .run import run
+
+            files = ShardFiles(self.folder, -1)
+            joined = files.receipt.with_name("join.receipt.json")
+            options = dataclasses.replace(
+                self.options, namespaces=None, since=None, until=None, limit=None, verify=False,
+                verify_first=False, workers=1,
+                resume=joined.with_name(joined.name + ".checkpoint").exists())
+            self.joined = run(PartsSource(parts, self.folder), self.target, operation=self.operation,
+                              options=options, receipt_path=joined,
+                              rejects_path=joined.with_name("join.rejects.jsonl"), retry=self.retry)
+
+    def counts(self) -> Counts:
+        total = Counts(skipped={})
+        for result in self.results.values():
+            _add_counts(total, msgspec.convert(result["receipt"]["counts"], Counts))
+        if self.joined is not None:  # replayed: written is what the real target took
+            total.written = self.joined.counts.written
+            for reason, n in self.joined.counts.skipped.items():
+                total.skipped[reason] = total.skipped.get(reason, 0) + n
+        return total
+
+    def namespaces(self) -> dict[str, NamespaceDigests]:
+        source: dict[str, NamespaceDigest] = {}
+        written: dict[str, NamespaceDigest] = {}
+        for result in self.results.values():
+            for ns, pair in result["receipt"]["namespaces"].items():
+                _add_digest(source, ns, pair["source"])
+                if self.joined is None:
+                    _add_digest(written, ns, pair["written"])
+        if self.joined is not None:
+            for ns, digests in self.joined.namespaces.items():
+                _add_digest(written, ns, digests.written)
+        return {ns: NamespaceDigests(source=source.get(ns, NamespaceDigest()).to_dict(),
+                                     written=written.get(ns, NamespaceDigest()).to_dict())
+                for ns in sorted(set(source) | set(written))}
+
+    def merge_rejects(self) -> None:
+        """The shards' rejects, in shard order (then the replay's), as the run's rejects file."""
+        files = [ShardFiles(self.folder, s.index).rejects for s in self.plan]
+        files.append(self.folder / "join.rejects.jsonl")
+        present = [f for f in files if f.exists() and f.stat().st_size]
+        self.rejects_path.unlink(missing_ok=True)
+        if present:
+            with open(self.rejects_path, "wb") as out:
+                for path in present:
+                    with open(path, "rb") as part:
+                        shutil.copyfileobj(part, out)
+
+    def stop(self, err: BaseException) -> BaseException:
+        self.progress.close()
+        interrupted = isinstance(err, KeyboardInterrupt)
+        message = "interrupted" if interrupted else str(err)
+        receipt = self.receipt("interrupted" if interrupted else "failed", message)
+        receipt.write(self.receipt_path)
+        if interrupted:
+            return RunInterrupted(receipt)
+        if isinstance(err, MigrationError):
+            err.receipt = receipt
+            return err
+        if isinstance(err, IntegrityError):
+            return err
+        if isinstance(err, (VexError, OSError)):
+            return MigrationError(f"{self.operation} stopped: {err}", receipt=receipt,
+                                  hint="fix the cause, then rerun the same command with --resume")
+        return err
+
+    def receipt(self, status: str, error: str | None = None) -> Receipt:
+        elapsed = time.monotonic() - self.started
+        counts = self.counts()
+        first = self.results.get(0, {}).get("receipt", {})
+        retries = sum(r["receipt"].get("retries", 0) for r in self.results.values()) + self.retry.retried
+        options = self.options.as_dict()
+        options["workers"] = self.options.workers
+        return Receipt(
+            run_id=self.saved["run_id"], status=status, operation=self.operation,
+            source=self.source.describe(), target=self.target.describe(), options=options,
+            counts=counts, namespaces=self.namespaces(),
+            rejects_file=str(self.rejects_path) if self.rejects_path.exists() and status in _DONE else None,
+            checkpoint_file=str(self.checkpoint.path) if self.checkpoint.path.exists() else None,
+            receipt_file=str(self.receipt_path), retries=retries,
+            versions=versions(self.source.extra, self.target.extra), started_at=self.started_at,
+            finished_at=format_timestamp(utc_now_ms()), duration_s=round(elapsed, 3),
+            records_per_s=round(counts.written / elapsed, 1) if elapsed > 0 else None,
+            error=error, resumed=self.options.resume,
+            vector_spaces=first.get("vector_spaces", {}),
+            embedding=first.get("embedding"),
+        )
+
+
+def _target_spaces(receipt: dict[str, Any]) -> dict[str, VectorSpace]:
+    spaces = receipt.get("vector_spaces", {}).get("source", {})
+    return {name: VectorSpace(dims=s.get("dims"), metric=s.get("metric")) for name, s in spaces.items()}
+
+
+def _add_counts(total: Counts, more: Counts) -> None:
+    total.read += more.read
+    total.filtered += more.filtered
+    total.selected += more.selected
+    total.written += more.written
+    total.reembedded += more.reembedded
+    total.adapted += more.adapted
+    for reason, n in more.skipped.items():
+        total.skipped[reason] = total.skipped.get(reason, 0) + n
+
+
+def _add_digest(into: dict[str, NamespaceDigest], ns: str, value: Mapping[str, Any]) -> None:
+    """Order-independent digests add: a sum of record digests modulo 2**256."""
+    have = into.get(ns, NamespaceDigest())
+    total = (int(have.hex, 16) + int(str(value.get("digest") or "0"), 16)) % _MOD
+    into[ns] = NamespaceDigest(have.count + int(value.get("count", 0)), f"{total:064x}")
+
