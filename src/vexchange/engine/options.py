@@ -84,9 +84,11 @@ def literal_choices(annotation: Any) -> tuple[str, ...] | None:
     if typing.get_origin(annotation) is Literal:
         return tuple(typing.get_args(annotation))
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            if typing.get_origin(arg) is Literal:
-                return tuple(typing.get_args(arg))
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if any(typing.get_origin(a) is not Literal for a in args):
+            return None  # a number or a word (``workers``: N or auto) is no choice of words
+        for arg in args:
+            return tuple(typing.get_args(arg))
     return None
 
 
