@@ -221,8 +221,8 @@ class ValueLayout:
             text = vex["text"]
         metadata.update(vex.get("meta") or {})
         ours: dict[str, Any] = {}
-        created = self._ms(created_us, "created_us", ours)
-        updated = self._ms(updated_us, "updated_us", ours)
+        created = self._ms(None if "created_at" in vex else created_us, "created_us", ours)
+        updated = self._ms(None if "updated_at" in vex else updated_us, "updated_us", ours)
         if ttl_minutes is not None:
             ours["ttl_minutes"] = ttl_minutes
         if expires_us is not None:

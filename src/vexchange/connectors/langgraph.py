@@ -366,6 +366,13 @@ class SqliteWriter(LangGraphWriter):
                                   " WHERE embedding IS NOT NULL LIMIT 1").fetchone()
         return row[0] // 4 if row else self.dims
 
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        dims = self.stored_dims()
+        if not dims:
+            return {}
+        return {"": VectorSpace(dims=dims, metric=_saved_metric(self.conn())
+                                if "vex_index" in self._tables() else None)}
+
     def prepare(self, dims: int | None, metric: str) -> None:
         from langgraph.store.sqlite import SqliteStore
 
