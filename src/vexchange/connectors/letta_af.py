@@ -23,7 +23,7 @@ import msgspec
 import orjson
 
 from .._atomic import AtomicOutput, check_writable, prefix_state, write_failure
-from .._json import loads_exact, with_big_ints_as_fragments
+from .._json import dumps_exact, loads_exact, with_big_ints_as_fragments
 from ..errors import DecodeError, InvalidSpecError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
@@ -115,7 +115,8 @@ def staged_path(path: Path) -> Path:
 
 
 class AgentFileWriter(Writer):
-    """Records staged (each a u32 length and its msgpack) as they come, then the document."""
+    """Records staged (each a u32 length and its JSON, integers beyond 64 bits exact) as they
+    come, then the document."""
 
     def __init__(self, path: Path, *, resume: dict[str, Any] | None, dry_run: bool) -> None:
         self.path = path
@@ -154,7 +155,7 @@ class AgentFileWriter(Writer):
                                       id=record.id, namespace=record.namespace))
                 continue
             try:
-                blobs.append(msgspec.msgpack.encode(record))
+                blobs.append(dumps_exact(msgspec.to_builtins(record)).encode())
             except (OverflowError, TypeError, ValueError) as err:
                 rejects.append(Reject(reason="unencodable", detail=str(err), id=record.id,
                                       namespace=record.namespace))
@@ -203,10 +204,9 @@ class AgentFileWriter(Writer):
 
 
 def _staged(path: Path, size: int) -> Iterator[MemoryRecord]:
-    decoder = msgspec.msgpack.Decoder(MemoryRecord)
     with open(path, "rb") as staged:
         read = 0
         while read < size and (head := staged.read(4)):
             length = struct.unpack(">I", head)[0]
-            yield decoder.decode(staged.read(length))
+            yield msgspec.convert(loads_exact(staged.read(length)), MemoryRecord)
             read += 4 + length

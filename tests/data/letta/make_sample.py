@@ -8,7 +8,8 @@ once in a separate virtual environment::
     /tmp/letta-venv/bin/python tests/data/letta/make_sample.py tests/data/letta/sample.af
 
 Everything in the file is made up here; the secret values are set and Letta's export rule
-(values emptied) is applied by hand, as ``AgentSerializationManager`` does on export.
+(values emptied) is applied by hand, as ``AgentSerializationManager`` does on export. Letta
+gives each message a random ``otid``, so a new run differs from the committed file there alone.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def main(path: str) -> None:
     call = {"id": "call_weather_1", "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city": "Zürich"}'}}
     messages = [
-        MessageSchema(id="message-0", role="system", content=[TextContent(text="You are Sam. <memory_blocks/>")],
+        MessageSchema(id="message-0", role="system",
+                      content=[TextContent(text="You are Sam. <memory_blocks/>")],
                       model="gpt-4o-mini", agent_id="agent-0", created_at=at(0)),
         MessageSchema(id="message-1", role="user",
                       content=[TextContent(text="Hi Sam, I'm Chad. I sail on weekends ⛵.")],
@@ -51,18 +53,21 @@ def main(path: str) -> None:
                       content=[ReasoningContent(is_native=True, reasoning="Check the weather first.",
                                                 signature=None)],
                       model="gpt-4o-mini", agent_id="agent-0", tool_calls=[call], created_at=at(7)),
-        MessageSchema(id="message-3", role="tool", content=[TextContent(text='{"temp_c": 14, "wind": "NW 12kn"}')],
+        MessageSchema(id="message-3", role="tool",
+                      content=[TextContent(text='{"temp_c": 14, "wind": "NW 12kn"}')],
                       agent_id="agent-0", tool_call_id="call_weather_1", name="get_weather",
                       tool_returns=[ToolReturn(tool_call_id="call_weather_1", status="success",
                                                func_response='{"temp_c": 14, "wind": "NW 12kn"}')],
                       created_at=at(8)),
         MessageSchema(id="message-4", role="assistant",
-                      content=[TextContent(text="Nice to meet you, Chad! 14 °C and a NW breeze: good sailing.")],
+                      content=[TextContent(
+                          text="Nice to meet you, Chad! 14 °C and a NW breeze: good sailing.")],
                       model="gpt-4o-mini", agent_id="agent-0", created_at=at(9)),
     ]
     secrets = {"WEATHER_API_KEY": "sk-not-a-real-key-but-a-secret"}
     agent = AgentSchema(
-        id="agent-0", name="sailing_buddy", system="You are Sam. <memory_blocks/>", agent_type="letta_v1_agent",
+        id="agent-0", name="sailing_buddy", system="You are Sam. <memory_blocks/>",
+        agent_type="letta_v1_agent",
         description="A test agent with memory, a custom tool and a conversation", tags=["test", "sailing"],
         metadata={"team": "vexchange", "level": 3}, llm_config=llm, embedding_config=embedding,
         tool_ids=["tool-0", "tool-1"], block_ids=["block-0", "block-1"], source_ids=["source-0"],
@@ -83,19 +88,21 @@ def main(path: str) -> None:
     tools = [
         ToolSchema(id="tool-0", name="get_weather", tool_type="custom", source_type="python",
                    description="Get the current weather for a city.",
-                   source_code='def get_weather(city: str) -> str:\n    """Get the current weather for a city.\n\n'
+                   source_code='def get_weather(city: str) -> str:\n'
+                               '    """Get the current weather for a city.\n\n'
                                '    Args:\n        city: The city.\n    """\n    return "{}"\n',
                    json_schema={"name": "get_weather", "description": "Get the current weather for a city.",
                                 "parameters": {"type": "object",
-                                               "properties": {"city": {"type": "string", "description": "The city."}},
+                                               "properties": {"city": {"type": "string",
+                                                                       "description": "The city."}},
                                                "required": ["city"]}},
                    tags=["weather"], return_char_limit=6000),
         ToolSchema(id="tool-1", name="send_message", tool_type="letta_core", source_type="python",
                    description="Sends a message to the human user.",
                    json_schema={"name": "send_message", "description": "Sends a message to the human user.",
                                 "parameters": {"type": "object",
-                                               "properties": {"message": {"type": "string",
-                                                                          "description": "Message contents."}},
+                                               "properties": {"message": {
+                                                   "type": "string", "description": "Message contents."}},
                                                "required": ["message"]}},
                    tags=["letta_core"], return_char_limit=6000),
     ]
@@ -106,9 +113,9 @@ def main(path: str) -> None:
     mcp = [MCPServerSchema(id="mcp_server-0", server_type="streamable_http", server_name="charts",
                            server_url="http://127.0.0.1:9000/mcp", metadata_={"note": "local"})]
     skills = [SkillSchema(name="tides", files={"SKILL.md": "# Tides\nRead the tide table before leaving."})]
-    schema = AgentFileSchema(agents=[agent], groups=[], blocks=blocks, files=files, sources=sources, tools=tools,
-                             mcp_servers=mcp, skills=skills, metadata={"revision_id": "test-0001"},
-                             created_at=at(30))
+    schema = AgentFileSchema(agents=[agent], groups=[], blocks=blocks, files=files, sources=sources,
+                             tools=tools, mcp_servers=mcp, skills=skills,
+                             metadata={"revision_id": "test-0001"}, created_at=at(30))
     with open(path, "w", encoding="utf-8") as out:
         out.write(schema.model_dump_json(indent=2))
         out.write("\n")
