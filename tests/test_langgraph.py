@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,10 +93,13 @@ WORDS = ("alpha", "bravo", "charlie", "delta", "echo")
 """One word per namespace, so no two items embed alike and every search has one order."""
 
 
-def fill(store: BaseStore, *, shared_keys: bool = True) -> dict[tuple[tuple[str, ...], str], dict[str, Any]]:
+Items = dict[tuple[tuple[str, ...], str], dict[str, Any]]
+
+
+def fill(store: BaseStore, *, shared_keys: bool = True, neg_zero: bool = True) -> Items:
     """Items through LangGraph's own put: indexed and not, nested JSON, tricky namespaces;
     the same keys in every namespace unless ``shared_keys`` is False (for a target that
-    keeps one record per id)."""
+    keeps one record per id); without -0.0 unless ``neg_zero`` (jsonb keeps it as 0)."""
     put: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
     texts = ["prefers dark mode theme", "favourite food is pizza", "meeting on monday at ten",
              "python tutorial for beginners", "likes hiking in the alps", "allergic to peanuts"]
@@ -107,6 +111,8 @@ def fill(store: BaseStore, *, shared_keys: bool = True) -> dict[tuple[tuple[str,
                 "text": f"{text} {WORDS[i]}", "n": j, "f": j / 7, "neg_zero": -0.0, "big": 2**62 + j,
                 "ok": j % 2 == 0, "none": None, "tags": ["x", j, 1.5, None, {"deep": [True]}],
                 "nested": {"k": {"list": [[1, 2], []], "empty": {}}, "s": "ü🚀\n\t\"'"}}
+            if not neg_zero:
+                del value["neg_zero"]
             if (i + j) % 5 == 0:
                 store.put(ns, key, value, index=False)  # stored without an embedding
             else:
@@ -135,8 +141,17 @@ def everything(store: BaseStore) -> dict[tuple[tuple[str, ...], str], Any]:
     for ns in store.list_namespaces(limit=1000):
         for item in store.search(ns, limit=1000):
             if tuple(item.namespace) == ns:
-                items[(ns, item.key)] = (item.value, item.created_at, item.updated_at)
+                items[(ns, item.key)] = (item.value, utc(item.created_at), utc(item.updated_at))
     return items
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite's naive UTC timestamps and Postgres's aware ones, comparable."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def times(store: BaseStore) -> dict[tuple[tuple[str, ...], str], tuple[datetime, datetime]]:
+    return {k: (created, updated) for k, (_, created, updated) in everything(store).items()}
 
 
 def assert_values_exact(put: dict[Any, dict[str, Any]], store: BaseStore) -> None:
