@@ -68,16 +68,17 @@ def records(location: str) -> list[MemoryRecord]:
 
 _RULES: TypeAdapter[Any] = TypeAdapter(ToolRule)
 
+try:  # the server package: where it is installed (not beside vexchange's pins), its own schema too
+    from letta.schemas.agent_file import AgentFileSchema  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    AgentFileSchema = None
+
 
 def letta_validates(doc: dict[str, Any]) -> None:
     """Letta's own models accept the file: the server's AgentFileSchema where ``letta`` is
     installed, and always the letta-client models of every part (LLM and embedding configs,
     tool rules, messages, blocks, tools, passages)."""
-    try:
-        from letta.schemas.agent_file import AgentFileSchema  # type: ignore[import-not-found]
-    except ImportError:
-        pass
-    else:
+    if AgentFileSchema is not None:
         AgentFileSchema.model_validate(doc)
     for key in ("agents", "groups", "blocks", "files", "sources", "tools", "mcp_servers"):
         assert isinstance(doc[key], list), key  # the lists Letta's schema requires
