@@ -270,6 +270,16 @@ class History:
             self.conn.executemany(f"INSERT OR REPLACE INTO history ({', '.join(cols)})"
                                   f" VALUES ({', '.join('?' * len(cols))})", values)
 
+    def write_message(self, record: Any, own: Mapping[str, Any]) -> None:
+        """Upsert one turn of Mem0's message log by its id."""
+        if self.conn is None:
+            return
+        with self.manager._lock, self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO messages (id, session_scope, role, content, name,"
+                              " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                              (record.id, record.namespace, own.get("role"), record.text, own.get("name"),
+                               own.get("created_at")))
+
     def close(self) -> None:
         if self.manager is not None:
             self.manager.close()

@@ -95,7 +95,7 @@ def iso_for(ms: int | None, kept: Any) -> str | None:
         return None
     if isinstance(kept, str) and _ms(kept) == ms:
         return kept
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="microseconds")
 
 
 def _vex_of(payload: Mapping[str, Any]) -> dict[str, Any]:

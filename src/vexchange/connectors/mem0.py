@@ -30,13 +30,14 @@ from mem0.utils.lemmatization import lemmatize_for_bm25
 import numpy as np
 
 from .._json import dumps_exact, loads_exact
+from .._time import parse_timestamp
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import METRICS, AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._mem0_backend import Backend, History, open_backend
 from ._mem0_layout import EXTRA_KEY, is_canonical_uuid, namespace_of, payload_for, record_from, scope_of
-from ._payload import has_float, json_exact, scalar_or_scalar_list, uuid_for
+from ._payload import json_exact, scalar_or_scalar_list, uuid_for
 from ._store import StoreWriter, translated
 
 __all__ = ["Mem0Connector"]
@@ -101,7 +102,7 @@ class Mem0Connector(AtPath, Connector):
     extra = "mem0"
     takes_path = True
     url_options = frozenset({"vector_store", "collection", "user_id"})
-    capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
+    capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=True,
                                 fixed_dims=True, normalises=("cosine",), preferred_batch=500)
 
     def __init__(self, spec: StoreSpec) -> None:
@@ -158,8 +159,9 @@ class Mem0Connector(AtPath, Connector):
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         """Three passes, each with its own cursor: the memories (with their history), then the
-        history of memories no longer in the vector store, then Mem0's message log; the last two
-        are not memories, so they come as rejects (counted, kept whole in the rejects file)."""
+        history of memories no longer in the vector store (a record with no text and no vector,
+        ``extra["mem0"]["kind"] == "deleted"``), then Mem0's message log (a record per turn,
+        ``kind == "message"``), so the whole history database moves too."""
         backend = self._existing()
         history = History(self.place().history, write=False)
         try:
@@ -194,11 +196,8 @@ class Mem0Connector(AtPath, Connector):
                 live = _held(backend, ids)
                 gone = [i for i in ids if i not in live]
                 rows = history.rows_for(gone)
-            items: list[MemoryRecord | Reject] = [Reject(
-                reason="mem0_history_of_deleted_memory", id=i,
-                detail="Mem0 keeps the history of a deleted memory; it is not a memory, so it is not"
-                       " written anywhere", record={"memory_id": i, "history": rows.get(i, [])})
-                for i in gone]
+            items: list[MemoryRecord | Reject] = [MemoryRecord(
+                id=i, extra={EXTRA_KEY: {"kind": "deleted", "history": rows.get(i, [])}}) for i in gone]
             if len(ids) < batch_size:
                 yield Page(items, _encode("m", 0))
                 return
@@ -209,11 +208,7 @@ class Mem0Connector(AtPath, Connector):
         while True:
             with _translated("read"):
                 rows = history.messages_after(position, batch_size)
-            items: list[MemoryRecord | Reject] = [Reject(
-                reason="mem0_message_not_moved", id=str(row.get("id")),
-                namespace=row.get("session_scope"),
-                detail="a turn of Mem0's message log (kept as context for its LLM extraction); not a memory",
-                record={k: v for k, v in row.items() if k != "rowid"}) for row in rows]
+            items: list[MemoryRecord | Reject] = [_message(row) for row in rows]
             if len(rows) < batch_size:
                 yield Page(items, None)
                 return
@@ -268,6 +263,33 @@ def _record(row: tuple[str, dict[str, Any], bytes | None], history: list[dict[st
     return record_from(store_id, payload, vector, history)
 
 
+def _rows(value: Any) -> list[dict[str, Any]]:
+    """History rows kept in a record (each needs its own id, the table's key)."""
+    return [h for h in value if isinstance(h, dict) and h.get("id")] if isinstance(value, list) else []
+
+
+def _unusable(scope_id: str) -> bool:
+    """An id Mem0's own validation refuses (empty, or holding whitespace)."""
+    return not scope_id.strip() or any(c.isspace() for c in scope_id)
+
+
+def _message(row: dict[str, Any]) -> MemoryRecord:
+    """A turn of Mem0's message log (the context its LLM extraction reads) as a record."""
+    created = row.get("created_at")
+    own = {"kind": "message", **{k: row.get(k) for k in ("role", "name", "created_at")}}
+    content = row.get("content")
+    return MemoryRecord(id=str(row.get("id")), text=content if isinstance(content, str) else None,
+                        namespace=row.get("session_scope"), extra={EXTRA_KEY: own},
+                        created_at=_ms(created))
+
+
+def _ms(value: Any) -> int | None:
+    try:
+        return parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _chroma_native(key: str, value: Any) -> bool:
     return bool(key) and key[0] not in "#$" and key != "chroma:document" and scalar_or_scalar_list(value)
 
@@ -284,7 +306,9 @@ class _Mem0Writer(StoreWriter):
         self.history = History(connector.place().history, write=True) if not dry_run else None
         chroma = backend is not None and backend.provider == "chroma"
         self.native = _chroma_native if chroma else (lambda key, value: json_exact(value))
-        self.inexact = has_float if chroma else (lambda value: False)
+        # Chroma may change a float's last bit; Mem0 writes floats there natively and so does
+        # this writer, so Mem0 sees the metadata it wrote (no ``_vex`` copy): documented lossy
+        self.inexact: Any = lambda value: False
 
     def target_dims(self) -> dict[str, int]:
         if self.backend is not None and self.backend.store is not None:
@@ -308,6 +332,9 @@ class _Mem0Writer(StoreWriter):
             self.backend.attach(space.dims)
 
     def store_id(self, record: MemoryRecord) -> Any:
+        own = record.extra.get(EXTRA_KEY)
+        if isinstance(own, dict) and own.get("kind") in ("deleted", "message"):
+            return ("mem0-log", record.id)  # history database rows: never a vector-store point
         qdrant = self.backend is not None and self.backend.provider == "qdrant"
         if qdrant and not is_canonical_uuid(record.id):
             return uuid_for(record.id)
@@ -315,8 +342,13 @@ class _Mem0Writer(StoreWriter):
 
     def namespaces_of(self, ids: list[Any]) -> dict[Any, str | None]:
         assert self.backend is not None
+        points = [i for i in ids if not isinstance(i, tuple)]
+        if self.backend.provider == "qdrant":
+            points = [i for i in points if is_canonical_uuid(i)]
+        if not points:
+            return {}
         with _translated("read"):
-            return {i: namespace_of(p) for i, p in self.backend.held(ids).items()}
+            return {i: namespace_of(p) for i, p in self.backend.held(points).items()}
 
     def _scope(self, record: MemoryRecord) -> dict[str, str] | None:
         scope = scope_of(record.namespace)
@@ -333,11 +365,24 @@ class _Mem0Writer(StoreWriter):
         payloads: list[dict[str, Any]] = []
         histories: list[tuple[str, list[dict[str, Any]]]] = []
         for store_id, record in rows:
+            own = record.extra.get(EXTRA_KEY)
+            kind = own.get("kind") if isinstance(own, dict) else None
+            if kind in ("deleted", "message") and self.history is not None:
+                assert isinstance(own, dict)
+                with _translated("write"):
+                    if kind == "deleted":
+                        self.history.write(record.id, _rows(own.get("history")))
+                    else:
+                        self.history.write_message(record, own)
+                continue
             refused = self._refusal(record)
             scope = self._scope(record)
             if refused is None and scope is None:
                 refused = ("no_scope", "Mem0 keeps every memory under a user_id, agent_id or run_id;"
                            " this record has no namespace (give the target ?user_id=NAME)")
+            elif refused is None and scope and any(_unusable(v) for v in scope.values()):
+                refused = ("invalid_scope", f"Mem0 refuses ids with whitespace, so its get_all and"
+                           f" search could never reach a memory scoped {scope!r}")
             if refused is not None:
                 rejects.append(Reject(reason=refused[0], detail=refused[1], id=record.id,
                                       namespace=record.namespace))
@@ -347,10 +392,7 @@ class _Mem0Writer(StoreWriter):
             vectors.append(record.vector.tolist())
             payloads.append(payload_for(record, store_id=store_id, scope=scope, native=self.native,
                                         inexact=self.inexact, lemmatize=lemmatize_for_bm25))
-            own = record.extra.get(EXTRA_KEY)
-            kept = own.get("history") if isinstance(own, dict) else None
-            if isinstance(kept, list):
-                histories.append((store_id, [h for h in kept if isinstance(h, dict) and h.get("id")]))
+            histories.append((store_id, _rows(own.get("history") if isinstance(own, dict) else None)))
         if ids and self.backend is not None:
             with _translated("write"):
                 self.backend.insert(ids, vectors, payloads, self.held_ids)
