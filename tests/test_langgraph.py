@@ -313,3 +313,21 @@ class TestSqliteConformance(ConnectorConformance):
         if "langgraph-sqlite" not in _registry._BUILTINS:
             pytest.skip("the killed run is a fresh process: it needs the registry's builtin row")
         super().test_resume_after_the_process_is_killed(tmp_path, new_location)
+
+
+def test_ttl_travels_with_the_item(tmp_path: Path) -> None:
+    """An item put with a TTL keeps its ttl_minutes and expires_at through a file."""
+    store = SqliteStore(ext_connection(tmp_path / "a.db"), ttl={"default_ttl": 90.5})  # type: ignore[arg-type]
+    store.setup()
+    store.put(("users", "alice"), "short", {"text": "expires"})
+    out = tmp_path / "ttl.vmig.jsonl"
+    migrate(f"langgraph-sqlite://{tmp_path}/a.db", out)
+    [record] = read_all(out).values()
+    assert record.extra["langgraph"]["ttl_minutes"] == 90.5
+    migrate(out, f"langgraph-sqlite://{tmp_path}/b.db")
+
+    def ttl(path: Path) -> tuple[Any, ...]:
+        with sqlite3.connect(path) as conn:
+            row = conn.execute("SELECT ttl_minutes, expires_at FROM store").fetchone()
+        return (row[0], datetime.fromisoformat(row[1]))
+    assert ttl(tmp_path / "a.db") == ttl(tmp_path / "b.db")

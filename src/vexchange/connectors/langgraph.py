@@ -412,9 +412,10 @@ class SqliteWriter(LangGraphWriter):
                 if "store_vectors" in self._tables():
                     conn.executemany("DELETE FROM store_vectors WHERE prefix = ? AND key = ?",
                                      [row[:2] for row in store_rows])
-                conn.executemany(
-                    "INSERT INTO store_vectors (prefix, key, field_name, embedding, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?)", vector_rows)
+                if vector_rows:
+                    conn.executemany(
+                        "INSERT INTO store_vectors (prefix, key, field_name, embedding, created_at,"
+                        " updated_at) VALUES (?, ?, ?, ?, ?, ?)", vector_rows)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
