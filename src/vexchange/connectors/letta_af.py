@@ -72,8 +72,8 @@ class LettaAgentFileConnector(AtPath, Connector):
         if not isinstance(doc, dict):
             raise DecodeError("the file is not a JSON object, as a Letta agent file is", location=where)
         if "agents" not in doc and _LEGACY_KEYS & doc.keys():
-            raise DecodeError("this is the legacy single-agent .af format (Letta before 0.8), which"
-                              " vexchange does not read", location=where,
+            raise DecodeError("this is the legacy single-agent .af format, which vexchange does not"
+                              " read", location=where,
                               hint="import it into a Letta server and export it again")
         if not isinstance(doc.get("agents"), list):
             raise DecodeError("the file has no 'agents' list: it is not a Letta agent file", location=where)
