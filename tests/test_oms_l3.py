@@ -57,6 +57,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, key: MasterKey) -> Any
     s = Level3Store(path, key, create=True, directory=request.param == "dir")
     yield s
     s.db.close()
+    s.blobs.close()
 
 
 def test_round_trip_and_queries(store: Level3Store) -> None:
@@ -316,7 +317,8 @@ def test_recovery_after_an_unclean_close(tmp_path: Path, key: MasterKey) -> None
     root = tmp_path / "store"
     store = Level3Store(root, key, create=True, directory=True)
     store.put(belief(1))
-    store.db.close()  # no close(): as if killed
+    store.db.close()  # no close(): as if killed (which also drops the lock)
+    store.blobs.close()
     orphan = root / "grains" / "ab" / ("ab" + "0" * 62 + ".vxl3")
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"half")
@@ -328,6 +330,17 @@ def test_recovery_after_an_unclean_close(tmp_path: Path, key: MasterKey) -> None
         assert len(store) == 1 and store.verify_audit()["ok"]
     with Level3Store(root, key) as store:
         assert store.recovery["clean"] is True
+
+
+def test_a_directory_store_is_open_in_one_process_at_a_time(tmp_path: Path, key: MasterKey) -> None:
+    from vexchange.errors import UsageError
+
+    with Level3Store(tmp_path / "d", key, create=True, directory=True), \
+            pytest.raises(UsageError, match="open in another process"):
+        Level3Store(tmp_path / "d", key)
+    with pytest.raises(WrongKeyError):
+        Level3Store(tmp_path / "d", MasterKey(bytes(32)))
+    Level3Store(tmp_path / "d", key).close()  # a failed open left no lock behind
 
 
 def test_refusals_of_paths(tmp_path: Path, key: MasterKey) -> None:

@@ -10,10 +10,13 @@ is the other way round: the row goes first, the file after the commit.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+
+from ...errors import UsageError
 
 __all__ = ["DirBlobs", "SqliteBlobs"]
 
@@ -38,6 +41,9 @@ class SqliteBlobs:
     def rollback(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def reconcile(self, db: sqlite3.Connection) -> dict[str, int]:
         missing = db.execute("SELECT count(*) FROM grains WHERE envelope IS NULL").fetchone()[0]
         return {"orphan_blobs": 0, "missing_blobs": int(missing)}
@@ -50,6 +56,15 @@ class DirBlobs:
     SUFFIX = ".vxl3"
 
     def __init__(self, root: Path) -> None:
+        # one process at a time: another's recovery would take this one's uncommitted files
+        # for orphans. The OS drops the lock when the process dies, so a killed writer never
+        # leaves the store locked.
+        self._lock = open(root / "lock", "a+b")  # noqa: SIM115 - held as long as the store is open
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise UsageError(f"{root} is open in another process") from None
         self.root = root / "grains"
         self.root.mkdir(parents=True, exist_ok=True)
         self._written: list[Path] = []
@@ -97,6 +112,9 @@ class DirBlobs:
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir():
                 yield from sorted(sub.iterdir())
+
+    def close(self) -> None:
+        self._lock.close()
 
     def reconcile(self, db: sqlite3.Connection) -> dict[str, int]:
         """Remove temporary files and envelopes no row names; count rows with no file."""

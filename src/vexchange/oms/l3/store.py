@@ -84,6 +84,14 @@ class Level3Store(GrainStore):
             self.path.mkdir(parents=True, exist_ok=True)
         self.blobs: SqliteBlobs | DirBlobs = DirBlobs(self.path) if is_dir else SqliteBlobs()
         self.db = sqlite3.connect(str(self.path / INDEX_FILE if is_dir else self.path), isolation_level=None)
+        try:
+            self._start(key, create, preset, durability)
+        except BaseException:
+            self.db.close()
+            self.blobs.close()
+            raise
+
+    def _start(self, key: MasterKey, create: bool, preset: str | None, durability: str) -> None:
         if not create:
             self._check_format()  # before any pragma changes someone else's SQLite file
         self.db.execute("PRAGMA journal_mode = WAL")
@@ -130,10 +138,8 @@ class Level3Store(GrainStore):
         except sqlite3.DatabaseError:
             row = None
         if row is None:
-            self.db.close()
             raise UsageError(f"{self.path} is not a Level 3 store (vex grains store init makes one)")
         if bytes(row[0]) != FORMAT:
-            self.db.close()
             raise UsageError(f"{self.path}: store format {bytes(row[0])!r}, this version reads {FORMAT!r}")
 
     def _open(self, key: MasterKey) -> None:
@@ -254,6 +260,7 @@ class Level3Store(GrainStore):
             self.db.execute("UPDATE meta SET value = ? WHERE name = 'clean'", (b"1",))
         self._checkpoint()
         self.db.close()
+        self.blobs.close()
 
     def __enter__(self) -> Level3Store:
         return self
