@@ -33,7 +33,7 @@ def test_public_api_is_pinned() -> None:
     assert vexchange.__all__ == [
         "CapabilityError", "ConnectorError", "DecodeError", "IntegrityError", "MemoryRecord",
         "MigrationError", "Receipt", "StoreSpec", "TransientError", "UsageError", "Vector",
-        "VexError", "__version__", "export", "import_", "inspect", "migrate", "open_store",
+        "VexError", "__version__", "convert", "export", "import_", "inspect", "migrate", "open_store",
         "validate", "verify",
     ]
 

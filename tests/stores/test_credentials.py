@@ -26,9 +26,9 @@ from vexchange.testing.conformance import FailingWriter, write_vmig
 from vexchange.testing.records import sample_records
 
 SCHEMES = sorted(_registry._BUILTINS)
-FILE_SCHEMES = {"vektor", "vmig", "jsonl", "cartridge", "vectorpack", "lancedb", "qdrant-edge", "mg",
-                "claude-export", "chatgpt-export"}
-HONOURED = {"pgvector", "redis", "milvus"}
+FILE_SCHEMES = {name for name, entry in _registry._BUILTINS.items() if entry.takes_path}
+HONOURED = {name for name, entry in _registry._BUILTINS.items() if entry.userinfo}
+"""Stores whose connector takes a user (or token) from the URL: the builtin rows say which."""
 
 
 def new_secret() -> str:

@@ -89,6 +89,14 @@ _BUILTINS: dict[str, Entry] = {
     "claude-export": Entry("vexchange.connectors.claude_export:ClaudeExportConnector", takes_path=True),
     "chatgpt-export": Entry("vexchange.connectors.chatgpt_export:ChatGPTExportConnector",
                             takes_path=True),
+    # agent memory frameworks
+    "mem0": Entry("vexchange.connectors.mem0:Mem0Connector", "mem0", ("mem0",), takes_path=True),
+    "langgraph-sqlite": Entry("vexchange.connectors.langgraph:LangGraphSqliteConnector", "langgraph",
+                              ("langgraph",), takes_path=True),
+    "letta-af": Entry("vexchange.connectors.letta_af:LettaAgentFileConnector", suffixes=(".af",),
+                      takes_path=True),
+    "langgraph-postgres": Entry("vexchange.connectors._langgraph_pg:LangGraphPostgresConnector",
+                                "langgraph-postgres", ("langgraph", "psycopg"), userinfo="user"),
 }
 _BUILTINS = {name: dataclasses.replace(entry, builtin=True) for name, entry in _BUILTINS.items()}
 _REGISTERED: dict[str, Entry] = {}
