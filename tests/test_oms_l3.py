@@ -363,3 +363,23 @@ def test_refusals_of_paths(tmp_path: Path, key: MasterKey) -> None:
     with pytest.raises(UsageError):
         Level3Store(tmp_path / "other.db", key)
     assert sqlite3.connect(tmp_path / "other.db").execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_attachments_are_sealed_checked_and_erased(store: Level3Store) -> None:
+    a, b = store.put(belief(1)), store.put(belief(2))
+    store.put_attachments(a, {"v#": b"\x00\x01vector-a", "title": b"vector-t"})
+    store.put_attachments(b, {"v#": b"vector-b"})
+    assert store.attachments(a) == {"v#": b"\x00\x01vector-a", "title": b"vector-t"}
+    rows = store.db.execute("SELECT rowid, sealed FROM attachments ORDER BY rowid").fetchall()
+    assert all(b"vector" not in bytes(sealed) for _, sealed in rows)
+    flipped = bytearray(rows[0][1])
+    flipped[-1] ^= 1
+    store.db.execute("UPDATE attachments SET sealed = ? WHERE rowid = ?", (bytes(flipped), rows[0][0]))
+    with pytest.raises(TamperedError):
+        store.attachments(a)
+    store.db.execute("UPDATE attachments SET sealed = ? WHERE rowid = ?", (rows[2][1], rows[0][0]))
+    with pytest.raises(EnvelopeSwapError):
+        store.attachments(a)
+    store.erase("person-1")
+    assert store.db.execute("SELECT count(*) FROM attachments").fetchone()[0] == 1
+    assert store.attachments(b) == {"v#": b"vector-b"}
