@@ -115,3 +115,16 @@ def test_encrypt_decrypt_mg(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert code == 2 and "ERR_WRONG_KEY" in err
     code, _, err = vex(capsys, "grains", "encrypt", str(mg), "-o", str(mg))
     assert code == 2 and "never overwritten" in err
+
+
+def test_rotate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new, store = str(tmp_path / "old.key"), str(tmp_path / "new.key"), str(tmp_path / "s.db")
+    assert vex(capsys, "grains", "store", "init", store, "--key-file", old, "--new-key")[0] == 0
+    mg = _mg(tmp_path / "g.mg", [_grain(i) for i in range(4)])
+    assert vex(capsys, "grains", "store", "put", store, str(mg), "--key-file", old)[0] == 0
+    code, out, _ = vex(capsys, "grains", "store", "rotate", store, "--key-file", old, "--new-key-file", new,
+                       "--create", "--json")
+    assert code == 0 and json.loads(out)["user_keys_rewrapped"] == 2
+    assert vex(capsys, "grains", "store", "query", store, "--key-file", old)[0] == 2
+    code, out, _ = vex(capsys, "grains", "store", "query", store, "--key-file", new)
+    assert code == 0 and len(out.splitlines()) == 4

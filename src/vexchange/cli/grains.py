@@ -206,6 +206,21 @@ def store_erase_command(store: str, key_file: str | None, user_id: str | None, a
     emit(store_erase(store, key_file=key_file, user_id=user_id, address=address), as_json)
 
 
+@grains_store.command(name="rotate")
+@click.argument("store")
+@_key_option
+@click.option("--new-key-file", required=True, type=click.Path(dir_okay=False),
+              help="The new master key (made there first with --create).")
+@click.option("--create", "create_key", is_flag=True, help="Write a new random key to --new-key-file.")
+@click.option("--json", "as_json", is_flag=True)
+def store_rotate_command(store: str, key_file: str | None, new_key_file: str, create_key: bool,
+                         as_json: bool) -> None:
+    """Re-wrap every key under a new master key (no grain is re-encrypted)."""
+    from ..oms.l3.tools import store_rotate
+
+    emit(store_rotate(store, key_file=key_file, new_key_file=new_key_file, create_key=create_key), as_json)
+
+
 @grains_store.group(name="audit")
 def store_audit() -> None:
     """The store's hash-chained audit trail."""

@@ -15,12 +15,13 @@ from ...errors import UsageError
 from ..container import MAGIC as MG_MAGIC
 from ..container import MgReader
 from ..tools import _json
-from .keys import load_master_key, new_key_file
+from . import keys
+from .keys import load_master_key
 from .mgfile import decrypt_file, encrypt_file
 from .store import INDEX_FILE, Level3Store
 
 __all__ = ["decrypt_grains", "encrypt_grains", "store_audit_verify", "store_contradict", "store_erase",
-           "store_get", "store_init", "store_put", "store_query", "store_supersede"]
+           "store_get", "store_init", "store_put", "store_query", "store_rotate", "store_supersede"]
 
 BATCH = 1000
 _ADDRESS = re.compile("[0-9a-f]{64}")
@@ -63,7 +64,7 @@ def store_init(store: str | Path, *, key_file: str | Path | None = None, preset:
     if new_key:
         if key_file is None:
             raise UsageError("--new-key writes the new key to --key-file: give one")
-        key = new_key_file(key_file)
+        key = keys.new_key_file(key_file)
     else:
         key = load_master_key(key_file)
     Level3Store(store, key, create=True, preset=preset, directory=directory).close()
@@ -140,6 +141,16 @@ def store_erase(store: str | Path, *, key_file: str | Path | None = None, user_i
         existed = opened.exists(address or "")
         opened.delete(address or "")
         return {"erased": int(existed), "user_key_destroyed": False}
+
+
+def store_rotate(store: str | Path, *, key_file: str | Path | None = None, new_key_file: str | Path,
+                 create_key: bool = False) -> dict[str, Any]:
+    """Re-wrap every key of the store under the master key in ``new_key_file`` (made first with
+    ``create_key``); no grain is re-encrypted. The old key opens the store no more."""
+    new = keys.new_key_file(new_key_file) if create_key else load_master_key(new_key_file)
+    with _opened(store, key_file) as opened:
+        return {"store": str(store), "user_keys_rewrapped": opened.rotate(new),
+                "key_file": str(new_key_file)}
 
 
 def store_audit_verify(store: str | Path, *, key_file: str | Path | None = None,
