@@ -128,3 +128,19 @@ def test_rotate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert vex(capsys, "grains", "store", "query", store, "--key-file", old)[0] == 2
     code, out, _ = vex(capsys, "grains", "store", "query", store, "--key-file", new)
     assert code == 0 and len(out.splitlines()) == 4
+
+
+def test_without_the_crypto_extra_a_usage_error_names_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_crypto.py"
+    script.write_text(
+        "import sys, importlib.util\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'cryptography' else real(name, *a)\n"
+        "from vexchange.cli import main\n"
+        f"sys.exit(main(['grains', 'store', 'init', {str(tmp_path / 's.db')!r}]))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and 'pip install "vexchange[crypto]"' in done.stderr
+    assert "Traceback" not in done.stderr

@@ -51,7 +51,7 @@ class OmsStoreConnector(AtPath, Connector):
         return {"connector": "oms-store", "location": str(self.path.resolve())}
 
     def _store(self, *, create: bool = False) -> Any:
-        from ..oms.l3.keys import load_master_key
+        from ..oms.l3.keys import load_master_key  # the package refuses to load without the extra
         from ..oms.l3.store import INDEX_FILE, Level3Store
 
         exists = (self.path / INDEX_FILE).is_file() if self.path.is_dir() else self.path.is_file()

@@ -3,11 +3,20 @@ for these cases); integrity failures are also IntegrityError (exit 3), a wrong k
 
 from __future__ import annotations
 
-from ...errors import IntegrityError, UsageError
+import importlib.util
+
+from ...errors import IntegrityError, MissingDependencyError, UsageError
 from ..errors import OMSError
 
 __all__ = ["AuditChainError", "EnvelopeSwapError", "L3Error", "NonceReuseError", "PolicyDeniedError",
-           "TamperedError", "WrongKeyError"]
+           "TamperedError", "WrongKeyError", "require_crypto"]
+
+
+def require_crypto() -> None:
+    """A usage error naming the extra when the ``cryptography`` package is missing, before any
+    module of this package that needs it is imported."""
+    if importlib.util.find_spec("cryptography") is None:
+        raise MissingDependencyError("OMS Level 3", "cryptography", "crypto", kind="store")
 
 
 class L3Error(OMSError):
