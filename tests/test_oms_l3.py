@@ -209,17 +209,22 @@ def test_audit_chain_detects_edit_removal_reorder_and_cut(tmp_path: Path, key: M
 def test_crypto_erasure_of_one_user(tmp_path: Path, key: MasterKey) -> None:
     path = tmp_path / "s.db"
     store = Level3Store(path, key, create=True)
-    addresses = store.put_many([belief(i) for i in range(9)])
+    addresses = store.put_many([belief(i) for i in range(9)] + [belief(10, object="only okapi here")])
+    word = store.index.word_token("okapi").encode()
+    tokens = [store.index.token("object", "only okapi here"), store.user_token("person-1")]
     wrapped = store.db.execute("SELECT wrapped FROM user_keys WHERE token = ?",
                                (store.user_token("person-1"),)).fetchone()[0]
     envelope = _envelope_row(store, addresses[1])
-    assert store.erase("person-1") == 3
+    assert store.erase("person-1") == 4
     assert store.get(addresses[1]) is None
     assert len(list(store.query(user_id="person-1"))) == 0
     assert len(store) == 6
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir())  # while open: WAL included
+    assert bytes(wrapped) not in data and envelope[67:] not in data
+    assert word not in data and tokens[0] not in data  # no FTS term or blind token left
     store.close()
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
-    assert bytes(wrapped) not in data and envelope[67:] not in data
+    assert bytes(wrapped) not in data and envelope[67:] not in data and word not in data
     with Level3Store(path, key) as store:
         entries = [bytes(e) for (e,) in store.db.execute("SELECT entry FROM audit")]
         assert any(b'"op":"erase"' in e for e in entries)

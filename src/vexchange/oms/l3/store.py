@@ -229,6 +229,14 @@ class Level3Store(GrainStore):
         """Re-entrant: only the outermost level begins and commits (supersede inside put)."""
         return self._tx()
 
+    def _purge(self) -> None:
+        """After an erasure: FTS5 keeps a deleted row's terms in its index segments until they
+        are merged, so merge them all (``optimize``), then empty the WAL. Costs a rewrite of
+        the full-text index: erasure is rare, and must leave nothing of what it erased."""
+        with self._tx():
+            self.db.execute("INSERT INTO fts (fts) VALUES ('optimize')")
+        self._checkpoint()
+
     def _checkpoint(self) -> None:
         """Move the WAL into the main file and empty it, so overwritten key material and erased
         envelopes leave the WAL too."""
@@ -495,7 +503,7 @@ class Level3Store(GrainStore):
 
         self._audited("delete", address, user, action, [decision._replace(reason=reason)])
         if self._depth == 0:
-            self._checkpoint()
+            self._purge()
 
     def erase(self, user_id: str) -> int:
         """Crypto-erasure of one data subject: every grain of ``user_id`` and its data key go,
@@ -525,7 +533,8 @@ class Level3Store(GrainStore):
         key = self._user_keys.pop(token, None)
         if key is not None:
             self._keys.pop(key[0], None)
-        self._checkpoint()
+        if count:
+            self._purge()
         return count
 
     # ------------------------------------------------------------------ queries
