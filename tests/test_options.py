@@ -243,3 +243,18 @@ def test_connectors_lists_capabilities(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["connectors"]) == 0
     table = capsys.readouterr().out
     assert all(name in table for name in listed) and "url options" in table
+
+
+def test_workers_takes_a_number_or_auto_on_the_command_line() -> None:
+    seen: list[RunOptions] = []
+
+    @click.command()
+    @run_options()
+    def runner(**values: Any) -> None:
+        seen.append(RunOptions.from_arguments(values))
+
+    for given in (["--workers", "auto"], ["--workers", "3"], []):
+        assert CliRunner().invoke(runner, given).exit_code == 0
+    assert [o.workers for o in seen] == ["auto", 3, 1]
+    for wrong in ("x", "0", "-2", "1.5"):
+        assert CliRunner().invoke(runner, ["--workers", wrong]).exit_code == 2

@@ -16,7 +16,7 @@ from .connectors._registry import Location, open_store
 from .connectors._base import Connector
 from .engine.progress import Progress
 from .engine.receipt import Receipt
-from .engine.options import (DimsPolicy, Metric, NoOtherOptions, Reembed, RunOptions,
+from .engine.options import (DimsPolicy, Metric, NoOtherOptions, Reembed, RunOptions, Workers,
                              takes_run_options)
 from .engine.run import run
 from .errors import CodecError, UsageError, VexError
@@ -51,6 +51,7 @@ def migrate(
     force_adapter: bool = False,
     compat: Literal["vex"] | None = None,
     sign: str | Path | None = None,
+    workers: Workers = 1,
     receipt: str | Path | None = None,
     rejects: str | Path | None = None,
     progress: Progress | None = None,
@@ -139,6 +140,7 @@ def export(
     force_adapter: bool = False,
     compat: Literal["vex"] | None = None,
     sign: str | Path | None = None,
+    workers: Workers = 1,
     receipt: str | Path | None = None,
     rejects: str | Path | None = None,
     progress: Progress | None = None,
@@ -178,6 +180,7 @@ def import_(
     force_adapter: bool = False,
     compat: Literal["vex"] | None = None,
     sign: str | Path | None = None,
+    workers: Workers = 1,
     receipt: str | Path | None = None,
     rejects: str | Path | None = None,
     progress: Progress | None = None,

@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -52,13 +52,53 @@ def _flag(name: str, info: OptionInfo) -> str:
     return info.flag or "--" + name.replace("_", "-")
 
 
+if typing.TYPE_CHECKING:  # click 8.5 types ParamType by its values; older clicks are not generic
+    _ParamType = click.ParamType[Any, Any]
+else:
+    _ParamType = click.ParamType
+
+
+class NumberOrWord(_ParamType):
+    """A whole number at least ``minimum``, or one of ``words`` (``--workers 4`` or ``auto``):
+    an ``int | Literal[...]`` run option."""
+
+    name = "number-or-word"
+
+    def __init__(self, words: tuple[str, ...], minimum: int | None) -> None:
+        self.words = words
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value in self.words:
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a whole number nor {' or '.join(self.words)}", param, ctx)
+        if self.minimum is not None and number < self.minimum:
+            self.fail(f"{number} is less than {self.minimum}", param, ctx)
+        return number
+
+
+def _number_or_words(annotation: Any) -> tuple[str, ...] | None:
+    """The words of an ``int | Literal["word", ...]`` annotation, else None."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType) or int not in args:
+        return None
+    words = [w for a in args if typing.get_origin(a) is Literal for w in typing.get_args(a)]
+    return tuple(words) if words and len(args) == 2 else None
+
+
 def run_option(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any) -> Callable[[F], F]:
     """The click option for one run option."""
     kwargs: dict[str, Any] = {"help": info.help, "default": field.default}
     base = _without_none(annotation)
     choices = literal_choices(annotation)
+    words = _number_or_words(annotation)
     if info.timestamp:
         kwargs.update(type=str)  # ISO-8601 or epoch, parsed by RunOptions.from_arguments
+    elif words is not None:
+        kwargs.update(type=NumberOrWord(words, info.minimum if info.minimum is not None else 1))
     elif info.file:
         kwargs.update(type=click.Path(dir_okay=False))
     elif base is bool:

@@ -217,6 +217,11 @@ class CollectionStore(Connector):
         scheme = "https" if self.spec.params.get("https") == "true" else "http"
         return f"{scheme}://{self.spec.host}:{self.spec.port or self.default_port}"
 
+    def takes_concurrent_writers(self) -> bool:
+        """A server takes one writer per worker of a parallel run; local mode (a path) keeps
+        its files to one client, so a parallel run fills it through one writer."""
+        return bool(self.spec.host)
+
     def describe(self) -> dict[str, Any]:
         where = self.server_url() or str(self.spec.path)
         return {"connector": self.name, "location": f"{where}#{self.collection_name}"}
