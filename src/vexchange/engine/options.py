@@ -156,6 +156,17 @@ class RunOptions:
            " writer; auto = the CPUs this process may use (docs/engine.md, Parallel runs).",
         metavar="N|auto", receipt="set")
 
+    engine: Literal["local", "ray"] = option(
+        "local", "Where the workers run: local processes, or Ray tasks (extra ray; docs/engine.md).",
+        receipt="set")
+    ray_address: str | None = option(
+        None, "The Ray cluster to run on (ray://host:10001, or auto) [default: a local Ray"
+              " instance].", metavar="ADDRESS", receipt="set")
+    incremental: bool = option(
+        False, "Copy only what changed since the previous run's receipt into this target, and"
+               " propagate deletions where the source can list them (docs/engine.md).",
+        receipt="set")
+
     def worker_count(self) -> int:
         """``workers`` as a number: ``auto`` is the CPUs this process may use (its affinity
         mask, so ``taskset`` and a container's CPU set count, not the machine's cores)."""
