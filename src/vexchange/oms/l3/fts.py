@@ -1,7 +1,8 @@
 """Full-text search over encrypted grains (docs/formats/oms-level3.md §5.2).
 
-An FTS5 table whose documents are the grain's words as blind word tokens (16 hex digits each,
-in order), never the words: a query's words are tokenized the same way and matched as an AND
+A contentless FTS5 table (it keeps the index, not the documents) whose documents are the
+grain's words as blind word tokens (16 hex digits each, in order), never the words: a query's
+words are tokenized the same way and matched as an AND
 of terms (a quoted query is a phrase). FTS5 ranks by bm25 as usual.
 """
 
@@ -11,7 +12,7 @@ import sqlite3
 
 __all__ = ["SCHEMA", "add", "match_query", "remove"]
 
-SCHEMA = ("CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(words, tokenize = 'ascii')",)
+SCHEMA = ("CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(words, content = '', tokenize = 'ascii')",)
 
 
 def add(db: sqlite3.Connection, gid: int, document: str) -> None:
@@ -19,8 +20,10 @@ def add(db: sqlite3.Connection, gid: int, document: str) -> None:
         db.execute("INSERT INTO fts (rowid, words) VALUES (?, ?)", (gid, document))
 
 
-def remove(db: sqlite3.Connection, gid: int) -> None:
-    db.execute("DELETE FROM fts WHERE rowid = ?", (gid,))
+def remove(db: sqlite3.Connection, gid: int, document: str) -> None:
+    """A contentless table forgets a row only when given the document it indexed."""
+    if document:
+        db.execute("INSERT INTO fts (fts, rowid, words) VALUES ('delete', ?, ?)", (gid, document))
 
 
 def match_query(tokens: list[str], *, phrase: bool = False) -> str:

@@ -45,13 +45,12 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)",
     "CREATE TABLE IF NOT EXISTS user_keys (token BLOB PRIMARY KEY, key_id BLOB NOT NULL UNIQUE,"
     " wrapped BLOB NOT NULL, created_ms INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS grains (id INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,"
+    "CREATE TABLE IF NOT EXISTS grains (id INTEGER PRIMARY KEY AUTOINCREMENT, address TEXT NOT NULL UNIQUE,"
     " key_id BLOB NOT NULL, nonce BLOB NOT NULL, user_token BLOB NOT NULL, envelope BLOB,"
     " state TEXT, current INTEGER NOT NULL DEFAULT 1, UNIQUE (key_id, nonce))",
     "CREATE INDEX IF NOT EXISTS grains_user ON grains (user_token)",
-    "CREATE TABLE IF NOT EXISTS blind (token BLOB NOT NULL, gid INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS blind_token ON blind (token, gid)",
-    "CREATE INDEX IF NOT EXISTS blind_gid ON blind (gid)",
+    "CREATE TABLE IF NOT EXISTS blind (token BLOB NOT NULL, gid INTEGER NOT NULL, PRIMARY KEY (token, gid))"
+    " WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS consent_withdrawn (address TEXT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS attachments (gid INTEGER NOT NULL, sealed BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS attachments_gid ON attachments (gid)",
@@ -252,8 +251,7 @@ class Level3Store(GrainStore):
                                   "missing_blobs": 0}
         with self._tx():
             if not clean:
-                for table, column in (("blind", "gid"), ("triples", "gid"), ("fts", "rowid"),
-                                      ("attachments", "gid")):
+                for table, column in (("blind", "gid"), ("triples", "gid"), ("attachments", "gid")):
                     cursor = self.db.execute(
                         f"DELETE FROM {table} WHERE {column} NOT IN (SELECT id FROM grains)")
                     report["orphan_index_rows"] += max(cursor.rowcount, 0)
@@ -325,7 +323,7 @@ class Level3Store(GrainStore):
             blind_rows.append((token, gid))
             if name in tokens:
                 tokens[name] = token
-        self.db.executemany("INSERT INTO blind (token, gid) VALUES (?, ?)", blind_rows)
+        self.db.executemany("INSERT OR IGNORE INTO blind (token, gid) VALUES (?, ?)", blind_rows)
         hexastore.add(self.db, gid, tokens["subject"], tokens["relation"], tokens["object"])
         fts.add(self.db, gid, self.index.document(fields))
 
@@ -341,14 +339,24 @@ class Level3Store(GrainStore):
                         (orjson.dumps(state), int(current), address))
 
     def _remove(self, address: str) -> None:
-        row = self.db.execute("SELECT id FROM grains WHERE address = ?", (address,)).fetchone()
+        row = self.db.execute("SELECT id, key_id, envelope FROM grains WHERE address = ?",
+                              (address,)).fetchone()
         if row is None:
             return
         gid = row[0]
-        self.db.execute("DELETE FROM blind WHERE gid = ?", (gid,))
+        # the grain's own tokens find its blind rows (keyed by token), and the contentless FTS
+        # table needs the words it indexed to forget them. An unreadable envelope: its blind
+        # rows go by a scan, its FTS postings stay, matched to no grain (ids are never reused)
+        try:
+            fields = decode_grain(self._open_row(address, row[1], row[2])).fields
+        except OMSError:
+            self.db.execute("DELETE FROM blind WHERE gid = ?", (gid,))
+        else:
+            fts.remove(self.db, gid, self.index.document(fields))
+            self.db.executemany("DELETE FROM blind WHERE token = ? AND gid = ?",
+                                [(token, gid) for _, token in self.index.grain_tokens(fields)])
         self.db.execute("DELETE FROM attachments WHERE gid = ?", (gid,))
         hexastore.remove(self.db, gid)
-        fts.remove(self.db, gid)
         self.db.execute("DELETE FROM grains WHERE id = ?", (gid,))
         self.blobs.remove(address)
 
