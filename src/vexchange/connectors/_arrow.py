@@ -1,0 +1,501 @@
+"""What the Arrow file connectors (``parquet``, ``pinecone-bulk``, ``milvus-bulk``) share:
+float32 vector columns built from whole pages, JSON-text columns that keep JSON types exact,
+one small file helper for every open, list and rename (so object storage can plug in there),
+a writer that stages each acknowledged batch and builds the final files once, at the end, and
+a reader that pages through a directory of Parquet files with a resumable cursor.
+
+Why stage: a Parquet file is readable only once its footer is written, so a run killed
+midway would leave nothing it could resume from. Each batch the engine acknowledges goes to
+one small Arrow IPC file in ``<out>.staging/`` (complete on disk when the checkpoint that
+counts it is taken); ``finish`` turns the staged batches into the format's files inside
+``<out>.partial/`` and renames that into place, so a reader never sees a half-written output.
+A resumed run keeps the staged batches its checkpoint counts and drops the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from .._atomic import RESUME_HINT, describe_os_error
+from .._json import dumps_exact, loads_exact
+from ..errors import CodecError, DecodeError, UsageError
+from ..record import MemoryRecord
+from ._base import Reject, VectorSpace, Writer
+from .vmig import LastBatch
+
+__all__ = ["MANIFEST", "TS_MS", "Files", "ParquetPages", "StagedWriter", "fixed_vectors", "json_text",
+           "list_vectors", "loads_cell", "local_files", "sparse_column", "vector_bytes",
+           "write_parquet_files"]
+
+TS_MS = pa.timestamp("ms", tz="UTC")
+MANIFEST = "vexchange.json"
+"""The file every output directory holds: what wrote it, and what it holds. A directory
+without it is not replaced by a run (it is not ours to delete)."""
+_F32 = np.dtype("<f4")
+
+
+class Files:
+    """Every file operation the Arrow connectors make, on local paths. One small seam: an
+    object-storage or fsspec backend replaces this class (open, list, rename, remove) and
+    the connectors stay as they are."""
+
+    def open(self, path: Path, mode: str) -> IO[bytes]:
+        try:
+            return open(path, mode)  # noqa: SIM115 - the caller closes it
+        except OSError as err:
+            verb = "read" if "r" in mode else "write"
+            raise (UsageError if "r" in mode else CodecError)(
+                f"cannot {verb} {path}: {describe_os_error(err)}") from None
+
+    def files(self, root: Path, suffix: str) -> list[Path]:
+        """Files under ``root`` (at any depth) ending in ``suffix``, in sorted path order;
+        names starting with ``.`` or ``_`` are skipped (Spark and Hive write ``_SUCCESS``)."""
+        found = [p for p in root.rglob(f"*{suffix}") if p.is_file()
+                 and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)]
+        return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+    def is_dir(self, path: Path) -> bool:
+        return path.is_dir()
+
+    def makedirs(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+
+    def remove_tree(self, path: Path) -> None:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+    def rename(self, src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+
+    def sync(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+local_files = Files()
+
+
+# ------------------------------------------------------------------------------------ columns
+
+def fixed_vectors(records: Sequence[MemoryRecord], name: str, dims: int) -> pa.FixedSizeListArray:
+    """``fixed_size_list<float32>[dims]`` of one named vector, null where a record has none:
+    one join of the records' bytes and one copy, no per-value work."""
+    blobs: list[bytes] = []
+    mask = np.zeros(len(records), dtype=bool)
+    zero = b"\0" * (4 * dims)
+    for i, record in enumerate(records):
+        vec = record.vectors.get(name)
+        if vec is None:
+            blobs.append(zero)
+            mask[i] = True
+        else:
+            blobs.append(vec.data)
+    values = pa.array(np.frombuffer(b"".join(blobs), dtype=_F32), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(values, dims, mask=pa.array(mask) if mask.any() else None)
+
+
+def list_vectors(records: Sequence[MemoryRecord], name: str) -> pa.ListArray:
+    """``list<float32>`` of one named vector (any lengths), null where a record has none."""
+    blobs = []
+    offsets = np.zeros(len(records) + 1, dtype=np.int32)
+    mask = np.zeros(len(records), dtype=bool)
+    at = 0
+    for i, record in enumerate(records):
+        vec = record.vectors.get(name)
+        if vec is None:
+            mask[i] = True
+        else:
+            blobs.append(vec.data)
+            at += vec.dims
+        offsets[i + 1] = at
+    values = pa.array(np.frombuffer(b"".join(blobs), dtype=_F32), type=pa.float32())
+    return pa.ListArray.from_arrays(pa.array(offsets), values,
+                                    mask=pa.array(mask) if mask.any() else None)
+
+
+def sparse_column(pairs: Sequence[tuple[bytes, bytes] | None]) -> pa.StructArray:
+    """``struct<indices: list<uint32>, values: list<float32>>`` (Pinecone's and Milvus's
+    sparse layout), null where a record has none."""
+    idx_blobs, val_blobs = [], []
+    offsets = np.zeros(len(pairs) + 1, dtype=np.int32)
+    mask = np.zeros(len(pairs), dtype=bool)
+    at = 0
+    for i, pair in enumerate(pairs):
+        if pair is None:
+            mask[i] = True
+        else:
+            idx_blobs.append(pair[0])
+            val_blobs.append(pair[1])
+            at += len(pair[0]) // 4
+        offsets[i + 1] = at
+    off = pa.array(offsets)
+    indices = pa.ListArray.from_arrays(off, pa.array(np.frombuffer(b"".join(idx_blobs), dtype="<u4"),
+                                                     type=pa.uint32()))
+    values = pa.ListArray.from_arrays(off, pa.array(np.frombuffer(b"".join(val_blobs), dtype=_F32),
+                                                    type=pa.float32()))
+    return pa.StructArray.from_arrays([indices, values], names=["indices", "values"],
+                                      mask=pa.array(mask) if mask.any() else None)
+
+
+def json_text(value: Any) -> str:
+    """JSON text that keeps every integer exact (beyond 64 bits too) and ``-0.0``."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return dumps_exact(value)
+
+
+def loads_cell(text: str | bytes) -> Any:
+    """The value a JSON-text cell holds, exactly (``loads_exact``)."""
+    return loads_exact(text)
+
+
+def vector_bytes(column: pa.Array, dims_out: list[int] | None = None) -> list[bytes | None]:
+    """Each row's vector of a (fixed-size) list column of floats as float32 little-endian bytes,
+    None for a null row. float64 and float16 values are converted to float32 (what every
+    vexchange vector is); non-finite values are kept, for the engine to refuse."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    n = len(column)
+    if pa.types.is_fixed_size_list(column.type):
+        size = column.type.list_size
+        flat = column.flatten() if column.null_count == 0 else None
+        offsets = np.arange(n + 1, dtype=np.int64) * size
+        if flat is None:  # nulls: take each row's slot from the unflattened values
+            flat = column.values.slice(column.offset * size, n * size)
+    else:
+        offsets = np.asarray(column.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        base = int(offsets[0])
+        flat = column.values.slice(base, int(offsets[-1]) - base)
+        offsets = offsets - base
+    data = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=_F32).tobytes()
+    valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+    out: list[bytes | None] = []
+    for i in range(n):
+        if valid is not None and not valid[i]:
+            out.append(None)
+        else:
+            out.append(data[4 * int(offsets[i]):4 * int(offsets[i + 1])])
+    if dims_out is not None:
+        dims_out.extend(int(offsets[i + 1] - offsets[i]) for i in range(n))
+    return out
+
+
+# ------------------------------------------------------------------------------------- reader
+
+class ParquetPages:
+    """Pages of rows across the Parquet files of a directory (or one file), in file order.
+    The cursor is ``"<file index>:<row in that file>"``; resuming skips whole row groups by
+    their footer counts, then the rows before the cursor in the first one."""
+
+    def __init__(self, root: Path, files: list[Path], io: Files = local_files) -> None:
+        self.root, self.paths, self.io = root, files, io
+
+    def count(self) -> int:
+        total = 0
+        for path in self.paths:
+            with self.io.open(path, "rb") as handle:
+                total += self._file(handle, path).metadata.num_rows
+        return total
+
+    def _file(self, handle: IO[bytes], path: Path) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(handle)
+        except (pa.ArrowException, OSError) as err:
+            raise DecodeError(f"{path} is not a readable Parquet file: {err}") from None
+
+    def schema(self, index: int) -> pa.Schema:
+        with self.io.open(self.paths[index], "rb") as handle:
+            return self._file(handle, self.paths[index]).schema_arrow
+
+    def batches(self, batch_size: int, after: str | None,
+                ) -> Iterator[tuple[int, int, pa.Table, str | None]]:
+        """(file index, first row, rows, cursor after them): pages of at most ``batch_size``
+        rows; never across two files (their schemas may differ). The cursor is None after
+        the last page."""
+        start_file, start_row = _cursor(after)
+        last = len(self.paths) - 1
+        for index in range(start_file, len(self.paths)):
+            path = self.paths[index]
+            with self.io.open(path, "rb") as handle:
+                parquet = self._file(handle, path)
+                skip = start_row if index == start_file else 0
+                groups, offset = [], 0
+                for g in range(parquet.metadata.num_row_groups):
+                    rows = parquet.metadata.row_group(g).num_rows
+                    if offset + rows > skip:
+                        groups.append(g)
+                    else:
+                        offset += rows
+                total = parquet.metadata.num_rows
+                row = offset
+                try:
+                    stream = parquet.iter_batches(batch_size=batch_size, row_groups=groups,
+                                                  use_threads=False) if groups else iter(())
+                    pending: pa.Table | None = None
+                    for batch in stream:
+                        if row + batch.num_rows <= skip:
+                            row += batch.num_rows
+                            continue
+                        if row < skip:
+                            batch = batch.slice(skip - row)
+                            row = skip
+                        table = pa.Table.from_batches([batch])
+                        if pending is not None:
+                            yield index, row - pending.num_rows, pending, f"{index}:{row}"
+                        pending = table
+                        row += table.num_rows
+                except (pa.ArrowException, OSError) as err:
+                    raise DecodeError(f"{path}: cannot read its rows: {err}") from None
+                if pending is not None:
+                    done = row >= total and index == last
+                    yield index, row - pending.num_rows, pending, None if done else f"{index + 1}:0"
+                elif index == last:
+                    yield index, row, pa.table({}), None
+
+
+def _cursor(after: str | None) -> tuple[int, int]:
+    if not after:
+        return 0, 0
+    try:
+        file_index, row = after.split(":")
+        return int(file_index), int(row)
+    except ValueError:
+        raise UsageError(f"bad resume cursor {after!r} for a Parquet source",
+                         hint=RESUME_HINT) from None
+
+
+# ------------------------------------------------------------------------------------- writer
+
+class StagedWriter(Writer):
+    """A writer into one output directory built at ``finish`` from staged batches.
+
+    A subclass says how a batch becomes Arrow tables, one per group (a namespace's folder, or
+    the one data folder), with ``encode``, and how a group's tables become files with
+    ``build_group``; ``finish_output`` adds the card or manifest. The group's files must be
+    written in the order the tables come (the staged order, which is the run's order)."""
+
+    def __init__(self, root: Path, *, resume: dict[str, Any] | None, dry_run: bool,
+                 spaces: dict[str, VectorSpace] | None, connector: str, io: Files = local_files) -> None:
+        self.root, self.io, self.dry_run, self.connector = root, io, dry_run, connector
+        self.spaces = dict(spaces or {})
+        self.staging = root.with_name(root.name + ".staging")
+        self.partial = root.with_name(root.name + ".partial")
+        state = resume or {}
+        self.seq: int = int(state.get("seq", 0))
+        self.records: int = int(state.get("records", 0))
+        self.nbytes: int = int(state.get("nbytes", 0))
+        self.groups: dict[str, int] = dict(state.get("groups", {}))
+        self.state: dict[str, Any] = dict(state.get("layout", {}))
+        self.held: LastBatch[tuple[str, pa.Table]] = LastBatch(self._stage)
+        if dry_run:
+            return
+        if self.io.exists(root) and not self.io.exists(root / MANIFEST):
+            what = "a directory" if self.io.is_dir(root) else "a file"
+            raise UsageError(f"{root} is {what} that vexchange did not write; a run replaces its"
+                             " whole output, so it writes only into a new path or its own output",
+                             hint="choose a new output path")
+        if resume is None:
+            self.io.remove_tree(self.staging)
+            self.io.remove_tree(self.partial)
+            self.io.makedirs(self.staging)
+        else:
+            self._take_back()
+
+    def _take_back(self) -> None:
+        """Keep the staged batches the checkpoint counts; drop what came after it."""
+        have = sorted(self.io.files(self.staging, ".arrow")) if self.io.is_dir(self.staging) else []
+        kept = 0
+        for path in have:
+            seq = int(path.name.split("-", 1)[0])
+            if seq >= self.seq:
+                self.io.remove_tree(path)
+            else:
+                kept += 1
+        if kept != self.seq:
+            raise UsageError(f"cannot resume the write of {self.root}: {self.staging} holds {kept}"
+                             f" of the {self.seq} staged batches the checkpoint counts",
+                             hint=RESUME_HINT)
+
+    # subclass hooks -------------------------------------------------------------------------
+
+    def encode(self, batch: list[MemoryRecord]) -> tuple[list[Reject], dict[str, pa.Table]]:
+        raise NotImplementedError
+
+    def build_group(self, directory: Path, group: str, tables: Iterator[pa.Table]) -> list[str]:
+        """Write one group's files under ``directory``; the paths written, relative to it."""
+        raise NotImplementedError
+
+    def finish_output(self, directory: Path, files: dict[str, list[str]],
+                      summary: dict[str, Any]) -> None:
+        """Write what describes the output (a dataset card); the manifest is written after."""
+
+    # the Writer contract ---------------------------------------------------------------------
+
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        rejects, tables = self.encode(batch)
+        self.held.hold(batch, [(g, t) for g, t in sorted(tables.items()) if t.num_rows])
+        return rejects
+
+    def _stage(self, tables: list[tuple[str, pa.Table]]) -> None:
+        for group, table in tables:
+            self.records += table.num_rows
+            self.nbytes += table.nbytes
+            self.groups[group] = self.groups.get(group, 0) + table.num_rows
+            if self.dry_run:
+                continue
+            name = f"{self.seq:09d}-{group.encode().hex()}.arrow"
+            tmp = self.staging / (name + ".tmp")
+            try:
+                with self.io.open(tmp, "wb") as handle, ipc.new_stream(handle, table.schema) as out:
+                    out.write_table(table)
+                self.io.rename(tmp, self.staging / name)
+            except OSError as err:
+                raise CodecError(f"cannot write {tmp}: {describe_os_error(err)}") from None
+            self.seq += 1
+
+    def checkpoint(self) -> dict[str, Any]:
+        self.held.release()
+        return {"seq": self.seq, "records": self.records, "nbytes": self.nbytes, "groups": dict(self.groups),
+                "layout": dict(self.state)}
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return dict(self.spaces)
+
+    def output_groups(self) -> dict[str, list[Path]]:
+        """The groups ``finish`` builds, with their staged files in run order."""
+        return self.staged()
+
+    def staged(self) -> dict[str, list[Path]]:
+        out: dict[str, list[Path]] = {}
+        for path in self.io.files(self.staging, ".arrow"):
+            hexname = path.stem.split("-", 1)[1]
+            out.setdefault(bytes.fromhex(hexname).decode(), []).append(path)
+        return out
+
+    def read_staged(self, paths: list[Path]) -> Iterator[pa.Table]:
+        for path in paths:
+            with self.io.open(path, "rb") as handle:
+                yield ipc.open_stream(handle).read_all()
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Build every file in ``<out>.partial`` from the staged batches, sync them, write the
+        manifest, then put the directory in place of the output (an earlier output of ours is
+        moved aside first and removed after) and drop the staging."""
+        self.held.release()
+        if self.dry_run:
+            return
+        self.io.remove_tree(self.partial)
+        self.io.makedirs(self.partial)
+        files: dict[str, list[str]] = {}
+        try:
+            for group, paths in sorted(self.output_groups().items()):
+                files[group] = self.build_group(self.partial, group, self.read_staged(paths))
+            self.finish_output(self.partial, files, summary)
+            manifest = {"format": 1, "connector": self.connector, "records": self.records,
+                        "groups": dict(sorted(self.groups.items())),
+                        "files": {g: f for g, f in sorted(files.items())},
+                        "vector_spaces": {n: {"dims": s.dims, "metric": s.metric}
+                                          for n, s in sorted(self.spaces.items())},
+                        "layout": self.state,
+                        "source": {k: summary.get("source", {}).get(k)
+                                   for k in ("connector", "location", "version")}}
+            with self.io.open(self.partial / MANIFEST, "wb") as handle:
+                handle.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+            for group_files in files.values():
+                for name in group_files:
+                    self.io.sync(self.partial / name)
+        except OSError as err:
+            raise CodecError(f"cannot write {self.partial}: {describe_os_error(err)}") from None
+        old = self.root.with_name(self.root.name + ".old")
+        self.io.remove_tree(old)
+        if self.io.exists(self.root):
+            self.io.rename(self.root, old)
+        self.io.rename(self.partial, self.root)
+        self.io.remove_tree(old)
+        self.io.remove_tree(self.staging)
+
+    def abort(self) -> None:
+        """The staged batches stay for ``--resume``; nothing looks complete."""
+        with contextlib.suppress(OSError):
+            self.io.remove_tree(self.partial)
+
+
+def write_parquet_files(io: Files, paths: Sequence[Path], tables: Iterator[pa.Table], *,
+                        schema: pa.Schema, rows_per_file: int, row_group_rows: int,
+                        cdc: bool = True, compression: str = "snappy") -> int:
+    """Parquet files from tables that share ``schema``: ``rows_per_file`` rows in each of
+    ``paths`` in turn (the caller sized the list from the rows it staged), in row groups of
+    about ``row_group_rows`` (small staged batches are gathered, so groups are not
+    page-sized; memory holds one row group). Content-defined chunking (pyarrow >= 21) keeps
+    data pages stable across edits, for deduplicating storage such as the Hugging Face Hub's.
+    Returns the rows written."""
+    options: dict[str, Any] = {"compression": compression}
+    if cdc:
+        options["use_content_defined_chunking"] = True
+    rows = 0
+    index = 0
+    in_file = 0
+    handle: IO[bytes] | None = None
+    out: pq.ParquetWriter | None = None
+    pending: list[pa.Table] = []
+    pending_rows = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_rows
+        if pending and out is not None:
+            out.write_table(pa.concat_tables(pending), row_group_size=row_group_rows)
+        pending, pending_rows = [], 0
+
+    def close() -> None:
+        nonlocal out, handle
+        flush()
+        if out is not None:
+            out.close()
+        if handle is not None:
+            handle.close()
+        out = handle = None
+
+    try:
+        for table in tables:
+            table = table.cast(schema) if table.schema != schema else table
+            while table.num_rows:
+                if out is None:
+                    handle = io.open(paths[index], "wb")
+                    out = pq.ParquetWriter(handle, schema, **options)
+                    index += 1
+                    in_file = 0
+                head, table = table.slice(0, rows_per_file - in_file), table.slice(rows_per_file - in_file)
+                pending.append(head)
+                pending_rows += head.num_rows
+                in_file += head.num_rows
+                rows += head.num_rows
+                if pending_rows >= row_group_rows:
+                    flush()
+                if in_file >= rows_per_file:
+                    close()
+        if index == 0 and paths:  # no rows: one empty file, so the output has its schema
+            handle = io.open(paths[0], "wb")
+            out = pq.ParquetWriter(handle, schema, **options)
+    finally:
+        close()
+    return rows
