@@ -20,6 +20,12 @@ id (a message without text says ``relation`` "remembers" and ``object`` "" inste
 ``content``, which an Event needs one way or the other); ``vexchange`` carries it exactly, as
 for a Belief.
 
+Memories of agent frameworks get the type that says what they are (:func:`typed_fields`): a
+Letta core-memory block or agent a **State**, a Letta tool an **Action** definition, a message
+that is one tool call an **Action** in the call phase, a Mem0 memory a Belief about its scope's
+``user_id``, a LangGraph item a Belief whose object is its value. Every type is read back
+exactly from ``vexchange``.
+
 Grains reference vectors and never embed them (OMS "references, not blobs"), so the vectors go
 to a companion file ``<file>.vectors``, one entry per vector in grain order, keyed by
 ``vector_id``: ``u32 key length, key (UTF-8), u32 dims, dims float32 LE``. Reading a grain
@@ -30,26 +36,27 @@ its content/object/description, and metadata its other fields.
 from __future__ import annotations
 
 import base64
+import math
 import struct
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from .._json import dumps_exact, loads_exact
 from ..record import MemoryRecord, SparseVector, Vector
-from .canonical import nfc
+from .canonical import MAX_DEPTH, nfc
 from .errors import error_class
 from .grain import Grain
+from .shapes import RELATION, letta_agent, letta_block, letta_tool, mem0_scope, single_tool_call
 
 __all__ = ["VectorFileReader", "VectorFileWriter", "grain_from_record", "is_conversation",
-           "record_from_grain"]
+           "record_from_grain", "typed_fields"]
 
-RELATION = "remembers"
 VEX_FIELD = "vexchange"
 
 
 def _safe(text: str) -> str:
     """A string a grain can carry: NFC, no leading BOM (§4.4), never empty."""
-    return nfc(text).lstrip("\ufeff") or "-"
+    return _clean(text) or "-"
 
 
 def grain_from_record(record: MemoryRecord, metrics: dict[str, str | None] | None = None) -> dict[str, Any]:
@@ -78,9 +85,7 @@ def grain_from_record(record: MemoryRecord, metrics: dict[str, str | None] | Non
         "sparse": {n: [base64.b64encode(sp.indices).decode(), base64.b64encode(sp.values).decode(),
                        sp.model] for n, sp in record.sparse.items()},
     }
-    grain: dict[str, Any] = _event(record) if is_conversation(record) else {
-        "type": "belief", "subject": _safe(record.id), "relation": RELATION,
-        "object": _safe(record.text) if record.text else "", "confidence": 1.0}
+    grain = typed_fields(record)
     grain.update({"created_at": _grain_time(record.created_at), "source_type": "imported",
                   VEX_FIELD: dumps_exact(exact).encode()})
     if record.namespace is not None:
@@ -97,21 +102,147 @@ def is_conversation(record: MemoryRecord) -> bool:
             and isinstance(metadata.get("conversation_id"), str))
 
 
-def _event(record: MemoryRecord) -> dict[str, Any]:
-    """The Event fields of a conversation message (the caller adds the common ones)."""
-    metadata = record.metadata or {}
-    grain: dict[str, Any] = {"type": "event", "subject": _safe(record.id),
-                             "role": _safe(metadata["role"]),
-                             "session_id": _safe(metadata["conversation_id"])}
+def typed_fields(record: MemoryRecord) -> dict[str, Any]:
+    """The type and type-specific fields of a record's grain (the caller adds the common ones
+    and the exact record): the grain type that says what the memory is, decided from what the
+    record itself says, first rule that fits (docs/formats/oms.md, "Memory records as grains"):
+
+    1. a Letta object (``metadata.letta_kind`` and the object in ``metadata.letta``): a block
+       or an agent is a State, a tool an Action definition (the ``letta_*`` shapes);
+    2. a conversation message (:func:`is_conversation`): an Action in the call phase when it is
+       exactly one tool call with object arguments (:func:`~vexchange.oms.shapes.single_tool_call`
+       on ``metadata.tool_calls``, or the Letta message's), else an Event; a row of Mem0's
+       message log (``extra.mem0.kind`` "message") is an Event too;
+    3. everything else a Belief: a LangGraph item's object is its value map (a key-value memory),
+       any other record's its text.
+
+    A record whose namespace is a Mem0 session scope (``user_id=alice&agent_id=helper``) also
+    gets ``user_id`` and ``run_id`` (and ``context.agent_id`` when the grain has no context).
+    The type is derived, never stored in the record, so no record changes for it (digests,
+    ``vex verify`` and every other target see the same record). Nested values are made
+    portable (:func:`_portable`): the exact values travel in the ``vexchange`` field."""
+    metadata = record.metadata if isinstance(record.metadata, dict) else {}
+    grain = _letta_object(record, metadata) or _message(record, metadata) or _belief(record, metadata)
+    scope = _mem0_scope(record.namespace)
+    if scope is not None:
+        given = mem0_scope(scope.get("user_id"), None, scope.get("run_id"))
+        grain.update({k: _safe(v) for k, v in given.items() if v is not None})
+        if "agent_id" in scope and "context" not in grain:
+            grain["context"] = {"agent_id": _safe(scope["agent_id"])}
+    return grain
+
+
+_LETTA = {"block": ("value", letta_block), "agent": ("system", letta_agent),
+          "tool": ("description", letta_tool)}
+"""letta_kind -> (the object's field lifted into the record's text, its shape's converter)."""
+
+
+def _letta_object(record: MemoryRecord, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    kind = metadata.get("letta_kind")
+    letta = metadata.get("letta")
+    if kind not in _LETTA or not isinstance(letta, dict):
+        return None
+    lifted, convert = _LETTA[kind]
+    obj = dict(letta)
+    if record.text is not None:
+        obj[lifted] = record.text
+    try:
+        fields = convert(obj)
+    except (KeyError, ValueError):  # not the object Letta writes (no value, name, schema): a Belief
+        return None
+    fields = {k: _portable(v) for k, v in fields.items() if v is not None}
+    fields["subject"] = _safe(record.id)
+    if kind == "tool":
+        fields["tool_name"] = _safe(fields["tool_name"])
+    return fields
+
+
+def _message(record: MemoryRecord, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    if not is_conversation(record):
+        extra = record.extra.get("mem0")
+        if not (isinstance(extra, dict) and extra.get("kind") == "message"
+                and isinstance(extra.get("role"), str) and record.text):
+            return None
+        return {"type": "event", "subject": _safe(record.id), "role": _safe(extra["role"]),
+                "content": _safe(record.text), "session_id": _safe(record.namespace or "-"),
+                **({"timestamp_ms": record.created_at} if record.created_at is not None else {})}
+    letta = metadata.get("letta")
+    calls = metadata.get("tool_calls", letta.get("tool_calls") if isinstance(letta, dict) else None)
+    call = single_tool_call(calls)
+    common: dict[str, Any] = {"subject": _safe(record.id), "role": _safe(metadata["role"]),
+                              "session_id": _safe(metadata["conversation_id"])}
+    if record.created_at is not None:
+        common["timestamp_ms"] = record.created_at
+    if call is not None:
+        name, arguments, call_id = call
+        grain = {"type": "action", "action_phase": "call", "tool_name": _safe(name),
+                 "input": _portable(arguments), **common}
+        if call_id is not None:
+            grain["tool_call_id"] = _safe(call_id)
+        return grain
+    grain = {"type": "event", **common}
     if record.text:
         grain["content"] = _safe(record.text)
     else:
         grain.update(relation=RELATION, object="")
-    if record.created_at is not None:
-        grain["timestamp_ms"] = record.created_at
     if isinstance(metadata.get("model"), str) and metadata["model"]:
         grain["model_id"] = _safe(metadata["model"])
     return grain
+
+
+def _belief(record: MemoryRecord, metadata: dict[str, Any]) -> dict[str, Any]:
+    if record.source_store == "langgraph" and isinstance(record.metadata, dict):
+        obj: Any = _portable(record.metadata)  # the item's value: key-value memory
+    else:
+        obj = _safe(record.text) if record.text else ""
+    return {"type": "belief", "subject": _safe(record.id), "relation": RELATION, "object": obj,
+            "confidence": 1.0}
+
+
+def _mem0_scope(namespace: str | None) -> dict[str, str] | None:
+    if not namespace or "=" not in namespace:
+        return None
+    from ..connectors._mem0_layout import scope_of  # pure rules, no SDK; late: no import cycle
+
+    return scope_of(namespace)
+
+
+_INT_RANGE = (-(1 << 63), 1 << 64)
+_PORTABLE_DEPTH = MAX_DEPTH - 4
+"""Nested values deeper than this become JSON text: the grain's own nesting (the field, a list
+of refs) stays inside the 32 levels the codec allows."""
+
+
+def _portable(value: Any, depth: int = 0) -> Any:
+    """A JSON value as a grain can carry it whatever it holds: strings (and keys) NFC without a
+    leading BOM and with lone surrogates replaced, integers beyond 64 bits and non-finite
+    floats as text, two keys that are one NFC form kept once (the first), nesting beyond the
+    codec's depth as JSON text. A readable view for other OMS tools; the exact value is in the
+    ``vexchange`` field."""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, bool) or value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, int):
+        return value if _INT_RANGE[0] <= value < _INT_RANGE[1] else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth >= _PORTABLE_DEPTH and isinstance(value, (dict, list, tuple)):
+        return dumps_exact(value)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.setdefault(_clean(str(key)), _portable(item, depth + 1))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_portable(item, depth + 1) for item in value]
+    return str(value)
+
+
+def _clean(text: str) -> str:
+    if text.isascii():
+        return text
+    return nfc(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")).lstrip("\ufeff")
 
 
 GRAIN_TIME_MAX_MS = ((1 << 32) - 1) * 1000
@@ -136,12 +267,14 @@ def record_from_grain(grain: Grain, vectors: dict[str, bytes]) -> MemoryRecord:
     """The record a grain holds; ``vectors`` by vector_id, from the companion file."""
     fields = grain.fields
     packed = fields.get(VEX_FIELD)
-    if not isinstance(packed, bytes) or grain.type not in ("belief", "event"):
+    if not isinstance(packed, bytes):
         return _foreign(grain, vectors)
     try:
         exact = loads_exact(packed)
     except ValueError as err:
         raise error_class("ERR_CORRUPT")(f"the {VEX_FIELD} field is not JSON: {err}") from None
+    if not isinstance(exact, dict) or not isinstance(exact.get("id"), str):
+        raise error_class("ERR_CORRUPT")(f"the {VEX_FIELD} field does not hold a record")
     refs = fields.get("embedding_refs") or []
     named: dict[str, Vector] = {}
     for (name, model), ref in zip(exact.get("vectors", []), refs, strict=False):
