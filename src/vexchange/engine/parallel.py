@@ -7,7 +7,11 @@ is a whole engine run (engine/run.py) of its own, with its checkpoint, counts, r
 order-independent digests in ``<receipt>.shards/``, so a killed worker resumes its shard where
 its checkpoint says and nothing is counted twice. What a worker does is ``run_shard(task)``: a
 function of a plain task (the shard, the options, the connectors' classes and locations, the
-run-file folder) that gives back the shard's receipt; a Ray engine calls the same function.
+run-file folder) that gives back the shard's receipt. Where those calls run is an
+``Executor``'s business, chosen by ``options.engine``: local ``spawn`` processes
+(``LocalExecutor``) or Ray tasks (engine/ray_engine.py); both hand each result to the same
+``Coordinator``, whose checkpoint and merge do not depend on the executor, so a run started on
+one resumes on the other.
 
 Targets: a store that takes several writers (a server) is written by every worker through its
 own writer (idempotent upserts; the first shard's worker starts alone until its first
@@ -18,7 +22,8 @@ parts replayed, in shard order, through one writer: the order-dependent checks (
 across shards, the size a fixed-size target pins) are made there, as one worker makes them.
 
 Secrets never travel in a task: they reach the worker processes once, through the spawn pipe
-(the pool's initializer), or from the ``VEX_<CONNECTOR>_<NAME>`` variables they inherit.
+(the pool's initializer), or from the environment (the ``VEX_<CONNECTOR>_<NAME>`` variables a
+local worker inherits; a Ray node's own environment, engine/ray_engine.py).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -42,7 +47,15 @@ from .._canonical import NamespaceDigest
 from .._time import format_timestamp, utc_now_ms
 from ..connectors._base import Capabilities, Connector, Page, Shard, VectorSpace, Writer
 from ..connectors.vmig import VmigConnector, VmigPartWriter, join_parts, read_file
-from ..errors import IntegrityError, MigrationError, RunInterrupted, TransientError, UsageError, VexError
+from ..errors import (
+    IntegrityError,
+    MigrationError,
+    RunInterrupted,
+    TransientError,
+    UsageError,
+    VexError,
+    register_secret,
+)
 from ..retry import RetryPolicy
 from ..spec import StoreSpec
 from .checkpoint import Checkpoint
@@ -51,7 +64,8 @@ from .progress import NoProgress, Progress
 from .receipt import Counts, NamespaceDigests, Receipt, load_receipt, versions
 from .vectors import VectorTransform
 
-__all__ = ["Location", "parallel_run", "run_shard"]
+__all__ = ["Coordinator", "Executor", "LocalExecutor", "Location", "ShardFiles", "parallel_run", "run_shard",
+           "use_secrets"]
 
 _MOD = 1 << 256
 _GATE_POLL_S = 0.05
@@ -101,9 +115,16 @@ class ShardFiles:
 _SECRETS: dict[str, dict[str, str]] = {"source": {}, "target": {}}
 
 
-def _init_worker(secrets: dict[str, dict[str, str]]) -> None:
-    """The pool's initializer: the secrets, through the spawn pipe, never in a task."""
-    _SECRETS.update(secrets)
+def use_secrets(secrets: Mapping[str, Mapping[str, str]]) -> None:
+    """The secrets a worker opens its connectors with (``{"source": {...}, "target": {...}}``),
+    handed over outside any task: by the local pool's initializer (the spawn pipe), by a Ray
+    worker from its node's environment (engine/ray_engine.py). Each value is registered for
+    redaction, so a worker's error message never shows one."""
+    for role in ("source", "target"):
+        values = dict(secrets.get(role, {}))
+        for value in values.values():
+            register_secret(value)
+        _SECRETS[role] = values
 
 
 def run_shard(task: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +289,42 @@ def _mode(target: Connector) -> str:
     return "join" if type(target) is VmigConnector else "replay"
 
 
+class Executor(Protocol):
+    """Where the shards run: local processes (``LocalExecutor``) or Ray tasks
+    (``ray_engine.RayExecutor``). An executor only runs tasks and hands each result to
+    ``Coordinator.settle``; the plan, the checkpoint and the merge are the coordinator's, the
+    same for both, so a run started on one resumes on the other."""
+
+    def max_shards(self) -> int:
+        """How many shards to ask the source for (``workers``; ``auto`` as the executor
+        counts CPUs)."""
+
+    def run(self, coordinator: Coordinator) -> None:
+        """Every pending shard to its end, or raise the error ``settle`` gave back."""
+
+    def close(self) -> None:
+        """Let go of what ``open_executor`` took (a Ray connection); nothing for processes."""
+
+
+def open_executor(options: RunOptions, secrets: Mapping[str, Mapping[str, str]]) -> Executor:
+    """The executor ``options.engine`` names (``ray`` is imported only here, and only then)."""
+    if options.engine == "ray":
+        from .ray_engine import RayExecutor
+
+        return RayExecutor(options, secrets)
+    return LocalExecutor(options, secrets)
+
+
+def _one_process(options: RunOptions) -> bool:
+    """A fresh run that does not split: ``limit``, ``dry_run``, or one worker (``auto`` on
+    Ray is the cluster's CPUs, counted once connected)."""
+    if options.limit is not None or options.dry_run:
+        return True
+    if options.engine == "ray" and options.workers == "auto":
+        return False
+    return options.worker_count() <= 1
+
+
 def parallel_run(source: Connector, target: Connector, *, operation: str, options: RunOptions,
                  receipt_path: Path, rejects_path: Path, progress: Progress | None,
                  retry: RetryPolicy | None) -> Receipt | None:
@@ -278,7 +335,7 @@ def parallel_run(source: Connector, target: Connector, *, operation: str, option
     saved = checkpoint.load() if options.resume else None
     if options.resume and (saved is None or not saved.get("parallel")):
         return None
-    if saved is None and (options.worker_count() <= 1 or options.limit is not None or options.dry_run):
+    if saved is None and _one_process(options):
         return None
     where = Location.of(source), Location.of(target)
     if where[0] is None or where[1] is None:
@@ -289,27 +346,86 @@ def parallel_run(source: Connector, target: Connector, *, operation: str, option
     mode = _mode(target)
     if mode == "replay" and VectorTransform.wanted(options):
         return None  # new vectors against a size pinned in order: one worker
-    folder = receipt_path.with_name(receipt_path.name + ".shards")
-    if saved is None:
-        source.verify_reads = options.verify
-        plan = source.shard_plan(options.worker_count())
-        if len(plan) < 2:
-            return None
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        saved = {"parallel": 1, "run_id": uuid.uuid4().hex, "source": source.describe(),
-                 "target": target.describe(), "mode": mode,
-                 "plan": [msgspec.to_builtins(s) for s in plan]}
-        checkpoint.save(saved)
-    elif saved["source"] != source.describe() or saved["target"] != target.describe():
+    if saved is not None and (saved["source"] != source.describe() or saved["target"] != target.describe()):
         raise UsageError("the checkpoint belongs to another source or target; refusing to resume")
-    coordinator = _Coordinator(source, target, operation, options, receipt_path, rejects_path,
-                               progress or NoProgress(), retry or RetryPolicy(attempts=options.retries),
-                               checkpoint, saved, folder, (where[0], where[1]))
-    return coordinator.execute()
+    executor = open_executor(options, {"source": source.spec.secrets, "target": target.spec.secrets})
+    try:
+        folder = receipt_path.with_name(receipt_path.name + ".shards")
+        if saved is None:
+            source.verify_reads = options.verify
+            plan = source.shard_plan(executor.max_shards())
+            if len(plan) < 2:
+                return None
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            saved = {"parallel": 1, "run_id": uuid.uuid4().hex, "source": source.describe(),
+                     "target": target.describe(), "mode": mode,
+                     "plan": [msgspec.to_builtins(s) for s in plan]}
+            checkpoint.save(saved)
+        coordinator = Coordinator(source, target, operation, options, receipt_path, rejects_path,
+                                  progress or NoProgress(), retry or RetryPolicy(attempts=options.retries),
+                                  checkpoint, saved, folder, (where[0], where[1]))
+        return coordinator.execute(executor)
+    finally:
+        executor.close()
 
 
-class _Coordinator:
+class LocalExecutor:
+    """The shards in a ``spawn`` pool of worker processes; secrets through its initializer."""
+
+    def __init__(self, options: RunOptions, secrets: Mapping[str, Mapping[str, str]]) -> None:
+        self.options = options
+        self.secrets = {role: dict(secrets.get(role, {})) for role in ("source", "target")}
+
+    def max_shards(self) -> int:
+        return self.options.worker_count()
+
+    def close(self) -> None:
+        pass
+
+    def run(self, coordinator: Coordinator) -> None:
+        """Rounds of one pool: a shard whose worker failed transiently, or died (the pool
+        breaks, and the other workers of that round stop), runs again in the next round."""
+        while pending := coordinator.pending():
+            context = multiprocessing.get_context("spawn")
+            workers = min(self.options.worker_count(), len(pending))
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=use_secrets,
+                                     initargs=(self.secrets,)) as pool:
+                futures: dict[Future[dict[str, Any]], int] = {}
+                if coordinator.take_gate():  # the first shard alone until it has written
+                    first = pool.submit(run_shard, coordinator.task(pending[0]))
+                    futures[first] = pending[0]
+                    while not first.done() and not coordinator.has_started(pending[0]):
+                        time.sleep(_GATE_POLL_S)
+                for i in pending:
+                    if i not in futures.values():
+                        futures[pool.submit(run_shard, coordinator.task(i))] = i
+                wait(futures)
+            failure: VexError | None = None
+            for future, index in sorted(futures.items(), key=lambda item: item[1]):
+                try:
+                    result = future.result()
+                except BrokenProcessPool:  # a worker was killed: its shard goes on from its checkpoint
+                    result = died("its worker process died")
+                error = coordinator.settle(index, result)
+                failure = failure or error  # the first in shard order stops the run
+            coordinator.save()
+            if failure is not None:
+                raise failure
+
+
+def died(why: str) -> dict[str, Any]:
+    """The result of a shard whose worker died: transient, it goes on from its checkpoint."""
+    return {"status": "failed", "error": why, "transient": True}
+
+
+class Coordinator:
+    """One parallel run: the plan from the checkpoint, the shards run by an ``Executor``, and
+    the merge. What an executor uses: ``pending``, ``task``, ``take_gate``, ``has_started``,
+    ``settle``, ``save``. The merge steps (``finish``, ``counts``, ``namespaces``,
+    ``merge_rejects``) read only the shards' results and run files, whichever executor ran
+    them."""
+
     def __init__(self, source: Connector, target: Connector, operation: str, options: RunOptions,
                  receipt_path: Path, rejects_path: Path, progress: Progress, retry: RetryPolicy,
                  checkpoint: Checkpoint, saved: dict[str, Any], folder: Path,
@@ -321,18 +437,21 @@ class _Coordinator:
         self.plan = [msgspec.convert(s, Shard) for s in saved["plan"]]
         self.mode: str = saved["mode"]
         self.results: dict[int, dict[str, Any]] = {}
+        self.attempts = {s.index: 0 for s in self.plan}
+        self.gate = self.mode == "direct" and not options.resume
         self.joined: Receipt | None = None
         self.started = time.monotonic()
         self.started_at = format_timestamp(utc_now_ms())
+        self.tasks = self._tasks()
 
-    def execute(self) -> Receipt:
+    def execute(self, executor: Executor) -> Receipt:
         self.receipt("running").write(self.receipt_path)
         try:
             if self.options.verify and self.source.read_checks:
                 self.source.verify_reads = True
                 self.source.shard_checks()  # a checksum over the whole source, once
             self.progress.start(self.source.count())
-            self.run_shards()
+            executor.run(self)
             self.finish()
         except BaseException as err:
             raise self.stop(err) from err
@@ -346,61 +465,49 @@ class _Coordinator:
         shutil.rmtree(self.folder, ignore_errors=True)
         return receipt
 
-    def tasks(self) -> dict[int, dict[str, Any]]:
+    def _tasks(self) -> dict[int, dict[str, Any]]:
         fields = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(RunOptions)}
         fields["namespaces"] = list(self.options.namespaces) if self.options.namespaces else None
         return {s.index: {"shard": msgspec.to_builtins(s), "mode": self.mode, "folder": str(self.folder),
                           "operation": self.operation, "options": fields, "source": self.where[0],
                           "target": self.where[1]} for s in self.plan}
 
-    def run_shards(self) -> None:
-        """Every shard to its end: a shard whose worker failed transiently, or died, runs
-        again from its checkpoint (``retries`` attempts in all); a permanent failure stops
-        the run, naming the shard."""
-        tasks = self.tasks()
-        attempts = dict.fromkeys(tasks, 0)
-        secrets = {"source": dict(self.source.spec.secrets), "target": dict(self.target.spec.secrets)}
-        gate = self.mode == "direct" and not self.options.resume
-        while pending := [i for i in tasks if i not in self.results]:
-            context = multiprocessing.get_context("spawn")
-            workers = min(self.options.worker_count(), len(pending))
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(secrets,)) as pool:
-                futures: dict[Future[dict[str, Any]], int] = {}
-                if gate:  # the first shard alone until it has written (its collection exists)
-                    first = pool.submit(run_shard, tasks[pending[0]])
-                    futures[first] = pending[0]
-                    files = ShardFiles(self.folder, pending[0])
-                    while not first.done() and not files.checkpoint.exists():
-                        time.sleep(_GATE_POLL_S)
-                    gate = False
-                for i in pending:
-                    if i not in futures.values():
-                        futures[pool.submit(run_shard, tasks[i])] = i
-                failure = self._collect(futures, attempts)
-            if failure is not None:
-                raise failure
-            self.save()
+    # -------------------------------------------------------------------- for an executor
 
-    def _collect(self, futures: dict[Future[dict[str, Any]], int],
-                 attempts: dict[int, int]) -> VexError | None:
-        wait(futures)
-        for future, index in sorted(futures.items(), key=lambda item: item[1]):
-            try:
-                result = future.result()
-            except BrokenProcessPool:  # a worker was killed: its shard goes on from its checkpoint
-                result = {"status": "failed", "error": "its worker process died", "transient": True}
-            if result["status"] == "done":
-                self.results[index] = result
-                self.progress.advance(*self._progress())
-                continue
-            attempts[index] += 1
-            label = self.plan[index].label()
-            if not result["transient"] or attempts[index] >= self.options.retries:
-                return MigrationError(
-                    f"{self.operation} stopped: {label} of {len(self.plan)} failed: {result['error']}",
-                    hint="fix the cause, then rerun the same command with --resume to continue")
-            self.retry.note_retry()
+    def pending(self) -> list[int]:
+        """The shards not run to their end yet, in shard order."""
+        return [s.index for s in self.plan if s.index not in self.results]
+
+    def task(self, index: int) -> dict[str, Any]:
+        """``run_shard``'s argument for a shard: plain data, no secret."""
+        return self.tasks[index]
+
+    def take_gate(self) -> bool:
+        """Once per run, True when the first pending shard must start alone and the others
+        wait until ``has_started`` says it has saved a checkpoint (a server target: one
+        process creates the collection or table)."""
+        gate, self.gate = self.gate, False
+        return gate
+
+    def has_started(self, index: int) -> bool:
+        return ShardFiles(self.folder, index).checkpoint.exists()
+
+    def settle(self, index: int, result: dict[str, Any]) -> VexError | None:
+        """A shard's result: done (kept for the merge), or a failure counted against its
+        attempts. Gives back the error that stops the run (a permanent failure, or the
+        ``retries`` attempts used up), naming the shard; None when the shard is done or is to
+        run again from its checkpoint."""
+        if result["status"] == "done":
+            self.results[index] = result
+            self.progress.advance(*self._progress())
+            return None
+        self.attempts[index] += 1
+        label = self.plan[index].label()
+        if not result["transient"] or self.attempts[index] >= self.options.retries:
+            return MigrationError(
+                f"{self.operation} stopped: {label} of {len(self.plan)} failed: {result['error']}",
+                hint="fix the cause, then rerun the same command with --resume to continue")
+        self.retry.note_retry()
         return None
 
     def _progress(self) -> tuple[int, int, int]:
