@@ -60,9 +60,10 @@ class Files:
 
     def files(self, root: Path, suffix: str) -> list[Path]:
         """Files under ``root`` (at any depth) ending in ``suffix``, in sorted path order;
-        names starting with ``.`` or ``_`` are skipped (Spark and Hive write ``_SUCCESS``)."""
-        found = [p for p in root.rglob(f"*{suffix}") if p.is_file()
-                 and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)]
+        hidden ones (a part starting with ``.``) and file names starting with ``_`` (Spark
+        and Hive write ``_SUCCESS``, ``_metadata``) are skipped."""
+        found = [p for p in root.rglob(f"*{suffix}") if p.is_file() and not p.name.startswith("_")
+                 and not any(part.startswith(".") for part in p.relative_to(root).parts)]
         return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
     def exists(self, path: Path) -> bool:
