@@ -94,8 +94,11 @@ def encode_grains(input: str | Path, output: str | Path, *, shape: str | None = 
     """Canonical grains from JSON (one object, or one per line; full field names; bytes as
     ``{"$base64": ...}``): a .mg file when ``output`` ends in .mg, else one raw blob.
 
-    With ``shape`` (conversation, tool_call, state, runbook, sensor, task) the input is a
-    JSONL log of that shape (see vexchange.oms.shapes); ``namespace`` then overrides the lines'."""
+    With ``shape`` (one of :data:`vexchange.oms.shapes.SHAPE_NAMES`: conversation, tool_call,
+    state, runbook, sensor, task, and the framework objects mem0, langgraph, letta_block,
+    letta_agent, letta_tool, letta_message) the input is a JSONL log of that shape (see
+    vexchange.oms.shapes); ``namespace`` then overrides the lines' (and the namespace a Mem0
+    scope or a LangGraph namespace tuple spells)."""
     if not Path(input).is_file():
         raise UsageError(f"no such file: {input}")
     if shape is not None:
