@@ -3,6 +3,7 @@ into pysqlite3 where this Python's sqlite3 cannot load extensions)."""
 
 from __future__ import annotations
 
+import importlib
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def connect(path: str) -> Any:
 
     module: Any = sqlite3
     if not hasattr(sqlite3.Connection, "enable_load_extension"):
-        import pysqlite3.dbapi2 as module  # type: ignore[import-not-found,no-redef]
+        module = importlib.import_module("pysqlite3.dbapi2")
     conn = module.connect(path)
     conn.enable_load_extension(True)
     sqlite_vec.load(conn)
