@@ -63,6 +63,7 @@ SCHEMA_KEY = b"vexchange"
 _COMPRESSIONS = ("snappy", "zstd", "lz4", "gzip", "none")
 _TEXT_COLUMNS = ("text", "content", "document", "page_content", "chunk")
 _DEFAULT_VECTOR_COLUMNS = ("vector", "embedding", "embeddings", "values")
+_OWN_COLUMNS = frozenset({"id", "namespace", "text", "metadata", "created_at", "updated_at", "vex"})
 
 
 def _int_option(spec: StoreSpec, key: str, default: int) -> int:
@@ -163,6 +164,9 @@ class Shape:
         saved = (schema.metadata or {}).get(SCHEMA_KEY)
         info = orjson.loads(saved) if saved else None
         self.own = isinstance(info, dict) and info.get("layout") == "vexchange-parquet"
+        # a file another tool saved again (``datasets`` drops the schema metadata): ours by
+        # its columns, which carry everything but the metric
+        resaved = not self.own and _OWN_COLUMNS <= set(schema.names)
         floats = [f.name for f in schema if (pa.types.is_fixed_size_list(f.type)
                                              or pa.types.is_list(f.type)
                                              or pa.types.is_large_list(f.type))
@@ -171,6 +175,10 @@ class Shape:
         if self.own and isinstance(info, dict):
             self.vectors: dict[str, str] = dict(info["vectors"])  # column -> vector name
             self.spaces_info = dict(info.get("spaces", {}))
+        elif resaved:
+            self.own = True
+            self.vectors = {c: ("" if c == "vector" else c[len("vector_"):]) for c in floats
+                            if c == "vector" or c.startswith("vector_")}
         else:
             default = next((c for c in _DEFAULT_VECTOR_COLUMNS if c in floats), None)
             if default is None and len(floats) == 1:
