@@ -153,7 +153,8 @@ def run_shard(task: dict[str, Any]) -> dict[str, Any]:
                 receipt_path=files.receipt, rejects_path=files.rejects)
         except MigrationError as err:
             cause = err.__cause__
-            return {"status": "failed", "error": str(err), "transient": isinstance(cause, TransientError)}
+            # its hint is "rerun with --resume", which the coordinator's error gives once
+            return {"status": "failed", "error": err.message, "transient": isinstance(cause, TransientError)}
         except VexError as err:
             return {"status": "failed", "error": str(err), "transient": isinstance(err, TransientError)}
         finally:
