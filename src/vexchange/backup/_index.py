@@ -21,22 +21,14 @@ import orjson
 
 from .._canonical import NamespaceDigest
 from ..errors import IntegrityError
-from ..record import MemoryRecord
+from .._record_keys import key_of, record_key
 from ._layout import Manifest, Repository
 
-__all__ = ["DigestIndex", "line_hash", "record_key"]
-
-
-def record_key(namespace: str | None, record_id: str) -> str:
-    return orjson.dumps([namespace, record_id]).decode()
+__all__ = ["DigestIndex", "key_of", "line_hash", "record_key"]
 
 
 def line_hash(line: bytes) -> bytes:
     return hashlib.sha256(line).digest()[:16]
-
-
-def key_of(record: MemoryRecord) -> str:
-    return record_key(record.namespace, record.id)
 
 
 class DigestIndex:

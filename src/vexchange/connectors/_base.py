@@ -146,6 +146,18 @@ class Writer(ABC):
     def abort(self) -> None:
         """Stop after a failure; keep what was acknowledged so the run can resume."""
 
+    def delete(self, keys: list[tuple[str | None, str]]) -> None:
+        """Delete the records ``(namespace, id)`` from the target, in one transaction where
+        the store has them; an id the target holds in another namespace, or does not hold,
+        is left alone (never an error: a deletion repeated after a crash finds nothing).
+        An incremental run propagates the source's deletions through this
+        (docs/engine.md, "Incremental runs"). By default a store cannot delete."""
+        raise NotImplementedError("this target cannot delete records")
+
+    def can_delete(self) -> bool:
+        """Whether ``delete`` is implemented (an incremental run asks before it deletes)."""
+        return type(self).delete is not Writer.delete
+
 
 class Connector(ABC):
     """A store at one location that can be read, written, or both."""
@@ -225,6 +237,42 @@ class Connector(ABC):
         if shard.kind != "whole":
             raise NotImplementedError(f"{self.name} has no {shard.kind} shards")
         return self.read(batch_size=batch_size, after=after)
+
+    # -------------------------------------------------------------- incremental runs
+
+    def change_mark(self) -> str | None:
+        """For an incremental run: an opaque high-water mark of the source's ``updated_at``
+        now (the newest change it holds, never later than its clock), kept in the receipt and
+        handed back to ``read_changed`` by the next run; None when the source keeps no
+        ``updated_at`` it can select by (the default: the run then compares every record's
+        digest with the state it keeps)."""
+        return None
+
+    def read_changed(self, mark: str, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        """Pages, like ``read``, of at least every record changed since ``mark`` (a value
+        ``change_mark`` gave): those whose ``updated_at`` is at or after it, less a margin
+        the connector chooses for writers whose changes become visible late, and every
+        record without an ``updated_at``. It may give more (the engine drops what its digest
+        says is unchanged), never less. Only called when ``change_mark`` is not None."""
+        raise NotImplementedError(f"{self.name} cannot select records by updated_at")
+
+    def list_ids(self, *, batch_size: int) -> Iterator[list[tuple[str | None, str]]]:
+        """Every ``(namespace, id)`` the source holds now, readable or not, in pages: what
+        an incremental run that read only the changed records compares with its state to
+        find deletions. By default a source cannot list them (deletions are then not
+        propagated, and the receipt says so)."""
+        raise NotImplementedError(f"{self.name} cannot list its ids")
+
+    def can_list_ids(self) -> bool:
+        return type(self).list_ids is not Connector.list_ids
+
+    def keeps_records(self) -> bool:
+        """Whether a new writer into this store adds to what it holds (upserts), so that an
+        incremental run can write only what changed. A file written whole by every run (a
+        ``.vmig.jsonl``, a cartridge, a ``.mg``) cannot: by default True for a server
+        (``takes_path`` False) and False for a path, which a connector that upserts into an
+        existing file or directory (VEKTOR) overrides."""
+        return not self.takes_path
 
     def shard_checks(self) -> dict[str, Any]:
         """The checks a shard read cannot make alone (a checksum over the whole file), made

@@ -21,12 +21,14 @@ existing triggers do their work, and where a trigger is missing the connector up
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._atomic import check_writable
 from .._json import dumps_exact
+from .._time import _MS_THRESHOLD
 from .._sqlite import error_kind, open_readonly, require_tables
 from ..errors import DecodeError, LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
@@ -56,6 +58,14 @@ _MIN_SHARD_ROWS = 256
 """A parallel run splits a database into shards of at least this many rows."""
 _FRESH_CEILING = -(1 << 62)
 """Fresh rowids (for ids that are not their own rowid) are taken from [-2**63, -2**62)."""
+CHANGE_MARGIN_MS = 300_000
+"""An incremental run reads again the changes of the 5 minutes before the previous run's mark:
+a writer whose transaction stamped ``updated_at`` before that run read and committed after it
+is still seen (the engine drops what its digest says is unchanged)."""
+_UPDATED_MS = (f"(CASE WHEN abs(m.updated_at) >= {_MS_THRESHOLD} THEN m.updated_at"
+               " ELSE m.updated_at * 1000 END)")
+"""``updated_at`` in milliseconds, as ``parse_timestamp`` reads an epoch number."""
+_DATED = "typeof(m.updated_at) IN ('integer', 'real')"
 
 
 class VektorConnector(AtPath, Connector):
@@ -134,6 +144,66 @@ class VektorConnector(AtPath, Connector):
         return [Shard(index=i, kind="rowid", start=bounds[i], end=bounds[i + 1],
                       records=total * (i + 1) // shards - total * i // shards) for i in range(shards)]
 
+    # ------------------------------------------------------------------ incremental runs
+
+    def keeps_records(self) -> bool:
+        return True  # the writer upserts into the database it finds
+
+    def change_mark(self) -> str | None:
+        """The newest ``updated_at`` (epoch seconds or milliseconds, as Slipstream writes it),
+        in milliseconds, never later than now; None when ``memories`` has no such column."""
+        db, layout = self._open_read()
+        try:
+            if "updated_at" not in layout.columns:
+                return None
+            with _translated(self.path, "read"):
+                newest = db.execute(f"SELECT max({_UPDATED_MS}) FROM memories m WHERE {_DATED}").fetchone()[0]
+        finally:
+            db.close()
+        now = time.time_ns() // 1_000_000
+        return str(now if newest is None else min(int(newest), now))
+
+    def read_changed(self, mark: str, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        """Rows whose ``updated_at`` is at or after ``mark`` less ``CHANGE_MARGIN_MS``, and
+        every row whose ``updated_at`` is not a number (NULL, text), in rowid order."""
+        db, layout = self._open_read()
+        try:
+            since = int(mark) - CHANGE_MARGIN_MS
+            yield from self._pages(db, layout, batch_size, int(after) if after else None,
+                                   where=f"NOT ({_DATED} AND {_UPDATED_MS} < {since})")
+        finally:
+            db.close()
+
+    def list_ids(self, *, batch_size: int) -> Iterator[list[tuple[str | None, str]]]:
+        """``(namespace, id)`` of every row as the reader gives it (the side table's id and
+        namespace where they apply), unreadable rows included."""
+        db, layout = self._open_read()
+        try:
+            with _translated(self.path, "read"):
+                has_side = _has_table(db, SIDE_TABLE)
+            columns = ", ".join(f'm."{c}"' for c in layout.columns)
+            side = (f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s"
+                    " ON s.row_key = CAST(m.id AS TEXT)") if has_side else "NULL, NULL FROM memories m"
+            first = f"SELECT m.rowid, {columns}, {side} ORDER BY m.rowid LIMIT ?"
+            after = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"
+            last: int | None = None
+            while True:
+                with _translated(self.path, "read"):
+                    rows = (db.execute(first, (batch_size,)) if last is None
+                            else db.execute(after, (last, batch_size))).fetchall()
+                page = []
+                for row in rows:
+                    values = dict(zip(layout.columns, row[1:-2], strict=False))
+                    record_id, namespace = stored_identity(values, row[-2], row[-1])
+                    page.append((namespace, record_id))
+                if page:
+                    yield page
+                if len(rows) < batch_size:
+                    return
+                last = rows[-1][0]
+        finally:
+            db.close()
+
     def read_shard(self, shard: Shard, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         if shard.kind == "whole":
             return self.read(batch_size=batch_size, after=after)
@@ -151,16 +221,19 @@ class VektorConnector(AtPath, Connector):
             db.close()
 
     def _pages(self, db: sqlite3.Connection, layout: Layout, batch_size: int,
-               last: int | None, *, end: int | None = None) -> Iterator[Page]:
+               last: int | None, *, end: int | None = None, where: str | None = None) -> Iterator[Page]:
+        """Pages in rowid order after ``last``, below ``end``, of the rows ``where`` selects
+        (an SQL condition on ``m``; an incremental run's changed rows)."""
         with _translated(self.path, "read"):
             has_side = _has_table(db, SIDE_TABLE)
         columns = ", ".join(f'm."{c}"' for c in layout.columns)
         side = (f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s"
                 " ON s.row_key = CAST(m.id AS TEXT)") if has_side else "NULL, NULL FROM memories m"
-        bound = "" if end is None else f" AND m.rowid < {int(end)}"
+        conditions = ([] if end is None else [f"m.rowid < {int(end)}"]) + ([where] if where else [])
+        bound = "".join(f" AND {c}" for c in conditions)
         # no lower bound before the first page: a row may sit at the lowest rowid, -2**63
         first = (f"SELECT m.rowid, {columns}, {side}"
-                 f"{'' if end is None else f' WHERE m.rowid < {int(end)}'} ORDER BY m.rowid LIMIT ?")
+                 f"{' WHERE ' + ' AND '.join(conditions) if conditions else ''} ORDER BY m.rowid LIMIT ?")
         after = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ?{bound} ORDER BY m.rowid LIMIT ?"
         cursor = last
         while True:
@@ -338,6 +411,37 @@ class VektorWriter(Writer):
         else:
             self.db.execute(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", (str(key),))
 
+    def delete(self, keys: list[tuple[str | None, str]]) -> None:
+        """Delete the rows of these ``(namespace, id)`` pairs in one transaction, with their
+        side-table entries and their FTS entries (by the database's trigger, else here); a
+        row that another namespace holds, or none, is left alone."""
+        if self.dry_run:
+            return
+        with _translated(self.path, "delete"):
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                for namespace, record_id in keys:
+                    key = self._key_of(record_id)
+                    holder = None if key is None else self._holder(key)
+                    if holder is None or holder.id != record_id or holder.namespace != namespace:
+                        continue
+                    self.fts.before_delete(self.db, key)
+                    self.db.execute("DELETE FROM memories WHERE id = ?", (key,))
+                    self.db.execute(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", (str(key),))
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+    def _key_of(self, record_id: str) -> Any:
+        """The row key an id was given (the side table's mapping, else its own), or None."""
+        if not self.layout.int_ids:
+            return record_id
+        mapped = self.db.execute(f"SELECT row_key FROM {SIDE_TABLE} WHERE source_id = ?",
+                                 (record_id,)).fetchone()
+        return int(mapped[0]) if mapped is not None else _rowid_for(record_id)
+
     def finish(self, summary: dict[str, Any]) -> None:
         self._close()
 
@@ -412,6 +516,17 @@ class _FtsPlan:
     def after_update(self, db: sqlite3.Connection, key: Any) -> None:
         if self.columns and "UPDATE" not in self.triggers:
             self._insert(db, key)
+
+    def before_delete(self, db: sqlite3.Connection, key: Any) -> None:
+        if not self.columns or "DELETE" in self.triggers:
+            return
+        if self.external:
+            cols = ", ".join(["memories_fts", "rowid"] + [f'"{c}"' for c in self.columns])
+            marks = ", ".join("?" * (len(self.columns) + 2))
+            db.execute(f"INSERT INTO memories_fts ({cols}) VALUES ({marks})",
+                       ["delete", key, *self._values(db, key)])
+        else:
+            db.execute("DELETE FROM memories_fts WHERE rowid = ?", (key,))
 
 
 # ------------------------------------------------------------------------------------ helpers

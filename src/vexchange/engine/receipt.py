@@ -41,6 +41,12 @@ class Counts(msgspec.Struct, kw_only=True):
     """Selected records whose default vector was computed again from their text."""
     adapted: int = 0
     """Selected records whose default vector was translated by an adapter."""
+    unchanged: int = 0
+    """An incremental run: records read that the target already holds as they are (not
+    selected, not written); read = filtered + unchanged + selected."""
+    deleted: int = 0
+    """An incremental run: records deleted from the target because the source no longer
+    holds them."""
 
     @property
     def skipped_total(self) -> int:
@@ -78,9 +84,14 @@ class Receipt(msgspec.Struct, kw_only=True):
     error: str | None = None
     resumed: bool = False
     vector_spaces: dict[str, Any] = {}
+    """Dims and metric per vector name, as the source declared them and as the target holds them."""
     embedding: dict[str, Any] | None = None
     """The embedder and adapter a run used (docs/embeddings.md), else None."""
-    """Dims and metric per vector name, as the source declared them and as the target holds them."""
+    incremental: dict[str, Any] | None = None
+    """An incremental run (docs/engine.md, "Incremental runs"): how it found what changed
+    (``by``, ``since``, ``high_water``, ``read``), the state file, whether deletions were
+    propagated, and the proof: per namespace the digests of the source after the run, of what
+    the target should hold and of what it holds when read back (``in_step``). None otherwise."""
 
     def write(self, path: Path) -> None:
         atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(self), indent=2) + b"\n")

@@ -36,6 +36,7 @@ from ..errors import (IntegrityError, redact, MigrationError, RunInterrupted, Tr
 from ..codecs.vmig import encode_record
 from ..record import MemoryRecord
 from .checkpoint import Checkpoint, RejectsFile, SeenIds
+from .incremental import Incremental, refuse_unsupported
 from .progress import NoProgress, Progress
 from .read_ahead import read_ahead
 from .read_process import read_in_process, reading_mode
@@ -82,6 +83,7 @@ def run(
     (engine/parallel.py); anything else runs here, in one."""
     from .parallel import parallel_run
 
+    refuse_unsupported(options)  # before a parallel run could take it
     merged = parallel_run(source, target, operation=operation, options=options,
                           receipt_path=receipt_path, rejects_path=rejects_path, progress=progress,
                           retry=retry)
@@ -111,6 +113,7 @@ class _Run:
     started: float
     started_at: str
     writer: Writer | None = None
+    incremental: Incremental | None = None
 
     def __init__(self, source: Connector, target: Connector, *, operation: str, options: RunOptions,
                  receipt_path: Path, rejects_path: Path, progress: Progress | None,
@@ -127,9 +130,15 @@ class _Run:
 
     def execute(self) -> Receipt:
         self.plan()
-        self.open()
+        try:
+            self.open()
+        except BaseException:
+            if self.incremental is not None:
+                self.incremental.close()
+            raise
         try:
             whole, last = self.loop()
+            self.propagate_deletions(last)
             self.finish(whole, last)
         except BaseException as err:
             replacement = self.stop(err)
@@ -155,6 +164,8 @@ class _Run:
         self.state, self.run_id, self.target_state = _start_state(
             self.checkpoint, self.source, self.target, self.options)
         self.transform = _vector_transform(self.options, self.retry)
+        if self.options.incremental:  # last: it opens the state file beside the receipt
+            self.incremental = Incremental(self.source, self.target, self.options, self.receipt_path)
 
     def open(self) -> None:
         """Open the source (a missing or foreign store fails before any output), declare the
@@ -163,6 +174,10 @@ class _Run:
         source, target = self.source, self.target
         total = source.count()
         self.reading = reading_mode(source, total)
+        if self.incremental is not None:
+            self.incremental.start(source)  # the mark, before anything is read
+            if self.incremental.reads_changed and self.reading == "process":
+                self.reading = "thread" if source.capabilities.read_ahead else "main"
         spaces = _with_metric(source.vector_spaces(), self.options.metric)
         if self.transform is not None:
             spaces = self.transform.spaces(spaces)
@@ -196,18 +211,27 @@ class _Run:
         state.pinned_dims.update(writer.target_dims())
         last_saved = time.monotonic()
         snapshot = self._snapshot()
+        incremental = self.incremental
+        batch_size = options.batch_size or DEFAULT_BATCH
         try:
-            pages = _pages(self.source, options.batch_size or DEFAULT_BATCH, state.cursor, retry,
-                           in_process=self.reading == "process")
+            pages = _pages(self.source, batch_size, state.cursor, retry,
+                           in_process=self.reading == "process",
+                           changed=incremental.pages(self.source, batch_size) if incremental else None)
             if self.reading == "thread":
                 pages = read_ahead(pages)
             with closing(pages):  # a read-ahead thread stops here, whatever happened
                 for page in pages:
+                    if incremental is not None:
+                        incremental.look_up(page)
                     batch, digests, limit_reached = _select(page, options, state, self.target, rejects,
-                                                            self.transform)
+                                                            self.transform, incremental)
                     if batch:
+                        if incremental is not None:
+                            incremental.before_write(batch)
                         refused = retry.call(functools.partial(writer.write, batch))
                         _account_written(batch, digests, refused, state, rejects)
+                        if incremental is not None:
+                            incremental.acknowledged(batch, digests, refused)
                     state.cursor = page.cursor
                     self.progress.advance(state.counts.read, state.counts.written,
                                           state.counts.skipped_total)
@@ -216,10 +240,25 @@ class _Run:
                     snapshot = self._snapshot()
                     if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
                         _save(self.checkpoint, snapshot, state)
+                        if incremental is not None:
+                            incremental.save()
                         last_saved = time.monotonic()
             return True, snapshot
         except BaseException:
             self._roll_back(snapshot)
+            raise
+
+    def propagate_deletions(self, last: dict[str, Any]) -> None:
+        """An incremental run: delete from the target what the source no longer holds
+        (engine/incremental.py), counted as ``deleted``."""
+        if self.incremental is None:
+            return
+        writer, retry = self._writer(), self.retry
+        try:
+            self.state.counts.deleted += self.incremental.propagate_deletions(
+                self.source, writer, self.options.batch_size or DEFAULT_BATCH, retry.call)
+        except BaseException:
+            self._roll_back(last)
             raise
 
     def finish(self, whole: bool, last: dict[str, Any]) -> None:
@@ -236,12 +275,15 @@ class _Run:
             raise
 
     def completed(self) -> Receipt:
-        """Close what the run opened, drop the checkpoint, and write the final receipt."""
+        """Close what the run opened, drop the checkpoint, and write the final receipt (an
+        incremental run's after the target was read back and compared)."""
         self.rejects.close()
         self.progress.close()
         self.checkpoint.remove()
         if self.transform:
             self.transform.close()
+        if self.incremental is not None:
+            self._prove(self.incremental)
         counts = self.state.counts
         status = "dry_run" if self.options.dry_run else (
             "completed_with_skips" if counts.skipped_total else "completed")
@@ -249,11 +291,29 @@ class _Run:
         receipt.write(self.receipt_path)
         return receipt
 
+    def _prove(self, incremental: Incremental) -> None:
+        """Read the target back for an incremental run's proof; a failure to read it is the
+        run's failure (its receipt says so), though everything was written."""
+        try:
+            if not self.options.dry_run:
+                incremental.prove(self.target, self.options.batch_size or DEFAULT_BATCH)
+        except VexError as err:
+            receipt = self.receipt("failed", redact(f"the target could not be read back to compare it"
+                                                    f" with the source: {err}"))
+            receipt.write(self.receipt_path)
+            raise MigrationError(f"{self.operation} wrote every change but could not read the target"
+                                 f" back to prove it: {err}", receipt=receipt,
+                                 hint="fix the cause, then rerun the same command") from err
+        finally:
+            incremental.close()
+
     def stop(self, err: BaseException) -> BaseException | None:
         """After a failure in the loop or the finish: abort the writer, write the failed (or
         interrupted) receipt, and give the error to raise, or None to raise ``err`` itself (a
         bug, whose traceback is for a report, or a usage error)."""
         self._writer().abort()
+        if self.incremental is not None:
+            self.incremental.close()  # what the target acknowledged is kept
         self.rejects.close()
         self.progress.close()
         if self.transform:
@@ -275,17 +335,21 @@ class _Run:
             f"{self.operation} stopped after {written} records were written: {err}",
             receipt=receipt,
             hint="fix the cause, then rerun the same command with --resume to continue"
-            if self.checkpoint.path.exists() else "fix the cause, then rerun the same command",
+            if self.checkpoint.path.exists() and self.incremental is None
+            else "fix the cause, then rerun the same command",
         )
 
     def receipt(self, status: str, error: str | None = None) -> Receipt:
         """The receipt of the run as it stands."""
         elapsed = time.monotonic() - self.started
-        state, writer = self.state, self.writer
+        state, writer, incremental = self.state, self.writer, self.incremental
+        namespaces = _namespace_digests(state)
+        if incremental is not None and incremental.proof is not None:
+            namespaces = _mirror_digests(incremental.proof)
         return Receipt(
             run_id=self.run_id, status=status, operation=self.operation,
             source=self.source.describe(), target=self.target.describe(), options=self.options.as_dict(),
-            counts=state.counts, namespaces=_namespace_digests(state),
+            counts=state.counts, namespaces=namespaces,
             rejects_file=str(self.rejects_path) if self.rejects.count else None,
             checkpoint_file=str(self.checkpoint.path) if self.checkpoint.path.exists() else None,
             receipt_file=str(self.receipt_path),
@@ -297,6 +361,7 @@ class _Run:
             vector_spaces={"source": _spaces_json(self.spaces),
                            "target": _spaces_json(writer.vector_spaces() if writer else {})},
             embedding=self.transform.describe() if self.transform else None,
+            incremental=incremental.describe() if incremental is not None else None,
         )
 
     def _refused(self, error: str) -> None:
@@ -319,6 +384,8 @@ class _Run:
         self.rejects.truncate(snapshot["rejects_at"])
         _save(self.checkpoint, snapshot, self.state)
         _restore(self.state, snapshot)
+        if self.incremental is not None:
+            self.incremental.save()  # acknowledged writes after the snapshot are still held
 
 
 def _verify_first(source: Connector, operation: str, failed: Callable[[str], None]) -> None:
@@ -415,14 +482,17 @@ def _save(checkpoint: Checkpoint, snapshot: dict[str, Any], state: _State) -> No
 
 
 def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
-           in_process: bool = False) -> Generator[Page, None, None]:
+           in_process: bool = False,
+           changed: Callable[[str | None], Iterator[Page]] | None = None) -> Generator[Page, None, None]:
     """Pages from the source; a transient read failure reopens the read at the last cursor.
-    ``in_process``: decoded by a child process (read_process.py)."""
+    ``in_process``: decoded by a child process (read_process.py). ``changed``: an incremental
+    run's read of the changed records only, from a cursor."""
     failures = 0
     while True:
         pages: Iterator[Page] | None = None
         try:
-            pages = (read_in_process(source, batch_size=batch_size, after=cursor) if in_process
+            pages = (changed(cursor) if changed is not None
+                     else read_in_process(source, batch_size=batch_size, after=cursor) if in_process
                      else source.read(batch_size=batch_size, after=cursor))
             for page in pages:
                 failures = 0
@@ -443,10 +513,11 @@ def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryP
 
 def _select(
     page: Page, options: RunOptions, state: _State, target: Connector, rejects: RejectsFile,
-    transform: VectorTransform | None = None,
+    transform: VectorTransform | None = None, incremental: Incremental | None = None,
 ) -> tuple[list[MemoryRecord], list[bytes], bool]:
     """The page's records the target should take, with the digests of what will be written.
-    Source digests are of the records as read; a transform (new vectors) happens after."""
+    Source digests are of the records as read; a transform (new vectors) happens after. An
+    incremental run leaves out, as ``unchanged``, what the target already holds as it is."""
     chosen: list[tuple[MemoryRecord, bytes]] = []
     counts = state.counts
     limit_reached = False
@@ -460,13 +531,20 @@ def _select(
                     and item.namespace not in options.namespaces:
                 counts.filtered += 1  # unreadable, but not in what was asked for
             else:
+                if incremental is not None:
+                    incremental.unreadable(item)
                 _skip(item, state, rejects)
             continue
         if not _wanted(item, options):
             counts.filtered += 1
             continue
-        counts.selected += 1
         digest = record_digest(item)
+        if incremental is not None and incremental.unchanged(item, digest):
+            assert state.seen_ids is not None
+            if state.seen_ids.add(item.namespace, item.id):  # else a duplicate: refused below
+                counts.unchanged += 1
+                continue
+        counts.selected += 1
         state.source_digests.setdefault(namespace_key(item.namespace), NamespaceDigest()).add(digest)
         chosen.append((item, digest))
     changed: list[MemoryRecord | Reject] = [r for r, _ in chosen]
@@ -652,6 +730,15 @@ def _namespace_digests(state: _State) -> dict[str, NamespaceDigests]:
     }
 
 
+def _mirror_digests(proof: dict[str, Any]) -> dict[str, NamespaceDigests]:
+    """An incremental receipt's namespaces: the whole source after the run and what the
+    target holds of it, so ``vex verify TARGET --receipt`` checks the whole target."""
+    source, expected = proof["source"], proof["expected"]
+    empty = NamespaceDigest().to_dict()
+    return {ns: NamespaceDigests(source=source.get(ns, empty), written=expected.get(ns, empty))
+            for ns in sorted(set(source) | set(expected))}
+
+
 def _snapshot(
     writer: Writer, state: _State, source: Connector, target: Connector, run_id: str,
     rejects: RejectsFile,
@@ -665,7 +752,8 @@ def _snapshot(
         "counts": {"read": state.counts.read, "filtered": state.counts.filtered,
                    "selected": state.counts.selected, "written": state.counts.written,
                    "skipped": dict(state.counts.skipped), "reembedded": state.counts.reembedded,
-                   "adapted": state.counts.adapted},
+                   "adapted": state.counts.adapted, "unchanged": state.counts.unchanged,
+                   "deleted": state.counts.deleted},
         "source_digests": {k: v.to_dict() for k, v in state.source_digests.items()},
         "written_digests": {k: v.to_dict() for k, v in state.written_digests.items()},
         "pinned_dims": dict(state.pinned_dims),
