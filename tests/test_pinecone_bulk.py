@@ -87,7 +87,7 @@ def test_the_layout_is_exactly_what_pinecone_imports(tmp_path: Path) -> None:
     Pinecone's types, metadata a JSON object within 40 KB, finite values of the index's size."""
     records = [r.replace(text=(r.text or "")[:500]) for r in
                sample_records(60, dims=8, null_vectors=False, sparse=True, seed=2)]
-    records += [records[0].replace(namespace=None, id="no-ns")]
+    records += [records[0].replace(namespace=None, id="987654")]
     out = tmp_path / "bulk"
     source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="dot")
     migrate(source, f"pinecone-bulk://{out}?rows_per_file=7", receipt=tmp_path / "r.json",
