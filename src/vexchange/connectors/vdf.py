@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import DecodeError, UsageError
-from ..record import MemoryRecord
+from ..record import MemoryRecord, Vector
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import VEX_KEY, PayloadLayout
@@ -294,6 +294,12 @@ class _EntryReader:
     def __init__(self, entry: dict[str, Any], id_column: str) -> None:
         self.own = _own(entry)
         self.names = _vector_names(entry, self.own)
+        found = entry.get("model_map")
+        models: dict[str, Any] = found if isinstance(found, dict) else {}
+        self.models = {name: model for column, name in self.names.items()
+                       if isinstance(model := (models.get(column) or {}).get("model_name"), str)
+                       and model not in ("", "NOT_PROVIDED")}
+        """A foreign file's vector models (vdf-io's ``model_map``; vexchange's own are in _vex)."""
         self.id_column = "id" if self.own else id_column
         namespace = entry.get("namespace")
         if self.own:
@@ -351,7 +357,8 @@ class _EntryReader:
             payload = {k: _jsonable(v) for k, v in row.items()}
             record = _LAYOUT.unpack(payload, store_id=rid, vectors=vectors, namespace=self.namespace,
                                     id_type="int" if int_id else "str")
-            return record.replace(text=text)
+            models = {n: Vector(v.data, self.models.get(n)) for n, v in record.vectors.items()}
+            return record.replace(text=text, vectors=models)
         except (ValueError, KeyError, TypeError) as err:
             return Reject(reason="bad_row", detail=str(err), id=rid, namespace=self.namespace,
                           location=location, record=_jsonable(row))
