@@ -27,8 +27,8 @@ def _rows(db: Path) -> list[tuple[Any, ...]]:
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT * FROM memories ORDER BY id").fetchall()
-        side = con.execute("SELECT * FROM _vexchange_rows ORDER BY row_key").fetchall() \
-            if con.execute("SELECT 1 FROM sqlite_master WHERE name = '_vexchange_rows'").fetchone() else []
+        side = con.execute("SELECT * FROM vexchange_records ORDER BY row_key").fetchall() \
+            if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'vexchange_records'").fetchone() else []
         return rows + side
     finally:
         con.close()

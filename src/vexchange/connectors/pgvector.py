@@ -97,6 +97,8 @@ _LAYOUT = PayloadLayout("pgvector", text_key=None, namespace_key=None, native=_p
                         inexact=_jsonb_changes)
 _VEX_TEXT = "text"
 """The ``vex`` key of a text the ``text`` column cannot hold (it has a NUL character)."""
+CHANGE_MARGIN = "5 minutes"
+"""How far before the previous run's mark an incremental run reads changes again."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 
@@ -237,19 +239,27 @@ class PgvectorConnector(Connector):
         return self._readable().spaces()
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        return self._read(batch_size, after)
+
+    def _read(self, batch_size: int, after: str | None, where: sql.Composable | None = None,
+              args: tuple[Any, ...] = ()) -> Iterator[Page]:
+        """Pages in key order after the cursor ``after``, of the rows ``where`` selects (an
+        incremental run's changed rows; ``args`` are its parameters)."""
         table = self._readable()
         assert table.key is not None
         key = sql.Identifier(table.key)
-        query = sql.SQL("SELECT * FROM {t} WHERE {k} > %s ORDER BY {k} LIMIT %s").format(
-            t=self.ident, k=key)
-        first = sql.SQL("SELECT * FROM {t} ORDER BY {k} LIMIT %s").format(t=self.ident, k=key)
+        also = sql.SQL("") if where is None else sql.SQL(" AND ({})").format(where)
+        query = sql.SQL("SELECT * FROM {t} WHERE {k} > %s{also} ORDER BY {k} LIMIT %s").format(
+            t=self.ident, k=key, also=also)
+        first = sql.SQL("SELECT * FROM {t} WHERE TRUE{also} ORDER BY {k} LIMIT %s").format(
+            t=self.ident, k=key, also=also)
         cursor: Any = orjson.loads(after) if after else None
         while True:
             with translated_pg("read"), self.conn().cursor(binary=True) as cur:
                 if cursor is None:
-                    cur.execute(first, (batch_size,))
+                    cur.execute(first, (*args, batch_size))
                 else:
-                    cur.execute(query, (cursor, batch_size))
+                    cur.execute(query, (cursor, *args, batch_size))
                 names = [d.name for d in cur.description or []]
                 rows = cur.fetchall()
             if rows:
@@ -258,6 +268,50 @@ class PgvectorConnector(Connector):
             more = len(rows) == batch_size
             yield Page(items, orjson.dumps(cursor).decode() if more else None)
             if not more:
+                return
+
+    # ------------------------------------------------------------------ incremental runs
+
+    def change_mark(self) -> str | None:
+        """The newest ``updated_at`` of a table whose ``updated_at`` is a timestamptz, never
+        later than the server's clock (ISO-8601); None for any other table."""
+        table = self._readable()
+        if table.types.get("updated_at") != "timestamptz":
+            return None
+        with translated_pg("read"):
+            row = self.conn().execute(sql.SQL(
+                "SELECT LEAST(coalesce(max(updated_at), now()), now()) FROM {}"
+            ).format(self.ident)).fetchone()
+        assert row is not None
+        return str(row[0].isoformat())
+
+    def read_changed(self, mark: str, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        """Rows whose ``updated_at`` is at or after ``mark`` less ``CHANGE_MARGIN`` (a
+        transaction that stamped its rows with ``now()`` before the previous run read and
+        committed after it), and every row whose ``updated_at`` is NULL, in key order."""
+        where = sql.SQL("updated_at IS NULL OR updated_at >= %s::timestamptz - %s::interval")
+        return self._read(batch_size, after, where, (mark, CHANGE_MARGIN))
+
+    def list_ids(self, *, batch_size: int) -> Iterator[list[tuple[str | None, str]]]:
+        """``(namespace, id)`` of every row, as the reader gives them: the key as text, the
+        ``namespace`` column where the table has one."""
+        table = self._readable()
+        assert table.key is not None
+        key = sql.Identifier(table.key)
+        namespace = sql.Identifier("namespace") if "namespace" in table.columns else sql.SQL("NULL")
+        first = sql.SQL("SELECT {k}, {n} FROM {t} ORDER BY {k} LIMIT %s").format(
+            k=key, n=namespace, t=self.ident)
+        after = sql.SQL("SELECT {k}, {n} FROM {t} WHERE {k} > %s ORDER BY {k} LIMIT %s").format(
+            k=key, n=namespace, t=self.ident)
+        cursor: Any = None
+        while True:
+            with translated_pg("read"):
+                rows = (self.conn().execute(first, (batch_size,)) if cursor is None
+                        else self.conn().execute(after, (cursor, batch_size))).fetchall()
+            if rows:
+                yield [(ns, str(k)) for k, ns in rows]
+                cursor = rows[-1][0]
+            if len(rows) < batch_size:
                 return
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
@@ -419,6 +473,20 @@ class PgvectorWriter(StoreWriter):
 
     def created(self) -> bool:
         return self.table.exists
+
+    def delete(self, keys: list[tuple[str | None, str]]) -> None:
+        """Delete the rows of these ``(namespace, id)`` pairs in one transaction; a row of
+        another namespace with one of these ids is left alone."""
+        if self.dry_run or not self.table.exists:
+            return
+        by_namespace: dict[str | None, list[str]] = {}
+        for namespace, record_id in keys:
+            by_namespace.setdefault(namespace, []).append(record_id)
+        conn = self.store.conn()
+        with translated_pg("delete"), conn.transaction():
+            for namespace, ids in by_namespace.items():
+                conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s) AND namespace IS NOT DISTINCT"
+                                     " FROM %s").format(self.store.ident), (ids, namespace))
 
     def store_id(self, record: MemoryRecord) -> str:
         return record.id
