@@ -89,6 +89,10 @@ _BUILTINS: dict[str, Entry] = {
     "claude-export": Entry("vexchange.connectors.claude_export:ClaudeExportConnector", takes_path=True),
     "chatgpt-export": Entry("vexchange.connectors.chatgpt_export:ChatGPTExportConnector",
                             takes_path=True),
+    # the ecosystem's files
+    "vdf": Entry("vexchange.connectors.vdf:VdfConnector", "vdf", ("pyarrow",), takes_path=True),
+    "lance": Entry("vexchange.connectors.lance:LanceConnector", "lance", ("lance", "pyarrow"),
+                   suffixes=(".lance",), takes_path=True),
     # agent memory frameworks
     "mem0": Entry("vexchange.connectors.mem0:Mem0Connector", "mem0", ("mem0",), takes_path=True),
     "langgraph-sqlite": Entry("vexchange.connectors.langgraph:LangGraphSqliteConnector", "langgraph",
