@@ -54,7 +54,10 @@ META = "$meta"
 MAX_KEY_BYTES = 65_535
 DEFAULT_PARTITION = "_default"
 _PARTITION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
-_LAYOUT = PayloadLayout("milvus", text_key="text", namespace_key="namespace", native=json_exact)
+_LAYOUT = PayloadLayout("milvus", text_key="text", namespace_key="namespace", native=json_exact,
+                        vex_as_text=True)
+"""``_vex`` is JSON text inside ``$meta``: it may hold integers beyond 64 bits, which Milvus's
+JSON refuses (pymilvus: "data type is inconsistent")."""
 
 
 def partition_for(namespace: str | None) -> str:
@@ -252,7 +255,9 @@ class MilvusBulkWriter(StagedWriter):
 
     def encode(self, batch: list[MemoryRecord]) -> tuple[list[Reject], dict[str, pa.Table]]:
         dims = self._fix(batch)
-        reserved = {"id", META, *(_column(n) for n in dims)}
+        layout = PayloadLayout("milvus", text_key="text", namespace_key="namespace", native=json_exact,
+                               vex_as_text=True)
+        layout.reserved |= {"id", META, *(_column(n) for n in dims)}  # schema fields: kept in _vex
         rejects: list[Reject] = []
         groups: dict[str, list[tuple[MemoryRecord, str]]] = {}
         for record in batch:
@@ -267,15 +272,7 @@ class MilvusBulkWriter(StagedWriter):
                                       detail=f"Milvus vectors cannot be null; the collection has the"
                                              f" vector fields {sorted(dims)}, the record {sorted(record.vectors)}"))
                 continue
-            meta = record.metadata
-            if meta and reserved & meta.keys():
-                moved = {k: v for k, v in meta.items() if k in reserved}
-                record = record.replace(metadata={k: v for k, v in meta.items() if k not in reserved})
-                payload = _LAYOUT.pack(record)
-                payload["_vex"].setdefault("metadata", {}).update(moved)
-                record = record.replace(metadata=meta)
-            else:
-                payload = _LAYOUT.pack(record)
+            payload = layout.pack(record)
             groups.setdefault(partition_for(record.namespace), []).append((record, json_text(payload)))
         tables = {}
         for folder, rows in groups.items():
