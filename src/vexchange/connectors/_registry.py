@@ -93,6 +93,12 @@ _BUILTINS: dict[str, Entry] = {
     "vdf": Entry("vexchange.connectors.vdf:VdfConnector", "vdf", ("pyarrow",), takes_path=True),
     "lance": Entry("vexchange.connectors.lance:LanceConnector", "lance", ("lance", "pyarrow"),
                    suffixes=(".lance",), takes_path=True),
+    "sqlite-vec": Entry("vexchange.connectors.sqlite_vec:SqliteVecConnector", "sqlite-vec",
+                        ("sqlite_vec",), takes_path=True),
+    "duckdb": Entry("vexchange.connectors.duckdb:DuckDBConnector", "duckdb", ("duckdb", "pyarrow"),
+                    suffixes=(".duckdb",), takes_path=True),
+    "faiss": Entry("vexchange.connectors.faiss:FaissConnector", "faiss", ("faiss",), suffixes=(".faiss",),
+                   takes_path=True),
     # agent memory frameworks
     "mem0": Entry("vexchange.connectors.mem0:Mem0Connector", "mem0", ("mem0",), takes_path=True),
     "langgraph-sqlite": Entry("vexchange.connectors.langgraph:LangGraphSqliteConnector", "langgraph",
