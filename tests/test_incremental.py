@@ -227,3 +227,45 @@ def test_cli_incremental(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert receipt["counts"]["written"] == 0 and receipt["incremental"]["in_step"]
     assert main([*args, "--workers", "2"]) == 2
     assert "--incremental cannot be combined with --workers" in capsys.readouterr().err
+
+
+def _edge_points(path: Path) -> dict[str, tuple[Any, bytes]]:
+    """Every point of a Qdrant Edge shard, by its own client: id -> (payload, vector bytes)."""
+    import numpy as np
+    import orjson
+
+    qe = pytest.importorskip("qdrant_edge")
+    shard = qe.EdgeShard.load(str(path))
+    out: dict[str, tuple[Any, bytes]] = {}
+    try:
+        offset = None
+        while True:
+            points, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=500, with_payload=True,
+                                                           with_vector=True))
+            for p in points:
+                vector = p.vector[""] if isinstance(p.vector, dict) else p.vector
+                out[str(p.id)] = (orjson.dumps(p.payload, option=orjson.OPT_SORT_KEYS),
+                                  np.asarray(vector, dtype="<f4").tobytes())
+            if offset is None:
+                return out
+    finally:
+        shard.close()
+
+
+def test_vektor_into_qdrant_edge(tmp_path: Path) -> None:
+    """Dot product: Qdrant keeps cosine vectors normalised, and the added rows' vectors are
+    not unit vectors (the proof would then say, rightly, that the target holds other bytes)."""
+    pytest.importorskip("qdrant_edge")
+    fx = build(tmp_path / "src.db", n=200, dims=16)
+    target = tmp_path / "edge"
+    first = vexchange.migrate(f"vektor:{fx.path}", f"qdrant-edge://{target}", incremental=True,
+                              batch_size=64, metric="dot")
+    assert first.counts.written == 200
+    _change(fx.path)
+    second = vexchange.migrate(f"vektor:{fx.path}", f"qdrant-edge://{target}", incremental=True,
+                               metric="dot")
+    assert (second.counts.written, second.counts.deleted) == (5, 2)
+    assert second.incremental is not None and second.incremental["in_step"]
+    full = tmp_path / "full"
+    vexchange.migrate(f"vektor:{fx.path}", f"qdrant-edge://{full}", metric="dot")
+    assert _edge_points(target) == _edge_points(full) and len(_edge_points(target)) == 200

@@ -114,6 +114,9 @@ class QdrantEdgeConnector(AtPath, Connector):
             if offset is None:
                 return
 
+    def keeps_records(self) -> bool:
+        return True  # a shard directory is upserted into, run after run
+
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return QdrantEdgeWriter(self, dry_run=dry_run, spaces=spaces or {})
@@ -183,6 +186,26 @@ class QdrantEdgeWriter(StoreWriter):
             with _translated("upsert"):
                 shard.update(qe.UpdateOperation.upsert_points(points))
         return rejects
+
+    def delete(self, keys: list[tuple[str | None, str]]) -> None:
+        """Delete the points of these ``(namespace, id)`` pairs; a point that holds another
+        record or namespace, or none, is left alone."""
+        if self.dry_run or not self.created():
+            return
+        wanted = {point_id(record_id): (namespace, record_id) for namespace, record_id in keys}
+        shard = self.store.shard()
+        with _translated("retrieve"):
+            found = shard.retrieve(list(wanted), True, False)
+        doomed = []
+        for point in found:
+            pid = str(point.id) if isinstance(point.id, uuid.UUID) else point.id
+            namespace, record_id = wanted[pid]
+            payload = point.payload or {}
+            if held_by(pid, payload) == record_id and payload.get("namespace") == namespace:
+                doomed.append(pid)
+        if doomed:
+            with _translated("delete"):
+                shard.update(qe.UpdateOperation.delete_points(doomed))
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Updates are in the shard's write-ahead log as soon as ``update`` returns (a killed
