@@ -64,7 +64,8 @@ def test_pgvector_source_into_vektor(store_servers: Any, tmp_path: Path) -> None
             cur.executemany(
                 f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))",
                 [(i, ("a", "b")[i % 2], f"memory {i}", rng.standard_normal(8).astype(np.float32),
-                  '{"n": %d}' % i, 1_735_689_600 + i * 3600, 1_735_689_600 + i * 3600) for i in range(1, 201)])
+                  f'{{"n": {i}}}', 1_735_689_600 + i * 3600, 1_735_689_600 + i * 3600)
+                 for i in range(1, 201)])
     source = f"pgvector://{server.host}:{server.port}/postgres?table={table}&user=postgres"
     target = tmp_path / "mirror.db"
 
