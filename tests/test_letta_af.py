@@ -239,9 +239,10 @@ def test_messages_are_event_grains(tmp_path: Path) -> None:
     with MgReader(grains) as reader:
         kinds = Counter(reader[i].type for i in range(len(reader)))
         events = [reader[i].fields for i in range(len(reader)) if reader[i].type == "event"]
-    assert kinds == {"event": 5, "belief": 10}  # blocks and tools stay Beliefs (docs/connectors/letta.md)
+    # blocks and the agent are States, tools and the tool-call message Actions (docs/connectors/letta.md)
+    assert kinds == {"belief": 5, "event": 4, "state": 3, "action": 3}
     assert {e["session_id"] for e in events} == {"agent-0"}
-    assert [e["role"] for e in events] == ["system", "user", "assistant", "tool", "assistant"]
+    assert [e["role"] for e in events] == ["system", "user", "tool", "assistant"]
     assert events[0]["model_id"] == "gpt-4o-mini"
 
 
