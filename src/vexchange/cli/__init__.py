@@ -2,7 +2,8 @@
 
 The commands live by group: run.py (export, import, migrate), check.py (inspect, validate,
 verify), pack.py (pack, search, feedback, micropack), grains.py, adapter.py, info.py
-(connectors, demo), sign.py (sign), convert.py (convert), backup.py (backup, sync);
+(connectors, demo), sign.py (sign), convert.py (convert), backup.py (backup, sync),
+plan.py (plan, doctor), ui.py (ui);
 _options.py makes the options of every command that runs from ``RunOptions``. This module
 is the entry point (``main``) and the ``cli`` group they join.
 
@@ -20,7 +21,8 @@ import sys
 import click
 
 from ..errors import MigrationError, VexError, exit_code_for
-from . import adapter, backup, check, convert, grains, info, pack, run, sign  # noqa: F401  (each adds its commands)
+from . import (  # noqa: F401  (each adds its commands)
+    adapter, backup, check, convert, grains, info, pack, plan, run, sign, ui)
 from ._app import cli
 from .run import EXIT_SKIPPED
 
