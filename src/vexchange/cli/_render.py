@@ -69,6 +69,10 @@ def print_summary(receipt: Receipt) -> None:
         if counts.adapted or receipt.embedding.get("adapter"):
             method = (receipt.embedding.get("adapter") or {}).get("method", "")
             rows.append(("adapted", f"{counts.adapted:,}  ({method} adapter)"))
+    if receipt.incremental:
+        rows.append(("unchanged", f"{counts.unchanged:,}"))
+        rows.append(("deleted", f"{counts.deleted:,}"))
+        rows.append(("in step", str(receipt.incremental.get("in_step"))))
     if receipt.retries:
         rows.append(("retries", str(receipt.retries)))
     if receipt.rejects_file:
