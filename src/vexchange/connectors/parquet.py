@@ -103,8 +103,9 @@ class ParquetConnector(AtPath, Connector):
             raise UsageError(f"?split={self.split!r}: a split name is letters, digits, - and _")
         self.rows_per_file = _int_option(spec, "rows_per_file", 1_000_000)
         self.row_group = _int_option(spec, "row_group", 20_000)
-        self.compression = spec.params.get("compression", "snappy").lower()
-        if self.compression not in _COMPRESSIONS:
+        chosen = spec.params.get("compression")
+        self.compression = chosen.lower() if chosen is not None else None
+        if self.compression is not None and self.compression not in _COMPRESSIONS:
             raise UsageError(f"?compression={self.compression!r}: one of {', '.join(_COMPRESSIONS)}")
         self.cdc = _bool_option(spec, "cdc", True)
         self.io: Files = local_files
@@ -211,31 +212,46 @@ def own_records(table: pa.Table, shape: Shape) -> list[MemoryRecord | Reject]:
     updated = table.column("updated_at").cast(pa.int64()).to_pylist()
     vexes = table.column("vex").to_pylist()
     vectors = {name: vector_bytes(table.column(column)) for column, name in shape.vectors.items()}
-    parsed: dict[str, dict[str, Any]] = {}
+    kinds: dict[str | None, tuple[dict[str, Any], dict[str, Any], bool]] = {None: ({}, {}, False)}
     out: list[MemoryRecord | Reject] = []
+    items = list(vectors.items())
     for i in range(n):
         try:
             vex_text = vexes[i]
-            vex: dict[str, Any] = {}
-            if vex_text is not None:
-                vex = parsed.get(vex_text) or parsed.setdefault(vex_text, _vex_of(vex_text))
-            models = vex.get("models") or {}
-            record_vectors = {name: Vector(column[i], models.get(name))
-                              for name, column in vectors.items() if column[i] is not None}
+            kind = kinds.get(vex_text)
+            if kind is None:  # each distinct vex text is parsed once per page
+                kind = kinds[vex_text] = _kind(_vex_of(vex_text))  # type: ignore[index]
+            fields, models, int_id = kind
             rid = ids[i]
-            id_type = "int" if vex.get("id_type") == "int" and canonical_int(rid) is not None else "str"
             meta = metas[i]
-            out.append(MemoryRecord(
-                id=rid, text=texts[i], vectors=record_vectors, namespace=namespaces[i],
+            record = MemoryRecord(
+                id=rid, text=texts[i], namespace=namespaces[i],
+                vectors={name: Vector(column[i], models.get(name))  # type: ignore[arg-type]
+                         for name, column in items if column[i] is not None},
                 metadata=None if meta is None else loads_cell(meta),
-                created_at=created[i], updated_at=updated[i],
-                source_store=vex.get("source_store"), score=vex.get("score"),
-                modality=vex.get("modality", "text"), id_type=id_type,
-                extra=vex.get("extra") or {}, sparse=_sparse_of(vex)))
+                created_at=created[i], updated_at=updated[i], **fields)
+            if int_id and canonical_int(rid) is not None:
+                record = record.replace(id_type="int")
+            out.append(record)
         except (ValueError, TypeError, KeyError) as err:
             out.append(Reject(reason="bad_row", detail=f"row {i}: {err}", id=str(ids[i]),
                               namespace=namespaces[i]))
     return out
+
+
+def _kind(vex: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """What one vex text means: the record fields it sets (only those it holds, so each
+    record gets its own empty containers from the defaults), the vector models, and whether
+    the id is an integer."""
+    fields: dict[str, Any] = {}
+    for key in ("source_store", "score", "modality"):
+        if key in vex:
+            fields[key] = vex[key]
+    if vex.get("extra"):
+        fields["extra"] = vex["extra"]
+    if vex.get("sparse"):
+        fields["sparse"] = _sparse_of(vex)
+    return fields, dict(vex.get("models") or {}), vex.get("id_type") == "int"
 
 
 def _vex_of(text: str) -> dict[str, Any]:
@@ -380,8 +396,14 @@ class ParquetWriter(StagedWriter):
         dims = self.state["dims"]
         rejects: list[Reject] = []
         kept: list[MemoryRecord] = []
+        size = 4 * dims.get("", 0)
         for record in batch:
-            bad = next((n for n, v in record.vectors.items() if n not in columns or v.dims != dims[n]), None)
+            vectors = record.vectors
+            default = vectors.get("")
+            if len(vectors) == 1 and default is not None and len(default.data) == size:
+                kept.append(record)  # the usual record: one default vector of the right size
+                continue
+            bad = next((n for n, v in vectors.items() if n not in columns or v.dims != dims[n]), None)
             if bad is not None:
                 reason = "unknown_vector" if bad not in columns else "dims_mismatch"
                 rejects.append(Reject(reason=reason, id=record.id, namespace=record.namespace,
