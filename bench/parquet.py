@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import measure  # noqa: E402 - bench/run.py's fresh-process timer
+from run import measure
 
 MAKE = """
 import numpy as np
@@ -38,7 +38,8 @@ def pages(n, dims, page=10_000, seed=7):
     for start in range(0, n, page):
         count = min(page, n - start)
         vecs = rng.standard_normal((count, dims)).astype('<f4')
-        yield [MemoryRecord(id=f"mem-{{start + i:08d}}", text=f"memory number {{start + i}} about topic {{i % 97}}",
+        yield [MemoryRecord(id=f"mem-{{start + i:08d}}",
+                            text=f"memory number {{start + i}} about topic {{i % 97}}",
                             vectors={{"": Vector(vecs[i].tobytes(), "bench-model")}}, namespace="bench",
                             metadata={{"i": start + i, "topic": i % 97, "score": 0.5, "tags": ["a", "b"]}},
                             created_at=1_700_000_000_000 + start + i) for i in range(count)]
@@ -101,13 +102,11 @@ def main() -> int:
         ops: list[tuple[str, str, bool]] = [
             ("write (connector)", WRITE.format(out=src, n=n, dims=args.dims), True),
             ("read (connector)", READ.format(out=src, n=n), False)]
-        ops.append(("parquet -> parquet (engine)", ENGINE["parquet -> parquet (engine)"].format(src=src, dst=dst),
-                    False))
+        names = ["parquet -> parquet (engine)"]
         if not args.skip_vmig:
-            ops.append(("import parquet -> vmig", ENGINE["import parquet -> vmig"].format(src=src, vmig2=vmig),
-                        False))
-            ops.append(("export vmig -> parquet", ENGINE["export vmig -> parquet"].format(vmig=vmig, dst=dst),
-                        False))
+            names += ["import parquet -> vmig", "export vmig -> parquet"]
+        ops += [(label, ENGINE[label].format(src=src, dst=dst, vmig=vmig, vmig2=vmig), False)
+                for label in names]
         for label, code, writer_only in ops:
             if label.startswith("export"):
                 shutil.rmtree(dst, ignore_errors=True)
@@ -129,7 +128,8 @@ def main() -> int:
             Path(str(path).replace(".vmig.jsonl", ".vmig.meta.json")).unlink(missing_ok=True)
     print("\n| operation | records | seconds | records/s | peak RSS MB |\n|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['op']} | {r['records']:,} | {r['seconds']} | {r['records_per_s']:,} | {r['peak_rss_mb']} |")
+        print(f"| {r['op']} | {r['records']:,} | {r['seconds']} | {r['records_per_s']:,}"
+              f" | {r['peak_rss_mb']} |")
     return 0
 
 

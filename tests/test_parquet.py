@@ -118,7 +118,8 @@ def test_what_datasets_and_pyarrow_write_loads_in_vexchange(tmp_path: Path) -> N
     vectors = rng.standard_normal((20, 6)).astype("<f4")
     features = datasets.Features({"id": datasets.Value("int64"), "text": datasets.Value("string"),
                                   "embedding": datasets.List(datasets.Value("float32"), length=6),
-                                  "year": datasets.Value("int32"), "tags": datasets.List(datasets.Value("string"))})
+                                  "year": datasets.Value("int32"),
+                                  "tags": datasets.List(datasets.Value("string"))})
     ds = datasets.Dataset.from_dict({"id": list(range(20)), "text": [f"t{i}" for i in range(20)],
                                      "embedding": vectors.tolist(), "year": [2000 + i for i in range(20)],
                                      "tags": [["a", str(i)] for i in range(20)]}, features=features)

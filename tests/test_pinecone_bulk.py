@@ -106,8 +106,8 @@ def test_the_layout_is_exactly_what_pinecone_imports(tmp_path: Path) -> None:
         assert table.num_rows <= 7
         total += table.num_rows
         assert table.column("id").null_count == 0
-        for values, meta, sparse in zip(table.column("values").to_pylist(), table.column("metadata").to_pylist(),
-                                        table.column("sparse_values").to_pylist(), strict=True):
+        columns = [table.column(c).to_pylist() for c in ("values", "metadata", "sparse_values")]
+        for values, meta, sparse in zip(*columns, strict=True):
             assert len(values) == 8 and np.isfinite(values).all()
             assert isinstance(json.loads(meta), dict) and len(meta.encode()) <= 40 * 1024
             if sparse is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,7 +52,7 @@ class Files:
 
     def open(self, path: Path, mode: str) -> IO[bytes]:
         try:
-            return open(path, mode)  # noqa: SIM115 - the caller closes it
+            return open(path, mode)
         except OSError as err:
             verb = "read" if "r" in mode else "write"
             raise (UsageError if "r" in mode else CodecError)(

@@ -75,12 +75,15 @@ def _column(name: str) -> str:
     return "vector" if name == "" else f"vector_{name}"
 
 
+_METRICS = {"cosine": "COSINE", "dot": "IP", "euclidean": "L2"}
+
+
 def collection_schema(dims: dict[str, int], metrics: dict[str, str | None]) -> dict[str, Any]:
     """The collection to create before the import, as plain data (pymilvus's field names)."""
     fields: list[dict[str, Any]] = [{"name": "id", "type": "VARCHAR", "max_length": MAX_KEY_BYTES,
                                      "is_primary": True}]
     fields += [{"name": _column(n), "type": "FLOAT_VECTOR", "dim": d,
-                "metric": {"cosine": "COSINE", "dot": "IP", "euclidean": "L2"}.get(metrics.get(n) or "cosine")}
+                "metric": _METRICS.get(metrics.get(n) or "cosine")}
                for n, d in sorted(dims.items())]
     return {"auto_id": False, "enable_dynamic_field": True, "fields": fields}
 
@@ -270,7 +273,8 @@ class MilvusBulkWriter(StagedWriter):
                 rejects.append(Reject(reason="no_vector" if missing else "unknown_vector", id=record.id,
                                       namespace=record.namespace,
                                       detail=f"Milvus vectors cannot be null; the collection has the"
-                                             f" vector fields {sorted(dims)}, the record {sorted(record.vectors)}"))
+                                             f" vector fields {sorted(dims)}, the record"
+                                             f" {sorted(record.vectors)}"))
                 continue
             payload = layout.pack(record)
             groups.setdefault(partition_for(record.namespace), []).append((record, json_text(payload)))

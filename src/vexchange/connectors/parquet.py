@@ -167,7 +167,7 @@ class Shape:
         self.own = isinstance(info, dict) and info.get("layout") == "vexchange-parquet"
         # a file another tool saved again (``datasets`` drops the schema metadata): ours by
         # its columns, which carry everything but the metric
-        resaved = not self.own and _OWN_COLUMNS <= set(schema.names)
+        resaved = not self.own and set(schema.names) >= _OWN_COLUMNS
         floats = [f.name for f in schema if (pa.types.is_fixed_size_list(f.type)
                                              or pa.types.is_list(f.type)
                                              or pa.types.is_large_list(f.type))
@@ -220,7 +220,7 @@ def own_records(table: pa.Table, shape: Shape) -> list[MemoryRecord | Reject]:
             vex_text = vexes[i]
             kind = kinds.get(vex_text)
             if kind is None:  # each distinct vex text is parsed once per page
-                kind = kinds[vex_text] = _kind(_vex_of(vex_text))  # type: ignore[index]
+                kind = kinds[vex_text] = _kind(_vex_of(vex_text))
             fields, models, int_id = kind
             rid = ids[i]
             meta = metas[i]
@@ -310,8 +310,8 @@ def foreign_records(table: pa.Table, shape: Shape, first: int) -> list[MemoryRec
             rid = raw if isinstance(raw, str) else str(raw)
             kind = "int" if isinstance(raw, int) and not isinstance(raw, bool) else "str"
         metadata = {c: _plain(values[i]) for c, values in columns.items()} if rest else None
-        record_vectors = {name: Vector(column[i]) for name, column in vectors.items()
-                          if column[i] is not None}
+        record_vectors = {name: Vector(data) for name, column in vectors.items()
+                          if (data := column[i]) is not None}
         ns = namespaces[i]
         out.append(MemoryRecord(id=rid, text=texts[i], vectors=record_vectors, namespace=ns,
                                 metadata=metadata, source_store="parquet",

@@ -178,7 +178,8 @@ class PineconeBulkConnector(AtPath, Connector):
         out: list[MemoryRecord | Reject] = []
         for i, vid in enumerate(ids):
             try:
-                payload = loads_cell(metas[i]) if metas[i] is not None else {}
+                meta = metas[i]
+                payload = loads_cell(meta) if meta is not None else {}
                 if not isinstance(payload, dict):
                     raise ValueError("metadata is not a JSON object")
                 vex = loads_cell(payload.pop(VEX_KEY)) if isinstance(payload.get(VEX_KEY), str) else {}
