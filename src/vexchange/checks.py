@@ -15,8 +15,9 @@ import numpy as np
 import orjson
 
 from ._canonical import NamespaceDigest, namespace_key, record_digest
-from ._json import loads_exact
-from ._time import format_timestamp
+from ._json import loads_exact, with_big_ints_as_fragments
+from ._atomic import atomic_write_bytes
+from ._time import format_timestamp, utc_now_ms
 from .api import Location, open_store
 from .codecs.vmig import RecordError, decode_object
 from .connectors._base import Connector, Reject
@@ -25,11 +26,12 @@ from .engine.receipt import load_receipt
 from .errors import UsageError
 from .record import MemoryRecord, Vector, nested_keys
 from .results import (
-    AgainstCheck, Check, InspectReport, NamespaceDifference, ReceiptCheck, SignatureCheck,
+    AgainstCheck, Check, InspectReport, NamespaceDifference, ReceiptCheck, SearchCheck, SignatureCheck,
     UnreadableEntry, ValidateError, ValidateReport, VerifyReport,
 )
+from .search_check import SearchOptions, check_search
 
-__all__ = ["inspect", "validate", "verify"]
+__all__ = ["SearchOptions", "inspect", "validate", "verify"]
 
 _PAGE = 1000
 _LISTED = 50
@@ -157,6 +159,7 @@ def verify(
     signature: str | Path | bool | None = None,
     trusted_keys: Sequence[str | Path] = (),
     keyring: str | Path | None = None,
+    search: bool | SearchOptions | None = None,
 ) -> VerifyReport:
     """Prove a target holds what it should. ``ok`` is False on any difference.
 
@@ -167,6 +170,10 @@ def verify(
     * ``signature`` (True for Vex's place, ``x.vmig.sig``, or a path): the file against its
       Ed25519 signature, and the signer against ``trusted_keys`` and the keyring
       (docs/signing.md). A file signed but without a sidecar is then not failed for lacking one.
+    * ``search`` (True for the defaults, or a ``SearchOptions``): probe queries through the
+      target's own query API (and the ``against`` source's), overlap@k between them and
+      recall@k of each against exact search (docs/search-check.md); fails below the threshold.
+      With ``receipt`` too, the figures are added to that receipt's ``verify`` section.
     """
     store = open_store(target)
     checks: list[Check] = []
@@ -181,10 +188,29 @@ def verify(
         checks.append(_check_signature(store, signature, trusted_keys, keyring))
     elif trusted_keys or keyring is not None:
         raise UsageError("trusted keys are for checking a signature", hint="add --signature")
+    if search:
+        options = search if isinstance(search, SearchOptions) else SearchOptions()
+        found = check_search(store, None if against is None else open_store(against), options, namespaces)
+        checks.append(found)
+        if receipt is not None:
+            _record_search(Path(receipt), found)
     if not checks:
         raise UsageError("nothing to verify against",
                          hint="give --receipt RECEIPT or --against SOURCE (or verify a .vmig.jsonl file)")
     return VerifyReport(target=store.describe()["location"], checks=checks, ok=all(c.ok for c in checks))
+
+
+def _record_search(path: Path, found: SearchCheck) -> None:
+    """Add the search figures to the receipt's ``verify`` section (``verify.search``, with when
+    it ran), rewriting the file atomically; every other key is kept as it was."""
+    load_receipt(path)  # a damaged receipt is a DecodeError naming it, before anything is written
+    body = loads_exact(path.read_bytes())
+    section = body.get("verify")
+    section = dict(section) if isinstance(section, dict) else {}
+    section["search"] = {"at": format_timestamp(utc_now_ms()), **found.to_dict()}
+    body["verify"] = section
+    atomic_write_bytes(path, orjson.dumps(with_big_ints_as_fragments(body), option=orjson.OPT_INDENT_2)
+                       + b"\n")
 
 
 def _check_signature(store: Connector, signature: str | Path | bool, trusted_keys: Sequence[str | Path],

@@ -22,9 +22,9 @@ from msgspec import UNSET, UnsetType
 
 __all__ = [
     "UNSET", "AgainstCheck", "ChangedRecord", "Check", "ChecksumCheck", "GrainsInspectReport",
-    "GrainsVerifyReport", "InspectReport", "KeyReport", "NamespaceDifference", "ReceiptCheck", "Result",
-    "SearchHit", "SidecarState", "SignReport", "SignatureCheck", "UnreadableEntry", "UnsetType",
-    "ValidateError", "ValidateReport", "VerifyCheck", "VerifyReport",
+    "GrainsVerifyReport", "InspectReport", "KeyReport", "Latency", "NamespaceDifference", "ReceiptCheck",
+    "Result", "SearchCheck", "SearchHit", "SearchSide", "SidecarState", "SignReport", "SignatureCheck",
+    "UnreadableEntry", "UnsetType", "ValidateError", "ValidateReport", "VerifyCheck", "VerifyReport",
 ]
 
 
@@ -258,7 +258,70 @@ class SignatureCheck(VerifyCheck, tag="signature", frozen=True, kw_only=True):
     hash, bad signature, unknown key."""
 
 
-Check = ChecksumCheck | ReceiptCheck | AgainstCheck | SignatureCheck
+class Latency(Result, frozen=True, kw_only=True):
+    """Wall time of one side's queries, in milliseconds (measured, never asserted)."""
+
+    p50: float
+    p95: float
+    mean: float
+
+
+class SearchSide(Result, frozen=True, kw_only=True):
+    """One side of a search check: how it searches, what it holds, how well it finds."""
+
+    location: str
+    method: Literal["query", "exact"]
+    """"query": the store's own query API; "exact": a side without one (a file), searched by
+    vexchange's exact search, so its recall is 1 by construction."""
+    metric: str | None
+    """The metric the side declares for the vector (None when it declares none)."""
+    dims: int | None
+    """The size the side declares for the vector."""
+    records: int
+    """Records with the vector, in the selected namespaces (what exact search scanned)."""
+    sizes: dict[str, int]
+    """Vectors per size as read, most first."""
+    normalised: float | None
+    """Fraction of those vectors at unit length (|norm - 1| < 0.001)."""
+    zero: int
+    """Vectors of all zeros (no direction: every metric but euclidean ranks them arbitrarily)."""
+    keeps_normalised: bool
+    """The store declares it keeps vectors of this metric L2-normalised (Qdrant cosine)."""
+    recall: float | None
+    """Mean recall@k of the side's results against exact search over its own records."""
+    latency_ms: Latency | None
+    """None for an exactly searched side."""
+
+
+class SearchCheck(VerifyCheck, tag="search", frozen=True, kw_only=True):
+    """Search quality: probe queries through each side's query API (docs/search-check.md)."""
+
+    ok: bool
+    """The target's recall@k and the overlap (with a source) are at least ``threshold``."""
+    k: int
+    probes: int
+    """Probe queries run (fewer than asked when fewer records have the vector)."""
+    probe: Literal["vector", "text"]
+    """"vector": sampled records' stored vectors; "text": their texts, embedded."""
+    seed: int
+    threshold: float
+    metric: str
+    """The reference metric of exact search: the source's declared metric, else the target's,
+    else cosine."""
+    vector_name: str
+    overlap: float | None
+    """Mean overlap@k between source and target results (None without a source)."""
+    source: SearchSide | None
+    target: SearchSide
+    reasons: list[str]
+    """Why the check failed, one sentence each (figures below the threshold, then what differs
+    between the sides); empty when it passed."""
+    notes: list[str]
+    """What differs between the sides while the check passed (a metric that ranks the same on
+    unit vectors)."""
+
+
+Check = ChecksumCheck | ReceiptCheck | AgainstCheck | SignatureCheck | SearchCheck
 """Every kind of verify check (a tagged union on ``check``)."""
 
 
@@ -267,7 +330,7 @@ class VerifyReport(Result, frozen=True, kw_only=True):
 
     target: str
     checks: list[Check]
-    """In this order, each when it applies: checksum, receipt, against, signature."""
+    """In this order, each when it applies: checksum, receipt, against, signature, search."""
     ok: bool
 
 

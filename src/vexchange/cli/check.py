@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from .. import checks
-from ..results import SignatureCheck
+from ..results import SearchCheck, SignatureCheck
 from ._app import EXIT_INTEGRITY, cli, emit, emit_report
 from ._options import aliased
 
@@ -47,24 +47,51 @@ EXIT_UNTRUSTED = 5
                    " trusted; repeatable. The keyring ($VEX_KEYRING, else"
                    " ~/.config/vexchange/trusted_keys) is read too.")
 @click.option("--keyring", type=click.Path(dir_okay=False), help="Read this keyring instead.")
+@click.option("--search", is_flag=True,
+              help="Check search: probe queries through the target's query API (and --against's),"
+                   " overlap@k and recall@k against exact search; exit 3 below the threshold.")
+@click.option("--search-k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Results compared per probe query.")
+@click.option("--search-probes", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Probe queries, sampled from the source (else the target).")
+@click.option("--search-threshold", type=click.FloatRange(0, 1), default=0.85, show_default=True,
+              help="Recall@k and overlap@k below this fail the check.")
+@click.option("--search-seed", type=int, default=0, show_default=True, help="Seed of the probe sample.")
+@click.option("--search-probe", type=click.Choice(["vector", "text"]), default="vector", show_default=True,
+              help="Probe with sampled records' stored vectors, or their texts embedded again.")
+@click.option("--search-vector", default="", metavar="NAME", help="The named vector to search (default:"
+                                                                  " the default vector).")
+@click.option("--search-embed-model", metavar="MODEL",
+              help="Embedder for text probes (default: the model the records carry).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def verify(ctx: click.Context, target: str, receipt: str | None, against: str | None,
            namespaces: tuple[str, ...], signature: str | None, trusted_keys: tuple[str, ...],
-           keyring: str | None, as_json: bool) -> None:
-    """Prove a target holds what it should (checksum, receipt digests, a source, a signature).
+           keyring: str | None, search: bool, search_k: int, search_probes: int, search_threshold: float,
+           search_seed: int, search_probe: str, search_vector: str, search_embed_model: str | None,
+           as_json: bool) -> None:
+    """Prove a target holds what it should (checksum, receipt digests, a source, a signature,
+    search quality with --search).
 
-    Exit 3 on any difference (a tampered file); with --signature, exit 5 when everything
-    checks out but the key that signed it is not trusted (see --trusted-key).
+    Exit 3 on any difference (a tampered file, search below the threshold); with --signature,
+    exit 5 when everything checks out but the key that signed it is not trusted (see
+    --trusted-key).
     """
+    options = None
+    if search:
+        options = checks.SearchOptions(k=search_k, probes=search_probes, threshold=search_threshold,
+                                       seed=search_seed, probe="text" if search_probe == "text" else "vector",
+                                       vector_name=search_vector, embed_model=search_embed_model)
     report = checks.verify(target, receipt=receipt, against=against, namespaces=namespaces or None,
                            signature=True if signature == "" else signature,
-                           trusted_keys=trusted_keys, keyring=keyring)
+                           trusted_keys=trusted_keys, keyring=keyring, search=options)
     emit(report, as_json)
     if not as_json:
         for check in report.checks:
             if isinstance(check, SignatureCheck):
                 _show_signature(check)
+            if isinstance(check, SearchCheck):
+                _show_search(check)
     failed = [c for c in report.checks if not c.ok]
     if failed and all(isinstance(c, SignatureCheck) and c.status == "unknown-key" for c in failed):
         ctx.exit(EXIT_UNTRUSTED)
@@ -86,3 +113,14 @@ def _show_signature(check: SignatureCheck) -> None:
         click.echo(f"  line {record.line} (record {record.index}"
                    + (f", id {record.id}" if record.id else "") + f"): {record.change}"
                    + (f", {record.detail}" if record.detail else ""))
+
+
+def _show_search(check: SearchCheck) -> None:
+    """The search check's verdict in one line, then why."""
+    figures = [f"target recall@{check.k} {check.target.recall}"]
+    if check.overlap is not None:
+        figures.insert(0, f"overlap@{check.k} {check.overlap}")
+    click.echo(f"search ({check.probes} probes, {check.metric}): {'OK' if check.ok else 'BELOW'}"
+               f" {check.threshold}: " + ", ".join(figures))
+    for reason in check.reasons or check.notes:
+        click.echo(f"  - {reason}")

@@ -23,8 +23,8 @@ from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 
-__all__ = ["METRICS", "AtPath", "Capabilities", "Connector", "Page", "Reject", "Shard", "VectorSpace",
-           "Writer"]
+__all__ = ["METRICS", "AtPath", "Capabilities", "Connector", "Page", "QueryHit", "Reject", "Shard",
+           "VectorSpace", "Writer"]
 
 METRICS = ("cosine", "dot", "euclidean", "manhattan")
 """Distance metrics by their vexchange names; each connector maps them to its store's names."""
@@ -117,6 +117,15 @@ class Page(NamedTuple):
     items: list[MemoryRecord | Reject]
     cursor: str | None
     """Opaque position after this page; ``read(after=cursor)`` continues from here."""
+
+
+class QueryHit(NamedTuple):
+    """One hit of ``Connector.query``: the record's vexchange id (the original, not a store id
+    made from it), the store's own score, and the record's namespace."""
+
+    id: str
+    score: float
+    namespace: str | None = None
 
 
 class Writer(ABC):
@@ -237,6 +246,22 @@ class Connector(ABC):
         if shard.kind != "whole":
             raise NotImplementedError(f"{self.name} has no {shard.kind} shards")
         return self.read(batch_size=batch_size, after=after)
+
+    # -------------------------------------------------------------------- search
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """The ``k`` nearest records to ``vector`` (a float32 numpy array) by the store's own
+        query API and index (approximate where the store's is), best first, for ``verify
+        --search`` (docs/search-check.md). ``namespace``: only records of that namespace; None
+        searches the whole store (the check filters the hits it gets). ``score`` is the store's
+        own (a similarity or a distance): only the order is compared. By default a store has no
+        query API."""
+        raise NotImplementedError(f"{self.name} has no query API")
+
+    def can_query(self) -> bool:
+        """Whether ``query`` is implemented."""
+        return type(self).query is not Connector.query
 
     # -------------------------------------------------------------- incremental runs
 

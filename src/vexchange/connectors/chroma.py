@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Page, QueryHit, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, has_float, scalar_or_scalar_list
 from ._split import CollectionStore
 from ._store import StoreWriter, metric_for, metric_from, translated
@@ -160,6 +160,26 @@ class ChromaConnector(CollectionStore):
             yield Page(items, str(offset) if more else None)
             if not more:
                 return
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """Chroma's own ``query`` (its HNSW index), filtered on the ``namespace`` field; hits
+        decoded as ``read`` decodes them, so ids and namespaces are the records' own."""
+        if vector_name:
+            return []  # Chroma holds the default vector only
+        collection = self.collection()
+        where = None if namespace is None else {"namespace": namespace}
+        with self._translated("query"):
+            got = collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k,
+                                   where=where, include=["metadatas", "distances"])
+        rows = {"metadatas": got["metadatas"][0], "embeddings": None,
+                "documents": [None] * len(got["ids"][0])}
+        hits: list[QueryHit] = []
+        for i, rid in enumerate(got["ids"][0]):
+            item = _item(i, rows, rid)
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(got["distances"][0][i]), item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
