@@ -31,7 +31,9 @@ from vexchange.spec import StoreSpec
 
 ray = pytest.importorskip("ray")
 
-from test_parallel_faults import store_servers  # noqa: E402,F401  (the PostgreSQL server fixture)
+import test_parallel_faults as faults  # noqa: E402  (its store helpers and its PostgreSQL server)
+
+store_servers = faults.store_servers
 
 _TOKEN = "ray-test-token-5d1e"
 """The secret a worker must find in its environment (set before the Ray instance starts)."""
@@ -140,7 +142,8 @@ def test_a_failed_or_died_task_runs_again_on_its_shard(ray_instance: str, source
 def test_a_permanent_failure_names_its_shard_and_the_run_resumes_locally(
         ray_instance: str, source_db: Path, tmp_path: Path) -> None:
     target = tmp_path / "out.vmig.jsonl"
-    with pytest.raises(MigrationError, match=r"shard 1 \(rowid \d+\.\.\d+\) of 4 failed: .*the source is broken"):
+    named = r"shard 1 \(rowid \d+\.\.\d+\) of 4 failed: .*the source is broken"
+    with pytest.raises(MigrationError, match=named):
         vexchange.migrate(_open(BrokenSource, source_db), target, workers=4, engine="ray")
     receipt = json.loads(target.with_name(target.name + ".receipt.json").read_text())
     assert receipt["status"] == "failed" and "shard 1" in receipt["error"]
@@ -189,8 +192,9 @@ def test_a_local_instance_started_by_the_run_gets_its_secrets(source_db: Path, t
     driver.write_text(_SECRET_DRIVER)
     target = tmp_path / "out.vmig.jsonl"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    out = subprocess.run([sys.executable, str(driver), str(Path(__file__).parent), str(source_db), str(target),
-                          _TOKEN], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    env["PYTHONPATH"] = str(Path(__file__).parent)  # the instance's workers find SecretSource
+    command = [sys.executable, str(driver), str(Path(__file__).parent), str(source_db), str(target), _TOKEN]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["completed", "3000"]
     for path in tmp_path.rglob("*"):
@@ -213,7 +217,7 @@ if __name__ == "__main__":
 
 
 def _ray_workers(root: int) -> list[int]:
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     found = []
     for proc in psutil.Process(root).children(recursive=True):
@@ -226,15 +230,17 @@ def _ray_workers(root: int) -> list[int]:
 
 
 def _kill_at(driver: Path, source: str, target: str, address: str, delay: float, victim: str,
-             cwd: Path) -> str:
-    """Start a 4-worker Ray run, then kill -9 one of its Ray workers (a task running a shard)
-    or its coordinator at ``delay``; what was killed."""
+             cwd: Path) -> tuple[str, dict[str, Any] | None]:
+    """Start a 4-worker Ray run, wait until its Ray workers run shards, then after ``delay``
+    kill -9 one of them (``worker``) or the coordinator: what was killed, and the run's own
+    result when it finished anyway (a killed Ray worker's shard runs again within the run)."""
     proc = subprocess.Popen([sys.executable, str(driver), source, target, "fresh", "ray", address], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + delay
-    killed = "nothing (the run had ended)"
-    while time.monotonic() < deadline and proc.poll() is None:
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not _ray_workers(os.getpid()) and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(delay)
+    killed = "nothing (the run had ended)"
     if proc.poll() is None:
         workers = _ray_workers(os.getpid()) if victim == "worker" else []
         if workers:
@@ -243,10 +249,10 @@ def _kill_at(driver: Path, source: str, target: str, address: str, delay: float,
         else:
             os.kill(proc.pid, signal.SIGKILL)
             killed = "the coordinator"
-    proc.wait(120)
+    out, _ = proc.communicate(timeout=120)
     if killed == "the coordinator":  # Ray ends the dead driver's tasks; give it a moment
         time.sleep(1.0)
-    return killed
+    return killed, json.loads(out.strip().splitlines()[-1]) if proc.returncode == 0 else None
 
 
 def _resume(driver: Path, source: str, target: str, engine: str, address: str, cwd: Path) -> dict[str, Any]:
@@ -269,8 +275,6 @@ def test_kill_ray_worker_or_coordinator_and_resume(ray_instance: str, tmp_path: 
     random points, for VEKTOR -> vmig and vmig -> pgvector; each resumed, on Ray or on local
     processes by turns; checked with the stores' own readers: 0 lost, 0 duplicated, digests
     equal to a one-worker run."""
-    from test_parallel_faults import _pg_ids, _pg_location, _vmig_ids
-
     records = 4000
     build(tmp_path / "m.db", n=records, dims=8)
     vexchange.migrate(f"vektor:{tmp_path / 'm.db'}", tmp_path / "m.vmig.jsonl")
@@ -278,21 +282,23 @@ def test_kill_ray_worker_or_coordinator_and_resume(ray_instance: str, tmp_path: 
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER)
     n = iter(range(1000))
-    pairs = [
-        ("vektor", "vektor->vmig", lambda: str(tmp_path / f"out{next(n)}.vmig.jsonl"), _vmig_ids),
-        ("vmig", "vmig->pgvector", lambda: _pg_location(store_servers), _pg_ids),
+    pairs: list[faults.Pair] = [
+        ("vektor", "vektor->vmig", lambda: str(tmp_path / f"out{next(n)}.vmig.jsonl"), faults._vmig_ids),
+        ("vmig", "vmig->pgvector", lambda: faults._pg_location(store_servers), faults._pg_ids),
     ]
     rng = random.Random(1919)
     for source_kind, label, new_target, native_ids in pairs:
         source = sources[source_kind]
         reference = vexchange.migrate(source, new_target(), workers=1)
-        for point in range(3):
+        for point in range(4):  # each victim, resumed on Ray and on local processes
             target = new_target()
-            delay, victim = rng.uniform(2.0, 7.0), rng.choice(["worker", "coordinator"])
+            delay, victim = rng.uniform(0.0, 0.8), ("worker", "coordinator")[point >= 2]
             engine = ("ray", "local")[point % 2]
-            killed = _kill_at(driver, source, target, ray_instance, delay, victim, tmp_path)
-            where = (label, point, round(delay, 2), killed, engine)
-            done = _resume(driver, source, target, engine, ray_instance, tmp_path)
+            killed, done = _kill_at(driver, source, target, ray_instance, delay, victim, tmp_path)
+            where = (label, point, round(delay, 2), killed, engine, "resumed" if done is None else "went on")
+            if done is None:
+                done = _resume(driver, source, target, engine, ray_instance, tmp_path)
+            print("killed:", where, file=sys.stderr)
             assert done["status"] in ("completed", "completed_with_skips"), where
             assert done["namespaces"] == {k: v.written for k, v in reference.namespaces.items()}, where
             ids = native_ids(target)
