@@ -64,8 +64,8 @@ from .progress import NoProgress, Progress
 from .receipt import Counts, NamespaceDigests, Receipt, load_receipt, versions
 from .vectors import VectorTransform
 
-__all__ = ["Coordinator", "Executor", "LocalExecutor", "Location", "ShardFiles", "parallel_run", "run_shard",
-           "use_secrets"]
+__all__ = ["Coordinator", "Executor", "LocalExecutor", "Location", "ShardFiles", "died", "open_executor",
+           "parallel_run", "run_shard", "use_secrets"]
 
 _MOD = 1 << 256
 _GATE_POLL_S = 0.05
