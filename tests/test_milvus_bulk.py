@@ -179,3 +179,22 @@ def test_milvus_accepts_the_rows_into_the_collection_the_manifest_describes(tmp_
         read += len(got)
     assert read == len(records)
     client.close()
+
+
+def test_records_the_collection_cannot_hold_are_refused_by_name(tmp_path: Path) -> None:
+    """A vector of another size, a missing named vector, an id over 65,535 bytes: each a
+    counted reject with the whole record, the rest written."""
+    base = list(sample_records(4, dims=4, named=("title",), null_vectors=False, seed=8))
+    odd = [base[1].replace(id="short", vectors={**base[1].vectors, "title": base[1].vectors[""]}),
+           base[2].replace(id="no-title", vectors={"": base[2].vectors[""]}),
+           base[3].replace(id="x" * 70_000)]
+    odd = [r.replace(id_type="str") for r in odd]
+    out = tmp_path / "m"
+    source = write_vmig(tmp_path / "s.vmig.jsonl", [base[0].replace(id_type="str", id="ok"), *odd])
+    receipt = migrate(source, f"milvus-bulk://{out}", receipt=tmp_path / "r.json",
+                      rejects=tmp_path / "r.rejects.jsonl")
+    lines = [json.loads(line) for line in (tmp_path / "r.rejects.jsonl").read_text().splitlines()]
+    assert {(line["id"][:8], line["reason"]) for line in lines} == {
+        ("short", "dims_mismatch"), ("no-title", "no_vector"), ("xxxxxxxx", "id_too_long")}
+    assert all(line["record"] for line in lines) and receipt.counts.written == 1
+    assert set(read_all(f"milvus-bulk://{out}")) == {(base[0].namespace, "ok")}

@@ -269,6 +269,12 @@ class MilvusBulkWriter(StagedWriter):
                 rejects.append(Reject(reason="id_too_long", id=record.id, namespace=record.namespace,
                                       detail=f"Milvus keys are at most {MAX_KEY_BYTES} bytes"))
                 continue
+            wrong = next((n for n, v in record.vectors.items() if n in dims and v.dims != dims[n]), None)
+            if wrong is not None:
+                rejects.append(Reject(reason="dims_mismatch", id=record.id, namespace=record.namespace,
+                                      detail=f"vector {wrong!r} has {record.vectors[wrong].dims} values;"
+                                             f" its field has {dims[wrong]}"))
+                continue
             if missing or any(n not in dims for n in record.vectors):
                 rejects.append(Reject(reason="no_vector" if missing else "unknown_vector", id=record.id,
                                       namespace=record.namespace,

@@ -3,7 +3,7 @@ docs/formats/parquet.md.
 
 URL forms: ``parquet:///abs/dir``, ``parquet:relative/dir``, or a bare path ending in
 ``.parquet`` (a directory when written, like Spark's; a single file or a directory when read).
-Options: ``?split=train``, ``?rows_per_file=1000000``, ``?row_group=20000``,
+Options: ``?split=train``, ``?rows_per_file=1000000``, ``?row_group=10000``,
 ``?compression=snappy|zstd|lz4|gzip|none``, ``?cdc=true|false`` (content-defined chunking).
 
 What vexchange writes::
@@ -102,7 +102,7 @@ class ParquetConnector(AtPath, Connector):
         if not self.split.replace("_", "").replace("-", "").isalnum():
             raise UsageError(f"?split={self.split!r}: a split name is letters, digits, - and _")
         self.rows_per_file = _int_option(spec, "rows_per_file", 1_000_000)
-        self.row_group = _int_option(spec, "row_group", 20_000)
+        self.row_group = _int_option(spec, "row_group", 10_000)
         chosen = spec.params.get("compression")
         self.compression = chosen.lower() if chosen is not None else None
         if self.compression is not None and self.compression not in _COMPRESSIONS:

@@ -254,7 +254,11 @@ class PineconeBulkWriter(StagedWriter):
                 rejects.append(_reject(record, "zero_vector", "Pinecone refuses a dense vector whose"
                                                               " values are all zero"))
                 continue
-            self.state.setdefault("dims", dense.dims)
+            dims = self.state.setdefault("dims", dense.dims)
+            if dense.dims != dims:
+                rejects.append(_reject(record, "dims_mismatch", f"a vector of {dense.dims} values; the"
+                                                                f" index's dimension is {dims}"))
+                continue
             key = store_id(record.id)
             metadata, why = self._metadata(record, key)
             if metadata is None:
