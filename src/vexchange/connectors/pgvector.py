@@ -45,7 +45,7 @@ from psycopg.types.json import Json, Jsonb
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
 from ._store import StoreWriter, Verdict, metric_from, translated
 
@@ -313,6 +313,39 @@ class PgvectorConnector(Connector):
                 cursor = rows[-1][0]
             if len(rows) < batch_size:
                 return
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """``ORDER BY column <op> query LIMIT k`` with the operator of the column's metric (its
+        index's, else the one vexchange saved, else cosine), so PostgreSQL uses the HNSW or
+        IVFFlat index where there is one; rows decoded as ``read`` decodes them."""
+        table = self._readable()
+        column = next((c for c, n in table.vector_names.items() if n == vector_name), None)
+        if column is None or (namespace is not None and "namespace" not in table.columns):
+            return []
+        op = {"cosine": "<=>", "dot": "<#>", "euclidean": "<->", "manhattan": "<+>"}[
+            table.metrics.get(column) or "cosine"]
+        plain = [sql.Identifier(c) for c in table.columns if c not in table.vector_dims]
+        where = sql.SQL("") if namespace is None else sql.SQL(" WHERE {} = %s").format(
+            sql.Identifier("namespace"))
+        statement = sql.SQL("SELECT {cols}, {v} {op} %s AS vex_distance FROM {t}{w} ORDER BY vex_distance"
+                            " LIMIT %s").format(cols=sql.SQL(", ").join(plain), v=sql.Identifier(column),
+                                                op=sql.SQL(op), t=self.ident, w=where)
+        from pgvector import Vector as PgVector
+
+        args = (PgVector(np.asarray(vector, dtype=np.float32)),
+                *(() if namespace is None else (namespace,)), k)
+        with translated_pg("query"), self.conn().cursor() as cur:
+            cur.execute(statement, args)
+            names = [d.name for d in cur.description or []]
+            rows = [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
+        hits: list[QueryHit] = []
+        for row in rows:
+            distance = float(row.pop("vex_distance"))
+            item = _item(table, row)
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, distance, item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:

@@ -31,7 +31,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Page, QueryHit, Reject, VectorSpace, Writer
 from ._qdrant_common import LAYOUT as _LAYOUT
 from ._qdrant_common import METRICS as _METRICS
 from ._qdrant_common import held_by, point_id, record_from_point, refuse_taken
@@ -126,6 +126,24 @@ class QdrantConnector(CollectionStore):
             yield Page(items, None if offset is None else orjson.dumps(offset).decode())
             if offset is None:
                 return
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """Qdrant's ``query_points`` (its HNSW index on a server; local mode searches exactly),
+        filtered on the ``namespace`` payload field; points decoded as ``read`` decodes them."""
+        self._require()
+        where = None if namespace is None else models.Filter(must=[models.FieldCondition(
+            key=_LAYOUT.namespace_key or "namespace", match=models.MatchValue(value=namespace))])
+        with self.translated("query"):
+            points = self.client().query_points(
+                self.collection_name, query=[float(x) for x in vector], using=vector_name or None,
+                query_filter=where, limit=k, with_payload=True, with_vectors=False).points
+        hits: list[QueryHit] = []
+        for point in points:
+            item = record_from_point(point.id, None, point.payload)
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(point.score), item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:

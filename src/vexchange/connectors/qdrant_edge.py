@@ -23,7 +23,7 @@ import qdrant_edge as qe
 from ..errors import PermanentError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._qdrant_common import LAYOUT, METRICS, held_by, point_id, record_from_point, refuse_taken
 from ._store import StoreWriter, metric_for, metric_from, translated
 
@@ -116,6 +116,24 @@ class QdrantEdgeConnector(AtPath, Connector):
 
     def keeps_records(self) -> bool:
         return True  # a shard directory is upserted into, run after run
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """The engine's own nearest-neighbour query on the shard (its HNSW index once the
+        optimiser built one, else a full scan), filtered on the ``namespace`` payload field."""
+        shard = self.shard()
+        where = None if namespace is None else qe.Filter(must=[qe.FieldCondition(
+            LAYOUT.namespace_key or "namespace", match=qe.MatchValue(namespace))])
+        with _translated("query"):
+            points = shard.query(qe.QueryRequest(
+                limit=k, query=qe.Query.Nearest([float(x) for x in vector], using=vector_name),
+                with_payload=True, filter=where))
+        hits: list[QueryHit] = []
+        for point in points:
+            item = record_from_point(point.id, None, point.payload)
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(point.score), item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:

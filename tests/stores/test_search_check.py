@@ -1,0 +1,116 @@
+"""``verify --search`` on every store with a query API, through each store's own query code:
+two stores filled alike agree (overlap@k 1.0, recall 1.0 at this size), and a target whose
+metric was changed on purpose fails the threshold and names both metrics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vexchange.api import migrate
+from vexchange.checks import SearchOptions, verify
+from vexchange.record import MemoryRecord, Vector
+from vexchange.results import SearchCheck
+from vexchange.testing.conformance import write_vmig
+
+DIMS = 16
+OPTIONS = SearchOptions(k=10, probes=40, seed=11)
+
+Factory = Callable[[str], str]
+
+
+def _servers(request: pytest.FixtureRequest, kind: str) -> Any:
+    return request.getfixturevalue("store_servers")[kind]
+
+
+def _run() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def chroma_server(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("chromadb")
+    server, run = _servers(request, "chroma"), _run()
+    return lambda name: f"chroma://{server.host}:{server.port}/s{run}-{name}"
+
+
+def pgvector(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("psycopg")
+    server, run = _servers(request, "postgres"), _run()
+    return lambda name: f"pgvector://{server.host}:{server.port}/postgres?table=s_{run}_{name}&user=postgres"
+
+
+def qdrant_local(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("qdrant_client")
+    return lambda name: f"qdrant://{tmp}/qdrant-{name}?collection=c-{name}"
+
+
+def qdrant_edge(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("qdrant_edge")
+    return lambda name: f"qdrant-edge://{tmp}/edge-{name}"
+
+
+STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] = {
+    # name: (location factory, the metric the target is changed to)
+    "chroma": (chroma_server, "euclidean"),
+    "pgvector": (pgvector, "euclidean"),
+    "qdrant": (qdrant_local, "euclidean"),
+    "qdrant-edge": (qdrant_edge, "euclidean"),
+}
+
+
+def corpus(n: int = 200) -> list[MemoryRecord]:
+    """Two namespaces; vector lengths that vary tenfold, so cosine and euclidean (and dot)
+    rank differently and a changed metric shows in the figures."""
+    rng = np.random.default_rng(5)
+    return [MemoryRecord(id=f"m{i}", text=f"memory {i}", namespace=("a", "b")[i % 2],
+                         vectors={"": Vector.from_values(
+                             (rng.standard_normal(DIMS) * rng.uniform(0.2, 5.0)).astype(np.float32))})
+            for i in range(n)]
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Factory, str, Path]:
+    factory, changed = STORES[request.param]
+    source = write_vmig(tmp_path / "source.vmig.jsonl", corpus(), metric="cosine")
+    return factory(request, tmp_path), changed, source
+
+
+def _search(report: Any) -> SearchCheck:
+    found = [c for c in report.checks if isinstance(c, SearchCheck)]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_identical_stores_agree(store: tuple[Factory, str, Path]) -> None:
+    location, _, source = store
+    one, two = location("one"), location("two")
+    migrate(source, one)
+    migrate(source, two)
+    got = _search(verify(two, against=one, search=OPTIONS))
+    assert got.ok, got.reasons
+    assert got.overlap == 1.0
+    assert got.source is not None and got.source.method == got.target.method == "query"
+    assert got.source.recall == got.target.recall == 1.0
+    assert got.target.records == 200 and got.target.metric == "cosine" and got.metric == "cosine"
+    assert got.target.latency_ms is not None and got.probes == 40
+
+
+def test_a_changed_metric_fails_and_says_why(store: tuple[Factory, str, Path]) -> None:
+    location, changed, source = store
+    one, other = location("ref"), location("changed")
+    migrate(source, one)
+    migrate(source, other, metric=changed)  # type: ignore[arg-type]
+    report = verify(other, against=one, search=OPTIONS)
+    got = _search(report)
+    assert not got.ok and not report.ok
+    assert got.overlap is not None and got.overlap < 0.85
+    assert got.target.metric == changed
+    assert any(f"the source searches by cosine, the target by {changed}" in r for r in got.reasons), got.reasons
+    # the target alone: its own index against exact search by its own metric is fine
+    alone = _search(verify(other, search=OPTIONS))
+    assert alone.ok and alone.metric == changed and alone.target.recall == 1.0
