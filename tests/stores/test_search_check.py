@@ -54,9 +54,22 @@ def qdrant_edge(request: pytest.FixtureRequest, tmp: Path) -> Factory:
     return lambda name: f"qdrant-edge://{tmp}/edge-{name}"
 
 
+def lancedb(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("lancedb")
+    return lambda name: f"lancedb://{tmp}/lance-{name}?table=t_{name}"
+
+
+def milvus(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("pymilvus")
+    server, run = _servers(request, "milvus"), _run()
+    return lambda name: f"milvus://{server.host}:{server.port}/s{run}_{name}"
+
+
 STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] = {
     # name: (location factory, the metric the target is changed to)
     "chroma": (chroma_server, "euclidean"),
+    "lancedb": (lancedb, "euclidean"),
+    "milvus": (milvus, "euclidean"),
     "pgvector": (pgvector, "euclidean"),
     "qdrant": (qdrant_local, "euclidean"),
     "qdrant-edge": (qdrant_edge, "euclidean"),
@@ -110,7 +123,8 @@ def test_a_changed_metric_fails_and_says_why(store: tuple[Factory, str, Path]) -
     assert not got.ok and not report.ok
     assert got.overlap is not None and got.overlap < 0.85
     assert got.target.metric == changed
-    assert any(f"the source searches by cosine, the target by {changed}" in r for r in got.reasons), got.reasons
+    why = f"the source searches by cosine, the target by {changed}"
+    assert any(why in r for r in got.reasons), got.reasons
     # the target alone: its own index against exact search by its own metric is fine
     alone = _search(verify(other, search=OPTIONS))
     assert alone.ok and alone.metric == changed and alone.target.recall == 1.0

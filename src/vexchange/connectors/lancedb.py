@@ -32,7 +32,7 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from .._json import dumps_exact, loads_exact
 from ._payload import PayloadLayout, json_exact
 from ._store import StoreWriter, metric_for, translated
@@ -113,6 +113,35 @@ class LanceDBConnector(AtPath, Connector):
             yield Page(items, str(offset) if more else None)
             if not more:
                 return
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """LanceDB's vector search (its ANN index when the table has one, else a flat scan)
+        with the metric kept in the schema metadata (LanceDB's default, l2, for a foreign
+        table), prefiltered on ``namespace``; rows decoded as ``read`` decodes them."""
+        table = self._require()
+        shape = _Shape(table.schema)
+        column = next((c for c, n in shape.names.items() if n == vector_name), None)
+        if column is None or (namespace is not None and "namespace" not in table.schema.names):
+            return []
+        if "id" not in table.schema.names:
+            raise UsageError(f"LanceDB table {self.table_name!r} has no id column, so its search hits"
+                             " cannot be matched with records (read names them by row position)")
+        metric = _METRICS.get(shape.metrics.get(vector_name) or "", "l2")
+        with self._translated("query"):
+            search = table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column)
+            search = search.distance_type(metric).limit(k)
+            if namespace is not None:
+                search = search.where("namespace = '" + namespace.replace("'", "''") + "'", prefilter=True)
+            batch = search.to_arrow()
+        distances = batch.column("_distance").to_pylist()
+        batch = batch.drop_columns(["_distance"])
+        hits: list[QueryHit] = []
+        for i in range(batch.num_rows):
+            item = shape.record(batch, i, i)
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(distances[i]), item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:

@@ -33,7 +33,7 @@ from .._json import dumps_exact, loads_exact
 from ..errors import PermanentError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Page, QueryHit, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
 from ._split import CollectionStore
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
@@ -201,6 +201,29 @@ class MilvusConnector(CollectionStore):
                            orjson.dumps(last).decode() if more else None)
             if len(rows) < fetch:
                 return
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """Milvus's ``search`` on the vector field's index (with the index's own metric),
+        filtered on ``namespace``; hits decoded as ``read`` decodes rows."""
+        shape = self._require()
+        field = next((f for f, n in shape.names.items() if n == vector_name), None)
+        if field is None or (namespace is not None and "namespace" not in shape.scalars):
+            return []
+        where = "" if namespace is None else f"namespace == {_literal(namespace)}"
+        with translated_milvus("search"):
+            found = self.client().search(
+                self.collection_name, data=[np.asarray(vector, dtype=np.float32).tolist()],
+                anns_field=field, limit=k, filter=where,
+                output_fields=[f for f in shape.scalars if f != shape.key])
+        hits: list[QueryHit] = []
+        for hit in found[0] if found else []:
+            row = dict(hit.get("entity") or {})
+            row[shape.key] = hit["id"]
+            item = _item(shape, row)
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(hit["distance"]), item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
