@@ -65,6 +65,12 @@ def milvus(request: pytest.FixtureRequest, tmp: Path) -> Factory:
     return lambda name: f"milvus://{server.host}:{server.port}/s{run}_{name}"
 
 
+def redis(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("redis")
+    server, run = _servers(request, "redis"), _run()
+    return lambda name: f"redis://{server.host}:{server.port}/0?index=s{run}{name}"
+
+
 STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] = {
     # name: (location factory, the metric the target is changed to)
     "chroma": (chroma_server, "euclidean"),
@@ -72,6 +78,7 @@ STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] 
     "milvus": (milvus, "euclidean"),
     "pgvector": (pgvector, "euclidean"),
     "qdrant": (qdrant_local, "euclidean"),
+    "redis": (redis, "euclidean"),
     "qdrant-edge": (qdrant_edge, "euclidean"),
 }
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import redis
 
 from .._json import dumps_exact, loads_exact
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 
@@ -185,6 +186,35 @@ class RedisConnector(Connector):
         text = fields.get(b"text")
         return record if text is None else record.replace(text=text.decode())
 
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """A KNN query (``FT.SEARCH ... =>[KNN k @field $q]``, dialect 2) on the field's HNSW or
+        FLAT index, filtered on the ``namespace`` TAG; each hit's hash read and decoded as
+        ``read`` decodes it."""
+        index = self._require()
+        field = next((f for f, n in index.names.items() if n == vector_name), None)
+        if field is None:
+            return []
+        where = "*" if namespace is None else "(@namespace:{" + _escape_tag(namespace) + "})"
+        blob = np.asarray(vector, dtype="<f4").tobytes()
+        client = self.client()
+        with translated_redis("search"):
+            got = client.execute_command(
+                "FT.SEARCH", self.index, f"{where}=>[KNN {int(k)} @{field} $q AS vex_score]",
+                "PARAMS", "2", "q", blob, "SORTBY", "vex_score", "ASC", "RETURN", "1", "vex_score",
+                "LIMIT", "0", str(int(k)), "DIALECT", "2")
+            keys, scores = _knn_hits(got)
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            hashes = [_hash_or_none(h) for h in pipe.execute(raise_on_error=False)]
+        hits: list[QueryHit] = []
+        for key, fields, score in zip(keys, hashes, scores, strict=False):
+            item = self._item(index, key, fields) if fields else None
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, score, item.namespace))
+        return hits
+
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return RedisWriter(self, dry_run=dry_run, spaces=spaces or {})
@@ -214,6 +244,28 @@ def _hash_or_none(got: Any) -> Any:
             return None
         raise got
     return got
+
+
+def _knn_hits(got: Any) -> tuple[list[bytes], list[float]]:
+    """Keys and scores of an FT.SEARCH reply: a RESP3 map (``results``, each with ``id`` and
+    ``extra_attributes``) or a RESP2 list (total, key, fields, key, fields, ...)."""
+    if isinstance(got, dict):
+        rows = got.get(b"results", got.get("results")) or []
+        keys = [_bytes(row.get(b"id", row.get("id"))) for row in rows]
+        extra = [row.get(b"extra_attributes", row.get("extra_attributes")) or {} for row in rows]
+        return keys, [float(e.get(b"vex_score", e.get("vex_score", 0))) for e in extra]
+    fields = [dict(zip(f[::2], f[1::2], strict=False)) for f in got[2::2]]
+    return [_bytes(k) for k in got[1::2]], [float(f.get(b"vex_score", 0)) for f in fields]
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _escape_tag(text: str) -> str:
+    """A namespace as a TAG query value: every character but letters and digits escaped, as
+    RediSearch's query syntax asks (a space, a comma, a brace or a dash is syntax there)."""
+    return "".join(c if c.isalnum() else "\\" + c for c in text)
 
 
 def _escape_glob(text: str) -> str:
