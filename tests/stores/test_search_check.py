@@ -71,12 +71,22 @@ def redis(request: pytest.FixtureRequest, tmp: Path) -> Factory:
     return lambda name: f"redis://{server.host}:{server.port}/0?index=s{run}{name}"
 
 
+def pinecone(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    """The project's emulator of Pinecone's documented API, through the official SDK."""
+    pytest.importorskip("pinecone")
+    emulator = request.getfixturevalue("pinecone_emulator")
+    request.getfixturevalue("monkeypatch").setenv("VEX_PINECONE_API_KEY", "emulator-key")
+    run = _run()
+    return lambda name: f"pinecone://s{run}-{name}?controller={emulator.url}&create=true"
+
+
 STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] = {
     # name: (location factory, the metric the target is changed to)
     "chroma": (chroma_server, "euclidean"),
     "lancedb": (lancedb, "euclidean"),
     "milvus": (milvus, "euclidean"),
     "pgvector": (pgvector, "euclidean"),
+    "pinecone": (pinecone, "euclidean"),
     "qdrant": (qdrant_local, "euclidean"),
     "redis": (redis, "euclidean"),
     "qdrant-edge": (qdrant_edge, "euclidean"),

@@ -55,7 +55,7 @@ from .._json import dumps_exact, loads_exact
 from ..errors import PermanentError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from .._blobs import BlobDir, BlobError
 from ._payload import VEX_KEY, PayloadLayout, json_exact, uuid_for
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
@@ -316,6 +316,24 @@ class PineconeConnector(Connector):
             return Reject(reason=reason, detail=f"record {vid!r}: {err}", id=vid,
                           namespace=namespace or None,
                           location=f"{self.describe()['location']} namespace {namespace!r}")
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """Pinecone's ``query`` in the record namespace's own Pinecone namespace (Pinecone
+        searches one namespace at a time: without one, the default namespace, which holds the
+        records that have none); matches decoded as ``read`` decodes fetched vectors."""
+        if vector_name:
+            return []  # Pinecone holds one dense vector per record
+        where = store_namespace(namespace)
+        with _translated("query"):
+            found = self.index().query(vector=np.asarray(vector, dtype=np.float32).tolist(), top_k=k,
+                                       namespace=where, include_metadata=True, include_values=False)
+        hits: list[QueryHit] = []
+        for match in found.matches or []:
+            item = self._record(where, match.id, match)
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(match.score), item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
