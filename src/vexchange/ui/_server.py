@@ -179,6 +179,9 @@ def make_server(inspector: Inspector, host: str, port: int, guard: Guard) -> Thr
                            {"error": "refused: a token is required" if guard.token else
                             "refused: this server answers only to its loopback address"})
                 return
+            if url.path == "/favicon.ico":
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+                return
             if url.path in _STATIC:
                 name, kind = _STATIC[url.path]
                 body = importlib.resources.files(__package__).joinpath("static", name).read_bytes()

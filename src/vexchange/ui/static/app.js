@@ -47,7 +47,7 @@ function table(heads, rows, attrs) {
 
 function countTable(title, counts, id) {
   const rows = Object.entries(counts || {}).map(([k, v]) =>
-    el("tr", { "data-key": k }, el("td", { class: "mono", text: k }), el("td", { class: "num", text: fmt(v) })));
+    el("tr", { "data-key": k }, el("td", { class: "mono", text: k === "" ? '""' : k }), el("td", { class: "num", text: fmt(v) })));
   return el("section", { id }, el("h2", { text: title }),
     rows.length ? table([title.toLowerCase(), "#count"], rows) : el("p", { class: "muted", text: "none" }));
 }
