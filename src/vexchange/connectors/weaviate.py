@@ -59,7 +59,7 @@ from .._json import dumps_exact, loads_exact
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._payload import VEX_KEY, PayloadLayout, json_exact, uuid_for
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 
@@ -347,6 +347,34 @@ class WeaviateConnector(Connector):
         except (ValueError, TypeError) as err:
             return Reject(reason="bad_object", detail=str(err), id=store_id,
                           location=f"{self.describe()['location']} object {store_id}")
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """Weaviate's ``near_vector`` search (its HNSW or flat index) on the named vector, in
+        the namespace's tenant (``?namespaces=tenants``) or filtered on the ``namespace``
+        property; objects decoded as ``read`` decodes them."""
+        from weaviate.classes.query import Filter, MetadataQuery
+
+        names = self.vector_names()
+        theirs = next((t for t, ours in names.items() if ours == vector_name), None)
+        if theirs is None:
+            return []
+        tenant = _tenant_of(namespace) if self.tenants else None
+        handle = self.collection().with_tenant(tenant) if tenant else self.collection()
+        where = (None if self.tenants or namespace is None
+                 else Filter.by_property("namespace").equal(namespace))
+        with _translated("query"):
+            objects = handle.query.near_vector(
+                near_vector=np.asarray(vector, dtype=np.float32).tolist(), limit=k, filters=where,
+                target_vector=None if theirs == "default" else theirs,
+                return_metadata=MetadataQuery(distance=True)).objects
+        hits: list[QueryHit] = []
+        for obj in objects:
+            item = self._record(obj, names, tenant)
+            if isinstance(item, MemoryRecord):
+                distance = obj.metadata.distance if obj.metadata is not None else None
+                hits.append(QueryHit(item.id, float(distance or 0.0), item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
