@@ -275,6 +275,10 @@ class SearchSide(Result, frozen=True, kw_only=True):
     vexchange's exact search, so its recall is 1 by construction."""
     metric: str | None
     """The metric the side declares for the vector (None when it declares none)."""
+    searches_by: str
+    """The metric its results are ranked by: the declared one (cosine when none is declared),
+    the one its query API fixes (``vex search``: cosine), or for an exactly searched side the
+    check's reference metric."""
     dims: int | None
     """The size the side declares for the vector."""
     records: int

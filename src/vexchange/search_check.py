@@ -135,7 +135,7 @@ def check_search(target: Connector, source: Connector | None, options: SearchOpt
                 found, times = exact, []
         space = (s_space if label == "source" else t_space)
         lists[label] = found
-        results[label] = _side(store, scan, space, found, exact, times, metric)
+        results[label] = _side(store, scan, space, found, exact, times, metric, opts.vector_name)
     overlap = None
     if source is not None:
         overlap = _mean([_share(a, b) for a, b in zip(lists["source"], lists["target"], strict=True)])
@@ -309,9 +309,10 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _side(store: Connector, scan: _Scan, space: object, found: list[list[Key]], exact: list[list[Key]],
-          times: list[float], metric: str) -> SearchSide:
+          times: list[float], metric: str, name: str) -> SearchSide:
     declared = getattr(space, "metric", None)
     dims = getattr(space, "dims", None)
+    searches_by = (store.query_metric(name) or declared or "cosine") if store.can_query() else metric
     recall = _mean([_share(f, e) if e else None for f, e in zip(found, exact, strict=True)])
     latency = None
     if times:
@@ -320,7 +321,7 @@ def _side(store: Connector, scan: _Scan, space: object, found: list[list[Key]], 
                           p95=round(float(np.percentile(ms, 95)), 3), mean=round(float(ms.mean()), 3))
     return SearchSide(
         location=store.describe()["location"], method="query" if store.can_query() else "exact",
-        metric=declared, dims=dims, records=scan.records,
+        metric=declared, searches_by=searches_by, dims=dims, records=scan.records,
         sizes={str(d): n for d, n in scan.dims.most_common()},
         normalised=round(scan.unit / scan.records, 4) if scan.records else None,
         zero=scan.zero,
@@ -339,10 +340,13 @@ def _judge(source: SearchSide | None, target: SearchSide, overlap: float | None,
     if overlap is not None and overlap < line:
         reasons.append(f"overlap@{k} between source and target results is {overlap:.3f}, below {line}")
     why: list[str] = []
+    for side, label in ((source, "source"), (target, "target")):
+        if side is not None and side.metric and side.metric != side.searches_by:
+            why.append(f"the {label} declares {side.metric}, but its query API ranks by {side.searches_by}")
     if source is not None:
-        if source.metric and target.metric and source.metric != target.metric:
-            why.append(f"the target's metric differs: the source searches by {source.metric},"
-                       f" the target by {target.metric}")
+        if source.searches_by != target.searches_by:
+            why.append(f"the target's metric differs: the source searches by {source.searches_by},"
+                       f" the target by {target.searches_by}")
         if source.dims and target.dims and source.dims != target.dims:
             why.append(f"the vector sizes differ: the source has {source.dims} dims, the target"
                        f" {target.dims}")
@@ -356,8 +360,8 @@ def _judge(source: SearchSide | None, target: SearchSide, overlap: float | None,
         if source.recall is not None and source.recall < line:
             why.append(f"the source's own recall@{k} is {source.recall:.3f}: its index is approximate"
                        " too, so the two cannot agree more than each agrees with exact search")
-    elif target.metric and target.metric != metric:
-        why.append(f"the target searches by {target.metric}, the exact search by {metric}")
+    elif target.searches_by != metric:
+        why.append(f"the target searches by {target.searches_by}, the exact search by {metric}")
     if reasons and not why:
         why.append("the metric, sizes and records agree: the target's index itself is approximate"
                    " (rebuild it, or raise its search effort: ef, nprobe)")

@@ -80,8 +80,17 @@ def pinecone(request: pytest.FixtureRequest, tmp: Path) -> Factory:
     return lambda name: f"pinecone://s{run}-{name}?controller={emulator.url}&create=true"
 
 
+def cartridge(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    return lambda name: f"cartridge://{tmp}/{name}.db"
+
+
+def vectorpack(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    return lambda name: f"vectorpack://{tmp}/{name}.vpack"
+
+
 STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] = {
     # name: (location factory, the metric the target is changed to)
+    "cartridge": (cartridge, "euclidean"),
     "chroma": (chroma_server, "euclidean"),
     "lancedb": (lancedb, "euclidean"),
     "milvus": (milvus, "euclidean"),
@@ -89,6 +98,7 @@ STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] 
     "pinecone": (pinecone, "euclidean"),
     "qdrant": (qdrant_local, "euclidean"),
     "redis": (redis, "euclidean"),
+    "vectorpack": (vectorpack, "euclidean"),
     "qdrant-edge": (qdrant_edge, "euclidean"),
 }
 
@@ -137,6 +147,13 @@ def test_a_changed_metric_fails_and_says_why(store: tuple[Factory, str, Path]) -
     migrate(source, other, metric=changed)  # type: ignore[arg-type]
     report = verify(other, against=one, search=OPTIONS)
     got = _search(report)
+    if got.target.searches_by == "cosine":  # vex search on a cartridge or pack: cosine whatever it records
+        assert got.ok and got.overlap == 1.0 and got.target.metric == changed
+        assert f"the target declares {changed}, but its query API ranks by cosine" in got.notes
+        alone = _search(verify(other, search=OPTIONS))
+        assert not alone.ok and alone.metric == changed
+        assert f"the target searches by cosine, the exact search by {changed}" in alone.reasons
+        return
     assert not got.ok and not report.ok
     assert got.overlap is not None and got.overlap < 0.85
     assert got.target.metric == changed

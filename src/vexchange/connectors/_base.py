@@ -259,6 +259,11 @@ class Connector(ABC):
         query API."""
         raise NotImplementedError(f"{self.name} has no query API")
 
+    def query_metric(self, vector_name: str = "") -> str | None:
+        """The metric ``query`` ranks by when the store fixes it whatever it declares (``vex
+        search`` on a cartridge: cosine); None (the default): the declared metric."""
+        return None
+
     def can_query(self) -> bool:
         """Whether ``query`` is implemented."""
         return type(self).query is not Connector.query

@@ -20,7 +20,7 @@ from ..errors import IntegrityError, InvalidSpecError
 from ..pack.cartridge import Cartridge, CartridgeBuilder
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 
 __all__ = ["CartridgeConnector"]
 
@@ -39,6 +39,7 @@ class CartridgeConnector(AtPath, Connector):
         if not spec.path:
             raise InvalidSpecError("cartridge needs a file path: cartridge:///path/memory.db")
         self.path = Path(spec.path)
+        self._searcher: Any = None
 
     def describe(self) -> dict[str, Any]:
         return {"connector": "cartridge", "location": str(self.path.resolve())}
@@ -68,6 +69,49 @@ class CartridgeConnector(AtPath, Connector):
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         sink = None if dry_run else CartridgeBuilder(self.path, resume=resume)
         return PackStoreWriter(sink, spaces or {})
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """``vex search``'s vector search (pack/search.py: exact cosine over the cartridge)."""
+        if self._searcher is None:
+            from ..pack.search import Searcher
+
+            self._searcher = Searcher(self.path)
+        return pack_query(self._searcher, vector, k, namespace, vector_name)
+
+    def query_metric(self, vector_name: str = "") -> str | None:
+        return "cosine"  # vex search ranks by cosine whatever metric the pack records
+
+    def close(self) -> None:
+        if self._searcher is not None:
+            self._searcher.close()
+            self._searcher = None
+
+
+_POOL_LIMIT = 32_000
+"""The most candidates one namespace-filtered query ranks (within SQLite's bound parameters)."""
+
+
+def pack_query(searcher: Any, vector: Any, k: int, namespace: str | None,
+               vector_name: str) -> list[QueryHit]:
+    """``Connector.query`` for a cartridge or a VectorPack through ``vex search``'s own code
+    (``Searcher``: exact cosine, or the pack's usearch graph when ``vex pack reindex --ann``
+    built one), ranked by similarity alone (no Elo, no recency). ``vex search`` has no
+    namespace filter, so for a namespace the candidates grow fourfold until ``k`` of them are
+    in it, or every record (at most 32,000) was ranked."""
+    from ..pack.search import Weights
+
+    plain = Weights(similarity=1.0, elo=0.0, recency=0.0)
+    total = min(searcher.cartridge.count(), _POOL_LIMIT)
+    pool = k
+    while True:
+        found = searcher.search(vector=[float(x) for x in vector], k=pool, vector_name=vector_name,
+                                weights=plain, candidates=pool, now_ms=0)
+        hits = [QueryHit(h.id, float(h.similarity), h.namespace) for h in found
+                if namespace is None or h.namespace == namespace]
+        if namespace is None or len(hits) >= k or pool >= total:
+            return hits[:k]
+        pool = min(total, pool * 4)
 
 
 def cartridge_spaces(cart: Cartridge) -> dict[str, VectorSpace]:

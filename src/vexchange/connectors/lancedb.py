@@ -143,6 +143,10 @@ class LanceDBConnector(AtPath, Connector):
                 hits.append(QueryHit(item.id, float(distances[i]), item.namespace))
         return hits
 
+    def query_metric(self, vector_name: str = "") -> str | None:
+        """A table that records no metric is searched by LanceDB's default, l2."""
+        return _Shape(self._require().schema).metrics.get(vector_name) or "euclidean"
+
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return LanceDBWriter(self, dry_run=dry_run, spaces=spaces or {})

@@ -21,8 +21,8 @@ from ..errors import InvalidSpecError
 from ..pack.cartridge import Cartridge
 from ..pack.vectorpack import PackWriter, open_pack
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, VectorSpace, Writer
-from .cartridge import PackStoreWriter, cartridge_pages, cartridge_spaces, verify_content_ids
+from ._base import AtPath, Capabilities, Connector, Page, QueryHit, VectorSpace, Writer
+from .cartridge import PackStoreWriter, cartridge_pages, cartridge_spaces, pack_query, verify_content_ids
 
 __all__ = ["VectorPackConnector"]
 
@@ -42,6 +42,7 @@ class VectorPackConnector(AtPath, Connector):
             raise InvalidSpecError("vectorpack needs a directory: vectorpack:///path/memory.vpack")
         self.path = Path(spec.path)
         self._checked = False
+        self._searcher: Any = None
 
     def describe(self) -> dict[str, Any]:
         return {"connector": "vectorpack", "location": str(self.path.resolve())}
@@ -82,3 +83,21 @@ class VectorPackConnector(AtPath, Connector):
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         sink = None if dry_run else PackWriter(self.path, resume=resume)
         return PackStoreWriter(sink, spaces or {})
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """``vex search``'s vector search on the pack (its flat index or usearch graph when
+        ``vex pack reindex`` built them, else an exact scan of its cartridge)."""
+        if self._searcher is None:
+            from ..pack.search import Searcher
+
+            self._searcher = Searcher(self.path)
+        return pack_query(self._searcher, vector, k, namespace, vector_name)
+
+    def query_metric(self, vector_name: str = "") -> str | None:
+        return "cosine"  # vex search ranks by cosine whatever metric the pack records
+
+    def close(self) -> None:
+        if self._searcher is not None:
+            self._searcher.close()
+            self._searcher = None
