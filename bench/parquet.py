@@ -90,6 +90,8 @@ def main() -> int:
     parser.add_argument("--dims", type=int, default=384)
     parser.add_argument("--work", default="bench/out/parquet")
     parser.add_argument("--skip-vmig", action="store_true", help="leave out the vmig operations")
+    parser.add_argument("--connector-only", action="store_true",
+                        help="only the connector's write and read (no engine runs)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -102,8 +104,8 @@ def main() -> int:
         ops: list[tuple[str, str, bool]] = [
             ("write (connector)", WRITE.format(out=src, n=n, dims=args.dims), True),
             ("read (connector)", READ.format(out=src, n=n), False)]
-        names = ["parquet -> parquet (engine)"]
-        if not args.skip_vmig:
+        names = [] if args.connector_only else ["parquet -> parquet (engine)"]
+        if not (args.skip_vmig or args.connector_only):
             names += ["import parquet -> vmig", "export vmig -> parquet"]
         ops += [(label, ENGINE[label].format(src=src, dst=dst, vmig=vmig, vmig2=vmig), False)
                 for label in names]
