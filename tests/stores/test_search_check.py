@@ -88,6 +88,11 @@ def vectorpack(request: pytest.FixtureRequest, tmp: Path) -> Factory:
     return lambda name: f"vectorpack://{tmp}/{name}.vpack"
 
 
+def sqlite_vec(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("sqlite_vec")
+    return lambda name: f"sqlite-vec://{tmp}/vec-{name}.db?table=t_{name}"
+
+
 STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] = {
     # name: (location factory, the metric the target is changed to)
     "cartridge": (cartridge, "euclidean"),
@@ -98,6 +103,7 @@ STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] 
     "pinecone": (pinecone, "euclidean"),
     "qdrant": (qdrant_local, "euclidean"),
     "redis": (redis, "euclidean"),
+    "sqlite-vec": (sqlite_vec, "euclidean"),
     "vectorpack": (vectorpack, "euclidean"),
     "qdrant-edge": (qdrant_edge, "euclidean"),
 }

@@ -33,13 +33,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .._json import dumps_exact, loads_exact
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 
@@ -49,6 +50,8 @@ _METRICS = {"cosine": "cosine", "euclidean": "l2", "manhattan": "l1"}
 _TEXT_COLUMNS = ("text", "content", "document", "page_content")
 _META_TABLE = "vex_layout"
 _FLOAT_COLUMN = re.compile(r"^\+?\s*\"?([^\s\"]+)\"?\s+float\[(\d+)\](.*)$", re.IGNORECASE | re.DOTALL)
+_KNN_LIMIT = 4096
+"""The largest ``k`` sqlite-vec's KNN query takes."""
 _METRIC_OPTION = re.compile(r"distance_metric\s*=\s*(\w+)", re.IGNORECASE)
 
 
@@ -279,6 +282,52 @@ class SqliteVecConnector(AtPath, Connector):
             record = layout.unpack(payload, store_id=str(row[0]), vectors=vectors, id_type="int")
             items.append(record.replace(text=text if text is None else str(text)))
         return items
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """sqlite-vec's KNN query (``embedding MATCH ? AND k = ?``, by the vec0 table's own
+        metric). vec0 tables here hold no namespace, so for a namespace the KNN's ``k`` grows
+        fourfold until ``k`` hits are in it, or every row (sqlite-vec's limit: 4096) was asked."""
+        shape = self._readable()
+        target = shape.vectors.get(vector_name)
+        if target is None:
+            return []
+        blob = np.asarray(vector, dtype="<f4").tobytes()
+        total = min(self.count() or 0, _KNN_LIMIT)
+        fetch = min(k, total) if namespace is not None else k
+        layout = layout_for(self.name)
+        while True:
+            with self.translated("query"):
+                hits = self._knn(shape, target, blob, max(fetch, 1), layout)
+            kept = [h for h in hits if namespace is None or h.namespace == namespace]
+            if namespace is None or len(kept) >= k or fetch >= total:
+                return kept[:k]
+            fetch = min(total, fetch * 4)
+
+    def _knn(self, shape: _Shape, target: str, blob: bytes, k: int, layout: PayloadLayout) -> list[QueryHit]:
+        conn = self.conn()
+        if not shape.own:  # a foreign vec0 table: the column is the vector, the rowid the id
+            found = conn.execute(f"SELECT rowid, distance FROM {_quote(self.table)} WHERE {_quote(target)}"
+                                 f" MATCH ? AND k = ? ORDER BY distance", (blob, k)).fetchall()
+            return [QueryHit(str(rowid), float(distance)) for rowid, distance in found]
+        found = conn.execute(f"SELECT rowid, distance FROM {_quote(target)} WHERE embedding MATCH ?"
+                             " AND k = ? ORDER BY distance", (blob, k)).fetchall()
+        if not found:
+            return []
+        marks = ",".join("?" * len(found))
+        rows = {row[0]: row[1:] for row in conn.execute(
+            f"SELECT rowid, id, namespace, text, metadata, vex FROM {_quote(self.table)}"
+            f" WHERE rowid IN ({marks})", [r[0] for r in found])}
+        hits: list[QueryHit] = []
+        for rowid, distance in found:
+            if rowid not in rows:
+                continue
+            rid, ns, text, meta, vex = rows[rowid]
+            item = row_record(layout, store_id=rid, namespace=ns, text=text, metadata=meta, vex=vex,
+                              vectors={})
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(distance), item.namespace))
+        return hits
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
