@@ -93,10 +93,16 @@ def sqlite_vec(request: pytest.FixtureRequest, tmp: Path) -> Factory:
     return lambda name: f"sqlite-vec://{tmp}/vec-{name}.db?table=t_{name}"
 
 
+def duckdb(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("duckdb")
+    return lambda name: f"duckdb://{tmp}/duck-{name}.duckdb?table=t_{name}"
+
+
 STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] = {
     # name: (location factory, the metric the target is changed to)
     "cartridge": (cartridge, "euclidean"),
     "chroma": (chroma_server, "euclidean"),
+    "duckdb": (duckdb, "euclidean"),
     "lancedb": (lancedb, "euclidean"),
     "milvus": (milvus, "euclidean"),
     "pgvector": (pgvector, "euclidean"),

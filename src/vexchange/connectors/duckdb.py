@@ -42,7 +42,7 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout
 from ._store import StoreWriter, Verdict, metric_for, translated
 from .sqlite_vec import layout_for, record_row, row_record
@@ -214,6 +214,54 @@ class DuckDBConnector(AtPath, Connector):
             yield Page(items, str(position) if more else None)
             if not more:
                 return
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """``ORDER BY array_<metric>_distance(column, query) LIMIT k``: DuckDB answers it from
+        the column's HNSW index when ``vss`` loads, else by a scan; rows decoded as ``read``
+        decodes them. A table that records no metric: cosine. The HNSW scan applies a
+        ``WHERE namespace = ?`` after taking its LIMIT nearest rows (so a namespace gets fewer
+        than ``k``), so a short answer is asked again with a LIMIT four times larger."""
+        shape = self._readable()
+        column = shape.vectors.get(vector_name)
+        dims = shape.dims.get(vector_name)
+        if column is None or dims is None or (namespace is not None and "namespace" not in shape.columns):
+            return []
+        function = {"cosine": "array_cosine_distance", "dot": "array_negative_inner_product",
+                    "euclidean": "array_distance"}[shape.metrics.get(vector_name) or "cosine"]
+        conn = self.conn()
+        load_vss(conn)  # the HNSW index answers only with vss loaded; without it, a scan
+        where = "" if namespace is None else " WHERE namespace = ?"
+        excluded = ", ".join(_quote(c) for c in shape.vectors.values())
+        statement = (f"SELECT rowid AS vex_rowid, * EXCLUDE ({excluded}), {function}({_quote(column)},"
+                     f" ?::FLOAT[{int(dims)}]) AS vex_distance FROM {_quote(self.table)}{where}"
+                     " ORDER BY vex_distance LIMIT ?")
+        values = np.asarray(vector, dtype=np.float32).tolist()
+        total = self.count() or 0
+        limit = k
+        while True:  # vss's HNSW scan filters after its LIMIT: a namespace may get fewer than k
+            args = [values, *([] if namespace is None else [namespace]), limit]
+            with self.translated("query"):
+                batch = conn.execute(statement, args).arrow()
+            if isinstance(batch, pa.RecordBatchReader):
+                batch = batch.read_all()
+            if namespace is None or batch.num_rows >= k or limit >= total:
+                break
+            limit = min(total, limit * 4)
+        batch = batch.slice(0, k)
+        rowids = batch.column("vex_rowid").to_pylist()
+        distances = batch.column("vex_distance").to_pylist()
+        layout = layout_for(self.name)
+        hits: list[QueryHit] = []
+        for row, rowid, distance in zip(batch.drop_columns(["vex_rowid", "vex_distance"]).to_pylist(),
+                                        rowids, distances, strict=True):
+            item = _own(layout, row, {}) if shape.own else _foreign(layout, row, {}, rowid)
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(distance), item.namespace))
+        return hits
+
+    def query_metric(self, vector_name: str = "") -> str | None:
+        return self._readable().metrics.get(vector_name) or "cosine"
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
