@@ -22,6 +22,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+function put(parent, ...children) {
+  for (const c of children.flat(3)) if (c !== null && c !== undefined) parent.append(c);
+  return parent;
+}
+
 const fmt = (n) => (n === null || n === undefined ? "-" : typeof n === "number" ? n.toLocaleString("en-US") : String(n));
 const num = (n, d = 4) => (n === null || n === undefined ? "-" : Number(n).toFixed(d));
 const nsLabel = (ns) => (ns === null ? "(none)" : ns === "" ? '""' : ns);
@@ -110,7 +115,7 @@ async function viewOverview(view) {
   const stats = [["records", r.records], ["with vector", r.with_vector], ["without vector", r.without_vector],
     ["with text", r.with_text], ["without text", r.without_text], ["unreadable", unreadable]];
   const sidecar = r.sidecar;
-  view.append(
+  put(view, 
     el("section", { id: "ov-summary" }, el("h2", { text: "Overview" }),
       el("p", { class: "muted mono", text: r.location + (o.store.connector ? "  (" + o.store.connector + ")" : "") }),
       stats.map(([label, value]) => el("span", { class: "stat" },
@@ -173,7 +178,7 @@ async function viewMap(view, params) {
   const m = await api("/api/map?" + q.toString());
   sampleNote(m.sample);
   if (!m.points) {
-    view.append(el("section", {}, el("h2", { text: "Embedding map" }), el("p", { text: m.reason || "no vectors" })));
+    put(view, el("section", {}, el("h2", { text: "Embedding map" }), el("p", { text: m.reason || "no vectors" })));
     return;
   }
   state.map = m;
@@ -184,7 +189,7 @@ async function viewMap(view, params) {
   const canvas = el("canvas", { id: "map-canvas", width: 960, height: 640 });
   const legend = el("div", { class: "legend", id: "map-legend" }, m.colour.categories.map((c, i) =>
     el("span", {}, el("i", { class: "swatch-" + i }), c.label + " (" + fmt(c.count) + ")")));
-  view.append(el("section", {}, el("h2", { text: "Embedding map" }),
+  put(view, el("section", {}, el("h2", { text: "Embedding map" }),
     el("div", { class: "controls" },
       "vector ", select("vector", Object.keys(m.vectors), m.vector),
       " projection ", select("method", m.methods, m.method),
@@ -276,7 +281,7 @@ async function viewSearch(view, params) {
   el("select", { name: "embedder", id: "search-embedder" }, el("option", { value: "", text: "embedder: auto" })),
   el("button", { type: "submit", id: "search-go", text: "Search" }));
   const results = el("div", { id: "search-results" });
-  view.append(el("section", {}, el("h2", { text: "Search" + (status && status.pack ? " (vex search ranking: similarity, Elo, recency)" : "") }),
+  put(view, el("section", {}, el("h2", { text: "Search" + (status && status.pack ? " (vex search ranking: similarity, Elo, recency)" : "") }),
     form, results));
   if (!params.get("mode")) return;
   const q = new URLSearchParams(params);
@@ -291,7 +296,7 @@ async function viewSearch(view, params) {
       el("td", { class: "num", text: num(h.recency) })] : [],
     el("td", { class: "mono", text: nsLabel(h.key[0]) }), el("td", {}, recordLink(h.key, "location", h.i)),
     el("td", { text: h.text })));
-  results.append(el("p", { class: "muted", id: "search-count", text: r.hits.length + " hits" +
+  put(results, el("p", { class: "muted", id: "search-count", text: r.hits.length + " hits" +
     (r.pack ? " over the whole pack" : r.sample.sampled ? " in the sample of " + fmt(r.sample.size) : " over every record") }),
   table(heads, rows, { id: "search-table" }));
 }
@@ -305,7 +310,7 @@ async function viewRecord(view, params) {
   const stamp = (s) => (s ? s.iso + "  (" + s.ms + " ms)" : "null");
   const nearest = new URLSearchParams({ mode: "record", key: JSON.stringify(r.key) });
   if (r.i !== null) nearest.set("i", r.i);
-  view.append(
+  put(view, 
     el("section", { id: "record" }, el("h2", {}, "Record ", el("span", { class: "mono", id: "record-id", text: f.id })),
       el("p", { class: "muted", text: (r.side === "against" ? "in the --against location" : "in the location") +
         (r.in_sample ? ", in the sample" : ", read from the store") }),
@@ -344,19 +349,19 @@ async function viewRecord(view, params) {
 
 async function viewRuns(view, params) {
   const r = await api("/api/runs");
-  if (!r.runs.length) view.append(el("section", { id: "runs-none" }, el("h2", { text: "Runs" }),
+  if (!r.runs.length) put(view, el("section", { id: "runs-none" }, el("h2", { text: "Runs" }),
     el("p", { class: "muted", text: "No receipt or rejects file beside this location (a run into it writes <location>.receipt.json and .rejects.jsonl)." })));
-  for (const run of r.runs) view.append(await runSection(run, params));
-  view.append(diffSection(r.diff));
+  for (const run of r.runs) put(view, await runSection(run, params));
+  put(view, diffSection(r.diff));
 }
 
 async function runSection(run, params) {
   const rc = run.receipt;
   const section = el("section", { class: "run", id: "run-" + run.run }, el("h2", { text: "Run " + run.run + " (" + run.role + ")" }));
-  if (run.error) section.append(el("p", { class: "bad", text: run.error }));
+  if (run.error) put(section, el("p", { class: "bad", text: run.error }));
   if (rc) {
     const c = rc.counts;
-    section.append(el("p", { class: "mono", text: (rc.source.location || rc.source.connector) + "  ->  " + (rc.target.location || rc.target.connector) }),
+    put(section, el("p", { class: "mono", text: (rc.source.location || rc.source.connector) + "  ->  " + (rc.target.location || rc.target.connector) }),
       el("p", {}, el("b", { class: rc.status.startsWith("completed") ? "ok" : "bad", text: rc.status }), "  " + rc.operation +
         "  started " + (rc.started_at || "-") + ", finished " + (rc.finished_at || "-") +
         ", " + num(rc.duration_s, 2) + " s" + (rc.records_per_s ? ", " + fmt(Math.round(rc.records_per_s)) + " records/s" : "")),
@@ -367,16 +372,16 @@ async function runSection(run, params) {
       el("p", { class: "muted mono", text: "receipt: " + run.receipt_file }));
   }
   const reasons = Object.entries(run.rejects.by_reason);
-  section.append(el("h3", { text: "Rejects: " + fmt(run.rejects.lines) + " lines" + (run.rejects_file ? "" : " (no rejects file)") }));
+  put(section, el("h3", { text: "Rejects: " + fmt(run.rejects.lines) + " lines" + (run.rejects_file ? "" : " (no rejects file)") }));
   if (!reasons.length) return section;
-  section.append(table(["reason", "#records"], reasons.map(([k, v]) => el("tr", { "data-reason": k },
+  put(section, table(["reason", "#records"], reasons.map(([k, v]) => el("tr", { "data-reason": k },
     el("td", {}, el("a", { href: "#runs?run=" + run.run + "&reason=" + encodeURIComponent(k), text: k })),
     el("td", { class: "num", text: fmt(v) }))), { class: "reject-reasons" }));
   const wanted = params.get("run") === String(run.run) ? params : new URLSearchParams();
   const q = new URLSearchParams({ run: run.run, offset: wanted.get("offset") || 0 });
   if (wanted.get("reason")) q.set("reason", wanted.get("reason"));
   const page = await api("/api/rejects?" + q.toString());
-  section.append(el("p", { class: "muted", text: "rows " + (page.offset + 1) + "-" + (page.offset + page.rows.length) + " of " + fmt(page.total) +
+  put(section, el("p", { class: "muted", text: "rows " + (page.offset + 1) + "-" + (page.offset + page.rows.length) + " of " + fmt(page.total) +
     (wanted.get("reason") ? " with reason " + wanted.get("reason") : "") }),
   table(["#line", "reason", "detail", "namespace", "id", "record"], page.rows.map((x) => el("tr", { class: "reject-row" },
     el("td", { class: "num", text: x.line }), el("td", { text: x.reason }), el("td", { text: x.detail || "" }),
@@ -390,23 +395,23 @@ async function runSection(run, params) {
 
 function diffSection(d) {
   const section = el("section", { id: "diff" }, el("h2", { text: "Diff against --against" }));
-  if (d.state === "none") return section.append(el("p", { class: "muted", text: "Start with --against OTHER to compare this location with another." })), section;
-  if (d.state === "running") return section.append(el("p", { text: "verify is running..." })), section;
-  if (d.state === "failed") return section.append(el("p", { class: "bad", text: d.error })), section;
+  if (d.state === "none") return put(section, el("p", { class: "muted", text: "Start with --against OTHER to compare this location with another." }));
+  if (d.state === "running") return put(section, el("p", { text: "verify is running..." }));
+  if (d.state === "failed") return put(section, el("p", { class: "bad", text: d.error }));
   const check = d.report.checks.find((c) => c.check === "against");
-  section.append(el("p", {}, el("b", { id: "diff-ok", class: d.report.ok ? "ok" : "bad", text: d.report.ok ? "identical" : "different" }),
+  put(section, el("p", {}, el("b", { id: "diff-ok", class: d.report.ok ? "ok" : "bad", text: d.report.ok ? "identical" : "different" }),
     el("span", { class: "mono", text: "  " + d.report.target + "  against  " + check.source })),
   table(["matched", "normalised", "rounded", "missing", "changed", "extra", "source unreadable", "target unreadable"].map((x) => "#" + x),
     [el("tr", {}, [check.matched, check.normalised, check.rounded, check.missing, check.changed, check.extra, check.source_unreadable,
       check.target_unreadable].map((v, i) => el("td", { class: "num", id: "diff-" + ["matched", "normalised", "rounded", "missing", "changed", "extra", "su", "tu"][i], text: fmt(v) })))]));
   const ids = (title, list, side, total) => (list.length ? [el("h3", { text: title + " (" + fmt(total) + (total > list.length ? ", first " + list.length : "") + ")" }),
     el("p", { class: "id-list" }, list.map((id) => [el("span", { class: "mono", text: id }), " "]))] : null);
-  section.append(ids("Missing: in the --against location, not here", check.missing_ids, "against", check.missing),
+  put(section, ids("Missing: in the --against location, not here", check.missing_ids, "against", check.missing),
     ids("Extra: here, not in the --against location", check.extra_ids, "location", check.extra));
   if (d.changes.length) {
-    section.append(el("h3", { text: "Changed, field by field (left: --against, right: this location)" }));
+    put(section, el("h3", { text: "Changed, field by field (left: --against, right: this location)" }));
     for (const c of d.changes) {
-      section.append(el("h3", {}, recordLink(c.key, "location", null, nsLabel(c.key[0]) + " / " + c.key[1])),
+      put(section, el("h3", {}, recordLink(c.key, "location", null, nsLabel(c.key[0]) + " / " + c.key[1])),
         table(["field", "--against", "here", "note"], c.fields.map((x) => el("tr", { class: "diff-field" },
           el("td", { class: "mono", text: x.field }),
           el("td", { class: "mono diff-left", text: x.left === null ? "(absent)" : x.left + (x.left_type ? "  : " + x.left_type : "") }),
@@ -432,7 +437,7 @@ async function route() {
   showError(null);
   document.getElementById("tooltip").hidden = true;
   const runOnly = state.status && !state.status.scan;
-  if (!state.ready && viewName !== "runs") { view.append(el("p", { class: "muted", text: "scanning..." })); return; }
+  if (!state.ready && viewName !== "runs") { put(view, el("p", { class: "muted", text: "scanning..." })); return; }
   if (runOnly && viewName !== "runs") { location.hash = "runs"; return; }
   try {
     await VIEWS[viewName](view, new URLSearchParams(query || ""));
