@@ -444,6 +444,7 @@ async function route() {
   } catch (err) {
     showError(err);
   }
+  window.__loadedAt = performance.now();  // for bench/ui.py: when the view finished rendering
   view.dataset.loaded = "true";
 }
 
