@@ -98,11 +98,17 @@ def duckdb(request: pytest.FixtureRequest, tmp: Path) -> Factory:
     return lambda name: f"duckdb://{tmp}/duck-{name}.duckdb?table=t_{name}"
 
 
+def faiss(request: pytest.FixtureRequest, tmp: Path) -> Factory:
+    pytest.importorskip("faiss")
+    return lambda name: f"faiss://{tmp}/{name}.faiss"
+
+
 STORES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], Factory], str]] = {
     # name: (location factory, the metric the target is changed to)
     "cartridge": (cartridge, "euclidean"),
     "chroma": (chroma_server, "euclidean"),
     "duckdb": (duckdb, "euclidean"),
+    "faiss": (faiss, "euclidean"),
     "lancedb": (lancedb, "euclidean"),
     "milvus": (milvus, "euclidean"),
     "pgvector": (pgvector, "euclidean"),

@@ -44,7 +44,7 @@ import orjson
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._store import StoreWriter, metric_for, translated
 from .sqlite_vec import layout_for, record_row, row_record
 
@@ -85,6 +85,7 @@ class FaissConnector(AtPath, Connector):
             raise UsageError("faiss needs a directory: faiss:///path/memories.faiss")
         self.path = Path(spec.path)
         self._side: sqlite3.Connection | None = None
+        self._queried: dict[str, Any] = {}
 
     def describe(self) -> dict[str, Any]:
         return {"connector": self.name, "location": str(self.path.resolve())}
@@ -204,6 +205,71 @@ class FaissConnector(AtPath, Connector):
                     out.setdefault(fid, {})[name] = vec.tobytes()
         return out
 
+    # ------------------------------------------------------------------------------------ search
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """FAISS's own ``search`` on the index file (flat: exact by its metric; a cosine
+        index holds unit vectors, so the query is normalised too, FAISS's recipe), hits named
+        from the side table. The index knows no namespace, so for one the number asked grows
+        fourfold until ``k`` hits are in it, or every vector was asked. A run not finished yet
+        has vectors only in ``pending``: FAISS does not see them, and neither does this."""
+        self._require()
+        q = np.asarray(vector, dtype=np.float32).reshape(1, -1).copy()
+        foreign = self.foreign_index()
+        if foreign is not None:
+            if vector_name:
+                return []
+            index = self._query_index("", foreign)
+            with _translated("search"):
+                distances, labels = index.search(q, min(k, int(index.ntotal)) or 1)
+            return [QueryHit(str(int(label)), float(d))
+                    for d, label in zip(distances[0], labels[0], strict=True) if label >= 0]
+        layout = self.layout() or {"vectors": {}}
+        file = layout["vectors"].get(vector_name)
+        if file is None or not (self.path / file).exists():
+            return []
+        index = self._query_index(vector_name, self.path / file)
+        if layout["metrics"].get(vector_name) == "cosine":
+            faiss.normalize_L2(q)
+        total = int(index.ntotal)
+        fetch = min(k, total)
+        while True:
+            with _translated("search"):
+                distances, labels = index.search(q, max(fetch, 1))
+                hits = self._named(distances[0], labels[0])
+            kept = [h for h in hits if namespace is None or h.namespace == namespace]
+            if namespace is None or len(kept) >= k or fetch >= total:
+                return kept[:k]
+            fetch = min(total, fetch * 4)
+
+    def _query_index(self, name: str, path: Path) -> Any:
+        """Each index file is loaded once per connector for queries (FAISS searches in memory)."""
+        if name not in self._queried:
+            self._queried[name] = _read_index(path)
+        return self._queried[name]
+
+    def _named(self, distances: np.ndarray, labels: np.ndarray) -> list[QueryHit]:
+        side = self.side()
+        assert side is not None
+        fids = [int(label) for label in labels if label >= 0]
+        if not fids:
+            return []
+        marks = ",".join("?" * len(fids))
+        rows = {r[0]: r[1:] for r in side.execute(
+            f"SELECT fid, id, namespace, text, metadata, vex FROM payloads WHERE fid IN ({marks})", fids)}
+        codec = layout_for(self.name)
+        hits: list[QueryHit] = []
+        for distance, label in zip(distances, labels, strict=True):
+            if int(label) not in rows:
+                continue
+            rid, ns, text, meta, vex = rows[int(label)]
+            item = row_record(codec, store_id=rid, namespace=ns, text=text, metadata=meta, vex=vex,
+                              vectors={})
+            if isinstance(item, MemoryRecord):
+                hits.append(QueryHit(item.id, float(distance), item.namespace))
+        return hits
+
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return FaissWriter(self, dry_run=dry_run, spaces=spaces or {})
@@ -212,6 +278,7 @@ class FaissConnector(AtPath, Connector):
         if self._side is not None:
             self._side.close()
             self._side = None
+        self._queried = {}
 
 
 def _read_index(path: Path) -> Any:
