@@ -43,6 +43,8 @@ MANIFEST = "vexchange.json"
 """The file every output directory holds: what wrote it, and what it holds. A directory
 without it is not replaced by a run (it is not ours to delete)."""
 _F32 = np.dtype("<f4")
+HAS_CDC = int(pa.__version__.split(".")[0]) >= 21
+"""pyarrow offers content-defined chunking from version 21; older ones write without it."""
 
 
 class Files:
@@ -470,7 +472,7 @@ def write_parquet_files(io: Files, paths: Sequence[Path], tables: Iterator[pa.Ta
         "compression": {name: (compression or ("none" if name in vectors else "snappy"))
                         for name in schema.names},
         "use_dictionary": scalars, "write_statistics": scalars}
-    if cdc:
+    if cdc and HAS_CDC:
         options["use_content_defined_chunking"] = True
     rows = 0
     index = 0
