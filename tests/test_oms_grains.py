@@ -411,5 +411,17 @@ def test_memory_shapes_refuse_what_the_spec_rejects(tmp_path: Path) -> None:
 def test_s17_the_conformance_level_is_declared() -> None:
     from vexchange.oms import CONFORMANCE_LEVEL, SPEC_VERSION, conformance
 
-    assert (CONFORMANCE_LEVEL, SPEC_VERSION) == (2, "1.3")
+    assert (CONFORMANCE_LEVEL, SPEC_VERSION) == (3, "1.3")
     assert conformance()["oms_conformance"] == CONFORMANCE_LEVEL
+
+
+def test_the_cli_offers_every_shape_and_shows_the_conformance_level() -> None:
+    from click.testing import CliRunner
+
+    from vexchange.cli import cli
+    from vexchange.cli.grains import SHAPE_CHOICES
+    from vexchange.oms.shapes import SHAPE_NAMES
+
+    assert tuple(SHAPE_CHOICES) == SHAPE_NAMES
+    shown = CliRunner().invoke(cli, ["grains", "conformance", "--json"])
+    assert shown.exit_code == 0 and '"oms_conformance": 3' in shown.output

@@ -47,11 +47,25 @@ def grains_decode(file: str, index: int | None) -> None:
         click.echo(orjson.dumps(grain).decode())
 
 
+SHAPE_CHOICES = ["conversation", "tool_call", "state", "runbook", "sensor", "task", "mem0", "langgraph",
+                 "letta_block", "letta_agent", "letta_tool", "letta_message"]
+"""``vexchange.oms.shapes.SHAPE_NAMES``, written out so ``vex --help`` loads no OMS code (a test
+holds the two equal)."""
+
+
+@grains.command(name="conformance")
+@click.option("--json", "as_json", is_flag=True)
+def grains_conformance(as_json: bool) -> None:
+    """The OMS version and conformance level vexchange declares (§17)."""
+    from ..oms import conformance
+
+    emit(conformance(), as_json)
+
+
 @grains.command(name="encode")
 @click.argument("input")
 @click.option("--output", "-o", required=True, help="A .mg file, or a file for one raw blob.")
-@click.option("--shape", type=click.Choice(["conversation", "tool_call", "state", "runbook",
-                                            "sensor", "task"]),
+@click.option("--shape", type=click.Choice(SHAPE_CHOICES),
               help="The input is a JSONL log of this shape (docs/formats/oms.md).")
 @click.option("--namespace", help="Namespace of every grain (overrides the lines').")
 def grains_encode(input: str, output: str, shape: str | None, namespace: str | None) -> None:

@@ -99,6 +99,8 @@ _BUILTINS: dict[str, Entry] = {
                     suffixes=(".duckdb",), takes_path=True),
     "faiss": Entry("vexchange.connectors.faiss:FaissConnector", "faiss", ("faiss",), suffixes=(".faiss",),
                    takes_path=True),
+    "oms-store": Entry("vexchange.connectors.oms_store:OmsStoreConnector", "crypto", ("cryptography",),
+                       takes_path=True),
     # agent memory frameworks
     "mem0": Entry("vexchange.connectors.mem0:Mem0Connector", "mem0", ("mem0",), takes_path=True),
     "langgraph-sqlite": Entry("vexchange.connectors.langgraph:LangGraphSqliteConnector", "langgraph",

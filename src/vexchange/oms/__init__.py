@@ -19,9 +19,12 @@ __all__ = ["CONFORMANCE_LEVEL", "SPEC_VERSION", "Grain", "OMSError", "conformanc
 SPEC_VERSION = "1.3"
 """The OMS text vexchange implements (docs/formats/oms.md; 1.0-1.6 type strings are read too)."""
 
-CONFORMANCE_LEVEL = 2
-"""§17.2 Level 2, Full Implementation: the codec, validation, the test vectors, content
-references, and the Store protocol with the invalidation policy (``vexchange.oms.store``)."""
+CONFORMANCE_LEVEL = 3
+"""§17.3 Level 3, Production Store: Level 2 (the codec, validation, the test vectors, content
+references, the Store protocol with the invalidation policy, ``vexchange.oms.store``) and the
+Level 3 store ``vexchange.oms.l3.Level3Store`` (encrypted envelopes, per-user keys, blind
+index, hexastore, full-text search, audit chain, recovery, policy presets;
+docs/formats/oms-level3.md). ``MemoryGrainStore`` and ``SqliteGrainStore`` are Level 2."""
 
 
 def conformance() -> dict[str, Any]:
@@ -32,7 +35,8 @@ def conformance() -> dict[str, Any]:
         "oms_conformance": CONFORMANCE_LEVEL,
         "oms_modules": [],
         "encodings": ["msgpack"],
-        "store": "vexchange.oms.store.GrainStore (MemoryGrainStore, SqliteGrainStore)",
+        "store": "vexchange.oms.l3.Level3Store (Level 3); vexchange.oms.store.GrainStore"
+                 " (MemoryGrainStore, SqliteGrainStore: Level 2)",
         "caller_verified": ["COSE signatures (signer_did, cosigners are taken as verified)"],
         "not_read": ["CBOR payloads (flag bit 5)", "encrypted or compressed payloads (flag bits 1, 2)"],
     }
