@@ -46,7 +46,8 @@ def test_a_bare_path_with_no_declared_suffix_is_refused_with_the_same_hint(path:
 _PATH_SCHEMES = ("vektor", "vmig", "jsonl", "cartridge", "vectorpack", "lancedb", "qdrant-edge", "mg",
                  "claude-export", "chatgpt-export", "mem0",
                  "langgraph-sqlite", "letta-af", "vdf", "lance",
-                 "sqlite-vec", "duckdb", "faiss", "oms-store")
+                 "sqlite-vec", "duckdb", "faiss", "oms-store",
+                 "parquet", "pinecone-bulk", "milvus-bulk")
 
 
 @pytest.mark.parametrize("scheme", _PATH_SCHEMES)

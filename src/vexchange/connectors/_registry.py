@@ -90,6 +90,12 @@ _BUILTINS: dict[str, Entry] = {
     "chatgpt-export": Entry("vexchange.connectors.chatgpt_export:ChatGPTExportConnector",
                             takes_path=True),
     # the ecosystem's files
+    "parquet": Entry("vexchange.connectors.parquet:ParquetConnector", "parquet", ("pyarrow",),
+                     suffixes=(".parquet",), takes_path=True),
+    "pinecone-bulk": Entry("vexchange.connectors.pinecone_bulk:PineconeBulkConnector", "parquet",
+                           ("pyarrow",), takes_path=True),
+    "milvus-bulk": Entry("vexchange.connectors.milvus_bulk:MilvusBulkConnector", "parquet",
+                         ("pyarrow",), takes_path=True),
     "vdf": Entry("vexchange.connectors.vdf:VdfConnector", "vdf", ("pyarrow",), takes_path=True),
     "lance": Entry("vexchange.connectors.lance:LanceConnector", "lance", ("lance", "pyarrow"),
                    suffixes=(".lance",), takes_path=True),
