@@ -333,3 +333,35 @@ def test_cli_help() -> None:
     assert result.exit_code == 0
     for option in ("--against", "--no-open", "--port", "--host"):
         assert option in result.output
+
+
+def test_a_vectorpack_shows_its_manifest_check(tmp_path: Path, started: list[UIServer]) -> None:
+    source = write(tmp_path / "src.vmig.jsonl", sample_records(30, dims=8, namespaces=False))
+    pack = tmp_path / "mem.vpack"
+    vexchange.migrate(source, pack)
+    ui = start(started, pack)
+    _, overview = get(ui, "/api/overview")
+    assert overview["inspect"] == msgspec.to_builtins(vexchange.inspect(pack))
+    assert overview["checks"]["manifest"]["ok"] is True
+    assert overview["checks"]["read_checks"] == ["layout and hashes", "content ids"]
+    _, found = get(ui, "/api/search?mode=record&i=0&k=1")
+    assert found["pack"] is True and found["hits"][0]["similarity"] == pytest.approx(1.0)
+
+
+def test_a_cartridge_names_the_checks_its_read_made(tmp_path: Path, started: list[UIServer]) -> None:
+    source = write(tmp_path / "src.vmig.jsonl", sample_records(20, dims=8, namespaces=False))
+    cartridge = tmp_path / "mem.cartridge"
+    vexchange.migrate(source, cartridge)
+    _, overview = get(start(started, cartridge), "/api/overview")
+    assert overview["checks"] == {"read_checks": ["content ids"], "manifest": None}
+
+
+def test_a_record_by_id_alone(small: Path, started: list[UIServer]) -> None:
+    ui = start(started, small, sample=5)
+    _, view = get(ui, "/api/record?id=mem-000200")
+    assert view["fields"]["id"] == "mem-000200"
+
+
+def test_an_unreadable_location_is_an_error_not_a_page(tmp_path: Path) -> None:
+    with pytest.raises(vexchange.errors.UsageError, match="no such file"):
+        serve(tmp_path / "absent.vmig.jsonl", no_open=True, block=False, announce=lambda line: None)

@@ -38,6 +38,10 @@ DEFAULT_SAMPLE = 50_000
 smaller, else a uniform sample of this many (the page says so)."""
 
 
+_FIRST_LOOK = 0.5
+"""Seconds ``serve`` waits for the scan to fail at once (no such file, a store that refuses)."""
+
+
 class UIServer:
     """A running inspector: where it listens, its token (None on loopback), and ``stop()``."""
 
@@ -106,6 +110,10 @@ def serve(location: Location, *, against: Location | None = None, no_open: bool 
     guard = Guard(loopback=loopback, token=None if loopback else secrets.token_urlsafe(24))
     inspector = Inspector(location, against=against, sample_size=sample)
     ui = UIServer(inspector, make_server(inspector, host, port, guard), guard, host)._start()
+    scan = inspector.scan
+    if scan is not None and scan.wait(_FIRST_LOOK) and scan.exception is not None:
+        ui.stop()  # a location that cannot be read at all is an error here, not a page
+        raise scan.exception
     if loopback:
         tell(f"vex ui: serving {inspector.described.get('location')} on {ui.url} (Ctrl-C stops)")
     else:

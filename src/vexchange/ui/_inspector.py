@@ -36,6 +36,7 @@ class Inspector:
     def __init__(self, location: Location, *, against: Location | None, sample_size: int) -> None:
         self.location, self.against = location, against
         run_only = isinstance(location, str | Path) and is_run_file(str(location))
+        self.read_checks: tuple[str, ...] = ()
         self.scan: Scan | None = None if run_only else Scan(location, sample_size=sample_size)
         self.pack: Path | None = None
         described: dict[str, Any] = {"location": str(location)}
@@ -43,6 +44,7 @@ class Inspector:
         if not run_only:
             store = open_store(location)
             described = store.describe()
+            self.read_checks = store.read_checks
             if store.name in ("cartridge", "vectorpack"):
                 self.pack = store.run_files_base()
         other = None if against is None else open_store(against)
@@ -53,6 +55,7 @@ class Inspector:
         self._lock = threading.Lock()
         self._index: dict[Key, int] | None = None
         self._keywords: _search.Keywords | None = None
+        self._manifest: dict[str, Any] | None = None
         self._matrices: dict[str, _search.Matrix] = {}
         self._maps: dict[tuple[str, str], dict[str, Any]] = {}
         self._found: OrderedDict[tuple[str, Key], MemoryRecord | None] = OrderedDict()
@@ -79,15 +82,31 @@ class Inspector:
                 "scan": None if scan is None else {
                     "state": scan.state, "seen": scan.seen, "expected": scan.expected,
                     "seconds": scan.seconds, "error": scan.error},
-                "diff": {"state": self.diff_state, "error": self.diff_error}}
+                "diff": {"state": self.diff_state, "error": self.diff_error},
+                "embedders": _search.embedders()}
 
     def overview(self) -> dict[str, Any]:
         scan = self._ready()
         assert scan.report is not None
         return {"store": self.described, "inspect": msgspec.to_builtins(scan.report),
+                "checks": self._checks(),
                 "histogram": scan.histogram(), "sample": self._sample_info(scan),
                 "scan_seconds": scan.seconds,
                 "unreadable_first": [msgspec.to_builtins(r) | {"record": None} for r in scan.rejects[:50]]}
+
+    def _checks(self) -> dict[str, Any]:
+        """What the format records to check against, beside the sidecar: the checks the scan's
+        read made as it went (a failure would have failed the scan), and a VectorPack's manifest
+        and hashes (``verify_pack``, once)."""
+        with self._lock:
+            if self._manifest is None and self.pack is not None and self.pack.is_dir():
+                from ..pack.vectorpack import verify_pack
+
+                try:
+                    self._manifest = verify_pack(self.pack)
+                except VexError as err:
+                    self._manifest = {"ok": False, "problems": [str(err)]}
+        return {"read_checks": list(self.read_checks), "manifest": self._manifest}
 
     def _sample_info(self, scan: Scan) -> dict[str, Any]:
         assert scan.report is not None
@@ -195,7 +214,10 @@ class Inspector:
 
     # -------------------------------------------------------------------------------- record
 
-    def record(self, side: str, index: int | None, key: Key | None) -> dict[str, Any]:
+    def record(self, side: str, index: int | None, key: Key | None, record_id: str | None = None,
+               ) -> dict[str, Any]:
+        """One record, by its place in the sample, its key, or (for the ids a diff lists, which
+        name no namespace) its id alone: then the first record with that id."""
         if side not in ("location", "against") or (side == "against" and self.against is None):
             raise UsageError("no such side")
         record: MemoryRecord | None = None
@@ -211,6 +233,11 @@ class Inspector:
                     record, in_sample, index = self.scan.sample[at], True, at
             if record is None:
                 record = self._find(side, key)
+        if record is None and key is None and record_id is not None:
+            location = self.location if side == "location" else self.against
+            assert location is not None
+            found = find_records(location, ids=[record_id])
+            record = next(iter(found.values()), None)
         if record is None:
             raise UsageError("no such record in this location")
         view = record_view(record)

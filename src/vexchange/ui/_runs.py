@@ -26,6 +26,8 @@ __all__ = ["RunFiles", "is_run_file"]
 _RECEIPT = ".receipt.json"
 _REJECTS = ".rejects.jsonl"
 _ROWS = 200
+_SEARCHED = 32 * 1024 * 1024
+"""Rejects files up to this size are searched for the record a record view shows."""
 
 
 def is_run_file(location: str) -> bool:
@@ -143,6 +145,8 @@ class RunFiles:
         """Where a record was refused, for the record view: run, line, reason, detail."""
         out = []
         for index, run in enumerate(self.runs):
+            if run.rejects is None or not run.rejects.is_file() or run.rejects.stat().st_size > _SEARCHED:
+                continue  # a very large rejects file is read page by page in the runs view instead
             for line, row in run.rows():
                 if row.get("id") == key[1] and row.get("namespace") == key[0]:
                     out.append({"run": index, "line": line, "reason": row.get("reason"),

@@ -48,6 +48,9 @@ class Scan:
         self.sample_size = sample_size
         self.state = "scanning"
         self.error: str | None = None
+        self.exception: VexError | None = None
+        """The error that failed the scan, when it is one of vexchange's (a missing file, a
+        refused URL): ``serve`` raises it when the scan fails at once, before any page is open."""
         self.seen = 0
         self.expected: int | None = None
         """The store's own count, when it knows one cheaply (a sidecar's): the progress bar's end."""
@@ -94,7 +97,7 @@ class Scan:
         except _Stopped:
             self.state = "stopped"
         except VexError as err:
-            self.error, self.state = str(err), "failed"
+            self.error, self.state, self.exception = str(err), "failed", err
         except Exception as err:  # a store that breaks mid-scan: shown on the page, not a dead thread
             self.error, self.state = f"{type(err).__name__}: {err}", "failed"
         finally:

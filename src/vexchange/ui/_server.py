@@ -117,7 +117,7 @@ def _route(inspector: Inspector, path: str, query: dict[str, list[str]]) -> Any:
                                 _str(query, "embedder") or None, _int(query, "k", 20) or 20)
     if path == "/api/record":
         return inspector.record(_str(query, "side") or "location", _int(query, "i"),
-                                parse_key(_str(query, "key")))
+                                parse_key(_str(query, "key")), _str(query, "id"))
     if path == "/api/runs":
         return inspector.runs_view()
     if path == "/api/rejects":

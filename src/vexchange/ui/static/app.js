@@ -129,7 +129,12 @@ async function viewOverview(view) {
           (sidecar.record_count_matches ? " (matches)" : " (does not match)") : "",
         sidecar.exported_at ? "  exported " + sidecar.exported_at : "",
         sidecar.imported_to ? "  imported to " + sidecar.imported_to : ""] :
-        el("span", { class: "muted", text: "no sidecar or manifest for this kind of location" + (o.store.connector === "vectorpack" ? " (the pack's manifest and hashes are checked when it is searched)" : "") }))),
+        el("span", { class: "muted", text: "no sidecar for this kind of location" })),
+      o.checks.read_checks.length ? el("p", { id: "ov-read-checks" }, "checked while scanned: ",
+        el("b", { class: "ok", text: o.checks.read_checks.join(", ") + ": ok" })) : null,
+      o.checks.manifest ? el("p", { id: "ov-manifest" }, "pack manifest and hashes: ",
+        el("b", { class: o.checks.manifest.ok ? "ok" : "bad", text: o.checks.manifest.ok ? "verified" : "problems" }),
+        o.checks.manifest.problems.length ? el("pre", { text: o.checks.manifest.problems.join("\n") }) : null) : null),
     el("section", { id: "ov-histogram" }, el("h2", { text: "created_at" }), histogram(o.histogram)),
     el("div", { class: "grid" },
       countTable("Namespaces", r.namespaces, "ov-namespaces"),
@@ -278,7 +283,8 @@ async function viewSearch(view, params) {
   el("select", { name: "mode", id: "search-mode" }, [["keyword", "keywords"], ["text", "typed text (embedder)"],
     ["record", "nearest to a record"]].map(([v, t]) => el("option", { value: v, selected: v === mode, text: t }))),
   el("input", { type: "text", name: "q", id: "search-q", value: params.get("q") || "", placeholder: "words, or a text to embed" }),
-  el("select", { name: "embedder", id: "search-embedder" }, el("option", { value: "", text: "embedder: auto" })),
+  el("select", { name: "embedder", id: "search-embedder" }, el("option", { value: "", text: "embedder: auto" }),
+    (status ? status.embedders : []).map((name) => el("option", { value: name, selected: name === params.get("embedder"), text: name }))),
   el("button", { type: "submit", id: "search-go", text: "Search" }));
   const results = el("div", { id: "search-results" });
   put(view, el("section", {}, el("h2", { text: "Search" + (status && status.pack ? " (vex search ranking: similarity, Elo, recency)" : "") }),
@@ -286,8 +292,6 @@ async function viewSearch(view, params) {
   if (!params.get("mode")) return;
   const q = new URLSearchParams(params);
   const r = await api("/api/search?" + q.toString());
-  const embedderSelect = document.getElementById("search-embedder");
-  r.embedders.forEach((name) => embedderSelect.append(el("option", { value: name, selected: name === params.get("embedder"), text: name })));
   sampleNote(r.sample);
   const heads = ["#rank", "#score"].concat(r.pack ? ["#similarity", "#elo", "#recency"] : [], ["namespace", "id", "text"]);
   const rows = r.hits.map((h) => el("tr", { class: "hit" },
@@ -405,7 +409,7 @@ function diffSection(d) {
     [el("tr", {}, [check.matched, check.normalised, check.rounded, check.missing, check.changed, check.extra, check.source_unreadable,
       check.target_unreadable].map((v, i) => el("td", { class: "num", id: "diff-" + ["matched", "normalised", "rounded", "missing", "changed", "extra", "su", "tu"][i], text: fmt(v) })))]));
   const ids = (title, list, side, total) => (list.length ? [el("h3", { text: title + " (" + fmt(total) + (total > list.length ? ", first " + list.length : "") + ")" }),
-    el("p", { class: "id-list" }, list.map((id) => [el("span", { class: "mono", text: id }), " "]))] : null);
+    el("p", { class: "id-list" }, list.map((id) => [el("a", { class: "mono", href: "#record?" + new URLSearchParams({ side, id }).toString(), text: id }), " "]))] : null);
   put(section, ids("Missing: in the --against location, not here", check.missing_ids, "against", check.missing),
     ids("Extra: here, not in the --against location", check.extra_ids, "location", check.extra));
   if (d.changes.length) {
