@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from vexchange.api import migrate
 from vexchange.checks import SearchOptions, verify
 from vexchange.cli import cli
-from vexchange.connectors._base import Connector, QueryHit
+from vexchange.connectors._base import Capabilities, Connector, Page, QueryHit, VectorSpace
 from vexchange.errors import UsageError
 from vexchange.record import MemoryRecord, Vector
 from vexchange.results import SearchCheck, VerifyReport
@@ -22,6 +22,7 @@ from vexchange.search_check import _scores, check_search
 from vexchange.testing.conformance import write_vmig
 
 DIMS = 16
+
 
 
 def corpus(n: int = 240, *, seed: int = 7, namespaces: tuple[str | None, ...] = (None,),
@@ -81,9 +82,7 @@ class ExactStore(Connector):
     different metric or dropping some hits: the check's own logic against known answers."""
 
     name = "exact-test"
-    from vexchange.connectors._base import Capabilities as _Caps
-
-    capabilities = _Caps(read=True, write=False)
+    capabilities = Capabilities(read=True, write=False)
 
     def __init__(self, records: list[MemoryRecord], metric: str = "cosine", *, declared: str | None = None,
                  lose: int = 0) -> None:
@@ -95,14 +94,10 @@ class ExactStore(Connector):
     def describe(self) -> dict[str, Any]:
         return {"connector": self.name, "location": f"exact-test:{self.metric}:{id(self)}"}
 
-    def vector_spaces(self) -> dict[str, Any]:
-        from vexchange.connectors._base import VectorSpace
-
-        return {"": VectorSpace(dims=DIMS, metric=self.declared)}
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return {"": VectorSpace(dims=self.records[0].vectors[""].dims, metric=self.declared)}
 
     def read(self, *, batch_size: int, after: str | None = None) -> Any:
-        from vexchange.connectors._base import Page
-
         for start in range(0, len(self.records), batch_size):
             end = start + batch_size
             yield Page(list(self.records[start:end]), None if end >= len(self.records) else str(end))
@@ -218,3 +213,22 @@ def test_bad_options_are_usage_errors() -> None:
     assert got.exit_code == 2
     with pytest.raises(UsageError):
         SearchOptions(threshold=2.0).checked()
+
+
+def test_text_probes_embed_with_the_records_model() -> None:
+    """Text probes: the sampled records' texts embedded again with the model their vectors
+    name (here the offline static model), so each probe should find its own record too."""
+    pytest.importorskip("static_model")
+    from vexchange.embed import get_embedder
+
+    embedder = get_embedder("static")
+    texts = [f"note {i} about {topic}" for i, topic in enumerate(
+        ["rivers", "trains", "bread", "music", "stars", "gardens", "chess", "rain"] * 10)]
+    vectors = embedder.embed(texts)
+    records = [MemoryRecord(id=f"t{i}", text=t, vectors={"": Vector.from_values(v, embedder.model)})
+               for i, (t, v) in enumerate(zip(texts, vectors, strict=True))]
+    store = ExactStore(records)
+    got = check_search(store, store, SearchOptions(probe="text", probes=20), None)
+    assert got.probe == "text" and got.ok and got.overlap == 1.0 and got.target.recall == 1.0
+    with pytest.raises(UsageError, match="no embedder for it is installed"):
+        check_search(store, None, SearchOptions(probe="text", embed_model="no-such-model"), None)

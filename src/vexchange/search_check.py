@@ -193,9 +193,10 @@ def _probe_vectors(probes: list[_Probe], opts: SearchOptions) -> np.ndarray:
     try:
         embedder = get_embedder(name)
     except UsageError as err:
-        raise UsageError(f"the records were embedded with {name!r}, and no embedder for it is"
-                         f" installed ({err})", hint="give --search-embed-model NAME, or probe with"
-                                                    " stored vectors (--search-probe vector)") from None
+        whose = "was asked for" if opts.embed_model else "embedded the records"
+        raise UsageError(f"the model {name!r} {whose}, and no embedder for it is installed ({err})",
+                         hint="give --search-embed-model NAME, or probe with stored vectors"
+                              " (--search-probe vector)") from None
     try:
         vectors = np.asarray(embedder.embed([p.text or "" for p in probes]), dtype=np.float32)
     finally:

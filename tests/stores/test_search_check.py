@@ -131,7 +131,12 @@ def corpus(n: int = 200) -> list[MemoryRecord]:
             for i in range(n)]
 
 
-@pytest.fixture(params=sorted(STORES))
+SLOW = {"qdrant"}
+"""qdrant-client's local mode filters payloads in Python: over 10 s a test here."""
+
+
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+                        for name in sorted(STORES)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Factory, str, Path]:
     factory, changed = STORES[request.param]
     source = write_vmig(tmp_path / "source.vmig.jsonl", corpus(), metric="cosine")
