@@ -22,13 +22,15 @@ Memory stays flat: the passes are runs, which stream; the watcher keeps counters
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import resource
 import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
@@ -36,17 +38,20 @@ import msgspec
 import numpy as np
 import orjson
 
+from ._canonical import record_digest
+from .codecs.vmig import decode_object, encode_record, parse_line
 from .connectors._base import Capabilities, Connector, Page, Reject, VectorSpace
 from .connectors._registry import Location, open_store
 from .engine.options import (DimsPolicy, Metric, NoOtherOptions, Reembed, RunOptions, Workers,
                              takes_run_options)
+from .engine.read_process import reading_mode
 from .engine.receipt import Receipt
 from .engine.run import DEFAULT_BATCH, _wanted, run
 from .errors import UsageError
 from .plan_results import PlanChange, PlanDisk, PlanMemory, PlanReport, PlanSizes, PlanTime
-from .record import MemoryRecord
+from .record import MemoryRecord, Vector
 
-__all__ = ["WRITE_RATES", "plan"]
+__all__ = ["WRITE_RATES", "machine_factor", "offers_scratch", "plan", "probe_timings", "scratch_store"]
 
 DEFAULT_SAMPLE = 2000
 """Records in the timed sample (at least four pages of the run's batch size)."""
@@ -65,6 +70,16 @@ this is its write side; stores not here have none measured."""
 _BENCH_READ_RATE = 20000.0
 """The read side of those imports: a dry-run import of the same file (bench/RESULTS.md, 19,895 -
 21,325 records/s), taken off the rates above so the read is not counted twice."""
+
+_PROBE_REFERENCE_S = 45e-6
+"""What ``_probe`` takes per record on the machine and at the load the rates above were measured
+at: calibrated beside a dry-run read of the bench's file, whose 50 µs a record (the 20,000/s
+above) the probe takes about 0.9 of (0.6-1.05 in four pairs on the loaded machine, where the
+two grow together). The write side of a server is scaled by how much slower the probe runs now:
+a store on a loaded machine (or on this one, on loopback) writes slower too."""
+
+_READER_STOP_S = 0.1
+"""engine/read_ahead.py's poll: a reading thread stopped early is joined within it."""
 
 _ID_BYTES = 70
 """Memory the duplicate-id set holds per selected record (bench/RESULTS.md, issue 2)."""
@@ -102,6 +117,7 @@ def plan(
     ray_address: str | None = None,
     incremental: bool = False,
     sample: int = DEFAULT_SAMPLE,
+    scratch: bool = False,
     source_secrets: Mapping[str, str] | None = None,
     target_secrets: Mapping[str, str] | None = None,
     **more_options: Unpack[NoOtherOptions],
@@ -114,6 +130,11 @@ def plan(
     file target (at least four pages of the run's batch size). With ``reembed`` the dry run
     embeds every record, as the run will, so the plan takes as long as the embedding. The
     estimate is for one worker; ``workers`` above 1 can only shorten the run.
+
+    ``scratch``: for a server target that offers one (pgvector), time the sample too, in a
+    throwaway table of the target's database, dropped afterwards (it needs the right to create
+    tables there). Without it nothing is written to a server, and its write side is the rate
+    bench/RESULTS.md measured for the store, scaled by this machine's speed now.
     """
     options = RunOptions.from_arguments({**locals(), **more_options})
     options.validate()
@@ -126,7 +147,7 @@ def plan(
     dst = open_store(target, secrets=target_secrets)
     work = Path(tempfile.mkdtemp(prefix="vex-plan-"))
     try:
-        return _Planner(src, dst, options, sample, work).report()
+        return _Planner(src, dst, options, sample, work, scratch=scratch).report()
     finally:
         src.close()
         dst.close()
@@ -251,15 +272,28 @@ class _Clock:
 
 class _Planner:
     def __init__(self, source: Connector, target: Connector, options: RunOptions, sample: int,
-                 work: Path) -> None:
+                 work: Path, *, scratch: bool) -> None:
         self.source, self.target, self.options, self.sample, self.work = source, target, options, sample, work
+        self.scratch = scratch
         self.tally = _Tally(options)
+        self.probes: list[float] = []
 
     def report(self) -> PlanReport:
+        server = not self.target.takes_path and self.target.name in WRITE_RATES and not (
+            self.scratch and offers_scratch(self.target))
+        # a server's write side is scaled by the machine's speed now: probed on both sides of
+        # the dry run, so a burst of load in one moment moves the median little
+        self.probes = probe_timings(5) if server else []
         dry, dry_s = self._dry_run()
+        if server:
+            self.probes += probe_timings(5)
         counts = dry.counts
         file_target = self.target.takes_path and not self.options.dry_run
-        sampled = self._sample(counts.read) if file_target and counts.written else None
+        sampled = None
+        if counts.written and file_target:
+            sampled = self._sample(counts.read)
+        elif counts.written and self.scratch and not self.options.dry_run:
+            sampled = self._server_sample(counts.read)
         changes = self._changes(dry, sampled)
         refused = sum(c.records for c in changes if c.kind.startswith("refused:"))
         # the dry run counts as written what its writer (which writes nothing) took; less what
@@ -291,31 +325,53 @@ class _Planner:
     def _sample(self, total_read: int) -> _Sample:
         """The first records through the real pipeline into a throwaway target of the same kind,
         in a fresh directory beside the real one (the same disk), timed by page."""
-        batch = self.options.batch_size or self.target.capabilities.preferred_batch or DEFAULT_BATCH
-        wanted = max(self.sample, 4 * batch)
-        if self.options.limit is not None:
-            wanted = min(wanted, self.options.limit)
-        where = _beside(self.target)
-        folder = Path(tempfile.mkdtemp(prefix=".vex-plan-", dir=where))
+        folder = Path(tempfile.mkdtemp(prefix=".vex-plan-", dir=_beside(self.target)))
         try:
             name = Path(self.target.spec.path or "target").name or "target"
             spec = dataclasses.replace(self.target.spec, path=str(folder / name))
             throwaway = type(self.target).from_spec(spec)
-            options = dataclasses.replace(self.options, limit=wanted, workers=1, engine="local", sign=None,
-                                          batch_size=batch)
-            clock = _Clock()
-            started = time.monotonic()
             try:
-                receipt = run(self.source, throwaway, operation="plan-sample", options=options,
-                              receipt_path=self.work / "sample.receipt.json",
-                              rejects_path=self.work / "sample.rejects.jsonl", progress=clock)
+                receipt, started, ended, clock = self._timed(throwaway)
             finally:
                 throwaway.close()
-            ended = time.monotonic()
             size = _tree_size(folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        return _Sample(receipt, started, ended, clock, size, total_read)
+        return _Sample(receipt, started, ended, clock, size, total_read, self._reader_stop())
+
+    def _server_sample(self, total_read: int) -> _Sample | None:
+        """``scratch``: the sample into a throwaway table or collection on the target's own
+        server, dropped afterwards; None for a store that offers none."""
+        made = scratch_store(self.target)
+        if made is None:
+            return None
+        throwaway, drop = made
+        try:
+            receipt, started, ended, clock = self._timed(throwaway)
+        finally:
+            drop()
+        return _Sample(receipt, started, ended, clock, 0, total_read, self._reader_stop())
+
+    def _reader_stop(self) -> float:
+        """What stopping the sample's reader early costs, which the whole run never pays: a
+        reading thread notices the stop at its next poll (engine/read_ahead.py, 0.1 s)."""
+        return _READER_STOP_S if reading_mode(self.source, self.source.count()) != "main" else 0.0
+
+    def _timed(self, throwaway: Connector) -> tuple[Receipt, float, float, _Clock]:
+        batch = self.options.batch_size or self.target.capabilities.preferred_batch or DEFAULT_BATCH
+        wanted = max(self.sample, 4 * batch)
+        if self.options.limit is not None:
+            wanted = min(wanted, self.options.limit)
+        # verify=False: a run stopped by its limit checks the whole source at its finish (a
+        # once-only cost the scaling would multiply); the dry run made the source's checks
+        options = dataclasses.replace(self.options, limit=wanted, workers=1, engine="local", sign=None,
+                                      batch_size=batch, verify=False, verify_first=False)
+        clock = _Clock()
+        started = time.monotonic()
+        receipt = run(self.source, throwaway, operation="plan-sample", options=options,
+                      receipt_path=self.work / "sample.receipt.json",
+                      rejects_path=self.work / "sample.rejects.jsonl", progress=clock)
+        return receipt, started, time.monotonic(), clock
 
     # ------------------------------------------------------------------------ the figures
 
@@ -332,23 +388,27 @@ class _Planner:
                             sample_records=sampled.receipt.counts.read, sample_s=round(sampled.elapsed, 3),
                             read_side_s=round(dry_s, 3),
                             note=f"the first {sampled.receipt.counts.read:,} records into a throwaway"
-                                 f" {self.target.name} target, scaled to {sampled.total_read:,}")
+                                 f" {self.target.name} {'store' if self.target.takes_path else 'table'}"
+                                 f", scaled to {sampled.total_read:,}")
         rate = WRITE_RATES.get(self.target.name)
         if rate is None:
             return PlanTime(estimated_s=None, basis="read-only", sample_records=0, sample_s=0.0,
                             read_side_s=round(dry_s, 3),
                             note=f"no write rate is measured for {self.target.name} and a plan never"
                                  f" writes to a server: the run takes at least {dry_s:.1f} s")
-        per_record = max(1.0 / rate - 1.0 / _BENCH_READ_RATE, 0.0)
+        slower = machine_factor(self.probes)
+        per_record = max(1.0 / rate - 1.0 / _BENCH_READ_RATE, 0.0) * slower
         return PlanTime(estimated_s=round(dry_s + will_write * per_record, 3), basis="read+rate",
-                        sample_records=0, sample_s=0.0, read_side_s=round(dry_s, 3), write_rate=rate,
-                        note=f"the read side measured here; the write side at {rate:,.0f} records/s,"
-                             f" {self.target.name}'s rate in bench/RESULTS.md (384-dim records)")
+                        sample_records=0, sample_s=0.0, read_side_s=round(dry_s, 3),
+                        write_rate=round(1.0 / (per_record + 1.0 / _BENCH_READ_RATE), 1),
+                        note=f"the read side measured here; the write side from {self.target.name}'s"
+                             f" {rate:,.0f} records/s in bench/RESULTS.md (384-dim records), this"
+                             f" machine running {slower:.2f}x as slow as there now")
 
     def _disk(self, sampled: _Sample | None, will_write: int) -> PlanDisk:
         rejects = self.work / "dry.rejects.jsonl"
         run_files = 8 * self.tally.records + (rejects.stat().st_size if rejects.exists() else 0) + 65536
-        if sampled is not None and sampled.receipt.counts.written:
+        if sampled is not None and sampled.receipt.counts.written and self.target.takes_path:
             needed = int(sampled.disk_bytes * will_write / sampled.receipt.counts.written)
             where = _beside(self.target)
             free = shutil.disk_usage(where).free
@@ -420,15 +480,16 @@ class _Sample:
     """The timed sample: the run's open (until its loop starts), its pages, its finish."""
 
     def __init__(self, receipt: Receipt, started: float, ended: float, clock: _Clock, disk_bytes: int,
-                 total_read: int) -> None:
+                 total_read: int, reader_stop: float) -> None:
         self.receipt, self.clock, self.disk_bytes, self.total_read = receipt, clock, disk_bytes, total_read
+        self.reader_stop = reader_stop
         self.started, self.ended = started, ended
         self.elapsed = ended - started
 
     def estimate(self) -> float:
         """Open once; the pages after the first at their measured rate per record read; the
         first page (warming up: a reading thread or child starting) once; the finish scaled
-        with the records (a cartridge or an index is built there)."""
+        as n log n (a cartridge is sorted, an HNSW index built there)."""
         read = self.receipt.counts.read
         pages = self.clock.pages
         loop_start = self.clock.started or self.started
@@ -436,7 +497,8 @@ class _Sample:
             return self.elapsed * self.total_read / max(read, 1)
         opened = loop_start - self.started
         last_at, last_done = pages[-1]
-        finish = self.ended - last_at
+        stopping = min(self.reader_stop, self.ended - last_at) if read < self.total_read else 0.0
+        finish = self.ended - last_at - stopping  # the reader's early stop is the sample's alone
         scale = self.total_read / read
         if len(pages) >= 3:
             first_at, first_done = pages[0]
@@ -444,7 +506,89 @@ class _Sample:
             loop = (first_at - loop_start) + rate * max(self.total_read - first_done, 0)
         else:
             loop = (last_at - loop_start) * scale
-        return opened + loop + finish * scale
+        # a finish that builds an index or sorts grows as n log n: scaled by that, so a linear
+        # finish (a rename, a sidecar) is overestimated a little, never the reverse
+        grows = math.log(max(self.total_read, 2)) / math.log(max(read, 2))
+        return opened + loop + finish * scale * max(grows, 1.0)
+
+
+def machine_factor(timings: Sequence[float] | None = None) -> float:
+    """How much slower this process runs the engine's per-record work now than on the machine
+    the stores' rates were measured on (1.0: as fast; 2.0: half as fast): the median of short
+    timings of ``_probe`` (``probe_timings``; five taken now when none are given) against its
+    reference, kept within 0.25-20."""
+    ordered = sorted(timings if timings else probe_timings(5))
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return min(max(median / _PROBE_REFERENCE_S, 0.25), 20.0)
+
+
+def probe_timings(count: int) -> list[float]:
+    """``count`` timings of ``_probe`` (seconds per record), about 10 ms each at rest."""
+    records = _probe_records()
+    return [_probe(records) for _ in range(count)]
+
+
+def _probe_records() -> list[MemoryRecord]:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((200, 384)).astype("<f4")
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    text = "a memory of about eighty characters, the kind an agent keeps: {}"
+    return [MemoryRecord(id=f"probe-{i}", text=text.format(i), namespace="ns",
+                         vectors={"": Vector(vectors[i].tobytes(), "probe")},
+                         metadata={"a": i, "b": "x", "c": [1, 2], "d": True},
+                         created_at=1_700_000_000_000 + i)
+            for i in range(len(vectors))]
+
+
+def _probe(records: list[MemoryRecord]) -> float:
+    """Seconds per record to encode a record as a .vmig.jsonl line, decode it, and digest it:
+    the engine's own per-record work, a stand-in for the machine's speed now."""
+    started = time.perf_counter()
+    for record in records:
+        line = encode_record(record)
+        decode_object(parse_line(line), line)
+        record_digest(record)
+    return (time.perf_counter() - started) / len(records)
+
+
+def offers_scratch(target: Connector) -> bool:
+    """Whether ``scratch_store`` can make a throwaway store beside ``target``."""
+    return callable(getattr(target, "scratch", None)) or target.name in _SCRATCH
+
+
+def scratch_store(target: Connector) -> tuple[Connector, Callable[[], None]] | None:
+    """A throwaway store of the same kind on the same server as ``target``, and the call that
+    drops it; None when there is none. A connector may offer its own (a ``scratch()`` method
+    giving the pair); pgvector's is here until it does (a new table in the same schema)."""
+    offered = getattr(target, "scratch", None)
+    if callable(offered):
+        made: tuple[Connector, Callable[[], None]] = offered()
+        return made
+    maker = _SCRATCH.get(target.name)
+    return maker(target) if maker is not None else None
+
+
+def _pgvector_scratch(target: Connector) -> tuple[Connector, Callable[[], None]]:
+    """A new table ``vexplan_<random>`` in the target's schema; dropped with the connector's own
+    connection (no SQL library is imported here)."""
+    table = f"vexplan_{uuid.uuid4().hex[:12]}"
+    spec = dataclasses.replace(target.spec, params={**target.spec.params, "table": table})
+    throwaway: Any = type(target).from_spec(spec)
+
+    def drop() -> None:
+        try:
+            conn = throwaway.conn()
+            conn.execute("DROP TABLE IF EXISTS " + throwaway.ident.as_string(conn))
+        finally:
+            throwaway.close()
+
+    return throwaway, drop
+
+
+_SCRATCH: dict[str, Callable[[Connector], tuple[Connector, Callable[[], None]]]] = {
+    "pgvector": _pgvector_scratch,
+}
 
 
 def _beside(target: Connector) -> Path:
