@@ -147,10 +147,15 @@ class StoreSpec:
         )
 
     def secret(self, key: str) -> str | None:
-        """A secret from the explicit mapping, else from VEX_<SCHEME>_<KEY>."""
+        """A secret from the explicit mapping, else from ``VEX_<SCHEME>_<KEY>`` (a ``-`` in the
+        scheme as ``_``: ``VEX_LANGGRAPH_POSTGRES_PASSWORD``; the spelling with ``-``, which few
+        shells can set, is read too)."""
         if key in self.secrets:
             return self.secrets[key]
-        return os.environ.get(f"VEX_{self.scheme.upper()}_{key.upper()}")
+        for name in (secret_variable(self.scheme, key), f"VEX_{self.scheme.upper()}_{key.upper()}"):
+            if name in os.environ:
+                return os.environ[name]
+        return None
 
     def redacted(self) -> str:
         """The spec as text with no secret in it; safe for logs, sidecars and receipts."""
@@ -222,7 +227,13 @@ def _userinfo(scheme: str, parts: urllib.parse.SplitResult, params: dict[str, st
         f"{scheme} takes no {'user without a password' if token_store else 'user or password'}"
         f" in its URL ({redact(parts.geturl())!r}); nothing was connected",
         hint=f"give it as --source-secret {name}=... or --target-secret {name}=..., or set"
-             f" VEX_{scheme.upper()}_{name.upper()}" if name else "give the location without user@")
+             f" {secret_variable(scheme, name)}" if name else "give the location without user@")
+
+
+def secret_variable(scheme: str, key: str) -> str:
+    """The environment variable a connector's secret is read from: ``VEX_<SCHEME>_<KEY>``, upper
+    case, ``-`` as ``_``."""
+    return f"VEX_{scheme.upper()}_{key.upper()}".replace("-", "_")
 
 
 def _same_secret(scheme: str, key: str, held: str | None, given: str) -> None:
@@ -232,7 +243,7 @@ def _same_secret(scheme: str, key: str, held: str | None, given: str) -> None:
         raise InvalidSpecError(
             f"{scheme}: the {key} is given twice, in the URL and as a secret, and they differ",
             hint=f"give the {key} once: in the URL, or with --source-secret/--target-secret"
-                 f" {key}=..., or VEX_{scheme.upper().replace('-', '_')}_{key.upper()}")
+                 f" {key}=..., or {secret_variable(scheme, key)}")
 
 
 def _looks_secret(key: str) -> bool:
