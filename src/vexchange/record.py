@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-import numpy as np
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["DEFAULT_VECTOR", "MemoryRecord", "SparseVector", "Vector", "canonical_int",
            "is_flat_value"]
@@ -21,7 +23,21 @@ __all__ = ["DEFAULT_VECTOR", "MemoryRecord", "SparseVector", "Vector", "canonica
 DEFAULT_VECTOR = ""
 """The name of the unnamed default vector (``vector`` in a .vmig.jsonl line)."""
 
-_F32 = np.dtype("<f4")
+_np: Any = None
+_F32: Any = "<f4"  # numpy dtypes once numpy is imported (_numpy)
+_U32: Any = "<u4"
+
+
+def _numpy() -> Any:
+    """numpy, imported by the first method that needs it, not with this module: every command
+    imports the record model, and ``vex --help`` should not pay numpy's 0.1-0.2 s start-up."""
+    global _np, _F32, _U32
+    if _np is None:
+        import numpy
+
+        _F32, _U32 = numpy.dtype("<f4"), numpy.dtype("<u4")
+        _np = numpy
+    return _np
 
 
 class Vector(msgspec.Struct, frozen=True, gc=False):
@@ -36,7 +52,8 @@ class Vector(msgspec.Struct, frozen=True, gc=False):
 
     def array(self) -> np.ndarray:
         """A read-only float32 view of the bytes (no copy)."""
-        return np.frombuffer(self.data, dtype=_F32)
+        np = _numpy()
+        return np.frombuffer(self.data, dtype=_F32)  # type: ignore[no-any-return]
 
     def tolist(self) -> list[float]:
         return self.array().tolist()  # type: ignore[no-any-return]
@@ -44,6 +61,7 @@ class Vector(msgspec.Struct, frozen=True, gc=False):
     @classmethod
     def from_values(cls, values: Iterable[float] | np.ndarray, model: str | None = None) -> Vector:
         """Build from numbers; raises ValueError for an empty or non-finite vector."""
+        np = _numpy()
         arr = np.asarray(values, dtype=_F32)
         if arr.ndim != 1 or arr.size == 0:
             raise ValueError("a vector must be a non-empty list of numbers")
@@ -54,6 +72,7 @@ class Vector(msgspec.Struct, frozen=True, gc=False):
     @classmethod
     def from_blob(cls, blob: bytes, model: str | None = None) -> Vector:
         """Build from raw float32 little-endian bytes; refuses a length that is not 4*dims."""
+        np = _numpy()
         if len(blob) == 0 or len(blob) % 4:
             raise ValueError(
                 f"vector blob of {len(blob)} bytes is not a whole number of float32 values"
@@ -62,9 +81,6 @@ class Vector(msgspec.Struct, frozen=True, gc=False):
         if not np.isfinite(arr).all():
             raise ValueError(_non_finite_message(arr))
         return cls(bytes(blob), model)
-
-
-_U32 = np.dtype("<u4")
 
 
 class SparseVector(msgspec.Struct, frozen=True, gc=False):
@@ -80,16 +96,19 @@ class SparseVector(msgspec.Struct, frozen=True, gc=False):
         return len(self.indices) // 4
 
     def index_array(self) -> np.ndarray:
-        return np.frombuffer(self.indices, dtype=_U32)
+        np = _numpy()
+        return np.frombuffer(self.indices, dtype=_U32)  # type: ignore[no-any-return]
 
     def value_array(self) -> np.ndarray:
-        return np.frombuffer(self.values, dtype=_F32)
+        np = _numpy()
+        return np.frombuffer(self.values, dtype=_F32)  # type: ignore[no-any-return]
 
     @classmethod
     def from_values(cls, indices: Iterable[int] | np.ndarray, values: Iterable[float] | np.ndarray,
                     model: str | None = None) -> SparseVector:
         """Build from numbers; sorts by index. ValueError for negative, too large or repeated
         indices, non-finite values, or lengths that differ."""
+        np = _numpy()
         idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
         val = np.asarray(values, dtype=_F32)
         if idx.ndim != 1 or val.ndim != 1 or len(idx) != len(val):
@@ -107,6 +126,7 @@ class SparseVector(msgspec.Struct, frozen=True, gc=False):
 
 
 def _non_finite_message(arr: np.ndarray) -> str:
+    np = _numpy()
     bad = np.flatnonzero(~np.isfinite(arr))
     return f"vector has {len(bad)} non-finite value(s) (NaN or infinity), first at index {bad[0]}"
 

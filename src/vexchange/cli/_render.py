@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..engine.receipt import Receipt
+if TYPE_CHECKING:  # only an annotation here: the receipt module is imported by a run
+    from ..engine.receipt import Receipt
 
 _CELLS = 24
 

@@ -4,12 +4,18 @@ but from a key nobody trusts)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from .. import checks
 from ..results import SearchCheck, SignatureCheck
-from ._app import EXIT_INTEGRITY, cli, emit, emit_report
+from ._app import EXIT_INTEGRITY, cli, emit, emit_report, lazy_module
 from ._options import aliased
+
+if TYPE_CHECKING:
+    from .. import checks
+else:  # imported when a command first uses it (_app.lazy_module)
+    checks = lazy_module("checks")
 
 
 @cli.command(name="inspect")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..connectors import _registry
 from ..errors import MissingDependencyError
-from ._app import EXIT_INTEGRITY, cli, emit
+from ._app import EXIT_INTEGRITY, cli, emit, lazy_module
 from ._render import CliProgress
+
+if TYPE_CHECKING:
+    from ..connectors import _registry
+else:  # imported when a command first uses it (_app.lazy_module)
+    _registry = lazy_module("connectors._registry")
 
 _FLAGS = ("read", "write", "named_vectors", "null_vectors", "fixed_dims")
 

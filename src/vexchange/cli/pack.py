@@ -4,17 +4,21 @@ search``, ``vex feedback`` and ``vex micropack``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
-from .. import api
 from ..errors import UsageError
 from ..spec import StoreSpec
-from ._app import cli, emit, emit_report
+from ._app import cli, emit, emit_report, lazy_module
 from ._options import aliased, run_options
 from .run import run_command
+
+if TYPE_CHECKING:
+    from .. import api
+else:  # imported when a command first uses it (_app.lazy_module)
+    api = lazy_module("api")
 
 
 @cli.group()

@@ -4,19 +4,24 @@ what every such command shares (``run_command``: the receipt shown, exit 4 on sk
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
-from .. import api
-from ..connectors import _registry
-from ..engine.receipt import Receipt
 from ..errors import UsageError
 from ..spec import StoreSpec
-from ._app import cli
+from ._app import cli, lazy_module
 from ._options import run_options
 from ._render import CliProgress, print_summary
+
+if TYPE_CHECKING:
+    from .. import api
+    from ..connectors import _registry
+    from ..engine.receipt import Receipt
+else:  # imported when a command first uses them (_app.lazy_module)
+    api = lazy_module("api")
+    _registry = lazy_module("connectors._registry")
 
 __all__ = ["EXIT_SKIPPED", "location", "run_command"]
 

@@ -4,11 +4,17 @@ signatures over a .vmig.jsonl file, compatible with the published Vex's ``.vmig.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from .. import signing
-from ._app import cli, emit
+from ._app import cli, emit, lazy_module
 from ._options import aliased
+
+if TYPE_CHECKING:
+    from .. import signing
+else:  # imported when a command first uses it (_app.lazy_module)
+    signing = lazy_module("signing")
 
 
 @cli.command()
