@@ -353,8 +353,15 @@ def _judge(source: SearchSide | None, target: SearchSide, overlap: float | None,
                        f" {target.dims}")
         if (source.normalised is not None and target.normalised is not None
                 and abs(source.normalised - target.normalised) > 0.01):
+            keeper = next((label for side, label in ((source, "source"), (target, "target"))
+                           if side.keeps_normalised), None)
+            kept = ""
+            if keeper and source.searches_by == target.searches_by == "cosine":
+                kept = f": the {keeper} keeps cosine vectors at unit length, which cosine ranks the same"
+            elif keeper:
+                kept = f": the {keeper} keeps its vectors at unit length"
             why.append(f"normalisation differs: {source.normalised:.0%} of the source's vectors are at"
-                       f" unit length, {target.normalised:.0%} of the target's")
+                       f" unit length, {target.normalised:.0%} of the target's{kept}")
         if source.records != target.records:
             why.append(f"the source holds {source.records} searchable records, the target"
                        f" {target.records}")
