@@ -41,10 +41,14 @@ def _doctor_options(fn: F) -> F:
 @click.option("--sample", type=click.IntRange(min=1), default=plan_module.DEFAULT_SAMPLE, show_default=True,
               help="Records in the timed sample into a throwaway copy of a file target (at least"
                    " four pages of the batch size).")
+@click.option("--scratch", is_flag=True,
+              help="Time the sample on a server target too, in a throwaway table dropped afterwards"
+                   " (pgvector; needs the right to create tables). Without it a server is never"
+                   " written to and its write side is its measured rate.")
 @run_options()
 @click.pass_context
-def plan(ctx: click.Context, /, source: str, target: str, sample: int, as_json: bool, quiet: bool,
-         receipt: str | None, rejects: str | None, **options: Any) -> None:
+def plan(ctx: click.Context, /, source: str, target: str, sample: int, scratch: bool, as_json: bool,
+         quiet: bool, receipt: str | None, rejects: str | None, **options: Any) -> None:
     """What vex migrate SOURCE TARGET would do and cost, writing nothing to TARGET.
 
     Counts, sizes, the estimated time (a timed sample of the real pipeline, or the store's
@@ -54,7 +58,7 @@ def plan(ctx: click.Context, /, source: str, target: str, sample: int, as_json: 
     if receipt or rejects:
         raise UsageError("vex plan writes no receipt and no rejects file; give --receipt and"
                          " --rejects to vex migrate")
-    report = plan_module.plan(source, target, sample=sample, **options)
+    report = plan_module.plan(source, target, sample=sample, scratch=scratch, **options)
     if not quiet or as_json:
         emit(report, as_json)
     if report.refused and not options.get("allow_skips"):
