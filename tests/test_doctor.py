@@ -35,8 +35,8 @@ def _troubled() -> list[MemoryRecord]:
     first, second = out[0].vectors[""], out[1].vectors[""]
     near = second.array() + rng.standard_normal(DIMS).astype("<f4") * 1e-3
     out += [
-        MemoryRecord(id="3", text="the same id in the same namespace", namespace="a", vectors={"": _unit(rng)}),
-        MemoryRecord(id="4", text="the same id in another namespace", namespace="a", vectors={"": _unit(rng)}),
+        MemoryRecord(id="3", text="same id, same namespace", namespace="a", vectors={"": _unit(rng)}),
+        MemoryRecord(id="4", text="same id, other namespace", namespace="a", vectors={"": _unit(rng)}),
         MemoryRecord(id="zero", text="zeros", vectors={"": Vector(np.zeros(DIMS, "<f4").tobytes(), "m1")}),
         MemoryRecord(id="huge", text="squares overflow",
                      vectors={"": Vector(np.full(DIMS, 1e20, "<f4").tobytes(), "m1")}),
