@@ -17,9 +17,11 @@ import pytest
 
 from vexchange import api, sample_data
 from vexchange.cli import main
-from vexchange.errors import UsageError
+from vexchange.connectors._base import Capabilities, Connector, Page
+from vexchange.errors import MigrationError, TransientError, UsageError
 from vexchange.plan import machine_factor, plan
 from vexchange.record import MemoryRecord, Vector
+from vexchange.spec import StoreSpec
 from vexchange.testing.conformance import write_vmig
 
 
@@ -224,3 +226,24 @@ def test_the_estimate_is_within_a_factor_of_two_of_the_run(tmp_path: Path, postg
         if not 0.5 <= ratios[-1] <= 2.0:
             misses.append(f"{label}: estimate/run {', '.join(f'{r:.2f}' for r in ratios)}")
     assert not misses, misses
+
+
+class _Failing(Connector):
+    """A source whose reads keep failing as a busy server's do (a real TransientError)."""
+
+    name = "failing"
+    capabilities = Capabilities(read=True, write=False)
+
+    def __init__(self) -> None:
+        super().__init__(StoreSpec("failing", "failing"))
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        yield Page([MemoryRecord(id="1", text="one")], "1")
+        raise TransientError("the server went away")
+
+
+def test_a_failed_pass_says_nothing_was_written(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="vex plan stopped") as caught:
+        plan(_Failing(), tmp_path / "t.vmig.jsonl", retries=1)
+    assert caught.value.receipt is None and "--resume" not in str(caught.value)
+    assert "nothing was written" in str(caught.value) and not (tmp_path / "t.vmig.jsonl").exists()

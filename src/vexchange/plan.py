@@ -47,7 +47,7 @@ from .engine.options import (DimsPolicy, Metric, NoOtherOptions, Reembed, RunOpt
 from .engine.read_process import reading_mode
 from .engine.receipt import Receipt
 from .engine.run import DEFAULT_BATCH, _wanted, run
-from .errors import UsageError
+from .errors import MigrationError, RunInterrupted, UsageError
 from .plan_results import PlanChange, PlanDisk, PlanMemory, PlanReport, PlanSizes, PlanTime
 from .record import MemoryRecord, Vector
 
@@ -148,6 +148,12 @@ def plan(
     work = Path(tempfile.mkdtemp(prefix="vex-plan-"))
     try:
         return _Planner(src, dst, options, sample, work, scratch=scratch).report()
+    except MigrationError as err:  # its receipt and any "--resume" hint are the plan's own passes'
+        raise MigrationError(f"vex plan stopped: {err.message}",
+                             hint="nothing was written to the target; fix the cause, then plan again"
+                             ) from None
+    except RunInterrupted:
+        raise KeyboardInterrupt from None  # nothing to resume: the CLI says only "interrupted"
     finally:
         src.close()
         dst.close()
