@@ -401,7 +401,8 @@ class _Planner:
             return PlanTime(estimated_s=None, basis="read-only", sample_records=0, sample_s=0.0,
                             read_side_s=round(dry_s, 3),
                             note=f"no write rate is measured for {self.target.name} and a plan never"
-                                 f" writes to a server: the run takes at least {dry_s:.1f} s")
+                                 f" writes to a server: the run takes about {dry_s:.1f} s to read,"
+                                 " plus its writes")
         slower = machine_factor(self.probes)
         per_record = max(1.0 / rate - 1.0 / _BENCH_READ_RATE, 0.0) * slower
         return PlanTime(estimated_s=round(dry_s + will_write * per_record, 3), basis="read+rate",

@@ -38,7 +38,8 @@ class PlanTime(Result, frozen=True, kw_only=True):
 
     estimated_s: float | None
     """Seconds the run should take on this machine now; None when nothing measured the write
-    side (a server store without a measured rate: then ``read_side_s`` is a lower bound)."""
+    side (a server store without a measured rate: the run then takes about ``read_side_s`` to
+    read, plus its writes)."""
     basis: Literal["sample", "read+rate", "read-only", "empty"]
     """``sample``: the real pipeline ran on the first records into a throwaway target of the
     same kind and was scaled; ``read+rate``: the whole source was read and checked (the dry
@@ -49,7 +50,9 @@ class PlanTime(Result, frozen=True, kw_only=True):
     sample_s: float
     """The sample's own wall time, from opening the source to the finished throwaway target."""
     read_side_s: float
-    """The dry run over the whole source: read, select, check, digest; nothing written."""
+    """The dry run over the whole source: read, select, check, digest, and the plan's own tally
+    of the sizes; nothing written. About what the run's reading costs (not a strict floor: the
+    tally adds a little, and the run overlaps reading with writing)."""
     write_rate: float | None = None
     """For ``read+rate``: the store's measured write rate used, records per second."""
     note: str = ""
