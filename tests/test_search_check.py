@@ -192,7 +192,7 @@ def test_cli_exit_code_reasons_and_receipt(tmp_path: Path) -> None:
     migrate(source, good)
     migrate(source, bad, metric="euclidean", receipt=receipt)
     runner = CliRunner()
-    ok = runner.invoke(cli, ["verify", good, "--against", source, "--search", "--json"])
+    ok = runner.invoke(cli, ["verify", good, "--against", str(source), "--search", "--json"])
     assert ok.exit_code == 0, ok.output
     assert orjson.loads(ok.output)["checks"][-1]["check"] == "search"
     failed = runner.invoke(cli, ["verify", bad, "--against", good, "--search", "--receipt", str(receipt)])
