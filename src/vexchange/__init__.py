@@ -17,7 +17,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import spec as _spec
 from ._version import __version__
+
+_spec.load_schemes_with(lambda: importlib.import_module("vexchange.connectors._registry"))
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and readers
     from .api import export, import_, migrate, open_store

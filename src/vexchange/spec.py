@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,6 +59,16 @@ class SchemeTable(Protocol):
 _schemes: SchemeTable | None = None
 
 
+_load_schemes: Callable[[], object] | None = None
+
+
+def load_schemes_with(loader: Callable[[], object]) -> None:
+    """What to call, once, when a location is parsed before any table is installed: the
+    package sets the registry's import here, so spec.py stays below the connectors."""
+    global _load_schemes
+    _load_schemes = loader
+
+
 def use_schemes(table: SchemeTable) -> None:
     """Install the table ``StoreSpec.parse`` consults when no ``schemes=`` is given. The
     connector registry installs itself when it is imported (``import vexchange`` does that)."""
@@ -67,11 +77,14 @@ def use_schemes(table: SchemeTable) -> None:
 
 
 def _table(schemes: SchemeTable | None) -> SchemeTable:
-    table = schemes if schemes is not None else _schemes
-    if table is None:
+    if schemes is not None:
+        return schemes
+    if _schemes is None and _load_schemes is not None:
+        _load_schemes()  # ``import vexchange`` loads the registry only when a location is parsed
+    if _schemes is None:
         raise RuntimeError("no scheme table: import vexchange.connectors (or pass schemes=) before"
                            " parsing a store location")
-    return table
+    return _schemes
 
 
 @dataclass(frozen=True)
