@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from vexchange.api import migrate
 from vexchange.checks import SearchOptions, verify
-from vexchange.cli import cli
+from vexchange.cli import cli, main
 from vexchange.connectors._base import Capabilities, Connector, Page, QueryHit, VectorSpace
 from vexchange.errors import UsageError
 from vexchange.record import MemoryRecord, Vector
@@ -207,10 +207,12 @@ def test_cli_exit_code_reasons_and_receipt(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
 
 
-def test_bad_options_are_usage_errors() -> None:
+def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     runner = CliRunner()
     got = runner.invoke(cli, ["verify", "x.vmig.jsonl", "--search", "--search-k", "0"])
     assert got.exit_code == 2
+    assert main(["verify", "x.vmig.jsonl", "--search-probes", "5"]) == 2
+    assert "add --search" in capsys.readouterr().err
     with pytest.raises(UsageError):
         SearchOptions(threshold=2.0).checked()
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
+from ..errors import UsageError
 from ..results import SearchCheck, SignatureCheck
 from ._app import EXIT_INTEGRITY, cli, emit, emit_report, lazy_module
 from ._options import aliased
@@ -83,6 +85,12 @@ def verify(ctx: click.Context, target: str, receipt: str | None, against: str | 
     exit 5 when everything checks out but the key that signed it is not trusted (see
     --trusted-key).
     """
+    given = [f"--{name.replace('_', '-')}" for name in ("search_k", "search_probes", "search_threshold",
+                                                       "search_seed", "search_probe", "search_vector",
+                                                       "search_embed_model")
+             if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)]
+    if given and not search:
+        raise UsageError(f"{', '.join(given)} only shape the search check", hint="add --search")
     options = None
     if search:
         options = checks.SearchOptions(k=search_k, probes=search_probes, threshold=search_threshold,
