@@ -33,7 +33,7 @@ from .connectors._registry import Location, open_store
 from .engine.options import RunOptions
 from .engine.run import DEFAULT_BATCH, _broken_vector, _not_normalisable, _pages, _wanted
 from .errors import UsageError
-from .plan_results import DoctorFinding, DoctorReport
+from .plan_results import DOCTOR_SAMPLE, DoctorFinding, DoctorReport
 from .record import MemoryRecord
 from .retry import RetryPolicy
 
@@ -41,8 +41,7 @@ __all__ = ["NEAR_DUPLICATE", "doctor"]
 
 NEAR_DUPLICATE = 0.99
 """Cosine at or above which two different vectors of the sample are near duplicates."""
-DEFAULT_SAMPLE = 1000
-"""Vectors per size kept in the near-duplicate sample (a 1000 x 1000 comparison: 4 MB)."""
+DEFAULT_SAMPLE = DOCTOR_SAMPLE
 _SAMPLED_SIZES = 4
 """Vector sizes sampled for near duplicates; vectors of further sizes are not compared."""
 _UNIT_TOLERANCE = 1e-3

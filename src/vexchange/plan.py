@@ -48,13 +48,12 @@ from .engine.read_process import reading_mode
 from .engine.receipt import Receipt
 from .engine.run import DEFAULT_BATCH, _wanted, run
 from .errors import MigrationError, RunInterrupted, UsageError
-from .plan_results import PlanChange, PlanDisk, PlanMemory, PlanReport, PlanSizes, PlanTime
+from .plan_results import PLAN_SAMPLE, PlanChange, PlanDisk, PlanMemory, PlanReport, PlanSizes, PlanTime
 from .record import MemoryRecord, Vector
 
 __all__ = ["WRITE_RATES", "machine_factor", "offers_scratch", "plan", "probe_timings", "scratch_store"]
 
-DEFAULT_SAMPLE = 2000
-"""Records in the timed sample (at least four pages of the run's batch size)."""
+DEFAULT_SAMPLE = PLAN_SAMPLE
 
 WRITE_RATES: dict[str, float] = {
     "pgvector": 2000.0,

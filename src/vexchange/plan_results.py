@@ -11,8 +11,15 @@ from typing import Literal
 
 from .results import Result
 
-__all__ = ["DoctorFinding", "DoctorReport", "PlanChange", "PlanDisk", "PlanMemory", "PlanReport",
-           "PlanSizes", "PlanTime"]
+__all__ = ["DOCTOR_SAMPLE", "PLAN_SAMPLE", "DoctorFinding", "DoctorReport", "PlanChange", "PlanDisk",
+           "PlanMemory", "PlanReport", "PlanSizes", "PlanTime"]
+
+PLAN_SAMPLE = 2000
+"""``vex plan --sample``'s default: records in the timed sample (at least four pages of the run's
+batch size). Here, not in plan.py, so the CLI shows it without importing the engine."""
+DOCTOR_SAMPLE = 1000
+"""``vex doctor --sample``'s default: vectors per size compared pairwise for near duplicates (a
+1000 x 1000 comparison: 4 MB)."""
 
 
 class PlanSizes(Result, frozen=True, kw_only=True):

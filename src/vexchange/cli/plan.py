@@ -10,17 +10,23 @@ and read records, and exits 3 when it finds something a run would refuse or lose
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .. import doctor as doctor_module
-from .. import plan as plan_module
 from ..engine.options import option_fields
 from ..errors import UsageError
-from ._app import cli, emit, emit_report
+from ..plan_results import DOCTOR_SAMPLE, PLAN_SAMPLE
+from ._app import cli, emit, emit_report, lazy_module
 from ._options import run_option, run_options, source_secret_option
 from .run import EXIT_SKIPPED
+
+if TYPE_CHECKING:
+    from .. import doctor as doctor_module
+    from .. import plan as plan_module
+else:  # imported when a command first uses them (_app.lazy_module): the engine, numpy
+    doctor_module = lazy_module("doctor")
+    plan_module = lazy_module("plan")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,7 +44,7 @@ def _doctor_options(fn: F) -> F:
 @cli.command()
 @click.argument("source")
 @click.argument("target")
-@click.option("--sample", type=click.IntRange(min=1), default=plan_module.DEFAULT_SAMPLE, show_default=True,
+@click.option("--sample", type=click.IntRange(min=1), default=PLAN_SAMPLE, show_default=True,
               help="Records in the timed sample into a throwaway copy of a file target (at least"
                    " four pages of the batch size).")
 @click.option("--scratch", is_flag=True,
@@ -67,7 +73,7 @@ def plan(ctx: click.Context, /, source: str, target: str, sample: int, scratch: 
 
 @cli.command()
 @click.argument("source")
-@click.option("--sample", type=click.IntRange(min=2), default=doctor_module.DEFAULT_SAMPLE,
+@click.option("--sample", type=click.IntRange(min=2), default=DOCTOR_SAMPLE,
               show_default=True, help="Vectors per size compared pairwise for near duplicates.")
 @_doctor_options
 @source_secret_option
