@@ -389,3 +389,10 @@ def test_unreadable_source_lines_are_counted_and_kept(tmp_path: Path) -> None:
     assert result.written == 1 and sum(result.unreadable.values()) == 1 and not result.complete
     lines = [json.loads(x) for x in Path(result.rejects_file or "").read_text().splitlines()]
     assert [x["kind"] for x in lines] == ["unreadable"] and "broken" in str(lines[0]["record"])
+
+
+def test_the_cli_lists_every_format_without_loading_the_converters() -> None:
+    from vexchange.cli.convert import FORMAT_NAMES
+    from vexchange.convert import format_names
+
+    assert format_names() == FORMAT_NAMES

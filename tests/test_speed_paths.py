@@ -41,9 +41,6 @@ def test_hazard_still_written_exactly() -> None:
     assert hasattr(vector_json(b"\0\0\0\0" * 2), "dtype")
 
 
-@pytest.mark.xfail(reason="engine/options.py imports engine/vectors.py (numpy at its top), cli/plan.py"
-                          " imports doctor and plan; lazy imports there are asked for in issue 19's report",
-                   strict=False)
 def test_help_imports_no_numpy() -> None:
     """``vex --help`` starts without numpy, orjson or the engine (start-up as fast as Vex's)."""
     code = ("import sys\nfrom vexchange.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..connectors._base import Connector, Reject, VectorSpace
 from ..errors import UsageError
 from ..record import MemoryRecord, Vector
@@ -119,6 +117,8 @@ class VectorTransform:
         adapt_at = [i for i, a in enumerate(plan) if a == "adapt"]
         if adapt_at and self.adapter is not None:
             adapter = self.adapter
+            import numpy as np  # here, not at the top: `vex --help` loads this module
+
             source = np.stack([records[i].vectors[""].array() for i in adapt_at])
             for i, row in zip(adapt_at, adapter.apply(source), strict=False):
                 out[i] = self._replace(records[i], Vector(row.astype("<f4").tobytes(), adapter.target_model))
