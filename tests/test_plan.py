@@ -210,22 +210,36 @@ def test_the_estimate_is_within_a_factor_of_two_of_the_run(tmp_path: Path, postg
     A machine loaded by other work moves both; one retry absorbs a burst that hits only one."""
     (tmp_path / "out").mkdir()
     misses = []
-    for label, src, dst, extra in _pairs(tmp_path, postgres):
-        ratios = []
-        for attempt in range(2):
-            target = dst.replace("?table=", f"?table=a{attempt}") if dst.startswith("pgvector") \
-                else dst.replace("copy.", f"copy{attempt}.")
-            report = plan(src, target, batch_size=250, sample=1000, **extra)
-            assert report.time.basis == "sample" and report.time.estimated_s
-            started = time.monotonic()
-            api.migrate(src, target, batch_size=250, receipt=tmp_path / f"{attempt}.json",
-                        rejects=tmp_path / f"{attempt}.rejects.jsonl")
-            ratios.append(report.time.estimated_s / (time.monotonic() - started))
-            if 0.5 <= ratios[-1] <= 2.0:
-                break
-        if not 0.5 <= ratios[-1] <= 2.0:
-            misses.append(f"{label}: estimate/run {', '.join(f'{r:.2f}' for r in ratios)}")
+    pairs = _pairs(tmp_path, postgres)
+    try:
+        for label, src, dst, extra in pairs:
+            ratios = []
+            for attempt in range(2):
+                target = dst.replace("?table=", f"?table=a{attempt}") if dst.startswith("pgvector") \
+                    else dst.replace("copy.", f"copy{attempt}.")
+                report = plan(src, target, batch_size=250, sample=1000, **extra)
+                assert report.time.basis == "sample" and report.time.estimated_s
+                started = time.monotonic()
+                api.migrate(src, target, batch_size=250, receipt=tmp_path / f"{attempt}.json",
+                            rejects=tmp_path / f"{attempt}.rejects.jsonl")
+                ratios.append(report.time.estimated_s / (time.monotonic() - started))
+                if 0.5 <= ratios[-1] <= 2.0:
+                    break
+            if not 0.5 <= ratios[-1] <= 2.0:
+                misses.append(f"{label}: estimate/run {', '.join(f'{r:.2f}' for r in ratios)}")
+    finally:
+        table = pairs[-1][2].partition("?table=")[2].partition("&")[0]
+        _drop(postgres, [f"a{attempt}{table}" for attempt in range(2)])
     assert not misses, misses
+
+
+def _drop(server: Any, tables: list[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(host=server.host, port=server.port, user="postgres", dbname="postgres",
+                         autocommit=True) as conn:
+        for table in tables:
+            conn.execute(psycopg.sql.SQL("DROP TABLE IF EXISTS {}").format(psycopg.sql.Identifier(table)))
 
 
 class _Failing(Connector):
