@@ -69,8 +69,10 @@ def loaded_ms(driver: object, url: str, ready: str) -> float:
     driver.get("about:blank")  # type: ignore[attr-defined]
     driver.get(url)  # type: ignore[attr-defined]
     WebDriverWait(driver, 300).until(
-        lambda d: d.execute_script("return document.getElementById('view').dataset.loaded") == "true"
-        and d.find_elements(By.CSS_SELECTOR, ready))
+        lambda d: d.execute_script("return document.getElementById('view').dataset.loaded") == "true")
+    if not driver.find_elements(By.CSS_SELECTOR, ready):  # type: ignore[attr-defined]
+        error = driver.find_element(By.ID, "error").text  # type: ignore[attr-defined]
+        raise SystemExit(f"{url}: the view did not render: {error}")
     return float(driver.execute_script(  # type: ignore[attr-defined]
         "return window.__loadedAt || performance.now()"))
 

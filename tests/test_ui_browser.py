@@ -218,6 +218,12 @@ def test_runs_view_shows_the_diff(browser: Any, tmp_path: Path, artifacts: Path)
         assert browser.find_element(By.ID, "diff-matched").text == "399"
         assert browser.find_elements(By.CSS_SELECTOR, ".run .run-counts")
         browser.save_screenshot(str(artifacts / "runs.png"))
+        first = browser.find_element(By.CSS_SELECTOR, ".id-list a")
+        assert first.text == records[100].id  # the first id missing from the copy
+        first.click()
+        _open(browser, browser.current_url, "#record-id")
+        assert browser.find_element(By.ID, "record-id").text == records[100].id
+        assert "--against" in browser.find_element(By.ID, "record").text
     finally:
         server.stop()
 

@@ -15,7 +15,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(4)) {
     if (c === null || c === undefined) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -295,7 +295,7 @@ async function viewSearch(view, params) {
   sampleNote(r.sample);
   const heads = ["#rank", "#score"].concat(r.pack ? ["#similarity", "#elo", "#recency"] : [], ["namespace", "id", "text"]);
   const rows = r.hits.map((h) => el("tr", { class: "hit" },
-    el("td", { class: "num", text: h.rank }), el("td", { class: "num", text: num(h.score) }),
+    el("td", { class: "num", text: h.rank }), el("td", { class: "num", text: Number(h.score).toPrecision(4) }),
     r.pack ? [el("td", { class: "num", text: num(h.similarity) }), el("td", { class: "num", text: num(h.elo, 1) }),
       el("td", { class: "num", text: num(h.recency) })] : [],
     el("td", { class: "mono", text: nsLabel(h.key[0]) }), el("td", {}, recordLink(h.key, "location", h.i)),
