@@ -48,6 +48,6 @@ def test_help_imports_no_numpy() -> None:
     code = ("import sys\nfrom vexchange.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
             "    pass\nheavy = [m for m in ('numpy', 'vexchange.engine.run')"
             " if m in sys.modules]\n"
-            "print(','.join(heavy))")
+            "print('HEAVY:' + ','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1:] in ([], [""])
+    assert out.strip().splitlines()[-1] == "HEAVY:"
