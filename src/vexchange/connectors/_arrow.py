@@ -29,14 +29,16 @@ import pyarrow.parquet as pq
 
 from .._atomic import RESUME_HINT, describe_os_error
 from .._json import MAX_DEPTH, dumps_exact, loads_exact, may_hold_big_int
+from .._objectstore import is_url, open_url
 from ..errors import CodecError, DecodeError, UsageError
 from ..record import MemoryRecord
-from ._base import Reject, VectorSpace, Writer
+from ..spec import StoreSpec
+from ._base import AtPath, Reject, VectorSpace, Writer
 from .vmig import LastBatch
 
-__all__ = ["MANIFEST", "TS_MS", "Files", "ParquetPages", "StagedWriter", "fixed_vectors", "json_text",
-           "list_vectors", "loads_cell", "local_files", "sparse_column", "vector_bytes",
-           "write_parquet_files"]
+__all__ = ["MANIFEST", "TS_MS", "AtFiles", "Files", "ObjectFiles", "ParquetPages", "StagedWriter",
+           "files_for", "finished_root", "fixed_vectors", "json_text", "list_vectors", "loads_cell",
+           "local_files", "sparse_column", "vector_bytes", "write_parquet_files"]
 
 TS_MS = pa.timestamp("ms", tz="UTC")
 MANIFEST = "vexchange.json"
@@ -48,9 +50,18 @@ HAS_CDC = int(pa.__version__.split(".")[0]) >= 21
 
 
 class Files:
-    """Every file operation the Arrow connectors make, on local paths. One small seam: an
-    object-storage or fsspec backend replaces this class (open, list, rename, remove) and
-    the connectors stay as they are."""
+    """Every file operation the Arrow connectors make, on local paths. One small seam:
+    ``ObjectFiles`` (object storage, any fsspec URL) replaces it, and the connectors stay as
+    they are. Paths are ``Path`` objects in both: for object storage they are the keys inside
+    the file system (``bucket/prefix/x``), never the URL text (``Path("s3://b")`` would
+    collapse the ``//``)."""
+
+    atomic_rename = True
+    """Whether ``rename`` of a directory is atomic, so a finished output appears whole."""
+
+    def location(self, path: Path) -> str:
+        """The location to show and record (an absolute path, or an URL)."""
+        return str(path.resolve())
 
     def open(self, path: Path, mode: str) -> IO[bytes]:
         try:
@@ -93,8 +104,161 @@ class Files:
         finally:
             os.close(fd)
 
+    def publish(self, partial: Path, root: Path) -> None:
+        """Put the finished ``partial`` directory in place of ``root``: an earlier output of
+        ours is moved aside first and removed after, so one rename makes the output appear."""
+        old = root.with_name(root.name + ".old")
+        self.remove_tree(old)
+        if self.exists(root):
+            self.rename(root, old)
+        self.rename(partial, root)
+        self.remove_tree(old)
+
+    def unfinished(self, root: Path) -> bool:
+        """Whether ``root`` is an output of ours whose completion was cut short: it has no
+        manifest while its ``.partial`` has one (only possible where a rename is not atomic)."""
+        return (not self.atomic_rename and not self.exists(root / MANIFEST)
+                and self.exists(root.with_name(root.name + ".partial") / MANIFEST))
+
+
+class ObjectFiles(Files):
+    """The same operations on a pyarrow file system: S3 (pyarrow's own client) or any fsspec
+    file system, opened by ``vexchange._objectstore.open_url``.
+
+    Object storage has no rename: an object appears whole when its upload completes (a
+    multipart upload cut short leaves no object), but a prefix of many objects cannot appear
+    at once. So ``publish`` copies the finished objects from ``<out>.partial/`` with the
+    manifest last (and an earlier output loses its manifest first), and a reader refuses an
+    output without its manifest while its ``.partial`` holds one (``unfinished``)."""
+
+    atomic_rename = False
+
+    def __init__(self, where: Any) -> None:
+        self.where = where
+        self.fs: Any = where.fs
+
+    def location(self, path: Path) -> str:
+        return str(self.where.url(path.as_posix()))
+
+    def _info(self, path: Path) -> Any:
+        try:
+            return self.fs.get_file_info(path.as_posix())
+        except OSError as err:
+            raise UsageError(f"cannot reach {self.location(path)}: {err}") from None
+
+    def open(self, path: Path, mode: str) -> IO[bytes]:
+        try:
+            if "r" in mode:
+                handle = self.fs.open_input_file(path.as_posix())
+            else:
+                handle = self.fs.open_output_stream(path.as_posix())
+        except OSError as err:
+            verb = "read" if "r" in mode else "write"
+            raise (UsageError if "r" in mode else CodecError)(
+                f"cannot {verb} {self.location(path)}: {err}") from None
+        return handle  # type: ignore[no-any-return]
+
+    def files(self, root: Path, suffix: str) -> list[Path]:
+        import pyarrow.fs as pafs
+
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(root.as_posix(), recursive=True))
+        except OSError as err:
+            raise UsageError(f"cannot list {self.location(root)}: {err}") from None
+        found = []
+        for info in infos:
+            path = Path(info.path)
+            if info.type != pafs.FileType.File or not path.name.endswith(suffix) or path.name.startswith("_"):
+                continue
+            if not any(part.startswith(".") for part in path.relative_to(root).parts):
+                found.append(path)
+        return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+    def exists(self, path: Path) -> bool:
+        import pyarrow.fs as pafs
+
+        return bool(self._info(path).type != pafs.FileType.NotFound)
+
+    def is_dir(self, path: Path) -> bool:
+        import pyarrow.fs as pafs
+
+        return bool(self._info(path).type == pafs.FileType.Directory)
+
+    def makedirs(self, path: Path) -> None:
+        if not self.where.flat:  # a prefix needs no making (and making one could make a bucket)
+            self.fs.create_dir(path.as_posix(), recursive=True)
+
+    def remove_tree(self, path: Path) -> None:
+        import pyarrow.fs as pafs
+
+        kind = self._info(path).type
+        if kind == pafs.FileType.Directory:
+            self.fs.delete_dir(path.as_posix())
+        elif kind == pafs.FileType.File:
+            self.fs.delete_file(path.as_posix())
+
+    def rename(self, src: Path, dst: Path) -> None:
+        self.fs.move(src.as_posix(), dst.as_posix())
+
+    def sync(self, path: Path) -> None:
+        """Nothing to do: an object is durable once its upload completed."""
+
+    def publish(self, partial: Path, root: Path) -> None:
+        """Copy each finished object into ``root`` (server-side on S3), the manifest last;
+        ``root``'s earlier manifest goes first and its other objects after, so at no time does
+        ``root`` hold a manifest beside objects of another run. ``partial`` goes at the end."""
+        if self.exists(root / MANIFEST):
+            self.fs.delete_file((root / MANIFEST).as_posix())
+        self.remove_tree(root)
+        objects = [p for p in self._all(partial) if p.relative_to(partial).as_posix() != MANIFEST]
+        try:
+            for path in objects:
+                self.fs.copy_file(path.as_posix(), (root / path.relative_to(partial)).as_posix())
+            self.fs.copy_file((partial / MANIFEST).as_posix(), (root / MANIFEST).as_posix())
+        except OSError as err:
+            raise CodecError(f"cannot complete {self.location(root)}: {err}",
+                             hint="run it again: the finished files wait in "
+                                  f"{self.location(partial)}") from None
+        self.remove_tree(partial)
+
+    def _all(self, root: Path) -> list[Path]:
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(root.as_posix(), recursive=True))
+        return sorted(Path(i.path) for i in infos if i.type == pafs.FileType.File)
+
 
 local_files = Files()
+
+
+def files_for(spec: StoreSpec) -> tuple[Files, Path]:
+    """The file helper and root path of a connector's location: the local files, or the
+    object storage an URL path names (``parquet:s3://bucket/prefix``)."""
+    if not spec.path:
+        raise UsageError(f"{spec.scheme} needs a location: {spec.scheme}:///path or {spec.scheme}:s3://bucket/prefix")
+    if is_url(spec.path):
+        where = open_url(spec.path, secret=spec.secret, params=spec.params)
+        return ObjectFiles(where), Path(where.path)
+    return local_files, Path(spec.path)
+
+
+class AtFiles(AtPath):
+    """``AtPath`` for a connector whose files go through ``self.io``: a run's receipt, rejects
+    and checkpoint go beside a local output, and into the working directory for one in object
+    storage (they are local files, and a receipt is not for the bucket)."""
+
+    io: Files
+
+    def run_files_base(self) -> Path | None:
+        return None if isinstance(self.io, ObjectFiles) else self.path
+
+
+def finished_root(io: Files, root: Path) -> None:
+    """Refuse to read an output of ours whose completion was cut short (object storage)."""
+    if io.unfinished(root):
+        raise UsageError(f"{io.location(root)} is an unfinished vexchange output: the run that wrote it"
+                         " stopped while completing it, so it is not read",
+                         hint="run the write again (or --resume it) to complete it")
 
 
 # ------------------------------------------------------------------------------------ columns
@@ -320,14 +484,15 @@ class StagedWriter(Writer):
         self.held: LastBatch[tuple[str, pa.Table]] = LastBatch(self._stage)
         if dry_run:
             return
-        if self.io.exists(root) and not self.io.exists(root / MANIFEST):
+        if self.io.exists(root) and not self.io.exists(root / MANIFEST) \
+                and not self.io.exists(self.partial / MANIFEST):  # not ours, nor ours cut short
             what = "a directory" if self.io.is_dir(root) else "a file"
             raise UsageError(f"{root} is {what} that vexchange did not write; a run replaces its"
                              " whole output, so it writes only into a new path or its own output",
                              hint="choose a new output path")
         if resume is None:
             self.io.remove_tree(self.staging)
-            self.io.remove_tree(self.partial)
+            self._clear_partial()
             self.io.makedirs(self.staging)
         else:
             self._take_back()
@@ -415,7 +580,7 @@ class StagedWriter(Writer):
         self.held.release()
         if self.dry_run:
             return
-        self.io.remove_tree(self.partial)
+        self._clear_partial()
         self.io.makedirs(self.partial)
         files: dict[str, list[str]] = {}
         try:
@@ -437,18 +602,20 @@ class StagedWriter(Writer):
                     self.io.sync(self.partial / name)
         except OSError as err:
             raise CodecError(f"cannot write {self.partial}: {describe_os_error(err)}") from None
-        old = self.root.with_name(self.root.name + ".old")
-        self.io.remove_tree(old)
-        if self.io.exists(self.root):
-            self.io.rename(self.root, old)
-        self.io.rename(self.partial, self.root)
-        self.io.remove_tree(old)
+        self.io.publish(self.partial, self.root)
         self.io.remove_tree(self.staging)
 
     def abort(self) -> None:
         """The staged batches stay for ``--resume``; nothing looks complete."""
-        with contextlib.suppress(OSError):
-            self.io.remove_tree(self.partial)
+        with contextlib.suppress(OSError, UsageError):
+            self._clear_partial()
+
+    def _clear_partial(self) -> None:
+        """Drop ``<out>.partial``; an output whose completion it was (cut short, so without
+        its manifest) goes first, so it never stays behind looking like someone else's."""
+        if self.io.unfinished(self.root):
+            self.io.remove_tree(self.root)
+        self.io.remove_tree(self.partial)
 
 
 def write_parquet_files(io: Files, paths: Sequence[Path], tables: Iterator[pa.Table], *,

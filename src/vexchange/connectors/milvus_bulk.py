@@ -33,18 +33,20 @@ from .._json import loads_exact
 from ..errors import DecodeError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
+from .._objectstore import OPTIONS as OBJECT_OPTIONS
 from ._arrow import (
-    Files,
+    AtFiles,
     ParquetPages,
     StagedWriter,
+    files_for,
+    finished_root,
     json_text,
     list_vectors,
     loads_cell,
-    local_files,
     vector_bytes,
     write_parquet_files,
 )
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout, json_exact
 from .parquet import _int_option
 
@@ -88,9 +90,9 @@ def collection_schema(dims: dict[str, int], metrics: dict[str, str | None]) -> d
     return {"auto_id": False, "enable_dynamic_field": True, "fields": fields}
 
 
-class MilvusBulkConnector(AtPath, Connector):
+class MilvusBulkConnector(AtFiles, Connector):
     name = "milvus-bulk"
-    url_options = frozenset({"format", "rows_per_file", "row_group"})
+    url_options = frozenset({"format", "rows_per_file", "row_group"}) | OBJECT_OPTIONS
     takes_path = True
     extra = "parquet"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, null_vectors=False,
@@ -101,18 +103,18 @@ class MilvusBulkConnector(AtPath, Connector):
         super().__init__(spec)
         if not spec.path:
             raise UsageError("milvus-bulk needs a directory: milvus-bulk:///path/to/dir")
-        self.path = Path(spec.path)
+        self.io, self.path = files_for(spec)
         self.format = spec.params.get("format", "parquet").lower()
         if self.format not in ("parquet", "json"):
             raise UsageError(f"?format={self.format!r}: parquet or json")
         self.rows_per_file = _int_option(spec, "rows_per_file", 100_000)
         self.row_group = _int_option(spec, "row_group", 10_000)
-        self.io: Files = local_files
 
     def describe(self) -> dict[str, Any]:
-        return {"connector": self.name, "location": str(self.path.resolve())}
+        return {"connector": self.name, "location": self.io.location(self.path)}
 
     def _files(self) -> list[Path]:
+        finished_root(self.io, self.path)
         if not self.io.is_dir(self.path):
             raise UsageError(f"{self.path} is not a directory of Milvus import files")
         found = self.io.files(self.path, ".parquet") + self.io.files(self.path, ".json")

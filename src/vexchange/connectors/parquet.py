@@ -42,20 +42,22 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..record import MemoryRecord, SparseVector, Vector, canonical_int
 from ..spec import StoreSpec
+from .._objectstore import OPTIONS as OBJECT_OPTIONS
 from ._arrow import (
     MANIFEST,
+    AtFiles,
     TS_MS,
-    Files,
     ParquetPages,
     StagedWriter,
+    files_for,
+    finished_root,
     fixed_vectors,
     json_text,
     loads_cell,
-    local_files,
     vector_bytes,
     write_parquet_files,
 )
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 
 __all__ = ["ParquetConnector", "dataset_card", "foreign_records", "own_records"]
 
@@ -84,9 +86,9 @@ def _bool_option(spec: StoreSpec, key: str, default: bool) -> bool:
     return raw.lower() in ("true", "1")
 
 
-class ParquetConnector(AtPath, Connector):
+class ParquetConnector(AtFiles, Connector):
     name = "parquet"
-    url_options = frozenset({"split", "rows_per_file", "row_group", "compression", "cdc"})
+    url_options = frozenset({"split", "rows_per_file", "row_group", "compression", "cdc"}) | OBJECT_OPTIONS
     suffixes = (".parquet",)
     takes_path = True
     extra = "parquet"
@@ -97,7 +99,7 @@ class ParquetConnector(AtPath, Connector):
         super().__init__(spec)
         if not spec.path:
             raise UsageError("parquet needs a directory: parquet:///path/to/dir")
-        self.path = Path(spec.path)
+        self.io, self.path = files_for(spec)
         self.split = spec.params.get("split", "train")
         if not self.split.replace("_", "").replace("-", "").isalnum():
             raise UsageError(f"?split={self.split!r}: a split name is letters, digits, - and _")
@@ -108,12 +110,12 @@ class ParquetConnector(AtPath, Connector):
         if self.compression is not None and self.compression not in _COMPRESSIONS:
             raise UsageError(f"?compression={self.compression!r}: one of {', '.join(_COMPRESSIONS)}")
         self.cdc = _bool_option(spec, "cdc", True)
-        self.io: Files = local_files
 
     def describe(self) -> dict[str, Any]:
-        return {"connector": self.name, "location": str(self.path.resolve())}
+        return {"connector": self.name, "location": self.io.location(self.path)}
 
     def pages(self) -> ParquetPages:
+        finished_root(self.io, self.path)
         if not self.io.exists(self.path):
             raise UsageError(f"{self.path} does not exist")
         if self.io.is_dir(self.path):

@@ -38,19 +38,21 @@ from .._json import dumps_exact
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
+from .._objectstore import OPTIONS as OBJECT_OPTIONS
 from ._arrow import (
-    Files,
+    AtFiles,
     ParquetPages,
     StagedWriter,
+    files_for,
+    finished_root,
     json_text,
     list_vectors,
     loads_cell,
-    local_files,
     sparse_column,
     vector_bytes,
     write_parquet_files,
 )
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import VEX_KEY, PayloadLayout, json_exact, uuid_for
 from .parquet import _int_option
 
@@ -121,9 +123,9 @@ def _native_sparse(record: MemoryRecord) -> str | None:
     return name if 0 < sparse.nnz <= MAX_SPARSE else None
 
 
-class PineconeBulkConnector(AtPath, Connector):
+class PineconeBulkConnector(AtFiles, Connector):
     name = "pinecone-bulk"
-    url_options = frozenset({"rows_per_file", "row_group", "blobs"})
+    url_options = frozenset({"rows_per_file", "row_group", "blobs"}) | OBJECT_OPTIONS
     takes_path = True
     extra = "parquet"
     capabilities = Capabilities(read=True, write=True, null_vectors=False, fixed_dims=True,
@@ -133,17 +135,17 @@ class PineconeBulkConnector(AtPath, Connector):
         super().__init__(spec)
         if not spec.path:
             raise UsageError("pinecone-bulk needs a directory: pinecone-bulk:///path/to/dir")
-        self.path = Path(spec.path)
+        self.io, self.path = files_for(spec)
         self.rows_per_file = _int_option(spec, "rows_per_file", 100_000)
         self.row_group = _int_option(spec, "row_group", 10_000)
         blobs = spec.params.get("blobs")
         self.blobs = BlobDir(Path(blobs)) if blobs else None
-        self.io: Files = local_files
 
     def describe(self) -> dict[str, Any]:
-        return {"connector": self.name, "location": str(self.path.resolve())}
+        return {"connector": self.name, "location": self.io.location(self.path)}
 
     def pages(self) -> ParquetPages:
+        finished_root(self.io, self.path)
         if not self.io.is_dir(self.path):
             raise UsageError(f"{self.path} is not a directory of Pinecone import files")
         files = [p for p in self.io.files(self.path, ".parquet") if len(p.relative_to(self.path).parts) == 2]
