@@ -365,3 +365,41 @@ def test_a_record_by_id_alone(small: Path, started: list[UIServer]) -> None:
 def test_an_unreadable_location_is_an_error_not_a_page(tmp_path: Path) -> None:
     with pytest.raises(vexchange.errors.UsageError, match="no such file"):
         serve(tmp_path / "absent.vmig.jsonl", no_open=True, block=False, announce=lambda line: None)
+
+
+def test_vex_ui_serves_until_interrupted(small: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "vexchange", "ui", str(small), "--no-open"],
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr is not None
+        line = child.stderr.readline()
+        assert "vex ui: serving" in line and "http://127.0.0.1:" in line
+        url = line.split(" on ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/status", timeout=30) as response:
+            assert json.loads(response.read())["store"]["connector"] == "vmig"
+        child.send_signal(signal.SIGINT)
+        assert child.wait(30) == 0
+        assert "Traceback" not in child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
+
+
+def test_umap_only_where_installed(small: Path, started: list[UIServer]) -> None:
+    import importlib.util
+
+    ui = start(started, small)
+    _, mapped = get(ui, "/api/map")
+    if importlib.util.find_spec("umap") is None:
+        assert mapped["methods"] == ["pca"]
+        assert get(ui, "/api/map?method=umap")[0] == 400
+    else:
+        _, projected = get(ui, "/api/map?method=umap")
+        assert projected["method"] == "umap" and len(projected["xy"]) == 2 * projected["points"]
