@@ -31,7 +31,7 @@ import numpy as np
 from .connectors._base import Connector, Reject
 from .connectors._registry import Location, open_store
 from .engine.options import RunOptions
-from .engine.run import DEFAULT_BATCH, _broken_vector, _not_normalisable, _pages, _wanted
+from .engine.run import DEFAULT_BATCH, broken_vector, not_normalisable, read_pages, wanted
 from .errors import UsageError
 from .plan_results import DOCTOR_SAMPLE, DoctorFinding, DoctorReport
 from .record import MemoryRecord
@@ -120,7 +120,7 @@ class _Examiner:
         batch = options.batch_size or DEFAULT_BATCH
         retry = RetryPolicy(attempts=options.retries)
         done = False
-        for page in _pages(self.store, batch, None, retry):
+        for page in read_pages(self.store, batch, None, retry):
             rows: list[tuple[Any, ...]] = []
             for item in page.items:
                 if options.limit is not None and self.records >= options.limit:
@@ -132,7 +132,7 @@ class _Examiner:
                         self.unreadable[item.reason] += 1
                         self._example("unreadable", item.namespace, item.id)
                     continue
-                if _wanted(item, options):
+                if wanted(item, options):
                     rows.append(self._look(item))
             self.db.executemany("INSERT INTO r VALUES (?, ?, ?, ?, ?, ?)", rows)
             if done:
@@ -146,7 +146,7 @@ class _Examiner:
         has_text = bool((record.text or "").strip())
         if not has_text:
             self.without_text += 1
-        broken = _broken_vector(record)
+        broken = broken_vector(record)
         if broken:
             self.bad["non_finite"][""] += 1
             self._example("non_finite", record.namespace, record.id)
@@ -161,7 +161,7 @@ class _Examiner:
                 self.bad["zero_vectors"][name] += 1
                 self._example("zero_vectors", record.namespace, record.id)
                 continue
-            if _not_normalisable(values):
+            if not_normalisable(values):
                 self.bad["nan_prone"][name] += 1
                 self._example("nan_prone", record.namespace, record.id)
                 continue

@@ -46,7 +46,7 @@ from .engine.options import (DimsPolicy, Metric, NoOtherOptions, Reembed, RunOpt
                              takes_run_options)
 from .engine.read_process import reading_mode
 from .engine.receipt import Receipt
-from .engine.run import DEFAULT_BATCH, _wanted, run
+from .engine.run import DEFAULT_BATCH, wanted, run
 from .errors import MigrationError, RunInterrupted, UsageError
 from .plan_results import PLAN_SAMPLE, PlanChange, PlanDisk, PlanMemory, PlanReport, PlanSizes, PlanTime
 from .record import MemoryRecord, Vector
@@ -173,7 +173,7 @@ class _Tally:
 
     def add(self, record: MemoryRecord) -> None:
         limit = self.options.limit
-        if (limit is not None and self.records >= limit) or not _wanted(record, self.options):
+        if (limit is not None and self.records >= limit) or not wanted(record, self.options):
             return  # the engine's own selection (--namespace, --since, --until), then --limit
         self.records += 1
         self.id_bytes += len(record.id.encode("utf-8", "surrogatepass"))

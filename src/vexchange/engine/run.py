@@ -45,7 +45,7 @@ from .receipt import Counts, NamespaceDigests, Receipt, versions
 from ..retry import RetryPolicy
 from .vectors import VectorTransform
 
-__all__ = ["RunOptions", "run"]
+__all__ = ["RunOptions", "broken_vector", "not_normalisable", "read_pages", "run", "wanted"]
 
 _CHECKPOINT_EVERY_S = 1.0
 DEFAULT_BATCH = 500
@@ -214,7 +214,7 @@ class _Run:
         incremental = self.incremental
         batch_size = options.batch_size or DEFAULT_BATCH
         try:
-            pages = _pages(self.source, batch_size, state.cursor, retry,
+            pages = read_pages(self.source, batch_size, state.cursor, retry,
                            in_process=self.reading == "process",
                            changed=incremental.pages(self.source, batch_size) if incremental else None)
             if self.reading == "thread":
@@ -481,7 +481,7 @@ def _save(checkpoint: Checkpoint, snapshot: dict[str, Any], state: _State) -> No
     checkpoint.save(snapshot)
 
 
-def _pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
+def read_pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
            in_process: bool = False,
            changed: Callable[[str | None], Iterator[Page]] | None = None) -> Generator[Page, None, None]:
     """Pages from the source; a transient read failure reopens the read at the last cursor.
@@ -535,7 +535,7 @@ def _select(
                     incremental.unreadable(item)
                 _skip(item, state, rejects)
             continue
-        if not _wanted(item, options):
+        if not wanted(item, options):
             counts.filtered += 1
             continue
         digest = record_digest(item)
@@ -572,7 +572,7 @@ def _select(
         options.limit is not None and counts.selected >= options.limit)
 
 
-def _wanted(record: MemoryRecord, options: RunOptions) -> bool:
+def wanted(record: MemoryRecord, options: RunOptions) -> bool:
     if options.namespaces and record.namespace not in options.namespaces:
         return False
     if options.since is not None and (record.created_at is None or record.created_at < options.since):
@@ -587,7 +587,7 @@ def _problem(record: MemoryRecord, state: _State, target: Connector, *,
     assert state.seen_ids is not None
     if not state.seen_ids.add(record.namespace, record.id):
         return "duplicate_id", f"id {record.id!r} already appeared in namespace {record.namespace!r}"
-    broken = _broken_vector(record) if check_vectors else None
+    broken = broken_vector(record) if check_vectors else None
     if broken:
         return "invalid_vector", broken
     caps = target.capabilities
@@ -603,7 +603,7 @@ def _problem(record: MemoryRecord, state: _State, target: Connector, *,
             label = f"vector {name!r}" if name else "vector"
             return "dims_mismatch", f"{label} has {vec.dims} dims; the target holds {want}"
         if state.normalising.get(name, state.normalising.get("\0default", False)):
-            problem = _not_normalisable(vec.array())
+            problem = not_normalisable(vec.array())
             if problem:
                 label = f"vector {name!r}" if name else "vector"
                 return "not_normalisable", (
@@ -631,7 +631,7 @@ def _vectors_fine(items: list[MemoryRecord | Reject]) -> bool:
     return not chunks or bool(np.isfinite(np.frombuffer(b"".join(chunks), dtype="<f4")).all())
 
 
-def _broken_vector(record: MemoryRecord) -> str | None:
+def broken_vector(record: MemoryRecord) -> str | None:
     """What is wrong with a vector a source handed over (a store may give back NaN, or an
     empty or ragged array), or None. Never emitted as a record: it is a reject."""
     for name, vec in record.vectors.items():
@@ -648,7 +648,7 @@ def _broken_vector(record: MemoryRecord) -> str | None:
     return None
 
 
-def _not_normalisable(values: np.ndarray) -> str | None:
+def not_normalisable(values: np.ndarray) -> str | None:
     """Why a finite float32 vector has no float32 unit vector (its norm is 0, or its squares
     overflow or all underflow in float32), or None."""
     with np.errstate(over="ignore", under="ignore"):
