@@ -23,7 +23,7 @@ import orjson
 
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 
 __all__ = ["CollectionStore", "NamespaceSplit", "collection_for", "namespace_of", "split", "wanted"]
 
@@ -76,6 +76,17 @@ class NamespaceSplit(Connector):
         if namespace not in self._children:
             self._children[namespace] = self._child(namespace)
         return self._children[namespace]
+
+    def query(self, vector: Any, k: int, *, namespace: str | None = None,
+              vector_name: str = "") -> list[QueryHit]:
+        """One collection per namespace: the namespace's own collection answers."""
+        return self.child(namespace).query(vector, k, vector_name=vector_name)
+
+    def query_metric(self, vector_name: str = "") -> str | None:
+        return self.child(None).query_metric(vector_name)
+
+    def can_query(self) -> bool:
+        return self.child(None).can_query()
 
     def describe(self) -> dict[str, Any]:
         return {"connector": self.name, "location": self._location, "namespaces": "collections"}

@@ -92,6 +92,9 @@ class Receipt(msgspec.Struct, kw_only=True):
     (``by``, ``since``, ``high_water``, ``read``), the state file, whether deletions were
     propagated, and the proof: per namespace the digests of the source after the run, of what
     the target should hold and of what it holds when read back (``in_step``). None otherwise."""
+    verify: dict[str, Any] | None = None
+    """What ``vex verify --receipt`` added afterwards (``search``: the search check's figures,
+    docs/search-check.md), kept when the receipt is loaded and written again. None otherwise."""
 
     def write(self, path: Path) -> None:
         atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(self), indent=2) + b"\n")
