@@ -91,6 +91,14 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
 
 
+def _unspecified(host: str) -> bool:
+    """``0.0.0.0`` or ``::``: every interface, an address no browser elsewhere can use as such."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
 def serve(location: Location, *, against: Location | None = None, no_open: bool = False, port: int = 0,
           host: str = "127.0.0.1", sample: int = DEFAULT_SAMPLE, block: bool = True,
           announce: Callable[[str], None] | None = None) -> UIServer:
@@ -117,10 +125,12 @@ def serve(location: Location, *, against: Location | None = None, no_open: bool 
     if loopback:
         tell(f"vex ui: serving {inspector.described.get('location')} on {ui.url} (Ctrl-C stops)")
     else:
-        tell(f"vex ui: serving on {host}, beyond loopback: only with the token.")
-        tell(f"  open once: {ui.login_url}")
+        tell(f"vex ui: serving on {host}, beyond loopback: only with the token (plain HTTP: on a"
+             " network you do not trust, prefer an SSH tunnel to the loopback default).")
+        tell(f"  open once: {ui.login_url}" + ("  (with this machine's address for the host)"
+                                              if _unspecified(host) else ""))
         tell(f"  or send the header X-Vex-Token: {ui.token}")
-    if not no_open:
+    if not no_open and loopback:  # beyond loopback the one-time URL is for the user to open where they are
         _open_browser(ui.login_url)
     if not block:
         return ui
