@@ -162,7 +162,9 @@ class ObjectFiles(Files):
         import pyarrow.fs as pafs
 
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(root.as_posix(), recursive=True))
+            # a prefix with nothing under it does not exist: it lists as empty
+            infos = self.fs.get_file_info(pafs.FileSelector(root.as_posix(), recursive=True,
+                                                            allow_not_found=True))
         except OSError as err:
             raise UsageError(f"cannot list {self.location(root)}: {err}") from None
         found = []
@@ -213,18 +215,23 @@ class ObjectFiles(Files):
         objects = [p for p in self._all(partial) if p.relative_to(partial).as_posix() != MANIFEST]
         try:
             for path in objects:
-                self.fs.copy_file(path.as_posix(), (root / path.relative_to(partial)).as_posix())
-            self.fs.copy_file((partial / MANIFEST).as_posix(), (root / MANIFEST).as_posix())
+                self.publish_one(path, root / path.relative_to(partial))
+            self.publish_one(partial / MANIFEST, root / MANIFEST)
         except OSError as err:
             raise CodecError(f"cannot complete {self.location(root)}: {err}",
                              hint="run it again: the finished files wait in "
                                   f"{self.location(partial)}") from None
         self.remove_tree(partial)
 
+    def publish_one(self, src: Path, dst: Path) -> None:
+        """One object copied into place (server-side where the store can)."""
+        self.fs.copy_file(src.as_posix(), dst.as_posix())
+
     def _all(self, root: Path) -> list[Path]:
         import pyarrow.fs as pafs
 
-        infos = self.fs.get_file_info(pafs.FileSelector(root.as_posix(), recursive=True))
+        infos = self.fs.get_file_info(pafs.FileSelector(root.as_posix(), recursive=True,
+                                                        allow_not_found=True))
         return sorted(Path(i.path) for i in infos if i.type == pafs.FileType.File)
 
 
