@@ -353,7 +353,8 @@ def test_a_cartridge_names_the_checks_its_read_made(tmp_path: Path, started: lis
     cartridge = tmp_path / "mem.cartridge"
     vexchange.migrate(source, cartridge)
     _, overview = get(start(started, cartridge), "/api/overview")
-    assert overview["checks"] == {"read_checks": ["content ids"], "manifest": None}
+    assert overview["checks"] == {"read_checks": ["content ids"], "manifest": None,
+                                  "bytes": cartridge.stat().st_size}
 
 
 def test_a_record_by_id_alone(small: Path, started: list[UIServer]) -> None:

@@ -106,7 +106,17 @@ class Inspector:
                     self._manifest = verify_pack(self.pack)
                 except VexError as err:
                     self._manifest = {"ok": False, "problems": [str(err)]}
-        return {"read_checks": list(self.read_checks), "manifest": self._manifest}
+        return {"read_checks": list(self.read_checks), "manifest": self._manifest, "bytes": self._size()}
+
+    def _size(self) -> int | None:
+        """The location's size on disk: a file's, or a directory's files' (a VectorPack)."""
+        store = open_store(self.location)
+        path = store.run_files_base()
+        if path is None or not path.exists():
+            return None
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
     def _sample_info(self, scan: Scan) -> dict[str, Any]:
         assert scan.report is not None

@@ -122,7 +122,8 @@ async function viewOverview(view) {
         el("b", { id: "ov-" + label.replace(/ /g, "-"), text: fmt(value) }), label)),
       el("p", {}, "created ", el("span", { id: "ov-created-from", class: "mono", text: r.created_from || "-" }),
         " to ", el("span", { id: "ov-created-to", class: "mono", text: r.created_to || "-" }),
-        el("span", { class: "muted", text: "  scanned in " + num(o.scan_seconds, 1) + " s" })),
+        el("span", { class: "muted", text: "  scanned in " + num(o.scan_seconds, 1) + " s" +
+          (o.checks.bytes !== null ? ", " + (o.checks.bytes / 1e6).toFixed(1) + " MB on disk" : "") })),
       el("p", { id: "ov-sidecar" }, sidecar ? ["sidecar: ",
         el("b", { class: sidecar.status.startsWith("ok") ? "ok" : "bad", text: sidecar.status }),
         sidecar.record_count !== undefined ? "  record count " + fmt(sidecar.record_count) +
