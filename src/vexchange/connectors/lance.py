@@ -22,21 +22,20 @@ an ``id`` column (else the row position), every fixed-size float list column as 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lance
-import numpy as np
 import orjson
 import pyarrow as pa
 
-from .._json import dumps_exact, loads_exact
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._lance_table import SCHEMA_KEY, Shape, fields, misfit, vector_columns
+from ._lance_table import table as table_of
 from ._payload import PayloadLayout, json_exact
 from ._store import translated
 from .vdf import DirectoryOutput, vector_table_spaces
@@ -45,8 +44,10 @@ from .vmig import LastBatch
 __all__ = ["LanceConnector"]
 
 _LAYOUT = PayloadLayout("lance", text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
-_SCHEMA_KEY = b"vexchange"
-_TS = pa.timestamp("ms", tz="UTC")
+
+
+def _shape(schema: pa.Schema) -> Shape:
+    return Shape(schema, _LAYOUT)
 
 
 def _is_dataset(path: Path) -> bool:
@@ -91,7 +92,7 @@ class LanceConnector(AtPath, Connector):
             return int(ds.count_rows())
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
-        return _Shape(self.dataset().schema).spaces()
+        return _shape(self.dataset().schema).spaces()
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         """Pages in row order. The cursor is ``<version>:<rows read>``: a resumed read opens
@@ -99,13 +100,13 @@ class LanceConnector(AtPath, Connector):
         version, offset = (int(part) for part in after.split(":")) if after else (None, 0)
         ds = self.dataset(version)
         version = ds.version
-        shape = _Shape(ds.schema)
+        shape = _shape(ds.schema)
         total = ds.count_rows()
         with self._translated("read"):
             batches = ds.scanner(batch_size=batch_size, offset=offset or None, scan_in_order=True,
                                  strict_batch_size=True).to_batches()
             for batch in batches:
-                items = shape.records(pa.Table.from_batches([batch]), offset)
+                items = _records(shape, pa.Table.from_batches([batch]), offset)
                 offset += batch.num_rows
                 yield Page(items, f"{version}:{offset}" if offset < total else None)
         if offset == 0 or offset < total:
@@ -116,71 +117,14 @@ class LanceConnector(AtPath, Connector):
         return LanceWriter(self, resume=resume, dry_run=dry_run, spaces=spaces or {})
 
 
-class _Shape:
-    """How a dataset's columns map to record fields (the layout the lancedb connector uses)."""
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        saved = orjson.loads((schema.metadata or {}).get(_SCHEMA_KEY, b"null"))
-        self.own = isinstance(saved, dict)
-        vector_columns = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)
-                          and pa.types.is_floating(f.type.value_type)]
-        self.dims = {f.name: f.type.list_size for f in schema if f.name in vector_columns}
-        if isinstance(saved, dict):
-            self.names = {c: n for n, c in saved["vectors"].items()}
-            self.metrics: dict[str, str | None] = dict(saved.get("metrics", {}))
-        else:
-            single = len(vector_columns) == 1
-            self.names = {c: ("" if single or c == "vector" else c) for c in vector_columns}
-            self.metrics = {}
-
-    def spaces(self) -> dict[str, VectorSpace]:
-        return {self.names[c]: VectorSpace(dims=d, metric=self.metrics.get(self.names[c]))
-                for c, d in self.dims.items()}
-
-    def records(self, table: pa.Table, position: int) -> list[MemoryRecord | Reject]:
-        vectors = {name: _float32_rows(table.column(column)) for column, name in self.names.items()}
-        plain = {name: table.column(name).to_pylist() for name in table.column_names
-                 if name not in self.names}
-        out: list[MemoryRecord | Reject] = []
-        for i in range(table.num_rows):
-            row = {k: v[i] for k, v in plain.items()}
-            vecs = {name: cell for name, rows in vectors.items() if (cell := rows[i]) is not None}
-            out.append(self._record(row, vecs, position + i))
-        return out
-
-    def _record(self, row: dict[str, Any], vectors: dict[str, bytes], position: int) -> MemoryRecord | Reject:
+def _records(shape: Shape, data: pa.Table, position: int) -> list[MemoryRecord | Reject]:
+    out: list[MemoryRecord | Reject] = []
+    for i, (row, vectors) in enumerate(shape.rows(data)):
         try:
-            if self.own:
-                meta = row.get("metadata")
-                payload = loads_exact(meta) if meta else {}
-                payload["_vex"] = row.get("vex")
-                record = _LAYOUT.unpack(payload, store_id=row["id"], vectors=vectors,
-                                        namespace=row.get("namespace"))
-                return record.replace(text=row.get("text"))
-            rid = row.pop("id", None)
-            text = row.pop("text", None)
-            namespace = row.pop("namespace", None)
-            payload = {k: (v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v)
-                       for k, v in row.items()}
-            record = _LAYOUT.unpack(payload, store_id=str(position if rid is None else rid),
-                                    vectors=vectors, namespace=namespace,
-                                    id_type="int" if rid is None or isinstance(rid, int) else "str")
-            return record.replace(text=text) if isinstance(text, str) else record
+            out.append(shape.unpack(row, vectors, position + i))
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as err:
-            return Reject(reason="bad_row", detail=str(err), id=str(row.get("id", position)),
-                          location=f"row {position}")
-
-
-def _float32_rows(column: pa.ChunkedArray) -> list[bytes | None]:
-    """Each row of a fixed-size float list column as float32 bytes (None for a null row)."""
-    out: list[bytes | None] = []
-    for chunk in column.chunks:
-        size = chunk.type.list_size
-        flat = chunk.values.slice(chunk.offset * size, len(chunk) * size)  # null rows hold values too
-        values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype="<f4").reshape(len(chunk), size)
-        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-        out.extend(values[i].tobytes() if valid[i] else None for i in range(len(chunk)))
+            out.append(Reject(reason="bad_row", detail=str(err), id=str(row.get("id", position + i)),
+                              location=f"row {position + i}"))
     return out
 
 
@@ -190,7 +134,7 @@ class LanceWriter(Writer):
     def __init__(self, store: LanceConnector, *, resume: dict[str, Any] | None, dry_run: bool,
                  spaces: dict[str, VectorSpace]) -> None:
         self.store, self.spaces, self.dry_run = store, spaces, dry_run
-        self.shape: _Shape | None = None
+        self.shape: Shape | None = None
         self.version: int | None = None
         self.out = None if dry_run else DirectoryOutput(store.path, resume=resume, is_ours=_is_dataset)
         self.held: LastBatch[MemoryRecord] = LastBatch(self._append)
@@ -206,7 +150,7 @@ class LanceWriter(Writer):
             if ds.version != version:
                 lance.dataset(str(self.out.work), version=version).restore()  # type: ignore[no-untyped-call]
                 ds = lance.dataset(str(self.out.work))
-        self.version, self.shape = ds.version, _Shape(ds.schema)
+        self.version, self.shape = ds.version, _shape(ds.schema)
 
     def target_dims(self) -> dict[str, int]:
         shape = self.shape
@@ -217,12 +161,12 @@ class LanceWriter(Writer):
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
         if self.shape is None:
-            self.shape = _Shape(_schema(self.spaces, batch))
+            self.shape = _shape(_schema(self.spaces, batch))
         columns = {n: c for c, n in self.shape.names.items()}
         rejects: list[Reject] = []
         kept: list[MemoryRecord] = []
         for record in batch:
-            problem = _misfit(record, columns, self.shape.dims)
+            problem = misfit(record, columns, self.shape.dims, "dataset")
             if problem:
                 rejects.append(Reject(reason=problem[0], detail=problem[1], id=record.id,
                                       namespace=record.namespace))
@@ -234,7 +178,7 @@ class LanceWriter(Writer):
     def _append(self, records: list[MemoryRecord]) -> None:
         if self.out is None or self.shape is None:
             return
-        table = _table(records, self.shape)
+        table = table_of(records, self.shape)
         with self.store._translated("write"):
             ds = lance.write_dataset(table, str(self.out.work),
                                      mode="create" if self.version is None else "append",
@@ -250,7 +194,7 @@ class LanceWriter(Writer):
         if self.out is None:
             return
         if self.version is None:  # an empty run still leaves a dataset, with its columns
-            shape = self.shape or _Shape(_schema(self.spaces, []))
+            shape = self.shape or _shape(_schema(self.spaces, []))
             self.shape = shape
             self._append([])
         self.out.commit()
@@ -259,49 +203,12 @@ class LanceWriter(Writer):
         """What was appended stays in ``<path>.partial`` for ``--resume``."""
 
 
-def _misfit(record: MemoryRecord, columns: dict[str, str], dims: dict[str, int]) -> tuple[str, str] | None:
-    for name, vec in record.vectors.items():
-        column = columns.get(name)
-        if column is None:
-            return "unknown_vector", f"the dataset has no column for vector {name!r}"
-        if vec.dims != dims[column]:
-            return "dims_mismatch", f"vector {name!r} has {vec.dims} dims; its column holds {dims[column]}"
-    return None
-
-
 def _schema(spaces: dict[str, VectorSpace], batch: list[MemoryRecord]) -> pa.Schema:
     """The dataset's columns: a vector column per name the source declares or the first batch
     holds, sized as declared (else as first seen)."""
     wanted = vector_table_spaces(spaces, batch)
-    columns = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
-    fields = [pa.field("id", pa.string(), nullable=False), pa.field("namespace", pa.string()),
-              pa.field("text", pa.string()),
-              *[pa.field(c, pa.list_(pa.float32(), wanted[n].dims or 1)) for n, c in columns.items()],
-              pa.field("metadata", pa.string()), pa.field("vex", pa.string()),
-              pa.field("created_at", _TS), pa.field("updated_at", _TS)]
+    columns = vector_columns(wanted)
     meta = orjson.dumps({"vectors": columns, "format": 1,
                          "metrics": {name: s.metric or "cosine" for name, s in wanted.items()}})
-    return pa.schema(fields, metadata={_SCHEMA_KEY: meta})
-
-
-def _table(records: list[MemoryRecord], shape: _Shape) -> pa.Table:
-    data: dict[str, Any] = {"id": [r.id for r in records], "namespace": [r.namespace for r in records],
-                            "text": [r.text for r in records]}
-    for column, name in shape.names.items():
-        size = shape.dims[column]
-        flat = np.zeros((len(records), size), dtype="<f4")
-        valid = np.zeros(len(records), dtype=bool)
-        for i, record in enumerate(records):
-            vec = record.vectors.get(name)
-            if vec is not None:
-                flat[i] = vec.array()
-                valid[i] = True
-        data[column] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel(), pa.float32()), size,
-                                                         mask=pa.array(~valid))
-    packed = [_LAYOUT.pack(r) for r in records]
-    data["metadata"] = [dumps_exact({k: v for k, v in p.items() if k != "_vex"})
-                        if r.metadata is not None else None for p, r in zip(packed, records, strict=True)]
-    data["vex"] = [p["_vex"] for p in packed]
-    data["created_at"] = pa.array([r.created_at for r in records], type=pa.int64()).cast(_TS)
-    data["updated_at"] = pa.array([r.updated_at for r in records], type=pa.int64()).cast(_TS)
-    return pa.table(data, schema=shape.schema)
+    return pa.schema(fields(columns, {n: s.dims or 1 for n, s in wanted.items()}),
+                     metadata={SCHEMA_KEY: meta})

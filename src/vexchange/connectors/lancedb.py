@@ -19,7 +19,6 @@ list column as a vector, ``text``/``namespace`` when present, other columns as m
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,8 @@ from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
-from .._json import dumps_exact, loads_exact
+from ._lance_table import SCHEMA_KEY, Shape, fields, vector_columns
+from ._lance_table import table as table_of
 from ._payload import PayloadLayout, json_exact
 from ._store import StoreWriter, metric_for, translated
 
@@ -41,8 +41,10 @@ __all__ = ["LanceDBConnector"]
 
 _METRICS = {"cosine": "cosine", "dot": "dot", "euclidean": "l2"}
 _LAYOUT = PayloadLayout("lancedb", text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
-_SCHEMA_KEY = b"vexchange"
-_TS = pa.timestamp("ms", tz="UTC")
+
+
+def _shape(schema: pa.Schema) -> Shape:
+    return Shape(schema, _LAYOUT)
 
 
 class LanceDBConnector(AtPath, Connector):
@@ -98,16 +100,16 @@ class LanceDBConnector(AtPath, Connector):
             return int(table.count_rows())
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
-        return _Shape(self._require().schema).spaces()
+        return _shape(self._require().schema).spaces()
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         table = self._require()
-        shape = _Shape(table.schema)
+        shape = _shape(table.schema)
         offset = int(after) if after else 0
         while True:
             with self._translated("read"):
                 batch = table.search().offset(offset).limit(batch_size).to_arrow()
-            items = [shape.record(batch, i, offset + i) for i in range(batch.num_rows)]
+            items = _items(shape, batch, offset)
             offset += batch.num_rows
             more = batch.num_rows == batch_size
             yield Page(items, str(offset) if more else None)
@@ -120,7 +122,7 @@ class LanceDBConnector(AtPath, Connector):
         with the metric kept in the schema metadata (LanceDB's default, l2, for a foreign
         table), prefiltered on ``namespace``; rows decoded as ``read`` decodes them."""
         table = self._require()
-        shape = _Shape(table.schema)
+        shape = _shape(table.schema)
         column = next((c for c, n in shape.names.items() if n == vector_name), None)
         if column is None or (namespace is not None and "namespace" not in table.schema.names):
             return []
@@ -137,15 +139,14 @@ class LanceDBConnector(AtPath, Connector):
         distances = batch.column("_distance").to_pylist()
         batch = batch.drop_columns(["_distance"])
         hits: list[QueryHit] = []
-        for i in range(batch.num_rows):
-            item = shape.record(batch, i, i)
+        for i, item in enumerate(_items(shape, batch, 0)):
             if isinstance(item, MemoryRecord):
                 hits.append(QueryHit(item.id, float(distances[i]), item.namespace))
         return hits
 
     def query_metric(self, vector_name: str = "") -> str | None:
         """A table that records no metric is searched by LanceDB's default, l2."""
-        return _Shape(self._require().schema).metrics.get(vector_name) or "euclidean"
+        return _shape(self._require().schema).metrics.get(vector_name) or "euclidean"
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
@@ -155,56 +156,14 @@ class LanceDBConnector(AtPath, Connector):
         self._db = None
 
 
-class _Shape:
-    """How a table's columns map to record fields."""
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        saved = orjson.loads((schema.metadata or {}).get(_SCHEMA_KEY, b"null"))
-        self.own = isinstance(saved, dict)
-        vector_columns = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)
-                          and pa.types.is_floating(f.type.value_type)]
-        self.dims = {f.name: f.type.list_size for f in schema if f.name in vector_columns}
-        if self.own and isinstance(saved, dict):
-            self.names = {c: n for n, c in saved["vectors"].items()}
-            self.metrics: dict[str, str | None] = dict(saved.get("metrics", {}))
-        else:
-            single = len(vector_columns) == 1
-            self.names = {c: ("" if single or c == "vector" else c) for c in vector_columns}
-            self.metrics = {}
-
-    def spaces(self) -> dict[str, VectorSpace]:
-        return {self.names[c]: VectorSpace(dims=d, metric=self.metrics.get(self.names[c]))
-                for c, d in self.dims.items()}
-
-    def record(self, batch: pa.Table, i: int, position: int) -> MemoryRecord | Reject:
-        row = {name: batch.column(name)[i] for name in batch.column_names}
-        vectors: dict[str, bytes] = {}
-        for column, name in self.names.items():
-            cell = row.pop(column, None)
-            if cell is not None and cell.is_valid:
-                vectors[name] = np.asarray(cell.values.to_numpy(zero_copy_only=False),
-                                           dtype="<f4").tobytes()
-        plain = {k: v.as_py() for k, v in row.items()}
+def _items(shape: Shape, data: pa.Table, position: int) -> list[MemoryRecord | Reject]:
+    out: list[MemoryRecord | Reject] = []
+    for i, (row, vectors) in enumerate(shape.rows(data)):
         try:
-            if self.own:
-                meta = plain.get("metadata")
-                payload = loads_exact(meta) if meta else {}
-                payload["_vex"] = plain.get("vex")
-                record = _LAYOUT.unpack(payload, store_id=plain["id"], vectors=vectors,
-                                        namespace=plain.get("namespace"))
-                return record.replace(text=plain.get("text"))
-            rid = plain.pop("id", None)
-            text = plain.pop("text", None)
-            namespace = plain.pop("namespace", None)
-            payload = {k: (v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v)
-                       for k, v in plain.items()}
-            record = _LAYOUT.unpack(payload, store_id=str(position if rid is None else rid),
-                                    vectors=vectors, namespace=namespace,
-                                    id_type="int" if rid is None or isinstance(rid, int) else "str")
-            return record.replace(text=text) if isinstance(text, str) else record
+            out.append(shape.unpack(row, vectors, position + i))
         except (ValueError, KeyError, orjson.JSONDecodeError) as err:
-            return Reject(reason="bad_row", detail=str(err), id=str(plain.get("id", position)))
+            out.append(Reject(reason="bad_row", detail=str(err), id=str(row.get("id", position + i))))
+    return out
 
 
 class LanceDBWriter(StoreWriter):
@@ -212,7 +171,7 @@ class LanceDBWriter(StoreWriter):
                  spaces: dict[str, VectorSpace]) -> None:
         super().__init__(store, dry_run=dry_run, spaces=spaces, metrics=_METRICS)
         self.table = store.open_table()
-        self.shape = _Shape(self.table.schema) if self.table is not None else None
+        self.shape = _shape(self.table.schema) if self.table is not None else None
         if self.shape is not None and not self.shape.own:
             raise UsageError(f"table {store.table_name!r} was not created by vexchange;"
                              " writing into it could break its schema",
@@ -226,19 +185,16 @@ class LanceDBWriter(StoreWriter):
 
     def create(self, batch: list[MemoryRecord]) -> None:
         wanted = self.spaces_to_create(batch)
-        columns = {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(wanted)}
+        columns = vector_columns(wanted)
         metrics = {name: metric_for("lancedb", s.metric, _METRICS) and (s.metric or "cosine")
                    for name, s in wanted.items()}
-        fields = [pa.field("id", pa.string(), nullable=False), pa.field("namespace", pa.string()),
-                  pa.field("text", pa.string()),
-                  *[pa.field(c, pa.list_(pa.float32(), wanted[n].dims or 0)) for n, c in columns.items()],
-                  pa.field("metadata", pa.string()), pa.field("vex", pa.string()),
-                  pa.field("created_at", _TS), pa.field("updated_at", _TS)]
         meta = orjson.dumps({"vectors": columns, "metrics": metrics, "format": 1})
+        schema = pa.schema(fields(columns, {n: s.dims or 0 for n, s in wanted.items()}),
+                           metadata={SCHEMA_KEY: meta})
         with self.store._translated("create table"):
             self.table = self.store.db().create_table(
-                self.store.table_name, schema=pa.schema(fields, metadata={_SCHEMA_KEY: meta}))
-        self.shape = _Shape(self.table.schema)
+                self.store.table_name, schema=schema)
+        self.shape = _shape(self.table.schema)
 
     def created(self) -> bool:
         return self.table is not None
@@ -269,27 +225,7 @@ class LanceDBWriter(StoreWriter):
                 kept.append(record)
         if not kept:
             return rejects
-        data: dict[str, Any] = {
-            "id": [r.id for r in kept], "namespace": [r.namespace for r in kept],
-            "text": [r.text for r in kept]}
-        for name, column in columns_of.items():
-            dims = self.shape.dims[column]
-            flat = np.zeros((len(kept), dims), dtype="<f4")
-            valid = np.zeros(len(kept), dtype=bool)
-            for i, record in enumerate(kept):
-                vec = record.vectors.get(name)
-                if vec is not None:
-                    flat[i] = vec.array()
-                    valid[i] = True
-            data[column] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), dims,
-                                                             mask=pa.array(~valid))
-        packed = [_LAYOUT.pack(r) for r in kept]
-        data["metadata"] = [dumps_exact({k: v for k, v in p.items() if k != "_vex"})
-                            if r.metadata is not None else None for p, r in zip(packed, kept, strict=False)]
-        data["vex"] = [p["_vex"] for p in packed]
-        data["created_at"] = pa.array([r.created_at for r in kept], type=pa.int64()).cast(_TS)
-        data["updated_at"] = pa.array([r.updated_at for r in kept], type=pa.int64()).cast(_TS)
-        table = pa.table(data, schema=self.table.schema)
+        table = table_of(kept, self.shape, self.table.schema)
         # ids the table does not hold are appended (cheap); the others are merged by id
         # (a commit that joins on the key). A retried batch finds its rows held and merges them.
         again = np.array([r.id in self.held_ids for r in kept], dtype=bool)
