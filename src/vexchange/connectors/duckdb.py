@@ -45,21 +45,16 @@ from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._payload import PayloadLayout
 from ._store import StoreWriter, Verdict, metric_for, translated
-from .sqlite_vec import layout_for, record_row, row_record
+from ._rows import TEXT_COLUMNS, keyset_pages, layout_for, quote, record_row, row_record
 
 __all__ = ["DuckDBConnector"]
 
 log = logging.getLogger(__name__)
 
 _METRICS = {"cosine": "cosine", "dot": "ip", "euclidean": "l2sq"}
-_TEXT_COLUMNS = ("text", "content", "document", "page_content")
 _TS = pa.timestamp("ms", tz="UTC")
 _MS_RANGE = (-62_135_596_800_000, 253_402_300_799_999)
 """Years 1 to 9999: the timestamps the ``created_at`` columns show; the exact value is in ``vex``."""
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def load_vss(conn: Any) -> str | None:
@@ -187,7 +182,7 @@ class DuckDBConnector(AtPath, Connector):
     def count(self) -> int | None:
         self._readable()
         with self.translated("count"):
-            return int(self.conn().execute(f"SELECT count(*) FROM {_quote(self.table)}").fetchone()[0])
+            return int(self.conn().execute(f"SELECT count(*) FROM {quote(self.table)}").fetchone()[0])
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return self._readable().spaces()
@@ -196,24 +191,21 @@ class DuckDBConnector(AtPath, Connector):
         shape = self._readable()
         position = int(after) if after is not None else -1
         layout = layout_for(self.name)
-        while True:
+
+        def fetch(after: int) -> tuple[list[int], list[MemoryRecord | Reject]]:
             with self.translated("read"):
                 batch = self.conn().execute(
-                    f"SELECT rowid AS vex_rowid, * FROM {_quote(self.table)} WHERE rowid > ?"
-                    " ORDER BY rowid LIMIT ?", [position, batch_size]).arrow()
+                    f"SELECT rowid AS vex_rowid, * FROM {quote(self.table)} WHERE rowid > ?"
+                    " ORDER BY rowid LIMIT ?", [after, batch_size]).arrow()
             if isinstance(batch, pa.RecordBatchReader):
                 batch = batch.read_all()
             rowids = batch.column("vex_rowid").to_pylist()
             vectors = _vectors(batch, shape)
             rows = batch.drop_columns(["vex_rowid", *shape.vectors.values()]).to_pylist()
-            items = [_own(layout, row, vecs) if shape.own else _foreign(layout, row, vecs, rowid)
-                     for row, vecs, rowid in zip(rows, vectors, rowids, strict=True)]
-            if rowids:
-                position = rowids[-1]
-            more = len(rowids) == batch_size
-            yield Page(items, str(position) if more else None)
-            if not more:
-                return
+            return rowids, [_own(layout, row, vecs) if shape.own else _foreign(layout, row, vecs, rowid)
+                            for row, vecs, rowid in zip(rows, vectors, rowids, strict=True)]
+
+        yield from keyset_pages(fetch, position, batch_size)
 
     def query(self, vector: Any, k: int, *, namespace: str | None = None,
               vector_name: str = "") -> list[QueryHit]:
@@ -232,9 +224,9 @@ class DuckDBConnector(AtPath, Connector):
         conn = self.conn()
         load_vss(conn)  # the HNSW index answers only with vss loaded; without it, a scan
         where = "" if namespace is None else " WHERE namespace = ?"
-        excluded = ", ".join(_quote(c) for c in shape.vectors.values())
-        statement = (f"SELECT rowid AS vex_rowid, * EXCLUDE ({excluded}), {function}({_quote(column)},"
-                     f" ?::FLOAT[{int(dims)}]) AS vex_distance FROM {_quote(self.table)}{where}"
+        excluded = ", ".join(quote(c) for c in shape.vectors.values())
+        statement = (f"SELECT rowid AS vex_rowid, * EXCLUDE ({excluded}), {function}({quote(column)},"
+                     f" ?::FLOAT[{int(dims)}]) AS vex_distance FROM {quote(self.table)}{where}"
                      " ORDER BY vex_distance LIMIT ?")
         values = np.asarray(vector, dtype=np.float32).tolist()
         total = self.count() or 0
@@ -300,7 +292,7 @@ def _own(layout: PayloadLayout, row: dict[str, Any], vectors: dict[str, bytes]) 
 def _foreign(layout: PayloadLayout, row: dict[str, Any], vectors: dict[str, bytes],
              rowid: int) -> MemoryRecord | Reject:
     raw_id = row.pop("id", None)
-    text_column = next((c for c in _TEXT_COLUMNS if isinstance(row.get(c), str)), None)
+    text_column = next((c for c in TEXT_COLUMNS if isinstance(row.get(c), str)), None)
     text = row.pop(text_column) if text_column else None
     namespace = row.pop("namespace", None)
     payload = {k: _jsonable(v) for k, v in row.items()}
@@ -369,10 +361,10 @@ class DuckDBWriter(StoreWriter):
         metrics = {name: s.metric or "cosine" for name, s in wanted.items()}
         for metric in metrics.values():
             metric_for(self.connector.name, metric, _METRICS)
-        vector_defs = "".join(f"{_quote(c)} FLOAT[{int(wanted[n].dims or 0)}], " for n, c in columns.items())
+        vector_defs = "".join(f"{quote(c)} FLOAT[{int(wanted[n].dims or 0)}], " for n, c in columns.items())
         comment = orjson.dumps({"vexchange": 1, "vectors": columns, "metrics": metrics,
                                 "pending_indexes": sorted(columns)}).decode()
-        table = _quote(self.connector.table)
+        table = quote(self.connector.table)
         conn = self.connector.conn(write=True)
         with self.connector.translated("create table"):
             conn.execute(f"CREATE TABLE {table} (id VARCHAR NOT NULL, namespace VARCHAR, text VARCHAR,"
@@ -420,8 +412,8 @@ class DuckDBWriter(StoreWriter):
         for name in ("created_at", "updated_at"):
             data[name] = pa.array([_shown(getattr(r, name)) for r in kept], type=pa.int64()).cast(_TS)
         staged = pa.table(data)
-        names = ", ".join(_quote(c) for c in staged.column_names)
-        table = _quote(self.connector.table)
+        names = ", ".join(quote(c) for c in staged.column_names)
+        table = quote(self.connector.table)
         conn = self.connector.conn(write=True)
         with self.connector.translated("write"):
             conn.register("vex_batch", staged)
@@ -458,10 +450,10 @@ class DuckDBWriter(StoreWriter):
             for name in pending:
                 column = self.shape.vectors[name]
                 metric = _METRICS[self.shape.metrics.get(name) or "cosine"]
-                conn.execute(f"CREATE INDEX IF NOT EXISTS {_quote(f'{table}_{column}_hnsw')} ON"
-                             f" {_quote(table)} USING HNSW ({_quote(column)}) WITH (metric = '{metric}')")
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {quote(f'{table}_{column}_hnsw')} ON"
+                             f" {quote(table)} USING HNSW ({quote(column)}) WITH (metric = '{metric}')")
             saved = orjson.dumps({**self.shape.saved, "pending_indexes": []}).decode()
-            conn.execute(f"COMMENT ON TABLE {_quote(table)} IS '{saved.replace(chr(39), chr(39) * 2)}'")
+            conn.execute(f"COMMENT ON TABLE {quote(table)} IS '{saved.replace(chr(39), chr(39) * 2)}'")
             conn.execute("CHECKPOINT")
         self.shape = self.connector.shape(write=True)
 

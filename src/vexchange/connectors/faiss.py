@@ -46,7 +46,7 @@ from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
 from ._store import StoreWriter, metric_for, translated
-from .sqlite_vec import layout_for, record_row, row_record
+from ._rows import keyset_pages, layout_for, query_hits, record_row, row_record
 
 __all__ = ["FaissConnector"]
 
@@ -168,21 +168,18 @@ class FaissConnector(AtPath, Connector):
         indexes = {name: _Loaded(self.path / file) for name, file in layout["vectors"].items()}
         codec = layout_for(self.name)
         position = int(after) if after else -1
-        while True:
+
+        def fetch(after: int) -> tuple[list[int], list[MemoryRecord | Reject]]:
             with _translated("read"):
                 rows = side.execute("SELECT fid, id, namespace, text, metadata, vex FROM payloads"
-                                    " WHERE fid > ? ORDER BY fid LIMIT ?", (position, batch_size)).fetchall()
+                                    " WHERE fid > ? ORDER BY fid LIMIT ?", (after, batch_size)).fetchall()
                 fids = [r[0] for r in rows]
                 vectors = self._vectors(side, indexes, fids)
-            items = [row_record(codec, store_id=rid, namespace=ns, text=text, metadata=meta, vex=vex,
-                                vectors=vectors.get(fid, {}))
-                     for fid, rid, ns, text, meta, vex in rows]
-            if rows:
-                position = fids[-1]
-            more = len(rows) == batch_size
-            yield Page(items, str(position) if more else None)
-            if not more:
-                return
+            return fids, [row_record(codec, store_id=rid, namespace=ns, text=text, metadata=meta, vex=vex,
+                                     vectors=vectors.get(fid, {}))
+                          for fid, rid, ns, text, meta, vex in rows]
+
+        yield from keyset_pages(fetch, position, batch_size)
 
     @staticmethod
     def _vectors(side: sqlite3.Connection, indexes: dict[str, _Loaded],
@@ -259,16 +256,8 @@ class FaissConnector(AtPath, Connector):
         rows = {r[0]: r[1:] for r in side.execute(
             f"SELECT fid, id, namespace, text, metadata, vex FROM payloads WHERE fid IN ({marks})", fids)}
         codec = layout_for(self.name)
-        hits: list[QueryHit] = []
-        for distance, label in zip(distances, labels, strict=True):
-            if int(label) not in rows:
-                continue
-            rid, ns, text, meta, vex = rows[int(label)]
-            item = row_record(codec, store_id=rid, namespace=ns, text=text, metadata=meta, vex=vex,
-                              vectors={})
-            if isinstance(item, MemoryRecord):
-                hits.append(QueryHit(item.id, float(distance), item.namespace))
-        return hits
+        found = ((int(label), distance) for distance, label in zip(distances, labels, strict=True))
+        return query_hits(codec, found, rows)
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:

@@ -24,6 +24,7 @@ from ..oms.memory import grain_from_record, record_from_grain, vector_id
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._rows import keyset_pages
 
 __all__ = ["OmsStoreConnector"]
 
@@ -67,15 +68,12 @@ class OmsStoreConnector(AtPath, Connector):
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         position = int(after) if after else 0
         with self._store() as store:
-            while True:
-                rows = store.scan(after=position, limit=batch_size)
-                items: list[MemoryRecord | Reject] = [self._record(store, gid, grain) for gid, grain in rows]
-                if rows:
-                    position = rows[-1][0]
-                more = len(rows) == batch_size
-                yield Page(items, str(position) if more else None)
-                if not more:
-                    return
+
+            def fetch(after: int) -> tuple[list[int], list[MemoryRecord | Reject]]:
+                rows = store.scan(after=after, limit=batch_size)
+                return [gid for gid, _ in rows], [self._record(store, gid, grain) for gid, grain in rows]
+
+            yield from keyset_pages(fetch, position, batch_size)
 
     def _record(self, store: Any, gid: int, grain: Grain) -> MemoryRecord | Reject:
         try:

@@ -21,8 +21,8 @@ The SQLite module must be able to load extensions. Python's ``sqlite3`` can when
 built so; where it cannot (pyenv and some distributions build without it), the connector uses
 ``pysqlite3`` (the ``pysqlite3-binary`` wheel), which can.
 
-The row layout (``record_row`` and ``row_record``) is shared with the DuckDB and FAISS
-connectors: their tables hold the same columns.
+The row layout (``record_row`` and ``row_record``, in ``_rows.py``) is shared with the DuckDB
+and FAISS connectors: their tables hold the same columns.
 """
 
 from __future__ import annotations
@@ -36,51 +36,22 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .._json import dumps_exact, loads_exact
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
-from ._payload import PayloadLayout, json_exact
+from ._payload import PayloadLayout
+from ._rows import TEXT_COLUMNS, keyset_pages, layout_for, query_hits, quote, record_row, row_record
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
 
 __all__ = ["SqliteVecConnector", "layout_for", "record_row", "row_record", "sqlite_module"]
 
 _METRICS = {"cosine": "cosine", "euclidean": "l2", "manhattan": "l1"}
-_TEXT_COLUMNS = ("text", "content", "document", "page_content")
 _META_TABLE = "vex_layout"
 _FLOAT_COLUMN = re.compile(r"^\+?\s*\"?([^\s\"]+)\"?\s+float\[(\d+)\](.*)$", re.IGNORECASE | re.DOTALL)
 _KNN_LIMIT = 4096
 """The largest ``k`` sqlite-vec's KNN query takes."""
 _METRIC_OPTION = re.compile(r"distance_metric\s*=\s*(\w+)", re.IGNORECASE)
-
-
-def layout_for(store: str) -> PayloadLayout:
-    """The payload rules of the SQL-table stores: metadata as JSON text (every JSON-exact value
-    native), the rest in ``vex``; text and namespace have columns of their own."""
-    return PayloadLayout(store, text_key=None, namespace_key=None, native=json_exact, vex_as_text=True)
-
-
-def record_row(layout: PayloadLayout, record: MemoryRecord) -> tuple[str | None, str]:
-    """The ``metadata`` and ``vex`` columns of a record (JSON text, exact: integers beyond 64
-    bits, -0.0 and reserved keys go to ``vex``, which wins on read)."""
-    packed = layout.pack(record)
-    vex = packed.pop("_vex")
-    return (dumps_exact(packed) if record.metadata is not None else None), vex
-
-
-def row_record(layout: PayloadLayout, *, store_id: str, namespace: str | None, text: str | None,
-               metadata: str | None, vex: str | None, vectors: dict[str, bytes]) -> MemoryRecord | Reject:
-    """The record a row of an own table describes, or a ``bad_row`` Reject."""
-    try:
-        payload = loads_exact(metadata) if metadata else {}
-        if not isinstance(payload, dict):
-            raise ValueError("the metadata column is not a JSON object")
-        payload["_vex"] = vex
-        record = layout.unpack(payload, store_id=store_id, vectors=vectors, namespace=namespace)
-    except (ValueError, orjson.JSONDecodeError) as err:
-        return Reject(reason="bad_row", detail=str(err), id=store_id, namespace=namespace)
-    return record.replace(text=text)
 
 
 def sqlite_module() -> Any:
@@ -98,10 +69,6 @@ def sqlite_module() -> Any:
         # this Python's sqlite3 cannot load extensions: pysqlite3-binary (in the extra) can
         raise MissingDependencyError("sqlite-vec", "pysqlite3", "sqlite-vec") from None
     return pysqlite
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _vec_table(table: str, name: str) -> str:
@@ -226,7 +193,7 @@ class SqliteVecConnector(AtPath, Connector):
     def count(self) -> int | None:
         self._readable()
         with self.translated("count"):
-            return int(self.conn().execute(f"SELECT count(*) FROM {_quote(self.table)}").fetchone()[0])
+            return int(self.conn().execute(f"SELECT count(*) FROM {quote(self.table)}").fetchone()[0])
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return self._readable().spaces()
@@ -235,23 +202,21 @@ class SqliteVecConnector(AtPath, Connector):
         shape = self._readable()
         position = int(after) if after else None
         layout = layout_for(self.name)
-        while True:
+
+        def fetch(after: int | None) -> tuple[list[int | None], list[MemoryRecord | Reject]]:
             with self.translated("read"):
-                rows = self._page(shape, position, batch_size)
+                rows = self._page(shape, after, batch_size)
                 items = self._own_items(shape, rows, layout) if shape.own else self._foreign_items(
                     shape, rows, layout)
-            if rows:
-                position = rows[-1][0]
-            more = len(rows) == batch_size
-            yield Page(items, str(position) if more else None)
-            if not more:
-                return
+            return [row[0] for row in rows], items
+
+        yield from keyset_pages(fetch, position, batch_size)
 
     def _page(self, shape: _Shape, after: int | None, size: int) -> list[Any]:
         columns = ("id, namespace, text, metadata, vex" if shape.own else
-                   ", ".join(_quote(c) for c in [*shape.vectors.values(), *shape.columns]))
+                   ", ".join(quote(c) for c in [*shape.vectors.values(), *shape.columns]))
         where = "" if after is None else f"WHERE rowid > {int(after)}"
-        sql = f"SELECT rowid, {columns} FROM {_quote(self.table)} {where} ORDER BY rowid LIMIT {int(size)}"
+        sql = f"SELECT rowid, {columns} FROM {quote(self.table)} {where} ORDER BY rowid LIMIT {int(size)}"
         return list(self.conn().execute(sql).fetchall())
 
     def _own_items(self, shape: _Shape, rows: list[Any],
@@ -261,7 +226,7 @@ class SqliteVecConnector(AtPath, Connector):
             marks = ",".join("?" * len(rows))
             for name, vec_table in shape.vectors.items():
                 for rowid, blob in self.conn().execute(
-                        f"SELECT rowid, embedding FROM {_quote(vec_table)} WHERE rowid IN ({marks})",
+                        f"SELECT rowid, embedding FROM {quote(vec_table)} WHERE rowid IN ({marks})",
                         [r[0] for r in rows]):
                     vectors.setdefault(rowid, {})[name] = bytes(blob)
         return [row_record(layout, store_id=rid, namespace=ns, text=text, metadata=meta, vex=vex,
@@ -272,7 +237,7 @@ class SqliteVecConnector(AtPath, Connector):
                        layout: PayloadLayout) -> list[MemoryRecord | Reject]:
         items: list[MemoryRecord | Reject] = []
         names = list(shape.vectors)
-        text_column = next((c for c in _TEXT_COLUMNS if c in shape.columns), None)
+        text_column = next((c for c in TEXT_COLUMNS if c in shape.columns), None)
         for row in rows:
             vectors = {n: bytes(v) for n, v in zip(names, row[1:1 + len(names)], strict=True)
                        if v is not None}
@@ -307,27 +272,18 @@ class SqliteVecConnector(AtPath, Connector):
     def _knn(self, shape: _Shape, target: str, blob: bytes, k: int, layout: PayloadLayout) -> list[QueryHit]:
         conn = self.conn()
         if not shape.own:  # a foreign vec0 table: the column is the vector, the rowid the id
-            found = conn.execute(f"SELECT rowid, distance FROM {_quote(self.table)} WHERE {_quote(target)}"
+            found = conn.execute(f"SELECT rowid, distance FROM {quote(self.table)} WHERE {quote(target)}"
                                  f" MATCH ? AND k = ? ORDER BY distance", (blob, k)).fetchall()
             return [QueryHit(str(rowid), float(distance)) for rowid, distance in found]
-        found = conn.execute(f"SELECT rowid, distance FROM {_quote(target)} WHERE embedding MATCH ?"
+        found = conn.execute(f"SELECT rowid, distance FROM {quote(target)} WHERE embedding MATCH ?"
                              " AND k = ? ORDER BY distance", (blob, k)).fetchall()
         if not found:
             return []
         marks = ",".join("?" * len(found))
         rows = {row[0]: row[1:] for row in conn.execute(
-            f"SELECT rowid, id, namespace, text, metadata, vex FROM {_quote(self.table)}"
+            f"SELECT rowid, id, namespace, text, metadata, vex FROM {quote(self.table)}"
             f" WHERE rowid IN ({marks})", [r[0] for r in found])}
-        hits: list[QueryHit] = []
-        for rowid, distance in found:
-            if rowid not in rows:
-                continue
-            rid, ns, text, meta, vex = rows[rowid]
-            item = row_record(layout, store_id=rid, namespace=ns, text=text, metadata=meta, vex=vex,
-                              vectors={})
-            if isinstance(item, MemoryRecord):
-                hits.append(QueryHit(item.id, float(distance), item.namespace))
-        return hits
+        return query_hits(layout, found, rows)
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
@@ -375,13 +331,13 @@ class SqliteVecWriter(StoreWriter):
         conn = self.connector.conn(create=True)
         with self.connector.translated("create table"):
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(f"CREATE TABLE {_quote(table)} (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+            conn.execute(f"CREATE TABLE {quote(table)} (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL,"
                          " namespace TEXT, text TEXT, metadata TEXT, vex TEXT, created_at INTEGER,"
                          " updated_at INTEGER)")
-            conn.execute(f"CREATE INDEX {_quote(table + '_key')} ON {_quote(table)} (id, namespace)")
+            conn.execute(f"CREATE INDEX {quote(table + '_key')} ON {quote(table)} (id, namespace)")
             for name, vec_table in vectors.items():
                 store_metric = metric_for(self.connector.name, metrics[name], _METRICS)
-                conn.execute(f"CREATE VIRTUAL TABLE {_quote(vec_table)} USING vec0(embedding"
+                conn.execute(f"CREATE VIRTUAL TABLE {quote(vec_table)} USING vec0(embedding"
                              f" float[{int(wanted[name].dims or 0)}] distance_metric={store_metric})")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {_META_TABLE} (tbl TEXT PRIMARY KEY, layout TEXT)")
             conn.execute(f"INSERT INTO {_META_TABLE} VALUES (?, ?)", (table, orjson.dumps({
@@ -401,7 +357,7 @@ class SqliteVecWriter(StoreWriter):
         its vec0 rows, so a retried batch leaves one copy."""
         assert self.shape is not None
         rejects: list[Reject] = []
-        table = _quote(self.connector.table)
+        table = quote(self.connector.table)
         conn = self.connector.conn()
         with self.connector.translated("write"):
             conn.execute("BEGIN IMMEDIATE")
@@ -424,13 +380,13 @@ class SqliteVecWriter(StoreWriter):
                                      " vex = ?, created_at = ?, updated_at = ? WHERE rowid = ?",
                                      (*values, rowid))
                         for vec_table in self.shape.vectors.values():
-                            conn.execute(f"DELETE FROM {_quote(vec_table)} WHERE rowid = ?", (rowid,))
+                            conn.execute(f"DELETE FROM {quote(vec_table)} WHERE rowid = ?", (rowid,))
                     else:
                         rowid = conn.execute(f"INSERT INTO {table} (id, namespace, text, metadata, vex,"
                                              " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                              values).lastrowid
                     for name, vec in record.vectors.items():
-                        conn.execute(f"INSERT INTO {_quote(self.shape.vectors[name])} (rowid, embedding)"
+                        conn.execute(f"INSERT INTO {quote(self.shape.vectors[name])} (rowid, embedding)"
                                      " VALUES (?, ?)", (rowid, vec.data))
                 conn.execute("COMMIT")
             except BaseException:
