@@ -354,7 +354,7 @@ def test_a_cartridge_names_the_checks_its_read_made(tmp_path: Path, started: lis
     vexchange.migrate(source, cartridge)
     _, overview = get(start(started, cartridge), "/api/overview")
     assert overview["checks"] == {"read_checks": ["content ids"], "manifest": None,
-                                  "bytes": cartridge.stat().st_size}
+                                  "bytes": cartridge.stat().st_size, "unverified": None}
 
 
 def test_a_record_by_id_alone(small: Path, started: list[UIServer]) -> None:
@@ -404,3 +404,19 @@ def test_umap_only_where_installed(small: Path, started: list[UIServer]) -> None
     else:
         _, projected = get(ui, "/api/map?method=umap")
         assert projected["method"] == "umap" and len(projected["xy"]) == 2 * projected["points"]
+
+
+def test_a_file_that_fails_its_checksum_is_shown_as_read_and_said_so(small: Path,
+                                                                      started: list[UIServer]) -> None:
+    with small.open("ab") as fh:  # changed after it was written: the sidecar's checksum no longer holds
+        fh.write(b'{"id": "added-later", "text": "not in the checksum"}\n')
+    with pytest.raises(vexchange.errors.IntegrityError):
+        vexchange.inspect(small)
+    ui = start(started, small)
+    _, overview = get(ui, "/api/overview")
+    assert "checksum" in overview["checks"]["unverified"]
+    assert overview["inspect"]["sidecar"]["status"] == "mismatch"
+    unchecked = vexchange.open_store(small)
+    unchecked.verify_reads = False
+    assert overview["inspect"] == msgspec.to_builtins(vexchange.inspect(unchecked))
+    assert overview["inspect"]["records"] == 301

@@ -106,7 +106,8 @@ class Inspector:
                     self._manifest = verify_pack(self.pack)
                 except VexError as err:
                     self._manifest = {"ok": False, "problems": [str(err)]}
-        return {"read_checks": list(self.read_checks), "manifest": self._manifest, "bytes": self._size()}
+        return {"read_checks": list(self.read_checks), "manifest": self._manifest, "bytes": self._size(),
+                "unverified": None if self.scan is None else self.scan.unverified}
 
     def _size(self) -> int | None:
         """The location's size on disk: a file's, or a directory's files' (a VectorPack)."""

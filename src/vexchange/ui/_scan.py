@@ -22,7 +22,7 @@ from .._time import format_timestamp
 from ..api import Location, open_store
 from ..checks import inspect
 from ..connectors._base import Connector, Page, Reject
-from ..errors import VexError
+from ..errors import IntegrityError, VexError
 from ..record import MemoryRecord
 from ..results import InspectReport
 
@@ -49,6 +49,8 @@ class Scan:
         self.state = "scanning"
         self.error: str | None = None
         self.exception: VexError | None = None
+        self.unverified: str | None = None
+        """Why the read checks failed (the data is then shown as read, without them), else None."""
         """The error that failed the scan, when it is one of vexchange's (a missing file, a
         refused URL): ``serve`` raises it when the scan fails at once, before any page is open."""
         self.seen = 0
@@ -89,8 +91,15 @@ class Scan:
                 self.expected = store.count()
             except Exception:  # a count is only for the progress bar: the scan goes on without it
                 self.expected = None
-            _tee(store, self._observe)
-            report = inspect(store)
+            try:
+                report = self._inspect(store)
+            except IntegrityError as err:
+                # what the format records does not match (a sidecar's checksum, a footer): the
+                # page still shows the data, read again without the checks, and says so
+                self.unverified = str(err)
+                store = open_store(self.location)
+                store.verify_reads = False
+                report = self._inspect(store)
             with self._lock:
                 self.report = report
                 self.state = "ready"
@@ -102,6 +111,12 @@ class Scan:
             self.error, self.state = f"{type(err).__name__}: {err}", "failed"
         finally:
             self.seconds = time.monotonic() - self.started
+
+    def _inspect(self, store: Connector) -> InspectReport:
+        self.seen, self.sample, self.rejects = 0, [], []
+        self._grain, self._buckets, self._rng = 0, Counter(), random.Random(0)
+        _tee(store, self._observe)
+        return inspect(store)
 
     def _observe(self, items: list[MemoryRecord | Reject]) -> None:
         if self._stop.is_set():

@@ -132,7 +132,9 @@ async function viewOverview(view) {
         sidecar.imported_to ? "  imported to " + sidecar.imported_to : ""] :
         el("span", { class: "muted", text: "no sidecar for this kind of location" })),
       o.checks.read_checks.length ? el("p", { id: "ov-read-checks" }, "checked while scanned: ",
-        el("b", { class: "ok", text: o.checks.read_checks.join(", ") + ": ok" })) : null,
+        o.checks.unverified ? [el("b", { class: "bad", text: o.checks.read_checks.join(", ") + ": FAILED" }),
+          el("pre", { text: o.checks.unverified + "\nEverything below is the data as read, without the checks." })] :
+          el("b", { class: "ok", text: o.checks.read_checks.join(", ") + ": ok" })) : null,
       o.checks.manifest ? el("p", { id: "ov-manifest" }, "pack manifest and hashes: ",
         el("b", { class: o.checks.manifest.ok ? "ok" : "bad", text: o.checks.manifest.ok ? "verified" : "problems" }),
         o.checks.manifest.problems.length ? el("pre", { text: o.checks.manifest.problems.join("\n") }) : null) : null),
