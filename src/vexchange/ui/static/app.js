@@ -406,8 +406,10 @@ function diffSection(d) {
   if (d.state === "running") return put(section, el("p", { text: "verify is running..." }));
   if (d.state === "failed") return put(section, el("p", { class: "bad", text: d.error }));
   const check = d.report.checks.find((c) => c.check === "against");
-  put(section, el("p", {}, el("b", { id: "diff-ok", class: d.report.ok ? "ok" : "bad", text: d.report.ok ? "identical" : "different" }),
+  put(section, el("p", {}, el("b", { id: "diff-ok", class: check.ok ? "ok" : "bad", text: check.ok ? "identical" : "different" }),
     el("span", { class: "mono", text: "  " + d.report.target + "  against  " + check.source })),
+  el("p", { class: "muted", id: "diff-checks", text: "vex verify: " + d.report.checks.map((c) => c.check + " " +
+    (c.ok ? "ok" : "failed") + (c.status ? " (" + c.status + ")" : "")).join(", ") }),
   table(["matched", "normalised", "rounded", "missing", "changed", "extra", "source unreadable", "target unreadable"].map((x) => "#" + x),
     [el("tr", {}, [check.matched, check.normalised, check.rounded, check.missing, check.changed, check.extra, check.source_unreadable,
       check.target_unreadable].map((v, i) => el("td", { class: "num", id: "diff-" + ["matched", "normalised", "rounded", "missing", "changed", "extra", "su", "tu"][i], text: fmt(v) })))]));
