@@ -6,21 +6,18 @@ from one vector store behind Mem0 to the other), and read back with Mem0's own `
 ``history`` and ``search`` and with the vector store's own client for the raw vectors.
 
 Mem0's embedder is its own OpenAI embedder pointed at a tiny OpenAI-compatible embeddings
-server on 127.0.0.1 (started here): deterministic vectors, no model, no network. Each vector
-is a float32 unit vector of exact values (three components of +-0.5 and four of +-0.25), so
-Qdrant's cosine normalisation keeps it bit for bit and "same bits" is a strict check.
+server on 127.0.0.1 (vexchange.testing.embed_server, started here): deterministic vectors, no
+model, no network. Each vector is a float32 unit vector of exact values (three components of
++-0.5 and four of +-0.25), so Qdrant's cosine normalisation keeps it bit for bit and "same
+bits" is a strict check.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,51 +34,20 @@ from vexchange.connectors._base import Reject  # noqa: E402
 from vexchange.connectors._registry import open_store  # noqa: E402
 from vexchange.connectors import _registry  # noqa: E402
 from vexchange.errors import UsageError  # noqa: E402
+from vexchange.testing.embed_server import embeddings_server, hash_embedding  # noqa: E402
 
 DIMS = 16
 PROBES = ["I like jasmine tea", "My dog is Rex", "the meeting is on Friday", "tea", "Rex"]
 
 
 def _embedding(text: str) -> np.ndarray:
-    digest = hashlib.sha256(text.encode()).digest()
-    places = list(dict.fromkeys(b % DIMS for b in digest))[:7]
-    vec = np.zeros(DIMS, dtype="<f4")
-    for n, place in enumerate(places):
-        vec[place] = (0.5 if n < 3 else 0.25) * (1 if digest[8 + n] & 1 else -1)
-    return vec
-
-
-class _Embeddings(BaseHTTPRequestHandler):
-    """POST /v1/embeddings as OpenAI answers it (base64 float32 when asked, as the SDK asks)."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
-        as_b64 = body.get("encoding_format") == "base64"
-        data = [{"object": "embedding", "index": n,
-                 "embedding": base64.b64encode(_embedding(t).tobytes()).decode() if as_b64
-                 else _embedding(t).tolist()} for n, t in enumerate(texts)]
-        out = json.dumps({"object": "list", "data": data, "model": "hash",
-                          "usage": {"prompt_tokens": 0, "total_tokens": 0}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    return hash_embedding(text, DIMS)
 
 
 @pytest.fixture(scope="module")
 def embed_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Embeddings)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with embeddings_server(_embedding) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True, scope="module")

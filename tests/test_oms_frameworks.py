@@ -11,15 +11,11 @@ pointed at a local OpenAI-compatible server (as tests/test_mem0.py), LangGraph's
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +41,16 @@ from vexchange.oms.memory import typed_fields  # noqa: E402
 from vexchange.oms.tools import decode_grains, encode_grains  # noqa: E402
 from vexchange.record import MemoryRecord  # noqa: E402
 from vexchange.testing.conformance import read_all  # noqa: E402
+from vexchange.testing.embed_server import embeddings_server, hash_embedding  # noqa: E402
 
 DIMS = 16
 SAMPLE = Path(__file__).parent / "data" / "letta" / "sample.af"
 
 
 def embedding(text: str) -> np.ndarray:
-    """Deterministic float32 unit vectors of exact values (as tests/test_mem0.py): three
-    components of +-0.5 and four of +-0.25, so cosine normalisation keeps them bit for bit."""
-    digest = hashlib.sha256(text.encode()).digest()
-    places = list(dict.fromkeys(b % DIMS for b in digest))[:7]
-    vec = np.zeros(DIMS, dtype="<f4")
-    for n, place in enumerate(places):
-        vec[place] = (0.5 if n < 3 else 0.25) * (1 if digest[8 + n] & 1 else -1)
-    return vec
+    """Deterministic float32 unit vectors of exact values (as tests/test_mem0.py), so cosine
+    normalisation keeps them bit for bit."""
+    return hash_embedding(text, DIMS)
 
 
 def embed_many(texts: list[str]) -> list[list[float]]:
@@ -66,37 +58,10 @@ def embed_many(texts: list[str]) -> list[list[float]]:
     return [embedding(str(t)).tolist() for t in texts]
 
 
-class _Embeddings(BaseHTTPRequestHandler):
-    """POST /v1/embeddings as OpenAI answers it (base64 float32 when asked, as the SDK asks)."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
-        as_b64 = body.get("encoding_format") == "base64"
-        data = [{"object": "embedding", "index": n,
-                 "embedding": base64.b64encode(embedding(t).tobytes()).decode() if as_b64
-                 else embedding(t).tolist()} for n, t in enumerate(texts)]
-        out = json.dumps({"object": "list", "data": data, "model": "hash",
-                          "usage": {"prompt_tokens": 0, "total_tokens": 0}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def embed_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Embeddings)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with embeddings_server(embedding) as url:
+        yield url
 
 
 def mem0_memory(directory: Path, url: str) -> Any:
