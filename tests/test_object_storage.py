@@ -100,8 +100,8 @@ def _export(tmp_path: Path, records: list[Any], target: str, **options: Any) -> 
                    **options)
 
 
-@pytest.mark.parametrize("connector", ["parquet", "pinecone-bulk", "milvus-bulk"])
-def test_the_tricky_corpus_round_trips_through_s3(tmp_path: Path, aws_env: dict[str, str],
+@pytest.mark.parametrize("connector", ["parquet", "pinecone-bulk", "milvus-bulk", "vdf"])
+def test_the_tricky_corpus_round_trips_through_s3(tmp_path: Path, aws_env: dict[str, str], s3: MotoServer,
                                                   connector: str) -> None:
     """Every Arrow connector to S3 and back: what it holds comes back exactly, and what it
     refuses is refused by name, the same as on a local disk."""
@@ -111,6 +111,7 @@ def test_the_tricky_corpus_round_trips_through_s3(tmp_path: Path, aws_env: dict[
     receipt = _export(tmp_path, records, f"{connector}:s3://{BUCKET}/tricky-{connector}")
     assert receipt.counts == local.counts
     assert receipt.target["location"] == f"s3://{BUCKET}/tricky-{connector}"
+    assert not keys(s3, f"tricky-{connector}.partial") and not keys(s3, f"tricky-{connector}.staging")
     want = read_all(f"{connector}://{tmp_path}/local")
     got = read_all(f"{connector}:s3://{BUCKET}/tricky-{connector}")
     assert got.keys() == want.keys()
@@ -168,6 +169,24 @@ def test_foreign_parquet_in_a_bucket_reads(tmp_path: Path, aws_env: dict[str, st
     assert got[(None, "r5")].metadata == {"label": "x"}
 
 
+def test_a_vdf_rerun_on_s3_replaces_it_and_a_cut_short_one_is_refused(
+        tmp_path: Path, aws_env: dict[str, str], s3: MotoServer) -> None:
+    """VDF's completion mark is ``VDF_META.json`` (what vdf-io reads first): copied last; an
+    output without it beside a ``.partial`` holding one is refused, and a rerun replaces it."""
+    records = list(sample_records(20, dims=4, seed=6))
+    target = f"vdf:s3://{BUCKET}/vdf-out"
+    _export(tmp_path, records, target)
+    _export(tmp_path, records[:5], target)
+    assert len(read_all(target)) == 5
+    fs = bucket(s3)
+    fs.copy_file(f"{BUCKET}/vdf-out/VDF_META.json", f"{BUCKET}/vdf-out.partial/VDF_META.json")
+    fs.delete_file(f"{BUCKET}/vdf-out/VDF_META.json")
+    with pytest.raises(UsageError, match="unfinished"):
+        read_all(target)
+    _export(tmp_path, records, target)
+    assert len(read_all(target)) == 20 and not keys(s3, "vdf-out.partial")
+
+
 def test_a_memory_url_through_fsspec(tmp_path: Path) -> None:
     """Any fsspec URL works the same way (``memory://`` here: fsspec's own file system)."""
     pytest.importorskip("fsspec")
@@ -181,8 +200,7 @@ def test_a_memory_url_through_fsspec(tmp_path: Path) -> None:
 _CHILD = textwrap.dedent("""
     import os, sys
     import pyarrow.parquet as pq
-    from vexchange import open_store
-from vexchange.api import migrate
+    from vexchange.api import migrate
     from vexchange.connectors import _arrow
 
     where, after = sys.argv[1], int(sys.argv[2])

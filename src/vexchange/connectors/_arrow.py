@@ -104,7 +104,7 @@ class Files:
         finally:
             os.close(fd)
 
-    def publish(self, partial: Path, root: Path) -> None:
+    def publish(self, partial: Path, root: Path, manifest: str = MANIFEST) -> None:
         """Put the finished ``partial`` directory in place of ``root``: an earlier output of
         ours is moved aside first and removed after, so one rename makes the output appear."""
         old = root.with_name(root.name + ".old")
@@ -114,11 +114,11 @@ class Files:
         self.rename(partial, root)
         self.remove_tree(old)
 
-    def unfinished(self, root: Path) -> bool:
+    def unfinished(self, root: Path, manifest: str = MANIFEST) -> bool:
         """Whether ``root`` is an output of ours whose completion was cut short: it has no
         manifest while its ``.partial`` has one (only possible where a rename is not atomic)."""
-        return (not self.atomic_rename and not self.exists(root / MANIFEST)
-                and self.exists(root.with_name(root.name + ".partial") / MANIFEST))
+        return (not self.atomic_rename and not self.exists(root / manifest)
+                and self.exists(root.with_name(root.name + ".partial") / manifest))
 
 
 class ObjectFiles(Files):
@@ -205,18 +205,18 @@ class ObjectFiles(Files):
     def sync(self, path: Path) -> None:
         """Nothing to do: an object is durable once its upload completed."""
 
-    def publish(self, partial: Path, root: Path) -> None:
+    def publish(self, partial: Path, root: Path, manifest: str = MANIFEST) -> None:
         """Copy each finished object into ``root`` (server-side on S3), the manifest last;
         ``root``'s earlier manifest goes first and its other objects after, so at no time does
         ``root`` hold a manifest beside objects of another run. ``partial`` goes at the end."""
-        if self.exists(root / MANIFEST):
-            self.fs.delete_file((root / MANIFEST).as_posix())
+        if self.exists(root / manifest):
+            self.fs.delete_file((root / manifest).as_posix())
         self.remove_tree(root)
-        objects = [p for p in self._all(partial) if p.relative_to(partial).as_posix() != MANIFEST]
+        objects = [p for p in self.all_files(partial) if p.relative_to(partial).as_posix() != manifest]
         try:
             for path in objects:
                 self.publish_one(path, root / path.relative_to(partial))
-            self.publish_one(partial / MANIFEST, root / MANIFEST)
+            self.publish_one(partial / manifest, root / manifest)
         except OSError as err:
             raise CodecError(f"cannot complete {self.location(root)}: {err}",
                              hint="run it again: the finished files wait in "
@@ -227,7 +227,7 @@ class ObjectFiles(Files):
         """One object copied into place (server-side where the store can)."""
         self.fs.copy_file(src.as_posix(), dst.as_posix())
 
-    def _all(self, root: Path) -> list[Path]:
+    def all_files(self, root: Path) -> list[Path]:
         import pyarrow.fs as pafs
 
         infos = self.fs.get_file_info(pafs.FileSelector(root.as_posix(), recursive=True,
@@ -260,9 +260,9 @@ class AtFiles(AtPath):
         return None if isinstance(self.io, ObjectFiles) else self.path
 
 
-def finished_root(io: Files, root: Path) -> None:
+def finished_root(io: Files, root: Path, manifest: str = MANIFEST) -> None:
     """Refuse to read an output of ours whose completion was cut short (object storage)."""
-    if io.unfinished(root):
+    if io.unfinished(root, manifest):
         raise UsageError(f"{io.location(root)} is an unfinished vexchange output: the run that wrote it"
                          " stopped while completing it, so it is not read",
                          hint="run the write again (or --resume it) to complete it")

@@ -34,9 +34,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .._objectstore import OPTIONS as OBJECT_OPTIONS
+from .._objectstore import is_url, open_url
 from ..errors import DecodeError, UsageError
 from ..record import MemoryRecord, Vector
 from ..spec import StoreSpec
+from ._arrow import ObjectFiles, finished_root
 from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
 from ._payload import VEX_KEY, PayloadLayout
 from .vmig import LastBatch
@@ -137,6 +140,19 @@ class DirectoryOutput:
         except OSError as err:
             raise UsageError(f"cannot write {path}: {err.strerror}") from None
 
+    def files(self) -> Files:
+        return Files(self.work.resolve())
+
+    def cut_back(self, keep: set[str]) -> None:
+        """Resumed: only the files ``keep`` names stay (and no manifest)."""
+        (self.work / META).unlink(missing_ok=True)
+        for found in sorted(self.work.rglob("*"), reverse=True):
+            rel = found.relative_to(self.work).as_posix()
+            if found.is_file() and rel not in keep:
+                found.unlink()
+            elif found.is_dir() and not any(found.iterdir()):
+                found.rmdir()
+
     def commit(self) -> None:
         old = self.path.with_name(self.path.name + ".old")
         if old.exists():
@@ -146,6 +162,43 @@ class DirectoryOutput:
         os.replace(self.work, self.path)
         if old.exists():
             shutil.rmtree(old)
+
+
+class ObjectOutput:
+    """``DirectoryOutput`` in object storage: built under the ``<path>.partial`` prefix, then
+    completed by copying its objects into place with ``VDF_META.json`` last (the file vdf-io
+    and vexchange read first, so without it the directory is not a VDF); an earlier output's
+    manifest goes first. An output cut short while completing has no manifest while its
+    ``.partial`` has one: readers refuse it, and the next run replaces it."""
+
+    def __init__(self, io: ObjectFiles, path: Path, *, resume: dict[str, Any] | None) -> None:
+        self.io, self.path = io, path
+        self.work = path.with_name(path.name + ".partial")
+        cut_short = io.unfinished(path, META)
+        if io.exists(path) and not cut_short and not io.exists(path / META):
+            raise UsageError(f"cannot write {io.location(path)}: it exists and is not a directory this"
+                             " format wrote", hint="choose a new prefix")
+        if resume is not None:
+            return
+        if cut_short:
+            io.remove_tree(path)
+        io.remove_tree(self.work)
+
+    def files(self) -> Files:
+        return Files(self.work.as_posix(), self.io.fs)
+
+    def cut_back(self, keep: set[str]) -> None:
+        self.io.remove_tree(self.work / META)
+        have = {p.relative_to(self.work).as_posix() for p in self.io.all_files(self.work)}
+        if not keep <= have:
+            raise UsageError(f"cannot resume: {self.io.location(self.work)} lacks files the checkpoint"
+                             " counts",
+                             hint="run the same command again without --resume")
+        for rel in sorted(have - keep):
+            self.io.remove_tree(self.work / rel)
+
+    def commit(self) -> None:
+        self.io.publish(self.work, self.path, META)
 
 
 def _all_parquet(directory: Path) -> bool:
@@ -168,7 +221,7 @@ def vector_table_spaces(spaces: dict[str, VectorSpace], batch: list[MemoryRecord
 
 class VdfConnector(AtPath, Connector):
     name = "vdf"
-    url_options = frozenset({"index"})
+    url_options = frozenset({"index"}) | OBJECT_OPTIONS
     takes_path = True
     extra = "vdf"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,
@@ -179,22 +232,35 @@ class VdfConnector(AtPath, Connector):
         super().__init__(spec)
         if not spec.path:
             raise UsageError("vdf needs a directory: vdf:///path/dir")
-        self.path = Path(spec.path)
+        self.objects: ObjectFiles | None = None
+        if is_url(spec.path):
+            self.objects = ObjectFiles(open_url(spec.path, secret=spec.secret, params=spec.params))
+            self.path = Path(self.objects.where.path)
+        else:
+            self.path = Path(spec.path)
         self.index = spec.params.get("index")
         if self.index is not None and not _INDEX.fullmatch(self.index):
             raise UsageError(f"?index={self.index!r}: an index name is a directory name (letters,"
                              " digits, '_', '.', '-')")
 
     def describe(self) -> dict[str, Any]:
-        where = str(self.path.resolve())
+        where = self.objects.location(self.path) if self.objects else str(self.path.resolve())
         return {"connector": "vdf", "location": f"{where}#{self.index}" if self.index else where}
 
+    def run_files_base(self) -> Path | None:
+        """Beside a local directory; in the working directory for object storage."""
+        return None if self.objects else self.path
+
     def files(self) -> Files:
+        if self.objects is not None:
+            return Files(self.path.as_posix(), self.objects.fs)
         return Files(self.path.resolve())
 
     def manifest(self) -> dict[str, Any]:
-        if not self.path.is_dir():
-            raise UsageError(f"there is no VDF directory at {self.path}")
+        if self.objects is not None:
+            finished_root(self.objects, self.path, META)
+        if not self.files().is_dir(""):
+            raise UsageError(f"there is no VDF directory at {self.describe()['location']}")
         try:
             meta = orjson.loads(self.files().read_bytes(META))
         except FileNotFoundError:
@@ -450,24 +516,20 @@ class VdfWriter(Writer):
         self.columns: dict[str, str] | None = state.get("columns")
         self.dims: dict[str, int] = dict(state.get("dims") or {})
         self.parts: dict[str, dict[str, Any]] = dict(state.get("parts") or {})
-        self.out = None if dry_run else DirectoryOutput(store.path, resume=resume, is_ours=_is_vdf)
+        self.out: DirectoryOutput | ObjectOutput | None = None
+        if not dry_run:
+            self.out = (ObjectOutput(store.objects, store.path, resume=resume) if store.objects else
+                        DirectoryOutput(store.path, resume=resume, is_ours=_is_vdf))
         if self.out is not None and resume is not None:
             self._cut_back()
-        self.files = Files(self.out.work.resolve()) if self.out is not None else None
+        self.files = self.out.files() if self.out is not None else None
         self.held: LastBatch[MemoryRecord] = LastBatch(self._release)
 
     def _cut_back(self) -> None:
         """Resumed: only the files the checkpoint counted stay (and no manifest)."""
         assert self.out is not None
-        (self.out.work / META).unlink(missing_ok=True)
-        keep = {f"{self.index}/{p['dir']}/{k}.parquet" for p in self.parts.values()
-                for k in range(1, p["files"] + 1)}
-        for found in sorted(self.out.work.rglob("*"), reverse=True):
-            rel = found.relative_to(self.out.work).as_posix()
-            if found.is_file() and rel not in keep:
-                found.unlink()
-            elif found.is_dir() and not any(found.iterdir()):
-                found.rmdir()
+        self.out.cut_back({f"{self.index}/{p['dir']}/{k}.parquet" for p in self.parts.values()
+                           for k in range(1, p["files"] + 1)})
 
     def target_dims(self) -> dict[str, int]:
         return dict(self.dims)
