@@ -13,8 +13,10 @@ import pytest
 from vexchange.api import migrate
 from vexchange.connectors import _registry
 from vexchange.errors import CapabilityError, UsageError
-from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
+from vexchange.testing.conformance import NativeRow, read_all, write_vmig
 from vexchange.testing.records import sample_records
+
+from ._sql_stores import EmbeddedStoreConformance, registered
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -24,11 +26,8 @@ _ROW_MISSING = NAME not in _registry._BUILTINS
 process (the killed-run test) cannot see that."""
 
 
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    if _ROW_MISSING:
-        monkeypatch.setitem(_registry._BUILTINS, NAME, _registry.Entry(
-            TARGET, NAME, ("duckdb",), suffixes=(".duckdb",), takes_path=True))
+_registered = registered(NAME, _registry.Entry(TARGET, NAME, ("duckdb",),
+                                               suffixes=(".duckdb",), takes_path=True))
 
 
 def duck_rows(location: str) -> list[NativeRow]:
@@ -44,7 +43,8 @@ def duck_rows(location: str) -> list[NativeRow]:
             for text, vec in rows]
 
 
-class TestDuckDB(ConnectorConformance):
+class TestDuckDB(EmbeddedStoreConformance):
+    row_missing = _ROW_MISSING
     same_id_in_namespaces = True
 
     @pytest.fixture
@@ -59,11 +59,6 @@ class TestDuckDB(ConnectorConformance):
     def broken_location(self, tmp_path: Path) -> str:
         (tmp_path / "a-directory").mkdir()
         return f"duckdb://{tmp_path}/a-directory"
-
-    def test_resume_after_the_process_is_killed(self, tmp_path: Path, new_location: Any) -> None:
-        if _ROW_MISSING:
-            pytest.skip("the killed run opens the target in a child process: needs the registry row")
-        super().test_resume_after_the_process_is_killed(tmp_path, new_location)
 
 
 def vss(conn: Any) -> None:

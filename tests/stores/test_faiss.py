@@ -13,8 +13,10 @@ import pytest
 from vexchange.api import migrate
 from vexchange.connectors import _registry
 from vexchange.errors import UsageError
-from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
+from vexchange.testing.conformance import NativeRow, read_all, write_vmig
 from vexchange.testing.records import sample_records
+
+from ._sql_stores import EmbeddedStoreConformance, registered
 
 faiss = pytest.importorskip("faiss")
 
@@ -24,11 +26,8 @@ _ROW_MISSING = NAME not in _registry._BUILTINS
 process (the killed-run test) cannot see that."""
 
 
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    if _ROW_MISSING:
-        monkeypatch.setitem(_registry._BUILTINS, NAME, _registry.Entry(
-            TARGET, NAME, ("faiss",), suffixes=(".faiss",), takes_path=True))
+_registered = registered(NAME, _registry.Entry(TARGET, NAME, ("faiss",),
+                                               suffixes=(".faiss",), takes_path=True))
 
 
 def faiss_rows(location: str) -> list[NativeRow]:
@@ -47,7 +46,8 @@ def faiss_rows(location: str) -> list[NativeRow]:
     return out
 
 
-class TestFaiss(ConnectorConformance):
+class TestFaiss(EmbeddedStoreConformance):
+    row_missing = _ROW_MISSING
     same_id_in_namespaces = True
     expect_normalised = True  # cosine: IndexFlatIP over unit vectors
 
@@ -63,11 +63,6 @@ class TestFaiss(ConnectorConformance):
     def broken_location(self, tmp_path: Path) -> str:
         (tmp_path / "not-an-index").write_text("a file that is no FAISS index")
         return f"faiss://{tmp_path}/not-an-index"
-
-    def test_resume_after_the_process_is_killed(self, tmp_path: Path, new_location: Any) -> None:
-        if _ROW_MISSING:
-            pytest.skip("the killed run opens the target in a child process: needs the registry row")
-        super().test_resume_after_the_process_is_killed(tmp_path, new_location)
 
 
 def test_vexchange_index_answers_faiss_search(tmp_path: Path) -> None:

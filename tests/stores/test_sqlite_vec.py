@@ -14,8 +14,10 @@ import pytest
 from vexchange.api import migrate
 from vexchange.connectors import _registry
 from vexchange.errors import CapabilityError
-from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
+from vexchange.testing.conformance import NativeRow, read_all, write_vmig
 from vexchange.testing.records import sample_records
+
+from ._sql_stores import EmbeddedStoreConformance, registered
 
 sqlite_vec = pytest.importorskip("sqlite_vec")
 
@@ -27,12 +29,7 @@ _ROW_MISSING = NAME not in _registry._BUILTINS
 process (the killed-run test) cannot see that."""
 
 
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The connector by its scheme, also before its row is in the registry's builtins."""
-    if _ROW_MISSING:
-        monkeypatch.setitem(_registry._BUILTINS, NAME, _registry.Entry(
-            TARGET, NAME, ("sqlite_vec",), takes_path=True))
+_registered = registered(NAME, _registry.Entry(TARGET, NAME, ("sqlite_vec",), takes_path=True))
 
 
 def connect(path: str) -> Any:
@@ -62,7 +59,8 @@ def vec_rows(location: str) -> list[NativeRow]:
     return [NativeRow(text, None if blob is None else bytes(blob)) for text, blob in rows]
 
 
-class TestSqliteVec(ConnectorConformance):
+class TestSqliteVec(EmbeddedStoreConformance):
+    row_missing = _ROW_MISSING
     metric = "euclidean"  # sqlite-vec has l2, cosine and l1, no inner product
     same_id_in_namespaces = True
 
@@ -78,11 +76,6 @@ class TestSqliteVec(ConnectorConformance):
     def broken_location(self, tmp_path: Path) -> str:
         (tmp_path / "a-directory").mkdir()
         return f"sqlite-vec://{tmp_path}/a-directory"
-
-    def test_resume_after_the_process_is_killed(self, tmp_path: Path, new_location: Any) -> None:
-        if _ROW_MISSING:
-            pytest.skip("the killed run opens the target in a child process: needs the registry row")
-        super().test_resume_after_the_process_is_killed(tmp_path, new_location)
 
 
 def test_vexchange_file_answers_sqlite_vec_knn(tmp_path: Path) -> None:
