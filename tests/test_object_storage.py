@@ -137,6 +137,8 @@ def test_secrets_as_flags_and_never_in_the_receipt(tmp_path: Path, s3: MotoServe
     with pytest.raises(UsageError, match="no credentials in its URL") as err:
         _export(tmp_path, records, f"parquet:s3://{ACCESS_KEY}:{SECRET_KEY}@{BUCKET}/x")
     assert SECRET_KEY not in str(err.value)
+    with pytest.raises(UsageError, match="names a bucket, not a prefix"):
+        _export(tmp_path, records, f"parquet:s3://{BUCKET}")
 
 
 def test_a_rerun_replaces_an_s3_output_and_never_a_foreign_prefix(tmp_path: Path, aws_env: dict[str, str],

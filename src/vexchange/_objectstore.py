@@ -82,6 +82,9 @@ def _s3(parts: urllib.parse.SplitResult, secret: Callable[[str], str | None],
         options: dict[str, str]) -> ObjectLocation:
     import pyarrow.fs as pafs
 
+    if not parts.path.strip("/"):  # the output's .partial and .staging are siblings of its prefix
+        raise UsageError(f"s3://{parts.netloc} names a bucket, not a prefix in it",
+                         hint=f"s3://{parts.netloc}/PREFIX")
     kwargs: dict[str, Any] = {"allow_bucket_creation": False, "allow_bucket_deletion": False}
     key, secret_key, token = (secret(name) for name in SECRETS)
     if (key is None) != (secret_key is None):

@@ -116,11 +116,11 @@ class MilvusBulkConnector(AtFiles, Connector):
     def _files(self) -> list[Path]:
         finished_root(self.io, self.path)
         if not self.io.is_dir(self.path):
-            raise UsageError(f"{self.path} is not a directory of Milvus import files")
+            raise UsageError(f"{self.io.location(self.path)} is not a directory of Milvus import files")
         found = self.io.files(self.path, ".parquet") + self.io.files(self.path, ".json")
         found = [p for p in found if p.name != "vexchange.json"]
         if not found:
-            raise UsageError(f"{self.path} holds no .parquet or .json import files")
+            raise UsageError(f"{self.io.location(self.path)} holds no .parquet or .json import files")
         return sorted(found, key=lambda p: p.relative_to(self.path).as_posix())
 
     def _folder(self, path: Path) -> str | None:

@@ -117,11 +117,11 @@ class ParquetConnector(AtFiles, Connector):
     def pages(self) -> ParquetPages:
         finished_root(self.io, self.path)
         if not self.io.exists(self.path):
-            raise UsageError(f"{self.path} does not exist")
+            raise UsageError(f"{self.io.location(self.path)} does not exist")
         if self.io.is_dir(self.path):
             files = self.io.files(self.path, ".parquet")
             if not files:
-                raise UsageError(f"{self.path} holds no .parquet files")
+                raise UsageError(f"{self.io.location(self.path)} holds no .parquet files")
             return ParquetPages(self.path, files, self.io)
         return ParquetPages(self.path.parent, [self.path], self.io)
 

@@ -147,10 +147,10 @@ class PineconeBulkConnector(AtFiles, Connector):
     def pages(self) -> ParquetPages:
         finished_root(self.io, self.path)
         if not self.io.is_dir(self.path):
-            raise UsageError(f"{self.path} is not a directory of Pinecone import files")
+            raise UsageError(f"{self.io.location(self.path)} is not a directory of Pinecone import files")
         files = [p for p in self.io.files(self.path, ".parquet") if len(p.relative_to(self.path).parts) == 2]
         if not files:
-            raise UsageError(f"{self.path} holds no <namespace>/*.parquet files")
+            raise UsageError(f"{self.io.location(self.path)} holds no <namespace>/*.parquet files")
         return ParquetPages(self.path, files, self.io)
 
     def count(self) -> int | None:
