@@ -200,7 +200,7 @@ def candidates(source_dims: int, target_dims: int) -> list[tuple[str, dict[str, 
     out += [("ridge", {"alpha": a}) for a in (0.01, 0.1, 1.0, 10.0)]
     ranks = [r for r in (8, 16, 32, 48) if r < min(source_dims, target_dims)]
     out += [("lowrank", {"alpha": a, "rank": r}) for a in (0.1, 1.0) for r in ranks]
-    out += [("mlp", {"hidden": 2 * max(source_dims, target_dims), "alpha": 0.1})]
+    out += [("mlp", {"hidden": max(source_dims, target_dims), "alpha": 0.1})]
     return out
 
 
