@@ -9,7 +9,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vexchange"
-LEVEL = {"engine": 3, "api": 4, "checks": 4, "demo": 4, "backup": 4, "convert": 4, "cli": 5, "__main__": 6}
+LEVEL = {"engine": 3, "api": 4, "checks": 4, "demo": 4, "backup": 4, "convert": 4, "plan": 4, "doctor": 4,
+         "ui": 4, "cli": 5, "__main__": 6}
 """Top-level module or package -> its level; everything else is level 1 (or the core)."""
 
 
