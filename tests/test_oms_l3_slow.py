@@ -105,10 +105,13 @@ def test_kill_minus_9_during_writes(tmp_path: Path, backend: str) -> None:
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
         assert child.stdout is not None
         assert child.stdout.readline() == b"ready\n", child.stderr.read() if child.stderr else ""
-        time.sleep(rng.uniform(0.0, 0.25))
+        # kill after a random number of acknowledged writes (0-89 of 100), whatever the
+        # machine's speed, so the kills land during the writes, at a random point of one
+        seen = b"".join(child.stdout.readline() for _ in range(rng.randrange(90)))
+        time.sleep(rng.uniform(0.0, 0.01))
         child.send_signal(signal.SIGKILL)
         out, _ = child.communicate(timeout=60)
-        lines = out.split(b"\n")[:-1]  # the last piece has no newline: never acknowledged
+        lines = (seen + out).split(b"\n")[:-1]  # the last piece has no newline: never acknowledged
         killed += b"done" not in lines
         acknowledged += [line.decode() for line in lines if line != b"done"]
         with Level3Store(path, MasterKey(KEY)) as store:
