@@ -19,7 +19,11 @@ from vexchange.engine.receipt import Receipt
 from vexchange.errors import MigrationError, UsageError
 from vexchange.sample_data import build
 
-_NOW = int(time.time())
+def _now() -> int:
+    """The time of an edit, read when the edit is made: a run marks what it read by the
+    clock at that moment, so a stamp taken when the module was collected (minutes earlier in
+    a whole suite) would fall before the previous run's mark."""
+    return int(time.time())
 
 
 def _rows(db: Path) -> list[tuple[Any, ...]]:
@@ -49,10 +53,10 @@ def _change(db: Path) -> None:
     with con:
         for i in (5, 50, 150):
             con.execute("UPDATE memories SET content = content || ' (edited)', updated_at = ?"
-                        " WHERE id = ?", (_NOW, i))
+                        " WHERE id = ?", (_now(), i))
         for i in (9001, 9002):
             con.execute("INSERT INTO memories (id, content, namespace, created_at, updated_at, vector)"
-                        " VALUES (?, ?, 'work', ?, ?, ?)", (i, f"fresh memory {i} zebra", _NOW, _NOW,
+                        " VALUES (?, ?, 'work', ?, ?, ?)", (i, f"fresh memory {i} zebra", _now(), _now(),
                                                             bytes(range(64))))
         con.execute("DELETE FROM memories WHERE id IN (7, 77)")
     con.close()
@@ -151,7 +155,7 @@ def test_a_run_killed_midway_is_caught_up_by_the_next(tmp_path: Path,
     con = sqlite3.connect(fx.path)
     original = con.execute("SELECT content, updated_at FROM memories WHERE id = 70").fetchone()
     with con:
-        con.execute("UPDATE memories SET content = 'changed', updated_at = ? WHERE id <= 150", (_NOW,))
+        con.execute("UPDATE memories SET content = 'changed', updated_at = ? WHERE id <= 150", (_now(),))
     con.close()
     write = VektorWriter.write
     calls = {"n": 0}

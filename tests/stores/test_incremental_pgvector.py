@@ -20,7 +20,11 @@ from vexchange.sample_data import build
 pytest.importorskip("psycopg")
 pytest.importorskip("pgvector")
 
-_NOW = int(time.time())
+def _now() -> int:
+    """The time of an edit, read when the edit is made: a run marks what it read by the
+    clock at that moment, so a stamp taken when the module was collected (minutes earlier in
+    a whole suite) would fall before the previous run's mark."""
+    return int(time.time())
 
 
 def _connect(server: Any) -> Any:
@@ -115,10 +119,11 @@ def test_vektor_source_into_pgvector(store_servers: Any, tmp_path: Path,
     with con:
         for i in (5, 50, 150):
             con.execute("UPDATE memories SET content = content || ' (edited)', updated_at = ? WHERE id = ?",
-                        (_NOW, i))
+                        (_now(), i))
         for i in (9001, 9002):
             con.execute("INSERT INTO memories (id, content, namespace, created_at, updated_at, vector)"
-                        " VALUES (?, ?, 'work', ?, ?, ?)", (i, f"fresh {i}", _NOW, _NOW, bytes(range(64))))
+                        " VALUES (?, ?, 'work', ?, ?, ?)",
+                        (i, f"fresh {i}", _now(), _now(), bytes(range(64))))
         con.execute("DELETE FROM memories WHERE id IN (7, 77)")
     con.close()
 
