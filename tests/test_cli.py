@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from vexchange.cli import main
+from vexchange.cli._app import COMMANDS
 from vexchange.testing.vektor_fixture import Fixture
 
 
@@ -112,3 +113,74 @@ def test_the_quick_start_demo_verifies_its_copy(tmp_path: Path,
     report = json.loads(stdout)
     assert code == 0 and report["verified"], report
     assert report["verify"]["source_unreadable"] == 1 and report["verify"]["matched"] == report["imported"]
+
+
+_CLI_MODULES = sorted({module for module, _ in COMMANDS.values()})
+
+
+def test_the_command_table_is_what_the_modules_declare() -> None:
+    """``vex --help`` lists the commands from cli/_app.py's COMMANDS without importing their
+    modules: each row must name the module that declares the command and its one-line help,
+    and every command a module of vexchange.cli declares must have its row."""
+    import importlib
+    import pkgutil
+
+    import vexchange.cli
+    from vexchange.cli._app import cli
+
+    modules = [m.name for m in pkgutil.iter_modules(vexchange.cli.__path__) if not m.name.startswith("_")]
+    assert sorted(modules) == _CLI_MODULES  # a new command module is in the table too
+    for module in modules:
+        importlib.import_module(f"vexchange.cli.{module}")
+    declared = {name: cli.commands.loaded(name) for name in cli.commands}
+    assert set(declared) == set(COMMANDS)
+    for name, (module, line) in COMMANDS.items():
+        command = declared[name]
+        assert command is not None and command.callback is not None, name
+        assert command.callback.__module__ == f"vexchange.cli.{module}", name
+        assert command.get_short_help_str(10**6) == line, name
+        assert not command.hidden and not command.deprecated, name
+
+
+@pytest.mark.parametrize("columns", ["50", "80", "200"])
+def test_the_lazy_help_is_the_help_of_every_command_loaded(columns: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def help_text(imports: str) -> str:
+        code = f"import sys\n{imports}\nfrom vexchange.cli import main\nsys.exit(main(['--help']))"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": columns})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    lazy = help_text("")
+    assert lazy == help_text("\n".join(f"import vexchange.cli.{m}" for m in _CLI_MODULES))
+    assert "Commands:" in lazy and "  migrate " in lazy
+
+
+def test_a_command_added_to_the_group_is_listed_and_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """A plugin adding its own command (``cli.add_command``) is shown and run beside the lazy ones."""
+    import click
+
+    from vexchange.cli import cli
+
+    @click.command(name="plugin-hello")
+    def hello() -> None:
+        """Say hello from a plugin."""
+        click.echo("hello")
+
+    cli.add_command(hello)
+    try:
+        code, out, _ = vex(capsys, "--help")
+        assert code == 0 and "plugin-hello  Say hello from a plugin." in out and "  export " in out
+        assert vex(capsys, "plugin-hello") == (0, "hello\n", "")
+    finally:
+        del cli.commands["plugin-hello"]
+    assert "plugin-hello" not in vex(capsys, "--help")[1]
+
+
+def test_an_unknown_command_is_a_usage_error_with_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = vex(capsys, "migrat")
+    assert code == 2 and "No such command 'migrat'" in err and "migrate" in err

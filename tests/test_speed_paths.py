@@ -41,13 +41,40 @@ def test_hazard_still_written_exactly() -> None:
     assert hasattr(vector_json(b"\0\0\0\0" * 2), "dtype")
 
 
-def test_help_imports_no_numpy() -> None:
-    """``vex --help`` starts without numpy or the engine (start-up as fast as Vex's).
-    ``vexchange.api`` may be in ``sys.modules`` as a lazy module (cli/_app.py ``lazy_module``):
-    it runs when a command first uses it, and then loads the engine."""
-    code = ("import sys\nfrom vexchange.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
-            "    pass\nheavy = [m for m in ('numpy', 'vexchange.engine.run')"
-            " if m in sys.modules]\n"
-            "print('HEAVY:' + ','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "HEAVY:"
+def _loaded_after(*args: str) -> set[str]:
+    """The modules in ``sys.modules`` after ``vex ARGS`` ran in a fresh interpreter."""
+    code = ("import sys\nfrom vexchange.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            "    pass\nprint('LOADED:' + ','.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    return set(out.strip().splitlines()[-1].removeprefix("LOADED:").split(","))
+
+
+_HEAVY = ("numpy", "vexchange.engine.run", "vexchange.connectors._registry", "vexchange.api")
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ()])
+def test_help_imports_no_numpy(args: tuple[str, ...]) -> None:
+    """``vex --help`` and ``vex --version`` (start-up as fast as Vex's) import click and the
+    command table, not one command's module, nor the spec, the errors or numpy: the lazy group
+    (cli/_app.py) imports a command's module when that command runs."""
+    loaded = _loaded_after(*args)
+    assert not {m for m in loaded if m.startswith("vexchange.cli.") and m != "vexchange.cli._app"}
+    assert not loaded & {*_HEAVY, "vexchange.spec", "vexchange.errors", "msgspec", "orjson"}
+
+
+@pytest.mark.parametrize("command", ["export", "import", "migrate", "verify", "inspect", "validate",
+                                     "connectors", "pack", "grains", "sign", "plan", "convert"])
+def test_a_commands_help_imports_only_its_module(command: str) -> None:
+    """``vex CMD --help`` imports CMD's module (and what it imports), no other command's, and
+    neither numpy nor the engine's run loop nor the API: ``vexchange.api`` may be in
+    ``sys.modules`` as a lazy module (cli/_app.py ``lazy_module``) that no attribute read ran."""
+    from vexchange.cli._app import COMMANDS
+
+    loaded = _loaded_after(command, "--help")
+    own = COMMANDS[command][0]
+    others = {f"vexchange.cli.{m}" for m, _ in COMMANDS.values()} - {f"vexchange.cli.{own}"}
+    shared = {"vexchange.cli.run"}  # location() and run_command(), which several commands use
+    assert f"vexchange.cli.{own}" in loaded
+    assert not loaded & (others - shared)
+    assert not loaded & {"numpy", "vexchange.engine.run"}

@@ -17,10 +17,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import spec as _spec
 from ._version import __version__
 
-_spec.load_schemes_with(lambda: importlib.import_module("vexchange.connectors._registry"))
+
+def _load_registry() -> object:
+    """The connector registry, which installs the scheme table ``StoreSpec.parse`` needs: spec.py
+    imports this when it first parses a location without a table (it sits below the connectors
+    and names none; the package names them for it). Not imported with the package: ``vex --help``
+    and every ``vexchange.<module>`` import would pay for spec.py and the errors first."""
+    return importlib.import_module("vexchange.connectors._registry")
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and readers
     from .api import export, import_, migrate, open_store

@@ -63,8 +63,9 @@ _load_schemes: Callable[[], object] | None = None
 
 
 def load_schemes_with(loader: Callable[[], object]) -> None:
-    """What to call, once, when a location is parsed before any table is installed: the
-    package sets the registry's import here, so spec.py stays below the connectors."""
+    """What to call, once, when a location is parsed before any table is installed, instead
+    of the package's ``_load_registry`` (which imports the connector registry), so spec.py
+    stays below the connectors."""
     global _load_schemes
     _load_schemes = loader
 
@@ -79,8 +80,13 @@ def use_schemes(table: SchemeTable) -> None:
 def _table(schemes: SchemeTable | None) -> SchemeTable:
     if schemes is not None:
         return schemes
-    if _schemes is None and _load_schemes is not None:
-        _load_schemes()  # ``import vexchange`` loads the registry only when a location is parsed
+    if _schemes is None:  # the registry is loaded only when a location is first parsed
+        if _load_schemes is not None:
+            _load_schemes()
+        else:
+            from . import _load_registry  # the package's: it names the registry for spec.py
+
+            _load_registry()
     if _schemes is None:
         raise RuntimeError("no scheme table: import vexchange.connectors (or pass schemes=) before"
                            " parsing a store location")

@@ -11,7 +11,7 @@ import orjson
 
 from ..errors import UsageError
 from ..spec import StoreSpec
-from ._app import cli, lazy_module
+from ._app import EXIT_SKIPPED, cli, lazy_module
 from ._options import run_options
 from ._render import CliProgress, print_summary
 
@@ -25,7 +25,6 @@ else:  # imported when a command first uses them (_app.lazy_module)
 
 __all__ = ["EXIT_SKIPPED", "location", "run_command"]
 
-EXIT_SKIPPED = 4
 _FILE_CONNECTORS = {"vmig", "jsonl"}
 
 
