@@ -42,6 +42,8 @@ __all__ = ["SearchOptions", "check_search"]
 _PAGE = 1000
 _UNIT = 1e-3
 """A vector counts as normalised when its L2 norm is within this of 1."""
+_SAME = 0.999
+"""Cosine at or above which a target vector counts as the source's vector of that record."""
 _OVERFETCH = 4
 """How many times more hits to ask a store for when it must be filtered here (a probe without a
 namespace in a store that also holds namespaced records)."""
@@ -91,6 +93,8 @@ class _Scan:
     zero: int = 0
     namespaces: set[str | None] = field(default_factory=set)
     best: list[list[tuple[float, Key]]] = field(default_factory=list)
+    held: dict[Key, np.ndarray] = field(default_factory=dict)
+    """The vectors of the records asked for (``want``): the probes' own records."""
 
 
 def check_search(target: Connector, source: Connector | None, options: SearchOptions,
@@ -109,16 +113,20 @@ def check_search(target: Connector, source: Connector | None, options: SearchOpt
             s_space = source.vector_spaces().get(opts.vector_name)
     metric = (s_space.metric if s_space and s_space.metric else None) or (
         t_space.metric if t_space and t_space.metric else None) or "cosine"
-    probe_side = source if source is not None else target
-    with probe_side:
-        probes = _sample(probe_side, opts, namespaces)
-    if not probes:
-        raise UsageError(f"no record with a{' text and a' if opts.probe == 'text' else ''}"
-                         f" {opts.vector_name or 'default'} vector to sample probe queries from",
-                         hint="--search-vector NAME picks a named vector")
-    query_vectors = _probe_vectors(probes, opts)
-    exclude_self = opts.probe == "vector"
-    depth = opts.k + (1 if exclude_self else 0)
+    probes, queries = _probes(source if source is not None else target, opts, namespaces)
+    depth = opts.k + (1 if opts.probe == "vector" else 0)
+    scans: dict[str, _Scan] = {}
+    rewritten: tuple[int, int] | None = None
+    if source is not None:  # the target first: are its vectors the source's at all?
+        with target:
+            scans["target"] = _exact(target, probes, queries, metric, opts.vector_name, depth, namespaces,
+                                     want={p.key for p in probes})
+        rewritten = _rewritten(probes, scans["target"])
+        if 2 * rewritten[0] > rewritten[1]:
+            # vectors rewritten on the way (--adapter, --reembed): judge the target's own search
+            source, s_space, scans = None, None, {}
+            metric = (t_space.metric if t_space and t_space.metric else None) or "cosine"
+            probes, queries = _probes(target, opts, namespaces)
     sides: list[tuple[Literal["source", "target"], Connector]] = [("target", target)]
     if source is not None:
         sides.insert(0, ("source", source))
@@ -126,11 +134,12 @@ def check_search(target: Connector, source: Connector | None, options: SearchOpt
     lists: dict[str, list[list[Key]]] = {}
     for label, store in sides:
         with store:
-            scan = _exact(store, probes, query_vectors, metric, opts.vector_name, depth, namespaces)
-            exact = [_top(best, probe.key if exclude_self else None, opts.k)
+            scan = scans.get(label) or _exact(store, probes, queries, metric, opts.vector_name, depth,
+                                              namespaces)
+            exact = [_top(best, probe.key if opts.probe == "vector" else None, opts.k)
                      for best, probe in zip(scan.best, probes, strict=True)]
             if store.can_query():
-                found, times = _store_search(store, probes, query_vectors, opts, scan, exclude_self)
+                found, times = _store_search(store, probes, queries, opts, scan)
             else:
                 found, times = exact, []
         space = (s_space if label == "source" else t_space)
@@ -139,11 +148,42 @@ def check_search(target: Connector, source: Connector | None, options: SearchOpt
     overlap = None
     if source is not None:
         overlap = _mean([_share(a, b) for a, b in zip(lists["source"], lists["target"], strict=True)])
-    reasons, notes = _judge(results.get("source"), results["target"], overlap, opts, metric)
+    reasons, notes = _judge(results.get("source"), results["target"], overlap, opts, metric, rewritten)
     return SearchCheck(ok=not reasons, k=opts.k, probes=len(probes), probe=opts.probe, seed=opts.seed,
                        threshold=opts.threshold, metric=metric, vector_name=opts.vector_name,
                        overlap=overlap, source=results.get("source"), target=results["target"],
                        reasons=reasons, notes=notes)
+
+
+def _probes(store: Connector, opts: SearchOptions,
+            namespaces: Sequence[str] | None) -> tuple[list[_Probe], np.ndarray]:
+    with store:
+        probes = _sample(store, opts, namespaces)
+    if not probes:
+        raise UsageError(f"no record with a{' text and a' if opts.probe == 'text' else ''}"
+                         f" {opts.vector_name or 'default'} vector to sample probe queries from",
+                         hint="--search-vector NAME picks a named vector")
+    return probes, _probe_vectors(probes, opts)
+
+
+def _rewritten(probes: list[_Probe], scan: _Scan) -> tuple[int, int]:
+    """(probe records whose target vector is not the source's, probe records found in the
+    target). "Not the source's": another size, or another direction (cosine below ``_SAME``:
+    normalising, or a store's rounding, keeps the direction)."""
+    differ = compared = 0
+    for probe in probes:
+        held = scan.held.get(probe.key)
+        if held is None:
+            continue
+        compared += 1
+        a, b = probe.vector.astype(np.float64), held.astype(np.float64)
+        if a.size != b.size:
+            differ += 1
+            continue
+        na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+        same = (na == nb == 0.0) or (na > 0 and nb > 0 and float(a @ b) / (na * nb) >= _SAME)
+        differ += not same
+    return differ, compared
 
 
 # ------------------------------------------------------------------------------------- probes
@@ -229,9 +269,9 @@ def _scores(queries: np.ndarray, matrix: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _exact(store: Connector, probes: list[_Probe], queries: np.ndarray, metric: str, name: str,
-           depth: int, namespaces: Sequence[str] | None) -> _Scan:
-    """One streaming read: each probe's ``depth`` best records of its namespace, and the sizes
-    and norms of what the side holds."""
+           depth: int, namespaces: Sequence[str] | None, want: set[Key] | None = None) -> _Scan:
+    """One streaming read: each probe's ``depth`` best records of its namespace, the sizes
+    and norms of what the side holds, and the vectors of the records in ``want``."""
     scan = _Scan(best=[[] for _ in probes])
     by_namespace: dict[str | None, list[int]] = {}
     for i, probe in enumerate(probes):
@@ -249,6 +289,8 @@ def _exact(store: Connector, probes: list[_Probe], queries: np.ndarray, metric: 
             norm = float(np.linalg.norm(vec.array().astype(np.float64)))
             scan.unit += abs(norm - 1.0) < _UNIT
             scan.zero += norm == 0.0
+            if want and (record.namespace, record.id) in want:
+                scan.held[(record.namespace, record.id)] = vec.array()
             if vec.dims == dims:
                 groups.setdefault(record.namespace, []).append(record)
         for ns, group in groups.items():
@@ -274,8 +316,9 @@ def _top(best: list[tuple[float, Key]], own: Key | None, k: int) -> list[Key]:
 
 
 def _store_search(store: Connector, probes: list[_Probe], queries: np.ndarray, opts: SearchOptions,
-                  scan: _Scan, exclude_self: bool) -> tuple[list[list[Key]], list[float]]:
+                  scan: _Scan) -> tuple[list[list[Key]], list[float]]:
     """Each probe through the store's own query API, filtered to its namespace, timed."""
+    exclude_self = opts.probe == "vector"
     mixed = len(scan.namespaces) > 1
     found: list[list[Key]] = []
     times: list[float] = []
@@ -331,8 +374,9 @@ def _side(store: Connector, scan: _Scan, space: object, found: list[list[Key]], 
 
 
 def _judge(source: SearchSide | None, target: SearchSide, overlap: float | None, opts: SearchOptions,
-           metric: str) -> tuple[list[str], list[str]]:
-    """Why the check fails (reasons; empty when it passes), and what is worth knowing anyway."""
+           metric: str, rewritten: tuple[int, int] | None) -> tuple[list[str], list[str]]:
+    """Why the check fails (reasons; empty when it passes), and what is worth knowing anyway.
+    ``rewritten``: (probe records whose vectors differ, compared) when a source was given."""
     k, line = opts.k, opts.threshold
     reasons: list[str] = []
     if target.recall is not None and target.recall < line:
@@ -373,6 +417,16 @@ def _judge(source: SearchSide | None, target: SearchSide, overlap: float | None,
     if reasons and not why:
         why.append("the metric, sizes and records agree: the target's index itself is approximate"
                    " (rebuild it, or raise its search effort: ef, nprobe)")
+    if rewritten is not None and source is None:
+        differ, compared = rewritten
+        why.insert(0, f"the target's vectors are not the source's ({differ} of {compared} probe records"
+                      " hold other vectors: rewritten by --adapter or --reembed, or another model), so"
+                      " overlap with the source's results is not measured; judged instead: the"
+                      f" target's own search, recall@{k} of its query API against exact {metric}"
+                      " search over its own stored vectors, with probes sampled from the target")
+    elif rewritten is not None and rewritten[0]:
+        why.append(f"{rewritten[0]} of {rewritten[1]} probe records hold other vectors in the target"
+                   " than in the source")
     if reasons:
         return reasons + why, []
     return [], why

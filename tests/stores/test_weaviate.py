@@ -241,3 +241,73 @@ def test_the_emulator_refuses_property_names_weaviate_refuses(emulator: Weaviate
                 collection.config.add_property(Property(name=bad, data_type=DataType.TEXT))
             assert caught.value.status_code == 422, bad
         collection.config.add_property(Property(name="_ok_" + "x" * 227, data_type=DataType.TEXT))
+
+
+def _client(emulator: WeaviateEmulator) -> Any:
+    import weaviate
+    from weaviate.classes.init import Auth
+
+    return weaviate.connect_to_custom(
+        http_host="127.0.0.1", http_port=emulator.http_port, http_secure=False,
+        grpc_host="127.0.0.1", grpc_port=emulator.grpc_port, grpc_secure=False,
+        auth_credentials=Auth.api_key(emulator.api_key), skip_init_checks=True)
+
+
+@pytest.mark.parametrize("distance", ["cosine", "dot", "l2-squared", "manhattan"])
+def test_near_vector_ranks_by_the_index_distance_as_weaviate_documents(
+        emulator: WeaviateEmulator, distance: str) -> None:
+    """``query.near_vector`` through weaviate-client: nearest first by the vector index's
+    distance (cosine ``1 - cos``, dot ``-a.b``, l2-squared ``sum (a-b)^2``, manhattan ``sum |a-b|``),
+    that distance in the metadata, ``certainty = 1 - d/2`` for cosine only, ``distance`` as a
+    threshold, a property filter, and the named vector searched."""
+    import numpy as np
+    from weaviate.classes.config import Configure, DataType, Property, VectorDistances
+    from weaviate.classes.data import DataObject
+    from weaviate.classes.query import Filter, MetadataQuery
+    from weaviate.exceptions import WeaviateQueryError
+
+    rng = np.random.default_rng(3)
+    vectors = (rng.standard_normal((60, 6)) * rng.uniform(0.2, 5.0, (60, 1))).astype(np.float32)
+    query = rng.standard_normal(6).astype(np.float32)
+    with _client(emulator) as client:
+        collection = client.collections.create(
+            "Near" + uuid.uuid4().hex[:8], properties=[Property(name="group", data_type=DataType.TEXT)],
+            vector_config=[Configure.Vectors.self_provided(
+                name=n, vector_index_config=Configure.VectorIndex.hnsw(
+                    distance_metric=VectorDistances(distance))) for n in ("body", "title")])
+        collection.data.insert_many([
+            DataObject(properties={"group": "ab"[i % 2]}, uuid=uuid.UUID(int=i + 1),
+                       vector={"body": v.tolist(), "title": v[::-1].tolist()})
+            for i, v in enumerate(vectors)])
+        got = collection.query.near_vector(query.tolist(), limit=7, target_vector="body",
+                                           return_metadata=MetadataQuery(distance=True)).objects
+        stored = vectors / np.linalg.norm(vectors, axis=1)[:, None] if distance == "cosine" else vectors
+        expected = {"cosine": 1 - stored @ (query / np.linalg.norm(query)), "dot": -(stored @ query),
+                    "l2-squared": ((stored - query) ** 2).sum(1),
+                    "manhattan": np.abs(stored - query).sum(1)}[distance]
+        order = np.argsort(expected, kind="stable")[:7]
+        assert [o.uuid.int - 1 for o in got] == order.tolist()
+        assert [o.metadata.distance for o in got] == pytest.approx(expected[order].tolist(), rel=1e-4,
+                                                                   abs=1e-5)
+        limit = float(expected[order[3]])
+        within = collection.query.near_vector(query.tolist(), distance=limit, limit=50, target_vector="body")
+        assert len(within.objects) == 4
+        only_a = collection.query.near_vector(query.tolist(), limit=5, target_vector="body",
+                                              filters=Filter.by_property("group").equal("a")).objects
+        assert [o.uuid.int - 1 for o in only_a] == [int(i) for i in np.argsort(expected, kind="stable")
+                                                    if i % 2 == 0][:5]
+        if distance == "cosine":
+            sure = collection.query.near_vector(query.tolist(), limit=3, target_vector="body",
+                                                return_metadata=MetadataQuery(certainty=True)).objects
+            assert [o.metadata.certainty for o in sure] == pytest.approx(
+                [1 - float(d) / 2 for d in expected[order[:3]]], rel=1e-4)
+        else:
+            with pytest.raises(WeaviateQueryError, match="certainty"):
+                collection.query.near_vector(query.tolist(), target_vector="body",
+                                             return_metadata=MetadataQuery(certainty=True))
+        with pytest.raises(WeaviateQueryError, match="target vector"):
+            collection.query.near_vector(query.tolist())  # two named vectors: which one?
+        with pytest.raises(WeaviateQueryError, match="vector lengths don't match"):
+            collection.query.near_vector([1.0, 2.0], target_vector="title")
+        with pytest.raises(WeaviateQueryError, match="does not implement"):
+            collection.query.near_vector(query.tolist(), target_vector="body", auto_limit=2)

@@ -231,6 +231,7 @@ class WeaviateConnector(Connector):
             raise UsageError("weaviate ?timeout= and ?grpc_port= must be numbers") from None
         self._client: Any = None
         self._config: Any = None
+        self._tenants_seen: set[str] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"connector": "weaviate", "location": f"weaviate://{self.spec.host}:"
@@ -360,14 +361,17 @@ class WeaviateConnector(Connector):
         if theirs is None:
             return []
         tenant = _tenant_of(namespace) if self.tenants else None
+        if tenant is not None and tenant not in self._query_tenants():
+            return []  # no record of that namespace here (Weaviate would refuse the tenant)
         handle = self.collection().with_tenant(tenant) if tenant else self.collection()
         where = (None if self.tenants or namespace is None
                  else Filter.by_property("namespace").equal(namespace))
+        # a named vector is always named: with several, Weaviate refuses a search without one
+        target = theirs if self.config().vector_config else None
         with _translated("query"):
             objects = handle.query.near_vector(
                 near_vector=np.asarray(vector, dtype=np.float32).tolist(), limit=k, filters=where,
-                target_vector=None if theirs == "default" else theirs,
-                return_metadata=MetadataQuery(distance=True)).objects
+                target_vector=target, return_metadata=MetadataQuery(distance=True)).objects
         hits: list[QueryHit] = []
         for obj in objects:
             item = self._record(obj, names, tenant)
@@ -375,6 +379,12 @@ class WeaviateConnector(Connector):
                 distance = obj.metadata.distance if obj.metadata is not None else None
                 hits.append(QueryHit(item.id, float(distance or 0.0), item.namespace))
         return hits
+
+    def _query_tenants(self) -> set[str]:
+        """The tenants, listed once per opening for ``query`` (a probe a tenant)."""
+        if self._tenants_seen is None:
+            self._tenants_seen = set(self.tenant_names())
+        return self._tenants_seen
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
@@ -385,6 +395,7 @@ class WeaviateConnector(Connector):
             self._client.close()
             self._client = None
             self._config = None
+            self._tenants_seen = None
 
 
 class WeaviateWriter(StoreWriter):

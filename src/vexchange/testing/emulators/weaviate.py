@@ -10,7 +10,10 @@ documented behaviour for what vexchange uses:
   ``GET/POST/DELETE /v1/schema/{Class}/tenants``; a class comes back with every default the
   server fills in (inverted index, sharding, replication, HNSW settings);
 * gRPC: ``Search`` (cursor pagination with ``after``, ids in UUID order; properties with their
-  schema types; vectors by name), ``BatchObjects`` (per-object errors), ``TenantsGet``,
+  schema types; vectors by name; ``near_vector`` on one target vector by the index's distance,
+  exactly, with ``distance``/``certainty`` in the metadata and as thresholds; ``where`` filters
+  with AND, OR, NOT and comparisons; parts it does not implement are refused with
+  UNIMPLEMENTED), ``BatchObjects`` (per-object errors), ``TenantsGet``,
   ``Aggregate`` (the object count only) and the health check;
 * auto-schema: a property the class lacks is added with the type its first value implies
   (numbers arrive as doubles over gRPC and become ``number``); a value that does not fit its
@@ -379,14 +382,58 @@ class WeaviateEmulator:
                        f"tenant not found: {request.tenant!r}" if request.tenant else
                        "has multi-tenancy enabled, but request was without tenant")
             held = found.tenants[request.tenant if found.multi_tenant else ""]
+            _refuse_unsupported(request, context)
             keys = sorted(held, key=lambda k: uuid_lib.UUID(k).int)
-            if request.after:
-                after = uuid_lib.UUID(request.after).int
-                keys = [k for k in keys if uuid_lib.UUID(k).int > after]
-            keys = keys[:request.limit or 10]
-            results = [self._result(found, key, held[key], request) for key in keys]
+            if request.HasField("filters"):
+                keys = [k for k in keys if _matches(found, held[k], request.filters, context)]
+            if request.HasField("near_vector"):
+                results = self._near_vector(found, held, keys, request, context)
+            else:
+                if request.after:
+                    after = uuid_lib.UUID(request.after).int
+                    keys = [k for k in keys if uuid_lib.UUID(k).int > after]
+                keys = keys[:request.limit or _DEFAULT_LIMIT]
+                results = [self._result(found, key, held[key], request) for key in keys]
         self.faults.record("search", 200)
         return search_get_pb2.SearchReply(took=time.monotonic() - started, results=results)
+
+    def _near_vector(self, found: _Class, held: dict[str, _Object], keys: list[str], request: Any,
+                     context: grpc.ServicerContext) -> list[Any]:
+        """``near_vector``: every object that has the target vector (after the filters), by
+        the vector index's distance, nearest first (equal distances in UUID order), then
+        ``distance``/``certainty`` thresholds, ``offset`` and ``limit``. The search is exact:
+        the emulator has no HNSW graph, so it finds what an exact (flat) index would."""
+        near = request.near_vector
+        name = _target_vector(found, near, context)
+        query = _query_vector(near, context)
+        metric = found.distance(name)
+        if (near.HasField("certainty") or request.metadata.certainty) and metric != "cosine":
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                   f"can't compute and return certainty when vector index is configured with {metric}"
+                   " distance")
+        pool = [k for k in keys if name in held[k].vectors]
+        for key in pool:
+            if held[key].vectors[name].size != query.size:
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                       f"vector search: knn search: vector lengths don't match:"
+                       f" {held[key].vectors[name].size} vs {query.size}")
+        distances = _distances(query, [held[k].vectors[name] for k in pool], metric)
+        order = sorted(range(len(pool)), key=lambda i: (float(distances[i]), uuid_lib.UUID(pool[i]).int))
+        hits = [(pool[i], float(distances[i])) for i in order]
+        if near.HasField("distance"):
+            hits = [(k, d) for k, d in hits if d <= near.distance]
+        if near.HasField("certainty"):
+            hits = [(k, d) for k, d in hits if 1 - d / 2 >= near.certainty]
+        hits = hits[request.offset:request.offset + (request.limit or _DEFAULT_LIMIT)]
+        results = []
+        for key, dist in hits:
+            result = self._result(found, key, held[key], request)
+            if request.metadata.distance:
+                result.metadata.distance, result.metadata.distance_present = dist, True
+            if request.metadata.certainty:
+                result.metadata.certainty, result.metadata.certainty_present = 1 - dist / 2, True
+            results.append(result)
+        return results
 
     @staticmethod
     def _result(found: _Class, key: str, obj: _Object, request: Any) -> Any:
@@ -459,6 +506,130 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
     """``context.abort`` raises; said here so that type checkers know it."""
     context.abort(code, message)
     raise AssertionError("grpc context.abort returned")
+
+
+_DEFAULT_LIMIT = 10
+"""Weaviate's ``QUERY_DEFAULTS_LIMIT``: results of a search that gives no limit."""
+_UNSUPPORTED = ("group_by", "hybrid_search", "bm25_search", "near_object", "near_text",
+                "near_image", "near_audio", "near_video", "near_depth", "near_thermal", "near_imu",
+                "generative", "rerank", "boost")
+
+
+def _refuse_unsupported(request: Any, context: grpc.ServicerContext) -> None:
+    """A search part the emulator does not implement is an error, never silently ignored."""
+    parts = [name for name in _UNSUPPORTED if request.HasField(name)]
+    if request.sort_by:
+        parts.append("sort_by")
+    if request.autocut:
+        parts.append("autocut")
+    if parts:
+        _abort(context, grpc.StatusCode.UNIMPLEMENTED, f"the Weaviate emulator does not implement {parts}")
+
+
+def _target_vector(found: _Class, near: Any, context: grpc.ServicerContext) -> str:
+    """The named vector a ``near_vector`` searches: the one named, else the class's only
+    named vector, else its legacy unnamed vector (``""``)."""
+    named = list(near.targets.target_vectors) or list(near.target_vectors)
+    config = found.schema.get("vectorConfig") or {}
+    if len(named) > 1:
+        _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+               "the Weaviate emulator searches one target vector at a time")
+    if near.HasField("selection") or near.vector_for_targets or near.vector_per_target:
+        _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+               "the Weaviate emulator takes near_vector with one vector and no diversity selection")
+    if named:
+        if named[0] not in config:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                   f"target vector {named[0]!r} not found in class {found.name}")
+        return str(named[0])
+    if len(config) > 1:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+               f"multiple vectors configured for class {found.name}: a target vector must be given")
+    return next(iter(config), "")
+
+
+def _query_vector(near: Any, context: grpc.ServicerContext) -> np.ndarray:
+    """The query vector, in whichever field the client's version sends it: ``vectors`` (1.29
+    and later), ``vector_bytes`` (before), or the deprecated repeated ``vector``."""
+    if near.vectors:
+        if len(near.vectors) > 1 or near.vectors[0].type == base_pb2.Vectors.VECTOR_TYPE_MULTI_FP32:
+            _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+                   "the Weaviate emulator searches with one single vector")
+        return np.frombuffer(near.vectors[0].vector_bytes, dtype="<f4")
+    if near.vector_bytes:
+        return np.frombuffer(near.vector_bytes, dtype="<f4")
+    if near.vector:
+        return np.asarray(near.vector, dtype=np.float32)
+    _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+           "the Weaviate emulator takes near_vector with a single vector (not vector_for_targets)")
+
+
+def _distances(query: np.ndarray, vectors: list[np.ndarray], metric: str) -> np.ndarray:
+    """Weaviate's distances (docs: config-refs/distances), in float32 as the server computes
+    them: cosine ``1 - cos`` (vectors and query at unit length), dot ``-a.b``, l2-squared
+    ``sum((a-b)^2)``, manhattan ``sum|a-b|``, hamming the count of differing dimensions."""
+    if not vectors:
+        return np.zeros(0, dtype=np.float32)
+    matrix = np.stack(vectors).astype(np.float32)
+    q = query.astype(np.float32)
+    if metric == "cosine":
+        norm = float(np.linalg.norm(q))
+        unit = q / norm if norm else q
+        out: np.ndarray = 1 - matrix @ unit
+    elif metric == "dot":
+        out = -(matrix @ q)
+    elif metric == "l2-squared":
+        out = ((matrix - q) ** 2).sum(axis=1)
+    elif metric == "manhattan":
+        out = np.abs(matrix - q).sum(axis=1)
+    elif metric == "hamming":
+        out = (matrix != q).sum(axis=1).astype(np.float32)
+    else:
+        raise ValueError(f"unknown distance {metric!r}")
+    return out.astype(np.float32)
+
+
+_COMPARE = {
+    base_pb2.Filters.OPERATOR_EQUAL: lambda a, b: a == b,
+    base_pb2.Filters.OPERATOR_NOT_EQUAL: lambda a, b: a != b,
+    base_pb2.Filters.OPERATOR_GREATER_THAN: lambda a, b: a > b,
+    base_pb2.Filters.OPERATOR_GREATER_THAN_EQUAL: lambda a, b: a >= b,
+    base_pb2.Filters.OPERATOR_LESS_THAN: lambda a, b: a < b,
+    base_pb2.Filters.OPERATOR_LESS_THAN_EQUAL: lambda a, b: a <= b,
+}
+
+
+def _matches(found: _Class, obj: _Object, flt: Any, context: grpc.ServicerContext) -> bool:
+    """Weaviate's ``where`` filter on object properties: AND, OR, NOT, and the comparisons
+    against one scalar value (on a list property, any item may match). Other operators (LIKE,
+    geo, contains, ...), references and counts are refused."""
+    op = flt.operator
+    if op == base_pb2.Filters.OPERATOR_AND:
+        return all(_matches(found, obj, sub, context) for sub in flt.filters)
+    if op == base_pb2.Filters.OPERATOR_OR:
+        return any(_matches(found, obj, sub, context) for sub in flt.filters)
+    if op == base_pb2.Filters.OPERATOR_NOT:
+        return not _matches(found, obj, flt.filters[0], context)
+    target = flt.target.property if flt.HasField("target") else (flt.on[0] if len(flt.on) == 1 else "")
+    kind = flt.WhichOneof("test_value")
+    if op == base_pb2.Filters.OPERATOR_IS_NULL and target and kind == "value_boolean":
+        return bool((obj.properties.get(target) is None) == flt.value_boolean)
+    compare = _COMPARE.get(op)
+    if compare is None or not target or kind not in ("value_text", "value_int", "value_boolean",
+                                                      "value_number"):
+        _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+               f"the Weaviate emulator does not implement this filter: {MessageToDict(flt)}")
+    if found.prop(target) is None:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+               f"no such prop with name '{target}' found in class '{found.name}' in the schema")
+    want = getattr(flt, kind)
+    value = obj.properties.get(target)
+    if value is None:
+        return bool(op == base_pb2.Filters.OPERATOR_NOT_EQUAL)
+    values = value if isinstance(value, list) else [value]
+    if op == base_pb2.Filters.OPERATOR_NOT_EQUAL:
+        return all(compare(v, want) for v in values)
+    return any(compare(v, want) for v in values)
 
 
 def _implied(value: Any) -> str:
