@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,9 +38,9 @@ from ..spec import StoreSpec
 from ._base import AtPath, Reject, VectorSpace, Writer
 from .vmig import LastBatch
 
-__all__ = ["MANIFEST", "TS_MS", "AtFiles", "Files", "ObjectFiles", "ParquetPages", "StagedWriter",
-           "files_for", "finished_root", "fixed_vectors", "json_text", "list_vectors", "loads_cell",
-           "local_files", "sparse_column", "vector_bytes", "write_parquet_files"]
+__all__ = ["MANIFEST", "TS_MS", "AtFiles", "Files", "LiveParquet", "ObjectFiles", "ParquetPages",
+           "StagedWriter", "files_for", "finished_root", "fixed_vectors", "json_text", "list_vectors",
+           "loads_cell", "local_files", "sparse_column", "vector_bytes", "write_parquet_files"]
 
 TS_MS = pa.timestamp("ms", tz="UTC")
 MANIFEST = "vexchange.json"
@@ -532,6 +534,18 @@ class StagedWriter(Writer):
                       summary: dict[str, Any]) -> None:
         """Write what describes the output (a dataset card); the manifest is written after."""
 
+    def on_staged(self, group: str, table: pa.Table) -> None:
+        """A batch was staged (it is acknowledged): a subclass may write it on into its
+        final files now (``LiveParquet``), so ``finish`` need not read the staging back."""
+
+    def built_live(self) -> dict[str, list[str]] | None:
+        """The files already written in ``<out>.partial`` from every staged batch (per group,
+        relative to it), or None when ``finish`` must build them from the staging."""
+        return None
+
+    def stop_live(self) -> None:
+        """Stop writing the final files as the run goes (the run stopped)."""
+
     # the Writer contract ---------------------------------------------------------------------
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
@@ -555,6 +569,7 @@ class StagedWriter(Writer):
             except OSError as err:
                 raise CodecError(f"cannot write {tmp}: {describe_os_error(err)}") from None
             self.seq += 1
+            self.on_staged(group, table)
 
     def checkpoint(self) -> dict[str, Any]:
         self.held.release()
@@ -587,12 +602,15 @@ class StagedWriter(Writer):
         self.held.release()
         if self.dry_run:
             return
-        self._clear_partial()
-        self.io.makedirs(self.partial)
-        files: dict[str, list[str]] = {}
+        live = self.built_live()
+        if live is None:
+            self._clear_partial()
+            self.io.makedirs(self.partial)
+        files: dict[str, list[str]] = dict(live or {})
         try:
-            for group, paths in sorted(self.output_groups().items()):
-                files[group] = self.build_group(self.partial, group, self.read_staged(paths))
+            if live is None:
+                for group, paths in sorted(self.output_groups().items()):
+                    files[group] = self.build_group(self.partial, group, self.read_staged(paths))
             self.finish_output(self.partial, files, summary)
             manifest = {"format": 1, "connector": self.connector, "records": self.records,
                         "groups": dict(sorted(self.groups.items())),
@@ -614,6 +632,7 @@ class StagedWriter(Writer):
 
     def abort(self) -> None:
         """The staged batches stay for ``--resume``; nothing looks complete."""
+        self.stop_live()
         with contextlib.suppress(OSError, UsageError):
             self._clear_partial()
 
@@ -625,11 +644,13 @@ class StagedWriter(Writer):
         self.io.remove_tree(self.partial)
 
 
-def write_parquet_files(io: Files, paths: Sequence[Path], tables: Iterator[pa.Table], *,
+def write_parquet_files(io: Files, paths: Sequence[Path] | Callable[[int], Path],
+                        tables: Iterator[pa.Table], *,
                         schema: pa.Schema, rows_per_file: int, row_group_rows: int,
                         cdc: bool = True, compression: str | None = None) -> int:
     """Parquet files from tables that share ``schema``: ``rows_per_file`` rows in each of
-    ``paths`` in turn (the caller sized the list from the rows it staged), in row groups of
+    ``paths`` in turn (the caller sized the list from the rows it staged, or gives a function
+    of the file's index when the count is not known yet), in row groups of
     about ``row_group_rows`` (small staged batches are gathered, so groups are not
     page-sized; memory holds one row group). Content-defined chunking (pyarrow >= 21) keeps
     data pages stable across edits, for deduplicating storage such as the Hugging Face Hub's.
@@ -648,6 +669,7 @@ def write_parquet_files(io: Files, paths: Sequence[Path], tables: Iterator[pa.Ta
         "use_dictionary": scalars, "write_statistics": scalars}
     if cdc and HAS_CDC:
         options["use_content_defined_chunking"] = True
+    path_at: Callable[[int], Path] = paths if callable(paths) else paths.__getitem__
     rows = 0
     index = 0
     in_file = 0
@@ -676,7 +698,7 @@ def write_parquet_files(io: Files, paths: Sequence[Path], tables: Iterator[pa.Ta
             table = table.cast(schema) if table.schema != schema else table
             while table.num_rows:
                 if out is None:
-                    handle = io.open(paths[index], "wb")
+                    handle = io.open(path_at(index), "wb")
                     out = pq.ParquetWriter(handle, schema, **options)
                     index += 1
                     in_file = 0
@@ -689,9 +711,67 @@ def write_parquet_files(io: Files, paths: Sequence[Path], tables: Iterator[pa.Ta
                     flush()
                 if in_file >= rows_per_file:
                     close()
-        if index == 0 and paths:  # no rows: one empty file, so the output has its schema
-            handle = io.open(paths[0], "wb")
+        if index == 0 and (callable(paths) or paths):  # no rows: one empty file, so the output has its schema
+            handle = io.open(path_at(0), "wb")
             out = pq.ParquetWriter(handle, schema, **options)
     finally:
         close()
     return rows
+
+
+class LiveParquet:
+    """Parquet files written on a thread while a run stages its batches, so that a run that is
+    not interrupted does not read its staging back at ``finish`` and write everything then:
+    pyarrow encodes and writes without the interpreter lock, beside the engine's own work.
+
+    The staging stays the truth: a batch is handed here only once it is staged, and ``close``
+    gives None (the caller builds from the staging) when anything failed or was left out.
+    Files go to ``directory/.live-NNNNN.parquet`` (hidden: no reader lists them) until the
+    caller renames them, since their final names count the files. At most ``depth`` batches
+    wait, so memory holds those and one row group."""
+
+    def __init__(self, io: Files, directory: Path, *, schema: pa.Schema, rows_per_file: int,
+                 row_group_rows: int, cdc: bool, compression: str | None, depth: int = 2) -> None:
+        self.io, self.directory = io, directory
+        self.paths: list[Path] = []
+        self.given = 0
+        self.rows = 0
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=depth)
+        self._options = {"schema": schema, "rows_per_file": rows_per_file,
+                         "row_group_rows": row_group_rows, "cdc": cdc, "compression": compression}
+        self._thread = threading.Thread(target=self._run, name="vex-parquet-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def _path(self, index: int) -> Path:
+        path = self.directory / f".live-{index:05d}.parquet"
+        self.paths.append(path)
+        return path
+
+    def _tables(self) -> Iterator[pa.Table]:
+        while (table := self._queue.get()) is not None:
+            yield table
+
+    def _run(self) -> None:
+        try:
+            self.io.makedirs(self.directory)
+            self.rows = write_parquet_files(self.io, self._path, self._tables(), **self._options)
+        except BaseException as err:  # the staging stays; the caller builds from it
+            self.error = err
+            while self._queue.get() is not None:  # so a producer never waits on a dead writer
+                pass
+
+    def put(self, table: pa.Table) -> None:
+        self.given += table.num_rows
+        self._queue.put(table)
+
+    def close(self) -> list[Path] | None:
+        """Wait for the files; their paths in order, or None when they are not the whole."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join()
+        if self.error is not None or self.rows != self.given:
+            return None
+        return list(self.paths)

@@ -46,6 +46,7 @@ from .._objectstore import OPTIONS as OBJECT_OPTIONS
 from ._arrow import (
     MANIFEST,
     AtFiles,
+    LiveParquet,
     TS_MS,
     ParquetPages,
     StagedWriter,
@@ -356,6 +357,10 @@ class ParquetWriter(StagedWriter):
         self.store = store
         self._schema: pa.Schema | None = None
         self._vex_cache: dict[tuple[Any, ...], str | None] = {}
+        # the data files are written as the run goes unless it resumes (the batches before its
+        # checkpoint are only in the staging) or renames are copies (object storage)
+        self._live_wanted = resume is None and not dry_run and store.io.atomic_rename
+        self.live: LiveParquet | None = None
 
     def target_dims(self) -> dict[str, int]:
         return {name: int(d) for name, d in self.state.get("dims", {}).items()}
@@ -455,6 +460,33 @@ class ParquetWriter(StagedWriter):
                             rows_per_file=self.store.rows_per_file, row_group_rows=self.store.row_group,
                             cdc=self.store.cdc, compression=self.store.compression)
         return names
+
+    def on_staged(self, group: str, table: pa.Table) -> None:
+        if not self._live_wanted:
+            return
+        if self.live is None:
+            self.live = LiveParquet(self.io, self.partial / "data", schema=self.schema(),
+                                    rows_per_file=self.store.rows_per_file,
+                                    row_group_rows=self.store.row_group, cdc=self.store.cdc,
+                                    compression=self.store.compression)
+        self.live.put(table)
+
+    def built_live(self) -> dict[str, list[str]] | None:
+        """The files written as the run went, under their final names; None (build them from
+        the staging) when none were, or they do not hold every staged row."""
+        live, self.live = self.live, None
+        paths = live.close() if live is not None else None
+        if paths is None or live is None or live.rows != self.records:
+            return None
+        names = [f"data/{self.store.split}-{i:05d}-of-{len(paths):05d}.parquet" for i in range(len(paths))]
+        for path, name in zip(paths, names, strict=True):
+            self.io.rename(path, self.partial / name)
+        return {"": names}
+
+    def stop_live(self) -> None:
+        live, self.live = self.live, None
+        if live is not None:
+            live.close()
 
     def output_groups(self) -> dict[str, list[Path]]:
         """The one data folder, with an empty file when nothing was written (so the output
