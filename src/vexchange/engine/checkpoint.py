@@ -16,7 +16,20 @@ from .._json import loads_exact
 from ..connectors._base import Reject
 from ..errors import DecodeError
 
-__all__ = ["Checkpoint", "RejectsFile", "SeenIds"]
+__all__ = ["Checkpoint", "RejectsFile", "SeenIds", "keep_seen_ids", "reject_line"]
+
+_KEEP: dict[Path, Path] = {}
+"""Checkpoint path -> where its id hashes are kept when the run completes (``keep_seen_ids``)."""
+_LIVE: dict[Path, SeenIds] = {}
+"""Id-file path -> the ``SeenIds`` of this process's run, for the checkpoints in ``_KEEP``."""
+
+
+def keep_seen_ids(checkpoint: Path, kept: Path) -> None:
+    """Keep the id hashes of the run whose checkpoint is ``checkpoint``, all of them in the
+    order they were seen, in ``kept`` when the run completes (a parallel run's shard: the
+    coordinator finds ids repeated across shards in them, docs/engine.md "Parallel runs").
+    The run itself drops its checkpoint and id file as any run does."""
+    _KEEP[checkpoint] = kept
 
 
 class Checkpoint:
@@ -42,8 +55,15 @@ class Checkpoint:
         return state
 
     def remove(self) -> None:
+        ids = SeenIds.path_for(self.path)
+        kept = _KEEP.get(self.path)
+        if kept is not None:  # copied, not moved: until the checkpoint is gone it still needs them
+            live = _LIVE.get(ids)
+            if live is not None:
+                live.persist(len(live))
+            atomic_write_bytes(kept, ids.read_bytes() if ids.exists() else b"")
         self.path.unlink(missing_ok=True)
-        SeenIds.path_for(self.path).unlink(missing_ok=True)
+        ids.unlink(missing_ok=True)
 
 
 class SeenIds:
@@ -61,6 +81,13 @@ class SeenIds:
         self._hashes: set[bytes] = set()
         self._pending: list[bytes] = []
         self._persisted = 0
+        if path.with_name(path.name[: -len(".ids")]) in _KEEP:
+            _LIVE[path] = self
+
+    @staticmethod
+    def key(namespace: str | None, record_id: str) -> bytes:
+        """The 8-byte hash a pair is kept as."""
+        return hashlib.blake2b(orjson.dumps([namespace, record_id]), digest_size=8).digest()
 
     @staticmethod
     def path_for(checkpoint: Path) -> Path:
@@ -71,7 +98,7 @@ class SeenIds:
 
     def add(self, namespace: str | None, record_id: str) -> bool:
         """Add the pair; False when it was seen before."""
-        key = hashlib.blake2b(orjson.dumps([namespace, record_id]), digest_size=8).digest()
+        key = SeenIds.key(namespace, record_id)
         if key in self._hashes:
             return False
         self._hashes.add(key)
@@ -104,6 +131,12 @@ class SeenIds:
         self._pending = []
 
 
+def reject_line(reject: Reject) -> bytes:
+    """A rejects file's line for ``reject``, newline included."""
+    fields = {name: getattr(reject, name) for name in reject.__struct_fields__}
+    return orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+
+
 class RejectsFile:
     """``*.rejects.jsonl``: one JSON line per record that was not written, with its reason.
 
@@ -124,9 +157,7 @@ class RejectsFile:
     def add(self, reject: Reject) -> None:
         self._open()
         assert self._file is not None
-        fields = {name: getattr(reject, name) for name in reject.__struct_fields__}
-        self._file.write(orjson.dumps(
-            fields, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
+        self._file.write(reject_line(reject))
         self.count += 1
 
     def _open(self) -> None:

@@ -42,10 +42,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
+import numpy as np
+import orjson
 
-from .._canonical import NamespaceDigest
+from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
-from ..connectors._base import Capabilities, Connector, Page, Shard, VectorSpace, Writer
+from ..codecs.vmig import decode_object, parse_line
+from ..connectors._base import Capabilities, Connector, Page, Reject, Shard, VectorSpace, Writer
 from ..connectors.vmig import VmigConnector, VmigPartWriter, join_parts, read_file
 from ..errors import (
     IntegrityError,
@@ -56,9 +59,10 @@ from ..errors import (
     VexError,
     register_secret,
 )
+from ..record import MemoryRecord
 from ..retry import RetryPolicy
 from ..spec import StoreSpec
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, SeenIds, keep_seen_ids, reject_line
 from .options import RunOptions
 from .progress import NoProgress, Progress
 from .receipt import Counts, NamespaceDigests, Receipt, load_receipt, versions
@@ -108,6 +112,9 @@ class ShardFiles:
         self.part = base.with_name(base.name + ".part.vmig.jsonl")
         self.tally = base.with_name(base.name + ".part.tally.json")
         self.lock = base.with_name(base.name + ".lock")
+        self.ids = base.with_name(base.name + ".ids")
+        """The 8-byte hashes of the ids the shard's run selected, in order (``keep_seen_ids``)."""
+        self.deduped = base.with_name(base.name + ".dedup.part.vmig.jsonl")
 
 
 # ------------------------------------------------------------------------------ the worker
@@ -141,6 +148,7 @@ def run_shard(task: dict[str, Any]) -> dict[str, Any]:
             return done
         from .run import run  # the engine, imported here: run.py imports this module
 
+        keep_seen_ids(files.checkpoint, files.ids)
         inner: Location = task["source"]
         outer: Location = task["target"]
         source = ShardSource(inner.open(_SECRETS["source"]), shard)
@@ -171,7 +179,7 @@ def finished_shard(files: ShardFiles, mode: str) -> dict[str, Any] | None:
     if files.checkpoint.exists() or not files.receipt.exists():
         return None
     receipt = load_receipt(files.receipt)
-    if receipt.status not in _DONE:
+    if receipt.status not in _DONE or not files.ids.exists():
         return None
     tally = None
     if mode != "direct":
@@ -345,8 +353,8 @@ def parallel_run(source: Connector, target: Connector, *, operation: str, option
     if not source.can_read() or not target.can_write() or source.same_location(target):
         return None  # the one-worker run refuses it, with its message
     mode = _mode(target)
-    if mode == "replay" and VectorTransform.wanted(options):
-        return None  # new vectors against a size pinned in order: one worker
+    if VectorTransform.wanted(options):
+        return None  # new vectors: a size pinned in order, repeated ids decided on what was written
     if saved is not None and (saved["source"] != source.describe() or saved["target"] != target.describe()):
         raise UsageError("the checkpoint belongs to another source or target; refusing to resume")
     executor = open_executor(options, {"source": source.spec.secrets, "target": target.spec.secrets})
@@ -441,6 +449,7 @@ class Coordinator:
         self.attempts = {s.index: 0 for s in self.plan}
         self.gate = self.mode == "direct" and not options.resume
         self.joined: Receipt | None = None
+        self.repeats: Repeats = Repeats(mode=self.mode)
         self.started = time.monotonic()
         self.started_at = format_timestamp(utc_now_ms())
         self.tasks = self._tasks()
@@ -453,6 +462,7 @@ class Coordinator:
                 self.source.shard_checks()  # a checksum over the whole source, once
             self.progress.start(self.source.count())
             executor.run(self)
+            self.repeats = find_repeats(self)
             self.finish()
         except BaseException as err:
             raise self.stop(err) from err
@@ -522,8 +532,11 @@ class Coordinator:
         """A file target made complete: parts joined, or replayed through one writer."""
         parts = [ShardFiles(self.folder, s.index).part for s in self.plan]
         summary = {"source": self.source.describe(), "counts": {"written": self.counts().written}}
+        if self.mode == "direct":
+            self.repeats.rewrite_first(self)
         if self.mode == "join":
             tallies = [self.results[s.index]["tally"] for s in self.plan]
+            parts, tallies = self.repeats.drop_later(self.folder, parts, tallies)
             self.target.accept_compat(self.options.compat)
             assert isinstance(self.target, VmigConnector)
             spaces = _target_spaces(self.results[0]["receipt"])
@@ -531,6 +544,7 @@ class Coordinator:
         elif self.mode == "replay":
             from .run import run
 
+            parts, _ = self.repeats.drop_later(self.folder, parts, None)
             files = ShardFiles(self.folder, -1)
             joined = files.receipt.with_name("join.receipt.json")
             options = dataclasses.replace(
@@ -549,6 +563,7 @@ class Coordinator:
             total.written = self.joined.counts.written
             for reason, n in self.joined.counts.skipped.items():
                 total.skipped[reason] = total.skipped.get(reason, 0) + n
+        self.repeats.adjust(total)
         return total
 
     def namespaces(self) -> dict[str, NamespaceDigests]:
@@ -562,21 +577,32 @@ class Coordinator:
         if self.joined is not None:
             for ns, digests in self.joined.namespaces.items():
                 _add_digest(written, ns, digests.written)
+        for ns, digest in self.repeats.unwritten():
+            have = written[ns]
+            less = (int(have.hex, 16) - int.from_bytes(digest, "big")) % _MOD
+            written[ns] = NamespaceDigest(have.count - 1, f"{less:064x}")
         return {ns: NamespaceDigests(source=source.get(ns, NamespaceDigest()).to_dict(),
                                      written=written.get(ns, NamespaceDigest()).to_dict())
                 for ns in sorted(set(source) | set(written))}
 
     def merge_rejects(self) -> None:
-        """The shards' rejects, in shard order (then the replay's), as the run's rejects file."""
-        files = [ShardFiles(self.folder, s.index).rejects for s in self.plan]
-        files.append(self.folder / "join.rejects.jsonl")
-        present = [f for f in files if f.exists() and f.stat().st_size]
+        """The shards' rejects, in shard order (then the replay's), as the run's rejects file;
+        a shard's lines as the repeated ids across shards changed them (``Repeats``)."""
         self.rejects_path.unlink(missing_ok=True)
-        if present:
-            with open(self.rejects_path, "wb") as out:
-                for path in present:
+        with open(self.rejects_path, "wb") as out:
+            for shard in self.plan:
+                path = ShardFiles(self.folder, shard.index).rejects
+                if shard.index in self.repeats.shards():
+                    out.writelines(self.repeats.rejects_of(shard.index, path))
+                elif path.exists():
                     with open(path, "rb") as part:
                         shutil.copyfileobj(part, out)
+            joined = self.folder / "join.rejects.jsonl"
+            if joined.exists():
+                with open(joined, "rb") as part:
+                    shutil.copyfileobj(part, out)
+        if not self.rejects_path.stat().st_size:
+            self.rejects_path.unlink()
 
     def stop(self, err: BaseException) -> BaseException:
         self.progress.close()
@@ -641,3 +667,276 @@ def _add_digest(into: dict[str, NamespaceDigest], ns: str, value: Mapping[str, A
     total = (int(have.hex, 16) + int(str(value.get("digest") or "0"), 16)) % _MOD
     into[ns] = NamespaceDigest(have.count + int(value.get("count", 0)), f"{total:064x}")
 
+
+
+# ------------------------------------------------------------------------------ ids repeated across shards
+
+@dataclasses.dataclass
+class Repeat:
+    """An id whose first occurrence is in an earlier shard: the first occurrence in its own
+    shard, which one worker would have refused as ``duplicate_id``."""
+
+    shard: int
+    record: MemoryRecord
+    """As read from the source (the record the rejects file gets, whole)."""
+    first: MemoryRecord
+    """The occurrence one worker keeps, as read from the ``owner`` shard."""
+    owner: int
+    reason: str | None
+    """What the shard's run did with it: None, written; else its reject's reason, at ``line``
+    of the shard's rejects file."""
+    line: int | None
+    first_written: bool
+    at: int
+    """The line of the shard's rejects file it goes before, when the shard wrote it."""
+
+
+class Repeats:
+    """The ids repeated across shards of a run into a store or a ``.vmig.jsonl`` file, and how
+    the merge corrects for them so the run accounts for them as one worker does: the later
+    occurrence counted as ``skipped.duplicate_id`` (its written count or other reason given
+    back), its written digest taken off, its reject line in its shard's place of the rejects
+    file; the file's part loses its line at the join (``drop_later``), a store gets the first
+    occurrence written again after every shard (``rewrite_first``)."""
+
+    def __init__(self, repeats: list[Repeat] | None = None, mode: str = "direct") -> None:
+        self.items = repeats or []
+        self.mode = mode
+        """A replayed target (``replay``) counts what its one writer took: the dropped lines
+        are not in it, so neither its written count nor its digests are corrected again."""
+
+    def shards(self) -> set[int]:
+        return {r.shard for r in self.items}
+
+    def adjust(self, total: Counts) -> None:
+        for r in self.items:
+            if r.reason is None:
+                if self.mode != "replay":
+                    total.written -= 1
+            else:
+                total.skipped[r.reason] -= 1
+                if not total.skipped[r.reason]:
+                    del total.skipped[r.reason]
+            total.skipped["duplicate_id"] = total.skipped.get("duplicate_id", 0) + 1
+
+    def unwritten(self) -> list[tuple[str, bytes]]:
+        """(namespace, digest) of each written later occurrence, to take off the written digests."""
+        return [(namespace_key(r.record.namespace), record_digest(r.record)) for r in self.items
+                if r.reason is None and self.mode != "replay"]
+
+    def rejects_of(self, index: int, path: Path) -> list[bytes]:
+        """The shard's rejects lines as one worker writes them: a repeat refused for another
+        reason becomes a ``duplicate_id`` in its place; a repeat the shard wrote is put where
+        it is in the source (``Repeat.at``, found when the shard was read again)."""
+        lines = path.read_bytes().splitlines(keepends=True) if path.exists() else []
+        mine = [r for r in self.items if r.shard == index]
+        for r in mine:
+            if r.line is not None:
+                lines[r.line] = _duplicate_line(r.record)
+        for r in sorted((r for r in mine if r.line is None), key=lambda r: r.at, reverse=True):
+            lines.insert(r.at, _duplicate_line(r.record))
+        return lines
+
+    def drop_later(self, folder: Path, parts: list[Path], tallies: list[dict[str, Any]] | None
+                   ) -> tuple[list[Path], list[dict[str, Any]]]:
+        """The parts without the lines of the written repeats (a copy of each part concerned,
+        made again, the same bytes, whenever the join or the replay runs), and their
+        tallies to match (a ``.vmig.jsonl`` target's sidecar)."""
+        parts = list(parts)
+        tallies = [dict(t) for t in tallies] if tallies is not None else [
+            {"count": 0, "namespaces": {}, "dims": {}, "models": {}} for _ in parts]
+        for index in sorted(self.shards()):
+            drop = {(r.record.namespace, r.record.id) for r in self.items
+                    if r.shard == index and r.reason is None}
+            if not drop:
+                continue
+            files = ShardFiles(folder, index)
+            with open(parts[index], "rb") as lines, open(files.deduped, "wb") as out:
+                for line in lines:
+                    record = _dropped(line, drop)
+                    if record is None:
+                        out.write(line)
+                    elif self.mode == "join":
+                        tallies[index] = _untally(tallies[index], record)
+            parts[index] = files.deduped
+        return parts, tallies
+
+    def rewrite_first(self, coordinator: Coordinator) -> None:
+        """A store target: the first occurrence of each repeat the later shard wrote over,
+        written again now that every shard has finished (an idempotent upsert, again on
+        resume), so the store holds what one worker leaves there."""
+        records = [r.first for r in self.items if r.reason is None]
+        if not records:
+            return
+        from .run import run
+
+        c = coordinator
+        options = dataclasses.replace(
+            c.options, namespaces=None, since=None, until=None, limit=None, verify=False,
+            verify_first=False, workers=1, resume=False)
+        done = run(RecordsSource(records, c.source), c.target, operation=c.operation, options=options,
+                   receipt_path=c.folder / "dedup.receipt.json",
+                   rejects_path=c.folder / "dedup.rejects.jsonl", retry=c.retry)
+        if done.counts.written != len(records):
+            raise MigrationError(
+                f"{c.operation} stopped: {len(records)} records whose ids repeat across shards could not"
+                f" be written again ({done.counts.skipped})", hint="rerun the same command with --resume")
+
+
+def _duplicate_line(record: MemoryRecord) -> bytes:
+    from .run import _record_json
+
+    return reject_line(Reject(
+        reason="duplicate_id", detail=f"id {record.id!r} already appeared in namespace {record.namespace!r}",
+        id=record.id, namespace=record.namespace, record=_record_json(record)))
+
+
+def _dropped(line: bytes, drop: set[tuple[str | None, str]]) -> MemoryRecord | None:
+    """The record of a part's line when it is one to drop, else None (its id is checked
+    before the line is decoded whole)."""
+    obj = orjson.loads(line)
+    if not isinstance(obj, dict) or not any(str(obj.get("id")) == i for _, i in drop):
+        return None
+    record = decode_object(parse_line(line), line)
+    return record if (record.namespace, record.id) in drop else None
+
+
+def _untally(tally: dict[str, Any], record: MemoryRecord) -> dict[str, Any]:
+    """A part's tally less one record (what ``VmigWriter._tally`` added for it)."""
+    less: dict[str, Any] = {"count": int(tally["count"]) - 1}
+    keys = {"namespaces": [record.namespace if record.namespace is not None else ""],
+            "dims": [f"{n}:{v.dims}" if n else str(v.dims) for n, v in record.vectors.items()],
+            "models": [v.model for v in record.vectors.values() if v.model]}
+    for field, taken in keys.items():
+        counter = dict(tally[field])
+        for key in taken:
+            counter[key] -= 1
+            if not counter[key]:
+                del counter[key]
+        less[field] = counter
+    return less
+
+
+def find_repeats(coordinator: Coordinator) -> Repeats:
+    """The ids repeated across shards, from the hashes each shard kept (``ShardFiles.ids``):
+    one sort over 8 bytes a record when there are none. For each hash in two shards or more
+    the shards concerned are read again (only those), the records found by their hash, the
+    real ids compared (two ids with one hash are not a repeat), and what each shard did with
+    its occurrence looked up in its rejects file."""
+    c = coordinator
+    hashes = [np.frombuffer(ShardFiles(c.folder, s.index).ids.read_bytes(), dtype="<u8") for s in c.plan]
+    every = np.concatenate(hashes) if hashes else np.zeros(0, dtype="<u8")
+    values, counts = np.unique(every, return_counts=True)
+    repeated = values[counts > 1]
+    if not repeated.size:
+        return Repeats(mode=c.mode)
+    owner: dict[bytes, int] = {}
+    later: list[tuple[int, bytes]] = []
+    wanted_in: dict[int, set[bytes]] = {}
+    for shard, kept in zip(c.plan, hashes, strict=True):
+        for value in kept[np.isin(kept, repeated)]:
+            key = value.tobytes()
+            if key in owner:
+                later.append((shard.index, key))
+            else:
+                owner[key] = shard.index
+            wanted_in.setdefault(shard.index, set()).add(key)
+    later_in = {index for index, _ in later}
+    found: dict[int, dict[bytes, tuple[MemoryRecord, int]]] = {}
+    fates: dict[int, dict[tuple[str | None, str], tuple[str, int]]] = {}
+    for index, keys in sorted(wanted_in.items()):
+        path = ShardFiles(c.folder, index).rejects
+        lines = [orjson.loads(line) for line in path.read_bytes().splitlines()] \
+            if index in later_in and path.exists() else []
+        found[index] = _find(c, c.plan[index], keys, lines)
+        fates[index] = _fates(path, [record for record, _ in found[index].values()])
+    items: list[Repeat] = []
+    for index, key in later:
+        record, at = found[index].get(key, (None, 0))
+        first = found[owner[key]].get(key, (None, 0))[0]
+        if record is None or first is None or (record.namespace, record.id) != (first.namespace, first.id):
+            continue  # two ids with one 8-byte hash: not a repeat
+        reason, line = fates[index].get((record.namespace, record.id), (None, None))
+        first_written = (first.namespace, first.id) not in fates[owner[key]]
+        if reason is None and not first_written and c.mode == "direct":
+            continue  # the store holds the later one and cannot be told to drop it: counted as written
+        items.append(Repeat(index, record, first, owner[key], reason, line, first_written, at))
+    return Repeats(items, c.mode)
+
+
+def _find(c: Coordinator, shard: Shard, keys: set[bytes],
+          rejects: list[Any]) -> dict[bytes, tuple[MemoryRecord, int]]:
+    """The first record of the shard with each hash, read again from the source as a shard
+    run reads it (the selection of the run's options), with the line of the shard's
+    ``rejects`` (parsed) that came next in the source: the shard's read is walked beside its
+    rejects, a line taken by the source entry it is about."""
+    from .run import wanted
+
+    found: dict[bytes, tuple[MemoryRecord, int]] = {}
+    seen: set[bytes] = set()
+    at = 0
+    c.source.verify_reads = False  # checked when the shard was run
+    for page in c.source.read_shard(shard, batch_size=c.options.batch_size or 500):
+        for item in page.items:
+            line = rejects[at] if at < len(rejects) else {}
+            if isinstance(item, Reject):
+                if line.get("location") == item.location and line.get("reason") == item.reason:
+                    at += 1
+                continue
+            if not wanted(item, c.options):
+                continue
+            key = SeenIds.key(item.namespace, item.id)
+            if key in keys and key not in found:
+                found[key] = (item, at)
+            if (line.get("id"), line.get("namespace")) == (item.id, item.namespace) \
+                    and (line.get("reason") == "duplicate_id") == (key in seen):
+                at += 1
+            if rejects:
+                seen.add(key)
+        if len(found) == len(keys):
+            break
+    return found
+
+
+def _fates(path: Path, records: list[MemoryRecord]) -> dict[tuple[str | None, str], tuple[str, int]]:
+    """For the records a shard refused (other than as ``duplicate_id``), the reason and the
+    line of the shard's rejects file; a record not in it was written."""
+    keys = {(r.namespace, r.id) for r in records}
+    fates: dict[tuple[str | None, str], tuple[str, int]] = {}
+    if not path.exists():
+        return fates
+    with open(path, "rb") as lines:
+        for k, line in enumerate(lines):
+            obj = orjson.loads(line)
+            key = (obj.get("namespace"), obj.get("id"))
+            if obj.get("reason") != "duplicate_id" and obj.get("location") is None and key in keys \
+                    and key not in fates:
+                fates[key] = (str(obj["reason"]), k)
+    return fates
+
+
+class RecordsSource(Connector):
+    """A few records, held in memory, as a source: the first occurrences a store target gets
+    written again (``Repeats.rewrite_first``)."""
+
+    name = "repeats"
+    capabilities = Capabilities(read=True, write=False)
+
+    def __init__(self, records: list[MemoryRecord], source: Connector) -> None:
+        super().__init__(source.spec)
+        self.records, self.source = records, source
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.source.describe(), "repeats": len(self.records)}
+
+    def count(self) -> int | None:
+        return len(self.records)
+
+    def vector_spaces(self) -> dict[str, VectorSpace]:
+        return self.source.vector_spaces()
+
+    def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        start = int(after or 0)
+        for at in range(start, len(self.records), batch_size):
+            end = min(at + batch_size, len(self.records))
+            yield Page(list(self.records[at:end]), None if end == len(self.records) else str(end))
