@@ -234,3 +234,85 @@ def test_text_probes_embed_with_the_records_model() -> None:
     assert got.probe == "text" and got.ok and got.overlap == 1.0 and got.target.recall == 1.0
     with pytest.raises(UsageError, match="no embedder for it is installed"):
         check_search(store, None, SearchOptions(probe="text", embed_model="no-such-model"), None)
+
+
+def _rewrite(records: list[MemoryRecord], at: set[int], dims: int = 12, seed: int = 4) -> list[MemoryRecord]:
+    """The records with the vectors at positions ``at`` replaced by a fixed linear map of them
+    into ``dims`` dimensions: what an adapter does, without one."""
+    projection = np.random.default_rng(seed).standard_normal((DIMS, dims)).astype(np.float32)
+    return [r.replace(vectors={"": Vector.from_values(r.vectors[""].array() @ projection)}) if i in at else r
+            for i, r in enumerate(records)]
+
+
+def test_rewritten_vectors_judge_the_targets_own_search() -> None:
+    records = corpus()
+    target = ExactStore(_rewrite(records, set(range(len(records)))))
+    got = check_search(target, ExactStore(records), SearchOptions(), None)
+    assert got.ok and got.overlap is None and got.source is None and got.target.recall == 1.0
+    assert got.target.sizes == {"12": 240} and got.probes == 100
+    assert got.notes[0].startswith("the target's vectors are not the source's (100 of 100 probe records")
+    # a stale index over the rewritten vectors fails, and says what was judged
+    stale = ExactStore(_rewrite(records, set(range(len(records)))), lose=3)
+    failed = check_search(stale, ExactStore(records), SearchOptions(), None)
+    assert not failed.ok and failed.target.recall == pytest.approx(0.8, abs=0.01)
+    assert failed.reasons[0].startswith("the target's recall@10 against exact cosine search is 0.8")
+    assert any(r.startswith("the target's vectors are not the source's") for r in failed.reasons)
+    assert any("index itself is approximate" in r for r in failed.reasons)
+
+
+def test_a_few_rewritten_vectors_are_noted_and_overlap_still_judged() -> None:
+    records = corpus()
+    target = ExactStore(_rewrite(records, set(range(0, 240, 10)), dims=DIMS))
+    got = check_search(target, ExactStore(records), SearchOptions(), None)
+    assert got.source is not None and got.overlap is not None
+    said = got.reasons + got.notes
+    assert any(s.endswith("probe records hold other vectors in the target than in the source") for s in said)
+
+
+def test_normalised_vectors_are_the_same_vectors() -> None:
+    """A store that keeps cosine vectors at unit length holds the source's vectors."""
+    records = corpus()
+    unit = [r.replace(vectors={"": Vector.from_values(
+        r.vectors[""].array() / np.linalg.norm(r.vectors[""].array()))}) for r in records]
+    got = check_search(ExactStore(unit), ExactStore(records), SearchOptions(), None)
+    assert got.ok and got.overlap == 1.0 and got.source is not None
+    assert not any("other vectors" in n for n in got.notes)
+
+
+def test_after_reembed_and_adapter_the_receipt_says_what_was_judged(tmp_path: Path) -> None:
+    """Through migrate --reembed (the offline static model) and --adapter (trained from pairs)
+    into cartridges, then verify --against --search --receipt."""
+    from vexchange.adapters import train_adapter
+
+    source = write_vmig(tmp_path / "src.vmig.jsonl", corpus(), metric="cosine")
+    rng = np.random.default_rng(2)
+    projection = rng.standard_normal((DIMS, 12))
+    with open(tmp_path / "pairs.jsonl", "w") as handle:
+        for _ in range(600):
+            x = rng.standard_normal(DIMS)
+            handle.write(orjson.dumps({"source": x.tolist(), "target": (x @ projection).tolist()}).decode()
+                         + "\n")
+    train_adapter(tmp_path / "a.npz", pairs=tmp_path / "pairs.jsonl", methods=("ridge",))
+    runs: dict[str, dict[str, Any]] = {"adapter": {"adapter": str(tmp_path / "a.npz")}}
+    if _has("static_model"):
+        runs["reembed"] = {"reembed": "all", "embed_model": "static"}
+    for name, options in runs.items():
+        target, receipt = f"cartridge://{tmp_path}/{name}.db", tmp_path / f"{name}.receipt.json"
+        migrate(source, target, receipt=receipt, **options)
+        result = CliRunner().invoke(cli, ["verify", target, "--against", str(source), "--search",
+                                          "--receipt", str(receipt), "--json"])
+        # the record-by-record check fails, as it should: every vector changed on purpose
+        checks = {c["check"]: c for c in orjson.loads(result.output)["checks"]}
+        assert result.exit_code == 3 and checks["against"]["changed"] == 240, result.output
+        assert checks["search"]["ok"] and all(c["ok"] for n, c in checks.items() if n != "against")
+        saved = orjson.loads(receipt.read_bytes())["verify"]["search"]
+        assert saved["ok"] and saved["overlap"] is None and saved["source"] is None, saved
+        # re-embedded "memory number N" texts hold near-equal vectors: a tie may fall either way
+        assert saved["target"]["recall"] >= 0.99
+        assert saved["notes"][0].startswith("the target's vectors are not the source's (100 of 100"), saved
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
