@@ -201,6 +201,22 @@ def vector_json(data: bytes) -> np.ndarray | orjson.Fragment:
     return arr
 
 
+def hazard_free(chunks: list[bytes]) -> bool:
+    """True when none of these byte strings holds the double-rounding hazard's bytes at any
+    offset, as :func:`vector_json`'s byte search would find it: one numpy pass over them all
+    (joined) instead of two searches of every vector (1.5 µs each for 384 dims). False also
+    when a match spans two of them: a page that says False takes the per-vector test."""
+    if not chunks:
+        return True
+    data = np.frombuffer(b"".join(chunks), dtype=np.uint8)
+    starts = np.flatnonzero(data[:-3] == _HAZARD_0[0])
+    if starts.size == 0:
+        return True
+    rest = ((data[starts + 1] == _HAZARD_0[1]) & (data[starts + 2] == _HAZARD_0[2])
+            & ((data[starts + 3] & 0x7F) == _HAZARD_0[3]))
+    return not bool(rest.any())
+
+
 # Positive float32 bit patterns whose shortest decimal form double-rounds to another float32
 # when read as float64 and then cast. An exhaustive scan of all 2**31 positive finite patterns
 # (bench/float32_scan.py) found exactly one: 0x15AE43FD, 7.038531e-26 (and its negative).

@@ -14,6 +14,9 @@ import time as _time
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _MS_THRESHOLD = 10**11
+_FIRST_MS, _LAST_MS = -62_135_596_800_000, 253_402_300_799_999
+"""0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the range :func:`_moment` accepts,
+checked by comparison for integers (building a timedelta for each cost 1 µs a timestamp)."""
 
 
 def parse_timestamp(value: object) -> int | None:
@@ -21,6 +24,9 @@ def parse_timestamp(value: object) -> int | None:
 
     Raises ValueError with a readable message for anything else.
     """
+    if type(value) is int:  # the usual case first: two comparisons, no timedelta
+        ms = value if abs(value) >= _MS_THRESHOLD else value * 1000
+        return ms if _FIRST_MS <= ms <= _LAST_MS else _checked(ms)
     if value is None or value == "":
         return None
     if isinstance(value, bool):

@@ -30,6 +30,7 @@ named vector in ``vector`` even beside text.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,12 +38,12 @@ import orjson
 
 from .._json import holds_huge_float, loads_exact, with_big_ints_as_fragments
 
-from .._floats import VectorValueError, decode_vector, parse_number_array, vector_json
+from .._floats import VectorValueError, decode_vector, hazard_free, parse_number_array, vector_json
 from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, SparseVector, Vector, canonical_int, is_flat_value
 
-__all__ = ["COMPAT_MODES", "FORMAT_VERSION", "KNOWN_KEYS", "RecordError", "decode_object", "encode_record",
-           "joinable_strings", "parse_line"]
+__all__ = ["COMPAT_MODES", "FORMAT_VERSION", "KNOWN_KEYS", "EncodeError", "RecordError", "decode_object",
+           "encode_record", "encode_records", "joinable_strings", "parse_line"]
 
 FORMAT_VERSION = "1.0.0"
 """The value of ``vex_version`` in every line: the Vex record format version we follow."""
@@ -80,10 +81,45 @@ def encode_record(record: MemoryRecord, *, compat: str | None = None) -> bytes:
     ``created_at_ms``), and a lone named vector written as ``vector`` even when there is text.
     Raises RecordError for a record no line can hold (an empty id; a NaN in metadata).
     """
-    if record.id == "":
-        raise RecordError("missing_id", "record has an empty id, which no reader (ours or Vex's) takes")
+    if compat is not None and compat not in COMPAT_MODES and record.id != "":
+        raise ValueError(f"unknown compat mode {compat!r}; known: {', '.join(COMPAT_MODES)}")
+    return _encode(record, compat, False, None, None)
+
+
+EncodeError = RecordError | TypeError
+"""What :func:`encode_records` gives in place of a line: what :func:`encode_record` raises for
+a record no line can hold (RecordError), or orjson for a value it cannot write (TypeError)."""
+
+
+def encode_records(records: Sequence[MemoryRecord], *,
+                   compat: str | None = None) -> list[bytes | EncodeError]:
+    """:func:`encode_record` of each record, byte for byte, with the work that can be done once
+    a page done so: the double-rounding screen of every vector in one numpy pass
+    (``_floats.hazard_free``; a page that may hold the hazard takes the per-vector test), and
+    the ISO text of the timestamps in one numpy call. A record that :func:`encode_record`
+    refuses (RecordError, TypeError) gets the error in its place; any other error is raised."""
     if compat is not None and compat not in COMPAT_MODES:
         raise ValueError(f"unknown compat mode {compat!r}; known: {', '.join(COMPAT_MODES)}")
+    chunks = [v.data for r in records for v in r.vectors.values()]
+    chunks += [sp.values for r in records for sp in r.sparse.values()]
+    screened = hazard_free(chunks)
+    created = _iso_page([r.created_at for r in records]) if compat is None else [None] * len(records)
+    updated = _iso_page([r.updated_at for r in records])
+    out: list[bytes | EncodeError] = []
+    for record, created_text, updated_text in zip(records, created, updated, strict=True):
+        try:
+            out.append(_encode(record, compat, screened, created_text, updated_text))
+        except (RecordError, TypeError) as err:
+            out.append(err)
+    return out
+
+
+def _encode(record: MemoryRecord, compat: str | None, screened: bool, created_text: str | None,
+            updated_text: str | None) -> bytes:
+    """The line; ``screened``: the vectors are known to hold no double-rounding hazard;
+    ``created_text``, ``updated_text``: the timestamps' ISO text when already made (None: make it)."""
+    if record.id == "":
+        raise RecordError("missing_id", "record has an empty id, which no reader (ours or Vex's) takes")
     vectors = record.vectors
     default = vectors.get(DEFAULT_VECTOR)
     moved = None if default is not None else _vector_to_move(record, compat)
@@ -92,54 +128,84 @@ def encode_record(record: MemoryRecord, *, compat: str | None = None) -> bytes:
     metadata, json_keys, list_keys = _flatten_metadata(record.metadata)
     text_null = record.text is None and default is None
     created = record.created_at
+    as_json = _screened_json if screened else vector_json
+    if created is None or compat:
+        created_value: Any = None if created is None else created // 1000
+    else:
+        created_value = created_text if created_text is not None else _iso(created)
     line: dict[str, Any] = {
         "id": record.id,
         "text": "" if text_null else record.text,
-        "vector": vector_json(default.data) if default else None,
+        "vector": as_json(default.data) if default else None,
         "model": default.model if default else None,
         "dims": default.dims if default else None,
         "namespace": record.namespace,
         "metadata": metadata,
-        "created_at": None if created is None else (created // 1000 if compat else _iso(created)),
+        "created_at": created_value,
         "source_store": record.source_store,
         "modality": record.modality,
         "score": record.score,
         "vex_version": FORMAT_VERSION,
     }
     if record.updated_at is not None:
-        line["updated_at"] = _iso(record.updated_at)
+        line["updated_at"] = updated_text if updated_text is not None else _iso(record.updated_at)
     if compat and created is not None:
         line["created_at_ms"] = created
     if record.id_type != "str":
         line["id_type"] = record.id_type
     if moved is not None:
         line["vector_name"] = moved
-    named = {k: v for k, v in vectors.items() if k != DEFAULT_VECTOR and k != moved}
-    if named:
-        line["vectors"] = {
-            name: {"vector": vector_json(v.data), "model": v.model, "dims": v.dims}
-            for name, v in named.items()
-        }
+    if len(vectors) > (default is not None):
+        named = {k: v for k, v in vectors.items() if k != DEFAULT_VECTOR and k != moved}
+        if named:
+            line["vectors"] = {
+                name: {"vector": as_json(v.data), "model": v.model, "dims": v.dims}
+                for name, v in named.items()
+            }
     if json_keys:
         line["metadata_json"] = json_keys
     if list_keys:
         line["metadata_lists"] = list_keys
     if record.sparse:
         line["sparse_vectors"] = {
-            name: {"indices": sp.index_array().tolist(), "values": vector_json(sp.values),
+            name: {"indices": sp.index_array().tolist(), "values": as_json(sp.values),
                    "model": sp.model}
             for name, sp in record.sparse.items()
         }
     if text_null:
         line["text_null"] = True
-    for key, value in record.extra.items():
-        line.setdefault(key, value)
+    if record.extra:
+        for key, value in record.extra.items():
+            line.setdefault(key, value)
     try:
         return orjson.dumps(line, option=_DUMP_OPTS)
     except TypeError:  # an integer beyond 64 bits: written exactly as a raw fragment
         for key in ("metadata", *record.extra):
             line[key] = with_big_ints_as_fragments(line[key])
         return orjson.dumps(line, option=_DUMP_OPTS)
+
+
+def _screened_json(data: bytes) -> np.ndarray:
+    """:func:`vector_json` of a vector already screened for the double-rounding hazard."""
+    return np.frombuffer(data, dtype=_F32)
+
+
+_F32 = np.dtype("<f4")
+_FIRST_MS, _LAST_MS = -62_135_596_800_000, 253_402_300_799_999
+"""The years 1-9999, where numpy's ISO text is format_timestamp's (tests/test_codec.py)."""
+
+
+def _iso_page(values: list[int | None]) -> list[str | None]:
+    """``_iso`` of each integer timestamp of the years 1-9999, in one numpy call; None for the
+    others (None itself, or one that ``_iso`` makes or refuses when the line is encoded)."""
+    at = [i for i, v in enumerate(values) if type(v) is int and _FIRST_MS <= v <= _LAST_MS]
+    out: list[str | None] = [None] * len(values)
+    if len(at) < 8:  # a small page: numpy's set-up costs more than it saves
+        return out
+    stamps = np.array([values[i] for i in at], dtype=np.int64).astype("datetime64[ms]")
+    for i, text in zip(at, np.datetime_as_string(stamps, unit="ms", timezone="UTC").tolist(), strict=True):
+        out[i] = text
+    return out
 
 
 _DAY_MS = 86_400_000
@@ -181,7 +247,13 @@ def _vector_to_move(record: MemoryRecord, compat: str | None) -> str | None:
 def joinable_strings(value: list[Any]) -> bool:
     """A list that ``",".join`` writes reversibly: strings, none empty, none with a comma.
     (The empty list is "", which reads back as [].)"""
-    return all(type(v) is str and v and "," not in v for v in value)
+    for v in value:  # noqa: SIM110 - a loop, not all(generator): this runs per record
+        if type(v) is not str or not v or "," in v:
+            return False
+    return True
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _flatten_metadata(
@@ -199,9 +271,12 @@ def _flatten_metadata(
     lists: list[str] = []
     for key, value in metadata.items():
         kind = type(value)
-        if kind is str or kind is int or kind is bool or value is None:
+        if kind in _SCALARS:
             continue
         if kind is float and value - value == 0.0:  # finite (inf - inf and NaN are NaN)
+            continue
+        if kind is list and joinable_strings(value):  # strings only: nothing to be finite
+            lists.append(key)
             continue
         if not _finite(value):
             raise RecordError("bad_metadata", f"metadata {key!r} holds a NaN or infinite number,"

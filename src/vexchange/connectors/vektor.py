@@ -40,9 +40,11 @@ from ._vektor_schema import (
     SPACES_TABLE,
     SLIPSTREAM_DDL,
     Layout,
+    PlainRows,
     detect_layout,
     fingerprint,
     overrides_for,
+    plain_condition,
     record_to_row,
     row_to_record,
     stored_identity,
@@ -223,18 +225,22 @@ class VektorConnector(AtPath, Connector):
     def _pages(self, db: sqlite3.Connection, layout: Layout, batch_size: int,
                last: int | None, *, end: int | None = None, where: str | None = None) -> Iterator[Page]:
         """Pages in rowid order after ``last``, below ``end``, of the rows ``where`` selects
-        (an SQL condition on ``m``; an incremental run's changed rows)."""
+        (an SQL condition on ``m``; an incremental run's changed rows). Each row comes with
+        ``plain_condition``'s value, and the page's plain rows become records together
+        (``PlainRows``); the others one by one (``_item``)."""
         with _translated(self.path, "read"):
             has_side = _has_table(db, SIDE_TABLE)
         columns = ", ".join(f'm."{c}"' for c in layout.columns)
         side = (f"s.fingerprint, s.overrides FROM memories m LEFT JOIN {SIDE_TABLE} s"
                 " ON s.row_key = CAST(m.id AS TEXT)") if has_side else "NULL, NULL FROM memories m"
+        head = f"SELECT m.rowid, {plain_condition(layout, has_side)}, {columns}, {side}"
         conditions = ([] if end is None else [f"m.rowid < {int(end)}"]) + ([where] if where else [])
         bound = "".join(f" AND {c}" for c in conditions)
         # no lower bound before the first page: a row may sit at the lowest rowid, -2**63
-        first = (f"SELECT m.rowid, {columns}, {side}"
-                 f"{' WHERE ' + ' AND '.join(conditions) if conditions else ''} ORDER BY m.rowid LIMIT ?")
-        after = f"SELECT m.rowid, {columns}, {side} WHERE m.rowid > ?{bound} ORDER BY m.rowid LIMIT ?"
+        first = (f"{head}{' WHERE ' + ' AND '.join(conditions) if conditions else ''}"
+                 " ORDER BY m.rowid LIMIT ?")
+        after = f"{head} WHERE m.rowid > ?{bound} ORDER BY m.rowid LIMIT ?"
+        plain = PlainRows(layout, first=2, flag=1)
         cursor = last
         while True:
             with _translated(self.path, "read"):
@@ -243,14 +249,17 @@ class VektorConnector(AtPath, Connector):
             if not rows:
                 yield Page([], None)
                 return
-            items = [self._item(layout, row) for row in rows]
+            items: list[MemoryRecord | Reject] = [
+                record if record is not None else self._item(layout, row)
+                for record, row in zip(plain.records(rows), rows, strict=True)]
             cursor = rows[-1][0]
             yield Page(items, str(cursor) if len(rows) == batch_size else None)
             if len(rows) < batch_size:
                 return
 
     def _item(self, layout: Layout, row: tuple[Any, ...]) -> MemoryRecord | Reject:
-        values = dict(zip(layout.columns, row[1:-2], strict=False))
+        """A row of ``_pages`` (rowid, plain flag, the columns, fingerprint, overrides)."""
+        values = dict(zip(layout.columns, row[2:-2], strict=False))
         try:
             return stored_record(layout, values, row[-2], row[-1])
         except ValueError as err:

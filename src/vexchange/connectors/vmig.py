@@ -24,7 +24,7 @@ import orjson
 from .._floats import Float32Bytes, decode_rows
 
 from .._atomic import AtomicOutput
-from ..codecs.vmig import COMPAT_MODES, RecordError, decode_object, encode_record, parse_line
+from ..codecs.vmig import COMPAT_MODES, RecordError, decode_object, encode_records, parse_line
 from ..errors import InvalidSpecError, UsageError
 from ..record import MemoryRecord
 from ..results import ChecksumCheck, SidecarState
@@ -379,14 +379,14 @@ class VmigWriter(Writer):
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
         lines: list[tuple[MemoryRecord, bytes]] = []
         rejects: list[Reject] = []
-        for record in batch:
-            try:
-                lines.append((record, encode_record(record, compat=self.compat)))
-            except RecordError as err:
-                rejects.append(Reject(reason=err.reason, detail=err.detail, id=record.id,
+        for record, line in zip(batch, encode_records(batch, compat=self.compat), strict=True):
+            if type(line) is bytes:
+                lines.append((record, line))
+            elif isinstance(line, RecordError):
+                rejects.append(Reject(reason=line.reason, detail=line.detail, id=record.id,
                                       namespace=record.namespace))
-            except (TypeError, orjson.JSONEncodeError) as err:
-                rejects.append(Reject(reason="unencodable", detail=str(err), id=record.id,
+            else:
+                rejects.append(Reject(reason="unencodable", detail=str(line), id=record.id,
                                       namespace=record.namespace))
         self.held.hold(batch, lines)
         return rejects
