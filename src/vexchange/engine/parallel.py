@@ -28,11 +28,16 @@ local worker inherits; a Ray node's own environment, engine/ray_engine.py).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import fcntl
 import importlib
 import multiprocessing
+import os
 import shutil
+import signal
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -68,8 +73,8 @@ from .progress import NoProgress, Progress
 from .receipt import Counts, NamespaceDigests, Receipt, load_receipt, versions
 from .vectors import VectorTransform
 
-__all__ = ["Coordinator", "Executor", "LocalExecutor", "Location", "ShardFiles", "died", "open_executor",
-           "parallel_run", "run_shard", "use_secrets"]
+__all__ = ["Coordinator", "Executor", "LocalExecutor", "Location", "ShardFiles", "die_with", "died",
+           "open_executor", "parallel_run", "run_shard", "start_worker", "use_secrets", "watch_parent"]
 
 _MOD = 1 << 256
 _GATE_POLL_S = 0.05
@@ -132,6 +137,49 @@ def use_secrets(secrets: Mapping[str, Mapping[str, str]]) -> None:
         for value in values.values():
             register_secret(value)
         _SECRETS[role] = values
+
+
+def start_worker(secrets: Mapping[str, Mapping[str, str]], parent: int) -> None:
+    """A local pool worker's initializer: die with the coordinator (``die_with``), then take
+    the run's secrets (``use_secrets``)."""
+    die_with(parent)
+    use_secrets(secrets)
+
+
+_PR_SET_PDEATHSIG = 1
+_WATCH_S = 0.5
+
+
+def die_with(parent: int) -> None:
+    """End this process when ``parent`` (the coordinator) is gone, killed with -9 included,
+    so no worker is left writing a shard of a run nobody waits for. On Linux the kernel
+    sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``, through ctypes);
+    everywhere, and in case the parent died before that was set, a daemon thread
+    (``watch_parent``) checks every half second that the parent is still ours."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc to call: the watch below still ends it
+            pass
+    watch_parent(parent)
+
+
+def watch_parent(parent: int, interval: float = _WATCH_S) -> None:
+    """The portable half of ``die_with``: exit at once if ``parent`` is not this process's
+    parent any more (it died and this one was adopted), checked now and then every
+    ``interval`` seconds on a daemon thread."""
+    def gone() -> bool:
+        return os.getppid() != parent
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(interval)
+        os._exit(70)  # no cleanup: the coordinator's resume takes the shard from its checkpoint
+
+    if gone():
+        os._exit(70)
+    threading.Thread(target=watch, name="vex-parent-watch", daemon=True).start()
 
 
 def run_shard(task: dict[str, Any]) -> dict[str, Any]:
@@ -398,8 +446,8 @@ class LocalExecutor:
         while pending := coordinator.pending():
             context = multiprocessing.get_context("spawn")
             workers = min(self.options.worker_count(), len(pending))
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=use_secrets,
-                                     initargs=(self.secrets,)) as pool:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
+                                     initargs=(self.secrets, os.getpid())) as pool:
                 futures: dict[Future[dict[str, Any]], int] = {}
                 if coordinator.take_gate():  # the first shard alone until it has written
                     first = pool.submit(run_shard, coordinator.task(pending[0]))
