@@ -2,8 +2,15 @@
 
     python bench/stores.py                      # 100k records of 384 dims, every store
     python bench/stores.py --records 20000 --stores pgvector,redis
+    python bench/stores.py --servers /tmp/stores --workers 1,2,4 --steps import
 
-For every store, four timed steps, each in a fresh process (peak RSS from VmHWM):
+``--servers DIR`` uses servers already running (``python -m vexchange.testing.servers start
+DIR``) instead of starting them; ``--workers 1,2,4`` runs the vexchange import once per worker
+count (``workers=N``, docs/engine.md "Parallel runs"), each against the same native script;
+``chroma-http`` is Chroma's own server (the ``chroma`` server kind), written over HTTP.
+
+For every store, four timed steps, each in a fresh process (peak RSS from VmHWM, CPU as the
+user + system seconds of the finished process and every process it waited for):
 
 * import with vexchange: ``vexchange.import_(file, store)``;
 * import, native: the same .vmig.jsonl file read line by line with orjson and written with the
@@ -25,6 +32,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -70,12 +79,13 @@ def write_lines(path: str, rows: Iterator[tuple[str, list[float] | np.ndarray, s
 
 def native_import(store: str, file: str, where: dict[str, Any]) -> None:
     dims = len(next(batches(file))[0]["vector"])
-    if store == "chroma":
+    if store in ("chroma", "chroma-http"):
         import chromadb
 
-        client = chromadb.PersistentClient(path=where["path"])
-        col = client.get_or_create_collection("native", metadata={"hnsw:space": "cosine"},
-                                              embedding_function=None)
+        client = (chromadb.HttpClient(host=where["host"], port=where["port"]) if "host" in where
+                  else chromadb.PersistentClient(path=where["path"]))
+        col = client.get_or_create_collection(where.get("collection", "native"),
+                                              metadata={"hnsw:space": "cosine"}, embedding_function=None)
         size = client.get_max_batch_size()
         pending: list[dict[str, Any]] = []
         for batch in batches(file):
@@ -148,9 +158,10 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dims)
         index = MilvusClient.prepare_index_params()
         index.add_index("vector", index_type="AUTOINDEX", metric_type="COSINE")
-        client.create_collection("native", schema=schema, index_params=index)
+        name = where.get("collection", "native")
+        client.create_collection(name, schema=schema, index_params=index)
         for batch in batches(file, 100):  # Milvus Lite's fastest call size (see milvus.py)
-            client.insert("native", [{"id": r["id"], "text": (r["text"] or "")[:16000],
+            client.insert(name, [{"id": r["id"], "text": (r["text"] or "")[:16000],
                                       "metadata": r["metadata"] or {},
                                       "vector": np.asarray(r["vector"], dtype=np.float32)} for r in batch])
         client.close()
@@ -158,13 +169,14 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
         import redis
 
         client = redis.Redis.from_url(where["url"])
-        client.execute_command("FT.CREATE", "native", "ON", "HASH", "PREFIX", "1", "native:", "SCHEMA",
+        name = where.get("index", "native")
+        client.execute_command("FT.CREATE", name, "ON", "HASH", "PREFIX", "1", f"{name}:", "SCHEMA",
                                "text", "TEXT", "vector", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32",
                                "DIM", str(dims), "DISTANCE_METRIC", "COSINE")
         for batch in batches(file):
             pipe = client.pipeline(transaction=False)
             for r in batch:
-                pipe.hset(f"native:{r['id']}", mapping={
+                pipe.hset(f"{name}:{r['id']}", mapping={
                     "text": r["text"] or "", "metadata": orjson.dumps(r["metadata"]),
                     "vector": np.asarray(r["vector"], dtype="<f4").tobytes()})
             pipe.execute()
@@ -176,10 +188,12 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
 
 
 def native_export(store: str, out: str, where: dict[str, Any]) -> None:
-    if store == "chroma":
+    if store in ("chroma", "chroma-http"):
         import chromadb
 
-        col = chromadb.PersistentClient(path=where["path"]).get_collection("native", embedding_function=None)
+        client = (chromadb.HttpClient(host=where["host"], port=where["port"]) if "host" in where
+                  else chromadb.PersistentClient(path=where["path"]))
+        col = client.get_collection(where.get("collection", "native"), embedding_function=None)
 
         def rows() -> Iterator[Any]:
             offset = 0
@@ -233,7 +247,8 @@ def native_export(store: str, out: str, where: dict[str, Any]) -> None:
         client = MilvusClient(uri=where["uri"])
 
         def rows() -> Iterator[Any]:
-            it = client.query_iterator("native", batch_size=BATCH, output_fields=["id", "text", "vector"])
+            it = client.query_iterator(where.get("collection", "native"), batch_size=BATCH,
+                                       output_fields=["id", "text", "vector"])
             while True:
                 got = it.next()
                 if not got:
@@ -246,16 +261,18 @@ def native_export(store: str, out: str, where: dict[str, Any]) -> None:
 
         client = redis.Redis.from_url(where["url"])
 
+        name = where.get("index", "native")
+
         def rows() -> Iterator[Any]:
             cursor = 0
             while True:
-                cursor, keys = client.scan(cursor, match="native:*", count=BATCH)
+                cursor, keys = client.scan(cursor, match=f"{name}:*", count=BATCH)
                 pipe = client.pipeline(transaction=False)
                 for key in keys:
                     pipe.hgetall(key)
                 for key, fields in zip(keys, pipe.execute(), strict=False):
                     vector = np.frombuffer(fields[b"vector"], dtype="<f4")
-                    yield key.decode()[7:], vector, fields[b"text"].decode()
+                    yield key.decode()[len(name) + 1:], vector, fields[b"text"].decode()
                 if cursor == 0:
                     return
     else:
@@ -270,6 +287,10 @@ def locations(store: str, work: Path, servers: dict[str, Any], tag: str) -> tupl
     """(vexchange URL, native client settings) for a fresh location of ``store``."""
     if store == "chroma":
         return f"chroma://{work}/chroma-{tag}?collection=vex", {"path": str(work / f"chroma-native-{tag}")}
+    if store == "chroma-http":
+        s = servers["chroma"]
+        return (f"chroma://{s.host}:{s.port}/vex_{tag}",
+                {"host": s.host, "port": s.port, "collection": f"native_{tag}"})
     if store == "qdrant-edge":
         return f"qdrant-edge://{work}/edge-{tag}", {"path": str(work / f"edge-native-{tag}")}
     if store == "lancedb":
@@ -289,15 +310,44 @@ def locations(store: str, work: Path, servers: dict[str, Any], tag: str) -> tupl
                 {"dsn": f"host={s.host} port={s.port} user=postgres dbname={db}"})
     if store == "milvus":
         s = servers["milvus"]
-        return f"milvus://{s.host}:{s.port}/vex_{tag}", {"uri": f"http://{s.host}:{s.port}"}
+        return (f"milvus://{s.host}:{s.port}/vex_{tag}",
+                {"uri": f"http://{s.host}:{s.port}", "collection": f"native_{tag}"})
     if store == "redis":
         s = servers["redis"]
-        return f"redis://{s.host}:{s.port}/0?index=vex{tag}", {"url": f"redis://{s.host}:{s.port}/0"}
+        return (f"redis://{s.host}:{s.port}/0?index=vex{tag}",
+                {"url": f"redis://{s.host}:{s.port}/0", "index": f"native{tag}"})
     raise SystemExit(f"unknown store {store}")
 
 
-def measure(code: str) -> tuple[float, float]:
-    return run.measure(code, setup="import sys\nsys.path.insert(0, 'bench')\nimport vexchange, stores")
+def measure(code: str, work: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds of ``code`` in a fresh Python process.
+
+    The code runs from a script file under ``if __name__ == "__main__":``, so that a run with
+    workers can start its spawned processes. The peak is the process's own plus the largest
+    of its children's (bench/run.py's sampler); the CPU is the user + system time of the
+    finished process and every process it waited for (the workers, the reading child).
+    """
+    script = work / "step.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(Path('bench').resolve())!r})\n"
+        "import vexchange, stores\n"
+        f"{run._WATCH_CHILDREN}\n"
+        "if __name__ == '__main__':\n"
+        "    t = time.perf_counter()\n"
+        f"    {code}\n"
+        "    secs = time.perf_counter() - t\n"
+        "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "    print(secs, (int(hwm) + max(child_peak.values(), default=0)) / 1024)\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, check=False,
+                          env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step failed: {code}")
+    secs, rss = proc.stdout.decode().strip().splitlines()[-1].split()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(secs), float(rss), cpu
 
 
 def main() -> int:
@@ -305,6 +355,9 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--dims", type=int, default=384)
     parser.add_argument("--stores", default="chroma,qdrant-edge,pgvector,lancedb,milvus,redis")
+    parser.add_argument("--workers", default="1", help="worker counts of the vexchange import, e.g. 1,2,4")
+    parser.add_argument("--steps", default="import,export", help="import, export or both")
+    parser.add_argument("--servers", help="a folder of running servers (its servers.json) to use")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped
     from vexchange.testing import servers as srv
@@ -320,38 +373,70 @@ def main() -> int:
     records = itertools.islice(sample_records(args.records + 10, dims=args.dims,
                                               null_vectors=False, seed=1), 10, None)
     write_vmig(source, list(records), metric="cosine")
-    running = srv.start_all(work / "servers", ("milvus", "redis", "postgres"))
+    running = (srv.load(Path(args.servers)) if args.servers
+               else srv.start_all(work / "servers", ("milvus", "redis", "postgres", "chroma")))
+    steps = set(args.steps.split(","))
+    counts = [int(w) for w in args.workers.split(",")]
+    run_tag = f"{os.getpid()}{int(time.time()) % 100000}"
     results = []
     try:
         for store in args.stores.split(","):
-            url, native = locations(store, work, running, "a")
-            row: dict[str, Any] = {"store": store, "records": args.records, "dims": args.dims}
-            row["import_vex_s"], row["import_vex_mb"] = measure(
-                f"vexchange.import_({str(source)!r}, {url!r}, receipt={str(work / (store + '.r.json'))!r})")
-            row["import_native_s"], row["import_native_mb"] = measure(
-                f"stores.native_import({store!r}, {str(source)!r}, {native!r})")
-            row["export_vex_s"], row["export_vex_mb"] = measure(
-                f"vexchange.export({url!r}, {str(work / (store + '.out.vmig.jsonl'))!r})")
-            row["export_native_s"], row["export_native_mb"] = measure(
-                f"stores.native_export({store!r}, {str(work / (store + '.native.jsonl'))!r}, {native!r})")
-            row["import_ratio"] = round(row["import_native_s"] / row["import_vex_s"], 2)
-            row["export_ratio"] = round(row["export_native_s"] / row["export_vex_s"], 2)
+            row: dict[str, Any] = {"store": store, "records": args.records, "dims": args.dims,
+                                   "load": os.getloadavg()[0]}
+            url, native = locations(store, work, running, f"n{run_tag}")
+            if "import" in steps:
+                row["import_native_s"], row["import_native_mb"], row["import_native_cpu"] = measure(
+                    f"stores.native_import({store!r}, {str(source)!r}, {native!r})", work)
+                for n in counts:
+                    wurl, _ = locations(store, work, running, f"w{n}{run_tag}")
+                    receipt = str(work / f"{store}-{n}.r.json")
+                    secs, mb, cpu = measure(f"vexchange.import_({str(source)!r}, {wurl!r},"
+                                            f" receipt={receipt!r}, workers={n})", work)
+                    row.update({f"import_vex{n}_s": secs, f"import_vex{n}_mb": mb, f"import_vex{n}_cpu": cpu})
+                    row[f"import_ratio{n}"] = round(row["import_native_s"] / secs, 2)
+                    if n == counts[0]:
+                        url = wurl
+            if "export" in steps:
+                if "import" not in steps:
+                    measure(f"vexchange.import_({str(source)!r}, {url!r})", work)
+                    measure(f"stores.native_import({store!r}, {str(source)!r}, {native!r})", work)
+                row["export_vex_s"], row["export_vex_mb"], row["export_vex_cpu"] = measure(
+                    f"vexchange.export({url!r}, {str(work / (store + '.out.vmig.jsonl'))!r})", work)
+                row["export_native_s"], row["export_native_mb"], row["export_native_cpu"] = measure(
+                    f"stores.native_export({store!r}, {str(work / (store + '.native.jsonl'))!r},"
+                    f" {native!r})", work)
+                row["export_ratio"] = round(row["export_native_s"] / row["export_vex_s"], 2)
             results.append(row)
             print(json.dumps(row), flush=True)
             with open("bench/out/stores.jsonl", "a") as log:
                 log.write(json.dumps({**row, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
     finally:
-        srv.stop_all(running)
+        if not args.servers:
+            srv.stop_all(running)
         shutil.rmtree(work, ignore_errors=True)
-    n = args.records
-    print("\n| store | import vexchange rec/s | import native rec/s | ratio | export vexchange rec/s"
-          " | export native rec/s | ratio | peak RSS vexchange import / export (MB) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['store']} | {n / r['import_vex_s']:,.0f} | {n / r['import_native_s']:,.0f} |"
-              f" {r['import_ratio']} | {n / r['export_vex_s']:,.0f} | {n / r['export_native_s']:,.0f} |"
-              f" {r['export_ratio']} | {r['import_vex_mb']:.0f} / {r['export_vex_mb']:.0f} |")
+    report(results, args.records, counts, steps)
     return 0
+
+
+def report(results: list[dict[str, Any]], n: int, counts: list[int], steps: set[str]) -> None:
+    if "import" in steps:
+        print("\n| store | records | " + " | ".join(f"vexchange {w} worker(s) rec/s (ratio)" for w in counts)
+              + " | native rec/s | CPU s vexchange " + "/".join(map(str, counts)) + " / native"
+              " | peak RSS MB vexchange " + "/".join(map(str, counts)) + " / native | load |")
+        print("|---|---:|" + "---|" * len(counts) + "---:|---|---|---:|")
+        for r in results:
+            cells = " | ".join(f"{n / r[f'import_vex{w}_s']:,.0f} ({r[f'import_ratio{w}']})" for w in counts)
+            cpu = "/".join(f"{r[f'import_vex{w}_cpu']:.1f}" for w in counts)
+            mb = "/".join(f"{r[f'import_vex{w}_mb']:.0f}" for w in counts)
+            print(f"| {r['store']} | {n:,} | {cells} | {n / r['import_native_s']:,.0f} |"
+                  f" {cpu} / {r['import_native_cpu']:.1f} | {mb} / {r['import_native_mb']:.0f} |"
+                  f" {r['load']:.1f} |")
+    if "export" in steps:
+        print("\n| store | export vexchange rec/s | export native rec/s | ratio | peak RSS MB |")
+        print("|---|---|---|---|---|")
+        for r in results:
+            print(f"| {r['store']} | {n / r['export_vex_s']:,.0f} | {n / r['export_native_s']:,.0f} |"
+                  f" {r['export_ratio']} | {r['export_vex_mb']:.0f} |")
 
 
 if __name__ == "__main__":

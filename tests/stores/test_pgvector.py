@@ -164,3 +164,72 @@ def test_text_with_a_nul_character_is_kept_exactly(store_servers: Any, tmp_path:
     # the columns are exact to the millisecond
     assert [t[0].astimezone(timezone.utc).isoformat() for t in times] == [
         "9999-12-31T23:59:59.999000+00:00", "1969-12-30T23:59:59.999000+00:00"]
+
+
+def _hnsw_indexes(server: Any, table: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(host=server.host, port=server.port, user="postgres", dbname="postgres") as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%hnsw%%'",
+            (table,)).fetchall()]
+
+
+def test_the_last_of_several_writers_builds_the_indexes(store_servers: Any) -> None:
+    """Writers of one table (a parallel run's workers) each hold a shared advisory lock: the
+    first to finish leaves the indexes pending while another still loads rows, the last one
+    builds them. Each loads with COPY straight into the table; a batch that meets an id the
+    table holds is merged instead, and updates it."""
+    from vexchange.connectors._registry import open_store
+    from vexchange.record import MemoryRecord, Vector
+
+    server = store_servers["postgres"]
+    table = f"two_{uuid.uuid4().hex[:8]}"
+    url = f"pgvector://{server.host}:{server.port}/postgres?table={table}&user=postgres"
+
+    def batch(ids: range, text: str) -> list[MemoryRecord]:
+        return [MemoryRecord(id=str(i), text=text, vectors={"": Vector.from_values([float(i), 1.0, 2.0])})
+                for i in ids]
+
+    first, second = open_store(url), open_store(url)
+    try:
+        one = first.open_writer()
+        assert one.write(batch(range(0, 50), "a")) == []
+        two = second.open_writer()
+        assert two.write(batch(range(50, 100), "a")) == []
+        assert two.direct  # type: ignore[attr-defined]
+        one.finish({})
+        assert _hnsw_indexes(server, table) == []  # the second writer still loads
+        assert two.write(batch(range(90, 110), "b")) == []  # ids it holds: merged
+        assert not two.direct  # type: ignore[attr-defined]
+        two.finish({})
+        assert len(_hnsw_indexes(server, table)) == 1
+    finally:
+        first.close()
+        second.close()
+    from vexchange.testing.conformance import read_all
+
+    got = read_all(url)
+    assert len(got) == 110 and got[(None, "95")].text == "b" and got[(None, "89")].text == "a"
+
+
+def test_parallel_import_builds_the_index_once_loaded(store_servers: Any, tmp_path: Any) -> None:
+    """Four workers write one table; the index exists at the end, none is left pending."""
+    import psycopg
+
+    from vexchange import migrate
+    from vexchange.testing.conformance import read_all, write_vmig
+    from vexchange.testing.records import sample_records
+
+    server = store_servers["postgres"]
+    table = f"par_{uuid.uuid4().hex[:8]}"
+    url = f"pgvector://{server.host}:{server.port}/postgres?table={table}&user=postgres"
+    records = list(sample_records(1200, dims=64, null_vectors=False, seed=3))[10:]
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="cosine")
+    receipt = migrate(source, url, receipt=tmp_path / "r.json", workers=4)
+    assert receipt.counts.written == len(records)
+    assert len(_hnsw_indexes(server, table)) == 1
+    with psycopg.connect(host=server.host, port=server.port, user="postgres", dbname="postgres") as conn:
+        comment = conn.execute("SELECT obj_description(%s::regclass, 'pg_class')", (table,)).fetchone()
+    assert comment is not None and '"pending_indexes":[]' in comment[0]
+    assert len(read_all(url)) == len(records)

@@ -20,9 +20,13 @@ Any other table with vector columns can be read: the single-column primary key i
 ``content``, ``document``) columns are used when present, a ``metadata`` jsonb column is spread
 into metadata and every other column becomes a metadata key.
 
-Writes go through ``COPY`` (binary) into a temporary staging table, then one
-``INSERT ... ON CONFLICT (id) DO UPDATE`` per batch, in one transaction: a failed batch leaves
-the table as it was. Vectors travel in pgvector's binary form, so float32 bits are exact.
+Writes go through binary ``COPY`` straight into the table, one transaction a batch, as long
+as no batch meets an id the table holds; from the first that does (a re-run, a resumed run),
+batches go through ``COPY`` into a temporary staging table, then one ``INSERT ... ON CONFLICT
+(id) DO UPDATE``, in one transaction: a failed batch leaves the table as it was either way.
+Several writers (a parallel run's workers) each hold a shared advisory lock on the table while
+they write; the HNSW indexes of a table the run created are built by the last one to finish.
+Vectors travel in pgvector's binary form, so float32 bits are exact.
 ``metadata`` is jsonb (filterable); what jsonb cannot hold (NUL characters) or hands back changed
 (-0.0, floats from 1e16, which it prints as integers), a text with a NUL character and
 everything else without a column are kept in ``vex``, a ``json`` column, which keeps its text.
@@ -39,6 +43,7 @@ import numpy as np
 import orjson
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
@@ -460,6 +465,20 @@ class PgvectorWriter(StoreWriter):
                 f"table {store.schema}.{store.table} exists and was not created by vexchange;"
                 " writing into it could break its schema",
                 hint="choose a new table name with ?table=NAME")
+        self.direct = True
+        """COPY straight into the table, until a batch meets an id the table holds."""
+        self.lock_key = f"vexchange:{store.schema}.{store.table}"
+        self.locked = False
+        if not dry_run:
+            self._share_lock()
+
+    def _share_lock(self) -> None:
+        """Hold a shared session advisory lock on the table while writing, so that the writer
+        that finishes last (it alone gets the lock exclusively) builds the pending indexes,
+        never one whose peers still load rows. A killed writer's lock goes with its session."""
+        with translated_pg("lock"):
+            self.store.conn().execute("SELECT pg_advisory_lock_shared(hashtext(%s))", (self.lock_key,))
+        self.locked = True
 
     def target_dims(self) -> dict[str, int]:
         return {self.table.vector_names[c]: d for c, d in self.table.vector_dims.items() if d}
@@ -490,9 +509,34 @@ class PgvectorWriter(StoreWriter):
         """Build the HNSW indexes of a table this connector created, now that it is loaded
         (pgvector builds an index much faster over loaded data than row by row). A run that
         stops first leaves them pending in the table comment; the next run builds them."""
-        if self.dry_run or not self.table.exists or not self.table.pending_indexes:
+        if self.dry_run:
             return
         conn = self.store.conn()
+        with translated_pg("lock"):
+            self._unlock("pg_advisory_unlock_shared")
+            last = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (self.lock_key,)).fetchone()
+        if not (last and last[0]):
+            return  # another writer still loads rows: it builds the indexes when it finishes
+        try:
+            self.table = self.store.describe_table()  # a peer may have created or indexed it
+            if self.table.exists and self.table.pending_indexes:
+                self._build_indexes(conn)
+        finally:
+            with translated_pg("lock"):
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self.lock_key,))
+
+    def abort(self) -> None:
+        """Leave the indexes pending (the next run builds them) and let the other writers on."""
+        with translated_pg("lock"):
+            self._unlock("pg_advisory_unlock_shared")
+
+    def _unlock(self, function: str) -> None:
+        if self.locked and self.store._conn is not None:
+            self.locked = False
+            self.store.conn().execute(sql.SQL("SELECT {}(hashtext(%s))").format(sql.Identifier(function)),
+                                      (self.lock_key,))
+
+    def _build_indexes(self, conn: psycopg.Connection[Any]) -> None:
         by_column = {c: n for n, c in self.table.saved["vectors"].items()}
         with translated_pg("create index"), conn.transaction():
             conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
@@ -564,6 +608,8 @@ class PgvectorWriter(StoreWriter):
         updates = sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in names[1:])
         conn = self.store.conn()
+        if self.direct and self._copy_direct(staged, idents, types):
+            return rejects
         with translated_pg("upsert"), conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS vex_stage (LIKE {} INCLUDING DEFAULTS)"
                                 " ON COMMIT DELETE ROWS").format(self.store.ident))
@@ -584,6 +630,26 @@ class PgvectorWriter(StoreWriter):
                     detail=f"id {record.id!r} is already held by a row of another namespace;"
                            " the table keeps one row per id, so it is not overwritten"))
         return rejects
+
+
+    def _copy_direct(self, staged: list[tuple[MemoryRecord, list[Any]]], idents: sql.Composable,
+                     types: list[str]) -> bool:
+        """COPY the batch straight into the table, as PostgreSQL's own bulk load does; False
+        (nothing written: the transaction rolled back whole) when the table holds one of its
+        ids, and every later batch of this writer merges through the staging table."""
+        conn = self.store.conn()
+        with translated_pg("upsert"):
+            try:
+                with conn.transaction(), conn.cursor() as cur, cur.copy(
+                        sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
+                            self.store.ident, idents)) as copy:
+                    copy.set_types(types)
+                    for _, values in staged:
+                        copy.write_row(values)
+                return True
+            except pg_errors.UniqueViolation:
+                self.direct = False
+                return False
 
 
 def _text_column(text: str | None) -> tuple[str | None, dict[str, str] | None]:
