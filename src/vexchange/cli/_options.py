@@ -2,12 +2,15 @@
 unpack, adapter apply), generated from ``RunOptions``'s fields: their names (``--batch-size``
 for ``batch_size``), types (a ``Literal`` is a choice), defaults and help. The CLI writes none
 of them out; it adds only what is not a run option (receipt and rejects paths, secrets,
-``--json``, ``--quiet``)."""
+``--json``, ``--quiet``).
+
+``vexchange.engine.options`` is imported when a command with run options is declared, not with
+this module: ``aliased`` and the secret options serve commands (verify, sign, convert, backup)
+whose ``--help`` should not pay for the engine's option table."""
 
 from __future__ import annotations
 
 import collections.abc
-import dataclasses
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -15,7 +18,10 @@ from typing import Any, Literal, TypeVar
 
 import click
 
-from ..engine.options import OptionInfo, RunOptions, literal_choices, option_fields
+if typing.TYPE_CHECKING:
+    import dataclasses
+
+    from ..engine.options import OptionInfo, RunOptions
 
 __all__ = ["AliasedOption", "run_option", "run_options", "source_secret_option",
            "target_secret_option"]
@@ -91,6 +97,8 @@ def _number_or_words(annotation: Any) -> tuple[str, ...] | None:
 
 def run_option(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any) -> Callable[[F], F]:
     """The click option for one run option."""
+    from ..engine.options import literal_choices
+
     kwargs: dict[str, Any] = {"help": info.help, "default": field.default}
     base = _without_none(annotation)
     choices = literal_choices(annotation)
@@ -160,11 +168,14 @@ _CLI_ONLY: list[Callable[[Any], Any]] = [
 ]
 
 
-def run_options(options: type[RunOptions] = RunOptions) -> Callable[[F], F]:
-    """Decorator: every field of ``options`` as a click option of the command (named after the
-    field, so the command hands its parameters to the API by name), then the CLI's own."""
+def run_options(options: type[RunOptions] | None = None) -> Callable[[F], F]:
+    """Decorator: every field of ``options`` (``RunOptions`` when not given) as a click option of
+    the command (named after the field, so the command hands its parameters to the API by
+    name), then the CLI's own."""
 
     def decorate(fn: F) -> F:
+        from ..engine.options import option_fields
+
         decorators = [run_option(f, info, annotation) for f, info, annotation in option_fields(options)]
         for decorator in reversed([*decorators, *_CLI_ONLY]):
             fn = decorator(fn)

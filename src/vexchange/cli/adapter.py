@@ -8,7 +8,7 @@ import click
 
 from ._app import cli, emit, lazy_module
 from ._options import run_options
-from .run import run_command
+from ._running import run_command
 
 if TYPE_CHECKING:
     from .. import api

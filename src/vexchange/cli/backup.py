@@ -8,15 +8,21 @@ it comes from ``VEX_BACKUP_PASSPHRASE``, ``--passphrase-file`` or ``--key-file``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..errors import UsageError, register_secret
-from ..spec import StoreSpec
-from ._app import cli, emit
+from ._app import cli, emit, lazy_module
 from ._options import source_secret_option, target_secret_option
-from .run import run_command
+from ._running import run_command
+
+if TYPE_CHECKING:
+    from .. import errors
+    from .. import spec as spec_module
+    from ..spec import StoreSpec
+else:  # imported when a command first uses them (_app.lazy_module)
+    errors = lazy_module("errors")
+    spec_module = lazy_module("spec")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,9 +167,9 @@ def _refuse_vex_only(ctx: click.Context, param: click.Parameter, value: Any) -> 
     if value is None:
         return
     if param.name == "token":
-        register_secret(str(value))
+        errors.register_secret(str(value))
     flag = f"--{(param.name or '').replace('_', '-')}"
-    raise UsageError(f"vex sync {flag} has no vexchange equivalent", hint=_VEX_ONLY[flag])
+    raise errors.UsageError(f"vex sync {flag} has no vexchange equivalent", hint=_VEX_ONLY[flag])
 
 
 def _vex_only(fn: F) -> F:
@@ -179,11 +185,12 @@ _DB = click.option("--db", help="A VEKTOR database path (Vex's --db).")
 
 def _vektor(location: str | None, db: str | None, role: str) -> str | StoreSpec:
     if location and db:
-        raise UsageError(f"give the {role} once: as an argument or as --db")
+        raise errors.UsageError(f"give the {role} once: as an argument or as --db")
     if db:
-        return StoreSpec("vektor", db)
+        return spec_module.StoreSpec("vektor", db)
     if not location:
-        raise UsageError(f"give the {role}: --db PATH for a VEKTOR database, or any URL as an argument")
+        raise errors.UsageError(f"give the {role}: --db PATH for a VEKTOR database, or any URL as an"
+                                " argument")
     return location
 
 

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
-from ..errors import UsageError
-from ..results import SearchCheck, SignatureCheck
 from ._app import EXIT_INTEGRITY, cli, emit, emit_report, lazy_module
 from ._options import aliased
 
 if TYPE_CHECKING:
-    from .. import checks
-else:  # imported when a command first uses it (_app.lazy_module)
+    from .. import checks, errors, results
+    from ..results import SearchCheck, SignatureCheck
+else:  # imported when a command first uses them (_app.lazy_module)
     checks = lazy_module("checks")
+    errors = lazy_module("errors")
+    results = lazy_module("results")
 
 
 @cli.command(name="inspect")
@@ -90,7 +91,7 @@ def verify(ctx: click.Context, target: str, receipt: str | None, against: str | 
                                                        "search_embed_model")
              if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)]
     if given and not search:
-        raise UsageError(f"{', '.join(given)} only shape the search check", hint="add --search")
+        raise errors.UsageError(f"{', '.join(given)} only shape the search check", hint="add --search")
     options = None
     if search:
         options = checks.SearchOptions(k=search_k, probes=search_probes, threshold=search_threshold,
@@ -102,12 +103,12 @@ def verify(ctx: click.Context, target: str, receipt: str | None, against: str | 
     emit(report, as_json)
     if not as_json:
         for check in report.checks:
-            if isinstance(check, SignatureCheck):
+            if isinstance(check, results.SignatureCheck):
                 _show_signature(check)
-            if isinstance(check, SearchCheck):
+            if isinstance(check, results.SearchCheck):
                 _show_search(check)
     failed = [c for c in report.checks if not c.ok]
-    if failed and all(isinstance(c, SignatureCheck) and c.status == "unknown-key" for c in failed):
+    if failed and all(isinstance(c, results.SignatureCheck) and c.status == "unknown-key" for c in failed):
         ctx.exit(EXIT_UNTRUSTED)
     if failed:
         ctx.exit(EXIT_INTEGRITY)

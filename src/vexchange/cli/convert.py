@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._app import cli, emit
+from ._app import EXIT_SKIPPED, cli, emit
 from ._options import aliased, source_secret_option
-from .run import EXIT_SKIPPED, location
+from ._running import location
 
 if TYPE_CHECKING:
     from ..convert import ConvertResult

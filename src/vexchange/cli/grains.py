@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import orjson
 
 from ._app import cli, emit, emit_report
 
@@ -41,6 +40,8 @@ def grains_verify(ctx: click.Context, file: str, as_json: bool) -> None:
 @click.option("--index", type=click.IntRange(min=0), help="Only grain N of a .mg file.")
 def grains_decode(file: str, index: int | None) -> None:
     """Print grains as JSON with full field names (one per line)."""
+    import orjson
+
     from ..oms.tools import decode_grains
 
     for grain in decode_grains(file, index=index):
@@ -146,6 +147,8 @@ def store_put_command(store: str, input: str, key_file: str | None, as_json: boo
 @_key_option
 def store_get_command(store: str, address: str, key_file: str | None) -> None:
     """Print one grain as JSON, with its index-layer state."""
+    import orjson
+
     from ..oms.l3.tools import store_get
 
     click.echo(orjson.dumps(store_get(store, address, key_file=key_file)).decode())
@@ -168,6 +171,8 @@ def store_query_command(store: str, key_file: str | None, subject: str | None, r
                         object_: str | None, namespace: str | None, user_id: str | None, type_: str | None,
                         tag: str | None, text: str | None, all_versions: bool, limit: int | None) -> None:
     """Grains matching every filter, one JSON line each (equality via blind tokens)."""
+    import orjson
+
     from ..oms.l3.tools import store_query
 
     for grain in store_query(store, key_file=key_file, subject=subject, relation=relation, object=object_,

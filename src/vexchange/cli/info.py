@@ -6,14 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import MissingDependencyError
 from ._app import EXIT_INTEGRITY, cli, emit, lazy_module
 from ._render import CliProgress
 
 if TYPE_CHECKING:
+    from .. import errors
     from ..connectors import _registry
-else:  # imported when a command first uses it (_app.lazy_module)
+else:  # imported when a command first uses them (_app.lazy_module)
     _registry = lazy_module("connectors._registry")
+    errors = lazy_module("errors")
 
 _FLAGS = ("read", "write", "named_vectors", "null_vectors", "fixed_dims")
 
@@ -66,7 +67,7 @@ def describe_connector(name: str, entry: _registry.Entry) -> dict[str, Any]:
                            "extra": entry.extra, "installed": False, "install": None, "error": None}
     try:
         connector = _registry.get(name)
-    except MissingDependencyError as err:
+    except errors.MissingDependencyError as err:
         out["install"] = err.hint
         return out
     except Exception as err:  # a plugin that fails on import or breaks the contract: listed, not fatal

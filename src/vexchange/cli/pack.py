@@ -7,18 +7,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
 
-from ..errors import UsageError
-from ..spec import StoreSpec
 from ._app import cli, emit, emit_report, lazy_module
 from ._options import aliased, run_options
-from .run import run_command
+from ._running import run_command
 
 if TYPE_CHECKING:
-    from .. import api
-else:  # imported when a command first uses it (_app.lazy_module)
+    from .. import api, errors
+    from .. import spec as spec_module
+else:  # imported when a command first uses them (_app.lazy_module)
     api = lazy_module("api")
+    errors = lazy_module("errors")
+    spec_module = lazy_module("spec")
 
 
 @cli.group()
@@ -33,7 +33,7 @@ def pack() -> None:
 @click.pass_context
 def pack_create(ctx: click.Context, /, source_url: str, directory: str, **options: Any) -> None:
     """Write SOURCE's records as a VectorPack DIRECTORY (migrate into vectorpack://DIR)."""
-    run_command(ctx, api.migrate, source_url, StoreSpec("vectorpack", directory), **options)
+    run_command(ctx, api.migrate, source_url, spec_module.StoreSpec("vectorpack", directory), **options)
 
 
 @pack.command(name="unpack")
@@ -43,7 +43,7 @@ def pack_create(ctx: click.Context, /, source_url: str, directory: str, **option
 @click.pass_context
 def pack_unpack(ctx: click.Context, /, directory: str, target_url: str, **options: Any) -> None:
     """Load a VectorPack's records into TARGET (migrate from vectorpack://DIR)."""
-    run_command(ctx, api.migrate, StoreSpec("vectorpack", directory), target_url, **options)
+    run_command(ctx, api.migrate, spec_module.StoreSpec("vectorpack", directory), target_url, **options)
 
 
 @pack.command(name="reindex")
@@ -73,22 +73,24 @@ def pack_verify(ctx: click.Context, directory: str, as_json: bool) -> None:
 
 
 def _cartridge_path(location: str, *, pack: bool = False) -> str:
-    spec = StoreSpec.parse(location)
+    spec = spec_module.StoreSpec.parse(location)
     if spec.path and (spec.scheme == "cartridge" or (pack and spec.scheme == "vectorpack")):
         return spec.path
-    raise UsageError(f"{location!r} is not a cartridge; give cartridge:///path/memory.db"
+    raise errors.UsageError(f"{location!r} is not a cartridge; give cartridge:///path/memory.db"
                      + (" or vectorpack:///path/memory.vpack" if pack else ""))
 
 
 def _vector_file(path: str | None) -> list[float] | None:
     if path is None:
         return None
+    import orjson
+
     try:
         values = orjson.loads(Path(path).read_bytes())
     except (OSError, orjson.JSONDecodeError) as err:
-        raise UsageError(f"--vector-file {path}: {err}") from None
+        raise errors.UsageError(f"--vector-file {path}: {err}") from None
     if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
-        raise UsageError(f"--vector-file {path} must hold a JSON list of numbers")
+        raise errors.UsageError(f"--vector-file {path} must hold a JSON list of numbers")
     return [float(v) for v in values]
 
 

@@ -17,9 +17,8 @@ import click
 from ..engine.options import option_fields
 from ..errors import UsageError
 from ..plan_results import DOCTOR_SAMPLE, PLAN_SAMPLE
-from ._app import cli, emit, emit_report, lazy_module
+from ._app import EXIT_SKIPPED, cli, emit, emit_report, lazy_module
 from ._options import run_option, run_options, source_secret_option
-from .run import EXIT_SKIPPED
 
 if TYPE_CHECKING:
     from .. import doctor as doctor_module

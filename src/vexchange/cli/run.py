@@ -1,64 +1,23 @@
-"""``vex export``, ``vex import`` and ``vex migrate``: the commands that run a migration, and
-what every such command shares (``run_command``: the receipt shown, exit 4 on skips)."""
+"""``vex export``, ``vex import`` and ``vex migrate``: the commands that run a migration (what
+every such command shares, ``location`` and ``run_command``, is in _running.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
 
-from ..errors import UsageError
-from ..spec import StoreSpec
 from ._app import EXIT_SKIPPED, cli, lazy_module
 from ._options import run_options
-from ._render import CliProgress, print_summary
+from ._running import location, run_command
 
 if TYPE_CHECKING:
-    from .. import api
-    from ..connectors import _registry
-    from ..engine.receipt import Receipt
+    from .. import api, errors
 else:  # imported when a command first uses them (_app.lazy_module)
     api = lazy_module("api")
-    _registry = lazy_module("connectors._registry")
+    errors = lazy_module("errors")
 
 __all__ = ["EXIT_SKIPPED", "location", "run_command"]
-
-_FILE_CONNECTORS = {"vmig", "jsonl"}
-
-
-def location(value: str | None, *, db: str | None, path: str | None, role: str) -> str | StoreSpec:
-    """A URL or path as given, or a connector name completed by --db / --file / --output."""
-    if not value:
-        raise UsageError(f"give the {role}")
-    if ":" in value or "/" in value or "." in value:
-        return value
-    if value == "vektor":
-        if not db:
-            raise UsageError(f"the vektor {role} needs --db PATH")
-        return StoreSpec("vektor", db)
-    if value in _FILE_CONNECTORS:
-        if not path:
-            flag = "--file" if role == "source" else "--output"
-            raise UsageError(f"the {value} {role} needs {flag} PATH")
-        return StoreSpec("vmig", path)
-    _registry.get(value)
-    raise UsageError(f"give {value} as a URL, e.g. {value}://HOST/COLLECTION")
-
-
-def run_command(ctx: click.Context, call: Callable[..., Receipt], *args: Any, as_json: bool,
-                quiet: bool, **options: Any) -> None:
-    """Call an API function with the command's run options (named as its parameters); show the
-    receipt (a summary, or JSON with ``--json``) and exit 4 when records were skipped."""
-    progress = None if quiet or as_json else CliProgress()
-    receipt = call(*args, progress=progress, **options)
-    if as_json:
-        click.echo(orjson.dumps(receipt.to_dict(), option=orjson.OPT_INDENT_2).decode())
-    elif not quiet:
-        print_summary(receipt)
-    if receipt.counts.skipped_total and not options.get("allow_skips"):
-        ctx.exit(EXIT_SKIPPED)
 
 
 @cli.command()
@@ -73,7 +32,7 @@ def export(ctx: click.Context, /, source_url: str | None, from_: str | None, db:
     """Write a store's records to a .vmig.jsonl file with its sidecar and a receipt."""
     source = location(source_url or from_, db=db, path=None, role="source")
     if target_secrets:
-        raise UsageError("an export's target is a file: it takes no --target-secret")
+        raise errors.UsageError("an export's target is a file: it takes no --target-secret")
     run_command(ctx, api.export, source, output, **options)
 
 
@@ -91,10 +50,10 @@ def import_(ctx: click.Context, /, input_file: str | None, from_: str | None, to
     """Load a .vmig.jsonl file into a store."""
     source = input_file or from_
     if not source:
-        raise UsageError("give the file to import: vex import --from FILE --to TARGET")
+        raise errors.UsageError("give the file to import: vex import --from FILE --to TARGET")
     target = location(to, db=db, path=output, role="target")
     if source_secrets:
-        raise UsageError("an import's source is a file: it takes no --source-secret")
+        raise errors.UsageError("an import's source is a file: it takes no --source-secret")
     run_command(ctx, api.import_, source, target, **options)
 
 
@@ -114,7 +73,7 @@ def migrate(ctx: click.Context, /, source_url: str | None, target_url: str | Non
     """Copy records from one store to another: vex migrate SOURCE_URL TARGET_URL."""
     src, dst = source_url or from_, target_url or to
     if src == "vektor" and dst == "vektor":
-        raise UsageError("both sides are vektor: give two URLs, "
+        raise errors.UsageError("both sides are vektor: give two URLs, "
                          "vex migrate vektor:///a.db vektor:///b.db")
     source = location(src, db=db, path=file_, role="source")
     target = location(dst, db=db, path=output, role="target")
