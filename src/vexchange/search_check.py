@@ -20,6 +20,12 @@ stores that have a query API (``Connector.query``). docs/search-check.md explain
 4. Figures: overlap@k between the two sides' results, recall@k of each against its exact
    results, the metric, sizes and normalisation each side uses, latency. The check fails when
    the target's recall@k, or the overlap, is below ``threshold``, and says why.
+
+With a source, the target is scanned first, and the probe records' vectors there are compared
+with the source's. When most differ (rewritten by ``--adapter`` or ``--reembed``: another space,
+where the source's probes and results mean nothing), overlap is not the question: the check
+judges the target's own search instead (probes from the target, exact search over its own
+vectors by its own metric) and says so first in its notes or reasons.
 """
 
 from __future__ import annotations
