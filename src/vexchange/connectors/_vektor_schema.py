@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,10 @@ class Layout:
     def meta_columns(self) -> tuple[str, ...]:
         """Columns that become metadata keys (slipstream layout)."""
         return tuple(c for c in self.columns if c not in _CORE)
+
+    @cached_property
+    def meta_column_set(self) -> frozenset[str]:
+        return frozenset(self.meta_columns)
 
 
 def detect_layout(db: sqlite3.Connection) -> Layout | None:
@@ -302,9 +307,11 @@ def record_to_row(layout: Layout, record: MemoryRecord) -> dict[str, Any]:
         if "metadata" in layout.columns and record.metadata is not None:
             row["metadata"] = dumps_exact(record.metadata)
         return row
-    for key, value in (record.metadata or {}).items():
-        if key in layout.meta_columns and value is not None and _fits_sqlite(value):
-            row[key] = _to_column(key, value)
+    if record.metadata:
+        columns = layout.meta_column_set
+        for key, value in record.metadata.items():
+            if key in columns and value is not None and _fits_sqlite(value):
+                row[key] = _to_column(key, value)
     return row
 
 
@@ -319,6 +326,9 @@ def _time_value(layout: Layout, ms: int) -> Any:
 
 
 def _to_column(key: str, value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is float or kind is int:
+        return value
     if key == "tags" and isinstance(value, list) and all(isinstance(t, str) for t in value):
         return ",".join(value)
     if isinstance(value, (list, dict)):
@@ -340,8 +350,9 @@ def overrides_for(original: MemoryRecord, derived: MemoryRecord) -> dict[str, An
     out: dict[str, Any] = {}
     for field in ("id", "id_type", "text", "namespace", "created_at", "updated_at", "score",
                   "modality", "source_store"):
-        if _strict(getattr(original, field)) != _strict(getattr(derived, field)):
-            out[field] = getattr(original, field)
+        mine, theirs = getattr(original, field), getattr(derived, field)
+        if not _surely_same(mine, theirs) and _strict(mine) != _strict(theirs):
+            out[field] = mine
     if _strict(original.metadata) != _strict(derived.metadata):
         out["metadata"] = original.metadata
     if original.extra:
@@ -459,6 +470,25 @@ def apply_overrides(record: MemoryRecord, overrides: dict[str, Any]) -> MemoryRe
     return record.replace(**changes)
 
 
+def _surely_same(a: Any, b: Any) -> bool:
+    """True only where ``_strict(a) == _strict(b)`` surely, for the scalar fields of a record:
+    the same type, and equal strings, integers, booleans, or finite floats of the same sign.
+    False says nothing (NaN, -0.0 against 0.0, int against float...): the caller compares
+    ``_strict`` then. Writing a row compares ten fields, and ``_strict`` is an orjson call each."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is str or kind is int or kind is bool or a is None:
+        return bool(a == b)
+    if kind is float:
+        return bool(a == b and a - a == 0.0 and math.copysign(1.0, a) == math.copysign(1.0, b))
+    return False
+
+
 def _strict(value: Any) -> bytes:
-    """A type-exact comparison key (1, 1.0 and True differ)."""
-    return orjson.dumps(with_big_ints_as_fragments(value), option=orjson.OPT_SORT_KEYS)
+    """A type-exact comparison key (1, 1.0 and True differ). The copy with integers beyond 64
+    bits as fragments only where orjson refuses the value as it is (the same text otherwise)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return orjson.dumps(with_big_ints_as_fragments(value), option=orjson.OPT_SORT_KEYS)

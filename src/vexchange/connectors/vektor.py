@@ -56,6 +56,8 @@ __all__ = ["VektorConnector"]
 _BUSY_TIMEOUT_MS = 5000
 _INT64_MAX = (1 << 63) - 1
 _INT64_MIN = -(1 << 63)
+_IN_CHUNK = 500
+"""Ids per ``IN (...)`` list: far below SQLite's bound on parameters (32766; 999 before 3.32)."""
 _MIN_SHARD_ROWS = 256
 """A parallel run splits a database into shards of at least this many rows."""
 _FRESH_CEILING = -(1 << 62)
@@ -294,6 +296,7 @@ class VektorWriter(Writer):
                 self.db.executescript(SIDE_DDL)
         self._unsaved_spaces = dict(spaces or {})
         self.fts = _FtsPlan.inspect(self.db)
+        self.null_default = _null_default_columns(self.db, self.layout)
 
     def _save_spaces(self) -> None:
         """Inside the first batch's transaction: no write happens before the first batch."""
@@ -335,7 +338,12 @@ class VektorWriter(Writer):
 
     def _write_batch(self, batch: list[MemoryRecord]) -> list[Reject]:
         """Record by record, each one's row and side-table entry complete before the next is
-        placed: a later record of the same batch sees it exactly as a later run would."""
+        placed: a later record of the same batch sees it exactly as a later run would. A batch
+        of new rows only takes ``_insert_fresh``, which writes the same rows in fewer calls."""
+        keys = self._fresh_keys(batch)
+        if keys is not None:
+            self._insert_fresh(batch, keys)
+            return []
         rejects: list[Reject] = []
         for record in batch:
             key, holder = self._place(record)
@@ -349,6 +357,93 @@ class VektorWriter(Writer):
             self._upsert(key, record_to_row(self.layout, record), exists=holder is not None)
             self._store_overrides(record, key)
         return rejects
+
+    def _fresh_keys(self, batch: list[MemoryRecord]) -> list[int] | None:
+        """The rowids of a batch that ``_place`` would put, every one, in a new row of its own
+        (each id a canonical integer within int64, so its own rowid; no two the same; no
+        mapping of any of these ids in the side table; no row at any of these rowids), or None
+        for a batch that needs the record-by-record path. For such a batch no record's place
+        depends on another's, so placing them together is placing them one by one."""
+        if not self.layout.int_ids or not batch:
+            return None
+        keys: list[int] = []
+        for record in batch:
+            key = _rowid_for(record.id)
+            if key is None:
+                return None
+            keys.append(key)
+        if len(set(keys)) != len(keys):
+            return None
+        for start in range(0, len(keys), _IN_CHUNK):
+            part = keys[start:start + _IN_CHUNK]
+            marks = ", ".join("?" * len(part))
+            if self.db.execute(f"SELECT 1 FROM {SIDE_TABLE} WHERE source_id IN ({marks}) LIMIT 1",
+                               [str(k) for k in part]).fetchone() is not None:
+                return None
+            if self.db.execute(f"SELECT 1 FROM memories WHERE id IN ({marks}) LIMIT 1",
+                               part).fetchone() is not None:
+                return None
+        return keys
+
+    def _insert_fresh(self, batch: list[MemoryRecord], keys: list[int]) -> None:
+        """``_upsert`` and ``_store_overrides`` of every record of a batch of new rows
+        (``_fresh_keys``): the rows inserted in order, by one ``executemany`` for each run of
+        rows with the same columns (the FTS trigger fires for each, in the same order), then
+        read back together, and the side table written for those whose row does not give
+        them back exactly (``overrides_for``), its stale entries for the others removed."""
+        layout, db = self.layout, self.db
+        rows = [record_to_row(layout, record) for record in batch]
+        # a column left out takes its default; one whose default is NULL may as well be given
+        # NULL, so that rows with and without a summary, say, go in by the same statement
+        for row in rows:
+            for column in self.null_default:
+                row.setdefault(column, None)
+        shaped = [tuple(c for c in layout.columns if c in row) for row in rows]
+        start = 0
+        while start < len(rows):
+            names = shaped[start]
+            end = start + 1
+            while end < len(rows) and shaped[end] == names:
+                end += 1
+            columns = ", ".join(f'"{c}"' for c in ("id", *names))
+            marks = ", ".join("?" * (len(names) + 1))
+            db.executemany(f"INSERT INTO memories ({columns}) VALUES ({marks})",
+                           [(keys[i], *(rows[i][c] for c in names)) for i in range(start, end)])
+            start = end
+        for key in keys:
+            self.fts.after_insert(db, key)
+        stored = self._read_back(keys)
+        entries: list[tuple[str, None, str, str]] = []
+        cleared: list[tuple[str]] = []
+        for record, key in zip(batch, keys, strict=True):
+            values, derived = stored[key]
+            overrides = overrides_for(record, derived)
+            if overrides:
+                entries.append((str(key), None, fingerprint(values), dumps_exact(overrides)))
+            else:
+                cleared.append((str(key),))
+        if entries:
+            db.executemany(f"INSERT OR REPLACE INTO {SIDE_TABLE} (row_key, source_id, fingerprint,"
+                           " overrides) VALUES (?, ?, ?, ?)", entries)
+        if cleared:
+            db.executemany(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", cleared)
+
+    def _read_back(self, keys: list[int]) -> dict[int, tuple[dict[str, Any], MemoryRecord]]:
+        """The stored values of the rows at ``keys`` and the record each gives alone (what
+        ``row_to_record`` gives: plain rows by ``PlainRows``, a page at a time)."""
+        layout = self.layout
+        columns = ", ".join(f'm."{c}"' for c in layout.columns)
+        plain = PlainRows(layout, first=1, flag=0)
+        out: dict[int, tuple[dict[str, Any], MemoryRecord]] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            part = keys[start:start + _IN_CHUNK]
+            rows = self.db.execute(
+                f"SELECT {plain_condition(layout, False)}, {columns} FROM memories m"
+                f" WHERE m.id IN ({', '.join('?' * len(part))})", part).fetchall()
+            for row, record in zip(rows, plain.records(rows), strict=True):
+                values = dict(zip(layout.columns, row[1:], strict=True))
+                out[values["id"]] = (values, record if record is not None else row_to_record(layout, values))
+        return out
 
     def _place(self, record: MemoryRecord) -> tuple[Any, _Holder | None]:
         """The row key of a record's id, and who holds that row now (None: a new row).
@@ -545,6 +640,17 @@ def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     return db
+
+
+def _null_default_columns(db: sqlite3.Connection, layout: Layout) -> tuple[str, ...]:
+    """The columns of ``memories`` (besides the id) whose default is NULL: no DEFAULT clause,
+    no NOT NULL, not in the primary key. Inserting NULL into one stores what leaving it out
+    stores."""
+    out = []
+    for _, name, _, notnull, default, pk in db.execute("PRAGMA table_info(memories)").fetchall():
+        if default is None and not notnull and not pk and name in layout.columns and name != "id":
+            out.append(name)
+    return tuple(out)
 
 
 def _require_layout(db: sqlite3.Connection, path: Path) -> Layout:
