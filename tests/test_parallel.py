@@ -80,3 +80,64 @@ def test_four_workers_import_into_a_file_store(tmp_path: Path) -> None:
     assert four.counts == one.counts and four.namespaces == one.namespaces
     with sqlite3.connect(tmp_path / "four.db") as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM memories").fetchone() == (3000, 3000)
+
+
+def _records(connector: object, shards: list[Shard]) -> list[object]:
+    return [item for shard in shards for page in connector.read_shard(shard, batch_size=97)  # type: ignore[attr-defined]
+            for item in page.items]
+
+
+@pytest.mark.parametrize("kind", ["mg", "cartridge"])
+def test_mg_and_cartridge_plans_cover_every_record_once_in_order(tmp_path: Path, kind: str) -> None:
+    from vexchange.connectors.cartridge import CartridgeConnector
+    from vexchange.connectors.mg import MgConnector
+
+    build(tmp_path / "m.db", n=2000, dims=4)
+    location = f"cartridge:{tmp_path / 'm.cartridge'}" if kind == "cartridge" else str(tmp_path / "m.mg")
+    vexchange.migrate(f"vektor:{tmp_path / 'm.db'}", location)
+    source = (CartridgeConnector(StoreSpec.parse(location)) if kind == "cartridge"
+              else MgConnector(StoreSpec.parse(location)))
+    plan = source.shard_plan(4)
+    assert len(plan) == 4 and plan == source.shard_plan(4)  # deterministic
+    assert {s.kind for s in plan} == {"rowid" if kind == "cartridge" else "index"}
+    whole = [item for page in source.read(batch_size=97) for item in page.items]
+    assert _records(source, plan) == whole  # the records themselves, vectors included
+    assert source.shard_checks() is not None
+
+
+@pytest.mark.parametrize("kind", ["mg", "cartridge"])
+def test_four_workers_from_mg_and_cartridge(tmp_path: Path, kind: str) -> None:
+    build(tmp_path / "m.db", n=3000, dims=8)
+    location = f"cartridge:{tmp_path / 'm.cartridge'}" if kind == "cartridge" else str(tmp_path / "m.mg")
+    vexchange.migrate(f"vektor:{tmp_path / 'm.db'}", location)
+    one = vexchange.migrate(location, tmp_path / "one.vmig.jsonl")
+    four = vexchange.migrate(location, tmp_path / "four.vmig.jsonl", workers=4)
+    assert four.counts == one.counts and four.namespaces == one.namespaces
+    assert (tmp_path / "four.vmig.jsonl").read_bytes() == (tmp_path / "one.vmig.jsonl").read_bytes()
+
+
+def test_a_damaged_mg_vectors_file_stops_a_parallel_run(tmp_path: Path) -> None:
+    from vexchange.errors import IntegrityError
+
+    build(tmp_path / "m.db", n=3000, dims=8)
+    vexchange.migrate(f"vektor:{tmp_path / 'm.db'}", tmp_path / "m.mg")
+    vectors = tmp_path / "m.mg.vectors"
+    data = bytearray(vectors.read_bytes())
+    data[-1] ^= 1
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        vexchange.migrate(tmp_path / "m.mg", tmp_path / "out.vmig.jsonl", workers=4)
+    assert not (tmp_path / "out.vmig.jsonl").exists()
+
+
+def test_a_cartridge_row_changed_is_rejected_by_its_shard(tmp_path: Path) -> None:
+    build(tmp_path / "m.db", n=3000, dims=8)
+    cart = tmp_path / "m.cartridge"
+    vexchange.migrate(f"vektor:{tmp_path / 'm.db'}", f"cartridge:{cart}")
+    with sqlite3.connect(cart) as db:
+        db.execute("UPDATE records SET text = 'changed' WHERE rid = 2500")
+    one = vexchange.migrate(f"cartridge:{cart}", tmp_path / "one.vmig.jsonl")
+    four = vexchange.migrate(f"cartridge:{cart}", tmp_path / "four.vmig.jsonl", workers=4)
+    assert one.counts.skipped == {"content_id_mismatch": 1}
+    assert four.counts == one.counts and four.namespaces == one.namespaces
+    assert Path(str(four.rejects_file)).read_bytes() == Path(str(one.rejects_file)).read_bytes()

@@ -182,3 +182,22 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path: Path, sources: d
             result = vexchange.verify(target, against=source)
             assert result.ok, (label, point, delay, victim)
         assert reference.counts.written == _RECORDS
+
+
+def test_kill_and_resume_from_an_mg_file(tmp_path: Path, sources: dict[str, str]) -> None:
+    """A ``.mg`` source split into grain index ranges (with their vectors offsets): kill -9
+    at random points, ``--resume``, and the joined file is the one-worker run's, byte for byte."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER)
+    mg = str(tmp_path / "m.mg")
+    vexchange.migrate(sources["vektor"], mg)
+    one = tmp_path / "one.vmig.jsonl"
+    reference = vexchange.migrate(mg, one, workers=1)
+    rng = random.Random(1903)
+    for point in range(5):
+        target = str(tmp_path / f"mg{point}.vmig.jsonl")
+        delay, victim = rng.uniform(0.8, 4.0), rng.choice(["worker", "coordinator"])
+        _kill_at(driver, mg, target, delay, victim, tmp_path)
+        done = _resume(driver, mg, target, tmp_path)
+        assert done["namespaces"] == {k: v.written for k, v in reference.namespaces.items()}, (point, delay)
+        assert Path(target).read_bytes() == one.read_bytes(), (point, delay, victim)

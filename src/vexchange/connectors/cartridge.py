@@ -20,7 +20,7 @@ from ..errors import IntegrityError, InvalidSpecError
 from ..pack.cartridge import Cartridge, CartridgeBuilder
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, QueryHit, Reject, Shard, VectorSpace, Writer
 
 __all__ = ["CartridgeConnector"]
 
@@ -65,6 +65,37 @@ class CartridgeConnector(AtPath, Connector):
         with closing(self.open()) as cart:
             return verify_content_ids(cart)
 
+    def shard_plan(self, max_shards: int) -> list[Shard]:
+        """Rid ranges of about equal record counts (at least 256 a shard), cut at the rid of
+        every ``count / max_shards``-th record: the same cartridge gives the same plan."""
+        with closing(self.open()) as cart:
+            total = cart.count()
+            shards = max(1, min(max_shards, total // _MIN_SHARD_ROWS))
+            if shards == 1:
+                return [Shard(index=0)]
+            cuts = cart.rid_cuts(shards)
+        bounds: list[int | None] = [None, *cuts, None]
+        return [Shard(index=i, kind="rowid", start=bounds[i], end=bounds[i + 1],
+                      records=total * (i + 1) // shards - total * i // shards) for i in range(shards)]
+
+    def read_shard(self, shard: Shard, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        """A rid range's records, each content id checked as in a whole read."""
+        if shard.kind == "whole":
+            return self.read(batch_size=batch_size, after=after)
+        if shard.kind != "rowid":
+            raise NotImplementedError(f"cartridge has no {shard.kind} shards")
+        return self._shard_pages(shard, batch_size, after)
+
+    def _shard_pages(self, shard: Shard, batch_size: int, after: str | None) -> Iterator[Page]:
+        start = after or str(0 if shard.start is None else shard.start - 1)
+        with closing(self.open()) as cart:
+            yield from cartridge_pages(cart, batch_size, start, verify=self.verify_reads, end=shard.end)
+
+    def shard_checks(self) -> dict[str, Any]:
+        """Nothing before the shards: the content ids are checked record by record in the
+        shard reads, a mismatch rejected as in a one-worker run."""
+        return {}
+
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         sink = None if dry_run else CartridgeBuilder(self.path, resume=resume)
@@ -87,6 +118,9 @@ class CartridgeConnector(AtPath, Connector):
             self._searcher.close()
             self._searcher = None
 
+
+_MIN_SHARD_ROWS = 256
+"""A parallel run splits a cartridge into rid ranges of at least this many records."""
 
 _POOL_LIMIT = 32_000
 """The most candidates one namespace-filtered query ranks (within SQLite's bound parameters)."""
@@ -133,13 +167,13 @@ def verify_content_ids(cart: Cartridge, text_of: Callable[[str], str] | None = N
 
 def cartridge_pages(cart: Cartridge, batch_size: int, after: str | None,
                     text_of: Callable[[str], str] | None = None, *,
-                    verify: bool = True) -> Iterator[Page]:
+                    verify: bool = True, end: int | None = None) -> Iterator[Page]:
     """A cartridge's records in rid order, a page at a time; the cursor is the last rid read.
     With ``verify`` a row whose content id does not match what it holds is a Reject
     (``content_id_mismatch``), counted and in the rejects file, never written."""
     last = int(after or 0)
     while True:
-        records, last = cart.records(last, batch_size, text_of, verify=verify)
+        records, last = cart.records(last, batch_size, text_of, verify=verify, before=end)
         done = len(records) < batch_size
         yield Page(list(records), None if done else str(last))
         if done:

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+import msgspec
+
 from .._atomic import RESUME_HINT, AtomicOutput, check_writable, prefix_state, write_failure
 from .._json import loads_exact
 from ..errors import DecodeError, IntegrityError, UsageError
@@ -28,7 +30,7 @@ from ..oms.grain import encode_grain
 from ..oms.memory import VectorFileReader, VectorFileWriter, grain_from_record, record_from_grain, vector_id
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import AtPath, Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import AtPath, Capabilities, Connector, Page, Reject, Shard, VectorSpace, Writer
 from .vmig import LastBatch
 
 __all__ = ["MgConnector"]
@@ -105,20 +107,73 @@ class MgConnector(AtPath, Connector):
         """Grains in order with their vectors. With ``verify_reads`` the vectors file is hashed
         as it is read (from its start, on a resumed read too) and checked against the hash the
         manifest carries before the last page is handed over."""
+        return self._pages(batch_size, after, end=None, verify=self.verify_reads)
+
+    def shard_plan(self, max_shards: int) -> list[Shard]:
+        """Grain index ranges of about equal counts (at least 256 grains a shard), each with
+        the offset in the vectors file where its first grain's vectors start (``Shard.line``):
+        the grains before the last cut are counted by their vector references (their
+        MessagePack payload read for that one field, a few µs a grain, nothing decoded
+        further) and the vectors file's entry headers walked to that many entries. The same
+        file gives the same plan."""
+        with self._open() as reader:
+            total = len(reader)
+            shards = max(1, min(max_shards, total // _MIN_SHARD_GRAINS))
+            if shards == 1:
+                return [Shard(index=0)]
+            cuts = [total * i // shards for i in range(1, shards)]
+            entries = _refs_before(reader, cuts)
+        offsets = _entry_offsets(vectors_path(self.path), entries)
+        bounds: list[tuple[int, int]] = [(0, 0), *zip(cuts, offsets, strict=True)]
+        return [Shard(index=i, kind="index", start=start, line=offset,
+                      end=bounds[i + 1][0] if i + 1 < len(bounds) else None,
+                      records=(bounds[i + 1][0] if i + 1 < len(bounds) else total) - start)
+                for i, (start, offset) in enumerate(bounds)]
+
+    def read_shard(self, shard: Shard, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        """The grains ``start`` (included) to ``end`` (excluded), their vectors read from the
+        plan's offset. The vectors file's hash covers the whole file: it is checked once,
+        before the shards are read (``shard_checks``), not here; each grain is still checked
+        as it is decoded."""
+        if shard.kind == "whole":
+            return self.read(batch_size=batch_size, after=after)
+        if shard.kind != "index":
+            raise NotImplementedError(f"mg has no {shard.kind} shards")
+        return self._pages(batch_size, after or f"{shard.start or 0}:{shard.line}", end=shard.end,
+                           verify=False)
+
+    def shard_checks(self) -> dict[str, Any]:
+        """The footer and offset index (at open) and the vectors file hashed whole against the
+        manifest: what a shard read cannot check alone."""
+        companion = vectors_path(self.path)
+        with self._open(check=True) as reader, (open(companion, "rb") if companion.exists()
+                                                else io.BytesIO()) as vector_file:
+            check = self._vectors_check(reader, vector_file, 0)
+            if check is not None:
+                try:
+                    check.finish()
+                except OMSError as err:
+                    raise _as_integrity(err) from None
+        return {"footer": "ok", "grain index": "ok",
+                "vectors hash": "ok" if check is not None else "not recorded"}
+
+    def _pages(self, batch_size: int, after: str | None, *, end: int | None,
+               verify: bool) -> Iterator[Page]:
+        """Pages from the cursor ``<grain index>:<vectors offset>`` up to grain ``end``."""
         index, offset = (int(p) for p in after.split(":")) if after else (0, 0)
         companion = vectors_path(self.path)
         with self._open() as reader, (open(companion, "rb") if companion.exists()
                                       else io.BytesIO()) as vector_file:
-            check = self._vectors_check(reader, vector_file, offset)
+            check = self._vectors_check(reader, vector_file, offset) if verify else None
             stream = cast(BinaryIO, vector_file if check is None else check)
             if check is None:
                 vector_file.seek(offset)
             entries = iter(VectorFileReader(stream))
-            count = len(reader)
+            count = len(reader) if end is None else min(end, len(reader))
             while True:
-                end = min(index + batch_size, count)
-                items = [self._item(reader, i, entries) for i in range(index, end)]
-                index = end
+                stop = min(index + batch_size, count)
+                items = [self._item(reader, i, entries) for i in range(index, stop)]
+                index = stop
                 more = index < count
                 if not more and check is not None:
                     try:
@@ -175,6 +230,60 @@ class MgConnector(AtPath, Connector):
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return MgFileWriter(self.path, dry_run=dry_run, spaces=spaces or {}, resume=resume)
+
+
+_MIN_SHARD_GRAINS = 256
+"""A parallel run splits a ``.mg`` file into index ranges of at least this many grains."""
+
+
+def _refs_before(reader: MgReader, cuts: list[int]) -> list[int]:
+    """The vector references of the grains before each cut (cuts ascending): each grain's
+    MessagePack payload read for its ``er`` (``embedding_refs``) field only; a grain that does
+    not read that way is decoded whole (and a damaged one counts none: its read rejects it)."""
+    decoder = msgspec.msgpack.Decoder()
+    counts: list[int] = []
+    total = 0
+    at = 0
+    for cut in cuts:
+        for i in range(at, cut):
+            try:
+                blob = reader.blob(i)
+                payload = decoder.decode(blob[9:])
+                refs = payload.get("er", payload.get("embedding_refs")) if isinstance(payload, dict) \
+                    else reader[i].fields.get("embedding_refs")
+            except (msgspec.DecodeError, OMSError, IndexError):
+                try:
+                    refs = reader[i].fields.get("embedding_refs")
+                except OMSError:
+                    refs = None
+            total += sum(isinstance(ref, dict) for ref in refs) if isinstance(refs, list) else 0
+        at = cut
+        counts.append(total)
+    return counts
+
+
+def _entry_offsets(path: Path, entries: list[int]) -> list[int]:
+    """The byte offsets of the given entry numbers (ascending) in a vectors file, its entry
+    headers walked (each entry: u32 key length, key, u32 dims, 4 x dims bytes)."""
+    offsets: list[int] = []
+    if not path.exists():
+        return [0 for _ in entries]
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        seen = 0
+        for wanted in entries:
+            while seen < wanted:
+                head = handle.read(4)
+                if len(head) < 4:
+                    break  # a short file: its read fails where the entry is missing
+                handle.seek(struct.unpack(">I", head)[0], os.SEEK_CUR)
+                dims = handle.read(4)
+                if len(dims) < 4:
+                    break
+                handle.seek(4 * struct.unpack(">I", dims)[0], os.SEEK_CUR)
+                seen += 1
+            offsets.append(min(handle.tell(), size))
+    return offsets
 
 
 def _no_vectors_file(path: Path) -> UsageError:

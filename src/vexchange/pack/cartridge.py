@@ -528,8 +528,9 @@ class Cartridge:
                 for name, model, dims, metric, n in self.db.execute("SELECT * FROM embeddings")}
 
     def records(self, after: int, limit: int, text_of: Any = None, *,
-                verify: bool = False) -> tuple[list[MemoryRecord | Reject], int]:
-        """Up to ``limit`` records after rid ``after``, and the last rid read.
+                verify: bool = False, before: int | None = None) -> tuple[list[MemoryRecord | Reject], int]:
+        """Up to ``limit`` records after rid ``after`` (and below rid ``before``, a parallel
+        run's shard), and the last rid read.
 
         With ``verify`` each record's content id is computed again from what the row holds
         and compared with the one stored: a row changed after the cartridge was built (or a
@@ -539,8 +540,8 @@ class Cartridge:
         here), sparse vectors asked for only when the cartridge holds any."""
         rows = self.db.execute(
             "SELECT rid, namespace, id, id_type, text, text_ref, modality, created_at, updated_at,"
-            " source_store, payload, content_id FROM records WHERE rid > ? ORDER BY rid LIMIT ?",
-            (after, limit)).fetchall()
+            " source_store, payload, content_id FROM records WHERE rid > ? AND rid < ? ORDER BY rid LIMIT ?",
+            (after, (1 << 63) - 1 if before is None else before, limit)).fetchall()
         if not rows:
             return [], after
         previous = after
@@ -595,6 +596,13 @@ class Cartridge:
                 continue
             out.append(record)
         return out, high
+
+    def rid_cuts(self, shards: int) -> list[int]:
+        """The rid of every ``count / shards``-th record in rid order: where a parallel run's
+        shards start (``CartridgeConnector.shard_plan``)."""
+        total = self.count()
+        return [int(self.db.execute("SELECT rid FROM records ORDER BY rid LIMIT 1 OFFSET ?",
+                                    (total * i // shards,)).fetchone()[0]) for i in range(1, shards)]
 
     def content_problems(self, text_of: Any = None, limit: int = 10) -> tuple[int, list[str]]:
         """How many rows fail the content-id check of :meth:`records`, and the first ``limit``
