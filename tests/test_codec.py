@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -352,3 +353,81 @@ def test_an_integer_score_reads_back_an_integer(tmp_path: Path) -> None:
     assert type(a.score) is int and a.score == 3
     assert type(b.score) is float and b.score == 3.0
     assert b'"score":3,' in encode_record(a) and b'"score":3.0,' in encode_record(b)
+
+
+# ------------------------------------------------------------- a page at a time
+
+
+def _page_corpus() -> list[MemoryRecord]:
+    from vexchange.testing.tricky import tricky_records
+
+    rng = np.random.default_rng(7)
+    hazard = np.array([363742205], dtype=np.uint32).tobytes()
+    unaligned = rng.standard_normal(8).astype("<f4").tobytes()
+    unaligned = unaligned[:5] + hazard + unaligned[9:]  # the hazard's bytes off the float grid
+    extra = [
+        MemoryRecord(id="hz", vectors={"": Vector(np.array([1, 363742205], np.uint32).tobytes())}),
+        MemoryRecord(id="un", vectors={"": Vector(unaligned)}),
+        MemoryRecord(id="old", text="t", created_at=-62_135_596_800_000, updated_at=253_402_300_799_999),
+        MemoryRecord(id="pre", text="t", created_at=-1, updated_at=0),
+        MemoryRecord(id="", text="an empty id is refused in its place"),
+        MemoryRecord(id="nan", text="t", metadata={"x": math.nan}),
+    ]
+    return tricky_records() + extra + [
+        MemoryRecord(id=f"r{i}", text="t", created_at=int(ms), updated_at=int(ms) + 1)
+        for i, ms in enumerate(rng.integers(-62_135_596_800_000, 253_402_300_799_998, 40))]
+
+
+def _one_by_one(records: list[MemoryRecord], compat: str | None) -> list[object]:
+    from vexchange.codecs.vmig import RecordError
+
+    out: list[object] = []
+    for record in records:
+        try:
+            out.append(encode_record(record, compat=compat))
+        except (RecordError, TypeError) as err:
+            out.append((type(err), str(err)))
+    return out
+
+
+@pytest.mark.parametrize("compat", [None, "vex"])
+def test_a_page_encodes_to_the_bytes_of_its_records_one_by_one(compat: str | None) -> None:
+    from vexchange.codecs.vmig import encode_records
+
+    records = _page_corpus()
+    paged = [line if isinstance(line, bytes) else (type(line), str(line))
+             for line in encode_records(records, compat=compat)]
+    assert paged == _one_by_one(records, compat)
+    assert any(not isinstance(line, bytes) for line in paged)  # the refused ones, in place
+    for size in (1, 3, 7):  # pages too small for the numpy passes, and pages cut anywhere
+        pages = [records[i:i + size] for i in range(0, len(records), size)]
+        again = [line if isinstance(line, bytes) else (type(line), str(line))
+                 for page in pages for line in encode_records(page, compat=compat)]
+        assert again == paged
+
+
+def test_the_page_screen_finds_the_hazard_wherever_the_byte_search_does() -> None:
+    from vexchange._floats import _HAZARD_0, _HAZARD_1, hazard_free
+
+    rng = np.random.default_rng(3)
+    clean = [rng.standard_normal(16).astype("<f4").tobytes() for _ in range(20)]
+    assert hazard_free(clean) and hazard_free([])
+    for needle in (_HAZARD_0, _HAZARD_1):
+        for offset in range(0, 9):
+            dirty = clean[5][:offset] + needle + clean[5][offset + 4:]
+            assert not hazard_free([*clean[:5], dirty, *clean[6:]])
+    assert not hazard_free([b"\x00" + _HAZARD_0[:2], _HAZARD_0[2:] + b"\x00"])  # across two: careful
+
+
+def test_iso_text_of_a_page_is_format_timestamp() -> None:
+    from vexchange._time import format_timestamp
+    from vexchange.codecs.vmig import _iso_page
+
+    rng = np.random.default_rng(11)
+    stamps: list[int | None] = [int(v) for v in rng.integers(-62_135_596_800_000, 253_402_300_800_000, 5000)]
+    stamps += [None, -62_135_596_800_001, 253_402_300_800_000, 0, -1]
+    for stamp, text in zip(stamps, _iso_page(stamps), strict=True):
+        if text is not None:
+            assert text == format_timestamp(stamp)  # type: ignore[arg-type]
+        else:
+            assert stamp is None or not -62_135_596_800_000 <= stamp <= 253_402_300_799_999

@@ -326,3 +326,102 @@ def test_a_value_its_column_cannot_bind_is_kept_exactly_not_a_traceback(tmp_path
     assert strict_form(back.metadata) == strict_form(metadata)
     con = sqlite3.connect(target)
     assert con.execute("SELECT pinned, importance FROM memories").fetchone() == (0, 1.0)
+
+
+# ------------------------------------------------------------- the page-at-a-time paths
+
+
+def _tricky_int_ids() -> list[MemoryRecord]:
+    """The tricky corpus with canonical integer ids (each its own rowid, all new): what a
+    batch of new rows is made of, with every field the side table keeps."""
+    from vexchange.testing.tricky import tricky_records
+
+    return [r.replace(id=str(i + 1), id_type="int") for i, r in enumerate(tricky_records())]
+
+
+def _all_tables(db: Path) -> dict[str, list[tuple]]:
+    con = sqlite3.connect(db)
+    try:
+        names = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY 1').fetchall() for n in names}
+    finally:
+        con.close()
+
+
+def test_a_batch_of_new_rows_writes_what_the_record_by_record_path_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vexchange.connectors.vektor import VektorWriter
+
+    from vexchange.connectors._vektor_schema import SLIPSTREAM_DDL
+
+    batch = _tricky_int_ids()
+    fast, slow = tmp_path / "fast.db", tmp_path / "slow.db"
+    for db in (fast, slow):  # Slipstream's tables, without the clock in the timestamps' defaults
+        sqlite3.connect(db).executescript(SLIPSTREAM_DDL.replace("DEFAULT (strftime('%s','now'))", ""))
+    _import(tmp_path, "fast", batch, fast)
+    taken: list[int] = []
+    original = VektorWriter._fresh_keys
+    monkeypatch.setattr(VektorWriter, "_fresh_keys",
+                        lambda self, b: taken.append(1) or None)  # type: ignore[func-returns-value]
+    _import(tmp_path, "slow", batch, slow)
+    assert taken  # the record-by-record path did run
+    monkeypatch.setattr(VektorWriter, "_fresh_keys", original)
+    assert _all_tables(fast) == _all_tables(slow)  # rows, side table, FTS shadow tables
+    assert _table(fast, "vexchange_records")  # the corpus needs side-table entries
+    back = {r.id: r for r in records(_export(tmp_path, fast))}
+    assert back == {r.id: r for r in batch}
+
+
+def _export(tmp_path: Path, db: Path) -> Path:
+    out = tmp_path / f"{db.stem}-back.vmig.jsonl"
+    vexchange.export(f"vektor:{db}", out)
+    return out
+
+
+def test_a_stale_side_table_entry_of_a_new_row_is_removed_on_both_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vexchange.connectors.vektor import VektorWriter
+    from vexchange.record import Vector
+
+    plain = [MemoryRecord(id=str(i), id_type="int", text=f"m{i}", namespace="n", metadata={},
+                          vectors={"": Vector(np.full(4, i, dtype="<f4").tobytes())},
+                          created_at=i * 1000, updated_at=i * 1000) for i in range(1, 6)]
+    modelled = [r.replace(vectors={"": Vector(r.vectors[""].data, "m")}) for r in plain]
+    tables = []
+    for name, fresh_keys in (("fast", VektorWriter._fresh_keys), ("slow", lambda self, b: None)):
+        monkeypatch.setattr(VektorWriter, "_fresh_keys", fresh_keys)
+        db = tmp_path / f"{name}.db"
+        _import(tmp_path, f"{name}-1", modelled, db)  # side-table entries (the model)
+        con = sqlite3.connect(db)
+        con.execute("DELETE FROM memories WHERE id = 3")  # Slipstream deletes a row
+        con.commit()
+        con.close()
+        _import(tmp_path, f"{name}-2", plain[2:3], db)  # a new row 3, without the model
+        tables.append(_all_tables(db))
+    assert tables[0] == tables[1]
+    entries = {r[0]: r[3] for r in tables[0]["vexchange_records"]}
+    assert '"model":"m"' in entries["1"] and '"model":"m"' not in entries.get("3", "")
+
+
+def test_plain_rows_read_as_the_row_by_row_path_reads_them(
+        slipstream: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vexchange.connectors._vektor_schema import PlainRows
+    from vexchange.connectors.vektor import VektorConnector
+    from vexchange.spec import StoreSpec
+
+    written = tmp_path / "tricky.db"
+    _import(tmp_path, "tricky", _tricky_int_ids(), written)
+    con = sqlite3.connect(written)  # rows no plain read may take: NaN, a blob in a column
+    con.execute("UPDATE memories SET vector = ? WHERE id = 2", (np.full(8, np.nan, "<f4").tobytes(),))
+    con.execute("UPDATE memories SET summary = x'00ff' WHERE id = 3")
+    con.execute("UPDATE memories SET created_at = 99999999999999999 WHERE id = 4")
+    con.commit()
+    con.close()
+    for db in (slipstream.path, written):
+        source = VektorConnector(StoreSpec(scheme="vektor", path=str(db)))
+        by_pages = [item for page in source.read(batch_size=7) for item in page.items]
+        monkeypatch.setattr(PlainRows, "records", lambda self, rows: [None] * len(rows))
+        by_rows = [item for page in source.read(batch_size=7) for item in page.items]
+        monkeypatch.undo()
+        assert [repr(i) for i in by_pages] == [repr(i) for i in by_rows]
+        assert any(not isinstance(i, MemoryRecord) for i in by_pages)  # the bad rows are there
