@@ -21,7 +21,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import orjson
@@ -38,7 +38,7 @@ from ..spec import StoreSpec
 from ._base import AtPath, Reject, VectorSpace, Writer
 from .vmig import LastBatch
 
-__all__ = ["MANIFEST", "TS_MS", "AtFiles", "Files", "LiveParquet", "ObjectFiles", "ParquetPages",
+__all__ = ["MANIFEST", "TS_MS", "AtFiles", "Files", "HeldBatch", "LiveParquet", "ObjectFiles", "ParquetPages",
            "StagedWriter", "files_for", "finished_root", "fixed_vectors", "json_text", "list_vectors",
            "loads_cell", "local_files", "sparse_column", "vector_bytes", "write_parquet_files"]
 
@@ -371,6 +371,11 @@ def vector_bytes(column: pa.Array, dims_out: list[int] | None = None) -> list[by
         offsets = offsets - base
     data = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=_F32).tobytes()
     valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+    if valid is None and pa.types.is_fixed_size_list(column.type):  # the usual column: equal slices
+        step = 4 * column.type.list_size
+        if dims_out is not None:
+            dims_out.extend([column.type.list_size] * n)
+        return [data[at:at + step] for at in range(0, n * step, step)]
     out: list[bytes | None] = []
     for i in range(n):
         if valid is not None and not valid[i]:
@@ -470,6 +475,38 @@ def _cursor(after: str | None) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------- writer
 
+T = TypeVar("T")
+
+
+class HeldBatch(LastBatch[T]):
+    """``LastBatch`` (vmig.py) that keeps the held batch's records, not a list of their keys,
+    and compares keys only when the next batch could be its retry (same length, same first
+    key): building the key list of every batch cost a microsecond a record."""
+
+    def __init__(self, release: Callable[[list[T]], None]) -> None:
+        super().__init__(release)
+        self._held: list[MemoryRecord] | None = None
+
+    def hold(self, batch: list[MemoryRecord], items: list[T]) -> None:
+        held = self._held
+        if held is not None and not _same_keys(held, batch):
+            self.release()
+        self._held, self._items = list(batch), items
+
+    def release(self) -> None:
+        items, self._held, self._items = self._items, None, []
+        if items:
+            self._release(items)
+
+
+def _same_keys(a: list[MemoryRecord], b: list[MemoryRecord]) -> bool:
+    if len(a) != len(b):
+        return False
+    if a and (a[0].id != b[0].id or a[0].namespace != b[0].namespace):
+        return False
+    return all(x.id == y.id and x.namespace == y.namespace for x, y in zip(a, b, strict=True))
+
+
 class StagedWriter(Writer):
     """A writer into one output directory built at ``finish`` from staged batches.
 
@@ -490,7 +527,7 @@ class StagedWriter(Writer):
         self.nbytes: int = int(state.get("nbytes", 0))
         self.groups: dict[str, int] = dict(state.get("groups", {}))
         self.state: dict[str, Any] = dict(state.get("layout", {}))
-        self.held: LastBatch[tuple[str, pa.Table]] = LastBatch(self._stage)
+        self.held: HeldBatch[tuple[str, pa.Table]] = HeldBatch(self._stage)
         if dry_run:
             return
         if self.io.exists(root) and not self.io.exists(root / MANIFEST) \

@@ -32,13 +32,14 @@ import base64
 import datetime as dt
 import decimal
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
+from .._json import MAX_DEPTH, may_hold_big_int
 from ..errors import UsageError
 from ..record import MemoryRecord, SparseVector, Vector, canonical_int
 from ..spec import StoreSpec
@@ -66,6 +67,7 @@ SCHEMA_KEY = b"vexchange"
 _COMPRESSIONS = ("snappy", "zstd", "lz4", "gzip", "none")
 _TEXT_COLUMNS = ("text", "content", "document", "page_content", "chunk")
 _DEFAULT_VECTOR_COLUMNS = ("vector", "embedding", "embeddings", "values")
+_MISSING = object()
 _OWN_COLUMNS = frozenset({"id", "namespace", "text", "metadata", "created_at", "updated_at", "vex"})
 
 
@@ -205,8 +207,8 @@ class Shape:
 
 def own_records(table: pa.Table, shape: Shape) -> list[MemoryRecord | Reject]:
     """Records of a table vexchange wrote, column by column: vectors sliced from one buffer,
-    JSON parsed only where a cell holds some, the common ``vex`` texts parsed once."""
-    n = table.num_rows
+    JSON parsed only where a cell holds some, the common ``vex`` texts parsed once, and one
+    look for long digit runs over the page's metadata instead of one per cell."""
     ids = table.column("id").to_pylist()
     namespaces = table.column("namespace").to_pylist()
     texts = table.column("text").to_pylist()
@@ -218,28 +220,42 @@ def own_records(table: pa.Table, shape: Shape) -> list[MemoryRecord | Reject]:
     kinds: dict[str | None, tuple[dict[str, Any], dict[str, Any], bool]] = {None: ({}, {}, False)}
     out: list[MemoryRecord | Reject] = []
     items = list(vectors.items())
-    for i in range(n):
+    parse = _cell_parser(metas)
+    for i, (rid, ns, text, meta, made, changed, vex_text) in enumerate(
+            zip(ids, namespaces, texts, metas, created, updated, vexes, strict=True)):
         try:
-            vex_text = vexes[i]
             kind = kinds.get(vex_text)
             if kind is None:  # each distinct vex text is parsed once per page
                 kind = kinds[vex_text] = _kind(_vex_of(vex_text))
             fields, models, int_id = kind
-            rid = ids[i]
-            meta = metas[i]
             record = MemoryRecord(
-                id=rid, text=texts[i], namespace=namespaces[i],
-                vectors={name: Vector(column[i], models.get(name))  # type: ignore[arg-type]
-                         for name, column in items if column[i] is not None},
-                metadata=None if meta is None else loads_cell(meta),
-                created_at=created[i], updated_at=updated[i], **fields)
+                id=rid, text=text, namespace=ns,
+                vectors={name: Vector(data, models.get(name))
+                         for name, column in items if (data := column[i]) is not None},
+                metadata=None if meta is None else parse(meta),
+                created_at=made, updated_at=changed, **fields)
             if int_id and canonical_int(rid) is not None:
                 record = record.replace(id_type="int")
             out.append(record)
         except (ValueError, TypeError, KeyError) as err:
-            out.append(Reject(reason="bad_row", detail=f"row {i}: {err}", id=str(ids[i]),
-                              namespace=namespaces[i]))
+            out.append(Reject(reason="bad_row", detail=f"row {i}: {err}", id=str(rid), namespace=ns))
     return out
+
+
+def _cell_parser(cells: list[str | None]) -> Callable[[str], Any]:
+    """How a page's JSON cells are parsed exactly: ``loads_cell`` looks at each cell for a run
+    of 19 digits (an integer orjson would turn into a float) and for deep nesting; when no
+    cell of the page has such a run, one look at them all does, and only cells long enough
+    to nest ``MAX_DEPTH`` levels are looked at one by one."""
+    present = [c for c in cells if c is not None]
+    if may_hold_big_int("\0".join(present).encode()):
+        return loads_cell
+    loads = orjson.loads
+
+    def parse(cell: str) -> Any:
+        return loads(cell) if len(cell) < MAX_DEPTH else loads_cell(cell)
+
+    return parse
 
 
 def _kind(vex: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
@@ -440,14 +456,20 @@ class ParquetWriter(StagedWriter):
         if record.extra or record.sparse:
             return _vex_for(record)
         score = record.score
-        key = (record.id_type, type(score), score if score is None else repr(score),
-               record.source_store, record.modality,
-               tuple((n, v.model) for n, v in record.vectors.items()))
-        if key not in self._vex_cache:
+        vectors = record.vectors
+        if len(vectors) == 1:
+            models: Any = next(iter(vectors.items()))
+            models = (models[0], models[1].model)
+        else:
+            models = tuple((n, v.model) for n, v in vectors.items())
+        key = (record.id_type, None if score is None else (type(score), repr(score)),
+               record.source_store, record.modality, models)
+        text = self._vex_cache.get(key, _MISSING)
+        if text is _MISSING:
             if len(self._vex_cache) > 4096:
                 self._vex_cache.clear()
-            self._vex_cache[key] = _vex_for(record)
-        return self._vex_cache[key]
+            text = self._vex_cache[key] = _vex_for(record)
+        return text  # type: ignore[return-value]
 
     def build_group(self, directory: Path, group: str, tables: Iterator[pa.Table]) -> list[str]:
         rows = self.groups.get(group, 0)

@@ -13,7 +13,9 @@ page, ``E`` error, ``D`` done), eight bytes of length, the body. A page of recor
 travels as msgpack (msgspec, typed as ``list[MemoryRecord]``: 2 µs a record each way against
 8 and 9 for a pickle); the child decodes it once itself and sends it so only when it comes
 back equal to what the connector made (a tuple, a NaN, an integer beyond 64 bits, a type
-msgpack does not keep: the page goes as a pickle). The pipe holds less than a page, so the child
+msgpack does not keep: the page goes as a pickle), with the records' digests, which the child
+takes (``DigestedPage``: the engine's costliest per-record step, on the child's core). The
+pipe holds less than a page, so the child
 blocks once it is a page ahead: memory stays flat. Pages arrive in order with their cursors,
 so checkpoints, resume and counts are exactly as without it; an error is re-raised here with
 its type (a ``TransientError`` is still retried). The child ignores Ctrl-C: the engine stops
@@ -41,12 +43,13 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from ..connectors import _registry
-from ..connectors._base import Connector, Page, Reject
+from ..connectors._base import Connector, Page
+from .._canonical import record_digest
 from ..errors import ConnectorError, UsageError, VexError
 from ..record import MemoryRecord
 from .read_ahead import usable_cpus
 
-__all__ = ["MIN_RECORDS", "read_ahead_mode", "read_in_process", "reading_mode"]
+__all__ = ["MIN_RECORDS", "DigestedPage", "digests_of", "read_ahead_mode", "read_in_process", "reading_mode"]
 
 MIN_RECORDS = 50_000
 """Below this the child's start-up (about 0.3 s) costs more than the overlap gains."""
@@ -107,11 +110,11 @@ def read_in_process(source: Connector, *, batch_size: int,
             while True:
                 kind, body = _read_frame(child.stdout)
                 if kind in (_RECORDS, _PAGE):
-                    items, cursor = _decode_page(kind, body)
+                    page = _decode_page(kind, body)
                     # nothing follows the last page (no cursor) but the end frame, and the engine
                     # asks no more: the child is let exit, not killed
-                    finished = cursor is None
-                    yield Page(items, cursor)
+                    finished = page.cursor is None
+                    yield page
                 elif kind == _DONE:
                     finished = True
                     return
@@ -171,6 +174,20 @@ def _pickled_error(err: BaseException) -> bytes:
         return pickle.dumps(ConnectorError(f"{type(err).__name__}: {err}"))
 
 
+class DigestedPage(Page):
+    """A page whose records' digests (``record_digest``, in item order) the child took: the
+    digest is the run's costliest check of a record, and the child has a core of its own.
+    The engine uses them for exactly these records (``digests_of``); any other page's it
+    takes itself."""
+
+    digests: list[bytes]
+
+
+def digests_of(page: Page) -> list[bytes] | None:
+    """The digests the reading child took of ``page``'s records, or None."""
+    return page.digests if isinstance(page, DigestedPage) else None
+
+
 class _Codec:
     """msgpack of a page of records, typed both ways (made on first use: msgspec's typed
     decoder for ``MemoryRecord`` is built once per process)."""
@@ -181,7 +198,7 @@ class _Codec:
         import msgspec
 
         self.encoder = msgspec.msgpack.Encoder()
-        self.decoder = msgspec.msgpack.Decoder(tuple[list[MemoryRecord], str | None])
+        self.decoder = msgspec.msgpack.Decoder(tuple[list[MemoryRecord], str | None, list[bytes]])
         self.errors: tuple[type[BaseException], ...] = (msgspec.MsgspecError, TypeError, ValueError,
                                                         OverflowError)
 
@@ -199,7 +216,8 @@ def _encode_page(page: Page) -> tuple[bytes, bytes]:
     if items and all(type(item) is MemoryRecord for item in items):
         codec = _Codec.get()
         try:
-            body = codec.encoder.encode((items, page.cursor))
+            digests = [record_digest(record) for record in items]  # type: ignore[arg-type]
+            body = codec.encoder.encode((items, page.cursor, digests))
             if codec.decoder.decode(body)[0] == items:
                 return _RECORDS, body
         except codec.errors:
@@ -207,12 +225,14 @@ def _encode_page(page: Page) -> tuple[bytes, bytes]:
     return _PAGE, pickle.dumps((items, page.cursor), protocol=5)
 
 
-def _decode_page(kind: bytes, body: bytes) -> tuple[list[MemoryRecord | Reject], str | None]:
+def _decode_page(kind: bytes, body: bytes) -> Page:
     if kind == _RECORDS:
-        records, cursor = _Codec.get().decoder.decode(body)
-        return list(records), cursor  # typed as the page items are
+        records, cursor, digests = _Codec.get().decoder.decode(body)
+        page = DigestedPage(list(records), cursor)  # typed as the page items are
+        page.digests = digests
+        return page
     items, cursor = pickle.loads(body)
-    return items, cursor
+    return Page(items, cursor)
 
 
 def _child_main() -> None:
