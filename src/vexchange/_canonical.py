@@ -44,9 +44,10 @@ def canonical_bytes(record: MemoryRecord) -> bytes:
     text = record.text
     if text is not None and not text.isascii():
         text = unicodedata.normalize("NFC", text)
+    named = record.vectors
     vectors = [
         [name, vec.model, vec.dims, hashlib.sha256(vec.data).hexdigest()]
-        for name, vec in sorted(record.vectors.items())
+        for name, vec in (named.items() if len(named) < 2 else sorted(named.items()))
     ]
     body = [
         "vxr1",

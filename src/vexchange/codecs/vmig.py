@@ -380,7 +380,7 @@ def _decode_fields(obj: dict[str, Any], record_id: str, id_type: Any, raw: bytes
         score=_optional_number(obj, "score"),
         modality=_optional_str(obj, "modality") if "modality" in obj else "text",
         id_type=id_type,
-        extra={k: v for k, v in obj.items() if k not in KNOWN_KEYS},
+        extra={} if obj.keys() <= KNOWN_KEYS else {k: v for k, v in obj.items() if k not in KNOWN_KEYS},
         sparse=_decode_sparse(obj.get("sparse_vectors"), raw),
     )
 
