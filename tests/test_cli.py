@@ -184,3 +184,32 @@ def test_a_command_added_to_the_group_is_listed_and_runs(capsys: pytest.CaptureF
 def test_an_unknown_command_is_a_usage_error_with_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = vex(capsys, "migrat")
     assert code == 2 and "No such command 'migrat'" in err and "migrate" in err
+
+
+@pytest.mark.parametrize("path", [("export",), ("import",), ("migrate",), ("plan",), ("pack", "create"),
+                                  ("pack", "unpack"), ("adapter", "apply")])
+def test_lazy_run_options_are_made_in_place_and_in_order(path: tuple[str, ...]) -> None:
+    """``run_options(lazy=True)`` gives the options ``run_options()`` gives, where it gives them:
+    the command's own options first, then every run option in declaration order, then the CLI's."""
+    import click
+
+    from vexchange.cli import cli
+    from vexchange.cli._app import PendingParams
+    from vexchange.cli._options import run_options
+    from vexchange.engine.options import option_fields
+
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+
+    @click.command()
+    @run_options()
+    def eager(**options: object) -> None: ...
+
+    made = [p.name for p in command.params]
+    assert not any(isinstance(p, PendingParams) for p in command.params)
+    expected = [p.name for p in eager.params]
+    assert expected[: len(option_fields())] == [f.name for f, _, _ in option_fields()]
+    start = made.index(expected[0])
+    assert made[start:start + len(expected)] == expected

@@ -13,14 +13,15 @@ import importlib
 import importlib.util
 import sys
 import types
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import click
 
 from .._version import __version__
 
-__all__ = ["COMMANDS", "EXIT_INTEGRITY", "EXIT_SKIPPED", "cli", "emit", "emit_report", "lazy_module"]
+__all__ = ["COMMANDS", "EXIT_INTEGRITY", "EXIT_SKIPPED", "Command", "Group", "PendingParams", "cli", "emit",
+           "emit_report", "lazy_module"]
 
 EXIT_INTEGRITY = 3
 EXIT_SKIPPED = 4
@@ -108,9 +109,52 @@ class _Commands(MutableMapping[str, click.Command]):
         return len(self._modules.keys() | self._loaded.keys())
 
 
+class PendingParams:
+    """Parameters not made yet: a placeholder among a command's parameters (``run_options(lazy=
+    True)`` puts one there) that ``Command`` replaces by ``make()``'s parameters when the
+    command's parameters are first read. Importing run.py declares three commands with some
+    forty run options each; ``vex export --help`` now makes export's only, and ``vex pack --help``
+    none (nor imports the engine's option table)."""
+
+    def __init__(self, make: Callable[[], list[click.Parameter]]) -> None:
+        self.make = make
+
+
+class Command(click.Command):
+    """click's Command, whose ``PendingParams`` become parameters when ``params`` is first read
+    (click reads them only through ``params``: to parse, to show help, to complete)."""
+
+    _params: list[click.Parameter]
+
+    @property
+    def params(self) -> list[click.Parameter]:
+        params: list[Any] = self._params
+        if any(isinstance(p, PendingParams) for p in params):
+            made: list[click.Parameter] = []
+            for p in params:
+                made.extend(p.make() if isinstance(p, PendingParams) else [p])
+            self._params = made
+        return self._params
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._params = value
+
+
+class Group(click.Group):
+    """A group under ``vex`` (pack, adapter, grains...): its commands and groups are of these
+    classes too."""
+
+    command_class = Command
+    group_class = type
+
+
 class LazyGroup(click.Group):
     """The top-level group: lists its commands from ``COMMANDS`` and imports a command's module
     only when that command runs or shows its own help."""
+
+    command_class = Command
+    group_class = Group
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

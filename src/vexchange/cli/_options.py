@@ -18,6 +18,8 @@ from typing import Any, Literal, TypeVar
 
 import click
 
+from ._app import PendingParams
+
 if typing.TYPE_CHECKING:
     import dataclasses
 
@@ -96,7 +98,23 @@ def _number_or_words(annotation: Any) -> tuple[str, ...] | None:
 
 
 def run_option(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any) -> Callable[[F], F]:
-    """The click option for one run option."""
+    """The click option for one run option, as a decorator."""
+    return click.option(*_run_option_decls(field, info), cls=AliasedOption, hidden_aliases=info.aliases,
+                        **_run_option_kwargs(field, info, annotation))
+
+
+def _run_option_param(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any) -> click.Option:
+    """The click option for one run option, made now (for ``run_options(lazy=True)``)."""
+    return AliasedOption(_run_option_decls(field, info), hidden_aliases=info.aliases,
+                         **_run_option_kwargs(field, info, annotation))
+
+
+def _run_option_decls(field: dataclasses.Field[Any], info: OptionInfo) -> list[str]:
+    return [_flag(field.name, info), *info.aliases, field.name]
+
+
+def _run_option_kwargs(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any) -> dict[str, Any]:
+    """What click.Option is given for a run option: its type from the annotation, its default and help."""
     from ..engine.options import literal_choices
 
     kwargs: dict[str, Any] = {"help": info.help, "default": field.default}
@@ -125,7 +143,7 @@ def run_option(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any)
         kwargs["metavar"] = info.metavar
     if field.default is not None and not isinstance(field.default, bool):
         kwargs["show_default"] = True
-    return aliased(_flag(field.name, info), field.name, hidden_aliases=info.aliases, **kwargs)
+    return kwargs
 
 
 def _without_none(annotation: Any) -> Any:
@@ -168,12 +186,22 @@ _CLI_ONLY: list[Callable[[Any], Any]] = [
 ]
 
 
-def run_options(options: type[RunOptions] | None = None) -> Callable[[F], F]:
+def run_options(options: type[RunOptions] | None = None, *, lazy: bool = False) -> Callable[[F], F]:
     """Decorator: every field of ``options`` (``RunOptions`` when not given) as a click option of
     the command (named after the field, so the command hands its parameters to the API by
-    name), then the CLI's own."""
+    name), then the CLI's own.
+
+    ``lazy=True`` (the ``vex`` commands) makes the run options when the command's parameters are
+    first read, not when its module is imported: the command must then be of
+    ``vexchange.cli._app.Command``, which the ``vex`` groups make (a plain ``click.command``
+    takes the default, which makes them now)."""
 
     def decorate(fn: F) -> F:
+        if lazy:
+            for decorator in reversed(_CLI_ONLY):
+                fn = decorator(fn)
+            fn.__click_params__.append(PendingParams(lambda: _made(options)))  # type: ignore[attr-defined]
+            return fn
         from ..engine.options import option_fields
 
         decorators = [run_option(f, info, annotation) for f, info, annotation in option_fields(options)]
@@ -182,3 +210,9 @@ def run_options(options: type[RunOptions] | None = None) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def _made(options: type[RunOptions] | None) -> list[click.Parameter]:
+    from ..engine.options import option_fields
+
+    return [_run_option_param(f, info, annotation) for f, info, annotation in option_fields(options)]

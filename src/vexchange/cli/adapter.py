@@ -72,7 +72,7 @@ def adapter_eval(adapter_file: str, corpus: str | None, pairs: str | None, as_js
 @click.argument("adapter_file", type=click.Path(dir_okay=False))
 @click.argument("source_url")
 @click.argument("target_url")
-@run_options()
+@run_options(lazy=True)
 @click.pass_context
 def adapter_apply(ctx: click.Context, /, adapter_file: str, source_url: str, target_url: str,
                   **options: Any) -> None:

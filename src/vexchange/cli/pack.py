@@ -29,7 +29,7 @@ def pack() -> None:
 @pack.command(name="create")
 @click.argument("source_url")
 @click.argument("directory")
-@run_options()
+@run_options(lazy=True)
 @click.pass_context
 def pack_create(ctx: click.Context, /, source_url: str, directory: str, **options: Any) -> None:
     """Write SOURCE's records as a VectorPack DIRECTORY (migrate into vectorpack://DIR)."""
@@ -39,7 +39,7 @@ def pack_create(ctx: click.Context, /, source_url: str, directory: str, **option
 @pack.command(name="unpack")
 @click.argument("directory")
 @click.argument("target_url")
-@run_options()
+@run_options(lazy=True)
 @click.pass_context
 def pack_unpack(ctx: click.Context, /, directory: str, target_url: str, **options: Any) -> None:
     """Load a VectorPack's records into TARGET (migrate from vectorpack://DIR)."""

@@ -50,7 +50,7 @@ def _doctor_options(fn: F) -> F:
               help="Time the sample on a server target too, in a throwaway table dropped afterwards"
                    " (pgvector; needs the right to create tables). Without it a server is never"
                    " written to and its write side is its measured rate.")
-@run_options()
+@run_options(lazy=True)
 @click.pass_context
 def plan(ctx: click.Context, /, source: str, target: str, sample: int, scratch: bool, as_json: bool,
          quiet: bool, receipt: str | None, rejects: str | None, **options: Any) -> None:

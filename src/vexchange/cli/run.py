@@ -25,7 +25,7 @@ __all__ = ["EXIT_SKIPPED", "location", "run_command"]
 @click.option("--from", "from_", metavar="CONNECTOR|URL", help="Source: a connector name or URL.")
 @click.option("--db", help="Database path for the vektor connector.")
 @click.option("--output", "-o", required=True, help="Output file (.vmig.jsonl).")
-@run_options()
+@run_options(lazy=True)
 @click.pass_context
 def export(ctx: click.Context, /, source_url: str | None, from_: str | None, db: str | None,
            output: str, target_secrets: dict[str, str], **options: Any) -> None:
@@ -42,7 +42,7 @@ def export(ctx: click.Context, /, source_url: str | None, from_: str | None, db:
 @click.option("--to", "to", metavar="CONNECTOR|URL", required=True, help="Target store.")
 @click.option("--db", help="Database path for the vektor connector.")
 @click.option("--output", help="Output file when the target is a file connector.")
-@run_options()
+@run_options(lazy=True)
 @click.pass_context
 def import_(ctx: click.Context, /, input_file: str | None, from_: str | None, to: str,
             db: str | None, output: str | None, source_secrets: dict[str, str],
@@ -65,7 +65,7 @@ def import_(ctx: click.Context, /, input_file: str | None, from_: str | None, to
 @click.option("--db", help="Database path for the side that is a vektor connector.")
 @click.option("--file", "file_", help="Input file when the source is a file connector.")
 @click.option("--output", help="Output file when the target is a file connector.")
-@run_options()
+@run_options(lazy=True)
 @click.pass_context
 def migrate(ctx: click.Context, /, source_url: str | None, target_url: str | None,
             from_: str | None, to: str | None, db: str | None, file_: str | None,
