@@ -186,3 +186,65 @@ def test_bad_options_and_files_are_usage_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(VexError, match="not a readable Parquet"):
         read_all(f"parquet://{tmp_path}/junk.parquet")
+
+
+# ------------------------------------------------------------------ the engine's fast Parquet path
+
+def _records(n: int, **meta: Any) -> list[Any]:
+    from vexchange.record import MemoryRecord, Vector
+
+    return [MemoryRecord(id=f"r{i}", text=f"t{i}", namespace="ns",
+                         vectors={"": Vector(np.full(4, i, "<f4").tobytes(), "m")},
+                         metadata={"i": i, **meta}) for i in range(n)]
+
+
+def test_a_page_of_plain_records_travels_as_msgpack_with_its_digests() -> None:
+    from vexchange._canonical import record_digest
+    from vexchange.connectors._base import Page
+    from vexchange.engine.read_process import _decode_page, _encode_page, digests_of
+
+    records = _records(5, tags=["a", "b"], x=-0.0, big=2**63 - 1)
+    kind, body = _encode_page(Page(records, "c1"))
+    assert kind == b"R"
+    page = _decode_page(kind, body)
+    assert page.items == records and page.cursor == "c1"
+    assert digests_of(page) == [record_digest(r) for r in records]
+
+
+@pytest.mark.parametrize("value", [(1, 2), float("nan"), 2**70, {"when": np.float32(1.5)}])
+def test_a_page_msgpack_would_change_goes_as_a_pickle(value: Any) -> None:
+    from vexchange.connectors._base import Page
+    from vexchange.engine.read_process import _decode_page, _encode_page, digests_of
+
+    records = _records(3, odd=value)
+    kind, body = _encode_page(Page(records, None))
+    assert kind == b"P"
+    page = _decode_page(kind, body)
+    assert digests_of(page) is None
+    assert [type(r.metadata["odd"]) for r in page.items] == [type(value)] * 3  # type: ignore[union-attr]
+
+
+def test_the_data_files_are_written_as_the_run_goes_and_rebuilt_when_that_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vexchange.connectors import _arrow
+
+    from vexchange.connectors.parquet import ParquetConnector
+    from vexchange.spec import StoreSpec
+
+    src = f"parquet://{tmp_path / 'src'}"
+    writer = ParquetConnector(StoreSpec.parse(src)).open_writer()
+    writer.write(list(sample_records(60)))
+    writer.finish({})
+    first = migrate(src, f"parquet://{tmp_path / 'live'}?row_group=7", batch_size=10)
+    assert not list((tmp_path / "live" / "data").glob(".live-*"))
+    assert pq.read_metadata(tmp_path / "live" / "data" / "train-00000-of-00001.parquet").num_row_groups > 1
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(_arrow, "write_parquet_files", broken)  # the live writer's, not build_group's
+    second = migrate(src, f"parquet://{tmp_path / 'rebuilt'}?row_group=7", batch_size=10)
+    assert second.counts.written == first.counts.written == 60
+    assert second.namespaces == first.namespaces
+    assert read_all(f"parquet://{tmp_path / 'rebuilt'}") == read_all(f"parquet://{tmp_path / 'live'}")
+    assert not (tmp_path / "rebuilt.staging").exists()
