@@ -221,7 +221,7 @@ def test_a_page_msgpack_would_change_goes_as_a_pickle(value: Any) -> None:
     assert kind == b"P"
     page = _decode_page(kind, body)
     assert digests_of(page) is None
-    assert [type(r.metadata["odd"]) for r in page.items] == [type(value)] * 3  # type: ignore[union-attr]
+    assert [type(r.metadata["odd"]) for r in page.items] == [type(value)] * 3  # type: ignore[union-attr,index]
 
 
 def test_the_data_files_are_written_as_the_run_goes_and_rebuilt_when_that_fails(
