@@ -122,17 +122,18 @@ def native_import(store: str, file: str, where: dict[str, Any]) -> None:
 
         with psycopg.connect(where["dsn"], autocommit=True) as conn:
             register_vector(conn)
-            conn.execute(f"CREATE TABLE native (id text PRIMARY KEY, text text, embedding vector({dims}),"
+            table = where.get("table", "native")
+            conn.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, text text, embedding vector({dims}),"
                          " metadata jsonb)")
             with conn.cursor() as cur, cur.copy(
-                    "COPY native (id, text, embedding, metadata) FROM STDIN WITH (FORMAT BINARY)") as copy:
+                    f"COPY {table} (id, text, embedding, metadata) FROM STDIN WITH (FORMAT BINARY)") as copy:
                 copy.set_types(["text", "text", "vector", "jsonb"])
                 for batch in batches(file):
                     for r in batch:
                         copy.write_row([r["id"], r["text"], np.asarray(r["vector"], dtype=np.float32),
                                         Jsonb(r["metadata"])])
             conn.execute("SET maintenance_work_mem = '256MB'")  # index after loading, as pgvector advises
-            conn.execute("CREATE INDEX ON native USING hnsw (embedding vector_cosine_ops)")
+            conn.execute(f"CREATE INDEX ON {table} USING hnsw (embedding vector_cosine_ops)")
     elif store == "lancedb":
         import lancedb
         import pyarrow as pa
@@ -228,7 +229,7 @@ def native_export(store: str, out: str, where: dict[str, Any]) -> None:
         def rows() -> Iterator[Any]:
             with conn.cursor(name="dump", binary=True) as cur:
                 cur.itersize = BATCH
-                cur.execute("SELECT id, embedding, text FROM native")
+                cur.execute(f"SELECT id, embedding, text FROM {where.get('table', 'native')}")
                 for rid, vec, text in cur:
                     yield rid, vec.to_numpy(), text
     elif store == "lancedb":
@@ -283,8 +284,10 @@ def native_export(store: str, out: str, where: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------- harness
 
 
-def locations(store: str, work: Path, servers: dict[str, Any], tag: str) -> tuple[str, dict[str, Any]]:
-    """(vexchange URL, native client settings) for a fresh location of ``store``."""
+def locations(store: str, work: Path, servers: dict[str, Any], tag: str,
+              shared_db: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(vexchange URL, native client settings) for a fresh location of ``store`` (for
+    pgvector: a fresh database, or fresh tables in ``shared_db``)."""
     if store == "chroma":
         return f"chroma://{work}/chroma-{tag}?collection=vex", {"path": str(work / f"chroma-native-{tag}")}
     if store == "chroma-http":
@@ -295,9 +298,14 @@ def locations(store: str, work: Path, servers: dict[str, Any], tag: str) -> tupl
         return f"qdrant-edge://{work}/edge-{tag}", {"path": str(work / f"edge-native-{tag}")}
     if store == "lancedb":
         return f"lancedb://{work}/lance-{tag}?table=vex", {"path": str(work / f"lance-native-{tag}")}
+    if store == "pgvector" and shared_db:
+        s = servers["postgres"]
+        return (f"pgvector://{s.host}:{s.port}/{shared_db}?table=vex_{tag}&user=postgres",
+                {"dsn": f"host={s.host} port={s.port} user=postgres dbname={shared_db}",
+                 "table": f"native_{tag}"})
     if store == "pgvector":
         s = servers["postgres"]
-        db = f"b{tag}"
+        db = shared_db or f"b{tag}"
         subprocess.run([sys.executable, "-c", (
             "import psycopg\n"
             f"c=psycopg.connect(host='{s.host}', port={s.port}, user='postgres', dbname='postgres',"
@@ -350,6 +358,38 @@ def measure(code: str, work: Path) -> tuple[float, float, float]:
     return float(secs), float(rss), cpu
 
 
+def one(spec: str, source: str, servers: str, work: str) -> int:
+    """One import into a fresh location, for timing from outside (pairs of runs compared by
+    an external timer): ``STORE:vex:WORKERS`` or ``STORE:native``. pgvector tables go into
+    the database ``vexbench`` (made on first use)."""
+    from vexchange.testing import servers as srv
+
+    store, mode, *rest = spec.split(":")
+    running = srv.load(Path(servers))
+    folder = Path(work)
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}x{time.time_ns() % 10**9}"
+    if store == "pgvector":
+        import psycopg
+
+        s = running["postgres"]
+        with psycopg.connect(host=s.host, port=s.port, user="postgres", dbname="postgres",
+                             autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'vexbench'").fetchone():
+                conn.execute("CREATE DATABASE vexbench")
+                with psycopg.connect(host=s.host, port=s.port, user="postgres", dbname="vexbench",
+                                     autocommit=True) as bench:
+                    bench.execute("CREATE EXTENSION vector")
+    url, native = locations(store, folder, running, tag, shared_db="vexbench")
+    if mode == "native":
+        native_import(store, source, native)
+    else:
+        import vexchange
+
+        vexchange.import_(source, url, receipt=str(folder / f"{tag}.r.json"), workers=int(rest[0]))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=100_000)
@@ -358,7 +398,13 @@ def main() -> int:
     parser.add_argument("--workers", default="1", help="worker counts of the vexchange import, e.g. 1,2,4")
     parser.add_argument("--steps", default="import,export", help="import, export or both")
     parser.add_argument("--servers", help="a folder of running servers (its servers.json) to use")
+    parser.add_argument("--one", help="STORE:vex:WORKERS or STORE:native: one import of --source,"
+                        " timed outside")
+    parser.add_argument("--source", help="the .vmig.jsonl file of --one")
+    parser.add_argument("--work", default="/tmp/vex-bench-one", help="where --one puts embedded stores")
     args = parser.parse_args()
+    if args.one:
+        return one(args.one, args.source, args.servers, args.work)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped
     from vexchange.testing import servers as srv
     from vexchange.testing.conformance import write_vmig

@@ -369,7 +369,8 @@ class RedisWriter(StoreWriter):
                 mapping["updated_at"] = record.updated_at
             for name, vec in record.vectors.items():
                 mapping[fields_of[name]] = vec.data
-            pipe.delete(redis_key)
+            if key in self.held_ids:  # a hash the store holds: its old fields go first
+                pipe.delete(redis_key)
             pipe.hset(redis_key, mapping=mapping)
         with translated_redis("upsert"):
             pipe.execute()
