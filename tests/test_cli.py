@@ -213,3 +213,15 @@ def test_lazy_run_options_are_made_in_place_and_in_order(path: tuple[str, ...]) 
     assert expected[: len(option_fields())] == [f.name for f, _, _ in option_fields()]
     start = made.index(expected[0])
     assert made[start:start + len(expected)] == expected
+
+
+def test_python_m_vexchange_is_vex() -> None:
+    """``python -m vexchange`` (src/vexchange/__main__.py) runs the same CLI as the ``vex`` script."""
+    import subprocess
+    import sys
+
+    from vexchange import __version__
+
+    done = subprocess.run([sys.executable, "-m", "vexchange", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"vex, version {__version__}"
