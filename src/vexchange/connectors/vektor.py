@@ -23,6 +23,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -407,8 +408,10 @@ class VektorWriter(Writer):
                 end += 1
             columns = ", ".join(f'"{c}"' for c in ("id", *names))
             marks = ", ".join("?" * (len(names) + 1))
+            pick = itemgetter(*names)
             db.executemany(f"INSERT INTO memories ({columns}) VALUES ({marks})",
-                           [(keys[i], *(rows[i][c] for c in names)) for i in range(start, end)])
+                           [(keys[i], *pick(rows[i])) if len(names) > 1 else (keys[i], pick(rows[i]))
+                            for i in range(start, end)])
             start = end
         for key in keys:
             self.fts.after_insert(db, key)
