@@ -9,6 +9,12 @@ URL forms::
         ?controller=URL                           another control plane (default api.pinecone.io)
         ?timeout=30                               seconds per request
         ?blobs=DIR                                keep what exceeds 40 KB of metadata in DIR
+        ?bulk_uri=s3://BUCKET/PREFIX              with --bulk: where the import files go
+        ?integration_id=ID                        the storage integration Pinecone reads them with
+        ?bulk_error_mode=abort|continue           the import's errorMode (default abort)
+        ?bulk_endpoint_url=URL&bulk_region=R      an S3-compatible server for the files
+        ?bulk_poll=5&bulk_timeout=0               seconds between polls; cancel after (0: never)
+        ?bulk_verify=true                         read the imported namespaces back and compare
 
 API key: ``--target-secret api_key=...`` / ``--source-secret``, or VEX_PINECONE_API_KEY, or
 PINECONE_API_KEY.
@@ -27,6 +33,9 @@ PINECONE_API_KEY.
 * Upserts are split by count (1,000) and by bytes (2 MB); a request the server refuses is split
   until the refused record is found, which is rejected with the server's message.
 * Export walks every namespace with ``list`` + ``fetch``; sparse values are kept.
+* ``--bulk`` (``accept_bulk``): the run writes the ``pinecone-bulk`` Parquet layout to
+  ``?bulk_uri=`` instead of upserting, then starts Pinecone's import of it, polls it to its
+  end and checks it (``_pinecone_import.py``).
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from ._base import Capabilities, Connector, Page, QueryHit, Reject, VectorSpace,
 from .._blobs import BlobDir, BlobError
 from ._payload import VEX_KEY, PayloadLayout, json_exact, uuid_for
 from ._store import StoreWriter, Verdict, metric_for, metric_from, translated
+from ._pinecone_import import BULK_OPTIONS, BulkSettings, PineconeImportWriter
 
 __all__ = ["PineconeConnector"]
 
@@ -150,7 +160,8 @@ def _translated(operation: str) -> Any:
 
 class PineconeConnector(Connector):
     name = "pinecone"
-    url_options = frozenset({'blobs', 'cloud', 'controller', 'create', 'host', 'region', 'timeout'})
+    url_options = frozenset({'blobs', 'cloud', 'controller', 'create', 'host', 'region',
+                             'timeout'}) | BULK_OPTIONS
     url_secret = "api_key"
     extra = "pinecone"
     capabilities = Capabilities(read=True, write=True, named_vectors=False, null_vectors=False,
@@ -174,10 +185,22 @@ class PineconeConnector(Connector):
         self._client: Pinecone | None = None
         self._index: Any = None
         self._stats: Any = None
+        self.bulk: BulkSettings | None = None
+        self.bulk_import: dict[str, Any] | None = None
+        """After a bulk run: the import (id, uri, status, records imported), for the receipt."""
 
     def describe(self) -> dict[str, Any]:
         where = f"pinecone://{self.index_name}"
-        return {"connector": "pinecone", "location": where + (f"@{self.host}" if self.host else "")}
+        out: dict[str, Any] = {"connector": "pinecone",
+                               "location": where + (f"@{self.host}" if self.host else "")}
+        if self.bulk_import is not None:
+            out["bulk_import"] = dict(self.bulk_import)
+        return out
+
+    def accept_bulk(self, bulk: bool) -> None:
+        """``--bulk``: write the import files to ``?bulk_uri=`` and import them, instead of
+        upserting (refused here, before anything is opened, without a ``bulk_uri``)."""
+        self.bulk = BulkSettings.from_spec(self.spec) if bulk else None
 
     def api_key(self) -> str:
         key = self.spec.secret("api_key") or os.environ.get("PINECONE_API_KEY")
@@ -337,7 +360,23 @@ class PineconeConnector(Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        if self.bulk is not None:
+            return PineconeImportWriter(self, self.bulk, resume=resume, dry_run=dry_run,
+                                        spaces=spaces or {})
         return PineconeWriter(self, dry_run=dry_run, spaces=spaces or {})
+
+    def create_index(self, space: VectorSpace) -> None:
+        """Create the serverless index (``?create=true``; ``?cloud=``, ``?region=``)."""
+        if not space.dims:
+            raise UsageError("cannot create a Pinecone index without knowing the vector size")
+        params = self.spec.params
+        with _translated("create index"):
+            self.client().indexes.create(
+                name=self.index_name, dimension=space.dims,
+                metric=metric_for("pinecone", space.metric, _METRICS),
+                spec=ServerlessSpec(cloud=params.get("cloud", "aws"),
+                                    region=params.get("region", "us-east-1")))
+        self._stats = None
 
     def close(self) -> None:
         for held in (self._index, self._client):
@@ -369,16 +408,7 @@ class PineconeWriter(StoreWriter):
         return dict(self.held)
 
     def create(self, batch: list[MemoryRecord]) -> None:
-        space = self.spaces_to_create(batch).get("") or VectorSpace()
-        if not space.dims:
-            raise UsageError("cannot create a Pinecone index without knowing the vector size")
-        params = self.store.spec.params
-        with _translated("create index"):
-            self.store.client().indexes.create(
-                name=self.store.index_name, dimension=space.dims,
-                metric=metric_for("pinecone", space.metric, _METRICS),
-                spec=ServerlessSpec(cloud=params.get("cloud", "aws"),
-                                    region=params.get("region", "us-east-1")))
+        self.store.create_index(self.spaces_to_create(batch).get("") or VectorSpace())
         self.exists = True
         self.held = self.store.vector_spaces()
 

@@ -166,6 +166,11 @@ class RunOptions:
         False, "Copy only what changed since the previous run's receipt into this target, and"
                " propagate deletions where the source can list them (docs/engine.md).",
         receipt="set")
+    bulk: bool = option(
+        False, "Load the target through its server-side bulk import instead of upserts (Pinecone:"
+               " import files written to the object storage its ?bulk_uri= names), then check what"
+               " it imported; refused by a target without one (docs/connectors/pinecone.md).",
+        receipt="set")
 
     def worker_count(self) -> int:
         """``workers`` as a number: ``auto`` is the CPUs this process may use (its affinity

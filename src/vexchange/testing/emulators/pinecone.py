@@ -8,6 +8,18 @@ that passes against it has kept within them:
 * data plane (one port per index, as each real index has its own host): ``POST
   /vectors/upsert``, ``GET /vectors/fetch``, ``GET /vectors/list``, ``POST /query``,
   ``POST /describe_index_stats``, ``GET /namespaces``, ``POST /vectors/delete``;
+* bulk import from object storage (data plane): ``POST /bulk/imports``, ``GET /bulk/imports``,
+  ``GET/DELETE /bulk/imports/{id}`` (the SDK's ``start_import``, ``list_imports``,
+  ``describe_import``, ``cancel_import``). The import reads the Parquet files under the URI
+  from an S3 server (``configure_storage``: moto in the tests) with the credentials of the
+  storage integration named (none: anonymous, a public bucket), as the service documents it:
+  one directory per namespace (``__default__`` for the default one), namespaces that do not
+  exist yet, at most 100 of them, only ``*.parquet`` files read, the columns ``id``,
+  ``values``, ``sparse_values``, ``metadata`` (JSON text) checked like an upsert's, and
+  ``errorMode.onError``: ``abort`` (the default) fails the whole import at the first bad
+  record or file and imports nothing, ``continue`` skips it (``PineconeEmulator.import_errors``
+  keeps what was skipped, per import). An import runs on a thread: ``Pending``, ``InProgress``,
+  then ``Completed``, ``Failed`` or ``Cancelled``;
 * limits: 1,000 vectors and 2 MB per upsert, 1,000 ids per fetch, 100 ids per list page,
   ASCII ids of 1-512 characters, 40 KB of metadata per record with string, number, boolean
   or list-of-string values (no nulls, no nested objects, no key starting with ``$``), dense
@@ -18,22 +30,27 @@ that passes against it has kept within them:
 * the ``Api-Key`` header is checked; errors are ``{"code", "message", "details"}``.
 
 Differences from the service: an index is ready at once and its ``host`` is an
-``http://127.0.0.1:PORT`` URL (the service returns a bare TLS host name). Faults are injected
-through ``emulator.faults`` (see :mod:`._http`).
+``http://127.0.0.1:PORT`` URL (the service returns a bare TLS host name); storage integrations
+are given to the emulator (``configure_storage``), not created through the admin API; an import
+reads its files into memory one at a time. Faults are injected through ``emulator.faults``
+(see :mod:`._http`).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ._http import Answer, Fault, FaultSwitch, JsonServer, Request, refuse
+from ._http import Answer, Fault, FaultSwitch, JsonServer, Request, _Refusal, refuse
 
-__all__ = ["Fault", "PineconeEmulator"]
+__all__ = ["Fault", "PineconeEmulator", "S3Credentials"]
 
 MAX_UPSERT_VECTORS = 1000
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
@@ -43,6 +60,10 @@ MAX_LIST_LIMIT = 100
 MAX_ID_LENGTH = 512
 MAX_SPARSE_VALUES = 2048
 DEFAULT_NAMESPACE_NAME = "__default__"
+MAX_IMPORT_NAMESPACES = 100
+MAX_IMPORT_LIST = 100
+IMPORT_COLUMNS = ("id", "values", "sparse_values", "metadata")
+_TERMINAL = ("Completed", "Failed", "Cancelled")
 _METRICS = ("cosine", "dotproduct", "euclidean")
 _CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 503: 14}
 
@@ -54,6 +75,37 @@ class _Record:
     sparse: tuple[list[int], list[float]] | None
 
 
+@dataclass(frozen=True)
+class S3Credentials:
+    """What a storage integration holds: the keys Pinecone reads a private bucket with."""
+
+    access_key: str
+    secret_key: str
+
+
+@dataclass
+class _Import:
+    id: str
+    uri: str
+    error_mode: str
+    integration: str | None
+    status: str = "Pending"
+    created_at: str = ""
+    finished_at: str | None = None
+    percent: float | None = None
+    imported: int | None = None
+    error: str | None = None
+
+    def model(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "uri": self.uri, "status": self.status,
+                               "createdAt": self.created_at}
+        for key, value in (("finishedAt", self.finished_at), ("percentComplete", self.percent),
+                           ("recordsImported", self.imported), ("error", self.error)):
+            if value is not None:
+                out[key] = value
+        return out
+
+
 @dataclass
 class _Index:
     name: str
@@ -63,6 +115,7 @@ class _Index:
     region: str = "us-east-1"
     namespaces: dict[str, dict[str, _Record]] = field(default_factory=dict)
     server: JsonServer | None = None
+    imports: dict[str, _Import] = field(default_factory=dict)
 
     def model(self) -> dict[str, Any]:
         return {
@@ -99,6 +152,14 @@ class PineconeEmulator:
         self.faults = FaultSwitch()
         self.indexes: dict[str, _Index] = {}
         self._lock = threading.RLock()
+        self.s3_endpoint: str | None = None
+        self.s3_region = "us-east-1"
+        self.integrations: dict[str, S3Credentials] = {}
+        self.import_seconds = 0.2
+        """How long an import stays ``InProgress`` before it is applied (a poller sees it run)."""
+        self.import_errors: dict[str, list[str]] = {}
+        """Per import id: the records and files an import in ``continue`` mode skipped, and why."""
+        self._import_ids = 0
         self.control = JsonServer(self._control, name_of=self._control_op, faults=self.faults,
                                   error_body=_control_error, ids_of=lambda op, r: set())
         self.url = self.control.url
@@ -123,6 +184,13 @@ class PineconeEmulator:
                                       faults=self.faults, error_body=_error, ids_of=self._ids_of)
             self.indexes[name] = index
             return index.server.url
+
+    def configure_storage(self, endpoint: str, integrations: Mapping[str, S3Credentials] | None = None,
+                          region: str = "us-east-1") -> None:
+        """Where imports read ``s3://`` URIs (an S3-compatible server's URL), and the storage
+        integrations by id (what ``integrationId`` names)."""
+        self.s3_endpoint, self.s3_region = endpoint, region
+        self.integrations = dict(integrations or {})
 
     def records(self, index: str) -> int:
         return sum(len(ns) for ns in self.indexes[index].namespaces.values())
@@ -183,6 +251,10 @@ class PineconeEmulator:
     @staticmethod
     def _data_op(request: Request) -> str:
         path = request.path.rstrip("/")
+        if path == "/bulk/imports":
+            return "start_import" if request.method == "POST" else "list_imports"
+        if path.startswith("/bulk/imports/"):
+            return "cancel_import" if request.method == "DELETE" else "describe_import"
         return {"/vectors/upsert": "upsert", "/vectors/fetch": "fetch", "/vectors/list": "list",
                 "/query": "query", "/describe_index_stats": "describe_index_stats",
                 "/vectors/delete": "delete"}.get(path, "namespaces" if path.startswith("/namespaces")
@@ -352,6 +424,184 @@ class PineconeEmulator:
         return Answer(200, {})
 
 
+    # ---------------------------------------------------------------------------- bulk import
+
+    def _start_import(self, index: _Index, request: Request) -> Answer:
+        body = request.json()
+        uri = body.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise refuse(400, "uri is required")
+        mode = ((body.get("errorMode") or {}).get("onError") or "abort").lower()
+        if mode not in ("abort", "continue"):
+            raise refuse(400, "errorMode.onError must be 'abort' or 'continue'")
+        integration = body.get("integrationId")
+        if not uri.startswith("s3://"):
+            raise refuse(400, f"unsupported import URI {uri!r}: the emulator imports from s3:// only")
+        if index.cloud != "aws":
+            raise refuse(400, "s3:// imports need an index hosted on AWS")
+        if integration is not None and integration not in self.integrations:
+            raise refuse(400, f"storage integration {integration!r} not found")
+        if self.s3_endpoint is None:
+            raise refuse(400, "the emulator has no object storage configured (configure_storage)")
+        self._import_ids += 1
+        job = _Import(str(self._import_ids), uri, mode, integration, created_at=_now())
+        index.imports[job.id] = job
+        threading.Thread(target=self._run_import, args=(index, job), daemon=True,
+                         name=f"pinecone-import-{job.id}").start()
+        return Answer(200, {"id": job.id})
+
+    def _list_imports(self, index: _Index, request: Request) -> Answer:
+        limit = int(request.arg("limit") or MAX_IMPORT_LIST)
+        if not 1 <= limit <= MAX_IMPORT_LIST:
+            raise refuse(400, f"limit must be between 1 and {MAX_IMPORT_LIST}")
+        token = request.arg("paginationToken")
+        start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+        jobs = sorted(index.imports.values(), key=lambda j: int(j.id))
+        answer: dict[str, Any] = {"data": [j.model() for j in jobs[start:start + limit]]}
+        if start + limit < len(jobs):
+            answer["pagination"] = {"next": base64.urlsafe_b64encode(str(start + limit).encode()).decode()}
+        return Answer(200, answer)
+
+    def _job(self, index: _Index, request: Request) -> _Import:
+        job = index.imports.get(request.path.rstrip("/").rsplit("/", 1)[1])
+        if job is None:
+            raise refuse(404, "Import not found")
+        return job
+
+    def _describe_import(self, index: _Index, request: Request) -> Answer:
+        return Answer(200, self._job(index, request).model())
+
+    def _cancel_import(self, index: _Index, request: Request) -> Answer:
+        job = self._job(index, request)
+        if job.status not in _TERMINAL:
+            job.status, job.finished_at = "Cancelled", _now()
+        return Answer(200, {})
+
+    def _run_import(self, index: _Index, job: _Import) -> None:
+        """Read and check every file, then apply what passed (``abort``: nothing at all once
+        one record or file fails)."""
+        with self._lock:
+            if job.status == "Cancelled":
+                return
+            job.status, job.percent, job.imported = "InProgress", 0.0, 0
+        skipped: list[str] = []
+        try:
+            loaded = self._read_import(index, job, skipped)
+        except _Refusal as err:
+            with self._lock:
+                job.status, job.error, job.finished_at = "Failed", err.message, _now()
+            return
+        time.sleep(self.import_seconds)
+        with self._lock:
+            if job.status == "Cancelled":
+                return
+            for namespace, records in loaded.items():
+                if records:  # a namespace whose every file was skipped is not made
+                    index.namespaces.setdefault(namespace, {}).update(records)
+            job.imported = sum(len(r) for r in loaded.values())
+            job.status, job.percent, job.finished_at = "Completed", 100.0, _now()
+            self.import_errors[job.id] = skipped
+
+    def _read_import(self, index: _Index, job: _Import, skipped: list[str]) -> dict[str, dict[str, _Record]]:
+        import pyarrow.fs as pafs
+
+        fs = self._s3(job.integration)
+        prefix = job.uri[len("s3://"):].rstrip("/")
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
+        except OSError as err:
+            raise refuse(400, f"cannot list {job.uri}: {err}") from None
+        files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+        if not files:
+            raise refuse(400, f"no Parquet files under {job.uri}")
+        by_namespace: dict[str, list[str]] = {}
+        for path in files:
+            parts = path[len(prefix) + 1:].split("/")
+            if len(parts) != 2:
+                self._bad(job, skipped, f"{path}: a Parquet file must be in a namespace directory")
+                continue
+            by_namespace.setdefault(parts[0], []).append(path)
+        if len(by_namespace) > MAX_IMPORT_NAMESPACES:
+            raise refuse(400, f"an import holds at most {MAX_IMPORT_NAMESPACES} namespaces, not"
+                              f" {len(by_namespace)}")
+        for folder in by_namespace:
+            if index.namespaces.get(_namespace(folder)):
+                raise refuse(400, f"namespace {folder!r} already exists; an import creates its namespaces")
+        loaded: dict[str, dict[str, _Record]] = {}
+        done = 0
+        for folder, paths in sorted(by_namespace.items()):
+            held = loaded.setdefault(_namespace(folder), {})
+            for path in paths:
+                held.update(self._read_file(index, job, fs, path, skipped))
+                done += 1
+                job.percent = round(100.0 * done / len(files) * 0.99, 1)
+        return loaded
+
+    def _read_file(self, index: _Index, job: _Import, fs: Any, path: str,
+                   skipped: list[str]) -> dict[str, _Record]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            with fs.open_input_file(path) as handle:
+                table = pq.read_table(handle)
+        except (OSError, pa.ArrowException) as err:
+            self._bad(job, skipped, f"{path}: not a readable Parquet file: {err}")
+            return {}
+        extra = [c for c in table.column_names if c not in IMPORT_COLUMNS]
+        if extra or "id" not in table.column_names or "values" not in table.column_names:
+            self._bad(job, skipped, f"{path}: the columns must be {', '.join(IMPORT_COLUMNS)} (id and values"
+                                    f" required), not {', '.join(table.column_names)}")
+            return {}
+        rows = table.to_pylist()
+        out: dict[str, _Record] = {}
+        for n, row in enumerate(rows):
+            try:
+                vid = row.get("id")
+                sparse = row.get("sparse_values")
+                meta = row.get("metadata")
+                if meta is not None:
+                    try:
+                        meta = json.loads(meta)
+                    except ValueError:
+                        raise refuse(400, "metadata is not JSON text") from None
+                vector = {"id": vid, "values": row.get("values"), "metadata": meta,
+                          "sparseValues": sparse}
+                if isinstance(vector["values"], list) and not all(
+                        isinstance(v, float) and np.isfinite(v) for v in vector["values"]):
+                    raise refuse(400, "values must be finite numbers")
+                out[str(vid)] = self._check_vector(index, vector)
+            except _Refusal as err:
+                self._bad(job, skipped, f"{path} row {n} (id {row.get('id')!r}): {err.message}")
+        return out
+
+    @staticmethod
+    def _bad(job: _Import, skipped: list[str], message: str) -> None:
+        """One bad record or file: the import fails (``abort``) or skips it (``continue``)."""
+        if job.error_mode == "abort":
+            raise refuse(400, message)
+        skipped.append(message)
+
+    def _s3(self, integration: str | None) -> Any:
+        import urllib.parse
+
+        import pyarrow.fs as pafs
+
+        split = urllib.parse.urlsplit(self.s3_endpoint or "")
+        kwargs: dict[str, Any] = {"endpoint_override": split.netloc, "scheme": split.scheme or "https",
+                                  "region": self.s3_region}
+        if integration is None:
+            kwargs["anonymous"] = True
+        else:
+            creds = self.integrations[integration]
+            kwargs.update(access_key=creds.access_key, secret_key=creds.secret_key)
+        return pafs.S3FileSystem(**kwargs)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+
+
 def _check_name(what: str, value: Any, *, allow_empty: bool = False) -> None:
     if not isinstance(value, str) or (not value and not allow_empty):
         raise refuse(400, f"{what} must be a non-empty string")
@@ -361,8 +611,6 @@ def _check_name(what: str, value: Any, *, allow_empty: bool = False) -> None:
 
 
 def _check_metadata(vid: str, metadata: Any) -> dict[str, Any]:
-    import json
-
     if not isinstance(metadata, dict):
         raise refuse(400, f"metadata of {vid!r} must be an object")
     size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
