@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import MissingDependencyError, UsageError, register_secret
 
-__all__ = ["OPTIONS", "ObjectLocation", "is_url", "open_url"]
+__all__ = ["OPTIONS", "ObjectLocation", "is_url", "lance_storage", "open_url"]
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 _S3 = ("s3", "s3a")
@@ -78,6 +78,57 @@ def open_url(url: str, *, secret: Callable[[str], str | None],
     return _fsspec(url, scheme)
 
 
+@dataclass(frozen=True)
+class _S3Settings:
+    """The S3 settings of a location, from its secrets, options and the environment."""
+
+    key: str | None
+    secret: str | None
+    token: str | None
+    endpoint: str | None
+    region: str | None
+
+
+def _s3_settings(secret: Callable[[str], str | None], options: Mapping[str, str]) -> _S3Settings:
+    key, secret_key, token = (secret(name) for name in SECRETS)
+    if (key is None) != (secret_key is None):
+        raise UsageError("object storage: give both the key and the secret, or neither",
+                         hint="--target-secret key=... --target-secret secret=... (or the AWS_* variables)")
+    for value in (key, secret_key, token):
+        if value:
+            register_secret(value)
+    endpoint = options.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") \
+        or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and "://" not in endpoint:
+        endpoint = f"https://{endpoint}"
+    region = options.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _S3Settings(key, secret_key, token if key else None, endpoint or None, region or None)
+
+
+def lance_storage(url: str, *, secret: Callable[[str], str | None],
+                  params: Mapping[str, str] | None = None) -> tuple[ObjectLocation, dict[str, str]]:
+    """A Lance dataset in S3: the opened location (to look at its keys) and pylance's
+    ``storage_options`` from the same secrets, options and variables as every other S3
+    location (docs/formats/lance.md). The options hold secrets: they go to pylance only."""
+    where = open_url(url, secret=secret, params=params)
+    if where.scheme not in _S3:
+        raise UsageError(f"lance takes s3:// object storage, not {where.scheme}://",
+                         hint="lance:s3://bucket/prefix/name.lance (or a local path)")
+    settings = _s3_settings(secret, dict(params or {}))
+    options: dict[str, str] = {}
+    if settings.key and settings.secret:
+        options.update(access_key_id=settings.key, secret_access_key=settings.secret)
+        if settings.token:
+            options["session_token"] = settings.token
+    if settings.endpoint:
+        options["endpoint"] = settings.endpoint
+        if settings.endpoint.startswith("http://"):
+            options["allow_http"] = "true"
+    if settings.region:
+        options["region"] = settings.region
+    return where, options
+
+
 def _s3(parts: urllib.parse.SplitResult, secret: Callable[[str], str | None],
         options: dict[str, str]) -> ObjectLocation:
     import pyarrow.fs as pafs
@@ -86,26 +137,17 @@ def _s3(parts: urllib.parse.SplitResult, secret: Callable[[str], str | None],
         raise UsageError(f"s3://{parts.netloc} names a bucket, not a prefix in it",
                          hint=f"s3://{parts.netloc}/PREFIX")
     kwargs: dict[str, Any] = {"allow_bucket_creation": False, "allow_bucket_deletion": False}
-    key, secret_key, token = (secret(name) for name in SECRETS)
-    if (key is None) != (secret_key is None):
-        raise UsageError("object storage: give both the key and the secret, or neither",
-                         hint="--target-secret key=... --target-secret secret=... (or the AWS_* variables)")
-    if key is not None and secret_key is not None:
-        for value in (key, secret_key, token):
-            if value:
-                register_secret(value)
-        kwargs.update(access_key=key, secret_key=secret_key)
-        if token:
-            kwargs["session_token"] = token
-    endpoint = options.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") \
-        or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        split = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    settings = _s3_settings(secret, options)
+    if settings.key is not None and settings.secret is not None:
+        kwargs.update(access_key=settings.key, secret_key=settings.secret)
+        if settings.token:
+            kwargs["session_token"] = settings.token
+    if settings.endpoint:
+        split = urllib.parse.urlsplit(settings.endpoint)
         kwargs["endpoint_override"] = split.netloc
         kwargs["scheme"] = split.scheme or "https"
-    region = options.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        kwargs["region"] = region
+    if settings.region:
+        kwargs["region"] = settings.region
     try:
         fs = pafs.S3FileSystem(**kwargs)
     except (OSError, ValueError, TypeError) as err:

@@ -1,6 +1,8 @@
 """``lance``: a Lance dataset directory (pylance) as a file format. docs/formats/lance.md.
 
-URL form: ``lance:///abs/memory.lance`` or a bare path ending in ``.lance``.
+URL form: ``lance:///abs/memory.lance`` or a bare path ending in ``.lance``; in object storage
+``lance:s3://bucket/prefix/memory.lance`` (``?endpoint_url=``, ``?region=``; credentials from the
+secrets or the AWS_* variables, as for every object-storage location).
 
 This is the dataset itself, not a LanceDB database holding tables (that is ``lancedb``); a
 dataset written here is also a LanceDB table when it sits in a LanceDB directory as
@@ -15,7 +17,10 @@ what the other wrote::
 
 A run builds the dataset in ``<path>.partial`` (one append, one Lance version, per batch) and
 swaps it into place when it finishes, so a reader never sees a dataset half written, and a
-second run replaces the dataset like any file target. Any other Lance dataset can be read:
+second run replaces the dataset like any file target. In object storage there is no rename:
+each batch is written as Lance fragments (data files no manifest names yet, so no reader sees
+them) and ``finish`` makes one commit, an ``Overwrite`` naming them all: the new version
+appears whole, or (a run cut short) not at all. Any other Lance dataset can be read:
 an ``id`` column (else the row position), every fixed-size float list column as a vector,
 ``text``/``namespace`` when present, other columns as metadata.
 """
@@ -26,10 +31,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import base64
+
 import lance
 import orjson
 import pyarrow as pa
 
+from .._objectstore import OPTIONS as OBJECT_OPTIONS
+from .._objectstore import is_url, lance_storage
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
@@ -57,7 +66,7 @@ def _is_dataset(path: Path) -> bool:
 
 class LanceConnector(AtPath, Connector):
     name = "lance"
-    url_options = frozenset()
+    url_options = OBJECT_OPTIONS
     suffixes = (".lance",)
     takes_path = True
     extra = "lance"
@@ -69,22 +78,81 @@ class LanceConnector(AtPath, Connector):
         super().__init__(spec)
         if not spec.path:
             raise UsageError("lance needs a dataset directory: lance:///path/memory.lance")
-        self.path = Path(spec.path)
+        self.url: str | None = None
+        self.storage: dict[str, str] = {}
+        """pylance's ``storage_options`` for a dataset in S3 (they may hold secrets: never shown)."""
+        self.where: Any = None
+        if is_url(spec.path):
+            self.where, self.storage = lance_storage(spec.path, secret=spec.secret, params=spec.params)
+            self.url = self.where.url(self.where.path)
+            self.path = Path(self.where.path)
+        else:
+            self.path = Path(spec.path)
 
     def describe(self) -> dict[str, Any]:
-        return {"connector": "lance", "location": str(self.path.resolve())}
+        return {"connector": "lance", "location": self.url or str(self.path.resolve())}
+
+    def run_files_base(self) -> Path | None:
+        """Beside a local dataset; in the working directory for one in object storage."""
+        return None if self.url else self.path
+
+    def uri(self) -> str:
+        """What pylance opens: the local path, or the ``s3://`` URL."""
+        return self.url or str(self.path)
+
+    def exists(self) -> bool:
+        """Whether a Lance dataset is there (it has a ``_versions`` directory)."""
+        if self.url is None:
+            return _is_dataset(self.path)
+        import pyarrow.fs as pafs
+
+        versions = f"{self.where.path}/_versions"
+        try:
+            infos = self.where.fs.get_file_info(pafs.FileSelector(versions, allow_not_found=True))
+        except OSError as err:
+            raise UsageError(f"cannot reach {self.url}: {err}") from None
+        return bool(infos)
+
+    def clear_uncommitted(self) -> None:
+        """Before a fresh run where there is no dataset: drop the fragments a run cut short
+        left (data files no version names, so never visible); refuse anything else there."""
+        import pyarrow.fs as pafs
+
+        infos = self.where.fs.get_file_info(pafs.FileSelector(self.where.path, recursive=True,
+                                                              allow_not_found=True))
+        data = f"{self.where.path}/data"
+        files = [i.path for i in infos if i.type == pafs.FileType.File]
+        if any(not (p.startswith(data + "/") and p.endswith(".lance")) for p in files):
+            raise UsageError(f"{self.url} holds objects but no Lance dataset; a run replaces a dataset,"
+                             " never what it did not write", hint="choose a new location")
+        if files:
+            self.where.fs.delete_dir(data)
+
+    def holds_anything(self) -> bool:
+        """Whether any object is under the dataset's prefix (a local path: whether it exists)."""
+        if self.url is None:
+            return self.path.exists()
+        import pyarrow.fs as pafs
+
+        try:
+            infos = self.where.fs.get_file_info(pafs.FileSelector(self.where.path, recursive=True,
+                                                                  allow_not_found=True))
+        except OSError as err:
+            raise UsageError(f"cannot reach {self.url}: {err}") from None
+        return bool(infos)
 
     def _translated(self, operation: str) -> Any:
         return translated("lance", operation, transient=(TimeoutError,),
                           permanent=(OSError, RuntimeError, ValueError, pa.ArrowException))
 
     def dataset(self, version: int | None = None) -> Any:
-        if not self.path.exists():
-            raise UsageError(f"there is no Lance dataset at {self.path}")
-        if not _is_dataset(self.path):
-            raise UsageError(f"{self.path} is not a Lance dataset (it has no _versions directory)")
+        if not self.holds_anything():
+            raise UsageError(f"there is no Lance dataset at {self.url or self.path}")
+        if not self.exists():
+            raise UsageError(f"{self.url or self.path} is not a Lance dataset (it has no _versions"
+                             " directory)")
         with self._translated("open"):
-            return lance.dataset(str(self.path), version=version)
+            return lance.dataset(self.uri(), version=version, storage_options=self.storage or None)
 
     def count(self) -> int | None:
         ds = self.dataset()
@@ -114,6 +182,8 @@ class LanceConnector(AtPath, Connector):
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
+        if self.url is not None:
+            return LanceObjectWriter(self, resume=resume, dry_run=dry_run, spaces=spaces or {})
         return LanceWriter(self, resume=resume, dry_run=dry_run, spaces=spaces or {})
 
 
@@ -201,6 +271,66 @@ class LanceWriter(Writer):
 
     def abort(self) -> None:
         """What was appended stays in ``<path>.partial`` for ``--resume``."""
+
+
+class LanceObjectWriter(LanceWriter):
+    """A dataset in object storage: each batch becomes fragments (data files under the
+    dataset's ``data/`` that no manifest names, so no reader sees them); ``finish`` commits
+    them all as one ``Overwrite``, the one version a reader can see. The checkpoint keeps the
+    fragments written so far and the schema, so ``--resume`` commits what the run wrote."""
+
+    def __init__(self, store: LanceConnector, *, resume: dict[str, Any] | None, dry_run: bool,
+                 spaces: dict[str, VectorSpace]) -> None:
+        self.store, self.spaces, self.dry_run = store, spaces, dry_run
+        self.shape = None
+        self.version = None
+        self.out = None
+        self.held = LastBatch(self._append)
+        state = resume or {}
+        self.fragments: list[str] = list(state.get("fragments", []))
+        if state.get("schema"):
+            schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(state["schema"])))
+            self.shape = _shape(schema)
+        if not dry_run and resume is None and not store.exists():
+            store.clear_uncommitted()
+
+
+    def _append(self, records: list[MemoryRecord]) -> None:
+        if self.dry_run or self.shape is None:
+            return
+        table = table_of(records, self.shape)
+        with self.store._translated("write"):
+            written = lance.fragment.write_fragments(table, self.store.uri(), schema=self.shape.schema,
+                                                     max_rows_per_group=4096,
+                                                     storage_options=self.store.storage or None)
+        self.fragments.extend(orjson.dumps(f.to_json()).decode() for f in written)
+
+    def checkpoint(self) -> dict[str, Any]:
+        self.held.release()
+        schema = base64.b64encode(self.shape.schema.serialize().to_pybytes()).decode() if self.shape else None
+        return {"fragments": list(self.fragments), "schema": schema}
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """One commit: the new version names every fragment, or there is none."""
+        from lance.fragment import FragmentMetadata
+
+        self.held.release()
+        if self.dry_run:
+            return
+        shape = self.shape or _shape(_schema(self.spaces, []))
+        self.shape = shape
+        fragments = [FragmentMetadata.from_json(text) for text in self.fragments]
+        store = self.store
+        with store._translated("commit"):
+            read_version = lance.dataset(store.uri(), storage_options=store.storage or None).version \
+                if store.exists() else None
+            overwrite = lance.LanceOperation.Overwrite(shape.schema, fragments)
+            ds = lance.LanceDataset.commit(store.uri(), overwrite, read_version=read_version,
+                                           storage_options=store.storage or None)
+        self.version = ds.version
+
+    def abort(self) -> None:
+        """The fragments stay unreferenced (invisible) for ``--resume`` to commit."""
 
 
 def _schema(spaces: dict[str, VectorSpace], batch: list[MemoryRecord]) -> pa.Schema:
