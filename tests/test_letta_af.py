@@ -381,3 +381,25 @@ def test_locations(tmp_path: Path) -> None:
     connector = LettaAgentFileConnector(StoreSpec(scheme="letta-af", path=str(SAMPLE)))
     assert connector.count() == 15 and connector.describe()["connector"] == "letta-af"
     assert {r.namespace for r in records(f"letta-af:{SAMPLE}?namespace=sam")} == {"sam"}
+
+
+def test_embeddings_in_letta_apis_shortest_form_read_and_write_back_the_same(tmp_path: Path) -> None:
+    """Letta's REST API writes a float32 embedding in its shortest decimal form (``0.0022848654``,
+    not the double ``0.002284865407...``): it reads as the same float32s and is written back in
+    the form the file had; a value that is neither form stays a reject."""
+    doc = load(SAMPLE)
+    doc["passages"] = passages(3)
+    for passage in doc["passages"]:
+        passage["embedding"] = [float(str(np.float32(v))) for v in passage["embedding"]]
+    assert any(v != float(np.float32(v)) or str(v) != repr(float(np.float32(v)))
+               for v in doc["passages"][0]["embedding"])
+    path = tmp_path / "short.af"
+    path.write_bytes(orjson.dumps(doc))
+    got = [r for r in records(f"letta-af:{path}") if r.namespace == "letta-passages"]
+    for record, passage in zip(got, doc["passages"], strict=True):
+        assert record.vector is not None
+        assert record.vector.data == np.asarray(passage["embedding"], dtype="<f4").tobytes()
+    back = tmp_path / "back.af"
+    migrate(write_vmig(tmp_path / "short.vmig.jsonl", records(f"letta-af:{path}")), f"letta-af:{back}")
+    assert load(back) == doc and "vexchange" not in load(back)
+    letta_validates(load(back))

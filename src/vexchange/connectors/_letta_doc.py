@@ -41,6 +41,8 @@ EXTENSION = "vexchange"
 DOCUMENT_ID = "agent-file"
 """The id of the record that holds the file's own fields (``metadata``, ``created_at``)."""
 SOURCE = "letta-af"
+SHORT_EMBEDDING = "letta_embedding_digits"
+"""Metadata of a passage whose embedding the file wrote in float32's shortest decimal form."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,10 @@ def object_record(section: Section, obj: Any, position: int, *, namespace: str |
     if section is PASSAGES and _is_numbers(rest.get("embedding")):
         arr = np.asarray(rest["embedding"], dtype=np.float64)
         single = arr.astype("<f4")
-        if not np.array_equal(single.astype(np.float64), arr) or not np.isfinite(arr).all():
+        exact = bool(np.isfinite(arr).all()) and np.array_equal(single.astype(np.float64), arr)
+        if not exact and bool(np.isfinite(arr).all()) and np.array_equal(_shortest(single), arr):
+            metadata[SHORT_EMBEDDING] = "float32"  # Letta's API writes float32s this way
+        elif not exact:
             return Reject(reason="not_float32", detail=f"{where}: the embedding holds values that are not"
                           " float32 numbers, which vexchange keeps bit for bit", id=record_id,
                           namespace=ns, location=where, record=obj)
@@ -189,6 +194,21 @@ def _lift_message(rest: dict[str, Any], metadata: dict[str, Any], agent: str | N
             rest["content"] = [*content[:texts[0]], part, *content[texts[0] + 1:]]
             return str(text)
     return None
+
+
+def _shortest(single: np.ndarray) -> np.ndarray:
+    """Each float32 as the double of its shortest decimal form (``0.0022848654``), which is how
+    Letta's REST API writes embeddings; parsing that text gives back the same float32."""
+    return np.array([float(str(v)) for v in single], dtype=np.float64)
+
+
+def _embedding_json(record: MemoryRecord, vector: Vector) -> list[float]:
+    """A passage's embedding as numbers in the form its file had them: float32 values written
+    exactly as doubles (vexchange's, and Letta's server types'), or their shortest decimal form
+    (Letta's REST API) when the record says so; either reads back as the same float32s."""
+    if (record.metadata or {}).get(SHORT_EMBEDDING) == "float32":
+        return [float(v) for v in _shortest(np.frombuffer(vector.data, dtype="<f4"))]
+    return vector.tolist()
 
 
 def _is_numbers(value: Any) -> bool:
@@ -288,7 +308,7 @@ def letta_object(record: MemoryRecord) -> tuple[Section | None, dict[str, Any]]:
             obj[section.text] = record.text
         vector = record.vectors.get(DEFAULT_VECTOR)
         if section is PASSAGES and vector is not None and "embedding" not in obj:
-            obj["embedding"] = vector.tolist()
+            obj["embedding"] = _embedding_json(record, vector)
         return section, scrub(kind, obj)
     return PASSAGES, _passage(record)
 
