@@ -546,7 +546,16 @@ def _select(
     taken = digests_of(page)  # the reading child's digests of these very records, if it took them
     filters = bool(options.namespaces) or options.since is not None or options.until is not None
     sums = _Sums(state.source_digests)
-    for at, item in enumerate(page.items):
+    items = page.items
+    if (taken is not None and options.limit is None and not filters and incremental is None
+            and len(taken) == len(items)):
+        # the usual page: every item a record the child digested, nothing to filter or stop at
+        counts.read += len(items)
+        counts.selected += len(items)
+        chosen = list(zip(items, taken, strict=True))  # type: ignore[arg-type]
+        _add_digests(state.source_digests, items, taken)  # type: ignore[arg-type]
+        items = []
+    for at, item in enumerate(items):
         if options.limit is not None and counts.selected >= options.limit:
             limit_reached = True
             break
@@ -627,6 +636,30 @@ class _Sums:
         self.sum.add(digest)
 
 
+def _add_digests(by_name: dict[str, NamespaceDigest], records: list[MemoryRecord],
+                 digests: list[bytes]) -> None:
+    """``NamespaceDigest.add`` of each digest to its record's namespace, for a whole page: the
+    sum of a namespace's run of digests is added at once (the namespace digest is a sum
+    modulo 2**256, so the result is the same) instead of one big-integer step per record."""
+    start = 0
+    n = len(records)
+    while start < n:
+        key = namespace_key(records[start].namespace)
+        end = start + 1
+        while end < n and namespace_key(records[end].namespace) == key:
+            end += 1
+        target = by_name.get(key)
+        if target is None:
+            target = by_name[key] = NamespaceDigest()
+        total = sum(int.from_bytes(d, "big") for d in digests[start:end]) % _MOD
+        target.add(total.to_bytes(32, "big"))
+        target.count += end - start - 1  # add() counted the sum as one record
+        start = end
+
+
+_MOD = 1 << 256
+
+
 class _Checks:
     """``_problem`` for one page: what it looks up for every record (the target's capabilities,
     the state's maps), looked up once."""
@@ -689,19 +722,16 @@ def _problem(record: MemoryRecord, state: _State, target: Connector, *,
 def _vectors_fine(items: list[MemoryRecord | Reject]) -> bool:
     """True when every vector of a page is a whole, non-empty, finite float32 array: one
     numpy check over the page's bytes instead of one per vector (a few µs a record)."""
-    chunks: list[bytes] = []
-    for item in items:
-        if isinstance(item, Reject):
-            continue
-        for vec in item.vectors.values():
-            data = vec.data
-            if not data or len(data) & 3:
-                return False
-            chunks.append(data)
-        for sp in item.sparse.values():
-            if len(sp.values) & 3 or len(sp.indices) != len(sp.values):
-                return False
-            chunks.append(sp.values)
+    records = [item for item in items if not isinstance(item, Reject)]
+    chunks = [vec.data for record in records for vec in record.vectors.values()]
+    if not all(data and not len(data) & 3 for data in chunks):
+        return False
+    for record in records:
+        if record.sparse:
+            for sp in record.sparse.values():
+                if len(sp.values) & 3 or len(sp.indices) != len(sp.values):
+                    return False
+                chunks.append(sp.values)
     return not chunks or bool(np.isfinite(np.frombuffer(b"".join(chunks), dtype="<f4")).all())
 
 
