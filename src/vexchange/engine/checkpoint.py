@@ -16,7 +16,7 @@ from .._json import loads_exact
 from ..connectors._base import Reject
 from ..errors import DecodeError
 
-__all__ = ["Checkpoint", "RejectsFile", "SeenIds", "keep_seen_ids", "reject_line"]
+__all__ = ["Checkpoint", "RejectsFile", "SeenIds", "forget_seen_ids", "keep_seen_ids", "reject_line"]
 
 _KEEP: dict[Path, Path] = {}
 """Checkpoint path -> where its id hashes are kept when the run completes (``keep_seen_ids``)."""
@@ -30,6 +30,13 @@ def keep_seen_ids(checkpoint: Path, kept: Path) -> None:
     coordinator finds ids repeated across shards in them, docs/engine.md "Parallel runs").
     The run itself drops its checkpoint and id file as any run does."""
     _KEEP[checkpoint] = kept
+
+
+def forget_seen_ids(checkpoint: Path) -> None:
+    """Undo ``keep_seen_ids`` once its run has ended (a worker runs more shards after it, and
+    would otherwise hold every finished shard's hashes in memory)."""
+    _KEEP.pop(checkpoint, None)
+    _LIVE.pop(SeenIds.path_for(checkpoint), None)
 
 
 class Checkpoint:

@@ -67,7 +67,7 @@ from ..errors import (
 from ..record import MemoryRecord
 from ..retry import RetryPolicy
 from ..spec import StoreSpec
-from .checkpoint import Checkpoint, SeenIds, keep_seen_ids, reject_line
+from .checkpoint import Checkpoint, SeenIds, forget_seen_ids, keep_seen_ids, reject_line
 from .options import RunOptions
 from .progress import NoProgress, Progress
 from .receipt import Counts, NamespaceDigests, Receipt, load_receipt, versions
@@ -214,6 +214,7 @@ def run_shard(task: dict[str, Any]) -> dict[str, Any]:
         except VexError as err:
             return {"status": "failed", "error": str(err), "transient": isinstance(err, TransientError)}
         finally:
+            forget_seen_ids(files.checkpoint)
             source.close()
             real.close()
         done = finished_shard(files, task["mode"])
