@@ -268,3 +268,17 @@ def test_the_emulator_imports_as_documented(s3: MotoServer, emulator: PineconeEm
 
     with pytest.raises(ApiError, match="integration"):
         index.start_import(uri=uri, integration_id="nope")
+
+
+@pytest.mark.skipif(not hasattr(Connector, "accept_bulk"),
+                    reason="the engine's --bulk hook (Connector.accept_bulk, engine/run.py) is not in yet")
+def test_the_engine_refuses_bulk_where_it_cannot_run(tmp_path: Path, emulator: PineconeEmulator) -> None:
+    """One import per run (no workers, not incremental), and a Milvus target names why."""
+    records = list(sample_records(5, dims=4, null_vectors=False, seed=5))
+    with pytest.raises(UsageError, match="--workers"):
+        _run(tmp_path, records, index_url(emulator), "workers", bulk=True, workers=2)
+    with pytest.raises(UsageError, match="incremental"):
+        _run(tmp_path, records, index_url(emulator), "incremental", bulk=True, incremental=True)
+    pytest.importorskip("pymilvus")
+    with pytest.raises(UsageError, match="Milvus Lite"):
+        _run(tmp_path, records, "milvus://127.0.0.1:9/bulk_refused", "milvus", bulk=True)
