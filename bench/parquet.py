@@ -14,6 +14,15 @@ Operations, each in a fresh Python process (peak RSS from the kernel, as bench/r
   write, receipt): one process doing an import and an export at once.
 * ``export vmig -> parquet``, ``import parquet -> vmig``: the same dataset through the
   ``.vmig.jsonl`` file connector on the other side (its JSON work bounds these).
+* ``floor: pyarrow alone``: pyarrow reading the dataset's row groups and writing them to a new
+  Parquet file with the connector's options (vector columns plain, content-defined chunking),
+  then an fsync: no records, no checks, no staging. What no run through records can beat.
+
+The pairs issue 21 asks for: an export into Parquet is ``write (connector)`` and, through the
+engine, ``parquet -> parquet``; an import from Parquet is ``read (connector)`` and the same
+engine run, which does both at once (a reading child decoding, the engine checking and
+digesting every record, the writer staging and writing). ``--skip-vmig`` leaves out the
+JSON-bound pairs.
 
 The fixture dataset is written by the connector once, untimed.
 """
@@ -70,6 +79,22 @@ got = sum(len(page.items) for page in store.read(batch_size=10_000))
 assert got == {n}, got
 """
 
+FLOOR = """
+import os
+import pyarrow.parquet as pq
+f = pq.ParquetFile("{src}/data/train-00000-of-00001.parquet", pre_buffer=False)
+vec = [n for n in f.schema_arrow.names if n.startswith("vector")]
+rest = [n for n in f.schema_arrow.names if n not in vec]
+w = pq.ParquetWriter("{dst}.floor.parquet", f.schema_arrow, use_dictionary=rest, write_statistics=rest,
+                     compression={{n: "none" if n in vec else "snappy" for n in f.schema_arrow.names}},
+                     use_content_defined_chunking=True)
+for b in f.iter_batches(batch_size=10000, use_threads=False):
+    w.write_batch(b, row_group_size=10000)
+w.close()
+fd = os.open("{dst}.floor.parquet", os.O_RDONLY); os.fsync(fd); os.close(fd)
+os.unlink("{dst}.floor.parquet")
+"""
+
 ENGINE = {
     "parquet -> parquet (engine)": "vexchange.migrate('parquet:{src}', 'parquet:{dst}', batch_size=10000)",
     "export vmig -> parquet": "vexchange.migrate('{vmig}', 'parquet:{dst}', batch_size=10000)",
@@ -103,7 +128,8 @@ def main() -> int:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         ops: list[tuple[str, str, bool]] = [
             ("write (connector)", WRITE.format(out=src, n=n, dims=args.dims), True),
-            ("read (connector)", READ.format(out=src, n=n), False)]
+            ("read (connector)", READ.format(out=src, n=n), False),
+            ("floor: pyarrow alone (read + write)", FLOOR.format(src=src, dst=dst), False)]
         names = [] if args.connector_only else ["parquet -> parquet (engine)"]
         if not (args.skip_vmig or args.connector_only):
             names += ["import parquet -> vmig", "export vmig -> parquet"]
