@@ -230,7 +230,9 @@ class LanceDBWriter(StoreWriter):
         # (a commit that joins on the key). A retried batch finds its rows held and merges them.
         again = np.array([r.id in self.held_ids for r in kept], dtype=bool)
         with self.store._translated("upsert"):
-            if not again.all():
+            if not again.any():  # the whole batch is new (a table this run created): no copy
+                self.table.add(table, on_bad_vectors="null")
+            elif not again.all():
                 self.table.add(table.filter(pa.array(~again)), on_bad_vectors="null")
             if again.any():
                 (self.table.merge_insert("id").when_matched_update_all()
