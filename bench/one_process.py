@@ -1,6 +1,6 @@
 """CPU per record of one process (user + system, not wall time), beside a floor script's.
 
-    python bench/one_process.py --records 50000 --floor-dir ../shared/tools
+    python bench/one_process.py --records 50000 --floor-dir ../shared/tools [--vex DIR]
 
 Builds a VEKTOR fixture (vexchange.sample_data, 384 dims) in --work, then runs, each in a fresh
 process with ``VEX_READ_AHEAD=off`` (one process: no reading child, no thread), alternating
@@ -9,6 +9,15 @@ with its floor run by run: export vektor -> vmig against ``floor_export.py SRC O
 are the kernel's accounting of each finished child (``resource.getrusage(RUSAGE_CHILDREN)``,
 what ``/usr/bin/time`` prints), so a busy machine moves them far less than the wall clock.
 The floor scripts are not part of this project; give the directory that holds them.
+
+Import vmig -> VEKTOR runs against ``floor_import.py IN OUT.db`` when the floor directory has
+one, and, with ``--vex DIR`` (the published Vex, as ``vexchange.testing.vex_npm`` installs it),
+against ``vex import --to vektor --skip-graph``; each run writes a fresh database.
+
+Python's bytecode: every run here is a fresh interpreter, and where ``PYTHONDONTWRITEBYTECODE``
+is set (this workplace sets it) each one compiles vexchange from source, 0.2-0.3 s of CPU that an
+installed package never pays. Our runs therefore keep their bytecode under ``--work``
+(``PYTHONPYCACHEPREFIX``), after one run that is not counted; ``--as-is`` measures without.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work", default="bench/out")
     parser.add_argument("--floor-dir", required=True)
+    parser.add_argument("--vex", help="the published Vex's install directory (import against it)")
+    parser.add_argument("--as-is", action="store_true", help="leave PYTHONDONTWRITEBYTECODE as it is")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -43,7 +54,12 @@ def main() -> int:
         from vexchange.sample_data import build
         build(db, n=args.records, dims=384)
     env = {**os.environ, "VEX_READ_AHEAD": "off"}
+    if not args.as_is:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str((work / "pycache").resolve())
     floor = Path(args.floor_dir)
+    target = work / "cpu-import.db"
+    fresh = f"import os; os.path.exists('{target}') and os.unlink('{target}'); "
     pairs = {
         "export vektor -> vmig": (
             [sys.executable, "-c",
@@ -55,7 +71,20 @@ def main() -> int:
             [sys.executable, str(floor / "floor_jsonl.py"), str(a), str(work / "floor.jsonl"), "--f32",
              "--sha", "--fsync"]),
     }
-    print("| operation | vexchange µs/record | floor µs/record | ratio (median of pairs) |\n"
+    importing = [sys.executable, "-c",
+                 fresh + f"import vexchange; vexchange.migrate('{a}', 'vektor:{target}')"]
+    if (floor / "floor_import.py").exists():
+        pairs["import vmig -> vektor (floor)"] = (importing, [
+            "sh", "-c",
+            f"rm -f {target}.floor && exec {sys.executable} {floor / 'floor_import.py'} {a} {target}.floor"])
+    if args.vex:
+        script = Path(args.vex) / "node_modules" / "@vektormemory" / "vex" / "vex.mjs"
+        pairs["import vmig -> vektor (Vex 0.8.8, --skip-graph)"] = (importing, [
+            "sh", "-c", f"rm -f {target}.vex && CI=1 exec node {script} import --from {a} --to vektor"
+                        f" --db {target}.vex --skip-graph"])
+    # one run not counted: the other pairs' input, and the bytecode under --work
+    subprocess.run(pairs["export vektor -> vmig"][0], check=True, env=env, stdout=subprocess.DEVNULL)
+    print("| operation | vexchange µs/record | other µs/record | ratio (median of pairs) |\n"
           "|---|---:|---:|---:|")
     for label, (ours, theirs) in pairs.items():
         mine, base, ratios = [], [], []
