@@ -198,6 +198,21 @@ def test_bulk_refusals(tmp_path: Path, emulator: PineconeEmulator) -> None:
         _run(tmp_path, records, f"parquet://{tmp_path}/out", "parquet", bulk=True)
 
 
+def test_a_namespace_no_import_folder_can_name_is_refused_by_name(tmp_path: Path,
+                                                                  emulator: PineconeEmulator) -> None:
+    """``team/a`` is a Pinecone namespace an upsert keeps, but no import folder: its records
+    are refused (counted, whole in the rejects file), never imported into another namespace."""
+    records = [r.replace(namespace="team/a" if i % 2 else "team-b")
+               for i, r in enumerate(sample_records(10, dims=4, null_vectors=False, seed=6))]
+    records = [r for r in records if len((r.text or "").encode()) < 30_000]
+    target = index_url(emulator)
+    receipt = _run(tmp_path, records, target, "slash", bulk=True)
+    refused = receipt.counts.skipped.get("namespace_not_importable", 0)
+    assert refused == sum(1 for r in records if r.namespace == "team/a") and refused
+    assert {ns for ns, _ in read_all(target)} == {"team-b"}
+    assert "write it without --bulk" in (tmp_path / "slash.rejects.jsonl").read_text()
+
+
 # ------------------------------------------------------------------ the emulator's import API
 
 def _sdk_index(emulator: PineconeEmulator, dims: int = 4) -> Any:

@@ -28,7 +28,7 @@ from .._canonical import NamespaceDigest, namespace_key, record_digest
 from ..errors import PermanentError, TransientError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
-from ._base import VectorSpace, Writer
+from ._base import Reject, VectorSpace, Writer
 
 if TYPE_CHECKING:
     from .pinecone import PineconeConnector
@@ -141,8 +141,19 @@ class PineconeImportWriter(Writer):
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.held) if self.held else self.inner.vector_spaces()
 
-    def write(self, batch: list[MemoryRecord]) -> list[Any]:
-        return list(self.inner.write(batch))
+    def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        """The records into the files; one whose namespace Pinecone would keep under a name
+        an import folder cannot have is refused (an upsert keeps it: see ``_folder_refusal``)."""
+        refused: list[Reject] = []
+        kept: list[MemoryRecord] = []
+        for record in batch:
+            why = _folder_refusal(record.namespace)
+            if why is None:
+                kept.append(record)
+            else:
+                refused.append(Reject(reason="namespace_not_importable", detail=why, id=record.id,
+                                      namespace=record.namespace))
+        return refused + list(self.inner.write(kept))
 
     def checkpoint(self) -> dict[str, Any]:
         return self.inner.checkpoint()
@@ -302,6 +313,25 @@ class PineconeImportWriter(Writer):
             raise PermanentError(f"after Pinecone import {import_id}, {len(differ)} namespace(s) differ from"
                                  f" the import files by digest: {', '.join(differ[:5])}",
                                  hint="the files stay in the bucket for a look")
+
+
+def _folder_refusal(namespace: str | None) -> str | None:
+    """Why a namespace cannot be imported into the Pinecone namespace an upsert would write it
+    to, or None. An import names its namespaces by folder, and the ``pinecone-bulk`` layout
+    gives a name no folder can hold (one with ``/``, or starting with ``.`` or ``_``) a
+    ``vx-<sha256>`` folder, where an upsert keeps the name itself: imported, such records would
+    sit in another namespace than upserted ones (a search in their namespace, or a later
+    upsert, would not find them). So they are refused by name, never moved."""
+    from .pinecone import store_namespace as upserted
+    from .pinecone_bulk import store_namespace as folder
+
+    if namespace is None:
+        return None
+    want, got = upserted(namespace), folder(namespace)
+    if want == got:
+        return None
+    return (f"Pinecone keeps namespace {namespace!r} as {want!r}, which an import folder cannot be"
+            f" named (the import would put it in {got!r}); write it without --bulk")
 
 
 def marker_path(files: PineconeBulkConnector) -> Path:
