@@ -61,7 +61,7 @@ from pinecone.errors.exceptions import (
 )
 
 from .._json import dumps_exact, loads_exact
-from ..errors import PermanentError, UsageError
+from ..errors import MissingDependencyError, PermanentError, UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
 from ._base import Capabilities, Connector, Page, QueryHit, Reject, VectorSpace, Writer
@@ -201,6 +201,12 @@ class PineconeConnector(Connector):
         """``--bulk``: write the import files to ``?bulk_uri=`` and import them, instead of
         upserting (refused here, before anything is opened, without a ``bulk_uri``)."""
         self.bulk = BulkSettings.from_spec(self.spec) if bulk else None
+        if bulk:
+            try:
+                import pyarrow  # noqa: F401  (the import files are Parquet)
+            except ImportError:
+                raise MissingDependencyError("pinecone --bulk", "pyarrow", "parquet",
+                                             kind="import") from None
 
     def api_key(self) -> str:
         key = self.spec.secret("api_key") or os.environ.get("PINECONE_API_KEY")
