@@ -334,6 +334,16 @@ class Connector(ABC):
         a connector that creates collections or indexes uses it, and ignores it otherwise."""
         raise NotImplementedError(f"{self.name} cannot be written")
 
+    def accept_bulk(self, bulk: bool) -> None:
+        """Called by the engine before a run into this store plans anything, with the run's
+        ``bulk`` option (``--bulk``: load through the store's server-side bulk import). A
+        connector with one (``pinecone``) switches its writer to it; by default ``--bulk`` is
+        refused (a UsageError naming the option) rather than ignored."""
+        if bulk:
+            raise UsageError(f"--bulk loads a store through its server-side bulk import; the target is a"
+                             f" {self.name} store, which vexchange imports into with upserts only",
+                             hint="leave --bulk out (the records are upserted, and checked the same way)")
+
     def accept_compat(self, compat: str | None) -> None:
         """Called by the engine before a run into this store plans anything, with the run's
         ``compat`` option (``--compat vex``: write what the published Vex's loaders take). Only

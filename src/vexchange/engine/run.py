@@ -85,6 +85,7 @@ def run(
     from .parallel import parallel_run
 
     refuse_unsupported(options)  # before a parallel run could take it
+    _accept_bulk(target, options)  # likewise: --bulk is refused, or switches the target's writer
     merged = parallel_run(source, target, operation=operation, options=options,
                           receipt_path=receipt_path, rejects_path=rejects_path, progress=progress,
                           retry=retry)
@@ -408,6 +409,18 @@ def _fewer_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+def _accept_bulk(target: Connector, options: RunOptions) -> None:
+    """``--bulk``: the target loads through its server-side bulk import (its writer writes
+    the import files; its ``finish`` imports and checks them), or refuses before anything is
+    opened. One import per run: not with workers, and not incremental (an import cannot delete)."""
+    if options.bulk and options.worker_count() > 1:
+        raise UsageError("--bulk runs one import, from one process; leave --workers out")
+    if options.bulk and options.incremental:
+        raise UsageError("--bulk and --incremental contradict each other: a bulk import adds records"
+                         " and cannot delete; give one")
+    target.accept_bulk(options.bulk)
 
 
 def _verify_first(source: Connector, operation: str, failed: Callable[[str], None]) -> None:
