@@ -187,13 +187,13 @@ def test_an_unknown_command_is_a_usage_error_with_a_suggestion(capsys: pytest.Ca
 
 
 @pytest.mark.parametrize("path", [("export",), ("import",), ("migrate",), ("plan",), ("pack", "create"),
-                                  ("pack", "unpack"), ("adapter", "apply")])
+                                  ("pack", "unpack"), ("adapter", "apply"), ("doctor",)])
 def test_lazy_run_options_are_made_in_place_and_in_order(path: tuple[str, ...]) -> None:
     """``run_options(lazy=True)`` gives the options ``run_options()`` gives, where it gives them:
     the command's own options first, then every run option in declaration order, then the CLI's."""
     import click
 
-    from vexchange.cli import cli
+    from vexchange.cli import cli, plan
     from vexchange.cli._app import PendingParams
     from vexchange.cli._options import run_options
     from vexchange.engine.options import option_fields
@@ -211,6 +211,8 @@ def test_lazy_run_options_are_made_in_place_and_in_order(path: tuple[str, ...]) 
     assert not any(isinstance(p, PendingParams) for p in command.params)
     expected = [p.name for p in eager.params]
     assert expected[: len(option_fields())] == [f.name for f, _, _ in option_fields()]
+    if path == ("doctor",):  # the options that choose and read records, in their order
+        expected = [name for name in expected if name in plan._DOCTOR_OPTIONS]
     start = made.index(expected[0])
     assert made[start:start + len(expected)] == expected
 
@@ -225,3 +227,10 @@ def test_python_m_vexchange_is_vex() -> None:
     done = subprocess.run([sys.executable, "-m", "vexchange", "--version"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == f"vex, version {__version__}"
+
+
+def test_the_written_out_plan_defaults_are_the_libraries() -> None:
+    from vexchange import plan_results
+    from vexchange.cli import plan
+
+    assert (plan.PLAN_SAMPLE, plan.DOCTOR_SAMPLE) == (plan_results.PLAN_SAMPLE, plan_results.DOCTOR_SAMPLE)

@@ -25,7 +25,7 @@ if typing.TYPE_CHECKING:
 
     from ..engine.options import OptionInfo, RunOptions
 
-__all__ = ["AliasedOption", "run_option", "run_options", "source_secret_option",
+__all__ = ["AliasedOption", "run_option", "run_option_param", "run_options", "source_secret_option",
            "target_secret_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,7 +103,7 @@ def run_option(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any)
                         **_run_option_kwargs(field, info, annotation))
 
 
-def _run_option_param(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any) -> click.Option:
+def run_option_param(field: dataclasses.Field[Any], info: OptionInfo, annotation: Any) -> click.Option:
     """The click option for one run option, made now (for ``run_options(lazy=True)``)."""
     return AliasedOption(_run_option_decls(field, info), hidden_aliases=info.aliases,
                          **_run_option_kwargs(field, info, annotation))
@@ -215,4 +215,4 @@ def run_options(options: type[RunOptions] | None = None, *, lazy: bool = False) 
 def _made(options: type[RunOptions] | None) -> list[click.Parameter]:
     from ..engine.options import option_fields
 
-    return [_run_option_param(f, info, annotation) for f, info, annotation in option_fields(options)]
+    return [run_option_param(f, info, annotation) for f, info, annotation in option_fields(options)]

@@ -14,29 +14,39 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..engine.options import option_fields
-from ..errors import UsageError
-from ..plan_results import DOCTOR_SAMPLE, PLAN_SAMPLE
-from ._app import EXIT_SKIPPED, cli, emit, emit_report, lazy_module
-from ._options import run_option, run_options, source_secret_option
+from ._app import EXIT_SKIPPED, PendingParams, cli, emit, emit_report, lazy_module
+from ._options import run_option_param, run_options, source_secret_option
 
 if TYPE_CHECKING:
     from .. import doctor as doctor_module
+    from .. import errors
     from .. import plan as plan_module
 else:  # imported when a command first uses them (_app.lazy_module): the engine, numpy
     doctor_module = lazy_module("doctor")
+    errors = lazy_module("errors")
     plan_module = lazy_module("plan")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+PLAN_SAMPLE = 2000
+DOCTOR_SAMPLE = 1000
+"""``vexchange.plan_results.PLAN_SAMPLE`` and ``DOCTOR_SAMPLE``, written out so that the help of
+plan and doctor imports no typed results (a test holds them equal)."""
 
 _DOCTOR_OPTIONS = ("namespaces", "limit", "since", "until", "batch_size", "retries", "verify")
 """The run options that say which records doctor reads and how (``doctor``'s parameters)."""
 
 
 def _doctor_options(fn: F) -> F:
-    chosen = [(f, info, annotation) for f, info, annotation in option_fields() if f.name in _DOCTOR_OPTIONS]
-    for f, info, annotation in reversed(chosen):
-        fn = run_option(f, info, annotation)(fn)
+    """The run options of ``_DOCTOR_OPTIONS``, made when doctor's parameters are first read."""
+
+    def made() -> list[click.Parameter]:
+        from ..engine.options import option_fields
+
+        return [run_option_param(f, info, annotation) for f, info, annotation in option_fields()
+                if f.name in _DOCTOR_OPTIONS]
+
+    fn.__click_params__ = [*getattr(fn, "__click_params__", []), PendingParams(made)]  # type: ignore[attr-defined]
     return fn
 
 
@@ -61,7 +71,7 @@ def plan(ctx: click.Context, /, source: str, target: str, sample: int, scratch: 
     options; exit 4 when records would be refused and --allow-skips is not given.
     """
     if receipt or rejects:
-        raise UsageError("vex plan writes no receipt and no rejects file; give --receipt and"
+        raise errors.UsageError("vex plan writes no receipt and no rejects file; give --receipt and"
                          " --rejects to vex migrate")
     report = plan_module.plan(source, target, sample=sample, scratch=scratch, **options)
     if not quiet or as_json:
