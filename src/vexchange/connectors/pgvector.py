@@ -34,6 +34,7 @@ everything else without a column are kept in ``vex``, a ``json`` column, which k
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -526,8 +527,10 @@ class PgvectorWriter(StoreWriter):
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self.lock_key,))
 
     def abort(self) -> None:
-        """Leave the indexes pending (the next run builds them) and let the other writers on."""
-        with translated_pg("lock"):
+        """Leave the indexes pending (the next run builds them) and let the other writers on.
+        A connection that is gone has taken its lock with it: nothing to raise over the error
+        that stopped the run."""
+        with contextlib.suppress(psycopg.Error):
             self._unlock("pg_advisory_unlock_shared")
 
     def _unlock(self, function: str) -> None:
