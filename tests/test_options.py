@@ -258,3 +258,12 @@ def test_workers_takes_a_number_or_auto_on_the_command_line() -> None:
     assert [o.workers for o in seen] == ["auto", 3, 1]
     for wrong in ("x", "0", "-2", "1.5"):
         assert CliRunner().invoke(runner, ["--workers", wrong]).exit_code == 2
+
+
+def test_the_option_tables_metrics_are_the_connectors() -> None:
+    """engine.options spells the metrics out (so a command's --help need not import the
+    connectors); they must stay the connectors' own."""
+    from vexchange.connectors._base import METRICS as CONNECTOR_METRICS
+    from vexchange.engine.options import METRICS
+
+    assert METRICS == CONNECTOR_METRICS

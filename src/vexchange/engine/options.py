@@ -25,15 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, TypeVar
 
 from .._time import format_timestamp, parse_timestamp
-from ..connectors._base import METRICS
 from ..errors import UsageError
-from .vectors import VectorTransform, check_options as check_vector_options
 
 __all__ = ["DimsPolicy", "Metric", "NoOtherOptions", "OptionInfo", "Reembed", "RunOptions", "Workers",
            "option",
            "option_fields", "run_options_of", "signature_mismatches", "takes_run_options"]
 
 Metric = Literal["cosine", "dot", "euclidean", "manhattan"]
+METRICS: tuple[str, ...] = typing.get_args(Metric)
 Reembed = Literal["all", "missing"]
 DimsPolicy = Literal["skip", "reembed", "adapt"]
 Workers = int | Literal["auto"]
@@ -200,6 +199,8 @@ class RunOptions:
         return cls(**values)
 
     def validate(self) -> None:
+        from .vectors import check_options as check_vector_options
+
         check_vector_options(self)
         if self.verify_first and not self.verify:
             raise UsageError("--verify-first and --no-verify contradict each other; give one")
@@ -217,6 +218,8 @@ class RunOptions:
 
     def as_dict(self) -> dict[str, Any]:
         """The options as the receipt records them."""
+        from .vectors import VectorTransform
+
         vectors = VectorTransform.wanted(self)
         out: dict[str, Any] = {}
         for f, info, _ in option_fields(type(self)):
