@@ -431,3 +431,16 @@ def test_iso_text_of_a_page_is_format_timestamp() -> None:
             assert text == format_timestamp(stamp)  # type: ignore[arg-type]
         else:
             assert stamp is None or not -62_135_596_800_000 <= stamp <= 253_402_300_799_999
+
+
+def test_a_writer_given_an_iterator_writes_every_record(tmp_path: Path) -> None:
+    """The page is walked twice (encoded, then held): an iterator must not come out empty."""
+    from vexchange.connectors.vmig import VmigWriter
+    from vexchange.testing.records import sample_records
+
+    out = tmp_path / "it.vmig.jsonl"
+    writer = VmigWriter(out, resume=None, dry_run=False, spaces={})
+    records = list(sample_records(7))
+    writer.write(iter(records))  # type: ignore[arg-type]  # the contract is a list; callers slip
+    writer.finish({"source": {"connector": "test"}})
+    assert [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()] == [r.id for r in records]

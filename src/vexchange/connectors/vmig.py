@@ -377,6 +377,8 @@ class VmigWriter(Writer):
         self.held: LastBatch[tuple[MemoryRecord, bytes]] = LastBatch(self._append)
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        if not isinstance(batch, list):  # walked twice (encoded, then held): an iterator would be lost
+            batch = list(batch)
         lines: list[tuple[MemoryRecord, bytes]] = []
         rejects: list[Reject] = []
         for record, line in zip(batch, encode_records(batch, compat=self.compat), strict=True):

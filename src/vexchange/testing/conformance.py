@@ -65,6 +65,7 @@ def write_vmig(path: Path, records: list[MemoryRecord], *, metric: str | None = 
     """A .vmig.jsonl file (with its sidecar) holding ``records``, as a migration source."""
     from ..connectors.vmig import VmigWriter
 
+    records = list(records)
     spaces = {}
     if metric and records:
         dims = {n: v.dims for r in records for n, v in r.vectors.items()}
