@@ -135,3 +135,30 @@ def test_verify_receipt_with_records_that_have_no_namespace(tmp_path: Path,
     code, stdout, _ = vex(capsys, "verify", f"vektor:{tmp_path / 't.db'}", "--receipt",
                           str(tmp_path / "t.db.receipt.json"), "--json")
     assert code == 0, stdout
+
+
+def test_the_page_norm_screen_never_passes_a_vector_without_a_unit_vector() -> None:
+    """``_norms_fine`` lets a page skip the per-vector ``not_normalisable`` check only when
+    every vector surely passes it: random scales across float32's whole range, by the page
+    and one vector at a time."""
+    import numpy as np
+
+    from vexchange.engine.run import _norms_fine, not_normalisable
+    from vexchange.record import MemoryRecord, Vector
+
+    rng = np.random.default_rng(7)
+    records = []
+    for i in range(3000):
+        scale = 10.0 ** rng.uniform(-44, 38.5)
+        values = np.clip(rng.standard_normal(int(rng.integers(1, 9))) * scale, -3e38, 3e38).astype("<f4")
+        if not np.isfinite(values).all():
+            continue
+        records.append(MemoryRecord(id=str(i), vectors={"": Vector(values.tobytes())}))
+    screened = 0
+    for record in records:
+        if _norms_fine([record]):
+            screened += 1
+            assert not_normalisable(record.vectors[""].array()) is None, record.vectors[""].array()
+    assert 0 < screened < len(records)  # the band is exercised on both sides
+    fine = [r for r in records if _norms_fine([r])]
+    assert _norms_fine(list(fine)) and not _norms_fine(records)

@@ -603,6 +603,8 @@ def _select(
     digests: list[bytes] = []
     check_each = not _vectors_fine(changed)
     checks = _Checks(state, target)
+    if checks.any_normalising and not check_each:
+        checks.norms_fine = _norms_fine(changed)
     for record, (original, source_digest) in zip(changed, chosen, strict=True):
         if isinstance(record, Reject):
             if record.record is None:
@@ -684,26 +686,30 @@ class _Checks:
         self.pinned = state.pinned_dims
         self.normalising = state.normalising
         self.any_normalising = any(state.normalising.values())
+        self.norms_fine = False  # set per page by _norms_fine: every dense vector has a float32 unit vector
 
     def problem(self, record: MemoryRecord, *, check_vectors: bool = True) -> tuple[str, str] | None:
         """Why the target cannot take this record, or None (``_problem``)."""
         if not self.seen.add(record.namespace, record.id):
             return "duplicate_id", f"id {record.id!r} already appeared in namespace {record.namespace!r}"
         vectors = record.vectors
-        if len(vectors) == 1 and not self.any_normalising and not check_vectors:
+        if len(vectors) == 1 and (self.norms_fine or not self.any_normalising) and not check_vectors:
             # the usual record: one vector of a page whose vectors are sound, no normalising target
             name, vec = next(iter(vectors.items()))
             want = self.pinned.get(name)
             if (name == "" or self.caps.named_vectors) and want is not None and want == len(vec.data) >> 2:
                 return None
-        return _problem(record, self.state, self.target, check_vectors=check_vectors, seen=True)
+        return _problem(record, self.state, self.target, check_vectors=check_vectors, seen=True,
+                        check_norms=not self.norms_fine)
 
 
 def _problem(record: MemoryRecord, state: _State, target: Connector, *,
-             check_vectors: bool = True, seen: bool = False) -> tuple[str, str] | None:
+             check_vectors: bool = True, seen: bool = False, check_norms: bool = True
+             ) -> tuple[str, str] | None:
     """Why the target cannot take this record, or None. ``check_vectors``: False when the
     whole page's vectors are already known to be sound (``_vectors_fine``); ``seen``: the
-    duplicate-id check was made."""
+    duplicate-id check was made; ``check_norms``: False when the page's norms are known to be
+    sound (``_norms_fine``)."""
     assert state.seen_ids is not None
     if not seen and not state.seen_ids.add(record.namespace, record.id):
         return "duplicate_id", f"id {record.id!r} already appeared in namespace {record.namespace!r}"
@@ -722,7 +728,7 @@ def _problem(record: MemoryRecord, state: _State, target: Connector, *,
         elif want is not None and want != vec.dims:
             label = f"vector {name!r}" if name else "vector"
             return "dims_mismatch", f"{label} has {vec.dims} dims; the target holds {want}"
-        if state.normalising.get(name, state.normalising.get("\0default", False)):
+        if check_norms and state.normalising.get(name, state.normalising.get("\0default", False)):
             problem = not_normalisable(vec.array())
             if problem:
                 label = f"vector {name!r}" if name else "vector"
@@ -746,6 +752,25 @@ def _vectors_fine(items: list[MemoryRecord | Reject]) -> bool:
                     return False
                 chunks.append(sp.values)
     return not chunks or bool(np.isfinite(np.frombuffer(b"".join(chunks), dtype="<f4")).all())
+
+
+def _norms_fine(items: list[MemoryRecord | Reject]) -> bool:
+    """True when every dense vector of a page (already known finite: ``_vectors_fine``) surely
+    has a float32 unit vector: its sum of squares, taken in float64 over the page at once,
+    lies well inside float32's range (above 1e-30, so some square is a normal float32 and the
+    float32 sum is not 0; below 1e37, so no float32 partial sum overflows). A page with any
+    vector outside that band is checked vector by vector with ``not_normalisable``, exactly."""
+    by_size: dict[int, list[bytes]] = {}
+    for item in items:
+        if not isinstance(item, Reject):
+            for vec in item.vectors.values():
+                by_size.setdefault(len(vec.data), []).append(vec.data)
+    for size, chunks in by_size.items():
+        rows = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(chunks), size >> 2).astype(np.float64)
+        squares = np.einsum("ij,ij->i", rows, rows)
+        if not bool(((squares > 1e-30) & (squares < 1e37)).all()):
+            return False
+    return True
 
 
 def broken_vector(record: MemoryRecord) -> str | None:
