@@ -100,3 +100,35 @@ def _orphan(middle: subprocess.Popen[str]) -> None:
     finally:
         if middle.poll() is None:
             middle.kill()
+
+
+_ONE_WORKER = """
+import sys, vexchange
+vexchange.migrate(sys.argv[1], sys.argv[2], batch_size=100)
+"""
+
+
+@pytest.mark.slow
+def test_the_reading_child_dies_with_a_killed_run(tmp_path: Path) -> None:
+    """A one-worker run's reading child (VEX_READ_AHEAD=process) goes with its parent too."""
+    build(tmp_path / "m.db", n=30_000, dims=16)
+    driver = tmp_path / "driver.py"
+    driver.write_text(_ONE_WORKER)
+    proc = subprocess.Popen([sys.executable, str(driver), f"vektor:{tmp_path / 'm.db'}",
+                             str(tmp_path / "out.vmig.jsonl")], cwd=tmp_path,
+                            env={**os.environ, "VEX_READ_AHEAD": "process"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        readers: list[int] = []
+        deadline = time.monotonic() + 60
+        while not readers and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            readers = [c.pid for c in psutil.Process(proc.pid).children()
+                       if "read_process" in " ".join(c.cmdline())]
+        assert readers, "the run's reading child did not start"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert _wait_gone(readers, 5) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()

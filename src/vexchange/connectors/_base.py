@@ -81,8 +81,10 @@ class Shard(msgspec.Struct, frozen=True, kw_only=True):
     ``kind`` says what ``start`` and ``end`` are: ``whole`` (the source, unsplit), ``rowid``
     (SQLite rowids, ``start`` included, ``end`` excluded, None for no bound), ``bytes`` (file
     offsets at line starts; ``line`` is the number of lines before ``start``), ``index``
-    (record positions). Shards of one plan are in source order: read one after the other,
-    they give exactly what ``read`` gives."""
+    (record positions; for ``index`` shards of a ``.mg`` file, ``line`` is the byte offset in
+    its ``.mg.vectors`` file where the vectors of grain ``start`` begin).
+    Shards of one plan are in source order: read one after the other, they give exactly
+    what ``read`` gives."""
 
     index: int
     kind: str = "whole"

@@ -97,7 +97,7 @@ def _can_run_in_child(source: Connector) -> bool:
 def read_in_process(source: Connector, *, batch_size: int,
                     after: str | None = None) -> Generator[Page, None, None]:
     """``source.read(batch_size=..., after=...)``, decoded in a child process."""
-    job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after})
+    job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after, "parent": os.getpid()})
     with tempfile.TemporaryFile() as child_stderr:
         child = subprocess.Popen([sys.executable, "-m", "vexchange.engine.read_process"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=child_stderr,
@@ -240,6 +240,9 @@ def _child_main() -> None:
     gc.set_threshold(_COLLECT_EVERY, *gc.get_threshold()[1:])
     out = sys.stdout.buffer
     job: dict[str, Any] = pickle.load(sys.stdin.buffer)
+    from .parallel import die_with
+
+    die_with(job["parent"])  # a reader left behind by a killed run would hold its source open
     try:
         try:
             source: Connector = job["source"]
