@@ -450,6 +450,8 @@ class LocalExecutor:
             with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
                                      initargs=(self.secrets, os.getpid())) as pool:
                 futures: dict[Future[dict[str, Any]], int] = {}
+                for _ in range(workers):  # the pool spawns a process per submit: start them all now, so
+                    pool.submit(os.getpid)  # the shards after the gate do not wait for a spawn and imports
                 if coordinator.take_gate():  # the first shard alone until it has written
                     first = pool.submit(run_shard, coordinator.task(pending[0]))
                     futures[first] = pending[0]
