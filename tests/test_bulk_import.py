@@ -28,7 +28,7 @@ from vexchange.connectors._base import Connector
 from vexchange.errors import MigrationError, UsageError
 from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig
 from vexchange.testing.emulators.pinecone import PineconeEmulator, S3Credentials
-from vexchange.testing.moto_server import ACCESS_KEY, SECRET_KEY, MotoServer
+from vexchange.testing.moto_server import ACCESS_KEY, SECRET_KEY, MotoServer, serving
 from vexchange.testing.records import sample_records
 from vexchange.testing.tricky import tricky_records
 
@@ -39,12 +39,7 @@ INTEGRATION = "vex-integration"
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    if server is None:
-        pytest.skip("no moto server: set VEXTEST_MOTO_SERVER or install moto[server]")
-    with server:
-        server.create_bucket(BUCKET)
-        yield server
+    yield from serving(BUCKET)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 from vexchange.connectors import _registry
 from vexchange.testing import conformance
 from vexchange.testing.conformance import ConnectorConformance, NativeRow
+from vexchange.testing.moto_server import MotoServer, serving, set_aws_environment
 
 lance = pytest.importorskip("lance")
 pa = pytest.importorskip("pyarrow")
@@ -154,24 +155,13 @@ BUCKET = "vex-lance"
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    """A real S3 server: moto on loopback (tests/test_object_storage.py says how it is found)."""
-    from vexchange.testing.moto_server import MotoServer
-
-    server = MotoServer.start()
-    if server is None:
-        pytest.skip("no moto server: set VEXTEST_MOTO_SERVER or install moto[server]")
-    with server:
-        server.create_bucket(BUCKET)
-        yield server
+def s3() -> Iterator[MotoServer]:
+    yield from serving(BUCKET)
 
 
 @pytest.fixture
-def aws_env(s3: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env: dict[str, str] = s3.env()
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
+def aws_env(s3: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return set_aws_environment(s3, monkeypatch)
 
 
 def storage_options(s3: Any) -> dict[str, str]:

@@ -28,7 +28,13 @@ from vexchange import open_store
 from vexchange.api import migrate
 from vexchange.errors import UsageError
 from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
-from vexchange.testing.moto_server import ACCESS_KEY, SECRET_KEY, MotoServer
+from vexchange.testing.moto_server import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    MotoServer,
+    serving,
+    set_aws_environment,
+)
 from vexchange.testing.records import sample_records
 from vexchange.testing.tricky import tricky_records
 
@@ -38,21 +44,13 @@ KILLED = 137
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    if server is None:
-        pytest.skip("no moto server: set VEXTEST_MOTO_SERVER or install moto[server]")
-    with server:
-        server.create_bucket(BUCKET)
-        yield server
+    yield from serving(BUCKET)
 
 
 @pytest.fixture
 def aws_env(s3: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The AWS_* variables for the server (how a user's shell gives credentials)."""
-    env = s3.env()
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
+    return set_aws_environment(s3, monkeypatch)
 
 
 def bucket(s3: MotoServer) -> Any:

@@ -21,7 +21,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "MotoServer", "moto_command"]
 
@@ -115,3 +117,29 @@ class MotoServer:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def serving(bucket: str) -> Iterator[MotoServer]:
+    """The body of a pytest fixture: a server with ``bucket`` made, for the fixture's scope
+    (``yield from serving("bkt")``). Without a moto server the test is skipped, and fails
+    under CI (``CI`` set), where .ci/run installs one."""
+    import pytest
+
+    server = MotoServer.start()
+    if server is None:
+        why = "no moto server: set VEXTEST_MOTO_SERVER or install moto[server]"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    with server:
+        server.create_bucket(bucket)
+        yield server
+
+
+def set_aws_environment(server: MotoServer, monkeypatch: Any) -> dict[str, str]:
+    """The AWS_* variables for ``server`` set through pytest's ``monkeypatch`` (how a user's
+    shell gives credentials); returns them."""
+    env = server.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
