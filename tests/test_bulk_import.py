@@ -10,7 +10,7 @@ and what ``--bulk`` refuses. docs/connectors/pinecone.md, "Bulk import".
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,12 +210,23 @@ def test_a_namespace_no_import_folder_can_name_is_refused_by_name(tmp_path: Path
 
 # ------------------------------------------------------------------ the emulator's import API
 
-def _sdk_index(emulator: PineconeEmulator, dims: int = 4) -> Any:
+@pytest.fixture
+def sdk_index(emulator: PineconeEmulator) -> Iterator[Callable[[], tuple[Any, str]]]:
+    """Makes a new index in the emulator and the Pinecone SDK's client of it (closed after the
+    test, so no connection is left for the garbage collector to warn about in a later test)."""
     from pinecone import Pinecone
 
-    name = f"raw-{uuid.uuid4().hex[:8]}"
-    host = emulator.create_index(name, dims)
-    return Pinecone(api_key=KEY, host=emulator.url).index(host=host), name
+    made: list[Any] = []
+
+    def make() -> tuple[Any, str]:
+        name = f"raw-{uuid.uuid4().hex[:8]}"
+        host = emulator.create_index(name, 4)
+        made.append(Pinecone(api_key=KEY, host=emulator.url).index(host=host))
+        return made[-1], name
+
+    yield make
+    for index in made:
+        index.close()
 
 
 def _put(s3: MotoServer, key: str, table: pa.Table) -> None:
@@ -246,13 +257,14 @@ def _files(s3: MotoServer, prefix: str) -> None:
         handle.write(b"not read")
 
 
-def test_the_emulator_imports_as_documented(s3: MotoServer, emulator: PineconeEmulator) -> None:
+def test_the_emulator_imports_as_documented(s3: MotoServer, emulator: PineconeEmulator,
+                                            sdk_index: Callable[[], tuple[Any, str]]) -> None:
     """abort: the first bad record fails the import and nothing is imported; continue: the
     bad record and the file with a foreign column are skipped, the rest imported; a namespace
     that exists already fails an import; list and cancel."""
     prefix = f"raw-{uuid.uuid4().hex[:6]}"
     _files(s3, prefix)
-    index, name = _sdk_index(emulator)
+    index, name = sdk_index()
     uri = f"s3://{BUCKET}/{prefix}/"
     failed = _wait(index, index.start_import(uri=uri, integration_id=INTEGRATION).id)
     assert failed.status == "Failed" and "must be id, values" in (failed.error or "")
@@ -268,7 +280,7 @@ def test_the_emulator_imports_as_documented(s3: MotoServer, emulator: PineconeEm
     assert [m.id for m in index.list_imports()] == [failed.id, done.id, again.id]
     emulator.import_seconds = 5.0
     try:
-        other, _ = _sdk_index(emulator)
+        other, _ = sdk_index()
         slow = other.start_import(uri=uri, integration_id=INTEGRATION, error_mode="continue").id
         other.cancel_import(slow)
         assert _wait(other, slow).status == "Cancelled"

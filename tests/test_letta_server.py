@@ -192,8 +192,9 @@ def searches(client: Letta, agent_id: str) -> list[list[str]]:
 
 
 def kept(passage: dict[str, Any]) -> tuple[Any, ...]:
-    """What Letta keeps of a passage through its passages API (its id it assigns anew)."""
-    return (passage["text"], passage["tags"], passage["created_at"], passage["metadata"],
+    """What Letta keeps of a passage through its passages API (its id it assigns anew; its
+    tags as a set: Letta lists a passage's tags in no fixed order, read to read)."""
+    return (passage["text"], sorted(passage["tags"] or []), passage["created_at"], passage["metadata"],
             np.asarray(passage["embedding"], dtype="<f4").tobytes())
 
 
