@@ -43,28 +43,35 @@ def _wait_gone(pids: list[int], seconds: float) -> list[int]:
     return left
 
 
-@pytest.mark.slow
-def test_workers_die_with_a_killed_coordinator(tmp_path: Path) -> None:
+def _children_die_with_the_run(tmp_path: Path, driver_code: str, match: str, count: int,
+                               env: dict[str, str] | None = None) -> None:
+    """Starts ``driver_code`` on a 30,000-record VEKTOR source, waits for ``count`` children
+    whose command line holds ``match``, kills the driver with -9, and checks they are gone."""
     build(tmp_path / "m.db", n=30_000, dims=16)
     driver = tmp_path / "driver.py"
-    driver.write_text(_DRIVER)
+    driver.write_text(driver_code)
     proc = subprocess.Popen([sys.executable, str(driver), f"vektor:{tmp_path / 'm.db'}",
-                             str(tmp_path / "out.vmig.jsonl")], cwd=tmp_path,
+                             str(tmp_path / "out.vmig.jsonl")], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        workers: list[int] = []
+        children: list[int] = []
         deadline = time.monotonic() + 60
-        while len(workers) < 4 and time.monotonic() < deadline and proc.poll() is None:
+        while len(children) < count and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-            workers = [c.pid for c in psutil.Process(proc.pid).children()
-                       if "spawn_main" in " ".join(c.cmdline())]
-        assert len(workers) == 4, "the run's workers did not start"
+            children = [c.pid for c in psutil.Process(proc.pid).children()
+                        if match in " ".join(c.cmdline())]
+        assert len(children) == count, f"the run's {match} children did not start"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        assert _wait_gone(workers, 5) == []
+        assert _wait_gone(children, 5) == []
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_killed_coordinator(tmp_path: Path) -> None:
+    _children_die_with_the_run(tmp_path, _DRIVER, "spawn_main", 4)
 
 
 _MIDDLE = textwrap.dedent("""
@@ -111,24 +118,5 @@ vexchange.migrate(sys.argv[1], sys.argv[2], batch_size=100)
 @pytest.mark.slow
 def test_the_reading_child_dies_with_a_killed_run(tmp_path: Path) -> None:
     """A one-worker run's reading child (VEX_READ_AHEAD=process) goes with its parent too."""
-    build(tmp_path / "m.db", n=30_000, dims=16)
-    driver = tmp_path / "driver.py"
-    driver.write_text(_ONE_WORKER)
-    proc = subprocess.Popen([sys.executable, str(driver), f"vektor:{tmp_path / 'm.db'}",
-                             str(tmp_path / "out.vmig.jsonl")], cwd=tmp_path,
-                            env={**os.environ, "VEX_READ_AHEAD": "process"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        readers: list[int] = []
-        deadline = time.monotonic() + 60
-        while not readers and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-            readers = [c.pid for c in psutil.Process(proc.pid).children()
-                       if "read_process" in " ".join(c.cmdline())]
-        assert readers, "the run's reading child did not start"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        assert _wait_gone(readers, 5) == []
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _children_die_with_the_run(tmp_path, _ONE_WORKER, "read_process", 1,
+                               env={**os.environ, "VEX_READ_AHEAD": "process"})
