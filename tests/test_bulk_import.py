@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 
 from vexchange import migrate
 from vexchange.checks import verify
-from vexchange.connectors._base import Connector
 from vexchange.errors import MigrationError, UsageError
 from vexchange.testing.conformance import ConnectorConformance, read_all, write_vmig
 from vexchange.testing.emulators.pinecone import PineconeEmulator, S3Credentials
@@ -56,28 +55,6 @@ def env(s3: MotoServer, emulator: PineconeEmulator, monkeypatch: pytest.MonkeyPa
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
     emulator.faults.clear()
-
-
-@pytest.fixture(autouse=True)
-def engine_calls_accept_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engine's hook (the patch to engine/run.py in docs/connectors/pinecone.md): before a
-    run plans anything it calls ``target.accept_bulk(options.bulk)``, as it calls
-    ``accept_compat``. Until the engine does, the tests add that one call to ``_Run.plan``."""
-    if hasattr(Connector, "accept_bulk"):
-        return
-    from vexchange.engine import run as engine_run
-
-    plan = engine_run._Run.plan
-
-    def with_bulk(self: Any) -> None:
-        plan(self)
-        accept = getattr(self.target, "accept_bulk", None)
-        if accept is not None:
-            accept(self.options.bulk)
-        elif self.options.bulk:
-            raise UsageError(f"{self.target.name} has no server-side bulk import; --bulk is refused")
-
-    monkeypatch.setattr(engine_run._Run, "plan", with_bulk)
 
 
 def index_url(emulator: PineconeEmulator, *, prefix: str | None = None, name: str | None = None,
@@ -292,8 +269,6 @@ def test_the_emulator_imports_as_documented(s3: MotoServer, emulator: PineconeEm
         index.start_import(uri=uri, integration_id="nope")
 
 
-@pytest.mark.skipif(not hasattr(Connector, "accept_bulk"),
-                    reason="the engine's --bulk hook (Connector.accept_bulk, engine/run.py) is not in yet")
 def test_the_engine_refuses_bulk_where_it_cannot_run(tmp_path: Path, emulator: PineconeEmulator) -> None:
     """One import per run (no workers, not incremental), and a Milvus target names why."""
     records = list(sample_records(5, dims=4, null_vectors=False, seed=5))

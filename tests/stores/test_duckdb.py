@@ -11,23 +11,11 @@ import numpy as np
 import pytest
 
 from vexchange.api import migrate
-from vexchange.connectors import _registry
 from vexchange.errors import CapabilityError, UsageError
-from vexchange.testing.conformance import NativeRow, read_all, write_vmig
+from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
 from vexchange.testing.records import sample_records
 
-from ._sql_stores import EmbeddedStoreConformance, registered
-
 duckdb = pytest.importorskip("duckdb")
-
-NAME, TARGET = "duckdb", "vexchange.connectors.duckdb:DuckDBConnector"
-_ROW_MISSING = NAME not in _registry._BUILTINS
-"""Before the registry row exists, the tests register the connector themselves; a child
-process (the killed-run test) cannot see that."""
-
-
-_registered = registered(NAME, _registry.Entry(TARGET, NAME, ("duckdb",),
-                                               suffixes=(".duckdb",), takes_path=True))
 
 
 def duck_rows(location: str) -> list[NativeRow]:
@@ -43,8 +31,7 @@ def duck_rows(location: str) -> list[NativeRow]:
             for text, vec in rows]
 
 
-class TestDuckDB(EmbeddedStoreConformance):
-    row_missing = _ROW_MISSING
+class TestDuckDB(ConnectorConformance):
     same_id_in_namespaces = True
 
     @pytest.fixture

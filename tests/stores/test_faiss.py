@@ -11,23 +11,11 @@ import numpy as np
 import pytest
 
 from vexchange.api import migrate
-from vexchange.connectors import _registry
 from vexchange.errors import UsageError
-from vexchange.testing.conformance import NativeRow, read_all, write_vmig
+from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
 from vexchange.testing.records import sample_records
 
-from ._sql_stores import EmbeddedStoreConformance, registered
-
 faiss = pytest.importorskip("faiss")
-
-NAME, TARGET = "faiss", "vexchange.connectors.faiss:FaissConnector"
-_ROW_MISSING = NAME not in _registry._BUILTINS
-"""Before the registry row exists, the tests register the connector themselves; a child
-process (the killed-run test) cannot see that."""
-
-
-_registered = registered(NAME, _registry.Entry(TARGET, NAME, ("faiss",),
-                                               suffixes=(".faiss",), takes_path=True))
 
 
 def faiss_rows(location: str) -> list[NativeRow]:
@@ -46,8 +34,7 @@ def faiss_rows(location: str) -> list[NativeRow]:
     return out
 
 
-class TestFaiss(EmbeddedStoreConformance):
-    row_missing = _ROW_MISSING
+class TestFaiss(ConnectorConformance):
     same_id_in_namespaces = True
     expect_normalised = True  # cosine: IndexFlatIP over unit vectors
 

@@ -12,24 +12,11 @@ import numpy as np
 import pytest
 
 from vexchange.api import migrate
-from vexchange.connectors import _registry
 from vexchange.errors import CapabilityError
-from vexchange.testing.conformance import NativeRow, read_all, write_vmig
+from vexchange.testing.conformance import ConnectorConformance, NativeRow, read_all, write_vmig
 from vexchange.testing.records import sample_records
 
-from ._sql_stores import EmbeddedStoreConformance, registered
-
 sqlite_vec = pytest.importorskip("sqlite_vec")
-
-NAME, TARGET = "sqlite-vec", "vexchange.connectors.sqlite_vec:SqliteVecConnector"
-
-
-_ROW_MISSING = NAME not in _registry._BUILTINS
-"""Before the registry row exists, the tests register the connector themselves; a child
-process (the killed-run test) cannot see that."""
-
-
-_registered = registered(NAME, _registry.Entry(TARGET, NAME, ("sqlite_vec",), takes_path=True))
 
 
 def connect(path: str) -> Any:
@@ -59,8 +46,7 @@ def vec_rows(location: str) -> list[NativeRow]:
     return [NativeRow(text, None if blob is None else bytes(blob)) for text, blob in rows]
 
 
-class TestSqliteVec(EmbeddedStoreConformance):
-    row_missing = _ROW_MISSING
+class TestSqliteVec(ConnectorConformance):
     metric = "euclidean"  # sqlite-vec has l2, cosine and l1, no inner product
     same_id_in_namespaces = True
 
