@@ -30,6 +30,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .._atomic import RESUME_HINT, describe_os_error
+from .._direct_io import open_bulk
 from .._json import MAX_DEPTH, dumps_exact, loads_exact, may_hold_big_int
 from .._objectstore import is_url, open_url
 from ..errors import CodecError, DecodeError, UsageError
@@ -72,6 +73,15 @@ class Files:
             verb = "read" if "r" in mode else "write"
             raise (UsageError if "r" in mode else CodecError)(
                 f"cannot {verb} {path}: {describe_os_error(err)}") from None
+
+    def open_bulk(self, path: Path) -> IO[bytes]:
+        """A new file for one sequential write of bulk data (staged batches, data files),
+        which nothing reads back soon: written around the page cache where the system
+        allows (``vexchange._direct_io``)."""
+        try:
+            return open_bulk(path)
+        except OSError as err:
+            raise CodecError(f"cannot write {path}: {describe_os_error(err)}") from None
 
     def files(self, root: Path, suffix: str) -> list[Path]:
         """Files under ``root`` (at any depth) ending in ``suffix``, in sorted path order;
@@ -159,6 +169,9 @@ class ObjectFiles(Files):
             raise (UsageError if "r" in mode else CodecError)(
                 f"cannot {verb} {self.location(path)}: {err}") from None
         return handle  # type: ignore[no-any-return]
+
+    def open_bulk(self, path: Path) -> IO[bytes]:
+        return self.open(path, "wb")  # an upload, streamed in parts
 
     def files(self, root: Path, suffix: str) -> list[Path]:
         import pyarrow.fs as pafs
@@ -600,7 +613,7 @@ class StagedWriter(Writer):
             name = f"{self.seq:09d}-{group.encode().hex()}.arrow"
             tmp = self.staging / (name + ".tmp")
             try:
-                with self.io.open(tmp, "wb") as handle, ipc.new_stream(handle, table.schema) as out:
+                with self.io.open_bulk(tmp) as handle, ipc.new_stream(handle, table.schema) as out:
                     out.write_table(table)
                 self.io.rename(tmp, self.staging / name)
             except OSError as err:
@@ -735,7 +748,7 @@ def write_parquet_files(io: Files, paths: Sequence[Path] | Callable[[int], Path]
             table = table.cast(schema) if table.schema != schema else table
             while table.num_rows:
                 if out is None:
-                    handle = io.open(path_at(index), "wb")
+                    handle = io.open_bulk(path_at(index))
                     out = pq.ParquetWriter(handle, schema, **options)
                     index += 1
                     in_file = 0
@@ -749,7 +762,7 @@ def write_parquet_files(io: Files, paths: Sequence[Path] | Callable[[int], Path]
                 if in_file >= rows_per_file:
                     close()
         if index == 0 and (callable(paths) or paths):  # no rows: one empty file, so the output has its schema
-            handle = io.open(path_at(0), "wb")
+            handle = io.open_bulk(path_at(0))
             out = pq.ParquetWriter(handle, schema, **options)
     finally:
         close()

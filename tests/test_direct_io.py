@@ -1,0 +1,94 @@
+"""vexchange._direct_io: bulk files written around the page cache hold exactly what was written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vexchange._direct_io import ALIGN, BLOCK, DirectFile, open_bulk
+
+
+def _pieces(seed: int) -> list[bytes]:
+    """Writes of awkward sizes: empty, tiny, unaligned, exactly a block, more than a block."""
+    rng = __import__("random").Random(seed)
+    sizes = [0, 1, 7, ALIGN - 1, ALIGN, ALIGN + 1, BLOCK - 3, BLOCK, 2 * BLOCK + 5, 100]
+    return [rng.randbytes(size) for size in sizes]
+
+
+@pytest.mark.parametrize("flush_every", [0, 3])
+def test_bytes_are_exactly_what_was_written(tmp_path: Path, flush_every: int) -> None:
+    path = tmp_path / "bulk.bin"
+    pieces = _pieces(1)
+    with open_bulk(path) as handle:
+        for i, piece in enumerate(pieces):
+            assert handle.write(piece) == len(piece)
+            if flush_every and i % flush_every == 0:
+                handle.flush()  # padded on disk, overwritten by what follows
+        assert handle.tell() == sum(map(len, pieces))
+    assert path.read_bytes() == b"".join(pieces)
+
+
+def test_direct_where_the_file_system_allows(tmp_path: Path) -> None:
+    handle = open_bulk(tmp_path / "x.bin")
+    handle.close()
+    if hasattr(os, "O_DIRECT"):
+        assert isinstance(handle, DirectFile) or _refuses_direct(tmp_path)
+
+
+def _refuses_direct(directory: Path) -> bool:
+    try:
+        os.close(os.open(directory / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+        return False
+    except OSError:
+        return True
+
+
+def test_off_switch_writes_through_the_page_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEX_DIRECT_IO", "off")
+    with open_bulk(tmp_path / "x.bin") as handle:
+        assert not isinstance(handle, DirectFile)
+        handle.write(b"abc")
+    assert (tmp_path / "x.bin").read_bytes() == b"abc"
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no tmpfs at /dev/shm here")
+def test_tmpfs_refuses_direct_and_still_gets_the_bytes(tmp_path: Path) -> None:
+    path = Path("/dev/shm") / f"vex-direct-{os.getpid()}.bin"
+    try:
+        with open_bulk(path) as handle:
+            handle.write(b"x" * (ALIGN + 3))
+        assert path.read_bytes() == b"x" * (ALIGN + 3)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_a_refused_write_falls_back_on_that_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "x.bin"
+    handle = open_bulk(path)
+    if not isinstance(handle, DirectFile):
+        pytest.skip("no direct writes on this file system")
+    real = os.pwrite
+    calls = {"n": 0}
+
+    def refusing(fd: int, data: bytes, offset: int) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(22, "Invalid argument")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", refusing)
+    payload = os.urandom(BLOCK + 10)
+    handle.write(payload)
+    handle.close()
+    assert path.read_bytes() == payload
+
+
+def test_pyarrow_writes_parquet_through_it(tmp_path: Path) -> None:
+    table = pa.table({"id": [str(i) for i in range(5000)], "v": pa.array(range(5000), pa.float32())})
+    with open_bulk(tmp_path / "t.parquet") as handle, pq.ParquetWriter(handle, table.schema) as out:
+        out.write_table(table, row_group_size=1000)
+    assert pq.read_table(tmp_path / "t.parquet").equals(table)
