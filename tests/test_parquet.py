@@ -211,7 +211,23 @@ def test_a_page_of_plain_records_travels_as_msgpack_with_its_digests() -> None:
     assert digests_of(page) == [record_digest(r) for r in records]
 
 
-@pytest.mark.parametrize("value", [(1, 2), float("nan"), 2**70, {"when": np.float32(1.5)}])
+def test_a_nan_in_metadata_travels_as_msgpack_bit_for_bit() -> None:
+    """NaN is not equal to itself, so only the type screen (``_plain``) lets its page go as
+    msgpack; msgpack keeps a float64's bits, payload and sign included."""
+    import struct
+
+    from vexchange.connectors._base import Page
+    from vexchange.engine.read_process import _decode_page, _encode_page
+
+    odd = struct.unpack("<d", struct.pack("<Q", 0xFFF8000000000123))[0]
+    records = _records(3, odd=odd)
+    kind, body = _encode_page(Page(records, None))
+    assert kind == b"R"
+    back = [struct.pack("<d", r.metadata["odd"]) for r in _decode_page(kind, body).items]  # type: ignore[index]
+    assert back == [struct.pack("<d", odd)] * 3
+
+
+@pytest.mark.parametrize("value", [(1, 2), 2**70, {"when": np.float32(1.5)}, {1: "int key"}])
 def test_a_page_msgpack_would_change_goes_as_a_pickle(value: Any) -> None:
     from vexchange.connectors._base import Page
     from vexchange.engine.read_process import _decode_page, _encode_page, digests_of

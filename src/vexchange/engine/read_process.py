@@ -46,7 +46,7 @@ from ..connectors import _registry
 from ..connectors._base import Connector, Page
 from .._canonical import record_digest
 from ..errors import ConnectorError, UsageError, VexError
-from ..record import MemoryRecord
+from ..record import MemoryRecord, SparseVector, Vector
 from .read_ahead import usable_cpus
 
 __all__ = ["MIN_RECORDS", "DigestedPage", "digests_of", "read_ahead_mode", "read_in_process", "reading_mode"]
@@ -211,18 +211,71 @@ class _Codec:
 
 def _encode_page(page: Page) -> tuple[bytes, bytes]:
     """The frame kind and body of a page: msgpack when it holds only records that come back
-    from it equal, else a pickle."""
+    from it equal (surely by their types, :func:`_plain`, else by decoding it here and
+    comparing), else a pickle."""
     items = page.items
     if items and all(type(item) is MemoryRecord for item in items):
         codec = _Codec.get()
         try:
             digests = [record_digest(record) for record in items]  # type: ignore[arg-type]
             body = codec.encoder.encode((items, page.cursor, digests))
-            if codec.decoder.decode(body)[0] == items:
+            if all(map(_plain, items)) or codec.decoder.decode(body)[0] == items:  # type: ignore[arg-type]
                 return _RECORDS, body
         except codec.errors:
             pass
     return _PAGE, pickle.dumps((items, page.cursor), protocol=5)
+
+
+_STR_OR_NONE = frozenset({str, type(None)})
+_INT_OR_NONE = frozenset({int, type(None)})
+_JSON_SCALARS = frozenset({str, float, bool, type(None)})
+_INT_RANGE = (-(1 << 63), 1 << 64)  # what msgpack holds: int64 and uint64
+_DEPTH = 64
+
+
+def _plain(record: MemoryRecord) -> bool:
+    """Whether msgpack gives ``record`` back exactly, by the types of what it holds: every
+    field of the type it is declared with (the typed decoder would convert or refuse anything
+    else), metadata and ``extra`` of JSON types with integers that msgpack holds. A record
+    that fails this is not refused: its page is decoded and compared (``_encode_page``).
+    Costs about 1.8 µs a record against 3 or more for decoding and comparing."""
+    return (type(record.id) is str and type(record.text) in _STR_OR_NONE
+            and type(record.namespace) in _STR_OR_NONE and type(record.created_at) in _INT_OR_NONE
+            and type(record.updated_at) in _INT_OR_NONE and type(record.source_store) in _STR_OR_NONE
+            and type(record.modality) in _STR_OR_NONE and type(record.score) in (float, type(None))
+            and record.id_type in ("str", "int") and type(record.vectors) is dict
+            and all(type(name) is str and type(vec) is Vector and type(vec.data) is bytes
+                    and type(vec.model) in _STR_OR_NONE for name, vec in record.vectors.items())
+            and (record.metadata is None or _plain_value(record.metadata, 0))
+            and type(record.extra) is dict and (not record.extra or _plain_value(record.extra, 0))
+            and type(record.sparse) is dict and all(
+                type(name) is str and type(sp) is SparseVector and type(sp.indices) is bytes
+                and type(sp.values) is bytes and type(sp.model) in _STR_OR_NONE
+                for name, sp in record.sparse.items()))
+
+
+def _plain_value(value: Any, depth: int) -> bool:
+    """A JSON value of exactly JSON's Python types, that msgpack encodes and gives back as it is."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return True
+    if kind is int:
+        return _INT_RANGE[0] <= value < _INT_RANGE[1]
+    if depth >= _DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            kind = type(item)
+            if kind in _JSON_SCALARS or (kind is int and _INT_RANGE[0] <= item < _INT_RANGE[1]):
+                continue
+            if not _plain_value(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        return all(_plain_value(item, depth + 1) for item in value)
+    return False
 
 
 def _decode_page(kind: bytes, body: bytes) -> Page:

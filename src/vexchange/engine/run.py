@@ -854,6 +854,10 @@ def _account_written(
             if match is not None and reject.record is None:
                 reject.record = _record_json(match)
             _skip(reject, state, rejects)
+    if not refused:  # the usual batch: all of it written, summed a namespace's run at a time
+        _add_digests(state.written_digests, batch, digests)
+        state.counts.written += len(batch)
+        return
     sums = _Sums(state.written_digests)
     written = 0
     for record, digest in zip(batch, digests, strict=True):
