@@ -105,7 +105,10 @@ class SeenIds:
 
     def add(self, namespace: str | None, record_id: str) -> bool:
         """Add the pair; False when it was seen before."""
-        key = SeenIds.key(namespace, record_id)
+        return self.add_key(SeenIds.key(namespace, record_id))
+
+    def add_key(self, key: bytes) -> bool:
+        """``add`` of a pair by its ``key`` (taken elsewhere: the reading child takes a page's)."""
         if key in self._hashes:
             return False
         self._hashes.add(key)

@@ -47,9 +47,11 @@ from ..connectors._base import Connector, Page
 from .._canonical import record_digest
 from ..errors import ConnectorError, UsageError, VexError
 from ..record import MemoryRecord, SparseVector, Vector
+from .checkpoint import SeenIds
 from .read_ahead import usable_cpus
 
-__all__ = ["MIN_RECORDS", "DigestedPage", "digests_of", "read_ahead_mode", "read_in_process", "reading_mode"]
+__all__ = ["MIN_RECORDS", "DigestedPage", "digests_of", "id_keys_of", "read_ahead_mode", "read_in_process",
+           "reading_mode"]
 
 MIN_RECORDS = 50_000
 """Below this the child's start-up (about 0.3 s) costs more than the overlap gains."""
@@ -175,17 +177,23 @@ def _pickled_error(err: BaseException) -> bytes:
 
 
 class DigestedPage(Page):
-    """A page whose records' digests (``record_digest``, in item order) the child took: the
-    digest is the run's costliest check of a record, and the child has a core of its own.
-    The engine uses them for exactly these records (``digests_of``); any other page's it
-    takes itself."""
+    """A page whose records' digests (``record_digest``, in item order) and duplicate-id keys
+    (``SeenIds.key``) the child took: the digest is the run's costliest check of a record, and
+    the child has a core of its own. The engine uses them for exactly these records
+    (``digests_of``, ``id_keys_of``); any other page's it takes itself."""
 
     digests: list[bytes]
+    keys: list[bytes]
 
 
 def digests_of(page: Page) -> list[bytes] | None:
     """The digests the reading child took of ``page``'s records, or None."""
     return page.digests if isinstance(page, DigestedPage) else None
+
+
+def id_keys_of(page: Page) -> list[bytes] | None:
+    """The duplicate-id keys (``SeenIds.key``) the reading child took of ``page``'s records, or None."""
+    return page.keys if isinstance(page, DigestedPage) else None
 
 
 class _Codec:
@@ -198,7 +206,7 @@ class _Codec:
         import msgspec
 
         self.encoder = msgspec.msgpack.Encoder()
-        self.decoder = msgspec.msgpack.Decoder(tuple[list[MemoryRecord], str | None, list[bytes]])
+        self.decoder = msgspec.msgpack.Decoder(tuple[list[MemoryRecord], str | None, list[bytes], list[bytes]])
         self.errors: tuple[type[BaseException], ...] = (msgspec.MsgspecError, TypeError, ValueError,
                                                         OverflowError)
 
@@ -218,7 +226,9 @@ def _encode_page(page: Page) -> tuple[bytes, bytes]:
         codec = _Codec.get()
         try:
             digests = [record_digest(record) for record in items]  # type: ignore[arg-type]
-            body = codec.encoder.encode((items, page.cursor, digests))
+            key = SeenIds.key
+            keys = [key(record.namespace, record.id) for record in items]  # type: ignore[union-attr]
+            body = codec.encoder.encode((items, page.cursor, digests, keys))
             if all(map(_plain, items)) or codec.decoder.decode(body)[0] == items:  # type: ignore[arg-type]
                 return _RECORDS, body
         except codec.errors:
@@ -280,9 +290,9 @@ def _plain_value(value: Any, depth: int) -> bool:
 
 def _decode_page(kind: bytes, body: bytes) -> Page:
     if kind == _RECORDS:
-        records, cursor, digests = _Codec.get().decoder.decode(body)
+        records, cursor, digests, keys = _Codec.get().decoder.decode(body)
         page = DigestedPage(list(records), cursor)  # typed as the page items are
-        page.digests = digests
+        page.digests, page.keys = digests, keys
         return page
     items, cursor = pickle.loads(body)
     return Page(items, cursor)

@@ -40,7 +40,7 @@ from .checkpoint import Checkpoint, RejectsFile, SeenIds
 from .incremental import Incremental, refuse_unsupported
 from .progress import NoProgress, Progress
 from .read_ahead import read_ahead
-from .read_process import digests_of, read_in_process, reading_mode
+from .read_process import digests_of, id_keys_of, read_in_process, reading_mode
 from .options import RunOptions
 from .receipt import Counts, NamespaceDigests, Receipt, versions
 from ..retry import RetryPolicy
@@ -560,9 +560,11 @@ def _select(
     filters = bool(options.namespaces) or options.since is not None or options.until is not None
     sums = _Sums(state.source_digests)
     items = page.items
+    keys: list[bytes] | None = None  # the child's duplicate-id keys, when chosen is the whole page
     if (taken is not None and options.limit is None and not filters and incremental is None
             and len(taken) == len(items)):
         # the usual page: every item a record the child digested, nothing to filter or stop at
+        keys = id_keys_of(page)
         counts.read += len(items)
         counts.selected += len(items)
         chosen = list(zip(items, taken, strict=True))  # type: ignore[arg-type]
@@ -605,14 +607,15 @@ def _select(
     checks = _Checks(state, target)
     if checks.any_normalising and not check_each:
         checks.norms_fine = _norms_fine(changed)
-    for record, (original, source_digest) in zip(changed, chosen, strict=True):
+    for at, (record, (original, source_digest)) in enumerate(zip(changed, chosen, strict=True)):
         if isinstance(record, Reject):
             if record.record is None:
                 record.record = _record_json(original)
             _skip(record, state, rejects)
             continue
         digest = source_digest if record is original else record_digest(record)
-        problem = checks.problem(record, check_vectors=check_each)
+        problem = checks.problem(record, check_vectors=check_each,
+                                 key=keys[at] if keys is not None and record is original else None)
         if problem:
             _skip(_reject_record(record, *problem), state, rejects)
             continue
@@ -688,9 +691,11 @@ class _Checks:
         self.any_normalising = any(state.normalising.values())
         self.norms_fine = False  # set per page by _norms_fine: every dense vector has a float32 unit vector
 
-    def problem(self, record: MemoryRecord, *, check_vectors: bool = True) -> tuple[str, str] | None:
-        """Why the target cannot take this record, or None (``_problem``)."""
-        if not self.seen.add(record.namespace, record.id):
+    def problem(self, record: MemoryRecord, *, check_vectors: bool = True,
+                key: bytes | None = None) -> tuple[str, str] | None:
+        """Why the target cannot take this record, or None (``_problem``). ``key``: its
+        duplicate-id key (``SeenIds.key``), when the reading child took it."""
+        if not (self.seen.add(record.namespace, record.id) if key is None else self.seen.add_key(key)):
             return "duplicate_id", f"id {record.id!r} already appeared in namespace {record.namespace!r}"
         vectors = record.vectors
         if len(vectors) == 1 and (self.norms_fine or not self.any_normalising) and not check_vectors:
