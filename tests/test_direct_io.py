@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -92,3 +93,85 @@ def test_pyarrow_writes_parquet_through_it(tmp_path: Path) -> None:
     with open_bulk(tmp_path / "t.parquet") as handle, pq.ParquetWriter(handle, table.schema) as out:
         out.write_table(table, row_group_size=1000)
     assert pq.read_table(tmp_path / "t.parquet").equals(table)
+
+
+@pytest.mark.parametrize("cut", [0, 1, ALIGN - 1, ALIGN, ALIGN + 7, BLOCK, BLOCK + ALIGN + 3])
+def test_written_on_from_any_offset(tmp_path: Path, cut: int) -> None:
+    """A resumed output: the file cut at an arbitrary (unaligned) offset, anything beyond it
+    (a killed run's unflushed blocks) dropped, then written on."""
+    path = tmp_path / "bulk.bin"
+    first = os.urandom(BLOCK + 2 * ALIGN)
+    path.write_bytes(first)
+    more = b"".join(_pieces(2))
+    with open_bulk(path, append_at=cut) as handle:
+        assert handle.tell() == cut
+        handle.write(more)
+        assert handle.tell() == cut + len(more)
+    assert path.read_bytes() == first[:cut] + more
+
+
+def test_written_on_and_nothing_more(tmp_path: Path) -> None:
+    path = tmp_path / "bulk.bin"
+    path.write_bytes(b"a" * (ALIGN + 5) + b"garbage")
+    open_bulk(path, append_at=ALIGN + 5).close()
+    assert path.read_bytes() == b"a" * (ALIGN + 5)
+
+
+def test_a_file_shorter_than_the_offset_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bulk.bin"
+    path.write_bytes(b"abc")
+    with pytest.raises(ValueError, match="fewer than"):
+        open_bulk(path, append_at=10)
+    assert path.read_bytes() == b"abc"
+
+
+@pytest.mark.parametrize("direct", ["on", "off"])
+def test_after_flush_the_disk_holds_exactly_what_was_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: str) -> None:
+    """What a checkpoint relies on: flushed, then killed (the file read by another handle while
+    this one is open), the file is the bytes written so far, no padding."""
+    monkeypatch.setenv("VEX_DIRECT_IO", direct)
+    path = tmp_path / "bulk.bin"
+    written = b""
+    handle = open_bulk(path, buffering=1 << 20)
+    for piece in _pieces(3):
+        handle.write(piece)
+        written += piece
+        handle.flush()
+        assert path.read_bytes() == written
+        os.fsync(handle.fileno())  # what a commit does: the descriptor takes an fsync
+    handle.close()
+    resumed = open_bulk(path, append_at=len(written) - 3, buffering=1 << 20)
+    resumed.write(b"xyz!")
+    resumed.flush()
+    assert path.read_bytes() == written[:-3] + b"xyz!"
+    resumed.close()
+
+
+def test_a_refused_read_back_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "bulk.bin"
+    path.write_bytes(b"q" * (ALIGN + 100))
+    monkeypatch.setattr(os, "preadv", _refusing_once(os.preadv))
+    with open_bulk(path, append_at=ALIGN + 50) as handle:
+        handle.write(b"z")
+    assert path.read_bytes() == b"q" * (ALIGN + 50) + b"z"
+
+
+def _refusing_once(real: Any) -> Any:
+    calls = {"n": 0}
+
+    def refusing(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(22, "Invalid argument")
+        return real(*args)
+
+    return refusing
+
+
+def test_the_descriptor_closes_with_the_file(tmp_path: Path) -> None:
+    handle = open_bulk(tmp_path / "x.bin")
+    fd = handle.fileno()
+    handle.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)

@@ -9,6 +9,11 @@ never zero-filled or continued). A run killed after its rename, before its check
 removed, left the finished file instead: it is checked the same way and moved back to
 ``.partial`` while the run continues, so nothing looks complete that is not.
 
+``bulk=True`` (a ``.vmig.jsonl``, written once and not read back soon) writes the file around
+the page cache where the system allows (``vexchange._direct_io``): the same bytes, the same
+promises (after :meth:`AtomicOutput.flush` the partial file is exactly the bytes written so far),
+less system CPU.
+
 A failed write (a full disk, a file size limit, a read-only folder, permission denied) is a
 :class:`~vexchange.errors.CodecError` naming the file and the cause, never a bare ``OSError``.
 """
@@ -21,8 +26,9 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
+from ._direct_io import bulk_file, direct_opener
 from .errors import CodecError, DecodeError, UsageError
 
 __all__ = ["RESUME_HINT", "AtomicOutput", "atomic_write_bytes", "check_writable", "describe_os_error",
@@ -103,21 +109,41 @@ class AtomicOutput:
     ``resume``: the :meth:`state` a checkpoint kept; the prefix must match it (see the module
     docstring). ``reclaim`` (with ``resume``): when the partial file is gone, take the finished
     file back if its prefix matches, first calling ``before_reclaim`` (which removes what
-    describes the finished file: a sidecar, a container built from it)."""
+    describes the finished file: a sidecar, a container built from it). ``bulk``: written
+    around the page cache where allowed (module docstring)."""
 
     def __init__(self, path: Path, *, resume: Mapping[str, Any] | None = None,
-                 reclaim: bool = True, before_reclaim: Callable[[], None] | None = None) -> None:
+                 reclaim: bool = True, before_reclaim: Callable[[], None] | None = None,
+                 bulk: bool = False) -> None:
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
+        self.bulk = bulk
         check_writable(path)
         self._hash: Any = hashlib.sha256()
         self.size = 0
         try:
             # no context manager (SIM115): the handle lives as long as the writer, which closes it
-            self._file: BinaryIO = (open(self.partial, "wb", buffering=_BUFFER) if resume is None  # noqa: SIM115
+            self._file: BinaryIO = (self._open(None) if resume is None
                                     else self._resume(resume, reclaim, before_reclaim))
         except OSError as err:
             raise _open_failure(err, self.partial) from None
+
+    def _open(self, append_at: int | None) -> BinaryIO:
+        """The partial file, new or (``append_at``) cut to that length and written on from there."""
+        if self.bulk:
+            raw = open(self.partial, "wb" if append_at is None else "r+b", buffering=0,  # noqa: SIM115
+                       opener=direct_opener)
+            return cast(BinaryIO, bulk_file(raw, append_at=append_at, buffering=_BUFFER))
+        if append_at is None:
+            return open(self.partial, "wb", buffering=_BUFFER)
+        handle = open(self.partial, "r+b", buffering=_BUFFER)  # noqa: SIM115 - returned: the writer owns it
+        try:
+            handle.truncate(append_at)
+            handle.seek(append_at)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     def _resume(self, resume: Mapping[str, Any], reclaim: bool,
                 before_reclaim: Callable[[], None] | None) -> BinaryIO:
@@ -136,9 +162,7 @@ class AtomicOutput:
             if before_reclaim is not None:
                 before_reclaim()
             os.replace(self.path, self.partial)  # the run goes on: nothing looks complete
-        handle = open(self.partial, "r+b", buffering=_BUFFER)  # noqa: SIM115 - returned: the writer owns it
-        handle.truncate(size)
-        handle.seek(size)
+        handle = self._open(size)
         self._hash, self.size = digest, size
         return handle
 

@@ -16,6 +16,13 @@ at open or at the first write) the same object writes through the page cache ins
 callers never need to know. ``VEX_DIRECT_IO=off`` turns it off. What is written is byte for
 byte the same either way; ``close`` does not fsync (callers that promise durability sync the
 path as before, which also covers the file's metadata).
+
+A resumable output (``vexchange._atomic.AtomicOutput``, the ``.vmig.jsonl`` writer) opens the
+file itself, with :func:`direct_opener`, and wraps it with :func:`bulk_file`; given
+``append_at``, the file is cut to that many bytes and written on from there (the partial last
+block read back into the buffer, so the next write to the disk rewrites that block whole).
+After ``flush`` the file on disk is exactly the bytes written so far, no padding: a
+checkpoint taken after a flush, then a kill, leaves just the prefix it recorded.
 """
 
 from __future__ import annotations
@@ -24,10 +31,9 @@ import errno
 import io
 import mmap
 import os
-from pathlib import Path
 from typing import IO, Any, cast
 
-__all__ = ["ALIGN", "BLOCK", "DirectFile", "direct_io_enabled", "open_bulk"]
+__all__ = ["ALIGN", "BLOCK", "DirectFile", "bulk_file", "direct_io_enabled", "direct_opener", "open_bulk"]
 
 ALIGN = 4096
 """Offsets, lengths and buffer addresses are multiples of this (every common disk's block)."""
@@ -42,42 +48,93 @@ def direct_io_enabled() -> bool:
             and os.environ.get("VEX_DIRECT_IO", "on").strip().lower() not in ("off", "0", "false", "no"))
 
 
-def open_bulk(path: str | os.PathLike[str]) -> IO[bytes]:
-    """A new file at ``path`` (truncated if it exists) for one sequential write of bulk data:
-    a :class:`DirectFile`, or a plain buffered file where direct writes are not allowed."""
+def direct_opener(path: str | os.PathLike[str], flags: int) -> int:
+    """An ``opener`` for the built-in ``open``: the file with ``O_DIRECT`` where that is on and
+    the file system takes it at open, else as asked (tmpfs, for one, refuses it)."""
     if direct_io_enabled():
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT | getattr(os, "O_CLOEXEC", 0),
-                         0o666)
+            return os.open(path, flags | os.O_DIRECT, 0o666)
         except OSError as err:
             if err.errno not in _REFUSED:
                 raise
-        else:
-            return cast(IO[bytes], DirectFile(fd, Path(path)))
-    return open(path, "wb")
+    return os.open(path, flags, 0o666)
+
+
+def bulk_file(raw: io.FileIO, *, append_at: int | None = None, buffering: int = -1) -> IO[bytes]:
+    """The writer for a file opened unbuffered (``buffering=0``) with :func:`direct_opener`:
+    a :class:`DirectFile` when the descriptor has ``O_DIRECT``, else a ``BufferedWriter`` of
+    ``buffering`` bytes. ``append_at``: cut the file to that many bytes and write on from there
+    (the file must hold at least that many: a ``ValueError`` otherwise, never zero-filled).
+    The writer owns ``raw`` (closing it closes ``raw``; so does a failure here)."""
+    try:
+        if _is_direct(raw.fileno()):
+            return cast(IO[bytes], DirectFile(raw, append_at=append_at or 0))
+        if append_at is not None:
+            _check_length(raw.fileno(), append_at, raw.name)
+            raw.truncate(append_at)
+            raw.seek(append_at)
+        return io.BufferedWriter(raw, buffering if buffering > 0 else io.DEFAULT_BUFFER_SIZE)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def open_bulk(path: str | os.PathLike[str], *, append_at: int | None = None,
+              buffering: int = -1) -> IO[bytes]:
+    """A file at ``path`` for one sequential write of bulk data: new (truncated if it exists),
+    or with ``append_at`` the existing file cut to that many bytes and written on from there
+    (:func:`bulk_file`)."""
+    # no context manager (SIM115): the handle is returned, its writer owns it
+    raw = open(path, "wb" if append_at is None else "r+b", buffering=0, opener=direct_opener)  # noqa: SIM115
+    return bulk_file(raw, append_at=append_at, buffering=buffering)
+
+
+def _is_direct(fd: int) -> bool:
+    import fcntl
+
+    return bool(hasattr(os, "O_DIRECT") and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+
+
+def _check_length(fd: int, length: int, name: object) -> None:
+    """Writing on from ``length`` needs that many bytes there: a shorter file is refused."""
+    size = os.fstat(fd).st_size
+    if length < 0 or size < length:
+        raise ValueError(f"{name} holds {size} bytes, fewer than the {length} to write on from")
 
 
 class DirectFile(io.RawIOBase):
     """A write-only file written in aligned blocks with ``O_DIRECT`` (module docstring).
 
     ``write`` copies into the aligned buffer and writes each full one; ``tell`` is the bytes
-    written so far; ``flush`` puts what is buffered on the disk too (padded) and keeps it
-    buffered, so the next full block overwrites the padding; ``close`` writes the rest and
-    truncates the padding off. A file system that refuses a direct write falls back, on that
-    file, to ordinary writes from then on."""
+    written so far; ``flush`` puts what is buffered on the disk too (padded, then the file cut
+    to its true length) and keeps it buffered, so the next full block overwrites that block;
+    ``close`` does the same and closes. A file system that refuses a direct write falls back,
+    on that file, to ordinary writes from then on. ``append_at``: the file is cut to that
+    length and written on from there; its last partial block is read back into the buffer."""
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, raw: io.FileIO, *, append_at: int = 0) -> None:
         super().__init__()
-        self.fd, self.path = fd, path
+        self._raw = raw
+        self.fd = raw.fileno()
         self._buffer = mmap.mmap(-1, BLOCK)  # page-aligned, as O_DIRECT needs
         self._view = memoryview(self._buffer)
         self._used = 0  # bytes in the buffer
         self._written = 0  # bytes on disk before the buffer's first byte (a multiple of ALIGN)
         self._direct = True
+        self._dirty = False  # the buffer holds bytes the disk does not have yet
+        try:
+            if append_at:
+                self._take_back(append_at)
+        except BaseException:
+            self._release()
+            raise
 
     @property
     def name(self) -> str:
-        return str(self.path)
+        return str(self._raw.name)
+
+    def fileno(self) -> int:
+        return self.fd
 
     def writable(self) -> bool:
         return True
@@ -98,31 +155,62 @@ class DirectFile(io.RawIOBase):
             take = min(BLOCK - self._used, size - at)
             self._view[self._used:self._used + take] = view[at:at + take]
             self._used += take
+            self._dirty = True
             at += take
             if self._used == BLOCK:
                 self._put(BLOCK)
                 self._written += BLOCK
                 self._used = 0
+                self._dirty = False
         return size
 
     def flush(self) -> None:
-        if not self.closed and self._used:
+        """On the disk, exactly: the buffered tail goes out padded to a whole block and the
+        file is cut back to what was written (so a process killed after this leaves no
+        padding, and an fsync after it covers the true length)."""
+        if self.closed or not self._dirty:
+            return
+        if self._used:
             self._put(self._padded())
+            os.ftruncate(self.fd, self._written + self._used)
+        self._dirty = False
 
     def close(self) -> None:
         if self.closed:
             return
         try:
-            length = self._written + self._used
-            if self._used:
-                self._put(self._padded())
-            os.ftruncate(self.fd, length)
+            self.flush()
         finally:
-            self._used = 0  # RawIOBase.close flushes: nothing is left to
-            os.close(self.fd)
-            self._view.release()
-            self._buffer.close()
+            self._dirty = False  # RawIOBase.close flushes: nothing is left to
+            self._release()
             super().close()
+
+    def _release(self) -> None:
+        self._raw.close()
+        self._view.release()
+        self._buffer.close()
+
+    def _take_back(self, length: int) -> None:
+        """Write on from ``length``: the file cut there, the partial block before it back in
+        the buffer (an aligned read, as ``O_DIRECT`` needs)."""
+        _check_length(self.fd, length, self.name)
+        self._written = length - length % ALIGN
+        tail = length - self._written
+        if tail:
+            got = self._read_block()
+            if got < tail:
+                raise OSError(errno.EIO, f"read {got} of the {tail} bytes at {self._written} in {self.name}")
+        self._used = tail
+        os.ftruncate(self.fd, length)
+
+    def _read_block(self) -> int:
+        while True:
+            try:
+                return os.preadv(self.fd, [self._view[:ALIGN]], self._written)
+            except OSError as err:
+                if not (self._direct and err.errno in _REFUSED):
+                    raise
+                self._buffered()
 
     def _padded(self) -> int:
         """The buffered length rounded up to a whole block, the padding zeroed."""
@@ -142,7 +230,7 @@ class DirectFile(io.RawIOBase):
                 self._buffered()
 
     def _buffered(self) -> None:
-        """This file system takes no direct writes after all: write through the page cache."""
+        """This file system takes no direct I/O after all: go through the page cache."""
         import fcntl
 
         self._direct = False

@@ -370,10 +370,11 @@ class VmigWriter(Writer):
         self.dims: Counter[str] = Counter(state.get("dims", {}))
         self.models: Counter[str] = Counter(state.get("models", {}))
         # resumed: the prefix the checkpoint wrote must be on disk, byte for byte (AtomicOutput);
-        # a finished file taken back loses its sidecar first, so nothing claims it complete
+        # a finished file taken back loses its sidecar first, so nothing claims it complete;
+        # bulk: written once, not read back soon, so around the page cache where allowed
         self.out = None if dry_run else AtomicOutput(
             path, resume=None if resume is None else (resume.get("file") or {}),
-            before_reclaim=lambda: sidecar_path(path).unlink(missing_ok=True))
+            before_reclaim=lambda: sidecar_path(path).unlink(missing_ok=True), bulk=True)
         self.held: LastBatch[tuple[MemoryRecord, bytes]] = LastBatch(self._append)
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
