@@ -206,7 +206,8 @@ class _Codec:
         import msgspec
 
         self.encoder = msgspec.msgpack.Encoder()
-        self.decoder = msgspec.msgpack.Decoder(tuple[list[MemoryRecord], str | None, list[bytes], list[bytes]])
+        self.decoder = msgspec.msgpack.Decoder(
+            tuple[list[MemoryRecord], str | None, list[bytes], list[bytes]])
         self.errors: tuple[type[BaseException], ...] = (msgspec.MsgspecError, TypeError, ValueError,
                                                         OverflowError)
 
@@ -227,7 +228,7 @@ def _encode_page(page: Page) -> tuple[bytes, bytes]:
         try:
             digests = [record_digest(record) for record in items]  # type: ignore[arg-type]
             key = SeenIds.key
-            keys = [key(record.namespace, record.id) for record in items]  # type: ignore[union-attr]
+            keys = [key(record.namespace, record.id) for record in items]  # type: ignore[arg-type]
             body = codec.encoder.encode((items, page.cursor, digests, keys))
             if all(map(_plain, items)) or codec.decoder.decode(body)[0] == items:  # type: ignore[arg-type]
                 return _RECORDS, body
@@ -270,7 +271,7 @@ def _plain_value(value: Any, depth: int) -> bool:
     if kind in _JSON_SCALARS:
         return True
     if kind is int:
-        return _INT_RANGE[0] <= value < _INT_RANGE[1]
+        return bool(_INT_RANGE[0] <= value < _INT_RANGE[1])
     if depth >= _DEPTH:
         return False
     if kind is dict:
