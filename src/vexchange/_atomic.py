@@ -130,20 +130,9 @@ class AtomicOutput:
 
     def _open(self, append_at: int | None) -> BinaryIO:
         """The partial file, new or (``append_at``) cut to that length and written on from there."""
-        if self.bulk:
-            raw = open(self.partial, "wb" if append_at is None else "r+b", buffering=0,  # noqa: SIM115
-                       opener=direct_opener)
-            return cast(BinaryIO, bulk_file(raw, append_at=append_at, buffering=_BUFFER))
-        if append_at is None:
-            return open(self.partial, "wb", buffering=_BUFFER)
-        handle = open(self.partial, "r+b", buffering=_BUFFER)  # noqa: SIM115 - returned: the writer owns it
-        try:
-            handle.truncate(append_at)
-            handle.seek(append_at)
-        except BaseException:
-            handle.close()
-            raise
-        return handle
+        raw = open(self.partial, "wb" if append_at is None else "r+b", buffering=0,  # noqa: SIM115
+                   opener=direct_opener if self.bulk else None)
+        return cast(BinaryIO, bulk_file(raw, append_at=append_at, buffering=_BUFFER))
 
     def _resume(self, resume: Mapping[str, Any], reclaim: bool,
                 before_reclaim: Callable[[], None] | None) -> BinaryIO:
