@@ -549,12 +549,15 @@ class StagedWriter(Writer):
             raise UsageError(f"{root} is {what} that vexchange did not write; a run replaces its"
                              " whole output, so it writes only into a new path or its own output",
                              hint="choose a new output path")
-        if resume is None:
-            self.io.remove_tree(self.staging)
-            self._clear_partial()
-            self.io.makedirs(self.staging)
-        else:
-            self._take_back()
+        try:
+            if resume is None:
+                self.io.remove_tree(self.staging)
+                self._clear_partial()
+                self.io.makedirs(self.staging)
+            else:
+                self._take_back()
+        except OSError as err:  # a read-only folder, permission denied: the user's to fix
+            raise UsageError(f"cannot write {self.io.location(root)}: {describe_os_error(err)}") from None
 
     def _take_back(self) -> None:
         """Keep the staged batches the checkpoint counts; drop what came after it."""
