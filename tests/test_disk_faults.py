@@ -28,7 +28,7 @@ from vexchange.errors import CodecError, UsageError
 from vexchange.testing.conformance import read_all, write_vmig
 from vexchange.testing.records import sample_records
 
-LIMITS = {"vmig": 400_000, "mg": 400_000, "cartridge": 700_000, "vectorpack": 700_000}
+LIMITS = {"vmig": 400_000, "mg": 400_000, "cartridge": 700_000, "vectorpack": 700_000, "parquet": 150_000}
 """Bytes any one file of the run may reach: past the first pages of the data, well above the
 checkpoint, the receipt and the id file (and a SQLite staging file's empty tables)."""
 TARGETS = {
@@ -36,8 +36,9 @@ TARGETS = {
     "mg": lambda d: str(d / "out.mg"),
     "cartridge": lambda d: f"cartridge://{d}/out.db",
     "vectorpack": lambda d: f"vectorpack://{d}/out.vpack",
+    "parquet": lambda d: f"parquet:{d}/out.parquet",  # staging and data files written with O_DIRECT
 }
-CHECKPOINTED = ("vmig", "mg", "cartridge", "vectorpack")
+CHECKPOINTED = ("vmig", "mg", "cartridge", "vectorpack", "parquet")
 
 _LIMITED = """
 import resource, signal, sys
@@ -71,7 +72,8 @@ def test_a_full_disk_is_a_clear_error_and_the_run_resumes(name: str, tmp_path: P
     assert "vex: error:" in done.stderr and "no space left" in done.stderr, done.stderr
     assert load_receipt(receipt).status == "failed"
     final = {"vmig": tmp_path / "out.vmig.jsonl", "mg": tmp_path / "out.mg",
-             "cartridge": tmp_path / "out.db", "vectorpack": tmp_path / "out.vpack"}[name]
+             "cartridge": tmp_path / "out.db", "vectorpack": tmp_path / "out.vpack",
+             "parquet": tmp_path / "out.parquet"}[name]
     assert not final.exists(), "nothing may look complete"
     if name in CHECKPOINTED:
         assert (tmp_path / "r.json.checkpoint").exists(), "a full disk must leave a checkpoint"
@@ -171,7 +173,7 @@ def test_an_output_that_cannot_be_opened_is_a_usage_error(
     real_mkdir = Path.mkdir
 
     def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
-        if self.name == "tables":
+        if self.name == "tables" or self.name.endswith(".staging"):  # a VectorPack's, a Parquet target's
             raise OSError(failure, os.strerror(failure))
         real_mkdir(self, *args, **kwargs)
 

@@ -793,6 +793,7 @@ class LiveParquet:
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=depth)
         self._options = {"schema": schema, "rows_per_file": rows_per_file,
                          "row_group_rows": row_group_rows, "cdc": cdc, "compression": compression}
+        self._ended = False  # the writer thread has taken the end of the tables (None)
         self._thread = threading.Thread(target=self._run, name="vex-parquet-writer", daemon=True)
         self._closed = False
         self._thread.start()
@@ -805,6 +806,7 @@ class LiveParquet:
     def _tables(self) -> Iterator[pa.Table]:
         while (table := self._queue.get()) is not None:
             yield table
+        self._ended = True
 
     def _run(self) -> None:
         try:
@@ -812,7 +814,9 @@ class LiveParquet:
             self.rows = write_parquet_files(self.io, self._path, self._tables(), **self._options)
         except BaseException as err:  # the staging stays; the caller builds from it
             self.error = err
-            while self._queue.get() is not None:  # so a producer never waits on a dead writer
+            # so a producer never waits on a dead writer; but a failure after the end (closing
+            # the last file on a full disk) has taken the end already: waiting for it would hang
+            while not self._ended and self._queue.get() is not None:
                 pass
 
     def put(self, table: pa.Table) -> None:
