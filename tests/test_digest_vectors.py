@@ -71,3 +71,19 @@ def test_the_namespace_digest_matches_the_golden_vector() -> None:
     assert digest.to_dict() == {"count": spec["count"], "digest": spec["digest"]}
     total = sum(int(by_name[n]["digest"], 16) for n in spec["of"]) % (1 << 256)
     assert f"{total:064x}" == spec["digest"]
+
+
+def test_adding_a_page_of_digests_at_once_is_adding_them_one_by_one() -> None:
+    import random
+
+    rng = random.Random(5)
+    digests = [bytes([255]) * 32, bytes(32)] + [rng.randbytes(32) for _ in range(5000)]
+    one_by_one, at_once = NamespaceDigest(3, "ff" * 32), NamespaceDigest(3, "ff" * 32)
+    for digest in digests:
+        one_by_one.add(digest)
+    at_once.add_all(digests[:100])
+    at_once.add_all([])
+    at_once.add_all(digests[100:])
+    assert at_once == one_by_one and at_once.count == 3 + len(digests)
+    with pytest.raises(ValueError):
+        at_once.add_all([b"short"])

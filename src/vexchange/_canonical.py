@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from typing import Any
 
 import orjson
 
@@ -34,41 +35,59 @@ from ._json import with_big_ints_as_fragments
 
 from .record import MemoryRecord
 
-__all__ = ["NamespaceDigest", "canonical_bytes", "content_id", "namespace_key", "record_digest"]
+__all__ = ["NamespaceDigest", "canonical_bytes", "column_digests", "content_id", "namespace_key",
+           "record_digest"]
 
 _MOD = 1 << 256
 _OPTS = orjson.OPT_SORT_KEYS
 
 
 def canonical_bytes(record: MemoryRecord) -> bytes:
-    text = record.text
-    if text is not None and not text.isascii():
-        text = unicodedata.normalize("NFC", text)
     named = record.vectors
     vectors = [
         [name, vec.model, vec.dims, hashlib.sha256(vec.data).hexdigest()]
         for name, vec in (named.items() if len(named) < 2 else sorted(named.items()))
     ]
-    body = [
-        "vxr1",
-        record.id,
-        record.namespace,
-        text,
-        record.metadata,
-        record.created_at,
-        record.updated_at,
-        vectors,
-    ]
-    if record.sparse:
-        body.append([
-            [name, sp.model, sp.nnz, hashlib.sha256(sp.indices).hexdigest(),
-             hashlib.sha256(sp.values).hexdigest()]
-            for name, sp in sorted(record.sparse.items())
-        ])
+    sparse = [
+        [name, sp.model, sp.nnz, hashlib.sha256(sp.indices).hexdigest(),
+         hashlib.sha256(sp.values).hexdigest()]
+        for name, sp in sorted(record.sparse.items())
+    ] if record.sparse else None
+    return _body_bytes(record.id, record.namespace, record.text, record.metadata, record.created_at,
+                       record.updated_at, vectors, sparse)
+
+
+def _body_bytes(record_id: str, namespace: str | None, text: str | None, metadata: Any,
+                created_at: int | None, updated_at: int | None, vectors: list[list[Any]],
+                sparse: list[list[Any]] | None = None) -> bytes:
+    """The canonical bytes of a record's content, its vectors already as
+    ``[name, model, dims, hex]`` entries in name order."""
+    if text is not None and not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    body = ["vxr1", record_id, namespace, text, metadata, created_at, updated_at, vectors]
+    if sparse:
+        body.append(sparse)
     try:
         return orjson.dumps(body, option=_OPTS)
     except TypeError:  # an integer beyond 64 bits
         return orjson.dumps(with_big_ints_as_fragments(body), option=_OPTS)
+
+
+def column_digests(ids: list[str], namespaces: list[str | None], texts: list[str | None],
+                   metadata: list[Any], created: list[int | None], updated: list[int | None],
+                   vectors: list[tuple[str, list[str | None], int, memoryview]]) -> list[bytes]:
+    """``record_digest`` of each row of a page held as columns, without making records: the
+    same bytes from the same values. ``vectors``: per vector, in name order, its name, each
+    row's model, its dims and the float32 little-endian bytes of every row's vector, one after
+    the other (every row has it)."""
+    sha256 = hashlib.sha256
+    out: list[bytes] = []
+    for i, rid in enumerate(ids):
+        entries = [[name, models[i], dims, sha256(data[i * 4 * dims:(i + 1) * 4 * dims]).hexdigest()]
+                   for name, models, dims, data in vectors]
+        out.append(sha256(_body_bytes(rid, namespaces[i], texts[i], metadata[i], created[i], updated[i],
+                                      entries)).digest())
+    return out
 
 
 def content_id(record: MemoryRecord) -> str:
@@ -108,6 +127,24 @@ class NamespaceDigest:
     def add(self, digest: bytes) -> None:
         self.count += 1
         self._sum = (self._sum + int.from_bytes(digest, "big")) % _MOD
+
+    def add_all(self, digests: list[bytes]) -> None:
+        """``add`` of every digest, at one big-integer step: the digests are summed as sixteen
+        16-bit columns by numpy (no carry is lost below 2**48 digests), then those sums are
+        put together. A page's digests cost microseconds instead of a microsecond each."""
+        import numpy as np
+
+        joined = b"".join(digests)
+        if len(joined) != 32 * len(digests):
+            raise ValueError("a record digest is 32 bytes")
+        if not digests:
+            return
+        columns = np.frombuffer(joined, dtype=">u2").reshape(-1, 16).sum(axis=0, dtype=np.uint64)
+        total = 0
+        for column in columns.tolist():
+            total = (total << 16) + column
+        self.count += len(digests)
+        self._sum = (self._sum + total) % _MOD
 
     @property
     def hex(self) -> str:

@@ -492,19 +492,20 @@ T = TypeVar("T")
 
 
 class HeldBatch(LastBatch[T]):
-    """``LastBatch`` (vmig.py) that keeps the held batch's records, not a list of their keys,
-    and compares keys only when the next batch could be its retry (same length, same first
-    key): building the key list of every batch cost a microsecond a record."""
+    """``LastBatch`` (vmig.py) that keeps the held batch's records (or the table they came
+    from, ``Writer.write_table``), not a list of their keys, and compares keys only when the
+    next batch could be its retry (same length, same first key): building the key list of
+    every batch cost a microsecond a record."""
 
     def __init__(self, release: Callable[[list[T]], None]) -> None:
         super().__init__(release)
-        self._held: list[MemoryRecord] | None = None
+        self._held: list[MemoryRecord] | pa.Table | None = None
 
-    def hold(self, batch: list[MemoryRecord], items: list[T]) -> None:
+    def hold(self, batch: list[MemoryRecord] | pa.Table, items: list[T]) -> None:
         held = self._held
         if held is not None and not _same_keys(held, batch):
             self.release()
-        self._held, self._items = list(batch), items
+        self._held, self._items = (batch if isinstance(batch, pa.Table) else list(batch)), items
 
     def release(self) -> None:
         items, self._held, self._items = self._items, None, []
@@ -512,12 +513,20 @@ class HeldBatch(LastBatch[T]):
             self._release(items)
 
 
-def _same_keys(a: list[MemoryRecord], b: list[MemoryRecord]) -> bool:
+def _same_keys(a: list[MemoryRecord] | pa.Table, b: list[MemoryRecord] | pa.Table) -> bool:
     if len(a) != len(b):
         return False
+    if isinstance(a, pa.Table) or isinstance(b, pa.Table):
+        return _keys(a) == _keys(b)
     if a and (a[0].id != b[0].id or a[0].namespace != b[0].namespace):
         return False
     return all(x.id == y.id and x.namespace == y.namespace for x, y in zip(a, b, strict=True))
+
+
+def _keys(batch: list[MemoryRecord] | pa.Table) -> list[tuple[str | None, str]]:
+    if isinstance(batch, pa.Table):
+        return list(zip(batch.column("namespace").to_pylist(), batch.column("id").to_pylist(), strict=True))
+    return [(r.namespace, r.id) for r in batch]
 
 
 class StagedWriter(Writer):

@@ -24,7 +24,7 @@ from ..record import MemoryRecord
 from ..spec import StoreSpec
 
 __all__ = ["METRICS", "AtPath", "Capabilities", "Connector", "Page", "QueryHit", "Reject", "Shard",
-           "VectorSpace", "Writer"]
+           "TablePage", "VectorSpace", "Writer"]
 
 METRICS = ("cosine", "dot", "euclidean", "manhattan")
 """Distance metrics by their vexchange names; each connector maps them to its store's names."""
@@ -121,6 +121,23 @@ class Page(NamedTuple):
     """Opaque position after this page; ``read(after=cursor)`` continues from here."""
 
 
+class TablePage(NamedTuple):
+    """A page of vexchange's own Parquet layout (connectors/parquet.py) as its Arrow ``table``,
+    with what the engine needs of its records without making them: their ``digests``
+    (``record_digest``), ``ids`` and ``namespaces``, in row order; ``vectors`` names each
+    vector's column (vector name -> column name). Every row is a record with every vector
+    and no sparse one. A writer of that layout takes the table as it is
+    (``Writer.takes_table``); else the engine has the source make the records
+    (``Connector.table_records``). Only ``Connector.read_tables`` gives these."""
+
+    table: Any
+    vectors: dict[str, str]
+    digests: list[bytes]
+    ids: list[str]
+    namespaces: list[str | None]
+    cursor: str | None
+
+
 class QueryHit(NamedTuple):
     """One hit of ``Connector.query``: the record's vexchange id (the original, not a store id
     made from it), the store's own score, and the record's namespace."""
@@ -164,6 +181,17 @@ class Writer(ABC):
         An incremental run propagates the source's deletions through this
         (docs/engine.md, "Incremental runs"). By default a store cannot delete."""
         raise NotImplementedError("this target cannot delete records")
+
+    def takes_table(self, table: Any) -> bool:
+        """Whether ``write_table`` takes this Arrow table (a ``TablePage``'s) as it is, with
+        no record of it refused. Asked before the write and without side effects; the engine
+        encodes the records as usual when it is False (the default)."""
+        return False
+
+    def write_table(self, table: Any) -> None:
+        """Write the rows of a table that ``takes_table`` accepted: the same as ``write`` of
+        the records they were made from, upserts by id, so it may be retried too."""
+        raise NotImplementedError("this target takes records, not tables")
 
     def can_delete(self) -> bool:
         """Whether ``delete`` is implemented (an incremental run asks before it deletes)."""
@@ -232,6 +260,18 @@ class Connector(ABC):
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         raise NotImplementedError(f"{self.name} cannot be read")
+
+    def read_tables(self, *, batch_size: int, after: str | None = None) -> Iterator[Page | TablePage]:
+        """The pages of ``read``, with each page that can be one as a ``TablePage`` instead
+        (the same rows, cursor and digests): for a target that takes tables, no records are
+        made. Only a connector that overrides it is asked (the reading child, when the
+        engine's writer takes tables)."""
+        raise NotImplementedError(f"{self.name} reads no tables")
+
+    def table_records(self, table: Any) -> list[MemoryRecord | Reject]:
+        """The items ``read`` makes of a ``TablePage``'s table, for a target that does not
+        take the table."""
+        raise NotImplementedError(f"{self.name} reads no tables")
 
     def shard_plan(self, max_shards: int) -> list[Shard]:
         """How a parallel run may split this source: at most ``max_shards`` shards, in source

@@ -32,13 +32,15 @@ import base64
 import datetime as dt
 import decimal
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
+from .._canonical import column_digests
 from .._json import MAX_DEPTH, may_hold_big_int
 from ..errors import UsageError
 from ..record import MemoryRecord, SparseVector, Vector, canonical_int
@@ -59,9 +61,9 @@ from ._arrow import (
     vector_bytes,
     write_parquet_files,
 )
-from ._base import Capabilities, Connector, Page, Reject, VectorSpace, Writer
+from ._base import Capabilities, Connector, Page, Reject, TablePage, VectorSpace, Writer
 
-__all__ = ["ParquetConnector", "dataset_card", "foreign_records", "own_records"]
+__all__ = ["ParquetConnector", "dataset_card", "foreign_records", "own_digests", "own_records"]
 
 SCHEMA_KEY = b"vexchange"
 _COMPRESSIONS = ("snappy", "zstd", "lz4", "gzip", "none")
@@ -135,6 +137,14 @@ class ParquetConnector(AtFiles, Connector):
         return Shape(self.pages().schema(0)).spaces()
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
+        for page in self._read(batch_size, after, tables=False):
+            assert isinstance(page, Page)
+            yield page
+
+    def read_tables(self, *, batch_size: int, after: str | None = None) -> Iterator[Page | TablePage]:
+        return self._read(batch_size, after, tables=True)
+
+    def _read(self, batch_size: int, after: str | None, *, tables: bool) -> Iterator[Page | TablePage]:
         pages = self.pages()
         starts: list[int] = []  # each file's first row position, for ids of foreign rows
         for index, first, table, cursor in pages.batches(batch_size, after):
@@ -143,11 +153,19 @@ class ParquetConnector(AtFiles, Connector):
                 yield Page([], cursor)
                 continue
             if shape.own:
-                yield Page(own_records(table, shape), cursor)
+                taken = own_digests(table, shape) if tables else None
+                if taken is not None:
+                    yield TablePage(table, {name: column for column, name in shape.vectors.items()},
+                                    *taken, cursor)
+                else:
+                    yield Page(own_records(table, shape), cursor)
                 continue
             if not starts:
                 starts = _file_starts(pages)
             yield Page(foreign_records(table, shape, starts[index] + first), cursor)
+
+    def table_records(self, table: Any) -> list[MemoryRecord | Reject]:
+        return own_records(table, Shape(table.schema))
 
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
@@ -240,6 +258,51 @@ def own_records(table: pa.Table, shape: Shape) -> list[MemoryRecord | Reject]:
         except (ValueError, TypeError, KeyError) as err:
             out.append(Reject(reason="bad_row", detail=f"row {i}: {err}", id=str(rid), namespace=ns))
     return out
+
+
+def own_digests(table: pa.Table, shape: Shape) -> tuple[list[bytes], list[str], list[str | None]] | None:
+    """The digests, ids and namespaces of the records ``own_records`` makes of ``table``, from
+    its columns alone: each row's metadata parsed as it parses it, the vectors hashed where
+    they lie. None when a row is not the usual one (no id, a row without one of the vectors
+    or with a sparse one, a cell that does not parse): ``own_records`` makes those pages, with
+    a reject for each row it cannot read."""
+    ids = table.column("id").to_pylist()
+    if not ids or any(rid is None for rid in ids):
+        return None
+    vectors: list[tuple[str, list[str | None], int, memoryview]] = []
+    kinds: dict[str | None, dict[str, Any] | None] = {None: {}}
+    vexes = table.column("vex").to_pylist()
+    try:
+        for vex_text in vexes:
+            if vex_text not in kinds:
+                fields, models, _ = _kind(_vex_of(vex_text))
+                kinds[vex_text] = None if "sparse" in fields else models
+        row_models = [kinds[v] for v in vexes]
+        if any(models is None for models in row_models):
+            return None
+        for column, name in sorted(shape.vectors.items(), key=lambda item: item[1]):
+            values = table.column(column)
+            kind = values.type
+            if values.null_count or not (pa.types.is_fixed_size_list(kind)
+                                         and pa.types.is_float32(kind.value_type)):
+                return None
+            flat = np.ascontiguousarray(values.combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                                        dtype=_F32)
+            vectors.append((name, [m.get(name) for m in row_models],  # type: ignore[union-attr]
+                            kind.list_size, memoryview(flat.data).cast("B")))
+        metas = table.column("metadata").to_pylist()
+        parse = _cell_parser(metas)
+        metadata = [None if meta is None else parse(meta) for meta in metas]
+        namespaces = table.column("namespace").to_pylist()
+        digests = column_digests(ids, namespaces, table.column("text").to_pylist(), metadata,
+                                 table.column("created_at").cast(pa.int64()).to_pylist(),
+                                 table.column("updated_at").cast(pa.int64()).to_pylist(), vectors)
+    except (ValueError, TypeError, KeyError):
+        return None
+    return digests, ids, namespaces
+
+
+_F32 = np.dtype("<f4")
 
 
 def _cell_parser(cells: list[str | None]) -> Callable[[str], Any]:
@@ -381,37 +444,57 @@ class ParquetWriter(StagedWriter):
     def target_dims(self) -> dict[str, int]:
         return {name: int(d) for name, d in self.state.get("dims", {}).items()}
 
+    def _layout(self, sizes: Iterable[tuple[str, int]]) -> tuple[dict[str, int], dict[str, str]]:
+        """The vector sizes and columns a first batch with these (name, dims) would fix: what
+        the source declares, then the first size seen of each name."""
+        dims = {name: s.dims for name, s in self.spaces.items() if s.dims}
+        for name, size in sizes:
+            dims.setdefault(name, size)
+        return dims, {name: ("vector" if name == "" else f"vector_{name}") for name in sorted(dims)}
+
     def _fix_layout(self, batch: list[MemoryRecord]) -> None:
         """The vector columns and their sizes, fixed by the first batch (or by what the
         source declares): every file of one dataset has one schema."""
-        if "dims" in self.state:
-            return
-        dims = {name: s.dims for name, s in self.spaces.items() if s.dims}
-        for record in batch:
-            for name, vec in record.vectors.items():
-                dims.setdefault(name, vec.dims)
-        self.state["dims"] = dims
-        self.state["columns"] = {name: ("vector" if name == "" else f"vector_{name}")
-                                 for name in sorted(dims)}
+        if "dims" not in self.state:
+            self._set_layout(*self._layout((n, v.dims) for r in batch for n, v in r.vectors.items()))
+
+    def _set_layout(self, dims: dict[str, int], columns: dict[str, str]) -> None:
+        self.state["dims"], self.state["columns"] = dims, columns
         for name, size in dims.items():
             known = self.spaces.get(name)
             self.spaces[name] = VectorSpace(dims=size, metric=known.metric if known else None)
 
     def schema(self) -> pa.Schema:
         if self._schema is None:
-            dims, columns = self.state["dims"], self.state["columns"]
+            columns = self.state["columns"]
             info = {"layout": "vexchange-parquet", "format": 1,
                     "vectors": {column: name for name, column in columns.items()},
                     "spaces": {n: {"dims": s.dims, "metric": s.metric} for n, s in self.spaces.items()},
                     "json_columns": ["metadata", "vex"]}
-            fields = [pa.field("id", pa.string(), nullable=False), pa.field("namespace", pa.string()),
-                      pa.field("text", pa.string()),
-                      *[pa.field(column, pa.list_(pa.float32(), dims[name]))
-                        for name, column in columns.items()],
-                      pa.field("metadata", pa.string()), pa.field("created_at", TS_MS),
-                      pa.field("updated_at", TS_MS), pa.field("vex", pa.string())]
-            self._schema = pa.schema(fields, metadata={SCHEMA_KEY: orjson.dumps(info)})
+            self._schema = pa.schema(_fields(self.state["dims"], columns),
+                                     metadata={SCHEMA_KEY: orjson.dumps(info)})
         return self._schema
+
+    def takes_table(self, table: Any) -> bool:
+        """A table of this layout (a Parquet source's page) with this dataset's columns, and
+        the same vector in each vector column: its rows are written as they are."""
+        if not isinstance(table, pa.Table):
+            return False
+        shape = Shape(table.schema)
+        if not shape.own:
+            return False
+        if "dims" in self.state:
+            dims, columns = self.state["dims"], self.state["columns"]
+        else:
+            dims, columns = self._layout(_table_sizes(table, shape))
+        return (shape.vectors == {column: name for name, column in columns.items()}
+                and table.schema.equals(pa.schema(_fields(dims, columns)), check_metadata=False))
+
+    def write_table(self, table: Any) -> None:
+        if "dims" not in self.state:
+            self._set_layout(*self._layout(_table_sizes(table, Shape(table.schema))))
+        table = table.replace_schema_metadata(self.schema().metadata)
+        self.held.hold(table, [("", table)] if table.num_rows else [])
 
     def encode(self, batch: list[MemoryRecord]) -> tuple[list[Reject], dict[str, pa.Table]]:
         self._fix_layout(batch)
@@ -521,6 +604,21 @@ class ParquetWriter(StagedWriter):
                             spaces=self.spaces, source=summary.get("source", {}))
         with self.io.open(directory / "README.md", "wb") as handle:
             handle.write(card.encode())
+
+
+def _fields(dims: dict[str, int], columns: dict[str, str]) -> list[pa.Field]:
+    """The layout's columns, with one fixed-size float32 list column per vector name."""
+    return [pa.field("id", pa.string(), nullable=False), pa.field("namespace", pa.string()),
+            pa.field("text", pa.string()),
+            *[pa.field(column, pa.list_(pa.float32(), dims[name])) for name, column in columns.items()],
+            pa.field("metadata", pa.string()), pa.field("created_at", TS_MS),
+            pa.field("updated_at", TS_MS), pa.field("vex", pa.string())]
+
+
+def _table_sizes(table: pa.Table, shape: Shape) -> list[tuple[str, int]]:
+    """(vector name, dims) of a table's fixed-size vector columns, by column order."""
+    return [(shape.vectors[f.name], f.type.list_size) for f in table.schema
+            if f.name in shape.vectors and pa.types.is_fixed_size_list(f.type)]
 
 
 def _feature(field: pa.Field) -> list[str]:

@@ -115,6 +115,16 @@ class SeenIds:
         self._pending.append(key)
         return True
 
+    def add_new(self, keys: list[bytes]) -> bool:
+        """``add_key`` of every key when none was seen before and none repeats; else add
+        nothing and give False (the caller then adds them one by one, naming the repeats)."""
+        fresh = set(keys)
+        if len(fresh) != len(keys) or not fresh.isdisjoint(self._hashes):
+            return False
+        self._hashes |= fresh
+        self._pending.extend(keys)
+        return True
+
     def persist(self, upto: int) -> None:
         """Append to the file the hashes added up to the ``upto``-th one."""
         wanted = upto - self._persisted

@@ -43,21 +43,21 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from ..connectors import _registry
-from ..connectors._base import Connector, Page
+from ..connectors._base import Connector, Page, TablePage
 from .._canonical import record_digest
 from ..errors import ConnectorError, UsageError, VexError
 from ..record import MemoryRecord, SparseVector, Vector
 from .checkpoint import SeenIds
 from .read_ahead import usable_cpus
 
-__all__ = ["MIN_RECORDS", "DigestedPage", "digests_of", "id_keys_of", "read_ahead_mode", "read_in_process",
-           "reading_mode"]
+__all__ = ["MIN_RECORDS", "ColumnarPage", "DigestedPage", "digests_of", "id_keys_of", "read_ahead_mode",
+           "read_in_process", "reading_mode", "takes_tables"]
 
 MIN_RECORDS = 50_000
 """Below this the child's start-up (about 0.3 s) costs more than the overlap gains."""
 
 _HEADER = 9
-_RECORDS, _PAGE, _ERROR, _DONE = b"R", b"P", b"E", b"D"
+_RECORDS, _TABLE, _PAGE, _ERROR, _DONE = b"R", b"T", b"P", b"E", b"D"
 _COLLECT_EVERY = 100_000
 """The child's first-generation collection threshold (Python's is 700): a page makes tens of
 thousands of containers that all live until it is sent, and collecting them every 700
@@ -85,6 +85,11 @@ def reading_mode(source: Connector, count: int | None) -> Literal["process", "th
     return "thread" if source.capabilities.read_ahead else "main"
 
 
+def takes_tables(source: Connector) -> bool:
+    """Whether ``source`` reads pages as tables (``Connector.read_tables``)."""
+    return type(source).read_tables is not Connector.read_tables
+
+
 def _can_run_in_child(source: Connector) -> bool:
     if not source.capabilities.read_in_process:
         return False
@@ -96,10 +101,14 @@ def _can_run_in_child(source: Connector) -> bool:
         return False
 
 
-def read_in_process(source: Connector, *, batch_size: int,
-                    after: str | None = None) -> Generator[Page, None, None]:
-    """``source.read(batch_size=..., after=...)``, decoded in a child process."""
-    job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after, "parent": os.getpid()})
+def read_in_process(source: Connector, *, batch_size: int, after: str | None = None,
+                    tables: bool = False) -> Generator[Page, None, None]:
+    """``source.read(batch_size=..., after=...)``, decoded in a child process. ``tables``: the
+    child reads ``source.read_tables`` where the source has it, and a ``TablePage`` arrives as
+    a ``ColumnarPage``, whose records the caller makes only when it needs them
+    (``ColumnarPage.with_records``)."""
+    job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after, "parent": os.getpid(),
+                        "tables": tables})
     with tempfile.TemporaryFile() as child_stderr:
         child = subprocess.Popen([sys.executable, "-m", "vexchange.engine.read_process"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=child_stderr,
@@ -111,7 +120,7 @@ def read_in_process(source: Connector, *, batch_size: int,
             child.stdin.close()
             while True:
                 kind, body = _read_frame(child.stdout)
-                if kind in (_RECORDS, _PAGE):
+                if kind in (_RECORDS, _TABLE, _PAGE):
                     page = _decode_page(kind, body)
                     # nothing follows the last page (no cursor) but the end frame, and the engine
                     # asks no more: the child is let exit, not killed
@@ -196,6 +205,27 @@ def id_keys_of(page: Page) -> list[bytes] | None:
     return page.keys if isinstance(page, DigestedPage) else None
 
 
+class ColumnarPage(DigestedPage):
+    """A ``TablePage`` as it arrives from the reading child: its Arrow table, with the digests,
+    duplicate-id keys and namespaces of the records the source makes of it; ``items`` is
+    empty. The engine gives the table to a writer that takes it as it is
+    (``Writer.takes_table``); any other use takes ``with_records`` first."""
+
+    table: Any
+    vectors: dict[str, str]
+    namespaces: list[str | None]
+
+    def with_records(self, source: Connector) -> DigestedPage:
+        """The page with its records, made by ``source`` from the table as the child made them."""
+        items = source.table_records(self.table)
+        if len(items) != len(self.digests):
+            raise ConnectorError(f"{source.name} made {len(items)} records of a page the reading"
+                                 f" process made {len(self.digests)} of")
+        page = DigestedPage(items, self.cursor)
+        page.digests, page.keys = self.digests, self.keys
+        return page
+
+
 class _Codec:
     """msgpack of a page of records, typed both ways (made on first use: msgspec's typed
     decoder for ``MemoryRecord`` is built once per process)."""
@@ -208,6 +238,8 @@ class _Codec:
         self.encoder = msgspec.msgpack.Encoder()
         self.decoder = msgspec.msgpack.Decoder(
             tuple[list[MemoryRecord], str | None, list[bytes], list[bytes]])
+        self.table_head = msgspec.msgpack.Decoder(
+            tuple[str | None, list[bytes], list[bytes], list[str | None], dict[str, str]])
         self.errors: tuple[type[BaseException], ...] = (msgspec.MsgspecError, TypeError, ValueError,
                                                         OverflowError)
 
@@ -216,6 +248,33 @@ class _Codec:
         if cls._made is None:
             cls._made = cls()
         return cls._made
+
+
+def _encode_table_page(page: TablePage) -> tuple[bytes, list[Any]]:
+    """A ``T`` frame: the length of a msgpack head (cursor, the records' digests, duplicate-id
+    keys and namespaces, the vector columns), the head, then the table as an Arrow IPC stream
+    (its buffers as they are: no per-record work but the keys)."""
+    import pyarrow as pa
+
+    key = SeenIds.key
+    head = _Codec.get().encoder.encode((
+        page.cursor, page.digests, [key(ns, rid) for ns, rid in zip(page.namespaces, page.ids, strict=True)],
+        page.namespaces, page.vectors))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, page.table.schema) as out:
+        out.write_table(page.table)
+    return _TABLE, [len(head).to_bytes(4, "big"), head, sink.getvalue()]
+
+
+def _decode_table(body: bytes) -> ColumnarPage:
+    import pyarrow as pa
+
+    size = int.from_bytes(body[:4], "big")
+    cursor, digests, keys, namespaces, vectors = _Codec.get().table_head.decode(body[4:4 + size])
+    page = ColumnarPage([], cursor)
+    page.digests, page.keys, page.namespaces, page.vectors = digests, keys, namespaces, vectors
+    page.table = pa.ipc.open_stream(pa.py_buffer(body).slice(4 + size)).read_all()
+    return page
 
 
 def _encode_page(page: Page) -> tuple[bytes, bytes]:
@@ -290,6 +349,8 @@ def _plain_value(value: Any, depth: int) -> bool:
 
 
 def _decode_page(kind: bytes, body: bytes) -> Page:
+    if kind == _TABLE:
+        return _decode_table(body)
     if kind == _RECORDS:
         records, cursor, digests, keys = _Codec.get().decoder.decode(body)
         page = DigestedPage(list(records), cursor)  # typed as the page items are
@@ -311,8 +372,13 @@ def _child_main() -> None:
         try:
             source: Connector = job["source"]
             try:
-                for page in source.read(batch_size=job["batch_size"], after=job["after"]):
-                    _write_frame(out, *_encode_page(page))
+                read = (source.read_tables if job.get("tables") and takes_tables(source)
+                        else source.read)
+                for page in read(batch_size=job["batch_size"], after=job["after"]):
+                    if isinstance(page, TablePage):
+                        _write_frame(out, *_encode_table_page(page))
+                    else:
+                        _write_frame(out, *_encode_page(page))
             finally:
                 source.close()
             _write_frame(out, _DONE, b"")
@@ -325,9 +391,12 @@ def _child_main() -> None:
         os._exit(0)
 
 
-def _write_frame(out: IO[bytes], kind: bytes, body: bytes) -> None:
-    out.write(kind + len(body).to_bytes(_HEADER - 1, "big"))
-    out.write(body)
+def _write_frame(out: IO[bytes], kind: bytes, body: bytes | list[Any]) -> None:
+    """One frame; a body in parts (bytes-like) is written part by part, not joined."""
+    parts = [body] if isinstance(body, bytes) else body
+    out.write(kind + sum(len(memoryview(part)) for part in parts).to_bytes(_HEADER - 1, "big"))
+    for part in parts:
+        out.write(part)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ from .checkpoint import Checkpoint, RejectsFile, SeenIds
 from .incremental import Incremental, refuse_unsupported
 from .progress import NoProgress, Progress
 from .read_ahead import read_ahead
-from .read_process import digests_of, id_keys_of, read_in_process, reading_mode
+from .read_process import ColumnarPage, digests_of, id_keys_of, read_in_process, reading_mode, takes_tables
+from .tables import table_vectors_fit
 from .options import RunOptions
 from .receipt import Counts, NamespaceDigests, Receipt, versions
 from ..retry import RetryPolicy
@@ -208,8 +209,7 @@ class _Run:
         On failure the checkpoint gets the last snapshot, so a resumed run repeats the failed page
         in full (writes are idempotent upserts) and counts nothing twice.
         """
-        writer, state, options, retry, rejects = self._writer(), self.state, self.options, \
-            self.retry, self.rejects
+        writer, state, options, retry = self._writer(), self.state, self.options, self.retry
         state.pinned_dims.update(writer.target_dims())
         last_saved = time.monotonic()
         snapshot = self._snapshot()
@@ -217,23 +217,15 @@ class _Run:
         batch_size = options.batch_size or DEFAULT_BATCH
         try:
             pages = read_pages(self.source, batch_size, state.cursor, retry,
-                           in_process=self.reading == "process",
-                           changed=incremental.pages(self.source, batch_size) if incremental else None)
+                               in_process=self.reading == "process", tables=self._tables_wanted(writer),
+                               changed=incremental.pages(self.source, batch_size) if incremental else None)
             if self.reading == "thread":
                 pages = read_ahead(pages)
             with closing(pages), _fewer_collections():  # a read-ahead thread stops here, whatever happened
                 for page in pages:
-                    if incremental is not None:
-                        incremental.look_up(page)
-                    batch, digests, limit_reached = _select(page, options, state, self.target, rejects,
-                                                            self.transform, incremental)
-                    if batch:
-                        if incremental is not None:
-                            incremental.before_write(batch)
-                        refused = retry.call(functools.partial(writer.write, batch))
-                        _account_written(batch, digests, refused, state, rejects)
-                        if incremental is not None:
-                            incremental.acknowledged(batch, digests, refused)
+                    table_written = isinstance(page, ColumnarPage) and _write_table(
+                        page, writer, state, self.target, retry)  # as it is, without records
+                    limit_reached = False if table_written else self._write_records(page, writer)
                     state.cursor = page.cursor
                     self.progress.advance(state.counts.read, state.counts.written,
                                           state.counts.skipped_total)
@@ -249,6 +241,34 @@ class _Run:
         except BaseException:
             self._roll_back(snapshot)
             raise
+
+    def _write_records(self, page: Page, writer: Writer) -> bool:
+        """Select, check and write a page's records; whether ``--limit`` was reached."""
+        if isinstance(page, ColumnarPage):  # a table its writer does not take as it is
+            page = page.with_records(self.source)
+        incremental, state = self.incremental, self.state
+        if incremental is not None:
+            incremental.look_up(page)
+        batch, digests, limit_reached = _select(page, self.options, state, self.target, self.rejects,
+                                                self.transform, incremental)
+        if batch:
+            if incremental is not None:
+                incremental.before_write(batch)
+            refused = self.retry.call(functools.partial(writer.write, batch))
+            _account_written(batch, digests, refused, state, self.rejects)
+            if incremental is not None:
+                incremental.acknowledged(batch, digests, refused)
+        return limit_reached
+
+    def _tables_wanted(self, writer: Writer) -> bool:
+        """Whether pages may come as their tables (``ColumnarPage``): the writer takes tables,
+        and the run changes, filters and stops at nothing record by record."""
+        options = self.options
+        return (getattr(type(writer), "takes_table", Writer.takes_table) is not Writer.takes_table
+                and takes_tables(self.source)
+                and self.transform is None
+                and self.incremental is None and options.limit is None and not options.namespaces
+                and options.since is None and options.until is None)
 
     def propagate_deletions(self, last: dict[str, Any]) -> None:
         """An incremental run: delete from the target what the source no longer holds
@@ -517,17 +537,19 @@ def _save(checkpoint: Checkpoint, snapshot: dict[str, Any], state: _State) -> No
 
 
 def read_pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
-           in_process: bool = False,
-           changed: Callable[[str | None], Iterator[Page]] | None = None) -> Generator[Page, None, None]:
+               in_process: bool = False, tables: bool = False,
+               changed: Callable[[str | None], Iterator[Page]] | None = None) -> Generator[Page, None, None]:
     """Pages from the source; a transient read failure reopens the read at the last cursor.
-    ``in_process``: decoded by a child process (read_process.py). ``changed``: an incremental
-    run's read of the changed records only, from a cursor."""
+    ``in_process``: decoded by a child process (read_process.py); ``tables``: which may send a
+    page as its table (``ColumnarPage``). ``changed``: an incremental run's read of the
+    changed records only, from a cursor."""
     failures = 0
     while True:
         pages: Iterator[Page] | None = None
         try:
             pages = (changed(cursor) if changed is not None
-                     else read_in_process(source, batch_size=batch_size, after=cursor) if in_process
+                     else read_in_process(source, batch_size=batch_size, after=cursor, tables=tables)
+                     if in_process
                      else source.read(batch_size=batch_size, after=cursor))
             for page in pages:
                 failures = 0
@@ -568,7 +590,7 @@ def _select(
         counts.read += len(items)
         counts.selected += len(items)
         chosen = list(zip(items, taken, strict=True))  # type: ignore[arg-type]
-        _add_digests(state.source_digests, items, taken)  # type: ignore[arg-type]
+        _add_digests(state.source_digests, [r.namespace for r in items], taken)
         items = []
     for at, item in enumerate(items):
         if options.limit is not None and counts.selected >= options.limit:
@@ -625,6 +647,29 @@ def _select(
         options.limit is not None and counts.selected >= options.limit)
 
 
+def _write_table(page: ColumnarPage, writer: Writer, state: _State, target: Connector,
+                 retry: RetryPolicy) -> bool:
+    """Write a page as its table when every record of it passes the checks (vectors column by
+    column, ids by the child's keys, none seen before) and the writer takes the table as it
+    is; the counts and digests are those of its records, as ``_select`` and
+    ``_account_written`` would take them. False, with nothing done: make the records."""
+    table = page.table
+    assert state.seen_ids is not None
+    if not (table.num_rows == len(page.digests) == len(page.keys) == len(page.namespaces)
+            and table_vectors_fit(table, page.vectors, pinned=state.pinned_dims,
+                                  normalising=state.normalising, caps=target.capabilities)
+            and writer.takes_table(table) and state.seen_ids.add_new(page.keys)):
+        return False
+    counts = state.counts
+    counts.read += table.num_rows
+    counts.selected += table.num_rows
+    _add_digests(state.source_digests, page.namespaces, page.digests)
+    retry.call(functools.partial(writer.write_table, table))
+    _add_digests(state.written_digests, page.namespaces, page.digests)
+    counts.written += table.num_rows
+    return True
+
+
 def wanted(record: MemoryRecord, options: RunOptions) -> bool:
     if options.namespaces and record.namespace not in options.namespaces:
         return False
@@ -654,28 +699,39 @@ class _Sums:
         self.sum.add(digest)
 
 
-def _add_digests(by_name: dict[str, NamespaceDigest], records: list[MemoryRecord],
+def _add_digests(by_name: dict[str, NamespaceDigest], namespaces: list[str | None],
                  digests: list[bytes]) -> None:
-    """``NamespaceDigest.add`` of each digest to its record's namespace, for a whole page: the
-    sum of a namespace's run of digests is added at once (the namespace digest is a sum
+    """``NamespaceDigest.add`` of each digest to its record's namespace, for a whole page: a
+    namespace's run of digests is added at once (``add_all``: the namespace digest is a sum
     modulo 2**256, so the result is the same) instead of one big-integer step per record."""
-    start = 0
-    n = len(records)
-    while start < n:
-        key = namespace_key(records[start].namespace)
-        end = start + 1
-        while end < n and namespace_key(records[end].namespace) == key:
-            end += 1
+    for key, start, end in _namespace_runs(namespaces):
         target = by_name.get(key)
         if target is None:
             target = by_name[key] = NamespaceDigest()
-        total = sum(int.from_bytes(d, "big") for d in digests[start:end]) % _MOD
-        target.add(total.to_bytes(32, "big"))
-        target.count += end - start - 1  # add() counted the sum as one record
-        start = end
+        target.add_all(digests[start:end])
 
 
-_MOD = 1 << 256
+def _namespace_runs(namespaces: list[str | None]) -> list[tuple[str, int, int]]:
+    """(``namespace_key``, start, end) of each run of one namespace in a page, in order; a page
+    of one namespace (the usual page) is told by one count, not a look at each record."""
+    n = len(namespaces)
+    if not n:
+        return []
+    first = namespaces[0]
+    if namespaces.count(first) == n:
+        return [(namespace_key(first), 0, n)]
+    runs: list[tuple[str, int, int]] = []
+    start = 0
+    key = namespace_key(first)
+    for at in range(1, n):
+        here = namespace_key(namespaces[at])
+        if here != key:
+            runs.append((key, start, at))
+            key, start = here, at
+    runs.append((key, start, n))
+    return runs
+
+
 
 
 class _Checks:
@@ -860,7 +916,7 @@ def _account_written(
                 reject.record = _record_json(match)
             _skip(reject, state, rejects)
     if not refused:  # the usual batch: all of it written, summed a namespace's run at a time
-        _add_digests(state.written_digests, batch, digests)
+        _add_digests(state.written_digests, [r.namespace for r in batch], digests)
         state.counts.written += len(batch)
         return
     sums = _Sums(state.written_digests)
