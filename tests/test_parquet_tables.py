@@ -164,3 +164,20 @@ def test_a_run_that_fails_while_writing_tables_resumes_to_the_same_output(
     assert resumed.resumed and resumed.counts == whole.counts and resumed.namespaces == whole.namespaces
     assert read_all(target) == read_all(source)
     assert _table(target).equals(_table(f"parquet://{tmp_path / 'whole'}"))
+
+
+def test_a_broken_file_met_while_reading_tables_stops_the_run_with_its_error(
+        tmp_path: Path, tables_written: list[int]) -> None:
+    location = _dataset(tmp_path / "src", _plain_records(200))
+    data = tmp_path / "src" / "data" / "train-00000-of-00001.parquet"
+    pq.write_table(_table(location), data, row_group_size=20, compression="snappy")
+    groups = pq.ParquetFile(data).metadata
+    middle = groups.row_group(7).column(0).data_page_offset  # row group 7's first page: garbage
+    raw = bytearray(data.read_bytes())
+    raw[middle:middle + 64] = b"\xff" * 64
+    data.write_bytes(bytes(raw))
+    with pytest.raises(VexError) as caught:
+        migrate(location, f"parquet://{tmp_path / 'out'}", batch_size=20)
+    assert "page header" in str(caught.value)  # pyarrow's own words, not a traceback
+    assert 0 < sum(tables_written) <= 140  # pages before the broken row group went as tables
+    assert not (tmp_path / "out").exists()

@@ -48,7 +48,7 @@ from .._canonical import record_digest
 from ..errors import ConnectorError, UsageError, VexError
 from ..record import MemoryRecord, SparseVector, Vector
 from .checkpoint import SeenIds
-from .read_ahead import usable_cpus
+from .read_ahead import read_ahead, usable_cpus
 
 __all__ = ["MIN_RECORDS", "ColumnarPage", "DigestedPage", "digests_of", "id_keys_of", "read_ahead_mode",
            "read_in_process", "reading_mode", "takes_tables"]
@@ -372,13 +372,13 @@ def _child_main() -> None:
         try:
             source: Connector = job["source"]
             try:
-                read = (source.read_tables if job.get("tables") and takes_tables(source)
-                        else source.read)
-                for page in read(batch_size=job["batch_size"], after=job["after"]):
-                    if isinstance(page, TablePage):
-                        _write_frame(out, *_encode_table_page(page))
-                    else:
-                        _write_frame(out, *_encode_page(page))
+                as_tables = bool(job.get("tables")) and takes_tables(source)
+                frames = _frames(source.read_tables if as_tables else source.read,
+                                 batch_size=job["batch_size"], after=job["after"])
+                # tables: the next page is read and digested on a thread while this one waits
+                # for the engine to take it (the pipe's write lets the interpreter lock go)
+                for kind, body in (read_ahead(frames) if as_tables else frames):
+                    _write_frame(out, kind, body)
             finally:
                 source.close()
             _write_frame(out, _DONE, b"")
@@ -389,6 +389,11 @@ def _child_main() -> None:
         out.flush()
     except BrokenPipeError:  # the parent stopped reading: nothing is left to do
         os._exit(0)
+
+
+def _frames(read: Any, *, batch_size: int, after: str | None) -> Generator[tuple[bytes, Any], None, None]:
+    for page in read(batch_size=batch_size, after=after):
+        yield _encode_table_page(page) if isinstance(page, TablePage) else _encode_page(page)
 
 
 def _write_frame(out: IO[bytes], kind: bytes, body: bytes | list[Any]) -> None:
