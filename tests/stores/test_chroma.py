@@ -180,3 +180,35 @@ def test_a_record_chroma_refuses_is_a_named_reject(tmp_path: Path,
     kept = [r for r in records if r.id != "refused-id"]
     assert sorted(back) == sorted((None, r.id) for r in kept)
     assert all(strict_form(back[(None, r.id)]) == strict_form(r) for r in kept)
+
+
+def test_a_collection_the_run_creates_is_not_searched_for_ids_it_cannot_hold(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into a new collection, only ids sent before can be held: no batch asks Chroma for its
+    ids. Into the same collection again, every batch does (an update, a namespace conflict)."""
+    from chromadb.api.models.Collection import Collection
+
+    asked: list[int] = []
+    original = Collection.get
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ids") is not None:
+            asked.append(len(kwargs["ids"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "get", counting)
+    records = [_record(f"r{i}", {"i": i}) for i in range(30)]
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="dot")
+    target = f"chroma://{tmp_path}/db?collection=fresh"
+    first = migrate(source, target, batch_size=7)
+    assert first.counts.written == 30 and not asked
+    again = migrate(source, target, batch_size=7)
+    assert again.counts.written == 30 and sum(asked) == 30
+    assert set(_native_metadata(tmp_path / "db", "fresh")) == {r.id for r in records}
+    assert migrate(source, f"chroma://{tmp_path}/db?collection=dry", dry_run=True).counts.written == 30
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"),
+                                       settings=Settings(anonymized_telemetry=False))
+    assert "dry" not in [c.name for c in client.list_collections()]  # a dry run creates nothing

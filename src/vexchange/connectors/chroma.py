@@ -223,10 +223,16 @@ class ChromaWriter(StoreWriter):
         try:
             self._collection = store.collection()
             self._existing_spaces = _spaces(self._collection)
-        except UsageError:
-            if dry_run:
-                return
-            self._collection = store.collection(create_with=self.metric)
+        except UsageError:  # made by the first write (``create``)
+            pass
+
+    def created(self) -> bool:
+        """A collection this run creates holds only what it sent, so the engine looks up
+        only ids sent before (``StoreWriter._maybe_held``), not every batch's."""
+        return self._collection is not None
+
+    def create(self, batch: list[MemoryRecord]) -> None:
+        self._collection = self.store.collection(create_with=self.metric)
 
     def target_dims(self) -> dict[str, int]:
         dims = self._existing_spaces.get("", VectorSpace()).dims
