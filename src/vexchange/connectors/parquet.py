@@ -238,6 +238,7 @@ def own_records(table: pa.Table, shape: Shape) -> list[MemoryRecord | Reject]:
     kinds: dict[str | None, tuple[dict[str, Any], dict[str, Any], bool]] = {None: ({}, {}, False)}
     out: list[MemoryRecord | Reject] = []
     items = list(vectors.items())
+    only, only_column = items[0] if len(items) == 1 else ("", [])  # the usual table: one vector
     parse = _cell_parser(metas)
     for i, (rid, ns, text, meta, made, changed, vex_text) in enumerate(
             zip(ids, namespaces, texts, metas, created, updated, vexes, strict=True)):
@@ -246,10 +247,14 @@ def own_records(table: pa.Table, shape: Shape) -> list[MemoryRecord | Reject]:
             if kind is None:  # each distinct vex text is parsed once per page
                 kind = kinds[vex_text] = _kind(_vex_of(vex_text))
             fields, models, int_id = kind
+            if len(items) == 1:
+                data = only_column[i]
+                record_vectors = {} if data is None else {only: Vector(data, models.get(only))}
+            else:
+                record_vectors = {name: Vector(data, models.get(name))
+                                  for name, column in items if (data := column[i]) is not None}
             record = MemoryRecord(
-                id=rid, text=text, namespace=ns,
-                vectors={name: Vector(data, models.get(name))
-                         for name, column in items if (data := column[i]) is not None},
+                id=rid, text=text, namespace=ns, vectors=record_vectors,
                 metadata=None if meta is None else parse(meta),
                 created_at=made, updated_at=changed, **fields)
             if int_id and canonical_int(rid) is not None:
