@@ -702,36 +702,32 @@ class _Sums:
 def _add_digests(by_name: dict[str, NamespaceDigest], namespaces: list[str | None],
                  digests: list[bytes]) -> None:
     """``NamespaceDigest.add`` of each digest to its record's namespace, for a whole page: a
-    namespace's run of digests is added at once (``add_all``: the namespace digest is a sum
-    modulo 2**256, so the result is the same) instead of one big-integer step per record."""
-    for key, start, end in _namespace_runs(namespaces):
+    namespace's digests are added at once (``add_all``: the namespace digest is a sum modulo
+    2**256, so neither order nor grouping changes it) instead of one big-integer step each."""
+    for key, group in _by_namespace(namespaces, digests).items():
         target = by_name.get(key)
         if target is None:
             target = by_name[key] = NamespaceDigest()
-        target.add_all(digests[start:end])
+        target.add_all(group)
 
 
-def _namespace_runs(namespaces: list[str | None]) -> list[tuple[str, int, int]]:
-    """(``namespace_key``, start, end) of each run of one namespace in a page, in order; a page
-    of one namespace (the usual page) is told by one count, not a look at each record."""
-    n = len(namespaces)
-    if not n:
-        return []
+def _by_namespace(namespaces: list[str | None], digests: list[bytes]) -> dict[str, list[bytes]]:
+    """A page's digests by ``namespace_key``; a page of one namespace (the usual page) is told
+    by one count, not a look at each record."""
+    if not namespaces:
+        return {}
     first = namespaces[0]
-    if namespaces.count(first) == n:
-        return [(namespace_key(first), 0, n)]
-    runs: list[tuple[str, int, int]] = []
-    start = 0
-    key = namespace_key(first)
-    for at in range(1, n):
-        here = namespace_key(namespaces[at])
-        if here != key:
-            runs.append((key, start, at))
-            key, start = here, at
-    runs.append((key, start, n))
-    return runs
-
-
+    if namespaces.count(first) == len(namespaces):
+        return {namespace_key(first): digests}
+    groups: dict[str, list[bytes]] = {}
+    for namespace, digest in zip(namespaces, digests, strict=True):
+        key = namespace_key(namespace)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [digest]
+        else:
+            group.append(digest)
+    return groups
 
 
 class _Checks:
