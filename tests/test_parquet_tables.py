@@ -45,18 +45,22 @@ def _plain_records(n: int, **options: Any) -> list[MemoryRecord]:
     return list(sample_records(n, null_vectors=False, **options))
 
 
-@pytest.fixture
-def tables_written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Rows the Parquet writer took as tables, page by page (the engine's side: the reading
-    child is another process)."""
-    taken: list[int] = []
+def _counting(taken: list[int]) -> Any:
     original = parquet.ParquetWriter.write_table
 
     def spy(self: Any, table: Any) -> None:
         taken.append(table.num_rows)
         original(self, table)
 
-    monkeypatch.setattr(parquet.ParquetWriter, "write_table", spy)
+    return spy
+
+
+@pytest.fixture
+def tables_written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Rows the Parquet writer took as tables, page by page (the engine's side: the reading
+    child is another process)."""
+    taken: list[int] = []
+    monkeypatch.setattr(parquet.ParquetWriter, "write_table", _counting(taken))
     monkeypatch.setenv("VEX_READ_AHEAD", "process")  # the child at any size
     return taken
 
@@ -99,15 +103,21 @@ def test_a_copy_goes_as_tables_and_matches_the_record_path(
     monkeypatch.setattr(parquet.ParquetWriter, "takes_table", lambda self, table: False)
     tables_written.clear()
     as_records = migrate(source, f"parquet://{tmp_path / 'records'}", batch_size=64)
-    monkeypatch.setenv("VEX_READ_AHEAD", "off")
-    in_process = migrate(source, f"parquet://{tmp_path / 'main'}", batch_size=64)
     assert not tables_written
+    monkeypatch.undo()  # tables again, read in this process (a thread, then the main thread)
+    monkeypatch.setattr(parquet.ParquetWriter, "write_table", _counting(tables_written))
+    for mode in ("thread", "off"):
+        monkeypatch.setenv("VEX_READ_AHEAD", mode)
+        in_process = migrate(source, f"parquet://{tmp_path / mode}", batch_size=64)
+        assert sum(tables_written) == 400
+        tables_written.clear()
+        assert _table(f"parquet://{tmp_path / mode}").equals(_table(f"parquet://{tmp_path / 'tables'}"))
 
     assert as_tables.namespaces == as_records.namespaces == in_process.namespaces
     assert as_tables.counts == as_records.counts == in_process.counts
     table = _table(f"parquet://{tmp_path / 'tables'}")
     assert table.equals(_table(f"parquet://{tmp_path / 'records'}"))
-    assert table.schema.equals(_table(f"parquet://{tmp_path / 'main'}").schema, check_metadata=True)
+    assert table.schema.equals(_table(f"parquet://{tmp_path / 'off'}").schema, check_metadata=True)
     assert read_all(f"parquet://{tmp_path / 'tables'}") == read_all(source)
     assert {(r.namespace, r.id): r for r in records} == read_all(source)
 

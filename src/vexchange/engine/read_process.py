@@ -51,7 +51,7 @@ from .checkpoint import SeenIds
 from .read_ahead import read_ahead, usable_cpus
 
 __all__ = ["MIN_RECORDS", "ColumnarPage", "DigestedPage", "digests_of", "id_keys_of", "read_ahead_mode",
-           "read_in_process", "reading_mode", "takes_tables"]
+           "read_in_process", "read_tables_here", "reading_mode", "takes_tables"]
 
 MIN_RECORDS = 50_000
 """Below this the child's start-up (about 0.3 s) costs more than the overlap gains."""
@@ -256,10 +256,8 @@ def _encode_table_page(page: TablePage) -> tuple[bytes, list[Any]]:
     (its buffers as they are: no per-record work but the keys)."""
     import pyarrow as pa
 
-    key = SeenIds.key
-    head = _Codec.get().encoder.encode((
-        page.cursor, page.digests, [key(ns, rid) for ns, rid in zip(page.namespaces, page.ids, strict=True)],
-        page.namespaces, page.vectors))
+    head = _Codec.get().encoder.encode((page.cursor, page.digests, _id_keys(page), page.namespaces,
+                                        page.vectors))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, page.table.schema) as out:
         out.write_table(page.table)
@@ -271,10 +269,33 @@ def _decode_table(body: bytes) -> ColumnarPage:
 
     size = int.from_bytes(body[:4], "big")
     cursor, digests, keys, namespaces, vectors = _Codec.get().table_head.decode(body[4:4 + size])
+    table = pa.ipc.open_stream(pa.py_buffer(body).slice(4 + size)).read_all()
+    return _columnar(table, vectors, digests, keys, namespaces, cursor)
+
+
+def _id_keys(page: TablePage) -> list[bytes]:
+    key = SeenIds.key
+    return [key(ns, rid) for ns, rid in zip(page.namespaces, page.ids, strict=True)]
+
+
+def _columnar(table: Any, vectors: dict[str, str], digests: list[bytes], keys: list[bytes],
+              namespaces: list[str | None], cursor: str | None) -> ColumnarPage:
     page = ColumnarPage([], cursor)
-    page.digests, page.keys, page.namespaces, page.vectors = digests, keys, namespaces, vectors
-    page.table = pa.ipc.open_stream(pa.py_buffer(body).slice(4 + size)).read_all()
+    page.table, page.vectors, page.namespaces = table, vectors, namespaces
+    page.digests, page.keys = digests, keys
     return page
+
+
+def read_tables_here(source: Connector, *, batch_size: int,
+                     after: str | None = None) -> Generator[Page, None, None]:
+    """``source.read_tables`` in this process, each ``TablePage`` as the ``ColumnarPage`` the
+    reading child would send (for a run read on a thread or the main thread)."""
+    for page in source.read_tables(batch_size=batch_size, after=after):
+        if isinstance(page, TablePage):
+            yield _columnar(page.table, page.vectors, page.digests, _id_keys(page), page.namespaces,
+                            page.cursor)
+        else:
+            yield page
 
 
 def _encode_page(page: Page) -> tuple[bytes, bytes]:

@@ -40,7 +40,8 @@ from .checkpoint import Checkpoint, RejectsFile, SeenIds
 from .incremental import Incremental, refuse_unsupported
 from .progress import NoProgress, Progress
 from .read_ahead import read_ahead
-from .read_process import ColumnarPage, digests_of, id_keys_of, read_in_process, reading_mode, takes_tables
+from .read_process import (ColumnarPage, digests_of, id_keys_of, read_in_process, read_tables_here,
+                           reading_mode, takes_tables)
 from .tables import table_vectors_fit
 from .options import RunOptions
 from .receipt import Counts, NamespaceDigests, Receipt, versions
@@ -538,11 +539,12 @@ def _save(checkpoint: Checkpoint, snapshot: dict[str, Any], state: _State) -> No
 
 def read_pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
                in_process: bool = False, tables: bool = False,
-               changed: Callable[[str | None], Iterator[Page]] | None = None) -> Generator[Page, None, None]:
+               changed: Callable[[str | None], Iterator[Page]] | None = None,
+               ) -> Generator[Page, None, None]:
     """Pages from the source; a transient read failure reopens the read at the last cursor.
-    ``in_process``: decoded by a child process (read_process.py); ``tables``: which may send a
-    page as its table (``ColumnarPage``). ``changed``: an incremental run's read of the
-    changed records only, from a cursor."""
+    ``in_process``: decoded by a child process (read_process.py); ``tables``: a page may come
+    as its table (``ColumnarPage``), from the child or read here. ``changed``: an incremental
+    run's read of the changed records only, from a cursor."""
     failures = 0
     while True:
         pages: Iterator[Page] | None = None
@@ -550,6 +552,7 @@ def read_pages(source: Connector, batch_size: int, cursor: str | None, retry: Re
             pages = (changed(cursor) if changed is not None
                      else read_in_process(source, batch_size=batch_size, after=cursor, tables=tables)
                      if in_process
+                     else read_tables_here(source, batch_size=batch_size, after=cursor) if tables
                      else source.read(batch_size=batch_size, after=cursor))
             for page in pages:
                 failures = 0
