@@ -298,7 +298,10 @@ def fixed_vectors(records: Sequence[MemoryRecord], name: str, dims: int) -> pa.F
             mask[i] = True
         else:
             blobs.append(vec.data)
-    values = pa.array(np.frombuffer(b"".join(blobs), dtype=_F32), type=pa.float32())
+    joined = b"".join(blobs)
+    if len(joined) != 4 * dims * len(records):  # the engine refuses other sizes before a write
+        raise ValueError(f"vector {name!r}: every record's must have {dims} dims")
+    values = pa.array(np.frombuffer(joined, dtype=_F32), type=pa.float32())
     return pa.FixedSizeListArray.from_arrays(values, dims, mask=pa.array(mask) if mask.any() else None)
 
 

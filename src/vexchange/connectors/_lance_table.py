@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from .._json import dumps_exact, loads_exact
 from ..record import MemoryRecord
+from ._arrow import fixed_vectors
 from ._base import VectorSpace
 from ._payload import PayloadLayout
 
@@ -131,16 +132,7 @@ def table(records: list[MemoryRecord], shape: Shape, schema: pa.Schema | None = 
     data: dict[str, Any] = {"id": [r.id for r in records], "namespace": [r.namespace for r in records],
                             "text": [r.text for r in records]}
     for column, name in shape.names.items():
-        size = shape.dims[column]
-        flat = np.zeros((len(records), size), dtype="<f4")
-        valid = np.zeros(len(records), dtype=bool)
-        for i, record in enumerate(records):
-            vec = record.vectors.get(name)
-            if vec is not None:
-                flat[i] = vec.array()
-                valid[i] = True
-        data[column] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel(), pa.float32()), size,
-                                                         mask=pa.array(~valid))
+        data[column] = fixed_vectors(records, name, shape.dims[column])
     packed = [shape.layout.pack(r) for r in records]
     data["metadata"] = [dumps_exact({k: v for k, v in p.items() if k != "_vex"})
                         if r.metadata is not None else None for p, r in zip(packed, records, strict=True)]
