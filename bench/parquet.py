@@ -20,9 +20,10 @@ Operations, each in a fresh Python process (peak RSS from the kernel, as bench/r
 
 The pairs issue 21 asks for: an export into Parquet is ``write (connector)`` and, through the
 engine, ``parquet -> parquet``; an import from Parquet is ``read (connector)`` and the same
-engine run, which does both at once (a reading child decoding, the engine checking and
-digesting every record, the writer staging and writing). ``--skip-vmig`` leaves out the
-JSON-bound pairs.
+engine run, which does both at once (a reading child reading each page as its table and
+taking its records' digests from the columns, the engine checking the page column by column,
+the writer staging the table and writing the data files: docs/formats/parquet.md, "Parquet to
+Parquet: pages as tables"). ``--skip-vmig`` leaves out the JSON-bound pairs.
 
 The fixture dataset is written by the connector once, untimed.
 """
