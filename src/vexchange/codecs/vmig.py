@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .._vector_text import VectorTexts
 from .._json import holds_huge_float, loads_exact, with_big_ints_as_fragments
 
 from .._floats import VectorValueError, decode_vector, hazard_free, parse_number_array, vector_json
@@ -43,7 +44,7 @@ from .._time import format_timestamp, parse_timestamp
 from ..record import DEFAULT_VECTOR, MemoryRecord, SparseVector, Vector, canonical_int, is_flat_value
 
 __all__ = ["COMPAT_MODES", "FORMAT_VERSION", "KNOWN_KEYS", "EncodeError", "RecordError", "decode_object",
-           "encode_record", "encode_records", "joinable_strings", "parse_line"]
+           "encode_record", "encode_records", "joinable_strings", "parse_line", "parse_line_and_vector"]
 
 FORMAT_VERSION = "1.0.0"
 """The value of ``vex_version`` in every line: the Vex record format version we follow."""
@@ -91,13 +92,17 @@ EncodeError = RecordError | TypeError
 a record no line can hold (RecordError), or orjson for a value it cannot write (TypeError)."""
 
 
-def encode_records(records: Sequence[MemoryRecord], *,
-                   compat: str | None = None) -> list[bytes | EncodeError]:
+def encode_records(records: Sequence[MemoryRecord], *, compat: str | None = None,
+                   texts: VectorTexts | None = None) -> list[bytes | EncodeError]:
     """:func:`encode_record` of each record, byte for byte, with the work that can be done once
     a page done so: the double-rounding screen of every vector in one numpy pass
     (``_floats.hazard_free``; a page that may hold the hazard takes the per-vector test), and
     the ISO text of the timestamps in one numpy call. A record that :func:`encode_record`
-    refuses (RecordError, TypeError) gets the error in its place; any other error is raised."""
+    refuses (RecordError, TypeError) gets the error in its place; any other error is raised.
+
+    ``texts``: the JSON text vectors were read from (``_vector_text``); a line's ``vector``
+    whose bytes have one is written as that text, not formatted anew: the same float32 bits
+    for every reader, but the digits as the source had them (so not always the shortest)."""
     if compat is not None and compat not in COMPAT_MODES:
         raise ValueError(f"unknown compat mode {compat!r}; known: {', '.join(COMPAT_MODES)}")
     chunks = [v.data for r in records for v in r.vectors.values()]
@@ -108,16 +113,17 @@ def encode_records(records: Sequence[MemoryRecord], *,
     out: list[bytes | EncodeError] = []
     for record, created_text, updated_text in zip(records, created, updated, strict=True):
         try:
-            out.append(_encode(record, compat, screened, created_text, updated_text))
+            out.append(_encode(record, compat, screened, created_text, updated_text, texts))
         except (RecordError, TypeError) as err:
             out.append(err)
     return out
 
 
 def _encode(record: MemoryRecord, compat: str | None, screened: bool, created_text: str | None,
-            updated_text: str | None) -> bytes:
+            updated_text: str | None, texts: VectorTexts | None = None) -> bytes:
     """The line; ``screened``: the vectors are known to hold no double-rounding hazard;
-    ``created_text``, ``updated_text``: the timestamps' ISO text when already made (None: make it)."""
+    ``created_text``, ``updated_text``: the timestamps' ISO text when already made (None: make
+    it); ``texts``: the JSON text ``vector`` may be written as (:func:`encode_records`)."""
     if record.id == "":
         raise RecordError("missing_id", "record has an empty id, which no reader (ours or Vex's) takes")
     vectors = record.vectors
@@ -136,7 +142,7 @@ def _encode(record: MemoryRecord, compat: str | None, screened: bool, created_te
     line: dict[str, Any] = {
         "id": record.id,
         "text": "" if text_null else record.text,
-        "vector": as_json(default.data) if default else None,
+        "vector": None if default is None else _vector_value(default.data, as_json, texts),
         "model": default.model if default else None,
         "dims": default.dims if default else None,
         "namespace": record.namespace,
@@ -183,6 +189,12 @@ def _encode(record: MemoryRecord, compat: str | None, screened: bool, created_te
         for key in ("metadata", *record.extra):
             line[key] = with_big_ints_as_fragments(line[key])
         return orjson.dumps(line, option=_DUMP_OPTS)
+
+
+def _vector_value(data: bytes, as_json: Any, texts: VectorTexts | None) -> Any:
+    """What orjson writes for ``vector``: the text the bytes were read from, or the floats."""
+    text = None if texts is None else texts.get(data)
+    return as_json(data) if text is None else orjson.Fragment(text)
 
 
 def _screened_json(data: bytes) -> np.ndarray:
@@ -323,11 +335,19 @@ def parse_line(line: bytes) -> Any:
     A line whose parse holds a float of 2**63 or more is parsed again exactly: orjson makes
     integers beyond 64 bits floats, json keeps them integers.
     """
+    return parse_line_and_vector(line)[0]
+
+
+def parse_line_and_vector(line: bytes) -> tuple[Any, bytes | None]:
+    """:func:`parse_line`, and the JSON text of the top-level ``vector`` array when the fast
+    path parsed it (else None): the text a writer may write again for the same float32 values
+    (see _vector_text.py for when)."""
     start = line.find(_VECTOR_KEY) + len(_VECTOR_KEY)
     if start >= len(_VECTOR_KEY):
         end = line.find(b"]", start)
         if line[start:start + 1] == b"[" and end > 0:
-            wide = parse_number_array(line[start:end + 1])
+            text = line[start:end + 1]
+            wide = parse_number_array(text)
             if wide is not None and line.find(_VECTOR_KEY, end) < 0:
                 rest = line[:start] + b"0" + line[end + 1:]
                 try:
@@ -338,10 +358,9 @@ def parse_line(line: bytes) -> Any:
                     obj = None
                 if isinstance(obj, dict) and type(obj.get("vector")) is int and obj["vector"] == 0:
                     obj["vector"] = wide
-                    return obj
+                    return obj, text
     obj = orjson.loads(line)
-    return loads_exact(line) if holds_huge_float(obj) else obj
-
+    return (loads_exact(line) if holds_huge_float(obj) else obj), None
 
 
 def decode_object(obj: Any, raw: bytes | None = None) -> MemoryRecord:

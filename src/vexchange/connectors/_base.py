@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import msgspec
 
+from .._vector_text import VectorTexts
 from ..errors import UsageError
 from ..record import MemoryRecord
 from ..spec import StoreSpec
@@ -138,6 +139,12 @@ class TablePage(NamedTuple):
     cursor: str | None
 
 
+def writes_vector_texts(writer: Writer) -> bool:
+    """Whether ``writer`` writes vectors' source text again (``Writer.write_with_texts``)."""
+    # getattr: a wrapper that is not a Writer (a test's, a plugin's) writes records only
+    return getattr(type(writer), "write_with_texts", Writer.write_with_texts) is not Writer.write_with_texts
+
+
 class QueryHit(NamedTuple):
     """One hit of ``Connector.query``: the record's vexchange id (the original, not a store id
     made from it), the store's own score, and the record's namespace."""
@@ -181,6 +188,13 @@ class Writer(ABC):
         An incremental run propagates the source's deletions through this
         (docs/engine.md, "Incremental runs"). By default a store cannot delete."""
         raise NotImplementedError("this target cannot delete records")
+
+    def write_with_texts(self, batch: list[MemoryRecord], texts: VectorTexts) -> list[Reject]:
+        """``write``, told the JSON text some of the batch's vectors were read from (by their
+        bytes, ``_vector_text.py``), which a writer of JSON may write again as it was instead
+        of formatting the floats. Only JSON writers override this; the engine calls it only on
+        those (:func:`writes_vector_texts`), and has a reading child send the texts along."""
+        return self.write(batch)
 
     def takes_table(self, table: Any) -> bool:
         """Whether ``write_table`` takes this Arrow table (a ``TablePage``'s) as it is, with

@@ -22,11 +22,12 @@ import numpy as np
 import orjson
 
 from .._floats import Float32Bytes, decode_rows
+from .._vector_text import VectorTexts
 
 from .._atomic import AtomicOutput
-from ..codecs.vmig import COMPAT_MODES, RecordError, decode_object, encode_records, parse_line
+from ..codecs.vmig import COMPAT_MODES, RecordError, decode_object, encode_records, parse_line_and_vector
 from ..errors import InvalidSpecError, UsageError
-from ..record import MemoryRecord
+from ..record import DEFAULT_VECTOR, MemoryRecord
 from ..results import ChecksumCheck, SidecarState
 from ..spec import StoreSpec
 from ._base import AtPath, Capabilities, Connector, Page, Reject, Shard, VectorSpace, Writer
@@ -267,12 +268,12 @@ def read_file(path: Path, *, batch_size: int, after: str | None = None,
             raise _checksum_mismatch(path)
         lines.append((line_no, line))
         if len(lines) >= batch_size:
-            yield Page(_decode_page(lines, path), f"{offset}:{line_no}")
+            yield _texted_page(*_decode_page(lines, path), f"{offset}:{line_no}")
             lines = []
     if stream is not None and expected is not None \
             and checksum_status(expected, *stream.digests()) == "mismatch":
         raise _checksum_mismatch(path)
-    yield Page(_decode_page(lines, path), None)
+    yield _texted_page(*_decode_page(lines, path), None)
 
 
 def _checksum_mismatch(path: Path) -> IntegrityError:
@@ -282,13 +283,32 @@ def _checksum_mismatch(path: Path) -> IntegrityError:
         hint=f"vex verify {path} shows both checksums; to read it as it is, rerun with --no-verify")
 
 
-def _decode_page(lines: list[tuple[int, bytes]], path: Path) -> list[MemoryRecord | Reject]:
+class TextedPage(Page):
+    """A page read from a .vmig.jsonl file, with the JSON text of its vectors that a JSON writer
+    may write again as it was (``vector_texts``, see _vector_text.py)."""
+
+    vector_texts: VectorTexts
+
+
+def _texted_page(items: list[MemoryRecord | Reject], texts: VectorTexts, cursor: str | None) -> Page:
+    page = TextedPage(items, cursor)
+    page.vector_texts = texts
+    return page
+
+
+def _decode_page(lines: list[tuple[int, bytes]],
+                 path: Path) -> tuple[list[MemoryRecord | Reject], VectorTexts]:
     """Parse a page of lines, convert their default vectors to float32 together, then build
-    the records (see _floats.decode_rows: the per-vector numpy overhead is paid once a page)."""
+    the records (see _floats.decode_rows: the per-vector numpy overhead is paid once a page).
+    With them, the JSON text of the vectors that a writer may write again (_vector_text.py)."""
     parsed: list[Any] = []
+    texts: dict[int, bytes] = {}  # id() of a parsed line -> the text of its vector array
     for line_no, line in lines:
         try:
-            parsed.append(parse_line(line))
+            obj, text = parse_line_and_vector(line)
+            parsed.append(obj)
+            if text is not None:
+                texts[id(obj)] = text
         except orjson.JSONDecodeError as err:
             parsed.append(Reject(reason="bad_json", detail=f"not valid JSON: {err}",
                                  location=f"{path} line {line_no}",
@@ -304,8 +324,18 @@ def _decode_page(lines: list[tuple[int, bytes]], path: Path) -> list[MemoryRecor
         for obj, row, careful in zip(group, narrow, slow, strict=False):
             if not careful:
                 obj["vector"] = Float32Bytes(row.tobytes())
-    return [obj if isinstance(obj, Reject) else _decode_parsed(obj, line, path, line_no)
-            for obj, (line_no, line) in zip(parsed, lines, strict=False)]
+    items = [obj if isinstance(obj, Reject) else _decode_parsed(obj, line, path, line_no)
+             for obj, (line_no, line) in zip(parsed, lines, strict=False)]
+    kept = VectorTexts()
+    for obj, item in zip(parsed, items, strict=True):
+        text = texts.get(id(obj))
+        # only a vector converted with no midpoint and no subnormal (Float32Bytes): its text
+        # reads to these very bits in any float64 parser (_vector_text.py)
+        if text is not None and type(item) is MemoryRecord and type(obj["vector"]) is Float32Bytes:
+            vec = item.vectors.get(obj.get("vector_name") or DEFAULT_VECTOR)
+            if vec is not None:
+                kept.add(vec.data, text)
+    return items, kept
 
 
 def _parse_cursor(after: str | None) -> tuple[int, int]:
@@ -378,11 +408,16 @@ class VmigWriter(Writer):
         self.held: LastBatch[tuple[MemoryRecord, bytes]] = LastBatch(self._append)
 
     def write(self, batch: list[MemoryRecord]) -> list[Reject]:
+        return self.write_with_texts(batch, None)
+
+    def write_with_texts(self, batch: list[MemoryRecord], texts: VectorTexts | None) -> list[Reject]:
+        """``write``; a vector whose bytes ``texts`` holds is written as the text it was read
+        from (_vector_text.py): the same bits, no formatting."""
         if not isinstance(batch, list):  # walked twice (encoded, then held): an iterator would be lost
             batch = list(batch)
         lines: list[tuple[MemoryRecord, bytes]] = []
         rejects: list[Reject] = []
-        for record, line in zip(batch, encode_records(batch, compat=self.compat), strict=True):
+        for record, line in zip(batch, encode_records(batch, compat=self.compat, texts=texts), strict=True):
             if type(line) is bytes:
                 lines.append((record, line))
             elif isinstance(line, RecordError):

@@ -46,6 +46,7 @@ from ..connectors import _registry
 from ..connectors._base import Connector, Page, TablePage
 from .._canonical import record_digest
 from ..errors import ConnectorError, UsageError, VexError
+from .._vector_text import VectorTexts, vector_texts_of
 from ..record import MemoryRecord, SparseVector, Vector
 from .checkpoint import SeenIds
 from .read_ahead import read_ahead, usable_cpus
@@ -102,13 +103,14 @@ def _can_run_in_child(source: Connector) -> bool:
 
 
 def read_in_process(source: Connector, *, batch_size: int, after: str | None = None,
-                    tables: bool = False) -> Generator[Page, None, None]:
+                    tables: bool = False, vector_text: bool = False) -> Generator[Page, None, None]:
     """``source.read(batch_size=..., after=...)``, decoded in a child process. ``tables``: the
     child reads ``source.read_tables`` where the source has it, and a ``TablePage`` arrives as
     a ``ColumnarPage``, whose records the caller makes only when it needs them
-    (``ColumnarPage.with_records``)."""
+    (``ColumnarPage.with_records``). ``vector_text``: a page arrives with the JSON text its
+    vectors were read from, where the source kept it (``vector_texts``, _vector_text.py)."""
     job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after, "parent": os.getpid(),
-                        "tables": tables})
+                        "tables": tables, "vector_text": vector_text})
     with tempfile.TemporaryFile() as child_stderr:
         child = subprocess.Popen([sys.executable, "-m", "vexchange.engine.read_process"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=child_stderr,
@@ -189,10 +191,12 @@ class DigestedPage(Page):
     """A page whose records' digests (``record_digest``, in item order) and duplicate-id keys
     (``SeenIds.key``) the child took: the digest is the run's costliest check of a record, and
     the child has a core of its own. The engine uses them for exactly these records
-    (``digests_of``, ``id_keys_of``); any other page's it takes itself."""
+    (``digests_of``, ``id_keys_of``); any other page's it takes itself. ``vector_texts``, when
+    set: the JSON text of its vectors that the source kept (_vector_text.py)."""
 
     digests: list[bytes]
     keys: list[bytes]
+    vector_texts: VectorTexts
 
 
 def digests_of(page: Page) -> list[bytes] | None:
@@ -237,7 +241,7 @@ class _Codec:
 
         self.encoder = msgspec.msgpack.Encoder()
         self.decoder = msgspec.msgpack.Decoder(
-            tuple[list[MemoryRecord], str | None, list[bytes], list[bytes]])
+            tuple[list[MemoryRecord], str | None, list[bytes], list[bytes], _RecordTexts | None])
         self.table_head = msgspec.msgpack.Decoder(
             tuple[str | None, list[bytes], list[bytes], list[str | None], dict[str, str]])
         self.errors: tuple[type[BaseException], ...] = (msgspec.MsgspecError, TypeError, ValueError,
@@ -298,10 +302,41 @@ def read_tables_here(source: Connector, *, batch_size: int,
             yield page
 
 
-def _encode_page(page: Page) -> tuple[bytes, bytes]:
+_RecordTexts = list[tuple[str, bytes] | None]
+"""Per record of a page: the name of the vector the source kept the text of, and the text."""
+
+
+def _texts_by_record(items: list[MemoryRecord], texts: VectorTexts | None) -> _RecordTexts | None:
+    """For each record, the name of its vector that ``texts`` has the source text of, and that
+    text (None for a record with none); None for a page with none."""
+    if texts is None:
+        return None
+    out: list[tuple[str, bytes] | None] = []
+    for record in items:
+        found = None
+        for name, vec in record.vectors.items():
+            text = texts.get(vec.data)
+            if text is not None:
+                found = (name, text)
+                break
+        out.append(found)
+    return out
+
+
+def _texts_of_records(records: list[MemoryRecord], texts: _RecordTexts) -> VectorTexts:
+    """:func:`_texts_by_record` undone on the decoded records: their vectors' bytes -> text."""
+    out = VectorTexts()
+    for record, entry in zip(records, texts, strict=True):
+        if entry is not None:
+            out.add(record.vectors[entry[0]].data, entry[1])
+    return out
+
+
+def _encode_page(page: Page, vector_text: bool = False) -> tuple[bytes, bytes]:
     """The frame kind and body of a page: msgpack when it holds only records that come back
     from it equal (surely by their types, :func:`_plain`, else by decoding it here and
-    comparing), else a pickle."""
+    comparing), else a pickle. ``vector_text``: with the JSON text of the vectors the
+    source kept it of (``vector_texts``), for a msgpack page."""
     items = page.items
     if items and all(type(item) is MemoryRecord for item in items):
         codec = _Codec.get()
@@ -309,7 +344,8 @@ def _encode_page(page: Page) -> tuple[bytes, bytes]:
             digests = [record_digest(record) for record in items]  # type: ignore[arg-type]
             key = SeenIds.key
             keys = [key(record.namespace, record.id) for record in items]  # type: ignore[arg-type]
-            body = codec.encoder.encode((items, page.cursor, digests, keys))
+            texts = _texts_by_record(items, vector_texts_of(page)) if vector_text else None  # type: ignore[arg-type]
+            body = codec.encoder.encode((items, page.cursor, digests, keys, texts))
             if all(map(_plain, items)) or codec.decoder.decode(body)[0] == items:  # type: ignore[arg-type]
                 return _RECORDS, body
         except codec.errors:
@@ -373,9 +409,11 @@ def _decode_page(kind: bytes, body: bytes) -> Page:
     if kind == _TABLE:
         return _decode_table(body)
     if kind == _RECORDS:
-        records, cursor, digests, keys = _Codec.get().decoder.decode(body)
+        records, cursor, digests, keys, texts = _Codec.get().decoder.decode(body)
         page = DigestedPage(list(records), cursor)  # typed as the page items are
         page.digests, page.keys = digests, keys
+        if texts is not None:
+            page.vector_texts = _texts_of_records(records, texts)
         return page
     items, cursor = pickle.loads(body)
     return Page(items, cursor)
@@ -395,7 +433,8 @@ def _child_main() -> None:
             try:
                 as_tables = bool(job.get("tables")) and takes_tables(source)
                 frames = _frames(source.read_tables if as_tables else source.read,
-                                 batch_size=job["batch_size"], after=job["after"])
+                                 batch_size=job["batch_size"], after=job["after"],
+                                 vector_text=bool(job.get("vector_text")))
                 # tables: the next page is read and digested on a thread while this one waits
                 # for the engine to take it (the pipe's write lets the interpreter lock go)
                 for kind, body in (read_ahead(frames) if as_tables else frames):
@@ -412,9 +451,10 @@ def _child_main() -> None:
         os._exit(0)
 
 
-def _frames(read: Any, *, batch_size: int, after: str | None) -> Generator[tuple[bytes, Any], None, None]:
+def _frames(read: Any, *, batch_size: int, after: str | None,
+            vector_text: bool = False) -> Generator[tuple[bytes, Any], None, None]:
     for page in read(batch_size=batch_size, after=after):
-        yield _encode_table_page(page) if isinstance(page, TablePage) else _encode_page(page)
+        yield _encode_table_page(page) if isinstance(page, TablePage) else _encode_page(page, vector_text)
 
 
 def _write_frame(out: IO[bytes], kind: bytes, body: bytes | list[Any]) -> None:

@@ -31,7 +31,8 @@ import orjson
 
 from .._canonical import NamespaceDigest, namespace_key, record_digest
 from .._time import format_timestamp, utc_now_ms
-from ..connectors._base import Connector, Page, Reject, VectorSpace, Writer
+from .._vector_text import vector_texts_of
+from ..connectors._base import Connector, Page, Reject, VectorSpace, Writer, writes_vector_texts
 from ..errors import (IntegrityError, redact, MigrationError, RunInterrupted, TransientError, UsageError,
                       VexError)
 from ..codecs.vmig import encode_record
@@ -219,6 +220,7 @@ class _Run:
         try:
             pages = read_pages(self.source, batch_size, state.cursor, retry,
                                in_process=self.reading == "process", tables=self._tables_wanted(writer),
+                               vector_text=writes_vector_texts(writer),
                                changed=incremental.pages(self.source, batch_size) if incremental else None)
             if self.reading == "thread":
                 pages = read_ahead(pages)
@@ -255,7 +257,9 @@ class _Run:
         if batch:
             if incremental is not None:
                 incremental.before_write(batch)
-            refused = self.retry.call(functools.partial(writer.write, batch))
+            texts = vector_texts_of(page) if writes_vector_texts(writer) else None
+            refused = self.retry.call(functools.partial(writer.write, batch) if texts is None
+                                      else functools.partial(writer.write_with_texts, batch, texts))
             _account_written(batch, digests, refused, state, self.rejects)
             if incremental is not None:
                 incremental.acknowledged(batch, digests, refused)
@@ -538,19 +542,21 @@ def _save(checkpoint: Checkpoint, snapshot: dict[str, Any], state: _State) -> No
 
 
 def read_pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
-               in_process: bool = False, tables: bool = False,
+               in_process: bool = False, tables: bool = False, vector_text: bool = False,
                changed: Callable[[str | None], Iterator[Page]] | None = None,
                ) -> Generator[Page, None, None]:
     """Pages from the source; a transient read failure reopens the read at the last cursor.
     ``in_process``: decoded by a child process (read_process.py); ``tables``: a page may come
-    as its table (``ColumnarPage``), from the child or read here. ``changed``: an incremental
-    run's read of the changed records only, from a cursor."""
+    as its table (``ColumnarPage``), from the child or read here; ``vector_text``: the child
+    sends the JSON text vectors were read from too (``Writer.writes_vector_text``).
+    ``changed``: an incremental run's read of the changed records only, from a cursor."""
     failures = 0
     while True:
         pages: Iterator[Page] | None = None
         try:
             pages = (changed(cursor) if changed is not None
-                     else read_in_process(source, batch_size=batch_size, after=cursor, tables=tables)
+                     else read_in_process(source, batch_size=batch_size, after=cursor, tables=tables,
+                                          vector_text=vector_text)
                      if in_process
                      else read_tables_here(source, batch_size=batch_size, after=cursor) if tables
                      else source.read(batch_size=batch_size, after=cursor))
