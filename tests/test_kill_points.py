@@ -130,6 +130,8 @@ def _arm(kill_at: int | None, log: Path) -> None:
     def open_writer(*args: Any, **kwargs: Any) -> Any:
         writer = opened(*args, **kwargs)
         writer.write = around("page write", writer.write, before=False)
+        if "write_with_texts" in type(writer).__dict__:  # how the engine writes to a JSON writer
+            writer.write_with_texts = around("page write", writer.write_with_texts, before=False)
         return writer
 
     engine_run._open_writer = open_writer  # type: ignore[assignment]

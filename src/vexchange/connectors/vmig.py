@@ -430,18 +430,18 @@ class VmigWriter(Writer):
         return rejects
 
     def _append(self, lines: list[tuple[MemoryRecord, bytes]]) -> None:
-        for record, _ in lines:
-            self._tally(record)
+        self._tally([record for record, _ in lines])
         if self.out is not None:
             self.out.write(b"".join(line for _, line in lines))
 
-    def _tally(self, record: MemoryRecord) -> None:
-        self.count += 1
-        self.namespaces[record.namespace if record.namespace is not None else ""] += 1
-        for name, vec in record.vectors.items():
-            self.dims[f"{name}:{vec.dims}" if name else str(vec.dims)] += 1
-            if vec.model:
-                self.models[vec.model] += 1
+    def _tally(self, records: list[MemoryRecord]) -> None:
+        """The sidecar's counts of what was written, a batch at once (``Counter.update`` of a
+        list counts in C: a third of a per-record ``+= 1``'s time)."""
+        self.count += len(records)
+        self.namespaces.update([r.namespace if r.namespace is not None else "" for r in records])
+        vectors = [(name, vec) for r in records for name, vec in r.vectors.items()]
+        self.dims.update([f"{name}:{vec.dims}" if name else str(vec.dims) for name, vec in vectors])
+        self.models.update([vec.model for _, vec in vectors if vec.model])
 
     def vector_spaces(self) -> dict[str, VectorSpace]:
         return dict(self.spaces)
