@@ -103,3 +103,24 @@ def test_workers_write_the_same_bytes(source: Path, tmp_path: Path) -> None:
     vexchange.migrate(str(source), str(one))
     vexchange.migrate(str(source), str(two), workers=2)
     assert one.read_bytes() == two.read_bytes()
+
+
+def test_a_named_vector_in_vector_and_a_refused_line(tmp_path: Path) -> None:
+    """A line that holds a named vector in ``vector`` (``vector_name``) keeps its text too;
+    a line refused after its vector parsed (dims that do not fit) goes to the rejects whole
+    and takes nothing from its neighbours' texts."""
+    text = b"[0.10000000149011612,0.5000,1e-3,-0.0]"
+    source = tmp_path / "in.vmig.jsonl"
+    source.write_bytes(
+        b'{"id":"n1","text":"","text_null":true,"vector":' + text + b',"vector_name":"title","dims":4}\n'
+        + b'{"id":"bad","text":"t","vector":' + text + b',"dims":5}\n'
+        + _line("ok", KEPT[1]))
+    out = tmp_path / "out.vmig.jsonl"
+    receipt = vexchange.migrate(str(source), str(out), allow_skips=True)
+    assert receipt.counts.written == 2 and receipt.counts.skipped == {"dims_mismatch": 1}
+    by_id = {json.loads(line)["id"]: line for line in out.read_bytes().splitlines()}
+    assert set(by_id) == {"n1", "ok"}
+    assert json.loads(by_id["n1"])["vector_name"] == "title"
+    assert _vector_text(by_id["n1"]) == text
+    assert _vector_text(by_id["ok"]) == KEPT[1]
+    assert _records(out) == _records(source)  # the refused line is not among them

@@ -139,12 +139,6 @@ class TablePage(NamedTuple):
     cursor: str | None
 
 
-def writes_vector_texts(writer: Writer) -> bool:
-    """Whether ``writer`` writes vectors' source text again (``Writer.write_with_texts``)."""
-    # getattr: a wrapper that is not a Writer (a test's, a plugin's) writes records only
-    return getattr(type(writer), "write_with_texts", Writer.write_with_texts) is not Writer.write_with_texts
-
-
 class QueryHit(NamedTuple):
     """One hit of ``Connector.query``: the record's vexchange id (the original, not a store id
     made from it), the store's own score, and the record's namespace."""
@@ -210,6 +204,12 @@ class Writer(ABC):
     def can_delete(self) -> bool:
         """Whether ``delete`` is implemented (an incremental run asks before it deletes)."""
         return type(self).delete is not Writer.delete
+
+
+def writes_vector_texts(writer: Writer) -> bool:
+    """Whether ``writer`` writes vectors' source text again (``Writer.write_with_texts``)."""
+    # getattr: a wrapper that is not a Writer (a test's, a plugin's) writes records only
+    return getattr(type(writer), "write_with_texts", Writer.write_with_texts) is not Writer.write_with_texts
 
 
 class Connector(ABC):

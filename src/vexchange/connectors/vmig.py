@@ -302,14 +302,14 @@ def _decode_page(lines: list[tuple[int, bytes]],
     the records (see _floats.decode_rows: the per-vector numpy overhead is paid once a page).
     With them, the JSON text of the vectors that a writer may write again (_vector_text.py)."""
     parsed: list[Any] = []
-    texts: dict[int, bytes] = {}  # id() of a parsed line -> the text of its vector array
+    texts: list[bytes | None] = []  # per parsed line, the text of its vector array
     for line_no, line in lines:
         try:
             obj, text = parse_line_and_vector(line)
             parsed.append(obj)
-            if text is not None:
-                texts[id(obj)] = text
+            texts.append(text)
         except orjson.JSONDecodeError as err:
+            texts.append(None)
             parsed.append(Reject(reason="bad_json", detail=f"not valid JSON: {err}",
                                  location=f"{path} line {line_no}",
                                  record=line.decode("utf-8", "replace")))
@@ -327,8 +327,7 @@ def _decode_page(lines: list[tuple[int, bytes]],
     items = [obj if isinstance(obj, Reject) else _decode_parsed(obj, line, path, line_no)
              for obj, (line_no, line) in zip(parsed, lines, strict=False)]
     kept = VectorTexts()
-    for obj, item in zip(parsed, items, strict=True):
-        text = texts.get(id(obj))
+    for obj, item, text in zip(parsed, items, texts, strict=True):
         # only a vector converted with no midpoint and no subnormal (Float32Bytes): its text
         # reads to these very bits in any float64 parser (_vector_text.py)
         if text is not None and type(item) is MemoryRecord and type(obj["vector"]) is Float32Bytes:
