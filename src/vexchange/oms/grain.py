@@ -388,7 +388,7 @@ def reencode(grain: Grain) -> bytes:
     procedure of §21 (serialize, hash, deserialize, serialize again, same bytes). Works for
     grain types this version does not know (their fields pass through as an opaque map)."""
     kind = TYPE_NAMES.get(grain.type_byte, "")
-    payload = _compact(kind, grain.fields)
+    payload = _compact(kind, grain.fields) if kind else grain.fields  # unknown: opaque, as read
     header = bytes([VERSION, grain.flags, grain.type_byte]) + grain.namespace_hash.to_bytes(
         2, "big") + struct.pack(">I", grain.created_at_s)
     return header + encode(payload)
@@ -427,10 +427,15 @@ def decode_grain(blob: bytes, *, strict_types: bool = False, validate_fields: bo
         if named != kind:
             raise error_class("ERR_UNKNOWN_TYPE")(
                 f"payload type {payload['t']!r} does not match header type 0x{type_byte:02x}")
-    fields = _expand(kind, payload)
+    expanded = _expand(kind, payload)  # also refuses two keys of one field (ERR_CORRUPT)
+    # a type this version does not know is an opaque map (§19.4): its keys stay as written, so
+    # that it re-encodes byte for byte (expanded, a full name that the common map compacts,
+    # "run_id" say, would come back as its short key)
+    fields = expanded if known else dict(payload)
     if known and validate_fields:
         validate(kind, fields, floats_checked=True)  # the decoder refuses non-finite floats
-    if "structural_tags" in fields and (flags >> 6) & 3 < minimum_sensitivity(fields["structural_tags"]):
+    if "structural_tags" in expanded \
+            and (flags >> 6) & 3 < minimum_sensitivity(expanded["structural_tags"]):
         raise error_class("ERR_SENSITIVITY_MISMATCH")(
             "the header's sensitivity bits are lower than the structural tags require")
     return Grain(type_byte, flags, int.from_bytes(blob[3:5], "big"), int.from_bytes(blob[5:9], "big"),
