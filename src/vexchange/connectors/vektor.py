@@ -14,15 +14,18 @@ in the layout it finds. Each batch is one transaction: a failure leaves the data
 before that batch. Rows are upserted (re-runs never duplicate, and change nothing). Ids are
 global, one row per id: the same id in another namespace is an ``id_conflict``, never an
 overwrite. What the columns cannot hold goes to the side table. The FTS index stays correct:
-existing triggers do their work, and where a trigger is missing the connector updates
-``memories_fts`` itself. Triggers are never dropped.
+existing triggers do their work, where a trigger is missing the connector updates
+``memories_fts`` itself, and a batch of new rows is indexed in one statement where the insert
+trigger is Slipstream's own copy (``_FtsPlan.batch_insert``).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -389,9 +392,10 @@ class VektorWriter(Writer):
     def _insert_fresh(self, batch: list[MemoryRecord], keys: list[int]) -> None:
         """``_upsert`` and ``_store_overrides`` of every record of a batch of new rows
         (``_fresh_keys``): the rows inserted in order, by one ``executemany`` for each run of
-        rows with the same columns (the FTS trigger fires for each, in the same order), then
-        read back together, and the side table written for those whose row does not give
-        them back exactly (``overrides_for``), its stale entries for the others removed."""
+        rows with the same columns (``memories_fts`` filled for the batch by
+        ``_FtsPlan.batch_insert``), then read back together, and the side table written for
+        those whose row does not give them back exactly (``overrides_for``), its stale entries
+        for the others removed."""
         layout, db = self.layout, self.db
         rows = [record_to_row(layout, record) for record in batch]
         # a column left out takes its default; one whose default is NULL may as well be given
@@ -400,21 +404,8 @@ class VektorWriter(Writer):
             for column in self.null_default:
                 row.setdefault(column, None)
         shaped = [tuple(c for c in layout.columns if c in row) for row in rows]
-        start = 0
-        while start < len(rows):
-            names = shaped[start]
-            end = start + 1
-            while end < len(rows) and shaped[end] == names:
-                end += 1
-            columns = ", ".join(f'"{c}"' for c in ("id", *names))
-            marks = ", ".join("?" * (len(names) + 1))
-            pick = itemgetter(*names)
-            db.executemany(f"INSERT INTO memories ({columns}) VALUES ({marks})",
-                           [(keys[i], *pick(rows[i])) if len(names) > 1 else (keys[i], pick(rows[i]))
-                            for i in range(start, end)])
-            start = end
-        for key in keys:
-            self.fts.after_insert(db, key)
+        with self.fts.batch_insert(db, keys):
+            self._insert_rows(keys, rows, shaped)
         stored = self._read_back(keys)
         entries: list[tuple[str, None, str, str]] = []
         cleared: list[tuple[str]] = []
@@ -430,6 +421,25 @@ class VektorWriter(Writer):
                            " overrides) VALUES (?, ?, ?, ?)", entries)
         if cleared:
             db.executemany(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", cleared)
+
+    def _insert_rows(self, keys: list[int], rows: list[dict[str, Any]],
+                     shaped: list[tuple[str, ...]]) -> None:
+        """The rows at ``keys``, in order: one ``executemany`` for each run of rows with the
+        same columns (``shaped``)."""
+        start = 0
+        while start < len(rows):
+            names = shaped[start]
+            end = start + 1
+            while end < len(rows) and shaped[end] == names:
+                end += 1
+            columns = ", ".join(f'"{c}"' for c in ("id", *names))
+            marks = ", ".join("?" * (len(names) + 1))
+            pick = itemgetter(*names)
+            self.db.executemany(
+                f"INSERT INTO memories ({columns}) VALUES ({marks})",
+                [(keys[i], *pick(rows[i])) if len(names) > 1 else (keys[i], pick(rows[i]))
+                 for i in range(start, end)])
+            start = end
 
     def _read_back(self, keys: list[int]) -> dict[int, tuple[dict[str, Any], MemoryRecord]]:
         """The stored values of the rows at ``keys`` and the record each gives alone (what
@@ -575,12 +585,15 @@ class _Holder(NamedTuple):
 
 
 class _FtsPlan:
-    """Keeps ``memories_fts`` in step where the database has no trigger doing it."""
+    """Keeps ``memories_fts`` in step where the database has no trigger doing it, and for a
+    batch of new rows does the insert trigger's work in one statement (``batch_insert``)."""
 
-    def __init__(self, columns: list[str], external: bool, triggers: set[str]) -> None:
+    def __init__(self, columns: list[str], external: bool, triggers: set[str],
+                 insert_trigger: _CopyTrigger | None = None) -> None:
         self.columns = columns
         self.external = external
         self.triggers = triggers
+        self.insert_trigger = insert_trigger
 
     @classmethod
     def inspect(cls, db: sqlite3.Connection) -> _FtsPlan:
@@ -594,7 +607,39 @@ class _FtsPlan:
                 " AND sql LIKE '%memories_fts%'")
         }
         events = {e for e in ("INSERT", "UPDATE", "DELETE") if any(f"AFTER {e}" in t for t in triggers)}
-        return cls(columns, "CONTENT=" in str(sql_row[0]).upper().replace(" ", ""), events)
+        return cls(columns, "CONTENT=" in str(sql_row[0]).upper().replace(" ", ""), events,
+                   _CopyTrigger.find(db))
+
+    @contextmanager
+    def batch_insert(self, db: sqlite3.Connection, keys: list[int]) -> Iterator[None]:
+        """Around the insert of a batch of new rows at ``keys``: afterwards ``memories_fts``
+        holds what the insert trigger, or ``after_insert`` where there is none, puts there
+        row by row, put by one ``INSERT ... SELECT`` per chunk of keys from the stored rows.
+
+        SQLite runs a trigger program for every row, and for an FTS5 table that costs more
+        than the index itself (about 20 µs a row against 4 µs a row this way: bench/RESULTS.md).
+        So a trigger that only copies the new row's columns into ``memories_fts``
+        (``_CopyTrigger``, Slipstream's own) is dropped for the insert and created again with
+        its own SQL text, all inside the batch's transaction: no other connection ever sees
+        the database without it, and a failure or a crash rolls it back with the batch. The
+        index then holds the same terms, documents and positions (compared through
+        ``fts5vocab`` in tests); how FTS5 lays them out in its segments may differ. Any other
+        trigger, or a second one on the insert, is left alone and fires row by row."""
+        trigger = self.insert_trigger
+        copy_columns = trigger.columns if trigger is not None else (
+            self.columns if self.columns and "INSERT" not in self.triggers else None)
+        if trigger is not None:
+            db.execute(f'DROP TRIGGER "{trigger.name}"')
+        yield
+        if copy_columns:
+            names = ", ".join(f'"{c}"' for c in copy_columns)
+            for start in range(0, len(keys), _IN_CHUNK):
+                part = keys[start:start + _IN_CHUNK]
+                db.execute(f"INSERT INTO memories_fts (rowid, {names}) SELECT id, {names} FROM memories"
+                           f" WHERE id IN ({', '.join('?' * len(part))}) ORDER BY id", part)
+        if trigger is not None:
+            db.execute(trigger.sql)
+
 
     def _values(self, db: sqlite3.Connection, key: Any) -> list[Any]:
         cols = ", ".join(f'"{c}"' for c in self.columns)
@@ -634,6 +679,49 @@ class _FtsPlan:
                        ["delete", key, *self._values(db, key)])
         else:
             db.execute("DELETE FROM memories_fts WHERE rowid = ?", (key,))
+
+
+class _CopyTrigger(NamedTuple):
+    """The one insert trigger of ``memories``, when all it does is copy the new row's id and
+    columns into ``memories_fts`` (Slipstream's ``memories_fts_insert``)."""
+
+    name: str
+    sql: str
+    columns: list[str]
+
+    @classmethod
+    def find(cls, db: sqlite3.Connection) -> _CopyTrigger | None:
+        rows = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                          " AND tbl_name = 'memories'").fetchall()
+        # a trigger whose event cannot be told is counted as one on the insert: left alone
+        inserts = [(n, q) for n, q in rows
+                   if (event := _TRIGGER_EVENT.match(q)) is None or event.group(1).upper() == "INSERT"]
+        if len(inserts) != 1:
+            return None
+        name, sql = inserts[0]
+        shape = _COPY_TRIGGER.fullmatch(" ".join(sql.replace("(", " ( ").replace(")", " ) ")
+                                                 .replace(",", " , ").replace(";", " ; ").split()))
+        if shape is None or shape.group(1) != name:
+            return None
+        targets = [c.strip() for c in shape.group(2).split(",")]
+        sources = [c.strip() for c in shape.group(3).split(",")]
+        if targets[0].lower() != "rowid" or sources[0].lower() != "new.id" or len(targets) != len(sources):
+            return None
+        columns = targets[1:]
+        if [s.lower() for s in sources[1:]] != [f"new.{c.lower()}" for c in columns]:
+            return None
+        return cls(name, sql, columns)
+
+
+# which event a trigger of ``memories`` fires on, and the whole text of one that copies the new
+# row into memories_fts (spaces around brackets, commas and semicolons made single first)
+_TRIGGER_EVENT = re.compile(
+    r"\s*CREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(?:\"[^\"]*\"|\[[^\]]*\]|`[^`]*`|[^\s\"\[`]+)\s+(?:BEFORE\s+|AFTER\s+|INSTEAD\s+OF\s+)?"
+    r"(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+_COPY_TRIGGER = re.compile(
+    r"CREATE TRIGGER (\w+) AFTER INSERT ON memories (?:FOR EACH ROW )?BEGIN INSERT INTO memories_fts"
+    r" \( ((?:\w+ , )*\w+) \) VALUES \( ((?:new\.\w+ , )*new\.\w+) \) ; END", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------------------------ helpers
