@@ -617,7 +617,7 @@ class _FtsPlan:
         row by row, put by one ``INSERT ... SELECT`` per chunk of keys from the stored rows.
 
         SQLite runs a trigger program for every row, and for an FTS5 table that costs more
-        than the index itself (about 20 µs a row against 4 µs a row this way: bench/RESULTS.md).
+        than the index itself (about 20 µs a row, against 5 µs a row this way: bench/RESULTS.md).
         So a trigger that only copies the new row's columns into ``memories_fts``
         (``_CopyTrigger``, Slipstream's own) is dropped for the insert and created again with
         its own SQL text, all inside the batch's transaction: no other connection ever sees
@@ -639,7 +639,6 @@ class _FtsPlan:
                            f" WHERE id IN ({', '.join('?' * len(part))}) ORDER BY id", part)
         if trigger is not None:
             db.execute(trigger.sql)
-
 
     def _values(self, db: sqlite3.Connection, key: Any) -> list[Any]:
         cols = ", ".join(f'"{c}"' for c in self.columns)
