@@ -38,21 +38,23 @@ def _slipstream(path: Path, extra: str = "") -> Path:
     return path
 
 
-def _trigger_places(db: Path) -> dict[str, int]:
-    """Each trigger's row in sqlite_master: a trigger dropped and created again takes a new one."""
+def _trigger_rows(db: Path) -> dict[str, tuple[int, str]]:
+    """Each trigger's row in sqlite_master and its SQL: a trigger dropped and created again
+    takes a new row."""
     con = sqlite3.connect(db)
     try:
-        return dict(con.execute("SELECT name, rowid FROM sqlite_master WHERE type = 'trigger'"))
+        return {n: (r, q) for n, r, q in con.execute(
+            "SELECT name, rowid, sql FROM sqlite_master WHERE type = 'trigger'")}
     finally:
         con.close()
+
+
+def _trigger_places(db: Path) -> dict[str, int]:
+    return {name: row for name, (row, _) in _trigger_rows(db).items()}
 
 
 def _triggers(db: Path) -> dict[str, str]:
-    con = sqlite3.connect(db)
-    try:
-        return dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
-    finally:
-        con.close()
+    return {name: sql for name, (_, sql) in _trigger_rows(db).items()}
 
 
 def _matches(db: Path, query: str) -> list[int]:
