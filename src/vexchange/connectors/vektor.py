@@ -34,6 +34,7 @@ from .._atomic import check_writable
 from .._json import dumps_exact
 from .._time import _MS_THRESHOLD
 from .._sqlite import error_kind, open_readonly, require_tables
+from .._sqlite_affinity import KeptValues
 from ..errors import DecodeError, LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
@@ -49,6 +50,7 @@ from ._vektor_schema import (
     fingerprint,
     overrides_for,
     plain_condition,
+    plain_values,
     record_to_row,
     row_to_record,
     stored_identity,
@@ -299,8 +301,22 @@ class VektorWriter(Writer):
             if not dry_run:
                 self.db.executescript(SIDE_DDL)
         self._unsaved_spaces = dict(spaces or {})
+        self._schema_version: int | None = None
+        self._inspect_schema()
+
+    def _inspect_schema(self) -> None:
+        """What the writer plans by (the FTS triggers, the columns whose default is NULL,
+        whether a new row is known without reading it back), again whenever the schema
+        changed since it last looked (``PRAGMA schema_version``, read inside each batch's
+        transaction): another program may add a trigger between two batches."""
+        version = self.db.execute("PRAGMA schema_version").fetchone()[0]
+        if version == self._schema_version:
+            return
+        self.layout = _require_layout(self.db, self.path)
         self.fts = _FtsPlan.inspect(self.db)
         self.null_default = _null_default_columns(self.db, self.layout)
+        self.kept = _kept_on_insert(self.db, self.fts)
+        self._schema_version = version
 
     def _save_spaces(self) -> None:
         """Inside the first batch's transaction: no write happens before the first batch."""
@@ -331,8 +347,12 @@ class VektorWriter(Writer):
         with _translated(self.path, "write"):
             try:
                 self.db.execute("BEGIN IMMEDIATE")
+                self._inspect_schema()
                 self._save_spaces()
                 rejects = self._write_batch(batch)
+                # the batch's own trigger swap (``_FtsPlan.batch_insert``) changes the schema
+                # version and nothing the writer plans by
+                self._schema_version = self.db.execute("PRAGMA schema_version").fetchone()[0]
                 self.db.execute("COMMIT")
             except BaseException:
                 if self.db.in_transaction:
@@ -393,9 +413,9 @@ class VektorWriter(Writer):
         """``_upsert`` and ``_store_overrides`` of every record of a batch of new rows
         (``_fresh_keys``): the rows inserted in order, by one ``executemany`` for each run of
         rows with the same columns (``memories_fts`` filled for the batch by
-        ``_FtsPlan.batch_insert``), then read back together, and the side table written for
-        those whose row does not give them back exactly (``overrides_for``), its stale entries
-        for the others removed."""
+        ``_FtsPlan.batch_insert``), their stored values known (``_stored_rows``), and the side
+        table written for those whose row does not give them back exactly (``overrides_for``),
+        its stale entries for the others removed."""
         layout, db = self.layout, self.db
         rows = [record_to_row(layout, record) for record in batch]
         # a column left out takes its default; one whose default is NULL may as well be given
@@ -406,21 +426,22 @@ class VektorWriter(Writer):
         shaped = [tuple(c for c in layout.columns if c in row) for row in rows]
         with self.fts.batch_insert(db, keys):
             self._insert_rows(keys, rows, shaped)
-        stored = self._read_back(keys)
+        stored = self._stored_rows(keys, rows)
         entries: list[tuple[str, None, str, str]] = []
-        cleared: list[tuple[str]] = []
+        cleared: list[str] = []
         for record, key in zip(batch, keys, strict=True):
             values, derived = stored[key]
             overrides = overrides_for(record, derived)
             if overrides:
                 entries.append((str(key), None, fingerprint(values), dumps_exact(overrides)))
             else:
-                cleared.append((str(key),))
+                cleared.append(str(key))
         if entries:
             db.executemany(f"INSERT OR REPLACE INTO {SIDE_TABLE} (row_key, source_id, fingerprint,"
                            " overrides) VALUES (?, ?, ?, ?)", entries)
-        if cleared:
-            db.executemany(f"DELETE FROM {SIDE_TABLE} WHERE row_key = ?", cleared)
+        for start in range(0, len(cleared), _IN_CHUNK):
+            part = cleared[start:start + _IN_CHUNK]
+            db.execute(f"DELETE FROM {SIDE_TABLE} WHERE row_key IN ({', '.join('?' * len(part))})", part)
 
     def _insert_rows(self, keys: list[int], rows: list[dict[str, Any]],
                      shaped: list[tuple[str, ...]]) -> None:
@@ -441,21 +462,50 @@ class VektorWriter(Writer):
                  for i in range(start, end)])
             start = end
 
+    def _stored_rows(self, keys: list[int], rows: list[dict[str, Any]]
+                     ) -> dict[int, tuple[dict[str, Any], MemoryRecord]]:
+        """The stored values of the new rows at ``keys`` (bound as ``rows``) and the record
+        each gives alone. A row whose every column was given a value SQLite surely stores as
+        bound (``self.kept``: no trigger left firing on the insert, no unique index that could
+        replace a row) is known from its values; the others are read back."""
+        kept, columns = self.kept, self.layout.columns
+        known: list[tuple[Any, ...]] = []
+        unsure: list[int] = []
+        if kept is None:
+            unsure = keys
+        else:
+            layout, pick = self.layout, itemgetter(*columns)
+            for key, row in zip(keys, rows, strict=True):
+                if len(row) == len(columns) - 1 and kept.all_kept(row.items()):
+                    values = {"id": key, **row}
+                    known.append((plain_values(layout, values), *pick(values)))
+                else:
+                    unsure.append(key)
+        out = self._records_of(known)
+        if unsure:
+            out.update(self._read_back(unsure))
+        return out
+
     def _read_back(self, keys: list[int]) -> dict[int, tuple[dict[str, Any], MemoryRecord]]:
-        """The stored values of the rows at ``keys`` and the record each gives alone (what
-        ``row_to_record`` gives: plain rows by ``PlainRows``, a page at a time)."""
-        layout = self.layout
-        columns = ", ".join(f'm."{c}"' for c in layout.columns)
-        plain = PlainRows(layout, first=1, flag=0)
+        """The stored values of the rows at ``keys`` and the record each gives alone."""
+        columns = ", ".join(f'm."{c}"' for c in self.layout.columns)
         out: dict[int, tuple[dict[str, Any], MemoryRecord]] = {}
         for start in range(0, len(keys), _IN_CHUNK):
             part = keys[start:start + _IN_CHUNK]
-            rows = self.db.execute(
-                f"SELECT {plain_condition(layout, False)}, {columns} FROM memories m"
-                f" WHERE m.id IN ({', '.join('?' * len(part))})", part).fetchall()
-            for row, record in zip(rows, plain.records(rows), strict=True):
-                values = dict(zip(layout.columns, row[1:], strict=True))
-                out[values["id"]] = (values, record if record is not None else row_to_record(layout, values))
+            out.update(self._records_of(self.db.execute(
+                f"SELECT {plain_condition(self.layout, False)}, {columns} FROM memories m"
+                f" WHERE m.id IN ({', '.join('?' * len(part))})", part).fetchall()))
+        return out
+
+    def _records_of(self, rows: list[tuple[Any, ...]]) -> dict[int, tuple[dict[str, Any], MemoryRecord]]:
+        """By rowid, the values of rows (each ``plain_condition``'s value, then the columns) and
+        the record each gives alone (what ``row_to_record`` gives: plain rows by
+        ``PlainRows``, a page at a time)."""
+        layout = self.layout
+        out: dict[int, tuple[dict[str, Any], MemoryRecord]] = {}
+        for row, record in zip(rows, PlainRows(layout, first=1, flag=0).records(rows), strict=True):
+            values = dict(zip(layout.columns, row[1:], strict=True))
+            out[values["id"]] = (values, record if record is not None else row_to_record(layout, values))
         return out
 
     def _place(self, record: MemoryRecord) -> tuple[Any, _Holder | None]:
@@ -690,11 +740,8 @@ class _CopyTrigger(NamedTuple):
 
     @classmethod
     def find(cls, db: sqlite3.Connection) -> _CopyTrigger | None:
-        rows = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
-                          " AND tbl_name = 'memories'").fetchall()
         # a trigger whose event cannot be told is counted as one on the insert: left alone
-        inserts = [(n, q) for n, q in rows
-                   if (event := _TRIGGER_EVENT.match(q)) is None or event.group(1).upper() == "INSERT"]
+        inserts = _insert_triggers(db)
         if len(inserts) != 1:
             return None
         name, sql = inserts[0]
@@ -730,6 +777,30 @@ def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     return db
+
+
+def _kept_on_insert(db: sqlite3.Connection, fts: _FtsPlan) -> KeptValues | None:
+    """Which values an insert into ``memories`` stores as bound, or None where a row may not
+    be what was bound, so that every new row is read back: an insert trigger fires (other
+    than Slipstream's copy into ``memories_fts``, which ``_FtsPlan.batch_insert`` takes over;
+    any trigger could change the new row), or a unique index other than the rowid could make
+    an insert replace a row."""
+    inserts = _insert_triggers(db)
+    taken = fts.insert_trigger
+    if inserts and not (taken is not None and [name for name, _ in inserts] == [taken.name]):
+        return None
+    if any(unique for _, _, unique, *_ in db.execute("PRAGMA index_list(memories)")):
+        return None
+    return KeptValues(db, "memories")
+
+
+def _insert_triggers(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    """``(name, sql)`` of each trigger of ``memories`` that fires on an insert; one whose event
+    cannot be told counts as one."""
+    rows = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                      " AND tbl_name = 'memories'").fetchall()
+    return [(n, q) for n, q in rows
+            if (event := _TRIGGER_EVENT.match(q)) is None or event.group(1).upper() == "INSERT"]
 
 
 def _null_default_columns(db: sqlite3.Connection, layout: Layout) -> tuple[str, ...]:
