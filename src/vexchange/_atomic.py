@@ -24,17 +24,19 @@ import contextlib
 import errno
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from ._direct_io import bulk_file, direct_opener
+from ._direct_io import bulk_file, direct_opener, open_bulk
 from .errors import CodecError, DecodeError, UsageError
 
-__all__ = ["RESUME_HINT", "AtomicOutput", "atomic_write_bytes", "check_writable", "describe_os_error",
-           "hash_prefix", "prefix_state", "write_failure"]
+__all__ = ["RESUME_HINT", "AtomicOutput", "atomic_write_bytes", "check_writable", "commit_partial",
+           "describe_os_error", "hash_prefix", "join_files", "prefix_state", "write_failure"]
 
 _BUFFER = 1 << 20
+_JOIN_CHUNK = 8 << 20
 _FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
 RESUME_HINT = "run the same command again without --resume to start that output over"
 
@@ -218,3 +220,75 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise write_failure(err, path) from None
+
+
+def join_files(target: Path, first: Path, first_state: Mapping[str, Any], rest: Sequence[Path]) -> str:
+    """``<target>.partial`` made ``first`` followed by each of ``rest``, synced, and its SHA-256.
+
+    ``first`` is not copied: it is renamed to the partial file, and the others are written
+    onto its end around the page cache (``open_bulk``) while a thread hashes the whole by
+    reading it (``first``'s bytes in the partial file, then the others). Run again after a
+    kill, it finds ``first`` already renamed: the partial file is cut back to
+    ``first_state["size"]`` and the rest written again. Either way those first bytes must hash
+    to ``first_state["sha256"]``, what the writer of ``first`` computed as it wrote them, or
+    nothing is claimed (a DecodeError). The caller renames the partial file into place
+    (:func:`commit_partial`) once it has what else it needs."""
+    partial = target.with_name(target.name + ".partial")
+    size, expected = prefix_state(first_state, first)
+    try:
+        if first.exists():
+            os.replace(first, partial)
+        elif not partial.exists():
+            raise UsageError(f"cannot join the parts of {target}: {first} is gone and {partial}"
+                             " does not hold it", hint=RESUME_HINT)
+        if partial.stat().st_size < size:
+            raise DecodeError(f"cannot join: {partial} holds fewer than the {size} bytes of"
+                              f" {first}", location=str(partial), hint=RESUME_HINT)
+        out = open_bulk(partial, append_at=size, buffering=_BUFFER)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                hashed = pool.submit(_hash_files, [(partial, size), *((p, None) for p in rest)])
+                for part in rest:
+                    with open(part, "rb", buffering=0) as source:
+                        while chunk := source.read(_JOIN_CHUNK):
+                            out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+                digest, first_digest = hashed.result()
+        finally:
+            out.close()
+    except OSError as err:
+        raise write_failure(err, partial) from None
+    if first_digest != expected:
+        raise DecodeError(f"cannot join: the first {size} bytes of {partial} are not the ones"
+                          f" written to {first}", location=str(partial), hint=RESUME_HINT)
+    return digest
+
+
+def commit_partial(path: Path) -> None:
+    """``<path>.partial`` renamed into place (``join_files``'s result, say)."""
+    try:
+        os.replace(path.with_name(path.name + ".partial"), path)
+    except OSError as err:
+        raise write_failure(err, path) from None
+
+
+def _hash_files(files: Sequence[tuple[Path, int | None]]) -> tuple[str, str]:
+    """The SHA-256 of the files' bytes one after the other (the first ``size`` bytes of each
+    that gives one), and that of the first file's: hashlib lets go of the interpreter lock
+    for each chunk, so this runs beside the copy."""
+    digest = hashlib.sha256()
+    first = ""
+    for k, (path, size) in enumerate(files):
+        left = size
+        with open(path, "rb", buffering=0) as handle:
+            while left is None or left > 0:
+                chunk = handle.read(_BUFFER if left is None else min(_BUFFER, left))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                if left is not None:
+                    left -= len(chunk)
+        if k == 0:
+            first = digest.hexdigest()
+    return digest.hexdigest(), first
