@@ -150,3 +150,34 @@ def test_a_database_without_an_insert_trigger_gets_its_index_from_the_connector(
     vexchange.migrate(write_vmig(tmp_path / "in.vmig.jsonl", _records(30)), f"vektor:{db}")
     assert _matches(db, "zebra0") == [i for i in range(1, 31) if i % 3 == 0]
     assert "memories_fts_insert" not in _triggers(db)  # none is added either
+
+
+def _change_schema(db: Path, sql: str) -> None:
+    """Another program's change to the database, between two of the writer's batches."""
+    con = sqlite3.connect(db)
+    con.executescript(sql)
+    con.close()
+
+
+def test_a_trigger_replaced_between_two_batches_is_left_as_the_other_program_made_it(
+        tmp_path: Path) -> None:
+    db = _slipstream(tmp_path / "t.db")
+    writer = VektorWriter(db, dry_run=False)
+    assert writer.write(_records(30)) == []
+    replaced = SLIPSTREAM_INSERT.replace(" BEGIN", " WHEN new.pinned = 0 BEGIN")
+    _change_schema(db, f"DROP TRIGGER memories_fts_insert; {replaced};")
+    assert writer.write(_records(30, start=31)) == []
+    writer.finish({})
+    assert _triggers(db)["memories_fts_insert"] == replaced  # not the text the writer saw first
+    assert _matches(db, "zebra1") == [i for i in range(1, 61) if i % 3 == 1]
+
+
+def test_a_trigger_dropped_between_two_batches_leaves_the_index_to_the_connector(tmp_path: Path) -> None:
+    db = _slipstream(tmp_path / "t.db")
+    writer = VektorWriter(db, dry_run=False)
+    assert writer.write(_records(30)) == []
+    _change_schema(db, "DROP TRIGGER memories_fts_insert;")
+    assert writer.write(_records(30, start=31)) == []
+    writer.finish({})
+    assert "memories_fts_insert" not in _triggers(db)
+    assert _matches(db, "zebra2") == [i for i in range(1, 61) if i % 3 == 2]

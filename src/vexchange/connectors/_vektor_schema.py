@@ -187,25 +187,6 @@ def plain_condition(layout: Layout, has_side: bool) -> str:
     return " AND ".join(parts)
 
 
-def plain_values(layout: Layout, values: dict[str, Any]) -> bool:
-    """What :func:`plain_condition` (without a side-table entry) says of a row, from the values
-    the writer bound, for a row it knows without reading it back (every column given, each
-    stored as bound): the same type tests, in Python."""
-    if layout.kind != "slipstream":
-        return False
-    raw_id = values["id"]
-    if not (type(raw_id) is int or (type(raw_id) is str and raw_id != "")):
-        return False
-    for column in ("content", "namespace"):
-        if column in values and values[column] is not None and type(values[column]) is not str:
-            return False
-    if layout.vector_column:
-        blob = values.get(layout.vector_column)
-        if blob is not None and not (type(blob) is bytes and len(blob) > 0 and len(blob) % 4 == 0):
-            return False
-    return all(type(values[c]) is not bytes for c in layout.meta_columns)
-
-
 class PlainRows:
     """Records of a page of rows, built a page at a time where :func:`plain_condition` holds:
     the columns taken by position (no dict per row), the vectors' finite check one numpy call

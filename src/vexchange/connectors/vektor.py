@@ -34,7 +34,6 @@ from .._atomic import check_writable
 from .._json import dumps_exact
 from .._time import _MS_THRESHOLD
 from .._sqlite import error_kind, open_readonly, require_tables
-from .._sqlite_affinity import KeptValues
 from ..errors import DecodeError, LayoutMismatchError, TransientError, UsageError
 from ..record import MemoryRecord, canonical_int
 from ..spec import StoreSpec
@@ -50,7 +49,6 @@ from ._vektor_schema import (
     fingerprint,
     overrides_for,
     plain_condition,
-    plain_values,
     record_to_row,
     row_to_record,
     stored_identity,
@@ -305,17 +303,17 @@ class VektorWriter(Writer):
         self._inspect_schema()
 
     def _inspect_schema(self) -> None:
-        """What the writer plans by (the FTS triggers, the columns whose default is NULL,
-        whether a new row is known without reading it back), again whenever the schema
-        changed since it last looked (``PRAGMA schema_version``, read inside each batch's
-        transaction): another program may add a trigger between two batches."""
+        """What the writer plans by (the layout, the FTS triggers, the columns whose default is
+        NULL), again whenever the schema changed since it last looked (``PRAGMA
+        schema_version``, read inside each batch's transaction): another program may add,
+        drop or replace a trigger between two batches, and ``_FtsPlan.batch_insert`` must
+        never drop a trigger it has not looked at, nor create one again from an old text."""
         version = self.db.execute("PRAGMA schema_version").fetchone()[0]
         if version == self._schema_version:
             return
         self.layout = _require_layout(self.db, self.path)
         self.fts = _FtsPlan.inspect(self.db)
         self.null_default = _null_default_columns(self.db, self.layout)
-        self.kept = _kept_on_insert(self.db, self.fts)
         self._schema_version = version
 
     def _save_spaces(self) -> None:
@@ -413,9 +411,13 @@ class VektorWriter(Writer):
         """``_upsert`` and ``_store_overrides`` of every record of a batch of new rows
         (``_fresh_keys``): the rows inserted in order, by one ``executemany`` for each run of
         rows with the same columns (``memories_fts`` filled for the batch by
-        ``_FtsPlan.batch_insert``), their stored values known (``_stored_rows``), and the side
-        table written for those whose row does not give them back exactly (``overrides_for``),
-        its stale entries for the others removed."""
+        ``_FtsPlan.batch_insert``), then read back together, and the side table written for
+        those whose row does not give them back exactly (``overrides_for``), its stale entries
+        for the others removed.
+
+        Reading the rows back costs less than telling in Python which values SQLite stores as
+        bound (a type test of every value by its column's affinity cost twice the ``SELECT``:
+        bench/RESULTS.md), so every row is read back."""
         layout, db = self.layout, self.db
         rows = [record_to_row(layout, record) for record in batch]
         # a column left out takes its default; one whose default is NULL may as well be given
@@ -426,7 +428,7 @@ class VektorWriter(Writer):
         shaped = [tuple(c for c in layout.columns if c in row) for row in rows]
         with self.fts.batch_insert(db, keys):
             self._insert_rows(keys, rows, shaped)
-        stored = self._stored_rows(keys, rows)
+        stored = self._read_back(keys)
         entries: list[tuple[str, None, str, str]] = []
         cleared: list[str] = []
         for record, key in zip(batch, keys, strict=True):
@@ -462,50 +464,21 @@ class VektorWriter(Writer):
                  for i in range(start, end)])
             start = end
 
-    def _stored_rows(self, keys: list[int], rows: list[dict[str, Any]]
-                     ) -> dict[int, tuple[dict[str, Any], MemoryRecord]]:
-        """The stored values of the new rows at ``keys`` (bound as ``rows``) and the record
-        each gives alone. A row whose every column was given a value SQLite surely stores as
-        bound (``self.kept``: no trigger left firing on the insert, no unique index that could
-        replace a row) is known from its values; the others are read back."""
-        kept, columns = self.kept, self.layout.columns
-        known: list[tuple[Any, ...]] = []
-        unsure: list[int] = []
-        if kept is None:
-            unsure = keys
-        else:
-            layout, pick = self.layout, itemgetter(*columns)
-            for key, row in zip(keys, rows, strict=True):
-                if len(row) == len(columns) - 1 and kept.all_kept(row.items()):
-                    values = {"id": key, **row}
-                    known.append((plain_values(layout, values), *pick(values)))
-                else:
-                    unsure.append(key)
-        out = self._records_of(known)
-        if unsure:
-            out.update(self._read_back(unsure))
-        return out
-
     def _read_back(self, keys: list[int]) -> dict[int, tuple[dict[str, Any], MemoryRecord]]:
-        """The stored values of the rows at ``keys`` and the record each gives alone."""
-        columns = ", ".join(f'm."{c}"' for c in self.layout.columns)
+        """The stored values of the rows at ``keys`` and the record each gives alone (what
+        ``row_to_record`` gives: plain rows by ``PlainRows``, a page at a time)."""
+        layout = self.layout
+        columns = ", ".join(f'm."{c}"' for c in layout.columns)
+        plain = PlainRows(layout, first=1, flag=0)
         out: dict[int, tuple[dict[str, Any], MemoryRecord]] = {}
         for start in range(0, len(keys), _IN_CHUNK):
             part = keys[start:start + _IN_CHUNK]
-            out.update(self._records_of(self.db.execute(
-                f"SELECT {plain_condition(self.layout, False)}, {columns} FROM memories m"
-                f" WHERE m.id IN ({', '.join('?' * len(part))})", part).fetchall()))
-        return out
-
-    def _records_of(self, rows: list[tuple[Any, ...]]) -> dict[int, tuple[dict[str, Any], MemoryRecord]]:
-        """By rowid, the values of rows (each ``plain_condition``'s value, then the columns) and
-        the record each gives alone (what ``row_to_record`` gives: plain rows by
-        ``PlainRows``, a page at a time)."""
-        layout = self.layout
-        out: dict[int, tuple[dict[str, Any], MemoryRecord]] = {}
-        for row, record in zip(rows, PlainRows(layout, first=1, flag=0).records(rows), strict=True):
-            values = dict(zip(layout.columns, row[1:], strict=True))
-            out[values["id"]] = (values, record if record is not None else row_to_record(layout, values))
+            rows = self.db.execute(
+                f"SELECT {plain_condition(layout, False)}, {columns} FROM memories m"
+                f" WHERE m.id IN ({', '.join('?' * len(part))})", part).fetchall()
+            for row, record in zip(rows, plain.records(rows), strict=True):
+                values = dict(zip(layout.columns, row[1:], strict=True))
+                out[values["id"]] = (values, record if record is not None else row_to_record(layout, values))
         return out
 
     def _place(self, record: MemoryRecord) -> tuple[Any, _Holder | None]:
@@ -777,21 +750,6 @@ def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     return db
-
-
-def _kept_on_insert(db: sqlite3.Connection, fts: _FtsPlan) -> KeptValues | None:
-    """Which values an insert into ``memories`` stores as bound, or None where a row may not
-    be what was bound, so that every new row is read back: an insert trigger fires (other
-    than Slipstream's copy into ``memories_fts``, which ``_FtsPlan.batch_insert`` takes over;
-    any trigger could change the new row), or a unique index other than the rowid could make
-    an insert replace a row."""
-    inserts = _insert_triggers(db)
-    taken = fts.insert_trigger
-    if inserts and not (taken is not None and [name for name, _ in inserts] == [taken.name]):
-        return None
-    if any(unique for _, _, unique, *_ in db.execute("PRAGMA index_list(memories)")):
-        return None
-    return KeptValues(db, "memories")
 
 
 def _insert_triggers(db: sqlite3.Connection) -> list[tuple[str, str]]:
