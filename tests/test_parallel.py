@@ -130,6 +130,33 @@ def test_a_damaged_mg_vectors_file_stops_a_parallel_run(tmp_path: Path) -> None:
     assert not (tmp_path / "out.vmig.jsonl").exists()
 
 
+@pytest.mark.parametrize("target", ["out.vmig.jsonl", "vektor:out.db"])
+def test_a_vmig_file_changed_after_its_sidecar_stops_a_parallel_run(tmp_path: Path, target: str) -> None:
+    """The checksum is made on a thread beside the workers for a file or embedded target: the
+    run still stops before anything is joined or replayed."""
+    from vexchange.engine.receipt import load_receipt
+    from vexchange.errors import IntegrityError
+
+    build(tmp_path / "m.db", n=3000, dims=8)
+    source = tmp_path / "m.vmig.jsonl"
+    vexchange.migrate(f"vektor:{tmp_path / 'm.db'}", source)
+    data = source.read_bytes()
+    at = data.index(b"memory 2000")
+    source.write_bytes(data[:at] + b"MEMORY" + data[at + 6:])  # still a valid record
+    out = target.replace("vektor:", "")
+    location = target.replace("out.db", str(tmp_path / "out.db")) if target.startswith("vektor:") \
+        else str(tmp_path / target)
+    with pytest.raises(IntegrityError):
+        vexchange.migrate(source, location, workers=2)
+    receipt = load_receipt(tmp_path / f"{out}.receipt.json")
+    assert receipt.status == "failed"
+    if out.endswith(".vmig.jsonl"):
+        assert not (tmp_path / out).exists() and not (tmp_path / "out.vmig.jsonl.partial").exists()
+    else:
+        assert not (tmp_path / out).exists() or sqlite3.connect(tmp_path / out).execute(
+            "SELECT COUNT(*) FROM memories").fetchone() == (0,)
+
+
 def test_a_cartridge_row_changed_is_rejected_by_its_shard(tmp_path: Path) -> None:
     build(tmp_path / "m.db", n=3000, dims=8)
     cart = tmp_path / "m.cartridge"

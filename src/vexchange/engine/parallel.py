@@ -508,11 +508,14 @@ class Coordinator:
     def execute(self, executor: Executor) -> Receipt:
         self.receipt("running").write(self.receipt_path)
         try:
+            checked: Future[Any] | None = None
             if self.options.verify and self.source.read_checks:
                 self.source.verify_reads = True
-                self.source.shard_checks()  # a checksum over the whole source, once
+                checked = self._check_source()
             self.progress.start(self.source.count())
             executor.run(self)
+            if checked is not None:
+                checked.result()
             self.repeats = find_repeats(self)
             self.finish()
         except BaseException as err:
@@ -526,6 +529,28 @@ class Coordinator:
         receipt.write(self.receipt_path)
         shutil.rmtree(self.folder, ignore_errors=True)
         return receipt
+
+    def _check_source(self) -> Future[Any]:
+        """The checks over the whole source (``shard_checks``: a file's checksum), made once.
+        A store target (``direct``) takes each worker's writes as they come, so they are made
+        before any worker starts; a file or embedded target shows nothing until the join or
+        the replay, so they run on a thread beside the workers (hashing lets go of the
+        interpreter lock), and the run waits for them, and stops on a failed one, before it
+        joins or replays anything."""
+        future: Future[Any] = Future()
+
+        def check() -> None:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(self.source.shard_checks())
+            except BaseException as err:
+                future.set_exception(err)
+
+        if self.mode == "direct":
+            check()
+        else:  # a daemon: an interrupted run does not wait for it
+            threading.Thread(target=check, name="vex-source-check", daemon=True).start()
+        return future
 
     def _tasks(self) -> dict[int, dict[str, Any]]:
         fields = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(RunOptions)}
