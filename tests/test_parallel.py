@@ -157,6 +157,22 @@ def test_a_vmig_file_changed_after_its_sidecar_stops_a_parallel_run(tmp_path: Pa
             "SELECT COUNT(*) FROM memories").fetchone() == (0,)
 
 
+def test_a_store_target_has_the_source_checked_before_any_worker_starts(tmp_path: Path) -> None:
+    from vexchange.engine.parallel import check_source
+    from vexchange.errors import IntegrityError
+
+    build(tmp_path / "m.db", n=300, dims=8)
+    source = tmp_path / "m.vmig.jsonl"
+    vexchange.migrate(f"vektor:{tmp_path / 'm.db'}", source)
+    source.write_bytes(source.read_bytes().replace(b"memory 200", b"MEMORY 200"))
+    connector = VmigConnector(StoreSpec.parse(str(source)))
+    with pytest.raises(IntegrityError):
+        check_source(connector, "direct")  # raised here, not in a future the workers outrun
+    beside = check_source(connector, "join")
+    with pytest.raises(IntegrityError):
+        beside.result(timeout=30)
+
+
 def test_a_cartridge_row_changed_is_rejected_by_its_shard(tmp_path: Path) -> None:
     build(tmp_path / "m.db", n=3000, dims=8)
     cart = tmp_path / "m.cartridge"

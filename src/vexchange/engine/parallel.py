@@ -474,6 +474,30 @@ class LocalExecutor:
                 raise failure
 
 
+def check_source(source: Connector, mode: str) -> Future[Any]:
+    """The checks over the whole source (``shard_checks``: a file's checksum), made once.
+    A store target (``direct``) takes each worker's writes as they come, so they are made
+    here, before any worker starts, and a failed one raises here; a file or embedded target
+    shows nothing until the join or the replay, so they run on a thread beside the workers
+    (hashing lets go of the interpreter lock), and the caller waits for the future, which
+    raises what failed, before it joins or replays anything."""
+    future: Future[Any] = Future()
+    if mode == "direct":
+        future.set_result(source.shard_checks())
+        return future
+
+    def check() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(source.shard_checks())
+        except BaseException as err:
+            future.set_exception(err)
+
+    # a daemon: an interrupted run does not wait for it
+    threading.Thread(target=check, name="vex-source-check", daemon=True).start()
+    return future
+
+
 def died(why: str) -> dict[str, Any]:
     """The result of a shard whose worker died: transient, it goes on from its checkpoint."""
     return {"status": "failed", "error": why, "transient": True}
@@ -511,7 +535,7 @@ class Coordinator:
             checked: Future[Any] | None = None
             if self.options.verify and self.source.read_checks:
                 self.source.verify_reads = True
-                checked = self._check_source()
+                checked = check_source(self.source, self.mode)
             self.progress.start(self.source.count())
             executor.run(self)
             if checked is not None:
@@ -529,28 +553,6 @@ class Coordinator:
         receipt.write(self.receipt_path)
         shutil.rmtree(self.folder, ignore_errors=True)
         return receipt
-
-    def _check_source(self) -> Future[Any]:
-        """The checks over the whole source (``shard_checks``: a file's checksum), made once.
-        A store target (``direct``) takes each worker's writes as they come, so they are made
-        before any worker starts; a file or embedded target shows nothing until the join or
-        the replay, so they run on a thread beside the workers (hashing lets go of the
-        interpreter lock), and the run waits for them, and stops on a failed one, before it
-        joins or replays anything."""
-        future: Future[Any] = Future()
-
-        def check() -> None:
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(self.source.shard_checks())
-            except BaseException as err:
-                future.set_exception(err)
-
-        if self.mode == "direct":
-            check()
-        else:  # a daemon: an interrupted run does not wait for it
-            threading.Thread(target=check, name="vex-source-check", daemon=True).start()
-        return future
 
     def _tasks(self) -> dict[int, dict[str, Any]]:
         fields = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(RunOptions)}
