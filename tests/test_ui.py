@@ -368,6 +368,27 @@ def test_an_unreadable_location_is_an_error_not_a_page(tmp_path: Path) -> None:
         serve(tmp_path / "absent.vmig.jsonl", no_open=True, block=False, announce=lambda line: None)
 
 
+def test_ctrl_c_delivered_to_another_thread_still_stops_the_server(small: Path) -> None:
+    """The kernel may hand a process's SIGINT to any of its threads; Python raises
+    KeyboardInterrupt only in the main thread, so a main thread blocked without a timeout
+    would serve forever."""
+    import subprocess
+    import sys
+
+    script = (
+        "import signal, sys, threading, time\n"
+        "import vexchange.ui as ui\n"
+        "def interrupt():\n"
+        "    time.sleep(1.0)\n"
+        "    signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # this thread, not the main one\n"
+        "threading.Thread(target=interrupt).start()\n"
+        "ui.serve(sys.argv[1], no_open=True, announce=lambda line: None)\n"
+        "print('stopped')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(small)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stderr
+
+
 def test_vex_ui_serves_until_interrupted(small: Path) -> None:
     import signal
     import subprocess
