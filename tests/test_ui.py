@@ -368,6 +368,15 @@ def test_an_unreadable_location_is_an_error_not_a_page(tmp_path: Path) -> None:
         serve(tmp_path / "absent.vmig.jsonl", no_open=True, block=False, announce=lambda line: None)
 
 
+def _default_sigint() -> None:
+    """In the child, before Python starts: SIGINT as a terminal gives it. A job started in the
+    background by a shell without job control (``cmd &`` in a script, a CI runner) inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_delivered_to_another_thread_still_stops_the_server(small: Path) -> None:
     """The kernel may hand a process's SIGINT to any of its threads; Python raises
     KeyboardInterrupt only in the main thread, so a main thread blocked without a timeout
@@ -385,7 +394,7 @@ def test_ctrl_c_delivered_to_another_thread_still_stops_the_server(small: Path) 
         "ui.serve(sys.argv[1], no_open=True, announce=lambda line: None)\n"
         "print('stopped')\n")
     done = subprocess.run([sys.executable, "-c", script, str(small)], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, preexec_fn=_default_sigint)
     assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stderr
 
 
@@ -395,7 +404,7 @@ def test_vex_ui_serves_until_interrupted(small: Path) -> None:
     import sys
 
     child = subprocess.Popen([sys.executable, "-m", "vexchange", "ui", str(small), "--no-open"],
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         assert child.stderr is not None
         line = child.stderr.readline()
