@@ -39,11 +39,11 @@ smaller, else a uniform sample of this many (the page says so)."""
 
 
 _FIRST_LOOK = 0.5
+"""Seconds ``serve`` waits for the scan to fail at once (no such file, a store that refuses)."""
 _WAKE_S = 0.25
 """Serving, the main thread waits in steps this long: Ctrl-C's signal may be delivered to another
 thread (the server's, the scan's), and Python raises KeyboardInterrupt only in the main thread,
 once it runs again; a wait without a timeout would never end (seen as a hang under load)."""
-"""Seconds ``serve`` waits for the scan to fail at once (no such file, a store that refuses)."""
 
 
 class UIServer:
