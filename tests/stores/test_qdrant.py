@@ -188,3 +188,26 @@ def test_ids_that_map_to_one_point_are_refused_by_name(tmp_path: Path, kind: str
     back = read_all(target)
     assert sorted(back) == sorted(("ns", rid) for rid in ids if rid != ids[1])
     assert back[("ns", "plain-id")].text == "text of plain-id"
+
+
+def test_edge_shard_creation_left_by_a_kill_is_redone(tmp_path: Path) -> None:
+    """The engine writes a new shard's segments before its ``edge_config.json``, so vexchange
+    creates it beside the target and renames it into place: a run killed mid-create leaves
+    only the staging folder, which the next run removes, and an empty target folder is fine."""
+    pytest.importorskip("qdrant_edge")
+    from vexchange.api import migrate
+    from vexchange.record import MemoryRecord, Vector
+    from vexchange.testing.conformance import read_all, write_vmig
+
+    records = [MemoryRecord(id=f"m{i}", text=f"t{i}", namespace="ns",
+                            vectors={"": Vector.from_values([1.0, float(i), 0.5])}) for i in range(5)]
+    source = write_vmig(tmp_path / "src.vmig.jsonl", records, metric="dot")
+    (tmp_path / "shard").mkdir()  # empty: made by the user beforehand
+    left = tmp_path / ".shard.creating"
+    (left / "segments").mkdir(parents=True)
+    (left / "segments" / "half-written").write_bytes(b"\0" * 64)
+    receipt = migrate(source, f"qdrant-edge://{tmp_path}/shard", receipt=tmp_path / "r.json")
+    assert receipt.counts.written == 5
+    assert not left.exists() and (tmp_path / "shard" / "edge_config.json").is_file()
+    assert len(edge_rows(f"qdrant-edge://{tmp_path}/shard")) == 5
+    assert sorted(read_all(f"qdrant-edge://{tmp_path}/shard")) == [("ns", f"m{i}") for i in range(5)]

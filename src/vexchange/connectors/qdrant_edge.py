@@ -11,6 +11,8 @@ reports them as "normalised".
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 
 from collections.abc import Iterator
@@ -73,17 +75,30 @@ class QdrantEdgeConnector(AtPath, Connector):
             elif create is not None:
                 if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
                     raise UsageError(f"{self.path} exists and is not a Qdrant Edge shard")
-                self.path.mkdir(parents=True, exist_ok=True)
                 config = qe.EdgeConfig(vectors={
                     name: qe.EdgeVectorParams(size=space.dims or 0, distance=getattr(
                         qe.Distance, metric_for("qdrant-edge", space.metric, METRICS)))
                     for name, space in create.items()},
                     sparse_vectors={n: qe.EdgeSparseVectorParams() for n in sorted(sparse or ())})
-                with _translated("create"):
-                    self._shard = qe.EdgeShard.create(str(self.path), config)
+                self._create(config)
             else:
                 raise UsageError(f"{self.path} is not a Qdrant Edge shard (no {_CONFIG})")
         return self._shard
+
+    def _create(self, config: Any) -> None:
+        """Create the shard in a sibling folder and rename it into place: the engine writes its
+        segments and WAL before ``edge_config.json``, so a run killed inside ``create`` would
+        otherwise leave a folder that is neither empty nor a shard, and its ``--resume`` would
+        refuse it. A folder left by such a kill is ours (its name says so) and is removed."""
+        staging = self.path.parent / f".{self.path.name}.creating"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _translated("create"):
+            if staging.exists():
+                shutil.rmtree(staging)
+            qe.EdgeShard.create(str(staging), config).close()
+            # rename(2) takes an empty directory's place, so an empty target folder is fine
+            os.rename(staging, self.path)
+            self._shard = qe.EdgeShard.load(str(self.path))
 
     def count(self) -> int | None:
         shard = self.shard()
