@@ -175,3 +175,42 @@ def test_the_descriptor_closes_with_the_file(tmp_path: Path) -> None:
     handle.close()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+@pytest.mark.parametrize("surfaces_at", ["write", "flush", "close"])
+def test_a_write_that_fails_on_the_thread_is_raised_not_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, surfaces_at: str) -> None:
+    """A full block goes to the disk on the writing thread; its failure (a full disk) comes
+    back from the next call on the file, whichever it is, and the file's handles still close."""
+    import errno
+
+    handle = open_bulk(tmp_path / "x.bin")
+    if not isinstance(handle, DirectFile):
+        pytest.skip("no direct writes on this file system")
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    handle.write(b"a" * BLOCK)  # handed to the thread
+    with pytest.raises(OSError) as caught:
+        if surfaces_at == "write":
+            handle.write(b"b" * BLOCK)  # the second full block waits for the first
+        elif surfaces_at == "flush":
+            handle.flush()
+        else:
+            handle.close()
+    assert caught.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    handle.close()
+    assert handle.closed
+
+
+def test_blocks_written_behind_keep_their_order(tmp_path: Path) -> None:
+    """Many full blocks in a row, two buffers taking turns: each lands at its own offset."""
+    path = tmp_path / "bulk.bin"
+    blocks = [bytes([i]) * BLOCK for i in range(7)] + [b"tail"]
+    with open_bulk(path) as handle:
+        for block in blocks:
+            handle.write(block)
+    assert path.read_bytes() == b"".join(blocks)
