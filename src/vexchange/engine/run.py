@@ -762,9 +762,10 @@ class _Checks:
         if len(vectors) == 1 and (self.norms_fine or not self.any_normalising) and not check_vectors:
             # the usual record: one vector of a page whose vectors are sound, no normalising target
             name, vec = next(iter(vectors.items()))
-            want = self.pinned.get(name)
-            if (name == "" or self.caps.named_vectors) and want is not None and want == len(vec.data) >> 2:
-                return None
+            if name == "" or self.caps.named_vectors:
+                want = self.pinned.get(name)
+                if (want == len(vec.data) >> 2) if want is not None else not self.caps.fixed_dims:
+                    return None  # its dims are the pinned ones, or the target pins none
         return _problem(record, self.state, self.target, check_vectors=check_vectors, seen=True,
                         check_norms=not self.norms_fine)
 
