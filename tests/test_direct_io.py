@@ -214,3 +214,28 @@ def test_blocks_written_behind_keep_their_order(tmp_path: Path) -> None:
         for block in blocks:
             handle.write(block)
     assert path.read_bytes() == b"".join(blocks)
+
+
+def test_a_flush_writes_only_what_the_last_one_did_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints flush after every page: each flush writes from the last whole block already
+    on the disk, so the file is written about once, not once per flush, and stays exact."""
+    path = tmp_path / "bulk.bin"
+    handle = open_bulk(path)
+    if not isinstance(handle, DirectFile):
+        pytest.skip("no direct writes on this file system")
+    real, written = os.pwrite, []
+
+    def counting(fd: int, data: Any, offset: int) -> int:
+        written.append(len(data))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", counting)
+    pieces = [os.urandom(ALIGN * 100 + 17) for _ in range(25)]  # 25 flushes, about 2.5 buffers
+    for piece in pieces:
+        handle.write(piece)
+        handle.flush()
+        assert path.stat().st_size == handle.tell()
+    handle.close()
+    assert path.read_bytes() == b"".join(pieces)
+    assert sum(written) < sum(map(len, pieces)) + 26 * ALIGN

@@ -129,6 +129,7 @@ class DirectFile(io.RawIOBase):
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
         self._used = 0  # bytes in the buffer
+        self._on_disk = 0  # the buffer's first bytes a flush already put on the disk (whole ALIGN blocks)
         self._written = 0  # bytes on disk before the buffer's first byte (a multiple of ALIGN)
         self._direct = True
         self._dirty = False  # the buffer holds bytes the disk does not have yet
@@ -170,7 +171,7 @@ class DirectFile(io.RawIOBase):
             if self._used == BLOCK:
                 self._put_behind()
                 self._written += BLOCK
-                self._used = 0
+                self._used = self._on_disk = 0
                 self._dirty = False
         return size
 
@@ -184,7 +185,11 @@ class DirectFile(io.RawIOBase):
         if not self._dirty:
             return
         if self._used:
-            self._put(self._view, self._padded(), self._written)
+            # from the last whole block a flush already wrote: checkpoints flush after every
+            # page, and a page is smaller than the buffer, so rewriting the buffer from its start
+            # each time wrote the file about twice
+            self._put(self._view, self._on_disk, self._padded(), self._written)
+            self._on_disk = self._used - self._used % ALIGN
             os.ftruncate(self.fd, self._written + self._used)
         self._dirty = False
 
@@ -214,7 +219,7 @@ class DirectFile(io.RawIOBase):
             spare = mmap.mmap(-1, BLOCK)
             self._spare = (spare, memoryview(spare))
         assert self._spare is not None
-        self._pending = self._pool.submit(self._put, self._view, BLOCK, self._written)
+        self._pending = self._pool.submit(self._put, self._view, self._on_disk, BLOCK, self._written)
         (self._buffer, self._view), self._spare = self._spare, (self._buffer, self._view)
 
     def _wait(self) -> None:
@@ -251,14 +256,14 @@ class DirectFile(io.RawIOBase):
         self._view[self._used:end] = bytes(end - self._used)
         return end
 
-    def _put(self, view: memoryview, length: int, offset: int) -> None:
-        """The first ``length`` bytes of ``view`` at the file offset ``offset``."""
-        done = 0
-        while done < length:
+    def _put(self, view: memoryview, start: int, end: int, offset: int) -> None:
+        """``view[start:end]`` at the file offset ``offset + start``."""
+        done = start
+        while done < end:
             try:
                 # released at once, even when a traceback keeps this frame: the buffer's mmap
                 # cannot be closed while any view of it is alive
-                with view[done:length] as chunk:
+                with view[done:end] as chunk:
                     done += os.pwrite(self.fd, chunk, offset + done)
             except OSError as err:
                 if not (self._direct and err.errno in _REFUSED):
