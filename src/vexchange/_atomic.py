@@ -175,10 +175,12 @@ class AtomicOutput:
         except OSError as err:
             raise write_failure(err, self.partial) from None
 
-    def state(self) -> dict[str, Any]:
+    def state(self, *, flush: bool = True) -> dict[str, Any]:
         """What a checkpoint keeps to continue this file: its size so far and the SHA-256 of
-        those bytes (flushed first, so a killed process leaves them on disk)."""
-        self.flush()
+        those bytes (flushed first, so a killed process leaves them on disk; ``flush=False``
+        for a caller that flushes before it saves the checkpoint: ``Writer.make_durable``)."""
+        if flush:
+            self.flush()
         return {"size": self.size, "sha256": self.sha256}
 
     @property

@@ -167,6 +167,13 @@ class Writer(ABC):
         """State to keep after an acknowledged batch, handed back as ``resume`` to continue."""
         return {}
 
+    def make_durable(self) -> None:
+        """Put on the disk what the last ``checkpoint`` describes, so that it survives the
+        process being killed. The engine calls it before it saves a checkpoint, which it does
+        about once a second, not after every batch. A writer whose ``checkpoint`` already
+        leaves its output on the disk needs nothing here (the default)."""
+        return None
+
     @abstractmethod
     def finish(self, summary: dict[str, Any]) -> None:
         """Make the output complete and visible (commit, rename, write the sidecar)."""

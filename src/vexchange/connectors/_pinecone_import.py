@@ -158,6 +158,9 @@ class PineconeImportWriter(Writer):
     def checkpoint(self) -> dict[str, Any]:
         return self.inner.checkpoint()
 
+    def make_durable(self) -> None:
+        self.inner.make_durable()
+
     def abort(self) -> None:
         """The staged batches stay for ``--resume``; a started import goes on (its id is in
         the marker, which a resumed run polls)."""

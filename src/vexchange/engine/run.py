@@ -119,6 +119,8 @@ class _Run:
     started_at: str
     writer: Writer | None = None
     incremental: Incremental | None = None
+    durable: dict[str, Any] | None = None
+    """The last snapshot saved as the checkpoint, its output on the disk (``Writer.make_durable``)."""
 
     def __init__(self, source: Connector, target: Connector, *, operation: str, options: RunOptions,
                  receipt_path: Path, rejects_path: Path, progress: Progress | None,
@@ -214,7 +216,7 @@ class _Run:
         writer, state, options, retry = self._writer(), self.state, self.options, self.retry
         state.pinned_dims.update(writer.target_dims())
         last_saved = time.monotonic()
-        snapshot = self._snapshot()
+        snapshot = self.durable = self._snapshot()  # nothing written since the run began or resumed
         incremental = self.incremental
         batch_size = options.batch_size or DEFAULT_BATCH
         try:
@@ -236,7 +238,9 @@ class _Run:
                         return page.cursor is None, snapshot
                     snapshot = self._snapshot()
                     if time.monotonic() - last_saved >= _CHECKPOINT_EVERY_S:
+                        writer.make_durable()
                         _save(self.checkpoint, snapshot, state)
+                        self.durable = snapshot
                         if incremental is not None:
                             incremental.save()
                         last_saved = time.monotonic()
@@ -407,7 +411,13 @@ class _Run:
 
     def _roll_back(self, snapshot: dict[str, Any]) -> None:
         """Back to the last acknowledged page: its rejects position, its checkpoint saved, the
-        counts of what is durable (a resumed run repeats what came after, counting it once)."""
+        counts of what is durable (a resumed run repeats what came after, counting it once).
+        The writer puts that page's output on the disk first; where it cannot (the disk is
+        full), the run goes back to the last checkpoint saved instead, whose output is there."""
+        try:
+            self._writer().make_durable()
+        except Exception:  # the run's own failure is what is raised, not this one
+            snapshot = self.durable or snapshot
         self.rejects.truncate(snapshot["rejects_at"])
         _save(self.checkpoint, snapshot, self.state)
         _restore(self.state, snapshot)
