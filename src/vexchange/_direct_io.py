@@ -185,9 +185,9 @@ class DirectFile(io.RawIOBase):
         if not self._dirty:
             return
         if self._used:
-            # from the last whole block a flush already wrote: checkpoints flush after every
-            # page, and a page is smaller than the buffer, so rewriting the buffer from its start
-            # each time wrote the file about twice
+            # from the last whole block a flush already wrote: a checkpoint's flush mostly comes
+            # with the buffer part full, and rewriting the buffer from its start each time (once a
+            # page, before make_durable) wrote the file about twice
             self._put(self._view, self._on_disk, self._padded(), self._written)
             self._on_disk = self._used - self._used % ALIGN
             os.ftruncate(self.fd, self._written + self._used)
