@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -378,6 +379,17 @@ class Connector(ABC):
         """Whether the workers of a parallel run may each open a writer into this store."""
         flag = self.capabilities.concurrent_writers
         return (not self.takes_path) if flag is None else flag
+
+    @contextmanager
+    def parallel_writes(self) -> Iterator[None]:
+        """Held by the coordinator of a parallel run for as long as its workers write into
+        this store (``takes_concurrent_writers``), the ids repeated across shards written
+        again included. A store whose writers finish something together holds that back
+        here until every shard is written: pgvector builds a table's indexes with the writer
+        that finishes last, and a worker that finished before a peer had even opened its
+        writer took itself for the last one. Exits by an exception when the run failed.
+        By default nothing."""
+        yield
 
     def verify_source(self) -> dict[str, Any]:
         """Make every ``read_checks`` check over the whole source, before any record is

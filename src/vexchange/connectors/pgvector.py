@@ -353,6 +353,20 @@ class PgvectorConnector(Connector):
                 hits.append(QueryHit(item.id, distance, item.namespace))
         return hits
 
+    @contextlib.contextmanager
+    def parallel_writes(self) -> Iterator[None]:
+        """The coordinator's own share of the table's lock (``PgvectorWriter``) while the
+        workers write: none of them can then take it alone and build the indexes while a
+        peer still has rows to load (or has not started); the coordinator builds them once
+        every shard is written, as the last writer to finish."""
+        writer = PgvectorWriter(self, dry_run=False, spaces={})
+        try:
+            yield
+        except BaseException:
+            writer.abort()
+            raise
+        writer.finish({})
+
     def open_writer(self, *, resume: dict[str, Any] | None = None, dry_run: bool = False,
                     spaces: dict[str, VectorSpace] | None = None) -> Writer:
         return PgvectorWriter(self, dry_run=dry_run, spaces=spaces or {})

@@ -28,6 +28,7 @@ local worker inherits; a Ray node's own environment, engine/ray_engine.py).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import fcntl
@@ -537,11 +538,12 @@ class Coordinator:
                 self.source.verify_reads = True
                 checked = check_source(self.source, self.mode)
             self.progress.start(self.source.count())
-            executor.run(self)
-            if checked is not None:
-                checked.result()
-            self.repeats = find_repeats(self)
-            self.finish()
+            with self.target.parallel_writes() if self.mode == "direct" else contextlib.nullcontext():
+                executor.run(self)
+                if checked is not None:
+                    checked.result()
+                self.repeats = find_repeats(self)
+                self.finish()
         except BaseException as err:
             raise self.stop(err) from err
         self.progress.close()
