@@ -47,14 +47,28 @@ def location(value: str | None, *, db: str | None, path: str | None, role: str) 
     raise UsageError(f"give {value} as a URL, e.g. {value}://HOST/COLLECTION")
 
 
+def read_early(source: str | StoreSpec, options: dict[str, Any]) -> None:
+    """Start the reading child of a large file source now, before the command imports the
+    engine, so that the two start-ups overlap (engine/reader_start.py). ``run_command`` stops
+    it if the engine did not take it."""
+    from ..engine import reader_start
+
+    reader_start.start_early(source, workers=options.get("workers"),
+                             incremental=bool(options.get("incremental")))
+
+
 def run_command(ctx: click.Context, call: Callable[..., Receipt], *args: Any, as_json: bool,
                 quiet: bool, **options: Any) -> None:
     """Call an API function with the command's run options (named as its parameters); show the
     receipt (a summary, or JSON with ``--json``) and exit 4 when records were skipped."""
+    from ..engine import reader_start
     from ._render import CliProgress, print_summary
 
     progress = None if quiet or as_json else CliProgress()
-    receipt = call(*args, progress=progress, **options)
+    try:
+        receipt = call(*args, progress=progress, **options)
+    finally:
+        reader_start.discard()  # a reading child started early that the engine did not take
     if as_json:
         import orjson
 

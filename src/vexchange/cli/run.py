@@ -9,7 +9,7 @@ import click
 
 from ._app import EXIT_SKIPPED, cli, lazy_module
 from ._options import run_options
-from ._running import location, run_command
+from ._running import location, read_early, run_command
 
 if TYPE_CHECKING:
     from .. import api, errors
@@ -33,6 +33,7 @@ def export(ctx: click.Context, /, source_url: str | None, from_: str | None, db:
     source = location(source_url or from_, db=db, path=None, role="source")
     if target_secrets:
         raise errors.UsageError("an export's target is a file: it takes no --target-secret")
+    read_early(source, options)
     run_command(ctx, api.export, source, output, **options)
 
 
@@ -54,6 +55,7 @@ def import_(ctx: click.Context, /, input_file: str | None, from_: str | None, to
     target = location(to, db=db, path=output, role="target")
     if source_secrets:
         raise errors.UsageError("an import's source is a file: it takes no --source-secret")
+    read_early(source, options)
     run_command(ctx, api.import_, source, target, **options)
 
 
@@ -77,4 +79,5 @@ def migrate(ctx: click.Context, /, source_url: str | None, target_url: str | Non
                          "vex migrate vektor:///a.db vektor:///b.db")
     source = location(src, db=db, path=file_, role="source")
     target = location(dst, db=db, path=output, role="target")
+    read_early(source, options)
     run_command(ctx, api.migrate, source, target, **options)

@@ -9,27 +9,18 @@ stays flat; pages arrive in order, so cursors, checkpoints and resume are unchan
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Generator
 from typing import TypeVar
+
+from .reader_start import usable_cpus
 
 __all__ = ["read_ahead", "usable_cpus"]
 
 T = TypeVar("T")
 _DONE = object()
 _POLL_S = 0.1
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on. With one, a reading thread only takes turns with the
-    main thread for the interpreter lock and the core: measured 4 % slower (vmig -> vmig pinned
-    to one core), so the engine reads ahead only with two or more."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
-        return os.cpu_count() or 1
 
 
 def read_ahead(items: Generator[T, None, None], depth: int = 1) -> Generator[T, None, None]:

@@ -39,17 +39,18 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Generator
-from pathlib import Path
 from typing import IO, Any, Literal
 
 from ..connectors import _registry
 from ..connectors._base import Connector, Page, TablePage
 from .._canonical import record_digest
-from ..errors import ConnectorError, UsageError, VexError
+from ..errors import ConnectorError, VexError
 from .._vector_text import VectorTexts, vector_texts_of
 from ..record import MemoryRecord, SparseVector, Vector
 from .checkpoint import SeenIds
-from .read_ahead import read_ahead, usable_cpus
+from . import reader_start
+from .read_ahead import read_ahead
+from .reader_start import read_ahead_mode, usable_cpus
 
 __all__ = ["MIN_RECORDS", "ColumnarPage", "DigestedPage", "digests_of", "id_keys_of", "read_ahead_mode",
            "read_in_process", "read_tables_here", "reading_mode", "takes_tables"]
@@ -63,17 +64,6 @@ _COLLECT_EVERY = 100_000
 """The child's first-generation collection threshold (Python's is 700): a page makes tens of
 thousands of containers that all live until it is sent, and collecting them every 700
 allocations cost a third of the child's time; cycles are still collected."""
-_MODES = ("auto", "process", "thread", "off")
-
-
-def read_ahead_mode() -> str:
-    """``VEX_READ_AHEAD``: ``auto`` (the default), ``process``, ``thread`` or ``off``."""
-    mode = os.environ.get("VEX_READ_AHEAD", "auto").strip().lower() or "auto"
-    if mode not in _MODES:
-        raise UsageError(f"VEX_READ_AHEAD is {mode!r}; it must be one of {', '.join(_MODES)}")
-    return mode
-
-
 def reading_mode(source: Connector, count: int | None) -> Literal["process", "thread", "main"]:
     """How the engine reads ``source`` (which says it holds ``count`` records): in a child
     process, on a second thread, or on the main thread."""
@@ -111,10 +101,11 @@ def read_in_process(source: Connector, *, batch_size: int, after: str | None = N
     vectors were read from, where the source kept it (``vector_texts``, _vector_text.py)."""
     job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after, "parent": os.getpid(),
                         "tables": tables, "vector_text": vector_text})
-    with tempfile.TemporaryFile() as child_stderr:
-        child = subprocess.Popen([sys.executable, "-m", "vexchange.engine.read_process"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=child_stderr,
-                                 env=_child_env())
+    early = reader_start.take()  # one the CLI started before its imports, else one started now
+    with early.stderr if early is not None else tempfile.TemporaryFile() as child_stderr:
+        child = early.process if early is not None else subprocess.Popen(
+            reader_start.child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=child_stderr, env=reader_start.child_env())
         assert child.stdin is not None and child.stdout is not None
         finished = False
         try:
@@ -170,14 +161,6 @@ def _read_frame(stream: IO[bytes]) -> tuple[bytes, bytes]:
 def _tail(stderr: bytes) -> str:
     lines = stderr.decode("utf-8", "replace").strip().splitlines()
     return lines[-1] if lines else "no message"
-
-
-def _child_env() -> dict[str, str]:
-    """The child imports this very vexchange, even when it is not installed (a source tree)."""
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def _pickled_error(err: BaseException) -> bytes:
