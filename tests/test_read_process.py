@@ -168,3 +168,28 @@ def test_a_wrong_read_ahead_setting_is_a_clear_cli_error(
     err = capsys.readouterr().err
     assert "VEX_READ_AHEAD is 'fast'" in err and "Traceback" not in err
     assert not (tmp_path / "o.vmig.jsonl").exists()
+
+
+def test_a_page_whose_digests_the_child_left_gets_them_here(tmp_path: Path) -> None:
+    """The child leaves a page's digests to the engine when the engine was already waiting
+    for its last page (``_Pace``); the engine then takes the same digests itself."""
+    from vexchange._canonical import record_digest
+    from vexchange.connectors._base import Page
+
+    pace = read_process._Pace()
+    assert pace.digests_here
+    pace.wrote(0.0005)  # the engine took the page at once: it waits for this process
+    assert not pace.digests_here
+    pace.wrote(0.05)  # the engine was busy with the page before
+    assert pace.digests_here
+    from vexchange.record import MemoryRecord, Vector
+
+    records = [MemoryRecord(id=str(i), text=f"t{i}", namespace="a", metadata={"n": i, "x": 0.5},
+                            vectors={"": Vector.from_values([float(i), 1.0, -2.5])}) for i in range(20)]
+    for here in (True, False):
+        kind, body = read_process._encode_page(Page(list(records), "7"), digests_here=here)
+        assert kind == read_process._RECORDS
+        page = read_process._decode_page(kind, body)
+        assert page.items == records and page.cursor == "7"
+        assert read_process.digests_of(page) == [record_digest(r) for r in records]
+        assert read_process.id_keys_of(page) is not None

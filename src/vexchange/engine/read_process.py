@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Generator
 from typing import IO, Any, Literal
 
@@ -177,14 +178,20 @@ class DigestedPage(Page):
     (``digests_of``, ``id_keys_of``); any other page's it takes itself. ``vector_texts``, when
     set: the JSON text of its vectors that the source kept (_vector_text.py)."""
 
-    digests: list[bytes]
+    digests: list[bytes] | None  # None: the child left them to the engine (``_Pace``)
     keys: list[bytes]
     vector_texts: VectorTexts
 
 
 def digests_of(page: Page) -> list[bytes] | None:
-    """The digests the reading child took of ``page``'s records, or None."""
-    return page.digests if isinstance(page, DigestedPage) else None
+    """The digests of ``page``'s records, in item order: the reading child's, or taken here
+    for a page of the child's whose digests it left to this process (``_Pace``); None for
+    any other page."""
+    if not isinstance(page, DigestedPage):
+        return None
+    if page.digests is None:
+        page.digests = [record_digest(record) for record in page.items]  # type: ignore[arg-type]
+    return page.digests
 
 
 def id_keys_of(page: Page) -> list[bytes] | None:
@@ -198,6 +205,7 @@ class ColumnarPage(DigestedPage):
     empty. The engine gives the table to a writer that takes it as it is
     (``Writer.takes_table``); any other use takes ``with_records`` first."""
 
+    digests: list[bytes]  # a table's always come with it
     table: Any
     vectors: dict[str, str]
     namespaces: list[str | None]
@@ -224,7 +232,7 @@ class _Codec:
 
         self.encoder = msgspec.msgpack.Encoder()
         self.decoder = msgspec.msgpack.Decoder(
-            tuple[list[MemoryRecord], str | None, list[bytes], list[bytes], _RecordTexts | None])
+            tuple[list[MemoryRecord], str | None, list[bytes] | None, list[bytes], _RecordTexts | None])
         self.table_head = msgspec.msgpack.Decoder(
             tuple[str | None, list[bytes], list[bytes], list[str | None], dict[str, str]])
         self.errors: tuple[type[BaseException], ...] = (msgspec.MsgspecError, TypeError, ValueError,
@@ -315,16 +323,18 @@ def _texts_of_records(records: list[MemoryRecord], texts: _RecordTexts) -> Vecto
     return out
 
 
-def _encode_page(page: Page, vector_text: bool = False) -> tuple[bytes, bytes]:
+def _encode_page(page: Page, vector_text: bool = False, digests_here: bool = True) -> tuple[bytes, bytes]:
     """The frame kind and body of a page: msgpack when it holds only records that come back
     from it equal (surely by their types, :func:`_plain`, else by decoding it here and
     comparing), else a pickle. ``vector_text``: with the JSON text of the vectors the
-    source kept it of (``vector_texts``), for a msgpack page."""
+    source kept it of (``vector_texts``), for a msgpack page. ``digests_here``: with the
+    records' digests (else the engine takes them, ``digests_of``)."""
     items = page.items
     if items and all(type(item) is MemoryRecord for item in items):
         codec = _Codec.get()
         try:
-            digests = [record_digest(record) for record in items]  # type: ignore[arg-type]
+            digests = ([record_digest(record) for record in items]  # type: ignore[arg-type]
+                       if digests_here else None)
             key = SeenIds.key
             keys = [key(record.namespace, record.id) for record in items]  # type: ignore[arg-type]
             texts = _texts_by_record(items, vector_texts_of(page)) if vector_text else None  # type: ignore[arg-type]
@@ -415,13 +425,16 @@ def _child_main() -> None:
             source: Connector = job["source"]
             try:
                 as_tables = bool(job.get("tables")) and takes_tables(source)
+                pace = _Pace()
                 frames = _frames(source.read_tables if as_tables else source.read,
                                  batch_size=job["batch_size"], after=job["after"],
-                                 vector_text=bool(job.get("vector_text")))
+                                 vector_text=bool(job.get("vector_text")), pace=pace)
                 # tables: the next page is read and digested on a thread while this one waits
                 # for the engine to take it (the pipe's write lets the interpreter lock go)
                 for kind, body in (read_ahead(frames) if as_tables else frames):
+                    started = time.monotonic()
                     _write_frame(out, kind, body)
+                    pace.wrote(time.monotonic() - started)
             finally:
                 source.close()
             _write_frame(out, _DONE, b"")
@@ -434,10 +447,34 @@ def _child_main() -> None:
         os._exit(0)
 
 
-def _frames(read: Any, *, batch_size: int, after: str | None,
-            vector_text: bool = False) -> Generator[tuple[bytes, Any], None, None]:
+class _Pace:
+    """Which process takes the digests of the next page of records (the costliest per-record
+    step of a run, about 3.4 µs a record): this child, unless writing its last page kept it
+    waiting less than ``_WAITED_S``. A page's write waits for the engine to take the page, so
+    a short wait says the engine was already waiting for it: the child is the slower of the
+    two (a ``.vmig.jsonl`` into VEKTOR), and the engine takes the digests. A long wait says
+    the engine is the slower (a store client that holds the interpreter lock while it
+    writes), and the child keeps them. The digests are the same either way."""
+
+    def __init__(self) -> None:
+        self.digests_here = True
+
+    def wrote(self, seconds: float) -> None:
+        self.digests_here = seconds >= _WAITED_S
+
+
+_WAITED_S = 0.004
+"""About a fifth of the engine's time for a page of 500 records into VEKTOR; a page of about
+1 MB goes through the pipe in one or two milliseconds when the engine reads it at once."""
+
+
+def _frames(read: Any, *, batch_size: int, after: str | None, vector_text: bool = False,
+            pace: _Pace | None = None) -> Generator[tuple[bytes, Any], None, None]:
     for page in read(batch_size=batch_size, after=after):
-        yield _encode_table_page(page) if isinstance(page, TablePage) else _encode_page(page, vector_text)
+        if isinstance(page, TablePage):
+            yield _encode_table_page(page)
+        else:
+            yield _encode_page(page, vector_text, pace is None or pace.digests_here)
 
 
 def _write_frame(out: IO[bytes], kind: bytes, body: bytes | list[Any]) -> None:
