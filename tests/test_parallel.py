@@ -4,6 +4,7 @@ one-worker run of the same source (digests, counts, and for a .vmig.jsonl target
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,23 @@ def test_four_workers_import_into_a_file_store(tmp_path: Path) -> None:
     assert four.counts == one.counts and four.namespaces == one.namespaces
     with sqlite3.connect(tmp_path / "four.db") as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM memories").fetchone() == (3000, 3000)
+
+
+def test_a_replay_reads_the_parts_in_a_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             children: list[subprocess.Popen[bytes]]) -> None:
+    """The parts replayed through a cartridge's one writer are read and decoded by a reading
+    child (as a large file source is), so that writer does not parse them too."""
+    from vexchange.engine import read_process
+
+    build(tmp_path / "m.db", n=2000, dims=8)
+    vexchange.migrate(f"vektor:{tmp_path / 'm.db'}", tmp_path / "src.vmig.jsonl")
+    one = vexchange.migrate(tmp_path / "src.vmig.jsonl", f"cartridge:{tmp_path / 'one.cartridge'}")
+    monkeypatch.setenv("VEX_READ_AHEAD", "process")
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
+    two = vexchange.migrate(tmp_path / "src.vmig.jsonl", f"cartridge:{tmp_path / 'two.cartridge'}",
+                            workers=2)
+    assert len(children) == 1 and children[0].returncode == 0  # the replay's: the workers are apart
+    assert two.counts == one.counts and two.namespaces == one.namespaces
 
 
 def _records(connector: object, shards: list[Shard]) -> list[object]:

@@ -246,6 +246,11 @@ class Connector(ABC):
     """The secret a store without users takes (``api_key``, ``token``): named in the refusal of
     a URL's userinfo, so the user knows how to pass it instead."""
 
+    child_rebuilds: ClassVar[bool] = False
+    """A connector the engine itself makes (the parts of a parallel run) that a reading child
+    rebuilds exactly by unpickling it, though no URL scheme names it; a registered connector
+    needs nothing here (engine/read_process.py, ``reading_mode``)."""
+
     read_checks: ClassVar[tuple[str, ...]] = ()
     """What ``read`` checks as it goes, by name ("sidecar checksum", "footer", ...); () for
     a store whose format records nothing to check against. The engine calls

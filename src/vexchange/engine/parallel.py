@@ -316,17 +316,22 @@ class _TalliedPart(VmigPartWriter):
 
 class PartsSource(Connector):
     """The parts of a replayed run, in shard order, as one source; the cursor is
-    ``<part>:<vmig cursor>``."""
+    ``<part>:<vmig cursor>``. Read like the ``.vmig.jsonl`` files they are: in a reading child
+    from ``read_process.MIN_RECORDS`` records, so the one writer is not also the one parser."""
 
     name = "parts"
-    capabilities = Capabilities(read=True, write=False)
+    capabilities = Capabilities(read=True, write=False, read_ahead=True, read_in_process=True)
+    child_rebuilds = True
 
-    def __init__(self, parts: list[Path], folder: Path) -> None:
+    def __init__(self, parts: list[Path], folder: Path, records: int | None = None) -> None:
         super().__init__(StoreSpec("parts", str(folder)))
-        self.parts, self.folder = parts, folder
+        self.parts, self.folder, self.records = parts, folder, records
 
     def describe(self) -> dict[str, Any]:
         return {"connector": "parts", "location": str(self.folder)}
+
+    def count(self) -> int | None:
+        return self.records
 
     def read(self, *, batch_size: int, after: str | None = None) -> Iterator[Page]:
         part, _, inner = (after or "0:").partition(":")
@@ -625,13 +630,15 @@ class Coordinator:
             from .run import run
 
             parts, _ = self.repeats.drop_later(self.folder, parts, None)
+            records = sum(self.results[s.index]["tally"]["count"] for s in self.plan) - sum(
+                1 for r in self.repeats.items if r.reason is None)
             files = ShardFiles(self.folder, -1)
             joined = files.receipt.with_name("join.receipt.json")
             options = dataclasses.replace(
                 self.options, namespaces=None, since=None, until=None, limit=None, verify=False,
                 verify_first=False, workers=1,
                 resume=joined.with_name(joined.name + ".checkpoint").exists())
-            self.joined = run(PartsSource(parts, self.folder), self.target, operation=self.operation,
+            self.joined = run(PartsSource(parts, self.folder, records), self.target, operation=self.operation,
                               options=options, receipt_path=joined,
                               rejects_path=joined.with_name("join.rejects.jsonl"), retry=self.retry)
 

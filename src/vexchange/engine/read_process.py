@@ -87,6 +87,8 @@ def _can_run_in_child(source: Connector) -> bool:
         return False
     if not (sys.executable and os.path.exists(sys.executable)):  # an embedded interpreter
         return False
+    if type(source).child_rebuilds:
+        return True
     try:
         return _registry.get(source.spec.scheme) is type(source)
     except VexError:  # not a registered name: read in this process
