@@ -121,3 +121,20 @@ def test_vex_import_stops_the_child_it_did_not_take(tmp_path: Path, early: Any,
 ])
 def test_the_local_path_of_a_location(given: str, path: str) -> None:
     assert reader_start._local_path(given) == path
+
+
+def test_the_library_starts_the_child_before_it_opens_the_stores(
+        tmp_path: Path, early: Any, monkeypatch: pytest.MonkeyPatch,
+        children: list[subprocess.Popen[bytes]]) -> None:
+    """``vexchange.migrate`` (and so ``export`` and ``import_``) starts it too, before the
+    stores' clients import: the engine takes it, or it is stopped when the call returns."""
+    from vexchange import import_, migrate
+
+    source = _file(tmp_path, 80)
+    migrate(source, tmp_path / "small.vmig.jsonl")  # below MIN_RECORDS: read in this process
+    assert len(children) == 1 and children[0].poll() is not None and early.take() is None
+    monkeypatch.setattr(read_process, "MIN_RECORDS", 1)
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
+    import_(source, f"vmig://{tmp_path / 'large.vmig.jsonl'}")
+    assert len(children) == 2 and children[1].returncode == 0
+    assert read_all(str(tmp_path / "large.vmig.jsonl")) == read_all(str(source))

@@ -14,6 +14,7 @@ from . import signing
 from .connectors import _registry
 from .connectors._registry import Location, open_store
 from .connectors._base import Connector
+from .engine import reader_start
 from .engine.progress import Progress
 from .engine.receipt import Receipt
 from .engine.options import (DimsPolicy, Metric, NoOtherOptions, Reembed, RunOptions, Workers,
@@ -85,21 +86,26 @@ def migrate(
     is finished (``IntegrityError``). ``verify_first=True`` checks before anything is written;
     ``verify=False`` reads without the checks (recorded in the receipt's options).
     """
-    src = open_store(source, secrets=source_secrets)
-    dst = open_store(target, secrets=target_secrets)
-    # every run option, by its name: the parameters written out and any field only RunOptions has
-    options = RunOptions.from_arguments({**locals(), **more_options})
-    # a key or a target that cannot be signed fails here, before anything is read or written
-    signing_plan = signing.plan_signing(dst.run_files_base(), sign) if sign is not None else None
-    base = _run_base(dst, options.namespaces)
-    receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")
-    rejects_path = Path(rejects) if rejects else base.with_name(base.name + ".rejects.jsonl")
+    # a large file source's reading child imports while the stores' clients do (reader_start.py)
+    reader_start.start_early(source, workers=workers, incremental=incremental)
     try:
-        result = run(src, dst, operation=operation, options=options, receipt_path=receipt_path,
-                     rejects_path=rejects_path, progress=progress)
+        src = open_store(source, secrets=source_secrets)
+        dst = open_store(target, secrets=target_secrets)
+        # every run option, by its name: the parameters written out and any field only RunOptions has
+        options = RunOptions.from_arguments({**locals(), **more_options})
+        # a key or a target that cannot be signed fails here, before anything is read or written
+        signing_plan = signing.plan_signing(dst.run_files_base(), sign) if sign is not None else None
+        base = _run_base(dst, options.namespaces)
+        receipt_path = Path(receipt) if receipt else base.with_name(base.name + ".receipt.json")
+        rejects_path = Path(rejects) if rejects else base.with_name(base.name + ".rejects.jsonl")
+        try:
+            result = run(src, dst, operation=operation, options=options, receipt_path=receipt_path,
+                         rejects_path=rejects_path, progress=progress)
+        finally:
+            src.close()
+            dst.close()
     finally:
-        src.close()
-        dst.close()
+        reader_start.discard()  # one the engine did not take
     if not dry_run:
         if signing_plan is not None:
             _sign_written(signing_plan)

@@ -4,11 +4,12 @@ Why: ``vex import`` spends about 0.2 s importing (click, numpy, the engine, the 
 before the engine decides to read in a child, and the child then spends about 0.15 s importing
 the same before it sends its first page, while this process waits. Those two start-ups one
 after the other are a tenth of a 50k-record import into VEKTOR. A child started first
-(``start_early``, by the CLI's run commands) imports beside this process and then waits for
-its job on stdin (``read_process._child_main`` reads the job only after its own imports), so
-the engine hands it the job when it gets there (``take``). A child the engine does not take
-(it reads in this process after all, or in worker processes) is stopped when the command ends
-(``discard``): it has read nothing.
+(``start_early``: by the CLI's run commands as their first step, and by ``vexchange.migrate``
+before it opens the stores, whose clients may take a second to import, as LanceDB's does)
+imports beside this process and then waits for its job on stdin (``read_process._child_main``
+reads the job only after its own imports), so the engine hands it the job when it gets there
+(``take``). A child the engine does not take (it reads in this process after all, or in worker
+processes) is stopped when the command or the call ends (``discard``): it has read nothing.
 
 This module imports only the standard library: it runs before anything heavy is loaded.
 """
@@ -99,6 +100,8 @@ def start_early(source: Any, *, workers: Any = None, incremental: bool = False) 
 
 
 def _local_path(source: Any) -> str | None:
+    if isinstance(source, os.PathLike):
+        return str(os.fspath(source))
     path = getattr(source, "path", None)
     if path is not None:
         return str(path)
