@@ -268,3 +268,36 @@ def test_parallel_import_builds_the_index_once_loaded(store_servers: Any, tmp_pa
         comment = conn.execute("SELECT obj_description(%s::regclass, 'pg_class')", (table,)).fetchone()
     assert comment is not None and '"pending_indexes":[]' in comment[0]
     assert len(read_all(url)) == len(records)
+
+
+def test_the_coordinators_share_of_the_lock_is_retried_when_the_store_blinks(
+        store_servers: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taking the coordinator's share (``parallel_writes``) meets a transient error once, as
+    a connection to a store that restarts would: it is retried like a write, and the run
+    completes with the index built once."""
+    from vexchange import migrate
+    from vexchange.connectors.pgvector import PgvectorConnector
+    from vexchange.errors import TransientError
+    from vexchange.testing.conformance import read_all, write_vmig
+    from vexchange.testing.records import sample_records
+
+    real = PgvectorConnector.parallel_writes
+    tries = {"n": 0}
+
+    def blinking(self: PgvectorConnector) -> Any:
+        tries["n"] += 1
+        if tries["n"] == 1:
+            raise TransientError("connection refused", connector="pgvector", retry_after=0.0)
+        return real(self)
+
+    monkeypatch.setattr(PgvectorConnector, "parallel_writes", blinking)
+    monkeypatch.setattr("vexchange.retry.time.sleep", lambda s: None)
+    server = store_servers["postgres"]
+    table = f"blink_{uuid.uuid4().hex[:8]}"
+    url = f"pgvector://{server.host}:{server.port}/postgres?table={table}&user=postgres"
+    records = list(sample_records(600, dims=16, null_vectors=False, seed=5))[10:]
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="cosine")
+    receipt = migrate(source, url, receipt=tmp_path / "r.json", workers=2)
+    assert tries["n"] == 2 and receipt.counts.written == len(records)
+    assert len(_hnsw_indexes(server, table)) == 1
+    assert len(read_all(url)) == len(records)

@@ -543,7 +543,9 @@ class Coordinator:
                 self.source.verify_reads = True
                 checked = check_source(self.source, self.mode)
             self.progress.start(self.source.count())
-            with self.target.parallel_writes() if self.mode == "direct" else contextlib.nullcontext():
+            with contextlib.ExitStack() as held:
+                if self.mode == "direct":  # a store down for a moment is retried, as a write is
+                    self.retry.call(lambda: held.enter_context(self.target.parallel_writes()))
                 executor.run(self)
                 if checked is not None:
                     checked.result()
