@@ -248,20 +248,29 @@ def test_a_writer_done_before_its_peers_start_leaves_the_indexes_to_the_coordina
             store.close()
 
 
+def _parallel_import(store_servers: Any, tmp_path: Any, prefix: str, n: int, dims: int, seed: int,
+                     workers: int) -> tuple[Any, str, str, list[Any], Any]:
+    """A parallel import of sample records into a new table: the server, the table, its URL,
+    the records and the receipt."""
+    from vexchange import migrate
+    from vexchange.testing.conformance import write_vmig
+    from vexchange.testing.records import sample_records
+
+    server = store_servers["postgres"]
+    table = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = f"pgvector://{server.host}:{server.port}/postgres?table={table}&user=postgres"
+    records = list(sample_records(n, dims=dims, null_vectors=False, seed=seed))[10:]
+    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="cosine")
+    return server, table, url, records, migrate(source, url, receipt=tmp_path / "r.json", workers=workers)
+
+
 def test_parallel_import_builds_the_index_once_loaded(store_servers: Any, tmp_path: Any) -> None:
     """Four workers write one table; the index exists at the end, none is left pending."""
     import psycopg
 
-    from vexchange import migrate
-    from vexchange.testing.conformance import read_all, write_vmig
-    from vexchange.testing.records import sample_records
+    from vexchange.testing.conformance import read_all
 
-    server = store_servers["postgres"]
-    table = f"par_{uuid.uuid4().hex[:8]}"
-    url = f"pgvector://{server.host}:{server.port}/postgres?table={table}&user=postgres"
-    records = list(sample_records(1200, dims=64, null_vectors=False, seed=3))[10:]
-    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="cosine")
-    receipt = migrate(source, url, receipt=tmp_path / "r.json", workers=4)
+    server, table, url, records, receipt = _parallel_import(store_servers, tmp_path, "par", 1200, 64, 3, 4)
     assert receipt.counts.written == len(records)
     assert len(_hnsw_indexes(server, table)) == 1
     with psycopg.connect(host=server.host, port=server.port, user="postgres", dbname="postgres") as conn:
@@ -275,11 +284,9 @@ def test_the_coordinators_share_of_the_lock_is_retried_when_the_store_blinks(
     """Taking the coordinator's share (``parallel_writes``) meets a transient error once, as
     a connection to a store that restarts would: it is retried like a write, and the run
     completes with the index built once."""
-    from vexchange import migrate
     from vexchange.connectors.pgvector import PgvectorConnector
     from vexchange.errors import TransientError
-    from vexchange.testing.conformance import read_all, write_vmig
-    from vexchange.testing.records import sample_records
+    from vexchange.testing.conformance import read_all
 
     real = PgvectorConnector.parallel_writes
     tries = {"n": 0}
@@ -292,12 +299,7 @@ def test_the_coordinators_share_of_the_lock_is_retried_when_the_store_blinks(
 
     monkeypatch.setattr(PgvectorConnector, "parallel_writes", blinking)
     monkeypatch.setattr("vexchange.retry.time.sleep", lambda s: None)
-    server = store_servers["postgres"]
-    table = f"blink_{uuid.uuid4().hex[:8]}"
-    url = f"pgvector://{server.host}:{server.port}/postgres?table={table}&user=postgres"
-    records = list(sample_records(600, dims=16, null_vectors=False, seed=5))[10:]
-    source = write_vmig(tmp_path / "s.vmig.jsonl", records, metric="cosine")
-    receipt = migrate(source, url, receipt=tmp_path / "r.json", workers=2)
+    server, table, url, records, receipt = _parallel_import(store_servers, tmp_path, "blink", 600, 16, 5, 2)
     assert tries["n"] == 2 and receipt.counts.written == len(records)
     assert len(_hnsw_indexes(server, table)) == 1
     assert len(read_all(url)) == len(records)
