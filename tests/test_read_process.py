@@ -3,10 +3,12 @@ and the rules for when the engine uses it."""
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -14,6 +16,8 @@ from vexchange import VexError, migrate, open_store
 from vexchange.engine import read_process
 from vexchange.engine.read_process import read_in_process, reading_mode
 from vexchange.errors import ConnectorError, IntegrityError, TransientError
+from vexchange.connectors.vmig import VmigConnector
+from vexchange.spec import StoreSpec
 from vexchange.testing.conformance import read_all, write_vmig
 from vexchange.testing.records import sample_records
 
@@ -171,17 +175,11 @@ def test_a_wrong_read_ahead_setting_is_a_clear_cli_error(
 
 
 def test_a_page_whose_digests_the_child_left_gets_them_here(tmp_path: Path) -> None:
-    """The child leaves a page's digests to the engine when the engine was already waiting
-    for its last page (``_Pace``); the engine then takes the same digests itself."""
+    """The child leaves a page's digests to the engine when the engine had taken every frame
+    before it (``_Pace``, ``_Outbox.put``); the engine then takes the same digests itself."""
     from vexchange._canonical import record_digest
     from vexchange.connectors._base import Page
 
-    pace = read_process._Pace()
-    assert pace.digests_here
-    pace.wrote(0.0005)  # the engine took the page at once: it waits for this process
-    assert not pace.digests_here
-    pace.wrote(0.05)  # the engine was busy with the page before
-    assert pace.digests_here
     from vexchange.record import MemoryRecord, Vector
 
     records = [MemoryRecord(id=str(i), text=f"t{i}", namespace="a", metadata={"n": i, "x": 0.5},
@@ -193,3 +191,129 @@ def test_a_page_whose_digests_the_child_left_gets_them_here(tmp_path: Path) -> N
         assert page.items == records and page.cursor == "7"
         assert read_process.digests_of(page) == [record_digest(r) for r in records]
         assert read_process.id_keys_of(page) is not None
+
+
+def test_the_child_reads_ahead_up_to_its_budget_and_says_when_the_engine_is_behind() -> None:
+    """``_Outbox``: frames go out in order on a thread; ``put`` says whether an earlier frame was
+    still held (the engine behind: the child keeps the digests), and waits while the budget is
+    held, so the child is never more than that ahead, whatever the record count."""
+    import threading
+
+    read_end, write_end = os.pipe()
+    frame = b"x" * (300 << 10)  # more than the pipe holds: held until the engine reads it
+    with os.fdopen(read_end, "rb") as engine, os.fdopen(write_end, "wb") as out:
+        outbox = read_process._Outbox(out, budget=700 << 10)
+        assert outbox.put(read_process._RECORDS, frame) is False  # nothing was held before it
+        assert outbox.put(read_process._RECORDS, frame) is True  # the engine has not read the first
+        third = threading.Thread(target=outbox.put, args=(read_process._RECORDS, frame))
+        third.start()
+        third.join(0.5)
+        assert third.is_alive()  # 900 KiB would be held: it waits for the engine
+        received = []
+        for _ in range(3):
+            kind, body = read_process._read_frame(engine)
+            received.append((kind, len(body)))
+        third.join(5)
+        assert not third.is_alive()
+        outbox.put(read_process._DONE, b"")
+        outbox.close()
+        assert received == [(read_process._RECORDS, len(frame))] * 3
+        assert read_process._read_frame(engine) == (read_process._DONE, b"")
+
+
+class _SlowOpening(VmigConnector):
+    """A vmig target whose writer takes a while to open (as a store whose client imports for a
+    second), recording what the reading child had sent by then; ``writer_takes`` as given."""
+
+    opened_with_pages_waiting: ClassVar[list[bool]] = []
+
+    def open_writer(self, **kwargs: Any) -> Any:
+        started = [read for read in _StartedReads.made if read.child.returncode is None]
+        stdout = started[-1].child.stdout if started else None
+        waiting = stdout is not None and bool(select.select([stdout], [], [], 10)[0])
+        type(self).opened_with_pages_waiting.append(waiting)
+        return super().open_writer(**kwargs)
+
+
+class _StartedReads(read_process.StartedRead):
+    made: ClassVar[list[read_process.StartedRead]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        type(self).made.append(self)
+
+
+@pytest.fixture
+def started_reads(monkeypatch: pytest.MonkeyPatch) -> list[read_process.StartedRead]:
+    from vexchange.engine import run
+
+    monkeypatch.setenv("VEX_READ_AHEAD", "process")
+    monkeypatch.setattr(read_process, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(run, "StartedRead", _StartedReads)
+    monkeypatch.setattr(_StartedReads, "made", [])
+    monkeypatch.setattr(_SlowOpening, "opened_with_pages_waiting", [])
+    return _StartedReads.made
+
+
+@pytest.mark.parametrize("declared", [frozenset({"vector_text"}), frozenset()])
+def test_the_child_reads_while_the_writer_opens_and_a_wrong_declaration_reads_again(
+        tmp_path: Path, declared: frozenset[str], started_reads: list[read_process.StartedRead],
+        children: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run gives the reading child its job before it opens the target's writer, so pages
+    are waiting when the writer is open. A target that declares other than its writer takes
+    (``writer_takes``: the vmig writer writes vectors' texts again) has that read stopped and
+    the right one started: the same bytes either way, and every child ended."""
+    source = _source(tmp_path)
+    plain = migrate(source, tmp_path / "plain.vmig.jsonl", batch_size=10, allow_skips=True)
+    monkeypatch.setattr(_SlowOpening, "writer_takes", declared)
+    target = _SlowOpening(StoreSpec.parse(f"vmig:{tmp_path / 'slow.vmig.jsonl'}"))
+    slow = migrate(source, target, batch_size=10, allow_skips=True)
+    assert _SlowOpening.opened_with_pages_waiting == [True]
+    assert (tmp_path / "slow.vmig.jsonl").read_bytes() == (tmp_path / "plain.vmig.jsonl").read_bytes()
+    assert slow.counts == plain.counts
+    assert len(started_reads) == 2  # each run's before its writer opened
+    assert len(children) == (3 if declared != VmigConnector.writer_takes else 2)  # and a read again
+    assert all(child.returncode is not None for child in children)
+
+
+def test_a_writer_that_cannot_open_stops_the_child_already_reading(
+        tmp_path: Path, started_reads: list[read_process.StartedRead],
+        children: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Any, **kwargs: Any) -> Any:
+        raise TransientError("the store is not there yet")
+
+    monkeypatch.setattr(_SlowOpening, "open_writer", refuse)
+    target = _SlowOpening(StoreSpec.parse(f"vmig:{tmp_path / 'never.vmig.jsonl'}"))
+    with pytest.raises(VexError, match="nothing was written"):
+        migrate(_source(tmp_path), target, batch_size=10, allow_skips=True, retries=1)
+    assert len(started_reads) == 1 and started_reads[0].child.returncode is not None
+    assert children and all(child.returncode is not None for child in children)
+    assert not (tmp_path / "never.vmig.jsonl").exists()
+
+
+def test_every_connector_declares_what_its_writer_takes() -> None:
+    """``Connector.writer_takes`` against the writers of each builtin connector's module: a
+    writer that takes tables or writes vectors' texts again is declared by its connector."""
+    import importlib
+    import inspect
+
+    from vexchange.connectors import _registry
+    from vexchange.connectors._base import Writer
+
+    checked = 0
+    for name, entry in _registry._BUILTINS.items():
+        if _registry.missing_requirement(entry) is not None:
+            continue  # an extra this machine lacks: its module cannot be imported
+        connector = _registry.get(name)
+        checked += 1
+        module = importlib.import_module(connector.__module__)
+        writers = [cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                   if issubclass(cls, Writer) and cls.__module__ == module.__name__]
+        takes = set()
+        for writer in writers:
+            if writer.takes_table is not Writer.takes_table:
+                takes.add("tables")
+            if writer.write_with_texts is not Writer.write_with_texts:
+                takes.add("vector_text")
+        assert connector.writer_takes == takes, name
+    assert checked > 20

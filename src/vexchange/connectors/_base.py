@@ -235,6 +235,12 @@ class Connector(ABC):
     connector's: ``vex migrate memory.mg ...`` means ``mg:memory.mg``. The longest suffix that
     matches wins; a builtin's suffix beats a plugin's, and a plugin is imported to ask only when
     no builtin's matches. () for a store that is not one file (the default)."""
+    writer_takes: ClassVar[frozenset[str]] = frozenset()
+    """What this connector's writer takes besides records: ``"tables"`` (``Writer.takes_table``),
+    ``"vector_text"`` (``Writer.write_with_texts``). Declared so that a run can give its reading
+    child the job before the writer opens (a store's client may take a second to import: the
+    child reads meanwhile); the run checks the writer once it is open and, where it takes
+    other than declared, stops that read and starts the right one."""
     takes_path: ClassVar[bool] = False
     """The location is a file or directory path (``name:///abs/path`` or ``name:relative/path``),
     never a host: ``name://somewhere/x`` is refused rather than read as the host ``somewhere``."""

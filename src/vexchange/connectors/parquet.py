@@ -95,6 +95,7 @@ class ParquetConnector(AtFiles, Connector):
     name = "parquet"
     url_options = frozenset({"split", "rows_per_file", "row_group", "compression", "cdc"}) | OBJECT_OPTIONS
     suffixes = (".parquet",)
+    writer_takes = frozenset({"tables"})
     takes_path = True
     extra = "parquet"
     capabilities = Capabilities(read=True, write=True, named_vectors=True, fixed_dims=True,

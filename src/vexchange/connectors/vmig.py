@@ -45,6 +45,7 @@ class VmigConnector(AtPath, Connector):
     name = "vmig"
     url_options = frozenset()
     suffixes = (".vmig.jsonl", ".jsonl")
+    writer_takes = frozenset({"vector_text"})
     takes_path = True
     capabilities = Capabilities(read=True, write=True, named_vectors=True, read_ahead=True,
                                 read_in_process=True)

@@ -15,11 +15,13 @@ travels as msgpack (msgspec, typed as ``list[MemoryRecord]``: 2 µs a record eac
 back equal to what the connector made (a tuple, a NaN, an integer beyond 64 bits, a type
 msgpack does not keep: the page goes as a pickle), with the records' digests, which the child
 takes (``DigestedPage``: the engine's costliest per-record step, on the child's core). The
-pipe holds less than a page, so the child
-blocks once it is a page ahead: memory stays flat. Pages arrive in order with their cursors,
-so checkpoints, resume and counts are exactly as without it; an error is re-raised here with
-its type (a ``TransientError`` is still retried). The child ignores Ctrl-C: the engine stops
-it, by closing the pipe and killing it, whenever the run ends early. It only reads files.
+child reads ahead of the engine by at most ``_AHEAD_BYTES`` of frames (``_Outbox``), whatever
+the record count: memory stays flat. A run hands the child its job before it opens the target's
+writer (``StartedRead``), so the child reads while a store's client imports. Pages arrive in
+order with their cursors, so checkpoints, resume and counts are exactly as without it; an
+error is re-raised here with its type (a ``TransientError`` is still retried). The child
+ignores Ctrl-C: the engine stops it, by closing the pipe and killing it, whenever the run ends
+early. It only reads files.
 
 When (:func:`reading_mode`, the one place the engine decides how it reads): the process may
 use two or more CPUs, the source declares ``read_in_process``, is exactly the class its spec
@@ -31,6 +33,7 @@ and holds at least :data:`MIN_RECORDS` records by its count; starting the child 
 
 from __future__ import annotations
 
+import collections
 import gc
 import os
 import pickle
@@ -38,7 +41,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from collections.abc import Generator
 from typing import IO, Any, Literal
 
@@ -50,11 +53,10 @@ from .._vector_text import VectorTexts, vector_texts_of
 from ..record import MemoryRecord, SparseVector, Vector
 from .checkpoint import SeenIds
 from . import reader_start
-from .read_ahead import read_ahead
 from .reader_start import read_ahead_mode, usable_cpus
 
-__all__ = ["MIN_RECORDS", "ColumnarPage", "DigestedPage", "digests_of", "id_keys_of", "read_ahead_mode",
-           "read_in_process", "read_tables_here", "reading_mode", "takes_tables"]
+__all__ = ["MIN_RECORDS", "ColumnarPage", "DigestedPage", "StartedRead", "digests_of", "id_keys_of",
+           "read_ahead_mode", "read_in_process", "read_tables_here", "reading_mode", "takes_tables"]
 
 MIN_RECORDS = 50_000
 """Below this the child's start-up (about 0.3 s) costs more than the overlap gains."""
@@ -95,47 +97,80 @@ def _can_run_in_child(source: Connector) -> bool:
         return False
 
 
+class StartedRead:
+    """A reading child that has its job (``start_read``) and reads ahead of the engine, up to
+    ``_AHEAD_BYTES``, until ``read_in_process`` takes its pages or ``close`` stops it. A run
+    starts one before it opens the target's writer, whose client may take a second to import."""
+
+    def __init__(self, source: Connector, *, batch_size: int, after: str | None, tables: bool,
+                 vector_text: bool) -> None:
+        self.job = (batch_size, after, tables, vector_text)
+        """What the child reads: batch size, cursor, tables, vector texts (``read_in_process``'s)."""
+        job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after,
+                            "parent": os.getpid(), "tables": tables, "vector_text": vector_text})
+        early = reader_start.take()  # one the CLI started before its imports, else one started now
+        self.stderr: IO[bytes] = early.stderr if early is not None else tempfile.TemporaryFile()  # noqa: SIM115 - closed by close
+        try:
+            self.child = early.process if early is not None else subprocess.Popen(
+                reader_start.child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self.stderr, env=reader_start.child_env())
+        except BaseException:
+            self.stderr.close()
+            raise
+        assert self.child.stdin is not None and self.child.stdout is not None
+        try:
+            self.child.stdin.write(job)
+            self.child.stdin.close()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self, finished: bool = False) -> None:
+        """Stop the child (let it exit when it sent everything) and close its streams."""
+        assert self.child.stdout is not None
+        self.child.stdout.close()
+        try:
+            _stop(self.child, finished)
+        finally:
+            self.stderr.close()
+
+
 def read_in_process(source: Connector, *, batch_size: int, after: str | None = None,
-                    tables: bool = False, vector_text: bool = False) -> Generator[Page, None, None]:
+                    tables: bool = False, vector_text: bool = False,
+                    started: StartedRead | None = None) -> Generator[Page, None, None]:
     """``source.read(batch_size=..., after=...)``, decoded in a child process. ``tables``: the
     child reads ``source.read_tables`` where the source has it, and a ``TablePage`` arrives as
     a ``ColumnarPage``, whose records the caller makes only when it needs them
     (``ColumnarPage.with_records``). ``vector_text``: a page arrives with the JSON text its
-    vectors were read from, where the source kept it (``vector_texts``, _vector_text.py)."""
-    job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after, "parent": os.getpid(),
-                        "tables": tables, "vector_text": vector_text})
-    early = reader_start.take()  # one the CLI started before its imports, else one started now
-    with early.stderr if early is not None else tempfile.TemporaryFile() as child_stderr:
-        child = early.process if early is not None else subprocess.Popen(
-            reader_start.child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=child_stderr, env=reader_start.child_env())
-        assert child.stdin is not None and child.stdout is not None
-        finished = False
-        try:
-            child.stdin.write(job)
-            child.stdin.close()
-            while True:
-                kind, body = _read_frame(child.stdout)
-                if kind in (_RECORDS, _TABLE, _PAGE):
-                    page = _decode_page(kind, body)
-                    # nothing follows the last page (no cursor) but the end frame, and the engine
-                    # asks no more: the child is let exit, not killed
-                    finished = page.cursor is None
-                    yield page
-                elif kind == _DONE:
-                    finished = True
-                    return
-                elif kind == _ERROR:
-                    raise pickle.loads(body)
-                else:
-                    child_stderr.seek(0)
-                    raise ConnectorError(
-                        f"the process reading {source.describe().get('location', 'the source')}"
-                        f" stopped unexpectedly: {_tail(child_stderr.read())}",
-                        hint="set VEX_READ_AHEAD=thread to read in this process instead")
-        finally:
-            child.stdout.close()
-            _stop(child, finished)
+    vectors were read from, where the source kept it (``vector_texts``, _vector_text.py).
+    ``started``: the child already reading this very read (``StartedRead``), taken over here."""
+    read = started or StartedRead(source, batch_size=batch_size, after=after, tables=tables,
+                                  vector_text=vector_text)
+    stdout = read.child.stdout
+    assert stdout is not None
+    finished = False
+    try:
+        while True:
+            kind, body = _read_frame(stdout)
+            if kind in (_RECORDS, _TABLE, _PAGE):
+                page = _decode_page(kind, body)
+                # nothing follows the last page (no cursor) but the end frame, and the engine
+                # asks no more: the child is let exit, not killed
+                finished = page.cursor is None
+                yield page
+            elif kind == _DONE:
+                finished = True
+                return
+            elif kind == _ERROR:
+                raise pickle.loads(body)
+            else:
+                read.stderr.seek(0)
+                raise ConnectorError(
+                    f"the process reading {source.describe().get('location', 'the source')}"
+                    f" stopped unexpectedly: {_tail(read.stderr.read())}",
+                    hint="set VEX_READ_AHEAD=thread to read in this process instead")
+    finally:
+        read.close(finished)
 
 
 def _stop(child: subprocess.Popen[bytes], finished: bool) -> None:
@@ -417,11 +452,11 @@ def _decode_page(kind: bytes, body: bytes) -> Page:
 def _child_main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when reading stops
     gc.set_threshold(_COLLECT_EVERY, *gc.get_threshold()[1:])
-    out = sys.stdout.buffer
     job: dict[str, Any] = pickle.load(sys.stdin.buffer)
     from .parallel import die_with
 
     die_with(job["parent"])  # a reader left behind by a killed run would hold its source open
+    outbox = _Outbox(sys.stdout.buffer, _AHEAD_BYTES)
     try:
         try:
             source: Connector = job["source"]
@@ -431,43 +466,96 @@ def _child_main() -> None:
                 frames = _frames(source.read_tables if as_tables else source.read,
                                  batch_size=job["batch_size"], after=job["after"],
                                  vector_text=bool(job.get("vector_text")), pace=pace)
-                # tables: the next page is read and digested on a thread while this one waits
-                # for the engine to take it (the pipe's write lets the interpreter lock go)
-                for kind, body in (read_ahead(frames) if as_tables else frames):
-                    started = time.monotonic()
-                    _write_frame(out, kind, body)
-                    pace.wrote(time.monotonic() - started)
+                for kind, body in frames:
+                    pace.digests_here = outbox.put(kind, body)
             finally:
                 source.close()
-            _write_frame(out, _DONE, b"")
+            outbox.put(_DONE, b"")
         except BrokenPipeError:
             raise
         except BaseException as err:  # every failure goes to the parent
-            _write_frame(out, _ERROR, _pickled_error(err))
-        out.flush()
+            outbox.put(_ERROR, _pickled_error(err))
+        outbox.close()
     except BrokenPipeError:  # the parent stopped reading: nothing is left to do
         os._exit(0)
 
 
+_AHEAD_BYTES = 32 << 20
+"""How far ahead of the engine the child may read, in frame bytes (about 18,000 records of 384
+dimensions, what the child decodes in about a second): the engine opens the target's writer
+after it has sent the job (a store's client may take a second to import, LanceDB's does), and
+the child fills this meanwhile. A child that reads faster than the engine writes holds this
+much at most, whatever the record count."""
+
+
+class _Outbox:
+    """The child's frames, written to the engine by a thread, up to ``budget`` bytes of them
+    held here: the child reads on while the engine is busy elsewhere (opening the writer, a
+    slow write), and a frame the engine has not taken yet tells ``_Pace`` that it is the
+    slower of the two. The pipe's write lets the interpreter lock go, so the thread costs the
+    reading nothing. Frames go out in order; a broken pipe (the engine stopped reading) ends
+    the process, as it did when the main thread wrote."""
+
+    def __init__(self, out: IO[bytes], budget: int) -> None:
+        self._out, self._budget = out, budget
+        self._frames: collections.deque[tuple[bytes, bytes | list[Any], int] | None] = collections.deque()
+        self._held = 0  # bytes put and not yet written to the pipe in full
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._send, name="vex-child-out", daemon=True)
+        self._thread.start()
+
+    def put(self, kind: bytes, body: bytes | list[Any]) -> bool:
+        """Queue a frame (waiting while ``budget`` is held); whether the engine had yet to take
+        an earlier one, that is, whether it is behind this child."""
+        size = sum(len(memoryview(part)) for part in ([body] if isinstance(body, bytes) else body))
+        with self._ready:
+            behind = self._held > 0
+            while self._held and self._held + size > self._budget:
+                self._ready.wait()
+            self._frames.append((kind, body, size))
+            self._held += size
+            self._ready.notify_all()
+        return behind
+
+    def close(self) -> None:
+        """Every frame written and flushed, then the thread gone."""
+        with self._ready:
+            self._frames.append(None)
+            self._ready.notify_all()
+        self._thread.join()
+
+    def _send(self) -> None:
+        out = self._out
+        while True:
+            with self._ready:
+                while not self._frames:
+                    self._ready.wait()
+                frame = self._frames.popleft()
+            if frame is None:
+                out.flush()
+                return
+            kind, body, size = frame
+            try:
+                _write_frame(out, kind, body)
+                if not self._frames:
+                    out.flush()  # a small last page is not left in the buffer
+            except BrokenPipeError:  # the parent stopped reading: nothing is left to do
+                os._exit(0)
+            with self._ready:
+                self._held -= size
+                self._ready.notify_all()
+
+
 class _Pace:
     """Which process takes the digests of the next page of records (the costliest per-record
-    step of a run, about 3.4 µs a record): this child, unless writing its last page kept it
-    waiting less than ``_WAITED_S``. A page's write waits for the engine to take the page, so
-    a short wait says the engine was already waiting for it: the child is the slower of the
-    two (a ``.vmig.jsonl`` into VEKTOR), and the engine takes the digests. A long wait says
-    the engine is the slower (a store client that holds the interpreter lock while it
-    writes), and the child keeps them. The digests are the same either way."""
+    step of a run, about 3.4 µs a record): this child, unless the engine had taken every
+    frame before it when the last page was put out (``_Outbox.put``). A frame still held
+    says the engine is the slower of the two (a store client that holds the interpreter
+    lock while it writes, the writer still opening), and the child keeps the digests; none
+    held says the engine waits for this child (a ``.vmig.jsonl`` into VEKTOR), and the
+    engine takes them. The digests are the same either way."""
 
-    def __init__(self) -> None:
-        self.digests_here = True
-
-    def wrote(self, seconds: float) -> None:
-        self.digests_here = seconds >= _WAITED_S
-
-
-_WAITED_S = 0.004
-"""About a fifth of the engine's time for a page of 500 records into VEKTOR; a page of about
-1 MB goes through the pipe in one or two milliseconds when the engine reads it at once."""
+    digests_here = True
 
 
 def _frames(read: Any, *, batch_size: int, after: str | None, vector_text: bool = False,

@@ -41,8 +41,8 @@ from .checkpoint import Checkpoint, RejectsFile, SeenIds
 from .incremental import Incremental, refuse_unsupported
 from .progress import NoProgress, Progress
 from .read_ahead import read_ahead
-from .read_process import (ColumnarPage, digests_of, id_keys_of, read_in_process, read_tables_here,
-                           reading_mode, takes_tables)
+from .read_process import (ColumnarPage, StartedRead, digests_of, id_keys_of, read_in_process,
+                           read_tables_here, reading_mode, takes_tables)
 from .tables import table_vectors_fit
 from .options import RunOptions
 from .receipt import Counts, NamespaceDigests, Receipt, versions
@@ -118,6 +118,8 @@ class _Run:
     started: float
     started_at: str
     writer: Writer | None = None
+    early_read: StartedRead | None = None
+    """The reading child, given its job before the writer opened, until the loop takes it."""
     incremental: Incremental | None = None
     durable: dict[str, Any] | None = None
     """The last snapshot saved as the checkpoint, its output on the disk (``Writer.make_durable``)."""
@@ -140,6 +142,7 @@ class _Run:
         try:
             self.open()
         except BaseException:
+            self._drop_early_read()
             if self.incremental is not None:
                 self.incremental.close()
             raise
@@ -196,6 +199,7 @@ class _Run:
         self.started_at = format_timestamp(utc_now_ms())
         if self.options.verify_first:
             _verify_first(source, self.operation, self._refused)
+        self.early_read = self._start_read()  # the child reads while the writer opens
         self.writer = _open_writer(target, self.target_state, self.options, self.retry, self.operation,
                                    spaces)
         if rejects_at is not None:
@@ -220,10 +224,15 @@ class _Run:
         incremental = self.incremental
         batch_size = options.batch_size or DEFAULT_BATCH
         try:
+            tables = self._tables_wanted(_writer_takes_tables(writer))
+            vector_text = writes_vector_texts(writer)
+            early = self.early_read
+            if early is not None and early.job != (batch_size, state.cursor, tables, vector_text):
+                self._drop_early_read()  # the target declared other than its writer takes: read again
             pages = read_pages(self.source, batch_size, state.cursor, retry,
-                               in_process=self.reading == "process", tables=self._tables_wanted(writer),
-                               vector_text=writes_vector_texts(writer),
-                               changed=incremental.pages(self.source, batch_size) if incremental else None)
+                               in_process=self.reading == "process", tables=tables, vector_text=vector_text,
+                               changed=incremental.pages(self.source, batch_size) if incremental else None,
+                               started=self._take_early_read())
             if self.reading == "thread":
                 pages = read_ahead(pages)
             with closing(pages), _fewer_collections():  # a read-ahead thread stops here, whatever happened
@@ -269,11 +278,32 @@ class _Run:
                 incremental.acknowledged(batch, digests, refused)
         return limit_reached
 
-    def _tables_wanted(self, writer: Writer) -> bool:
+    def _start_read(self) -> StartedRead | None:
+        """The reading child, given its job before the target's writer opens (a store's client
+        may take a second to import) with what the target declares its writer takes
+        (``Connector.writer_takes``), from the checkpoint's cursor when resuming; None when the
+        run reads otherwise."""
+        if self.reading != "process" or self.incremental is not None:
+            return None
+        takes = type(self.target).writer_takes
+        return StartedRead(self.source, batch_size=self.options.batch_size or DEFAULT_BATCH,
+                           after=self.state.cursor, tables=self._tables_wanted("tables" in takes),
+                           vector_text="vector_text" in takes)
+
+    def _take_early_read(self) -> StartedRead | None:
+        early, self.early_read = self.early_read, None
+        return early
+
+    def _drop_early_read(self) -> None:
+        early = self._take_early_read()
+        if early is not None:
+            early.close()
+
+    def _tables_wanted(self, writer_takes_tables: bool) -> bool:
         """Whether pages may come as their tables (``ColumnarPage``): the writer takes tables,
         and the run changes, filters and stops at nothing record by record."""
         options = self.options
-        return (getattr(type(writer), "takes_table", Writer.takes_table) is not Writer.takes_table
+        return (writer_takes_tables
                 and takes_tables(self.source)
                 and self.transform is None
                 and self.incremental is None and options.limit is None and not options.namespaces
@@ -342,6 +372,7 @@ class _Run:
         """After a failure in the loop or the finish: abort the writer, write the failed (or
         interrupted) receipt, and give the error to raise, or None to raise ``err`` itself (a
         bug, whose traceback is for a report, or a usage error)."""
+        self._drop_early_read()  # a loop that failed before it took the read
         self._writer().abort()
         if self.incremental is not None:
             self.incremental.close()  # what the target acknowledged is kept
@@ -551,40 +582,71 @@ def _save(checkpoint: Checkpoint, snapshot: dict[str, Any], state: _State) -> No
     checkpoint.save(snapshot)
 
 
+def _writer_takes_tables(writer: Writer) -> bool:
+    # getattr: a wrapper that is not a Writer (a test's, a plugin's) writes records only
+    return getattr(type(writer), "takes_table", Writer.takes_table) is not Writer.takes_table
+
+
 def read_pages(source: Connector, batch_size: int, cursor: str | None, retry: RetryPolicy, *,
                in_process: bool = False, tables: bool = False, vector_text: bool = False,
                changed: Callable[[str | None], Iterator[Page]] | None = None,
-               ) -> Generator[Page, None, None]:
+               started: StartedRead | None = None) -> Generator[Page, None, None]:
     """Pages from the source; a transient read failure reopens the read at the last cursor.
     ``in_process``: decoded by a child process (read_process.py); ``tables``: a page may come
     as its table (``ColumnarPage``), from the child or read here; ``vector_text``: the child
     sends the JSON text vectors were read from too (``Writer.writes_vector_text``).
-    ``changed``: an incremental run's read of the changed records only, from a cursor."""
+    ``changed``: an incremental run's read of the changed records only, from a cursor.
+    ``started``: the reading child already given the first attempt's job (``StartedRead``),
+    stopped here if the read ends before it is taken."""
     failures = 0
-    while True:
-        pages: Iterator[Page] | None = None
-        try:
-            pages = (changed(cursor) if changed is not None
-                     else read_in_process(source, batch_size=batch_size, after=cursor, tables=tables,
-                                          vector_text=vector_text)
-                     if in_process
-                     else read_tables_here(source, batch_size=batch_size, after=cursor) if tables
-                     else source.read(batch_size=batch_size, after=cursor))
-            for page in pages:
-                failures = 0
-                yield page
-                cursor = page.cursor
-            return
-        except TransientError as err:
-            failures += 1
-            if failures >= retry.attempts:
-                raise
-            retry.note_retry()
-            retry.sleep(retry.delay(failures, err))
-        finally:
+    try:
+        while True:
+            pages: Iterator[Page] | None = None
+            try:
+                first, started = started, None
+                pages = (changed(cursor) if changed is not None
+                         else read_in_process(source, batch_size=batch_size, after=cursor, tables=tables,
+                                              vector_text=vector_text, started=first)
+                         if in_process
+                         else read_tables_here(source, batch_size=batch_size, after=cursor) if tables
+                         else source.read(batch_size=batch_size, after=cursor))
+                if first is not None:
+                    pages = _taking(pages, first)
+                for page in pages:
+                    failures = 0
+                    yield page
+                    cursor = page.cursor
+                return
+            except TransientError as err:
+                failures += 1
+                if failures >= retry.attempts:
+                    raise
+                retry.note_retry()
+                retry.sleep(retry.delay(failures, err))
+            finally:
+                close = getattr(pages, "close", None)
+                if close is not None:  # a child process or an open file stops here
+                    close()
+    finally:
+        if started is not None:  # closed before its first page was asked for
+            started.close()
+
+
+def _taking(pages: Iterator[Page], started: StartedRead) -> Generator[Page, None, None]:
+    """``pages`` (a ``read_in_process`` of ``started``), stopping ``started`` itself if the
+    read is closed before its first page, when ``read_in_process`` has not begun to own it."""
+    begun = False
+    try:
+        for page in pages:
+            begun = True
+            yield page
+        begun = True
+    finally:
+        if not begun:
             close = getattr(pages, "close", None)
-            if close is not None:  # a child process or an open file stops here
+            if close is not None:
                 close()
+            started.close()
 
 
 def _select(
