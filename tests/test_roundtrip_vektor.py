@@ -396,6 +396,49 @@ def test_a_batch_of_new_rows_writes_what_the_record_by_record_path_writes(
     assert back == {r.id: r for r in batch}
 
 
+def _tricky_mixed_ids() -> list[MemoryRecord]:
+    """The tricky corpus with string ids (``mem-…``, each given a fresh rowid) between
+    canonical integer ones (their own rowids, above the fresh keys' range)."""
+    return [r.replace(id=f"mem-{i:04d}", id_type="str") if i % 3 else r.replace(id=str(i + 1), id_type="int")
+            for i, r in enumerate(_tricky_int_ids())]
+
+
+@pytest.mark.parametrize("corpus", ["string ids", "integer ids", "an own rowid among the fresh keys"])
+def test_a_batch_of_new_string_ids_writes_what_the_record_by_record_path_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corpus: str) -> None:
+    """New string ids take fresh rowids a batch at once (``_fresh_keys``), the rows, side table
+    (with each id's mapping) and FTS index exactly as record by record; an import of the same
+    ids again, now mapped, goes record by record on both and still agrees. A batch with an own
+    rowid in the fresh keys' range is left to the record-by-record path."""
+    from vexchange.connectors._vektor_schema import SLIPSTREAM_DDL
+    from vexchange.connectors.vektor import VektorWriter
+
+    batch = _tricky_int_ids() if corpus == "integer ids" else _tricky_mixed_ids()
+    if corpus == "an own rowid among the fresh keys":
+        batch[0] = batch[0].replace(id=str(-(1 << 63) + 1), id_type="int")
+    fast, slow = tmp_path / "fast.db", tmp_path / "slow.db"
+    original = VektorWriter._fresh_keys
+    took: list[bool] = []
+
+    def recording(self: VektorWriter, b: list[MemoryRecord]) -> list[int] | None:
+        keys = original(self, b)
+        took.append(keys is not None)
+        return keys
+
+    for db, fresh_keys in ((fast, recording), (slow, lambda self, b: None)):
+        sqlite3.connect(db).executescript(SLIPSTREAM_DDL.replace("DEFAULT (strftime('%s','now'))", ""))
+        monkeypatch.setattr(VektorWriter, "_fresh_keys", fresh_keys)
+        _import(tmp_path, f"{db.stem}-1", batch, db)
+        _import(tmp_path, f"{db.stem}-2", batch, db)  # upserts of mapped ids
+    monkeypatch.setattr(VektorWriter, "_fresh_keys", original)
+    assert took == ([False, False] if corpus == "an own rowid among the fresh keys" else [True, False])
+    assert _all_tables(fast) == _all_tables(slow)
+    mapped = {r[1] for r in _table(fast, "vexchange_records") if r[1] is not None}
+    assert {r.id for r in batch if r.id_type == "str"} <= mapped
+    back = {r.id: r for r in records(_export(tmp_path, fast))}
+    assert back == {r.id: r for r in batch}
+
+
 def _export(tmp_path: Path, db: Path) -> Path:
     out = tmp_path / f"{db.stem}-back.vmig.jsonl"
     vexchange.export(f"vektor:{db}", out)

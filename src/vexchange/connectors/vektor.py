@@ -381,26 +381,34 @@ class VektorWriter(Writer):
         return rejects
 
     def _fresh_keys(self, batch: list[MemoryRecord]) -> list[int] | None:
-        """The rowids of a batch that ``_place`` would put, every one, in a new row of its own
-        (each id a canonical integer within int64, so its own rowid; no two the same; no
-        mapping of any of these ids in the side table; no row at any of these rowids), or None
-        for a batch that needs the record-by-record path. For such a batch no record's place
-        depends on another's, so placing them together is placing them one by one."""
+        """The rowids of a batch that ``_place`` would put, every one, in a new row of its own,
+        or None for a batch that needs the record-by-record path. A canonical integer id within
+        int64 is its own rowid; any other id (``mem-0001``) takes the next fresh key, as
+        ``_fresh_key`` gives them one after another. It holds when no id repeats, the side
+        table maps none of them, no row sits at any of these rowids, and, with fresh keys
+        among them, no own rowid falls in the fresh keys' range (one there could be taken by a
+        fresh key first, which only the record-by-record path sorts out). For such a batch no
+        record's place depends on another's, so placing them together is placing them one by
+        one."""
         if not self.layout.int_ids or not batch:
             return None
-        keys: list[int] = []
-        for record in batch:
-            key = _rowid_for(record.id)
-            if key is None:
-                return None
-            keys.append(key)
-        if len(set(keys)) != len(keys):
+        own = [_rowid_for(record.id) for record in batch]
+        ids = [record.id for record in batch]
+        if len(set(ids)) != len(ids):
             return None
+        named = own.count(None)
+        if named and any(key is not None and key < _FRESH_CEILING for key in own):
+            return None
+        first = self._fresh_key() if named else _INT64_MIN
+        if named and first + named > _FRESH_CEILING:
+            return None
+        fresh = iter(range(first, first + named))
+        keys = [next(fresh) if key is None else key for key in own]
         for start in range(0, len(keys), _IN_CHUNK):
             part = keys[start:start + _IN_CHUNK]
             marks = ", ".join("?" * len(part))
             if self.db.execute(f"SELECT 1 FROM {SIDE_TABLE} WHERE source_id IN ({marks}) LIMIT 1",
-                               [str(k) for k in part]).fetchone() is not None:
+                               ids[start:start + _IN_CHUNK]).fetchone() is not None:
                 return None
             if self.db.execute(f"SELECT 1 FROM memories WHERE id IN ({marks}) LIMIT 1",
                                part).fetchone() is not None:
@@ -429,15 +437,17 @@ class VektorWriter(Writer):
         with self.fts.batch_insert(db, keys):
             self._insert_rows(keys, rows, shaped)
         stored = self._read_back(keys)
-        entries: list[tuple[str, None, str, str]] = []
+        entries: list[tuple[str, str | None, str, str]] = []
         cleared: list[str] = []
         for record, key in zip(batch, keys, strict=True):
             values, derived = stored[key]
             overrides = overrides_for(record, derived)
-            if overrides:
-                entries.append((str(key), None, fingerprint(values), dumps_exact(overrides)))
+            row_key = str(key)
+            source_id = record.id if row_key != record.id else None  # a fresh key's id: mapped
+            if overrides or source_id:
+                entries.append((row_key, source_id, fingerprint(values), dumps_exact(overrides)))
             else:
-                cleared.append(str(key))
+                cleared.append(row_key)
         if entries:
             db.executemany(f"INSERT OR REPLACE INTO {SIDE_TABLE} (row_key, source_id, fingerprint,"
                            " overrides) VALUES (?, ?, ?, ?)", entries)
