@@ -317,3 +317,7 @@ def test_every_connector_declares_what_its_writer_takes() -> None:
                 takes.add("vector_text")
         assert connector.writer_takes == takes, name
     assert checked > 20
+    from vexchange.engine.parallel import PartTarget, _TalliedPart  # a parallel run's part
+
+    assert PartTarget.writer_takes == {"vector_text"}
+    assert _TalliedPart.write_with_texts is not Writer.write_with_texts

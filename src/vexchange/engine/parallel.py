@@ -281,6 +281,7 @@ class PartTarget(Connector):
 
     name = "part"
     capabilities = Capabilities(read=False, write=True, named_vectors=True)
+    writer_takes = VmigConnector.writer_takes  # its writer is a .vmig.jsonl one
 
     def __init__(self, real: Connector, files: ShardFiles, mode: str) -> None:
         super().__init__(real.spec)

@@ -104,6 +104,7 @@ class StartedRead:
 
     def __init__(self, source: Connector, *, batch_size: int, after: str | None, tables: bool,
                  vector_text: bool) -> None:
+        self.closed = False
         self.job = (batch_size, after, tables, vector_text)
         """What the child reads: batch size, cursor, tables, vector texts (``read_in_process``'s)."""
         job = pickle.dumps({"source": source, "batch_size": batch_size, "after": after,
@@ -126,7 +127,11 @@ class StartedRead:
             raise
 
     def close(self, finished: bool = False) -> None:
-        """Stop the child (let it exit when it sent everything) and close its streams."""
+        """Stop the child (let it exit when it sent everything) and close its streams; again
+        does nothing."""
+        if self.closed:
+            return
+        self.closed = True
         assert self.child.stdout is not None
         self.child.stdout.close()
         try:

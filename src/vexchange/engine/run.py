@@ -232,7 +232,7 @@ class _Run:
             pages = read_pages(self.source, batch_size, state.cursor, retry,
                                in_process=self.reading == "process", tables=tables, vector_text=vector_text,
                                changed=incremental.pages(self.source, batch_size) if incremental else None,
-                               started=self._take_early_read())
+                               started=self.early_read)  # stopped by ``stop`` if never taken
             if self.reading == "thread":
                 pages = read_ahead(pages)
             with closing(pages), _fewer_collections():  # a read-ahead thread stops here, whatever happened
@@ -290,12 +290,9 @@ class _Run:
                            after=self.state.cursor, tables=self._tables_wanted("tables" in takes),
                            vector_text="vector_text" in takes)
 
-    def _take_early_read(self) -> StartedRead | None:
-        early, self.early_read = self.early_read, None
-        return early
-
     def _drop_early_read(self) -> None:
-        early = self._take_early_read()
+        """Stop the early read (again, harmlessly, once ``read_in_process`` has stopped it)."""
+        early, self.early_read = self.early_read, None
         if early is not None:
             early.close()
 
@@ -596,57 +593,37 @@ def read_pages(source: Connector, batch_size: int, cursor: str | None, retry: Re
     as its table (``ColumnarPage``), from the child or read here; ``vector_text``: the child
     sends the JSON text vectors were read from too (``Writer.writes_vector_text``).
     ``changed``: an incremental run's read of the changed records only, from a cursor.
-    ``started``: the reading child already given the first attempt's job (``StartedRead``),
-    stopped here if the read ends before it is taken."""
+    ``started``: the reading child already given the first attempt's job (``StartedRead``);
+    ``read_in_process`` owns it from the first page asked for."""
     failures = 0
-    try:
-        while True:
-            pages: Iterator[Page] | None = None
-            try:
-                first, started = started, None
-                pages = (changed(cursor) if changed is not None
-                         else read_in_process(source, batch_size=batch_size, after=cursor, tables=tables,
-                                              vector_text=vector_text, started=first)
-                         if in_process
-                         else read_tables_here(source, batch_size=batch_size, after=cursor) if tables
-                         else source.read(batch_size=batch_size, after=cursor))
-                if first is not None:
-                    pages = _taking(pages, first)
-                for page in pages:
-                    failures = 0
-                    yield page
-                    cursor = page.cursor
-                return
-            except TransientError as err:
-                failures += 1
-                if failures >= retry.attempts:
-                    raise
-                retry.note_retry()
-                retry.sleep(retry.delay(failures, err))
-            finally:
-                close = getattr(pages, "close", None)
-                if close is not None:  # a child process or an open file stops here
-                    close()
-    finally:
-        if started is not None:  # closed before its first page was asked for
-            started.close()
-
-
-def _taking(pages: Iterator[Page], started: StartedRead) -> Generator[Page, None, None]:
-    """``pages`` (a ``read_in_process`` of ``started``), stopping ``started`` itself if the
-    read is closed before its first page, when ``read_in_process`` has not begun to own it."""
-    begun = False
-    try:
-        for page in pages:
-            begun = True
-            yield page
-        begun = True
-    finally:
-        if not begun:
+    while True:
+        pages: Iterator[Page] | None = None
+        try:
+            first, started = started, None
+            if first is not None and (changed is not None or not in_process):
+                first.close()  # not this read's: never the case for a run's own
+                first = None
+            pages = (changed(cursor) if changed is not None
+                     else read_in_process(source, batch_size=batch_size, after=cursor, tables=tables,
+                                          vector_text=vector_text, started=first)
+                     if in_process
+                     else read_tables_here(source, batch_size=batch_size, after=cursor) if tables
+                     else source.read(batch_size=batch_size, after=cursor))
+            for page in pages:
+                failures = 0
+                yield page
+                cursor = page.cursor
+            return
+        except TransientError as err:
+            failures += 1
+            if failures >= retry.attempts:
+                raise
+            retry.note_retry()
+            retry.sleep(retry.delay(failures, err))
+        finally:
             close = getattr(pages, "close", None)
-            if close is not None:
+            if close is not None:  # a child process or an open file stops here
                 close()
-            started.close()
 
 
 def _select(
