@@ -119,7 +119,8 @@ class _Run:
     started_at: str
     writer: Writer | None = None
     early_read: StartedRead | None = None
-    """The reading child, given its job before the writer opened, until the loop takes it."""
+    """The reading child, given its job before the writer opened; ``read_in_process`` stops it
+    once the loop has read from it, ``stop`` or a failed open when it never did."""
     incremental: Incremental | None = None
     durable: dict[str, Any] | None = None
     """The last snapshot saved as the checkpoint, its output on the disk (``Writer.make_durable``)."""
